@@ -1,1 +1,121 @@
-fn main() {}
+//! `ringgate`: the binary. Parses the command line and configuration, starts the shards, and
+//! waits for a stop signal. Everything on the request path lives in the `shards` crate.
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shards::snapshot::NodeState;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "An io_uring, thread-per-core LLM gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway node.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Number of shards (overrides `shards` in the config; 0 = one per core).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Do not pin shards to cores.
+        #[arg(long)]
+        no_pin: bool,
+        /// Listen address (overrides `listen` in the config).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig { config: PathBuf },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::CheckConfig { config } => {
+            let cfg = config::load(&config)?;
+            cfg.snapshot()?;
+            cfg.shard_plan()?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Serve {
+            config,
+            shards,
+            no_pin,
+            listen,
+        } => serve(&config, shards, no_pin, listen),
+    }
+}
+
+fn serve(
+    path: &std::path::Path,
+    shards: Option<usize>,
+    no_pin: bool,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
+    let mut cfg = config::load(path)?;
+    if let Some(n) = shards {
+        cfg.shards = n;
+    }
+    if no_pin {
+        cfg.pin_cores = false;
+    }
+    if let Some(addr) = listen {
+        cfg.listen = addr;
+    }
+    let snapshot = Arc::new(cfg.snapshot()?);
+    let plan = cfg.shard_plan()?;
+    // Block the stop signals before any shard thread exists so that only this thread,
+    // waiting in sigwait below, receives them.
+    let signals = stop_signals();
+    let node = Arc::new(NodeState::default());
+    let running =
+        shards::runtime::start(&plan, snapshot, node.clone()).context("starting shards")?;
+    node.set_ready(true);
+    tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
+    let signal = wait_for(&signals);
+    tracing::info!(signal, "stopping");
+    node.set_ready(false);
+    Ok(())
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a stack-allocated sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised sigset_t; sigwait writes the signal number into `sig`.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}

@@ -1,0 +1,186 @@
+//! The gateway's one error type. Each variant knows its HTTP status, its OpenAI error `type`
+//! and `code`, who caused it (client, upstream, the gateway itself) and whether another attempt
+//! could succeed; [`GatewayError::write_body`] renders it once, in OpenAI's error shape.
+//!
+//! Hot-path cost: none unless a request fails; rendering writes straight into the output buffer.
+
+use std::fmt::Write as _;
+
+/// Who caused an error: decides logging level today, retry policy later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    MalformedJson(String),
+    #[error("Invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("you must provide a model parameter")]
+    MissingModel,
+    #[error("The model `{0}` does not exist or is not configured on this gateway")]
+    ModelNotFound(String),
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("Request headers are larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("Request was not received in time")]
+    RequestTimeout,
+    #[error("Invalid URL ({method} {path})")]
+    UnknownRoute { method: String, path: String },
+    #[error("Method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("Could not connect to provider `{provider}`: {detail}")]
+    UpstreamConnect { provider: String, detail: String },
+    #[error("Provider `{provider}` closed or reset the connection: {detail}")]
+    UpstreamReset { provider: String, detail: String },
+    #[error("Provider `{provider}` did not answer in time ({phase})")]
+    UpstreamTimeout {
+        provider: String,
+        phase: &'static str,
+    },
+    #[error("Provider `{provider}` sent an invalid HTTP response: {detail}")]
+    UpstreamProtocol { provider: String, detail: String },
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MalformedJson(_) | Self::InvalidRequest(_) | Self::MissingModel => 400,
+            Self::ModelNotFound(_) | Self::UnknownRoute { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::RequestTimeout => 408,
+            Self::BodyTooLarge { .. } => 413,
+            Self::HeadersTooLarge { .. } => 431,
+            Self::UpstreamConnect { .. } | Self::UpstreamReset { .. } => 502,
+            Self::UpstreamProtocol { .. } => 502,
+            Self::UpstreamTimeout { .. } => 504,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self.source() {
+            ErrorSource::Client => "invalid_request_error",
+            ErrorSource::Upstream | ErrorSource::Gateway => "api_error",
+        }
+    }
+
+    /// OpenAI's `error.code`, machine-readable.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "invalid_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::MissingModel => "missing_required_parameter",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::UnknownRoute { .. } => "unknown_url",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::UpstreamConnect { .. } => "upstream_connect_failed",
+            Self::UpstreamReset { .. } => "upstream_reset",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamProtocol { .. } => "upstream_protocol_error",
+        }
+    }
+
+    /// OpenAI's `error.param`: the request field at fault, when there is one.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingModel | Self::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamReset { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamProtocol { .. } => ErrorSource::Upstream,
+            _ => ErrorSource::Client,
+        }
+    }
+
+    /// Whether the same request could succeed on another attempt or target.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamConnect { .. }
+                | Self::UpstreamTimeout { .. }
+                | Self::UpstreamReset { .. }
+        )
+    }
+
+    /// Appends `{"error":{"message","type","param","code"}}` to `out`.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        let mut message = String::new();
+        let _ = write!(message, "{self}");
+        write_error_json(out, &message, self.error_type(), self.param(), self.code());
+    }
+}
+
+/// Appends an OpenAI-shaped error object; shared by local errors and stream error events.
+pub fn write_error_json(
+    out: &mut Vec<u8>,
+    message: &str,
+    error_type: &str,
+    param: Option<&str>,
+    code: &str,
+) {
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    push_json_string(out, message);
+    out.extend_from_slice(b",\"type\":");
+    push_json_string(out, error_type);
+    out.extend_from_slice(b",\"param\":");
+    match param {
+        Some(p) => push_json_string(out, p),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"code\":");
+    push_json_string(out, code);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // serde_json's escaping is correct for every input; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(e: &GatewayError) -> serde_json::Value {
+        let mut out = Vec::new();
+        e.write_body(&mut out);
+        serde_json::from_slice(&out).expect("valid json")
+    }
+
+    #[test]
+    fn renders_openai_shape() {
+        let v = render(&GatewayError::ModelNotFound("x/\"y".into()));
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["message"].as_str().unwrap().contains("x/\"y"));
+    }
+
+    #[test]
+    fn upstream_errors_are_api_errors_with_gateway_statuses() {
+        let e = GatewayError::UpstreamTimeout {
+            provider: "p".into(),
+            phase: "first byte",
+        };
+        assert_eq!(e.status(), 504);
+        assert_eq!(render(&e)["error"]["type"], "api_error");
+        assert_eq!(render(&e)["error"]["param"], serde_json::Value::Null);
+        assert!(e.retryable());
+    }
+}

@@ -1,0 +1,195 @@
+//! Sending a request upstream and waiting for the response head. A connection taken from the
+//! pool may have been closed by the provider while idle; if it fails before a single response
+//! byte arrives, the request is sent once more on a fresh connection (the provider cannot have
+//! answered it). While waiting, the client is checked for a disconnect so that a vanished
+//! client cancels its upstream request instead of holding it open.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::conn::ClientConn;
+use crate::error::GatewayError;
+use crate::http::upstream::{parse_response_head, Parsed, ResponseHead};
+use crate::io::{peer_gone, Stream};
+use crate::shard::Shard;
+use crate::snapshot::{Limits, Provider};
+
+/// Why a request ended without a response reaching the client.
+#[derive(Debug)]
+pub enum Failure {
+    /// Answer the client with this error.
+    Respond(GatewayError),
+    /// The client went away; there is no one to answer.
+    ClientGone,
+}
+
+impl From<GatewayError> for Failure {
+    fn from(e: GatewayError) -> Self {
+        Self::Respond(e)
+    }
+}
+
+/// Why a watched read returned no data.
+#[derive(Debug)]
+pub enum WaitError {
+    Io(io::Error),
+    Timeout,
+    ClientGone,
+}
+
+/// Reads once from `upstream` within `timeout`, checking every `check` that the client
+/// (`client_fd`) is still connected. The read stays in flight across checks, so no upstream
+/// byte is lost; it is dropped only together with the upstream connection.
+pub async fn read_watching(
+    upstream: &mut Stream,
+    buf: &mut Vec<u8>,
+    client_fd: RawFd,
+    timeout: Duration,
+    check: Duration,
+) -> Result<usize, WaitError> {
+    let deadline = Instant::now() + timeout;
+    let read = upstream.read_into(buf);
+    let mut read = std::pin::pin!(read);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WaitError::Timeout);
+        }
+        monoio::select! {
+            r = &mut read => return r.map_err(WaitError::Io),
+            () = monoio::time::sleep(left.min(check)) => {}
+        }
+        if peer_gone(client_fd) {
+            return Err(WaitError::ClientGone);
+        }
+    }
+}
+
+/// Sends `conn.out` (a complete upstream request) and returns the connection with the
+/// response head parsed; the head and any body bytes already read are in `conn.upbuf`.
+pub async fn exchange(
+    shard: &Shard,
+    provider_id: usize,
+    provider: &Provider,
+    conn: &mut ClientConn,
+    limits: &Limits,
+) -> Result<(Stream, ResponseHead), Failure> {
+    let client_fd = conn.stream.raw_fd();
+    let mut retried = false;
+    loop {
+        let leased = shard.pool.checkout(provider_id, provider).await?;
+        let mut upstream = leased.conn;
+        let request = std::mem::take(&mut conn.out);
+        let (written, request) = upstream.write_all(request).await;
+        conn.out = request;
+        conn.upbuf.clear();
+        let result = match written {
+            Ok(()) => {
+                read_head(
+                    &mut upstream,
+                    &mut conn.upbuf,
+                    &mut conn.spans_up,
+                    provider,
+                    client_fd,
+                    limits,
+                )
+                .await
+            }
+            Err(e) => Err(HeadError::Io(e)),
+        };
+        match result {
+            Ok(head) => {
+                conn.out.clear();
+                return Ok((upstream, head));
+            }
+            Err(HeadError::Io(_)) if leased.reused && !retried && conn.upbuf.is_empty() => {
+                retried = true;
+            }
+            Err(e) => {
+                conn.out.clear();
+                return Err(e.into_failure(provider));
+            }
+        }
+    }
+}
+
+enum HeadError {
+    Io(io::Error),
+    Timeout,
+    ClientGone,
+    Protocol(String),
+}
+
+impl HeadError {
+    fn into_failure(self, provider: &Provider) -> Failure {
+        let name = provider.name.clone();
+        match self {
+            Self::ClientGone => Failure::ClientGone,
+            Self::Timeout => GatewayError::UpstreamTimeout {
+                provider: name,
+                phase: "waiting for the response head",
+            }
+            .into(),
+            Self::Io(e) => GatewayError::UpstreamReset {
+                provider: name,
+                detail: e.to_string(),
+            }
+            .into(),
+            Self::Protocol(detail) => GatewayError::UpstreamProtocol {
+                provider: name,
+                detail,
+            }
+            .into(),
+        }
+    }
+}
+
+async fn read_head(
+    upstream: &mut Stream,
+    buf: &mut Vec<u8>,
+    spans: &mut Vec<crate::http::request::HeaderSpan>,
+    provider: &Provider,
+    client_fd: RawFd,
+    limits: &Limits,
+) -> Result<ResponseHead, HeadError> {
+    let deadline = Instant::now() + provider.timeouts.first_byte;
+    let mut head = ResponseHead::default();
+    loop {
+        match parse_response_head(
+            buf,
+            limits.max_header_bytes.max(64 * 1024),
+            spans,
+            &mut head,
+        ) {
+            Ok(Parsed::Complete) => return Ok(head),
+            Ok(Parsed::Interim(n)) => {
+                buf.drain(..n);
+                continue;
+            }
+            Ok(Parsed::Partial) => {}
+            Err(detail) => return Err(HeadError::Protocol(detail)),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read_watching(
+            upstream,
+            buf,
+            client_fd,
+            left,
+            limits.disconnect_check_interval,
+        )
+        .await
+        {
+            Ok(0) => {
+                return Err(HeadError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the response head",
+                )))
+            }
+            Ok(_) => {}
+            Err(WaitError::Io(e)) => return Err(HeadError::Io(e)),
+            Err(WaitError::Timeout) => return Err(HeadError::Timeout),
+            Err(WaitError::ClientGone) => return Err(HeadError::ClientGone),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Pass-through field extraction: reads only `model` and `stream` from a JSON request body and
+//! remembers where the model string sits, so the body can be forwarded as the client sent it
+//! with at most the model name spliced. The rest of the document is validated by serde_json
+//! while it is skipped (malformed JSON is still a 400) but never built into a tree.
+//!
+//! Hot-path cost: one validating pass over the body, no allocation unless the model name
+//! contains escapes.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::GatewayError;
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct RequestFields<'a> {
+    pub model: Cow<'a, str>,
+    /// Byte range of the model's JSON string literal (quotes included) within the body.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+}
+
+/// Extracts `model` and `stream` from a request body.
+pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
+    let fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() && body.first() != Some(&b'{') && !body.trim_ascii_start().starts_with(b"{")
+        {
+            GatewayError::MalformedJson("the body must be a JSON object".into())
+        } else {
+            GatewayError::MalformedJson(e.to_string())
+        }
+    })?;
+    let raw = fields.model.ok_or(GatewayError::MissingModel)?;
+    let literal = raw.get();
+    let model: Cow<'_, str> = serde_json::from_str(literal)
+        .map_err(|_| GatewayError::InvalidRequest("`model` must be a string".into()))?;
+    if model.is_empty() {
+        return Err(GatewayError::MissingModel);
+    }
+    let start = literal.as_ptr() as usize - body.as_ptr() as usize;
+    Ok(RequestFields {
+        model,
+        model_span: start..start + literal.len(),
+        stream: fields.stream.unwrap_or(false),
+    })
+}
+
+/// Copies `body` into `out` with the model string literal at `span` replaced by `model`.
+pub fn splice_model(out: &mut Vec<u8>, body: &[u8], span: Range<usize>, model: &str) {
+    out.extend_from_slice(&body[..span.start]);
+    crate::error::push_json_string(out, model);
+    out.extend_from_slice(&body[span.end..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_model_and_stream() {
+        let body = br#"{"messages":[{"role":"user","content":"hi \"model\""}], "model" : "openai/gpt-4o", "stream":true}"#;
+        let f = extract_fields(body).unwrap();
+        assert_eq!(f.model, "openai/gpt-4o");
+        assert!(f.stream);
+        assert_eq!(&body[f.model_span.clone()], br#""openai/gpt-4o""#);
+        let mut out = Vec::new();
+        splice_model(&mut out, body, f.model_span, "gpt-4o");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["messages"][0]["content"], "hi \"model\"");
+    }
+
+    #[test]
+    fn escaped_model_is_unescaped() {
+        let f = extract_fields(br#"{"model":"a\/b"}"#).unwrap();
+        assert_eq!(f.model, "a/b");
+        assert!(!f.stream);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            extract_fields(b"{\"model\":"),
+            Err(GatewayError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            extract_fields(b"[1,2]"),
+            Err(GatewayError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            extract_fields(b"{}"),
+            Err(GatewayError::MissingModel)
+        ));
+        assert!(matches!(
+            extract_fields(br#"{"model":""}"#),
+            Err(GatewayError::MissingModel)
+        ));
+        assert!(matches!(
+            extract_fields(br#"{"model":3}"#),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            extract_fields(br#"{"model":"m","stream":"yes"}"#),
+            Err(GatewayError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            extract_fields(b""),
+            Err(GatewayError::MalformedJson(_))
+        ));
+    }
+}

@@ -1,0 +1,65 @@
+//! HTTP/1.1 for both sides of the proxy, written over `httparse` instead of monoio-http's
+//! codecs (see docs/architecture.md, "HTTP codec"): request heads with limits, incremental
+//! chunked decoding (extensions and trailers included), response heads and chunk frames
+//! written directly into reusable buffers so that each SSE event is one write.
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+pub mod upstream;
+
+/// Header names the proxy owns on each hop; never forwarded in either direction.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "host",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Parses a Content-Length value strictly: digits only, no sign, no overflow.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict() {
+        assert_eq!(parse_content_length(b" 42 "), Some(42));
+        assert_eq!(parse_content_length(b"-1"), None);
+        assert_eq!(parse_content_length(b"4 2"), None);
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(has_token(b"keep-alive, Close", "close"));
+        assert!(!has_token(b"closed", "close"));
+        assert!(is_hop_by_hop("Transfer-Encoding"));
+        assert!(!is_hop_by_hop("x-mock-fail"));
+    }
+}

@@ -1,0 +1,234 @@
+//! Client request heads: parsed with `httparse` straight from the connection's read buffer,
+//! with the header-size limit enforced and body framing decided strictly (a request that
+//! carries both `Transfer-Encoding` and `Content-Length`, or two different lengths, is
+//! refused: that ambiguity is how request smuggling starts).
+//!
+//! Hot-path cost: one httparse pass; header positions are kept as offsets into the read
+//! buffer in a reused vector, so parsing allocates nothing.
+
+use std::ops::Range;
+
+use super::{has_token, parse_content_length};
+use crate::error::GatewayError;
+
+/// Most headers accepted on one request.
+pub const MAX_HEADERS: usize = 96;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// Where one header's name and value sit in the read buffer.
+#[derive(Debug, Clone)]
+pub struct HeaderSpan {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    pub method_text: Range<usize>,
+    pub target: Range<usize>,
+    /// Length of the head including the blank line: the body starts here.
+    pub head_len: usize,
+    pub body: BodyFraming,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The path without the query string.
+    pub fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let target = &buf[self.target.clone()];
+        match memchr::memchr(b'?', target) {
+            Some(q) => &target[..q],
+            None => target,
+        }
+    }
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+/// `spans` is cleared and filled with the header positions.
+pub fn parse_request_head(
+    buf: &[u8],
+    max_header_bytes: usize,
+    spans: &mut Vec<HeaderSpan>,
+) -> Result<Option<RequestHead>, GatewayError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_header_bytes {
+                return Err(GatewayError::HeadersTooLarge {
+                    limit: max_header_bytes,
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(GatewayError::HeadersTooLarge {
+                limit: max_header_bytes,
+            })
+        }
+        Err(e) => {
+            return Err(GatewayError::InvalidRequest(format!(
+                "malformed HTTP request: {e}"
+            )))
+        }
+    };
+    if head_len > max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge {
+            limit: max_header_bytes,
+        });
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let method_str = req.method.unwrap_or("");
+    let method = match method_str {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        _ => Method::Other,
+    };
+    let method_text =
+        offset(method_str.as_bytes())..offset(method_str.as_bytes()) + method_str.len();
+    let path = req.path.unwrap_or("/");
+    let target = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
+    let http10 = req.version == Some(0);
+
+    let mut keep_alive = !http10;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut expect_continue = false;
+    spans.clear();
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let len = parse_content_length(h.value)
+                .ok_or_else(|| GatewayError::InvalidRequest("invalid Content-Length".into()))?;
+            if content_length.is_some_and(|prev| prev != len) {
+                return Err(GatewayError::InvalidRequest(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            content_length = Some(len);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked` as the final coding can frame a request body we understand.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(GatewayError::InvalidRequest(
+                    "unsupported Transfer-Encoding".into(),
+                ));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(h.value, "close") {
+                keep_alive = false;
+            } else if has_token(h.value, "keep-alive") {
+                keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        let n = offset(name.as_bytes());
+        let v = offset(h.value);
+        spans.push(HeaderSpan {
+            name: n..n + name.len(),
+            value: v..v + h.value.len(),
+        });
+    }
+    let body = match (chunked, content_length) {
+        (true, Some(_)) => {
+            return Err(GatewayError::InvalidRequest(
+                "both Transfer-Encoding and Content-Length are set".into(),
+            ))
+        }
+        (true, None) => BodyFraming::Chunked,
+        (false, Some(0) | None) => BodyFraming::Empty,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    Ok(Some(RequestHead {
+        method,
+        method_text,
+        target,
+        head_len,
+        body,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Option<RequestHead>, GatewayError> {
+        parse_request_head(s.as_bytes(), 8192, &mut Vec::new())
+    }
+
+    #[test]
+    fn parses_post_with_length() {
+        let raw = "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n";
+        let head = parse(raw).unwrap().unwrap();
+        assert_eq!(head.method, Method::Post);
+        assert_eq!(head.path(raw.as_bytes()), b"/v1/chat/completions");
+        assert_eq!(head.body, BodyFraming::Length(12));
+        assert_eq!(head.head_len, raw.len());
+        assert!(head.keep_alive);
+    }
+
+    #[test]
+    fn partial_then_too_large() {
+        assert!(parse("POST / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert!(matches!(
+            parse(&big),
+            Err(GatewayError::HeadersTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_smuggling_shapes() {
+        let both = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert!(parse(both).is_err());
+        let two = "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert!(parse(two).is_err());
+        let gzip = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(parse(gzip).is_err());
+    }
+
+    #[test]
+    fn http10_and_connection_close() {
+        let h = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h =
+            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(h.body, BodyFraming::Chunked);
+        assert!(h.expect_continue);
+    }
+
+    #[test]
+    fn garbage_is_invalid_request() {
+        assert!(matches!(
+            parse("\x01\x02 nonsense\r\n\r\n"),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+    }
+}

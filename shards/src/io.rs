@@ -1,0 +1,119 @@
+//! One stream type for every connection a shard holds: plain TCP or TLS, client-facing or
+//! upstream. Reads append into the spare capacity of a reused `Vec`, writes take the buffer
+//! and hand it back (io_uring owns buffers while an operation is in flight).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Smallest free space offered to one read.
+const MIN_READ_ROOM: usize = 4096;
+
+pub struct Stream {
+    inner: Inner,
+    /// The TCP socket underneath, kept because monoio-rustls hides its inner stream.
+    fd: RawFd,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    ClientTls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+    ServerTls(Box<monoio_rustls::ServerTlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn plain(tcp: TcpStream) -> Self {
+        let fd = tcp.as_raw_fd();
+        Self {
+            inner: Inner::Plain(tcp),
+            fd,
+        }
+    }
+
+    pub fn client_tls(tls: monoio_rustls::ClientTlsStream<TcpStream>, fd: RawFd) -> Self {
+        Self {
+            inner: Inner::ClientTls(Box::new(tls)),
+            fd,
+        }
+    }
+
+    pub fn server_tls(tls: monoio_rustls::ServerTlsStream<TcpStream>, fd: RawFd) -> Self {
+        Self {
+            inner: Inner::ServerTls(Box::new(tls)),
+            fd,
+        }
+    }
+
+    /// Reads once, appending to `buf`. `Ok(0)` is end of stream.
+    pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
+            buf.reserve(MIN_READ_ROOM);
+        }
+        let len = buf.len();
+        let cap = buf.capacity();
+        let slice = std::mem::take(buf).slice_mut(len..cap);
+        let (res, slice) = match &mut self.inner {
+            Inner::Plain(s) => s.read(slice).await,
+            Inner::ClientTls(s) => s.read(slice).await,
+            Inner::ServerTls(s) => s.read(slice).await,
+        };
+        *buf = slice.into_inner();
+        res
+    }
+
+    /// Writes `buf[from..]` whole and returns the buffer for reuse.
+    pub async fn write_all_from(&mut self, buf: Vec<u8>, from: usize) -> (io::Result<()>, Vec<u8>) {
+        let end = buf.len();
+        let slice = buf.slice(from..end);
+        let (res, slice) = match &mut self.inner {
+            Inner::Plain(s) => s.write_all(slice).await,
+            Inner::ClientTls(s) => write_flush(s.as_mut(), slice).await,
+            Inner::ServerTls(s) => write_flush(s.as_mut(), slice).await,
+        };
+        (res.map(|_| ()), slice.into_inner())
+    }
+
+    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.write_all_from(buf, 0).await
+    }
+
+    /// The TCP socket underneath, for liveness checks.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = match &mut self.inner {
+            Inner::Plain(s) => s.shutdown().await,
+            Inner::ClientTls(s) => s.shutdown().await,
+            Inner::ServerTls(s) => s.shutdown().await,
+        };
+    }
+}
+
+async fn write_flush<W: AsyncWriteRent, T: IoBuf + 'static>(
+    w: &mut W,
+    buf: T,
+) -> monoio::BufResult<usize, T> {
+    let (res, buf) = w.write_all(buf).await;
+    match res {
+        Ok(n) => (w.flush().await.map(|()| n), buf),
+        Err(e) => (Err(e), buf),
+    }
+}
+
+/// True when the peer has closed or reset the connection. Checks without consuming data:
+/// a client that pipelines its next request is still there.
+pub fn peer_gone(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call; timeout 0 never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}

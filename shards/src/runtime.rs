@@ -1,0 +1,190 @@
+//! Starting a node's shards: one OS thread per shard, pinned to a core the process may run
+//! on, each running a monoio runtime (io_uring, or epoll as the logged fallback) with its own
+//! SO_REUSEPORT listener on the shared address. The listeners are bound here, before the
+//! threads start, so a bad address fails the start and port 0 resolves to one port for all.
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::shard::{self, Shard};
+use crate::snapshot::{NodeState, Snapshot};
+
+/// Which io driver shards run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShardPlan {
+    pub listen: SocketAddr,
+    /// 0: one per core the process may run on.
+    pub shards: usize,
+    pub pin_cores: bool,
+    pub driver: DriverChoice,
+    pub ring_entries: u32,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("io_uring was requested but is not available on this kernel")]
+    NoIoUring,
+    #[error("shard {index} failed to start: {detail}")]
+    Shard { index: usize, detail: String },
+}
+
+/// A running node's shards.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub driver: DriverChoice,
+    pub handles: Vec<JoinHandle<()>>,
+}
+
+/// The CPUs this process may run on (its affinity mask; a container's cpuset).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, usize::from)).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+fn bind_listener(addr: SocketAddr, nonblocking: bool) -> Result<std::net::TcpListener, StartError> {
+    let err = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_reuse_port(true).map_err(err)?;
+    socket.set_tcp_nodelay(true).map_err(err)?;
+    socket.set_nonblocking(nonblocking).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    Ok(socket.into())
+}
+
+fn resolve_driver(choice: DriverChoice) -> Result<DriverChoice, StartError> {
+    let uring = monoio::utils::detect_uring();
+    match (choice, uring) {
+        (DriverChoice::IoUring, false) => Err(StartError::NoIoUring),
+        (DriverChoice::Auto, true) | (DriverChoice::IoUring, true) => Ok(DriverChoice::IoUring),
+        (DriverChoice::Auto, false) => {
+            tracing::warn!("io_uring is not available (kernel, seccomp or io_uring_disabled); shards fall back to epoll");
+            Ok(DriverChoice::Epoll)
+        }
+        (DriverChoice::Epoll, _) => Ok(DriverChoice::Epoll),
+    }
+}
+
+/// Binds the listeners and starts every shard; returns once all of them accept connections.
+pub fn start(
+    plan: &ShardPlan,
+    snapshot: Arc<Snapshot>,
+    node: Arc<NodeState>,
+) -> Result<Running, StartError> {
+    let driver = resolve_driver(plan.driver)?;
+    let cpus = allowed_cpus();
+    let count = if plan.shards == 0 {
+        cpus.len().max(1)
+    } else {
+        plan.shards
+    };
+    let nonblocking = driver == DriverChoice::Epoll;
+    let first = bind_listener(plan.listen, nonblocking)?;
+    let local_addr = first.local_addr().map_err(|source| StartError::Listen {
+        addr: plan.listen,
+        source,
+    })?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(bind_listener(local_addr, nonblocking)?);
+    }
+    tracing::info!(shards = count, driver = ?driver, pinned = plan.pin_cores, %local_addr, "starting shards");
+
+    let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+    let mut handles = Vec::with_capacity(count);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
+        let snapshot = snapshot.clone();
+        let node = node.clone();
+        let tls = plan.tls.clone();
+        let started = started_tx.clone();
+        let entries = plan.ring_entries;
+        let handle = std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([core]) {
+                        tracing::warn!(shard = index, core, error = ?e, "could not pin shard to its core");
+                    }
+                }
+                let report_build_error = started.clone();
+                let body = async move {
+                    let listener = match monoio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = started.send((index, Err(e.to_string())));
+                            return;
+                        }
+                    };
+                    let _ = started.send((index, Ok(())));
+                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node));
+                    shard::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
+                };
+                let built = match driver {
+                    DriverChoice::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| rt.block_on(body)),
+                    _ => RuntimeBuilder::<IoUringDriver>::new()
+                        .with_entries(entries)
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| rt.block_on(body)),
+                };
+                if let Err(e) = built {
+                    let _ = report_build_error.send((index, Err(format!("cannot build its runtime: {e}"))));
+                }
+            })
+            .map_err(|e| StartError::Shard {
+                index,
+                detail: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    drop(started_tx);
+    for _ in 0..count {
+        match started_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((index, Err(detail))) => return Err(StartError::Shard { index, detail }),
+            Err(_) => {
+                return Err(StartError::Shard {
+                    index: usize::MAX,
+                    detail: "a shard thread exited during start (see the log)".into(),
+                })
+            }
+        }
+    }
+    Ok(Running {
+        local_addr,
+        driver,
+        handles,
+    })
+}

@@ -1,0 +1,142 @@
+//! The validated, immutable configuration a shard serves from: limits, providers and the
+//! model table. The binary builds it from the YAML file; shards read it through an `Arc`
+//! loaded once per connection, so nothing on the request path locks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use monoio_rustls::TlsConnector;
+use rustls_pki_types::ServerName;
+
+use crate::route::ModelTable;
+
+/// Client-side limits, each answered with its own error when crossed.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    /// From the first byte of a request until its head is complete.
+    pub header_read_timeout: Duration,
+    /// From the end of the head until the body is complete.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// How often a waiting or streaming request checks that its client is still there.
+    pub disconnect_check_interval: Duration,
+}
+
+/// Upstream timeouts of one provider.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From the request written until the response head arrives.
+    pub first_byte: Duration,
+    /// Longest silence between two pieces of a response body.
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Idle keep-alive connections kept per shard for this provider.
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+/// One upstream provider, resolved and ready to dial.
+#[derive(Clone)]
+pub struct Provider {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    /// Set for https upstreams.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// `host[:port]` for the Host header.
+    pub host_header: String,
+    /// Path prefix of the base URL without a trailing slash, e.g. `/v1`.
+    pub base_path: String,
+    /// Header lines sent on every request, credentials included. Never logged.
+    pub fixed_headers: Vec<u8>,
+    pub timeouts: Timeouts,
+    pub pool: PoolSettings,
+    /// Models advertised on `/v1/models`.
+    pub models: Vec<String>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("addrs", &self.addrs)
+            .field("tls", &self.tls.is_some())
+            .field("host_header", &self.host_header)
+            .field("base_path", &self.base_path)
+            .field("fixed_headers", &"<redacted>")
+            .field("timeouts", &self.timeouts)
+            .field("pool", &self.pool)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub limits: Limits,
+    pub providers: Vec<Provider>,
+    pub models: ModelTable,
+    /// The `/v1/models` response body, rendered once.
+    pub models_body: Vec<u8>,
+}
+
+impl Snapshot {
+    pub fn new(
+        limits: Limits,
+        providers: Vec<Provider>,
+        models: ModelTable,
+        aliases: &[String],
+    ) -> Self {
+        let models_body = render_models(&providers, aliases);
+        Self {
+            limits,
+            providers,
+            models,
+            models_body,
+        }
+    }
+}
+
+fn render_models(providers: &[Provider], aliases: &[String]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for p in providers {
+        for m in &p.models {
+            data.push(serde_json::json!({
+                "id": format!("{}/{}", p.name, m),
+                "object": "model",
+                "created": 0,
+                "owned_by": p.name,
+            }));
+        }
+    }
+    for a in aliases {
+        data.push(
+            serde_json::json!({"id": a, "object": "model", "created": 0, "owned_by": "ringgate"}),
+        );
+    }
+    serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+}
+
+/// Node-wide state the shards read: whether to report ready.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    ready: AtomicBool,
+}
+
+impl NodeState {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}

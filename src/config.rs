@@ -1,0 +1,539 @@
+//! The YAML configuration: parsed with serde (`deny_unknown_fields`, defaults from named
+//! `default_*` functions), then validated and converted into the shards' runtime
+//! [`Snapshot`] and [`ShardPlan`], whose invariants hold by construction. Errors name the
+//! field at fault. Every field is documented in docs/configuration.md.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shards::route::ModelTable;
+use shards::runtime::{DriverChoice, ShardPlan};
+use shards::snapshot::{Limits, PoolSettings, Provider, Snapshot, Timeouts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: field `{field}`: {message}")]
+    Parse {
+        path: String,
+        field: String,
+        message: String,
+    },
+    #[error("field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// 0: one shard per core the process may run on.
+    #[serde(default)]
+    pub shards: usize,
+    #[serde(default = "default_true")]
+    pub pin_cores: bool,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    pub tls: Option<TlsConfig>,
+    pub default_provider: Option<String>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverName {
+    #[default]
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub driver: DriverName,
+    #[serde(default = "default_ring_entries")]
+    pub ring_entries: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            driver: DriverName::default(),
+            ring_entries: default_ring_entries(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "default_disconnect_check_ms")]
+    pub disconnect_check_interval_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: default_max_body_bytes(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            disconnect_check_interval_ms: default_disconnect_check_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub base_url: String,
+    /// `env.NAME`: sent as `Authorization: Bearer <value of NAME>`.
+    pub api_key: Option<String>,
+    /// Extra headers on every request; values may be `env.NAME`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// PEM file of extra CA certificates to trust for this provider.
+    pub ca_file: Option<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_first_byte_timeout_ms")]
+    pub first_byte_timeout_ms: u64,
+    #[serde(default = "default_stream_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    #[serde(default = "default_pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ring_entries() -> u32 {
+    4096
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_read_timeout_ms() -> u64 {
+    60_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_disconnect_check_ms() -> u64 {
+    500
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_first_byte_timeout_ms() -> u64 {
+    300_000
+}
+fn default_stream_idle_timeout_ms() -> u64 {
+    120_000
+}
+fn default_pool_max_idle() -> usize {
+    256
+}
+fn default_pool_idle_timeout_ms() -> u64 {
+    30_000
+}
+
+/// Reads and parses a config file; errors carry the path of the offending field.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
+        path: origin.into(),
+        field: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// Resolves an `env.NAME` reference. Secrets may only come from the environment, so a
+/// literal never sits in a file that gets committed or logged.
+fn env_reference(field: &str, value: &str) -> Result<String, ConfigError> {
+    let name = value
+        .strip_prefix("env.")
+        .ok_or_else(|| invalid(field, "must be an environment reference `env.NAME`"))?;
+    std::env::var(name)
+        .map_err(|_| invalid(field, format!("environment variable {name} is not set")))
+}
+
+/// Header values may be literal or `env.NAME`.
+fn header_value(field: &str, value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("env.") {
+        env_reference(field, value)
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Parts of a provider base URL.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("must start with http:// or https://".into());
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed [ in host")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| "invalid port")?,
+            None if after.is_empty() => default_port,
+            None => return Err("invalid host".into()),
+        };
+        (host.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| "invalid port")?),
+            None => (authority.to_owned(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err("missing host".into());
+    }
+    if path.contains(['?', '#']) {
+        return Err("must not contain a query or fragment".into());
+    }
+    Ok(BaseUrl {
+        https,
+        host,
+        port,
+        path: path.trim_end_matches('/').to_owned(),
+    })
+}
+
+fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigError> {
+    let field = |f: &str| format!("providers.{name}.{f}");
+    let url = parse_base_url(&p.base_url).map_err(|m| invalid(field("base_url"), m))?;
+    let addrs: Vec<SocketAddr> = match (url.host.as_str(), url.port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            tracing::warn!(provider = name, host = %url.host, error = %e, "cannot resolve provider host; its requests will fail until restart");
+            Vec::new()
+        }
+    };
+    let tls = if url.https {
+        let config = shards::tls::client_config(p.ca_file.as_deref())
+            .map_err(|e| invalid(field("ca_file"), e.to_string()))?;
+        let server_name = rustls_pki_types::ServerName::try_from(url.host.clone())
+            .map_err(|e| invalid(field("base_url"), e.to_string()))?;
+        Some((monoio_rustls::TlsConnector::from(config), server_name))
+    } else {
+        if p.ca_file.is_some() {
+            return Err(invalid(field("ca_file"), "only applies to https base URLs"));
+        }
+        None
+    };
+    let default_port = if url.https { 443 } else { 80 };
+    let host_header = if url.port == default_port {
+        bracket_v6(&url.host)
+    } else {
+        format!("{}:{}", bracket_v6(&url.host), url.port)
+    };
+    let mut fixed_headers = String::new();
+    if let Some(key) = &p.api_key {
+        let key = env_reference(&field("api_key"), key)?;
+        fixed_headers.push_str(&format!("authorization: Bearer {key}\r\n"));
+    }
+    for (h, v) in &p.headers {
+        let value = header_value(&field(&format!("headers.{h}")), v)?;
+        if !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || value.contains(['\r', '\n'])
+        {
+            return Err(invalid(
+                field(&format!("headers.{h}")),
+                "invalid header name or value",
+            ));
+        }
+        fixed_headers.push_str(&format!("{h}: {value}\r\n"));
+    }
+    if p.pool_max_idle > 100_000 {
+        return Err(invalid(field("pool_max_idle"), "must be at most 100000"));
+    }
+    for (f, v) in [
+        ("connect_timeout_ms", p.connect_timeout_ms),
+        ("first_byte_timeout_ms", p.first_byte_timeout_ms),
+        ("idle_timeout_ms", p.idle_timeout_ms),
+    ] {
+        if v == 0 {
+            return Err(invalid(field(f), "must be greater than 0"));
+        }
+    }
+    Ok(Provider {
+        name: name.to_owned(),
+        addrs,
+        tls,
+        host_header,
+        base_path: url.path,
+        fixed_headers: fixed_headers.into_bytes(),
+        timeouts: Timeouts {
+            connect: ms(p.connect_timeout_ms),
+            first_byte: ms(p.first_byte_timeout_ms),
+            idle: ms(p.idle_timeout_ms),
+        },
+        pool: PoolSettings {
+            max_idle: p.pool_max_idle,
+            idle_timeout: ms(p.pool_idle_timeout_ms),
+        },
+        models: p.models.clone(),
+    })
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+impl Config {
+    /// Validates the configuration and builds what the shards serve from.
+    pub fn snapshot(&self) -> Result<Snapshot, ConfigError> {
+        if self.providers.is_empty() {
+            return Err(invalid("providers", "at least one provider is required"));
+        }
+        let l = &self.limits;
+        if l.max_header_bytes < 1024 {
+            return Err(invalid("limits.max_header_bytes", "must be at least 1024"));
+        }
+        for (f, v) in [
+            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
+            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            (
+                "limits.disconnect_check_interval_ms",
+                l.disconnect_check_interval_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(f, "must be greater than 0"));
+            }
+        }
+        let mut providers = Vec::with_capacity(self.providers.len());
+        for (name, p) in &self.providers {
+            if name.is_empty() || name.contains('/') {
+                return Err(invalid(
+                    format!("providers.{name}"),
+                    "a provider name must be non-empty and contain no `/`",
+                ));
+            }
+            providers.push(build_provider(name, p)?);
+        }
+        let id_of = |name: &str| providers.iter().position(|p| p.name == name);
+        let default = match &self.default_provider {
+            Some(name) => Some(id_of(name).ok_or_else(|| {
+                invalid("default_provider", format!("no provider named `{name}`"))
+            })?),
+            None => None,
+        };
+        let mut table = ModelTable::new(default);
+        for (id, p) in providers.iter().enumerate() {
+            table.add_provider(&p.name, id);
+        }
+        for (alias, target) in &self.aliases {
+            let field = format!("aliases.{alias}");
+            let (provider, model) = target
+                .split_once('/')
+                .ok_or_else(|| invalid(&field, "must name `provider/model`"))?;
+            let id = id_of(provider)
+                .ok_or_else(|| invalid(&field, format!("no provider named `{provider}`")))?;
+            if model.is_empty() {
+                return Err(invalid(&field, "must name `provider/model`"));
+            }
+            table.add_alias(alias, id, model);
+        }
+        let limits = Limits {
+            max_header_bytes: l.max_header_bytes,
+            max_body_bytes: l.max_body_bytes,
+            header_read_timeout: ms(l.header_read_timeout_ms),
+            body_read_timeout: ms(l.body_read_timeout_ms),
+            idle_timeout: ms(l.idle_timeout_ms),
+            disconnect_check_interval: ms(l.disconnect_check_interval_ms),
+        };
+        let aliases: Vec<String> = self.aliases.keys().cloned().collect();
+        Ok(Snapshot::new(limits, providers, table, &aliases))
+    }
+
+    pub fn shard_plan(&self) -> Result<ShardPlan, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{}` is not an ip:port address", self.listen),
+            )
+        })?;
+        let tls = match &self.tls {
+            Some(t) => Some(
+                shards::tls::server_config(&t.cert_file, &t.key_file)
+                    .map_err(|e| invalid("tls", e.to_string()))?,
+            ),
+            None => None,
+        };
+        if !(64..=32768).contains(&self.runtime.ring_entries)
+            || !self.runtime.ring_entries.is_power_of_two()
+        {
+            return Err(invalid(
+                "runtime.ring_entries",
+                "must be a power of two between 64 and 32768",
+            ));
+        }
+        Ok(ShardPlan {
+            listen,
+            shards: self.shards,
+            pin_cores: self.pin_cores,
+            driver: match self.runtime.driver {
+                DriverName::Auto => DriverChoice::Auto,
+                DriverName::IoUring => DriverChoice::IoUring,
+                DriverName::Epoll => DriverChoice::Epoll,
+            },
+            ring_entries: self.runtime.ring_entries,
+            tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "providers:\n  mock:\n    base_url: http://127.0.0.1:9/v1\n    models: [m]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL, "t").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.pin_cores);
+        let s = c.snapshot().unwrap();
+        assert_eq!(s.providers[0].base_path, "/v1");
+        assert_eq!(s.providers[0].host_header, "127.0.0.1:9");
+        assert!(c.shard_plan().unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = "providers:\n  mock:\n    base_ur: http://x/v1\n";
+        let e = parse(text, "t").unwrap_err().to_string();
+        assert!(e.contains("providers.mock"), "{e}");
+        assert!(e.contains("base_ur"), "{e}");
+    }
+
+    #[test]
+    fn bad_references_are_named() {
+        let c = parse(&format!("default_provider: nope\n{MINIMAL}"), "t").unwrap();
+        assert!(c
+            .snapshot()
+            .unwrap_err()
+            .to_string()
+            .contains("default_provider"));
+        let c = parse(&format!("aliases: {{fast: other/m}}\n{MINIMAL}"), "t").unwrap();
+        assert!(c
+            .snapshot()
+            .unwrap_err()
+            .to_string()
+            .contains("aliases.fast"));
+        let text = "providers:\n  p:\n    base_url: http://127.0.0.1/v1\n    api_key: sk-literal\n";
+        let e = parse(text, "t")
+            .unwrap()
+            .snapshot()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("providers.p.api_key") && !e.contains("sk-literal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base_url("https://api.openai.com/v1/").unwrap(),
+            BaseUrl {
+                https: true,
+                host: "api.openai.com".into(),
+                port: 443,
+                path: "/v1".into()
+            }
+        );
+        assert_eq!(parse_base_url("http://[::1]:8001").unwrap().host, "::1");
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("http://:80/v1").is_err());
+        assert!(parse_base_url("http://h:99999/").is_err());
+    }
+}
