@@ -405,7 +405,7 @@ impl Config {
         };
         let mut table = ModelTable::new(default);
         for (id, p) in providers.iter().enumerate() {
-            table.add_provider(&p.name, id);
+            table.add_provider(&p.name, id, &p.models);
         }
         for (alias, target) in &self.aliases {
             let field = format!("aliases.{alias}");

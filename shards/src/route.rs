@@ -1,8 +1,10 @@
 //! Model resolution: turns the `model` a client asked for into a provider and the model name
-//! that provider expects. Order: alias → `provider/model` prefix → default provider.
-//! Built once per configuration snapshot; a lookup is one or two hash probes.
+//! that provider expects. Order: alias → `provider/model` prefix → default provider. A
+//! provider that lists its models serves only those (aliases are the operator's explicit
+//! choice and always resolve); one that lists none serves any name.
+//! Built once per configuration snapshot; a lookup is two or three hash probes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Index of a provider in the snapshot's provider list.
 pub type ProviderId = usize;
@@ -18,6 +20,8 @@ pub struct Target<'a> {
 pub struct ModelTable {
     providers: HashMap<String, ProviderId>,
     aliases: HashMap<String, (ProviderId, String)>,
+    /// Per provider: the models it may serve, or `None` for any.
+    allowed: Vec<Option<HashSet<String>>>,
     default_provider: Option<ProviderId>,
 }
 
@@ -29,8 +33,21 @@ impl ModelTable {
         }
     }
 
-    pub fn add_provider(&mut self, name: &str, id: ProviderId) {
+    /// Registers provider `id` (ids are assigned in order from 0). An empty `models` list
+    /// lets it serve any model name.
+    pub fn add_provider(&mut self, name: &str, id: ProviderId, models: &[String]) {
         self.providers.insert(name.to_owned(), id);
+        if self.allowed.len() <= id {
+            self.allowed.resize(id + 1, None);
+        }
+        self.allowed[id] = (!models.is_empty()).then(|| models.iter().cloned().collect());
+    }
+
+    fn serves(&self, provider: ProviderId, model: &str) -> bool {
+        match self.allowed.get(provider) {
+            Some(Some(models)) => models.contains(model),
+            _ => true,
+        }
     }
 
     pub fn add_alias(&mut self, alias: &str, provider: ProviderId, model: &str) {
@@ -51,15 +68,16 @@ impl ModelTable {
         }
         if let Some((prefix, model)) = requested.split_once('/') {
             if let Some(&provider) = self.providers.get(prefix) {
-                if !model.is_empty() {
-                    return Some(Target { provider, model });
-                }
+                return (!model.is_empty() && self.serves(provider, model))
+                    .then_some(Target { provider, model });
             }
         }
-        self.default_provider.map(|provider| Target {
-            provider,
-            model: requested,
-        })
+        self.default_provider
+            .filter(|&provider| self.serves(provider, requested))
+            .map(|provider| Target {
+                provider,
+                model: requested,
+            })
     }
 }
 
@@ -69,8 +87,8 @@ mod tests {
 
     fn table(default: Option<ProviderId>) -> ModelTable {
         let mut t = ModelTable::new(default);
-        t.add_provider("openai", 0);
-        t.add_provider("openrouter", 1);
+        t.add_provider("openai", 0, &["gpt-4o".into(), "gpt-4o-mini".into()]);
+        t.add_provider("openrouter", 1, &[]);
         t.add_alias("fast", 0, "gpt-4o-mini");
         t
     }
@@ -114,5 +132,6 @@ mod tests {
         assert_eq!(t.resolve("gpt-4o"), None);
         assert_eq!(t.resolve("nope/gpt-4o"), None);
         assert_eq!(t.resolve("openai/"), None);
+        assert_eq!(t.resolve("openai/gpt-5"), None, "not in openai's list");
     }
 }
