@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import tempfile
@@ -118,10 +119,12 @@ class MockLlm(Service):
 class Gateway(Service):
     port: int = 0
     config_path: Path | None = None
+    scheme: str = "http"
+    host: str = "127.0.0.1"
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -192,7 +195,15 @@ def gateway_config_yaml(gw_port: int, mock_base_url: str, shards: int = 2, extra
     )
 
 
-def start_gateway(workdir: Path, config_yaml: str, port: int, env: dict | None = None) -> Gateway:
+def start_gateway(
+    workdir: Path,
+    config_yaml: str,
+    port: int,
+    env: dict | None = None,
+    tls_ca: str | None = None,
+) -> Gateway:
+    """Starts ringgate and waits for /health. With `tls_ca` (a CA PEM path) the gateway is
+    expected to serve TLS for `localhost`, and health is checked over https."""
     binary = find_binary("ringgate", "RINGGATE_BIN")
     config_path = workdir / f"ringgate-{port}.yaml"
     config_path.write_text(config_yaml)
@@ -214,11 +225,13 @@ def start_gateway(workdir: Path, config_yaml: str, port: int, env: dict | None =
         stdout_path=stdout_path,
         port=port,
         config_path=config_path,
+        scheme="https" if tls_ca else "http",
+        host="localhost" if tls_ca else "127.0.0.1",
     )
 
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     last = "no attempt yet"
-    with httpx.Client(trust_env=False, timeout=2.0) as http:
+    with httpx.Client(trust_env=False, timeout=2.0, verify=ssl.create_default_context(cafile=tls_ca) if tls_ca else True) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 last = f"process exited with code {proc.returncode}"

@@ -1,0 +1,204 @@
+//! What a client sees when the provider misbehaves: refused connections, resets, hangs,
+//! truncated and close-delimited streams. Each case runs the real binaries over loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MODEL: &str = "mock/gpt-4o-mini";
+
+/// A gateway whose only provider is at `base_url`, with short upstream timeouts.
+fn gateway_for(base_url: &str) -> Gateway {
+    Gateway::start(&format!(
+        "shards: 1\npin_cores: false\nproviders:\n  mock:\n    base_url: {base_url}\n    \
+         first_byte_timeout_ms: 400\n    idle_timeout_ms: 400\n    connect_timeout_ms: 400\n"
+    ))
+}
+
+fn error_code(resp: &Response) -> String {
+    resp.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn chat(gw: &Gateway, stream: bool, headers: &[(&str, &str)]) -> Response {
+    gw.post_json(
+        "/v1/chat/completions",
+        &chat_body(MODEL, "hello", stream),
+        headers,
+    )
+}
+
+/// Established TCP connections to `port` on 127.0.0.1, from /proc/net/tcp.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let needle = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && cols[2] == needle && cols[3] == "01"
+        })
+        .count()
+}
+
+#[test]
+fn refused_connection_is_502() {
+    let port = free_port(); // nothing listens here
+    let gw = gateway_for(&format!("http://127.0.0.1:{port}/v1"));
+    let resp = chat(&gw, false, &[]);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(error_code(&resp), "upstream_connect_failed");
+    assert_eq!(resp.json()["error"]["type"], "api_error");
+}
+
+#[test]
+fn reset_before_response_is_502_and_hang_is_504() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    let resp = chat(&gw, false, &[("x-mock-fail", "reset")]);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(error_code(&resp), "upstream_reset");
+
+    let started = Instant::now();
+    let resp = chat(&gw, false, &[("x-mock-fail", "hang")]);
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    assert_eq!(error_code(&resp), "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The failed connections were not pooled: the next request works.
+    let resp = chat(&gw, false, &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn upstream_error_status_and_body_pass_through() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    let resp = chat(&gw, false, &[("x-mock-status", "429")]);
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(resp.json()["error"]["type"], "rate_limit_error");
+}
+
+#[test]
+fn truncated_stream_ends_with_error_event() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    let resp = chat(&gw, true, &[("x-mock-fail", "truncate-stream")]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete, "the gateway ends its own framing cleanly");
+    let events = sse_data(&resp.body);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_stream_broken");
+}
+
+#[test]
+fn silent_stream_times_out_with_error_event() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    // 3 chunks, 2 s apart: longer than the 400 ms idle timeout.
+    let resp = chat(
+        &gw,
+        true,
+        &[
+            ("x-mock-stream-chunks", "3"),
+            ("x-mock-stream-interval-ms", "2000"),
+        ],
+    );
+    let events = sse_data(&resp.body);
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no data for 400 ms"),
+        "{last}"
+    );
+}
+
+#[test]
+fn close_delimited_stream_is_reframed_as_chunked() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    let resp = chat(&gw, true, &[("x-mock-stream-framing", "close")]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert!(resp.complete);
+    assert_eq!(sse_chat_text(&resp.body), "echo: hello");
+    assert_eq!(
+        sse_data(&resp.body).last().map(String::as_str),
+        Some("[DONE]")
+    );
+}
+
+#[test]
+fn client_that_leaves_cancels_its_upstream_request() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    let mock_port: u16 = mock
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1")
+        .parse()
+        .unwrap();
+    // Upstream waits 3 s before answering; the client gives up after its request is sent.
+    let body = chat_body(MODEL, "slow", false);
+    let req = build_request(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-latency-ms", "3000")],
+        Some(body.as_bytes()),
+        false,
+    );
+    let mut conn = HttpConn::connect(gw.addr, DEFAULT_TIMEOUT).unwrap();
+    conn.send(&req).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while established_to(mock_port) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        established_to(mock_port),
+        1,
+        "gateway should have dialled the mock"
+    );
+    drop(conn);
+    // The disconnect check runs every 500 ms by default.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while established_to(mock_port) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        established_to(mock_port),
+        0,
+        "upstream connection should be closed"
+    );
+}
+
+#[test]
+fn epoll_driver_serves_plain_and_streamed() {
+    let mock = MockLlm::start(&[]);
+    let gw = Gateway::start(&format!(
+        "shards: 2\npin_cores: false\nruntime: {{driver: epoll}}\nproviders:\n  mock:\n    base_url: {}\n",
+        mock.base_url()
+    ));
+    assert!(
+        gw.stderr().contains("Epoll"),
+        "driver should be logged: {}",
+        gw.stderr()
+    );
+    let resp = chat(&gw, false, &[]);
+    assert_eq!(
+        resp.json()["choices"][0]["message"]["content"],
+        "echo: hello"
+    );
+    let resp = chat(&gw, true, &[]);
+    assert_eq!(sse_chat_text(&resp.body), "echo: hello");
+}
