@@ -51,7 +51,8 @@ fn request_side(c: &mut Criterion) {
         .unwrap();
     let up = UpstreamHead {
         host: "api.openai.com",
-        fixed_headers: b"authorization: Bearer sk-provider-key\r\n",
+        fixed_headers: b"",
+        key_line: b"authorization: Bearer sk-provider-key\r\n",
     };
     let mut out = Vec::with_capacity(8192);
     c.bench_function("build_upstream_request", |b| {

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use shards::route::ModelTable;
 use shards::runtime::{DriverChoice, ShardPlan};
-use shards::snapshot::{Limits, PoolSettings, Provider, Snapshot, Timeouts};
+use shards::snapshot::{
+    ApiKey, Backpressure, BreakerPolicy, Limits, PoolSettings, Provider, RetryPolicy, Snapshot,
+    Timeouts,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -55,7 +58,49 @@ pub struct Config {
     pub default_provider: Option<String>,
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// Per model name (as clients write it): models to try in order when it fails.
+    #[serde(default)]
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address of the control port (metrics, admin API).
+    #[serde(default = "default_control_listen")]
+    pub listen: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_control_listen(),
+        }
+    }
+}
+
+fn default_control_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(default = "default_grace_period_ms")]
+    pub grace_period_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: default_grace_period_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,10 +169,94 @@ pub struct TlsConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// `env.NAME`.
+    pub key: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_initial_delay_ms")]
+    pub initial_delay_ms: u64,
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: default_max_retries(),
+            initial_delay_ms: default_initial_delay_ms(),
+            max_delay_ms: default_max_delay_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_error_ratio")]
+    pub error_ratio: f64,
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+    #[serde(default = "default_half_open_probes")]
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: default_consecutive_failures(),
+            error_ratio: default_error_ratio(),
+            min_requests: default_min_requests(),
+            open_ms: default_open_ms(),
+            half_open_probes: default_half_open_probes(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackpressureConfig {
+    /// Per shard; 0 = unlimited.
+    #[serde(default)]
+    pub max_in_flight: usize,
+    #[serde(default)]
+    pub max_queue: usize,
+    #[serde(default)]
+    pub queue_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub base_url: String,
     /// `env.NAME`: sent as `Authorization: Bearer <value of NAME>`.
     pub api_key: Option<String>,
+    /// Several keys, chosen by weight; instead of `api_key`.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub backpressure: BackpressureConfig,
+    #[serde(default = "default_total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    #[serde(default = "default_max_total_timeout_ms")]
+    pub max_total_timeout_ms: u64,
     /// Extra headers on every request; values may be `env.NAME`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -188,6 +317,42 @@ fn default_pool_max_idle() -> usize {
 }
 fn default_pool_idle_timeout_ms() -> u64 {
     30_000
+}
+fn default_grace_period_ms() -> u64 {
+    30_000
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_initial_delay_ms() -> u64 {
+    100
+}
+fn default_max_delay_ms() -> u64 {
+    2_000
+}
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_error_ratio() -> f64 {
+    0.5
+}
+fn default_min_requests() -> u32 {
+    20
+}
+fn default_open_ms() -> u64 {
+    10_000
+}
+fn default_half_open_probes() -> u32 {
+    1
+}
+fn default_total_timeout_ms() -> u64 {
+    600_000
+}
+fn default_max_total_timeout_ms() -> u64 {
+    3_600_000
 }
 
 /// Reads and parses a config file; errors carry the path of the offending field.
@@ -307,10 +472,7 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
         format!("{}:{}", bracket_v6(&url.host), url.port)
     };
     let mut fixed_headers = String::new();
-    if let Some(key) = &p.api_key {
-        let key = env_reference(&field("api_key"), key)?;
-        fixed_headers.push_str(&format!("authorization: Bearer {key}\r\n"));
-    }
+    let keys = build_keys(name, p)?;
     for (h, v) in &p.headers {
         let value = header_value(&field(&format!("headers.{h}")), v)?;
         if !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -326,10 +488,36 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
     if p.pool_max_idle > 100_000 {
         return Err(invalid(field("pool_max_idle"), "must be at most 100000"));
     }
+    if !(0.0..=1.0).contains(&p.breaker.error_ratio) || p.breaker.error_ratio == 0.0 {
+        return Err(invalid(field("breaker.error_ratio"), "must be in (0, 1]"));
+    }
+    if p.breaker.consecutive_failures == 0 || p.breaker.half_open_probes == 0 {
+        return Err(invalid(
+            field("breaker"),
+            "consecutive_failures and half_open_probes must be at least 1",
+        ));
+    }
+    if p.backpressure.max_in_flight > 0
+        && p.backpressure.max_queue > 0
+        && p.backpressure.queue_timeout_ms == 0
+    {
+        return Err(invalid(
+            field("backpressure.queue_timeout_ms"),
+            "must be set when max_queue > 0",
+        ));
+    }
+    if p.retry.initial_delay_ms > p.retry.max_delay_ms {
+        return Err(invalid(
+            field("retry.initial_delay_ms"),
+            "must not exceed retry.max_delay_ms",
+        ));
+    }
     for (f, v) in [
         ("connect_timeout_ms", p.connect_timeout_ms),
         ("first_byte_timeout_ms", p.first_byte_timeout_ms),
         ("idle_timeout_ms", p.idle_timeout_ms),
+        ("total_timeout_ms", p.total_timeout_ms),
+        ("max_total_timeout_ms", p.max_total_timeout_ms),
     ] {
         if v == 0 {
             return Err(invalid(field(f), "must be greater than 0"));
@@ -342,17 +530,69 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
         host_header,
         base_path: url.path,
         fixed_headers: fixed_headers.into_bytes(),
+        keys,
         timeouts: Timeouts {
             connect: ms(p.connect_timeout_ms),
             first_byte: ms(p.first_byte_timeout_ms),
             idle: ms(p.idle_timeout_ms),
+            total: ms(p.total_timeout_ms),
+            max_total: ms(p.max_total_timeout_ms),
         },
         pool: PoolSettings {
             max_idle: p.pool_max_idle,
             idle_timeout: ms(p.pool_idle_timeout_ms),
         },
+        retry: RetryPolicy {
+            max_retries: p.retry.max_retries,
+            initial_delay: ms(p.retry.initial_delay_ms),
+            max_delay: ms(p.retry.max_delay_ms),
+        },
+        breaker: BreakerPolicy {
+            consecutive_failures: p.breaker.consecutive_failures,
+            error_ratio: p.breaker.error_ratio,
+            min_requests: p.breaker.min_requests,
+            open_for: ms(p.breaker.open_ms),
+            half_open_probes: p.breaker.half_open_probes,
+        },
+        backpressure: Backpressure {
+            max_in_flight: p.backpressure.max_in_flight,
+            max_queue: p.backpressure.max_queue,
+            queue_timeout: ms(p.backpressure.queue_timeout_ms),
+        },
         models: p.models.clone(),
     })
+}
+
+/// The provider's API keys: `api_key` (one key) or `keys` (several, weighted).
+fn build_keys(name: &str, p: &ProviderConfig) -> Result<Vec<ApiKey>, ConfigError> {
+    let line = |key: String| format!("authorization: Bearer {key}\r\n").into_bytes();
+    match (&p.api_key, p.keys.is_empty()) {
+        (Some(_), false) => Err(invalid(
+            format!("providers.{name}.keys"),
+            "set either api_key or keys, not both",
+        )),
+        (Some(key), true) => Ok(vec![ApiKey {
+            header_line: line(env_reference(&format!("providers.{name}.api_key"), key)?),
+            weight: 1,
+            models: Vec::new(),
+        }]),
+        (None, _) => p
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let field = format!("providers.{name}.keys[{i}]");
+                if k.weight == 0 {
+                    return Err(invalid(format!("{field}.weight"), "must be at least 1"));
+                }
+                Ok(ApiKey {
+                    header_line: line(env_reference(&format!("{field}.key"), &k.key)?),
+                    weight: k.weight,
+                    models: k.models.clone(),
+                })
+            })
+            .collect(),
+    }
 }
 
 fn bracket_v6(host: &str) -> String {
@@ -427,8 +667,35 @@ impl Config {
             idle_timeout: ms(l.idle_timeout_ms),
             disconnect_check_interval: ms(l.disconnect_check_interval_ms),
         };
+        let mut fallbacks = std::collections::HashMap::new();
+        for (model, list) in &self.fallbacks {
+            if table.resolve(model).is_none() {
+                return Err(invalid(
+                    format!("fallbacks.{model}"),
+                    "names no configured model",
+                ));
+            }
+            for (i, fallback) in list.iter().enumerate() {
+                if table.resolve(fallback).is_none() {
+                    return Err(invalid(
+                        format!("fallbacks.{model}[{i}]"),
+                        format!("`{fallback}` names no configured model"),
+                    ));
+                }
+            }
+            fallbacks.insert(model.clone(), list.clone());
+        }
         let aliases: Vec<String> = self.aliases.keys().cloned().collect();
-        Ok(Snapshot::new(limits, providers, table, &aliases))
+        Ok(Snapshot::new(limits, providers, table, &aliases, fallbacks))
+    }
+
+    pub fn control_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.control.listen.parse().map_err(|_| {
+            invalid(
+                "control.listen",
+                format!("`{}` is not an ip:port address", self.control.listen),
+            )
+        })
     }
 
     pub fn shard_plan(&self) -> Result<ShardPlan, ConfigError> {

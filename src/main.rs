@@ -2,6 +2,7 @@
 //! waits for a stop signal. Everything on the request path lives in the `shards` crate.
 
 mod config;
+mod coordinator;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = config::load(&config)?;
             cfg.snapshot()?;
             cfg.shard_plan()?;
+            cfg.control_listen()?;
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -87,17 +89,41 @@ fn serve(
     }
     let snapshot = Arc::new(cfg.snapshot()?);
     let plan = cfg.shard_plan()?;
+    let control_listen = cfg.control_listen()?;
     // Block the stop signals before any shard thread exists so that only this thread,
     // waiting in sigwait below, receives them.
     let signals = stop_signals();
     let node = Arc::new(NodeState::default());
     let running =
-        shards::runtime::start(&plan, snapshot, node.clone()).context("starting shards")?;
+        shards::runtime::start(&plan, snapshot.clone(), node.clone()).context("starting shards")?;
+    let control_addr = coordinator::start(
+        control_listen,
+        coordinator::NodeView {
+            snapshot,
+            shards: running.stats.clone(),
+            node: node.clone(),
+        },
+    )?;
+    tracing::info!(%control_addr, "control port listening on {control_addr}");
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
     let signal = wait_for(&signals);
-    tracing::info!(signal, "stopping");
-    node.set_ready(false);
+    let grace = std::time::Duration::from_millis(cfg.shutdown.grace_period_ms);
+    tracing::info!(
+        signal,
+        in_flight = running.in_flight(),
+        grace_ms = cfg.shutdown.grace_period_ms,
+        "draining"
+    );
+    let left = running.drain(&node, grace);
+    if left > 0 {
+        tracing::warn!(
+            in_flight = left,
+            "grace period over; stopping with requests in flight"
+        );
+    } else {
+        tracing::info!("drained; exiting");
+    }
     Ok(())
 }
 

@@ -9,11 +9,13 @@ use common::*;
 
 const MODEL: &str = "mock/gpt-4o-mini";
 
-/// A gateway whose only provider is at `base_url`, with short upstream timeouts.
+/// A gateway whose only provider is at `base_url`, with short upstream timeouts and no
+/// retries, so each request shows one upstream failure as it is.
 fn gateway_for(base_url: &str) -> Gateway {
     Gateway::start(&format!(
         "shards: 1\npin_cores: false\nproviders:\n  mock:\n    base_url: {base_url}\n    \
-         first_byte_timeout_ms: 400\n    idle_timeout_ms: 400\n    connect_timeout_ms: 400\n"
+         first_byte_timeout_ms: 400\n    idle_timeout_ms: 400\n    connect_timeout_ms: 400\n    \
+         retry: {{max_retries: 0}}\n"
     ))
 }
 

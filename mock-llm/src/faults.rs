@@ -28,6 +28,11 @@ pub enum FailMode {
     TruncateStream,
     /// Streaming: inject one event whose payload is not JSON.
     BadJsonChunk,
+    /// Event-stream (Bedrock): one frame carries a wrong message CRC.
+    BadCrc,
+    /// Streaming: the only event is an OpenAI-style `data: {"error": …}` (as providers send
+    /// when they fail after answering 200).
+    ErrorEvent,
 }
 
 /// How a streamed body is delimited on the wire (`x-mock-stream-framing`).
@@ -47,6 +52,9 @@ pub struct RequestOptions {
     pub stream_interval: Duration,
     pub fail: FailMode,
     pub framing: Framing,
+    /// Force a tool call with this name (`x-mock-tool-call`; native-API
+    /// dialects only).
+    pub tool_call: Option<String>,
 }
 
 impl RequestOptions {
@@ -60,6 +68,7 @@ impl RequestOptions {
             stream_interval: defaults.stream_interval,
             fail: FailMode::None,
             framing: Framing::Chunked,
+            tool_call: None,
         };
         if let Some(ms) = header_num::<u64>(headers, "x-mock-latency-ms")? {
             opts.latency = Duration::from_millis(ms);
@@ -80,6 +89,8 @@ impl RequestOptions {
                 "reset-mid-stream" => FailMode::ResetMidStream,
                 "truncate-stream" => FailMode::TruncateStream,
                 "bad-json-chunk" => FailMode::BadJsonChunk,
+                "bad-crc" => FailMode::BadCrc,
+                "error-event" => FailMode::ErrorEvent,
                 other => return Err(format!("unknown x-mock-fail mode {other:?}")),
             };
         }
@@ -89,6 +100,12 @@ impl RequestOptions {
                 "close" => Framing::Close,
                 other => return Err(format!("unknown x-mock-stream-framing {other:?}")),
             };
+        }
+        if let Some(name) = header_str(headers, "x-mock-tool-call")? {
+            if name.is_empty() {
+                return Err("empty x-mock-tool-call header".to_owned());
+            }
+            opts.tool_call = Some(name.to_owned());
         }
         Ok(opts)
     }
@@ -195,6 +212,7 @@ mod tests {
         assert_eq!(opts.status, None);
         assert_eq!(opts.fail, FailMode::None);
         assert_eq!(opts.framing, Framing::Chunked);
+        assert_eq!(opts.tool_call, None);
     }
 
     #[test]
@@ -206,6 +224,7 @@ mod tests {
         h.insert("x-mock-stream-interval-ms", HeaderValue::from_static("10"));
         h.insert("x-mock-fail", HeaderValue::from_static("truncate-stream"));
         h.insert("x-mock-stream-framing", HeaderValue::from_static("close"));
+        h.insert("x-mock-tool-call", HeaderValue::from_static("get_time"));
         let opts = RequestOptions::from_headers(&h, &defaults()).unwrap();
         assert_eq!(opts.latency, Duration::from_millis(250));
         assert_eq!(opts.status, Some(429));
@@ -213,6 +232,7 @@ mod tests {
         assert_eq!(opts.stream_interval, Duration::from_millis(10));
         assert_eq!(opts.fail, FailMode::TruncateStream);
         assert_eq!(opts.framing, Framing::Close);
+        assert_eq!(opts.tool_call.as_deref(), Some("get_time"));
     }
 
     #[test]
@@ -223,6 +243,7 @@ mod tests {
             ("x-mock-status", "abc"),
             ("x-mock-fail", "explode"),
             ("x-mock-stream-framing", "carrier-pigeon"),
+            ("x-mock-tool-call", ""),
         ] {
             let mut h = HeaderMap::new();
             h.insert(name, HeaderValue::from_static(value));

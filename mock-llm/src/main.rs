@@ -1,17 +1,25 @@
-//! `mock-llm`: an OpenAI-compatible mock provider used as the upstream behind
-//! ringgate in integration tests and load benchmarks.
+//! `mock-llm`: a mock LLM provider used as the upstream behind ringgate in
+//! integration tests and load benchmarks. It speaks the OpenAI API and, on
+//! their own paths, the native Azure OpenAI, Anthropic Messages, Gemini and
+//! Bedrock Converse APIs (see [`server`] for the routes).
 //!
 //! This module only parses the command line, builds the tokio runtime and
 //! hands over to [`server::run`]. Replies are deterministic (`"echo: "` plus
-//! the last user message) so tests can assert on them, and every response can
-//! be delayed, failed or broken on the wire via CLI defaults or per-request
-//! `x-mock-*` headers (see [`faults`]).
+//! the last user message, or a tool call; see [`reply`]) so tests can assert
+//! on them, and every response can be delayed, failed or broken on the wire
+//! via CLI defaults or per-request `x-mock-*` headers (see [`faults`]).
 
+mod anthropic;
+mod azure;
+mod bedrock;
 mod conn;
 mod faults;
+mod gemini;
 mod openai;
+mod reply;
 mod server;
 mod stream;
+mod wire;
 
 use std::time::Duration;
 
@@ -22,7 +30,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// OpenAI-compatible mock LLM provider.
+/// Mock LLM provider (OpenAI, Azure OpenAI, Anthropic, Gemini, Bedrock).
 #[derive(Debug, Parser)]
 #[command(name = "mock-llm", version, about)]
 struct Cli {
@@ -51,9 +59,16 @@ struct Cli {
     /// Status used by `--fail-rate` failures (400-599).
     #[arg(long, default_value_t = 500, value_parser = faults::parse_status)]
     fail_status: u16,
-    /// Require `Authorization: Bearer KEY` on every /v1 request.
+    /// Require this API key, sent the way each dialect's provider expects:
+    /// `Authorization: Bearer KEY` (OpenAI), `api-key` (Azure), `x-api-key`
+    /// or a bearer token (Anthropic), `x-goog-api-key` or `?key=` (Gemini),
+    /// or as the SigV4 access key id (Bedrock).
     #[arg(long)]
     require_key: Option<String>,
+    /// OpenAI dialect: requests carrying this bearer key always get 429 with
+    /// `Retry-After: 30`, as from a key whose quota is spent.
+    #[arg(long)]
+    rate_limited_key: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,7 +85,8 @@ fn main() -> anyhow::Result<()> {
         },
         fail_rate: cli.fail_rate,
         fail_status: cli.fail_status,
-        auth: cli.require_key.map(|key| format!("Bearer {key}")),
+        key: cli.require_key,
+        rate_limited_key: cli.rate_limited_key,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -1,13 +1,27 @@
-//! HTTP server: accept loop, per-connection hyper driver, routing, auth and
-//! the order in which injected faults apply.
+//! HTTP server: accept loop, per-connection hyper driver, routing of each
+//! API dialect (OpenAI, Azure OpenAI, Anthropic, Gemini, Bedrock), their
+//! auth checks and error shapes, and the order in which injected faults
+//! apply (the same for every dialect).
+//!
+//! Routes:
+//!
+//! | dialect   | paths |
+//! |-----------|-------|
+//! | OpenAI    | `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` |
+//! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` (`?api-version=` required) |
+//! | Anthropic | `POST /v1/messages`, `/anthropic/v1/messages` (`anthropic-version` header required) |
+//! | Gemini    | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents` (also under `/v1/models/`) |
+//! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream` (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{
+    HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -19,8 +33,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::conn::ConnCtl;
 use crate::faults::{self, Defaults, FailMode, Framing, RequestOptions};
-use crate::openai::{self, Output};
+use crate::gemini::Method as GeminiMethod;
+use crate::reply::{next_id, Output};
 use crate::stream::{self, SseBody, StreamPlan};
+use crate::{anthropic, azure, bedrock, gemini, openai};
 
 type Body = Either<Full<Bytes>, SseBody>;
 
@@ -35,8 +51,12 @@ pub struct Config {
     pub defaults: Defaults,
     pub fail_rate: f64,
     pub fail_status: u16,
-    /// Expected `Authorization` header value (`Bearer KEY`), if required.
-    pub auth: Option<String>,
+    /// Required API key (`--require-key`): `Authorization: Bearer KEY` for
+    /// OpenAI, `api-key` for Azure, `x-api-key` (or bearer) for Anthropic,
+    /// `x-goog-api-key`/`?key=` for Gemini, the SigV4 access key id for Bedrock.
+    pub key: Option<String>,
+    /// Bearer key that is always rate limited (`--rate-limited-key`).
+    pub rate_limited_key: Option<String>,
 }
 
 /// Serve until SIGTERM or SIGINT.
@@ -102,64 +122,175 @@ async fn handle(
     config: Arc<Config>,
     ctl: Arc<ConnCtl>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(route(req, &config, &ctl).await)
+    if req.uri().path() == "/health" {
+        return Ok(match *req.method() {
+            Method::GET | Method::HEAD => {
+                json(StatusCode::OK, Bytes::from_static(openai::HEALTH_BODY))
+            }
+            _ => method_not_allowed(Dialect::OpenAi, &req, "GET"),
+        });
+    }
+    let endpoint = resolve(req.uri());
+    let dialect = match &endpoint {
+        Ok(e) => e.dialect(),
+        Err(d) => *d,
+    };
+    let mut res = match endpoint {
+        Ok(endpoint) => route(req, endpoint, &config, &ctl).await,
+        Err(dialect) => not_found(dialect, &req),
+    };
+    let request_id = match dialect {
+        Dialect::Anthropic => Some(("request-id", format!("req_mock_{}", next_id()))),
+        Dialect::Bedrock => Some(("x-amzn-requestid", format!("mock-{}", next_id()))),
+        _ => None,
+    };
+    if let Some((name, value)) = request_id {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
+    }
+    Ok(res)
 }
 
-#[derive(Clone, Copy)]
-enum Endpoint {
+/// The provider API a request speaks, which decides auth and error shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    OpenAi,
+    Azure,
+    Anthropic,
+    Gemini,
+    Bedrock,
+}
+
+/// OpenAI-shaped operations (also served under Azure deployments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenAiOp {
     Models,
     Chat,
     Completions,
     Embeddings,
 }
 
-async fn route(req: Request<Incoming>, config: &Config, ctl: &Arc<ConnCtl>) -> Response<Body> {
-    let path = req.uri().path();
-    if path == "/health" {
-        return match *req.method() {
-            Method::GET | Method::HEAD => {
-                json(StatusCode::OK, Bytes::from_static(openai::HEALTH_BODY))
-            }
-            _ => method_not_allowed(&req, "GET"),
-        };
-    }
-    if !path.starts_with("/v1/") {
-        return not_found(&req);
-    }
-    if let Some(expected) = &config.auth {
-        let ok = req
-            .headers()
-            .get(AUTHORIZATION)
-            .is_some_and(|v| v.as_bytes() == expected.as_bytes());
-        if !ok {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided",
-                Some("invalid_api_key"),
-            );
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint {
+    OpenAi(OpenAiOp),
+    Azure { op: OpenAiOp, deployment: String },
+    Anthropic,
+    Gemini { model: String, method: GeminiMethod },
+    Bedrock { stream: bool },
+}
+
+impl Endpoint {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Endpoint::OpenAi(_) => Dialect::OpenAi,
+            Endpoint::Azure { .. } => Dialect::Azure,
+            Endpoint::Anthropic => Dialect::Anthropic,
+            Endpoint::Gemini { .. } => Dialect::Gemini,
+            Endpoint::Bedrock { .. } => Dialect::Bedrock,
         }
     }
-    let (endpoint, allowed) = match path.trim_end_matches('/') {
-        "/v1/models" => (Endpoint::Models, "GET"),
-        "/v1/chat/completions" => (Endpoint::Chat, "POST"),
-        "/v1/completions" => (Endpoint::Completions, "POST"),
-        "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
-        _ => return not_found(&req),
-    };
+
+    fn allowed(&self) -> &'static str {
+        match self {
+            Endpoint::OpenAi(OpenAiOp::Models) => "GET",
+            _ => "POST",
+        }
+    }
+}
+
+/// Map a URL to its endpoint; an unknown URL gives the dialect whose 404
+/// shape to answer with.
+fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "/v1/messages" || trimmed == "/anthropic/v1/messages" {
+        return Ok(Endpoint::Anthropic);
+    }
+    if path.starts_with("/anthropic/") {
+        return Err(Dialect::Anthropic);
+    }
+    // Gemini: /v1beta/models/{model}:{method} (also /v1/models/...:method).
+    let gemini_rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/").filter(|r| r.contains(':')));
+    if let Some(rest) = gemini_rest {
+        let (model, method) = rest.rsplit_once(':').ok_or(Dialect::Gemini)?;
+        let sse = query_param(uri, "alt").as_deref() == Some("sse");
+        let method = GeminiMethod::parse(method, sse).ok_or(Dialect::Gemini)?;
+        let model = percent_decode(model);
+        if model.is_empty() {
+            return Err(Dialect::Gemini);
+        }
+        return Ok(Endpoint::Gemini { model, method });
+    }
+    if path.starts_with("/v1beta/") {
+        return Err(Dialect::Gemini);
+    }
+    if let Some(rest) = path.strip_prefix("/model/") {
+        let (model, op) = rest.rsplit_once('/').ok_or(Dialect::Bedrock)?;
+        let stream = match op {
+            "converse" => false,
+            "converse-stream" => true,
+            _ => return Err(Dialect::Bedrock),
+        };
+        if model.is_empty() {
+            return Err(Dialect::Bedrock);
+        }
+        return Ok(Endpoint::Bedrock { stream });
+    }
+    if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        let (deployment, op) = rest.split_once('/').ok_or(Dialect::Azure)?;
+        let op = match op.trim_end_matches('/') {
+            "chat/completions" => OpenAiOp::Chat,
+            "completions" => OpenAiOp::Completions,
+            "embeddings" => OpenAiOp::Embeddings,
+            _ => return Err(Dialect::Azure),
+        };
+        let deployment = percent_decode(deployment);
+        if deployment.is_empty() {
+            return Err(Dialect::Azure);
+        }
+        return Ok(Endpoint::Azure { op, deployment });
+    }
+    if path.starts_with("/openai/") {
+        return Err(Dialect::Azure);
+    }
+    match trimmed {
+        "/v1/models" => Ok(Endpoint::OpenAi(OpenAiOp::Models)),
+        "/v1/chat/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Chat)),
+        "/v1/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Completions)),
+        "/v1/embeddings" => Ok(Endpoint::OpenAi(OpenAiOp::Embeddings)),
+        _ => Err(Dialect::OpenAi),
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    endpoint: Endpoint,
+    config: &Config,
+    ctl: &Arc<ConnCtl>,
+) -> Response<Body> {
+    let dialect = endpoint.dialect();
+    if let Some(res) = admit(&endpoint, req.headers(), req.uri(), config) {
+        return res;
+    }
+    let allowed = endpoint.allowed();
     if req.method().as_str() != allowed {
-        return method_not_allowed(&req, allowed);
+        return method_not_allowed(dialect, &req, allowed);
     }
     let opts = match RequestOptions::from_headers(req.headers(), &config.defaults) {
         Ok(opts) => opts,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg, None),
+        Err(msg) => return error(dialect, StatusCode::BAD_REQUEST, &msg),
     };
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return error(
+                dialect,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large or unreadable",
-                None,
             )
         }
     };
@@ -182,26 +313,31 @@ async fn route(req: Request<Incoming>, config: &Config, ctl: &Arc<ConnCtl>) -> R
         tokio::time::sleep(opts.latency).await;
     }
     if let Some(status) = opts.status {
-        return injected(status);
+        return injected(dialect, status);
     }
     if faults::roll(config.fail_rate) {
-        return injected(config.fail_status);
+        return injected(dialect, config.fail_status);
     }
 
-    let output = match endpoint {
-        Endpoint::Models => Ok(Output::Json(Bytes::from_static(openai::MODELS_BODY))),
-        Endpoint::Chat => openai::chat_completions(&body, opts.stream_chunks),
-        Endpoint::Completions => openai::completions(&body, opts.stream_chunks),
-        Endpoint::Embeddings => openai::embeddings(&body),
+    let chunks = opts.stream_chunks;
+    let forced_tool = opts.tool_call.as_deref();
+    let output = match &endpoint {
+        Endpoint::OpenAi(op) => openai_op(*op, &body, chunks, None),
+        Endpoint::Azure { op, deployment } => openai_op(*op, &body, chunks, Some(deployment)),
+        Endpoint::Anthropic => anthropic::messages(&body, chunks, forced_tool),
+        Endpoint::Gemini { model, method } => match method {
+            GeminiMethod::Generate | GeminiMethod::Stream { .. } => {
+                gemini::generate(&body, model, *method, chunks, forced_tool)
+            }
+            GeminiMethod::Embed | GeminiMethod::BatchEmbed => gemini::embed(&body, *method),
+        },
+        Endpoint::Bedrock { stream } => bedrock::converse(&body, *stream, chunks, forced_tool),
     };
     match output {
-        Err(msg) => error(StatusCode::BAD_REQUEST, &msg, None),
+        Err(msg) => error(dialect, StatusCode::BAD_REQUEST, &msg),
         Ok(Output::Json(body)) => json(StatusCode::OK, body),
-        Ok(Output::Stream {
-            events,
-            content_events,
-        }) => {
-            let plan = StreamPlan::new(events, content_events, opts.stream_interval, opts.fail);
+        Ok(Output::Stream(out)) => {
+            let plan = StreamPlan::new(out, opts.stream_interval, opts.fail);
             if opts.framing == Framing::Close {
                 if let Some(raw) = ctl.take_raw() {
                     stream::write_close_delimited(raw, plan, ctl).await;
@@ -209,9 +345,187 @@ async fn route(req: Request<Incoming>, config: &Config, ctl: &Arc<ConnCtl>) -> R
                     return std::future::pending().await;
                 }
             }
-            sse(SseBody::new(plan, ctl.clone()))
+            streaming(plan.content_type, SseBody::new(plan, ctl.clone()))
         }
     }
+}
+
+fn openai_op(
+    op: OpenAiOp,
+    body: &[u8],
+    chunks: usize,
+    deployment: Option<&str>,
+) -> Result<Output, String> {
+    match op {
+        OpenAiOp::Models => Ok(Output::Json(Bytes::from_static(openai::MODELS_BODY))),
+        OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment),
+        OpenAiOp::Completions => openai::completions(body, chunks, deployment),
+        OpenAiOp::Embeddings => openai::embeddings(body, deployment),
+    }
+}
+
+/// Credentials and mandatory headers/parameters, checked the way each
+/// provider does before it looks at the body; `Some` is the rejection.
+fn admit(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    uri: &Uri,
+    config: &Config,
+) -> Option<Response<Body>> {
+    let key = config.key.as_deref();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = || header(AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    match endpoint {
+        Endpoint::OpenAi(_)
+            if bearer().is_some() && bearer() == config.rate_limited_key.as_deref() =>
+        {
+            let mut resp = json(
+                StatusCode::TOO_MANY_REQUESTS,
+                openai::error_body(
+                    "Rate limit reached for this key",
+                    "rate_limit_error",
+                    Some("rate_limit_exceeded"),
+                ),
+            );
+            resp.headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
+            Some(resp)
+        }
+        Endpoint::OpenAi(_) => match key {
+            Some(key) if bearer() != Some(key) => Some(json(
+                StatusCode::UNAUTHORIZED,
+                openai::error_body(
+                    "Incorrect API key provided",
+                    "authentication_error",
+                    Some("invalid_api_key"),
+                ),
+            )),
+            _ => None,
+        },
+        Endpoint::Azure { .. } => {
+            if query_param(uri, "api-version").is_none_or(|v| v.is_empty()) {
+                return Some(json(
+                    StatusCode::BAD_REQUEST,
+                    azure::error_body("BadRequest", azure::MISSING_API_VERSION),
+                ));
+            }
+            match key {
+                // Entra ID clients send a bearer token instead of api-key.
+                Some(key) if header("api-key") != Some(key) && bearer() != Some(key) => Some(json(
+                    StatusCode::UNAUTHORIZED,
+                    azure::error_body("401", azure::ACCESS_DENIED),
+                )),
+                _ => None,
+            }
+        }
+        Endpoint::Anthropic => {
+            if let Some(key) = key {
+                let reject = |msg| error(Dialect::Anthropic, StatusCode::UNAUTHORIZED, msg);
+                // Current SDKs send the key as a bearer token instead.
+                match header("x-api-key").or_else(bearer) {
+                    None => return Some(reject("x-api-key header is required")),
+                    Some(k) if k != key => return Some(reject("invalid x-api-key")),
+                    Some(_) => {}
+                }
+            }
+            if header("anthropic-version").is_none() {
+                return Some(error(
+                    Dialect::Anthropic,
+                    StatusCode::BAD_REQUEST,
+                    "anthropic-version: header is required",
+                ));
+            }
+            None
+        }
+        Endpoint::Gemini { .. } => {
+            // No key required (None): admit.
+            let key = key?;
+            let given = header("x-goog-api-key")
+                .map(str::to_owned)
+                .or_else(|| query_param(uri, "key"));
+            match given {
+                None => Some(error(
+                    Dialect::Gemini,
+                    StatusCode::FORBIDDEN,
+                    "Method doesn't allow unregistered callers (callers without established \
+                     identity). Please use API Key or other form of API consumer identity to \
+                     call this API.",
+                )),
+                Some(k) if k != key => Some(error(
+                    Dialect::Gemini,
+                    StatusCode::BAD_REQUEST,
+                    "API key not valid. Please pass a valid API key.",
+                )),
+                Some(_) => None,
+            }
+        }
+        Endpoint::Bedrock { .. } => {
+            let reject = |kind, msg| Some(aws_error(StatusCode::FORBIDDEN, kind, msg));
+            let Some(auth) = header(AUTHORIZATION.as_str()) else {
+                return reject(
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                );
+            };
+            let Some(credential) = auth.strip_prefix("AWS4-HMAC-SHA256 Credential=") else {
+                return reject(
+                    "IncompleteSignatureException",
+                    "Authorization header requires 'Credential' parameter and an \
+                     AWS4-HMAC-SHA256 signature.",
+                );
+            };
+            if header("x-amz-date").is_none() {
+                return reject(
+                    "IncompleteSignatureException",
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a \
+                     'Date' header.",
+                );
+            }
+            // The signature is not verified; `--require-key` names the
+            // access key id (the first element of the credential scope).
+            let access_key = credential.split('/').next().unwrap_or_default();
+            match key {
+                Some(key) if access_key != key => reject(
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                ),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Value of a query parameter, percent-decoded (`+` as space).
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")))
+    })
+}
+
+/// Decode `%XX` escapes; invalid escapes and non-UTF-8 results are kept as
+/// they are (lossily), which is enough to echo names back.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
@@ -222,17 +536,27 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     res
 }
 
-fn sse(body: SseBody) -> Response<Body> {
+fn streaming(content_type: &'static str, body: SseBody) -> Response<Body> {
     let mut res = Response::new(Either::Right(body));
     let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }
 
-fn error(status: StatusCode, message: &str, code: Option<&str>) -> Response<Body> {
-    let kind = faults::error_type(status.as_u16());
-    let mut res = json(status, openai::error_body(message, kind, code));
+/// An error in the dialect's own shape; 429s carry `retry-after: 1`.
+fn error(dialect: Dialect, status: StatusCode, message: &str) -> Response<Body> {
+    let code = status.as_u16();
+    let mut res = match dialect {
+        Dialect::OpenAi => json(
+            status,
+            openai::error_body(message, faults::error_type(code), None),
+        ),
+        Dialect::Azure => json(status, azure::error_body(status.as_str(), message)),
+        Dialect::Anthropic => json(status, anthropic::error_body(code, message)),
+        Dialect::Gemini => json(status, gemini::error_body(code, message)),
+        Dialect::Bedrock => aws_error(status, bedrock::error_type(code), message),
+    };
     if status == StatusCode::TOO_MANY_REQUESTS {
         res.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -240,25 +564,129 @@ fn error(status: StatusCode, message: &str, code: Option<&str>) -> Response<Body
     res
 }
 
-fn injected(status: u16) -> Response<Body> {
+/// AWS JSON-protocol error: `{"message":..}` plus `x-amzn-errortype`.
+fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response<Body> {
+    let mut res = json(status, bedrock::error_body(message));
+    res.headers_mut().insert(
+        HeaderName::from_static("x-amzn-errortype"),
+        HeaderValue::from_static(kind),
+    );
+    res
+}
+
+fn injected(dialect: Dialect, status: u16) -> Response<Body> {
     // Statuses are validated to 400-599 when parsed.
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    error(status, &format!("mock injected {}", status.as_u16()), None)
+    let message = match (dialect, status.as_u16()) {
+        (Dialect::Anthropic, 529) => "Overloaded".to_owned(),
+        (_, code) => format!("mock injected {code}"),
+    };
+    error(dialect, status, &message)
 }
 
-fn not_found(req: &Request<Incoming>) -> Response<Body> {
+fn not_found(dialect: Dialect, req: &Request<Incoming>) -> Response<Body> {
     let msg = format!("Invalid URL ({} {})", req.method(), req.uri().path());
-    // OpenAI reports unknown URLs as invalid requests, not missing objects.
-    json(
-        StatusCode::NOT_FOUND,
-        openai::error_body(&msg, "invalid_request_error", None),
-    )
+    match dialect {
+        // OpenAI reports unknown URLs as invalid requests, not missing objects.
+        Dialect::OpenAi => json(
+            StatusCode::NOT_FOUND,
+            openai::error_body(&msg, "invalid_request_error", None),
+        ),
+        Dialect::Azure => json(
+            StatusCode::NOT_FOUND,
+            azure::error_body("404", "Resource not found"),
+        ),
+        Dialect::Bedrock => aws_error(StatusCode::NOT_FOUND, "UnknownOperationException", &msg),
+        _ => error(dialect, StatusCode::NOT_FOUND, &msg),
+    }
 }
 
-fn method_not_allowed(req: &Request<Incoming>, allowed: &'static str) -> Response<Body> {
+fn method_not_allowed(
+    dialect: Dialect,
+    req: &Request<Incoming>,
+    allowed: &'static str,
+) -> Response<Body> {
     let msg = format!("Method not allowed ({} {})", req.method(), req.uri().path());
-    let mut res = error(StatusCode::METHOD_NOT_ALLOWED, &msg, None);
+    let mut res = error(dialect, StatusCode::METHOD_NOT_ALLOWED, &msg);
     res.headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allowed));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(uri: &str) -> Result<Endpoint, Dialect> {
+        resolve(&uri.parse::<Uri>().unwrap())
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            at("/v1/chat/completions"),
+            Ok(Endpoint::OpenAi(OpenAiOp::Chat))
+        );
+        assert_eq!(at("/v1/models/"), Ok(Endpoint::OpenAi(OpenAiOp::Models)));
+        assert_eq!(at("/v1/nope"), Err(Dialect::OpenAi));
+        assert_eq!(at("/v1/messages"), Ok(Endpoint::Anthropic));
+        assert_eq!(at("/anthropic/v1/messages"), Ok(Endpoint::Anthropic));
+        assert_eq!(at("/anthropic/v1/complete"), Err(Dialect::Anthropic));
+        assert_eq!(
+            at("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse&key=k"),
+            Ok(Endpoint::Gemini {
+                model: "gemini-2.0-flash".into(),
+                method: GeminiMethod::Stream { sse: true }
+            })
+        );
+        assert_eq!(
+            at("/v1/models/g:streamGenerateContent"),
+            Ok(Endpoint::Gemini {
+                model: "g".into(),
+                method: GeminiMethod::Stream { sse: false }
+            })
+        );
+        assert_eq!(
+            at("/v1beta/models/e:batchEmbedContents"),
+            Ok(Endpoint::Gemini {
+                model: "e".into(),
+                method: GeminiMethod::BatchEmbed
+            })
+        );
+        assert_eq!(at("/v1beta/models/g:countTokens"), Err(Dialect::Gemini));
+        assert_eq!(at("/v1beta/models/g"), Err(Dialect::Gemini));
+        assert_eq!(
+            at("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"),
+            Ok(Endpoint::Bedrock { stream: true })
+        );
+        assert_eq!(
+            at("/model/m/converse"),
+            Ok(Endpoint::Bedrock { stream: false })
+        );
+        assert_eq!(at("/model/m/invoke"), Err(Dialect::Bedrock));
+        assert_eq!(
+            at("/openai/deployments/my%20gpt/chat/completions?api-version=2024-10-21"),
+            Ok(Endpoint::Azure {
+                op: OpenAiOp::Chat,
+                deployment: "my gpt".into()
+            })
+        );
+        assert_eq!(
+            at("/openai/deployments/d/embeddings"),
+            Ok(Endpoint::Azure {
+                op: OpenAiOp::Embeddings,
+                deployment: "d".into()
+            })
+        );
+        assert_eq!(at("/openai/deployments/d/images"), Err(Dialect::Azure));
+    }
+
+    #[test]
+    fn query_and_decoding() {
+        let uri: Uri = "/x?alt=sse&key=a%2Bb+c&empty".parse().unwrap();
+        assert_eq!(query_param(&uri, "key").as_deref(), Some("a+b c"));
+        assert_eq!(query_param(&uri, "empty").as_deref(), Some(""));
+        assert_eq!(query_param(&uri, "missing"), None);
+        assert_eq!(percent_decode("a%3A0%zz%"), "a:0%zz%");
+    }
 }

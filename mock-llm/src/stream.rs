@@ -1,6 +1,7 @@
-//! Delivery of streamed (SSE) replies: a hyper body that paces events and can
-//! break the connection part-way, and a raw writer for close-delimited bodies
-//! (hyper always picks chunked encoding for HTTP/1.1 bodies of unknown size).
+//! Delivery of streamed replies (SSE, JSON arrays or AWS event-stream
+//! frames, all pre-encoded): a hyper body that paces events and can break the
+//! connection part-way, and a raw writer for close-delimited bodies (hyper
+//! always picks chunked encoding for HTTP/1.1 bodies of unknown size).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,6 +17,8 @@ use tokio::time::Sleep;
 
 use crate::conn::ConnCtl;
 use crate::faults::FailMode;
+use crate::reply::StreamOutput;
+use crate::wire;
 
 /// Time given to hyper to flush what it has written before the connection is
 /// broken; an RST discards anything still in the socket's send buffer.
@@ -36,40 +39,56 @@ pub enum StreamEnd {
 #[derive(Debug)]
 pub struct StreamPlan {
     pub events: Vec<Bytes>,
+    pub content_type: &'static str,
     pub interval: Duration,
     pub end: StreamEnd,
 }
 
 impl StreamPlan {
-    /// Apply a streaming fault to the full event list, whose first
-    /// `content_events` events carry reply text.
-    pub fn new(
-        mut events: Vec<Bytes>,
-        content_events: usize,
-        interval: Duration,
-        fail: FailMode,
-    ) -> Self {
-        let half = content_events.div_ceil(2);
+    /// Apply a streaming fault to an encoded reply: the mid-stream faults
+    /// cut it half-way through its content events, `bad-json-chunk` inserts
+    /// the reply's malformed event right after the first content event, and
+    /// `bad-crc` corrupts the first content frame of an event stream (it is a
+    /// no-op for other formats).
+    pub fn new(out: StreamOutput, interval: Duration, fail: FailMode) -> Self {
+        let StreamOutput {
+            mut events,
+            content,
+            content_type,
+            bad_event,
+            crc_framed,
+        } = out;
+        let cut = (content.start + content.len().div_ceil(2)).min(events.len());
         let end = match fail {
             FailMode::ResetMidStream => {
-                events.truncate(half);
+                events.truncate(cut);
                 StreamEnd::Reset
             }
             FailMode::TruncateStream => {
-                events.truncate(half);
+                events.truncate(cut);
                 StreamEnd::Truncate
             }
             FailMode::BadJsonChunk => {
-                events.insert(
-                    1.min(events.len()),
-                    Bytes::from_static(b"data: {not json\n\n"),
-                );
+                events.insert((content.start + 1).min(events.len()), bad_event);
+                StreamEnd::Done
+            }
+            FailMode::BadCrc => {
+                if let Some(frame) = events.get_mut(content.start).filter(|_| crc_framed) {
+                    *frame = wire::corrupt_message_crc(frame);
+                }
+                StreamEnd::Done
+            }
+            FailMode::ErrorEvent => {
+                events = vec![Bytes::from_static(
+                    b"data: {\"error\":{\"message\":\"mock injected stream error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
+                )];
                 StreamEnd::Done
             }
             FailMode::None | FailMode::Reset | FailMode::Hang => StreamEnd::Done,
         };
         Self {
             events,
+            content_type,
             interval,
             end,
         }
@@ -154,12 +173,15 @@ impl Body for SseBody {
     }
 }
 
-const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
-content-type: text/event-stream\r\n\
-cache-control: no-cache\r\n\
-connection: close\r\n\r\n";
+fn close_head(content_type: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n\
+         cache-control: no-cache\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
 
-/// Write a whole SSE response with a close-delimited body on the duplicated
+/// Write a whole streamed response with a close-delimited body on the duplicated
 /// socket (hyper is kept waiting on the handler meanwhile), then end the
 /// connection: FIN normally, RST for `StreamEnd::Reset`.
 pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, ctl: &ConnCtl) {
@@ -170,7 +192,10 @@ pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, c
         ctl.kill();
         return;
     };
-    let mut ok = stream.write_all(CLOSE_HEAD).await.is_ok();
+    let mut ok = stream
+        .write_all(&close_head(plan.content_type))
+        .await
+        .is_ok();
     for (i, event) in plan.events.iter().enumerate() {
         if !ok {
             break;
@@ -195,28 +220,73 @@ pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, c
 mod tests {
     use super::*;
 
-    fn events(n: usize) -> Vec<Bytes> {
-        (0..n)
-            .map(|i| Bytes::from(format!("data: {i}\n\n")))
-            .collect()
+    fn output(n: usize, content: std::ops::Range<usize>, crc_framed: bool) -> StreamOutput {
+        StreamOutput {
+            events: (0..n)
+                .map(|i| Bytes::from(format!("data: {i}\n\n")))
+                .collect(),
+            content,
+            content_type: "text/event-stream",
+            bad_event: Bytes::from_static(b"data: {not json\n\n"),
+            crc_framed,
+        }
     }
 
     #[test]
     fn plan_faults() {
         // 8 content events + stop + [DONE].
-        let plan = StreamPlan::new(events(10), 8, Duration::ZERO, FailMode::None);
+        let plan = StreamPlan::new(output(10, 0..8, false), Duration::ZERO, FailMode::None);
         assert_eq!((plan.events.len(), plan.end), (10, StreamEnd::Done));
 
-        let plan = StreamPlan::new(events(10), 8, Duration::ZERO, FailMode::ResetMidStream);
+        let plan = StreamPlan::new(
+            output(10, 0..8, false),
+            Duration::ZERO,
+            FailMode::ResetMidStream,
+        );
         assert_eq!((plan.events.len(), plan.end), (4, StreamEnd::Reset));
 
-        let plan = StreamPlan::new(events(10), 3, Duration::ZERO, FailMode::TruncateStream);
+        let plan = StreamPlan::new(
+            output(10, 0..3, false),
+            Duration::ZERO,
+            FailMode::TruncateStream,
+        );
         assert_eq!((plan.events.len(), plan.end), (2, StreamEnd::Truncate));
 
-        let plan = StreamPlan::new(events(10), 8, Duration::ZERO, FailMode::BadJsonChunk);
+        let plan = StreamPlan::new(
+            output(10, 0..8, false),
+            Duration::ZERO,
+            FailMode::BadJsonChunk,
+        );
         assert_eq!(plan.events.len(), 11);
         assert_eq!(plan.events[0].as_ref(), b"data: 0\n\n");
         assert_eq!(plan.events[1].as_ref(), b"data: {not json\n\n");
         assert_eq!(plan.events[2].as_ref(), b"data: 1\n\n");
+    }
+
+    #[test]
+    fn plan_faults_after_a_preamble() {
+        // Anthropic-like: 3 preamble events, 4 content events, 3 closing.
+        let plan = StreamPlan::new(
+            output(10, 3..7, false),
+            Duration::ZERO,
+            FailMode::TruncateStream,
+        );
+        assert_eq!(plan.events.len(), 5);
+        let plan = StreamPlan::new(
+            output(10, 3..7, false),
+            Duration::ZERO,
+            FailMode::BadJsonChunk,
+        );
+        assert_eq!(plan.events[4].as_ref(), b"data: {not json\n\n");
+    }
+
+    #[test]
+    fn bad_crc_corrupts_first_content_frame_only_when_framed() {
+        let plan = StreamPlan::new(output(5, 1..3, true), Duration::ZERO, FailMode::BadCrc);
+        let original = output(5, 1..3, true).events;
+        let changed: Vec<usize> = (0..5).filter(|&i| plan.events[i] != original[i]).collect();
+        assert_eq!(changed, [1]);
+        let plan = StreamPlan::new(output(5, 1..3, false), Duration::ZERO, FailMode::BadCrc);
+        assert_eq!(plan.events, original);
     }
 }

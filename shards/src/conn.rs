@@ -18,6 +18,7 @@ use crate::io::Stream;
 use crate::pipeline;
 use crate::shard::Shard;
 use crate::snapshot::Limits;
+use crate::stats::ShardStats;
 
 /// Buffers and stream of one client connection.
 pub struct ClientConn {
@@ -191,6 +192,22 @@ impl ClientConn {
     }
 }
 
+/// Counts a request as in flight until dropped (also when its task is dropped mid-way).
+struct InFlight<'a>(&'a ShardStats);
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a ShardStats) -> Self {
+        stats.in_flight.incr();
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.decr();
+    }
+}
+
 /// Serves requests on one client connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
     let mut conn = ClientConn::new(stream, peer);
@@ -201,7 +218,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
             Ok(head) => conn.read_body(&head, limits).await.map(|body| (head, body)),
             Err(stop) => Err(stop),
         };
-        let (head, (body, used)) = match read {
+        let (mut head, (body, used)) = match read {
             Ok(request) => request,
             Err(ReadStop::Quiet) => break,
             Err(ReadStop::Reject(err)) => {
@@ -211,7 +228,11 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
                 break;
             }
         };
+        // A draining node answers what it has read, then closes the connection.
+        head.keep_alive &= !shard.node.is_draining();
+        let in_flight = InFlight::new(&shard.stats);
         let keep_alive = pipeline::handle(&shard, &snapshot, &mut conn, &head, &body).await;
+        drop(in_flight);
         if !keep_alive || !head.keep_alive {
             break;
         }

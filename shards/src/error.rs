@@ -45,6 +45,18 @@ pub enum GatewayError {
     },
     #[error("Provider `{provider}` sent an invalid HTTP response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
+    #[error("Provider `{provider}` reported an error in its stream: {detail}")]
+    UpstreamStreamError { provider: String, detail: String },
+    #[error("Provider `{provider}` is at capacity on this gateway; retry later")]
+    Overloaded { provider: String },
+    #[error("Provider `{provider}` is failing and temporarily cut off (circuit open)")]
+    CircuitOpen { provider: String },
+    #[error(
+        "Every API key of provider `{provider}` is cooling down after rate limits or auth failures"
+    )]
+    NoKeyAvailable { provider: String },
+    #[error("The request's deadline passed before a provider answered")]
+    DeadlineExceeded,
 }
 
 impl GatewayError {
@@ -56,9 +68,12 @@ impl GatewayError {
             Self::RequestTimeout => 408,
             Self::BodyTooLarge { .. } => 413,
             Self::HeadersTooLarge { .. } => 431,
-            Self::UpstreamConnect { .. } | Self::UpstreamReset { .. } => 502,
-            Self::UpstreamProtocol { .. } => 502,
-            Self::UpstreamTimeout { .. } => 504,
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamReset { .. }
+            | Self::UpstreamProtocol { .. }
+            | Self::UpstreamStreamError { .. } => 502,
+            Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => 503,
+            Self::UpstreamTimeout { .. } | Self::DeadlineExceeded => 504,
         }
     }
 
@@ -86,6 +101,11 @@ impl GatewayError {
             Self::UpstreamReset { .. } => "upstream_reset",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamProtocol { .. } => "upstream_protocol_error",
+            Self::UpstreamStreamError { .. } => "upstream_stream_error",
+            Self::Overloaded { .. } => "overloaded",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::NoKeyAvailable { .. } => "no_key_available",
+            Self::DeadlineExceeded => "deadline_exceeded",
         }
     }
 
@@ -102,19 +122,29 @@ impl GatewayError {
             Self::UpstreamConnect { .. }
             | Self::UpstreamReset { .. }
             | Self::UpstreamTimeout { .. }
-            | Self::UpstreamProtocol { .. } => ErrorSource::Upstream,
+            | Self::UpstreamProtocol { .. }
+            | Self::UpstreamStreamError { .. } => ErrorSource::Upstream,
+            Self::Overloaded { .. }
+            | Self::CircuitOpen { .. }
+            | Self::NoKeyAvailable { .. }
+            | Self::DeadlineExceeded => ErrorSource::Gateway,
             _ => ErrorSource::Client,
         }
     }
 
     /// Whether the same request could succeed on another attempt or target.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::UpstreamConnect { .. }
-                | Self::UpstreamTimeout { .. }
-                | Self::UpstreamReset { .. }
-        )
+        self.source() == ErrorSource::Upstream
+    }
+
+    /// Seconds a client should wait before retrying, sent as `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => {
+                Some(1)
+            }
+            _ => None,
+        }
     }
 
     /// Appends `{"error":{"message","type","param","code"}}` to `out`.

@@ -68,12 +68,15 @@ pub async fn read_watching(
 
 /// Sends `conn.out` (a complete upstream request) and returns the connection with the
 /// response head parsed; the head and any body bytes already read are in `conn.upbuf`.
+/// The wait for the head is bounded by the provider's first-byte timeout and by `budget`
+/// (what is left of the request's deadline).
 pub async fn exchange(
     shard: &Shard,
     provider_id: usize,
     provider: &Provider,
     conn: &mut ClientConn,
     limits: &Limits,
+    budget: Duration,
 ) -> Result<(Stream, ResponseHead), Failure> {
     let client_fd = conn.stream.raw_fd();
     let mut retried = false;
@@ -86,13 +89,14 @@ pub async fn exchange(
         conn.upbuf.clear();
         let result = match written {
             Ok(()) => {
+                let wait = provider.timeouts.first_byte.min(budget);
                 read_head(
                     &mut upstream,
                     &mut conn.upbuf,
                     &mut conn.spans_up,
-                    provider,
                     client_fd,
                     limits,
+                    wait,
                 )
                 .await
             }
@@ -149,11 +153,11 @@ async fn read_head(
     upstream: &mut Stream,
     buf: &mut Vec<u8>,
     spans: &mut Vec<crate::http::request::HeaderSpan>,
-    provider: &Provider,
     client_fd: RawFd,
     limits: &Limits,
+    wait: Duration,
 ) -> Result<ResponseHead, HeadError> {
-    let deadline = Instant::now() + provider.timeouts.first_byte;
+    let deadline = Instant::now() + wait;
     let mut head = ResponseHead::default();
     loop {
         match parse_response_head(

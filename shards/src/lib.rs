@@ -4,10 +4,14 @@
 //! [`pipeline`]. This crate knows nothing of tokio, the store or the coordinator; the binary
 //! hands it a [`snapshot::Snapshot`] and a [`runtime::ShardPlan`].
 
+pub mod admission;
+pub mod balance;
 pub mod conn;
 pub mod error;
 pub mod exchange;
 pub mod extract;
+pub mod failover;
+pub mod health;
 pub mod http;
 pub mod io;
 pub mod pipeline;
@@ -17,4 +21,5 @@ pub mod route;
 pub mod runtime;
 pub mod shard;
 pub mod snapshot;
+pub mod stats;
 pub mod tls;

@@ -9,23 +9,27 @@
 //!    unknown models are a 404.
 //! 4. **upstream request** — the client's bytes are forwarded with the model spliced in when
 //!    its name changes, the provider's credentials added and gateway-owned headers removed.
-//! 5. **exchange** — a pooled connection carries the request; the response head is awaited
-//!    under the first-byte timeout while the client is watched for a disconnect
+//! 5. **failover** — targets are tried in order (the model, its fallbacks), each behind its
+//!    circuit breaker and admission gate, with key rotation and retries ([`crate::failover`]);
+//!    for each attempt a pooled connection carries the request and the response head is
+//!    awaited under the first-byte timeout while the client is watched for a disconnect
 //!    ([`crate::exchange`]).
 //! 6. **relay** — the response is copied to the client as it arrives, one write per upstream
 //!    read; a stream that breaks ends with an error event ([`crate::relay`]).
 //! 7. **release** — a connection whose response was read whole goes back to the pool.
 
+use std::time::{Duration, Instant};
+
 use crate::conn::{BodyLocation, ClientConn};
 use crate::error::GatewayError;
-use crate::exchange::{exchange, Failure};
+use crate::exchange::Failure;
 use crate::extract::extract_fields;
+use crate::failover::{self, Ask};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
 use crate::http::upstream::{push_upstream_request_head, UpstreamHead};
-use crate::relay::relay_response;
 use crate::shard::Shard;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Provider, Snapshot};
 
 /// The OpenAI API endpoints the gateway proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +103,12 @@ pub async fn handle(
         }),
     };
     match answer {
-        Ok(json) => push_json_response(&mut conn.out, 200, json, keep_alive),
+        Ok(json) => {
+            shard.stats.record_status(200);
+            push_json_response(&mut conn.out, 200, json, keep_alive);
+        }
         Err(err) => {
+            shard.stats.record_status(err.status());
             tracing::debug!(peer = %conn.peer, error = %err, "no such route");
             push_error_response(&mut conn.out, &err, keep_alive);
         }
@@ -118,13 +126,17 @@ async fn proxy(
 ) -> bool {
     match forward(shard, snapshot, conn, head, body, endpoint).await {
         Ok(keep_alive) => keep_alive && head.keep_alive,
-        Err(Failure::ClientGone) => false,
+        Err(Failure::ClientGone) => {
+            shard.stats.client_gone.incr();
+            false
+        }
         Err(Failure::Respond(err)) => {
             if err.source() == crate::error::ErrorSource::Client {
                 tracing::info!(peer = %conn.peer, status = err.status(), error = %err, "bad request");
             } else {
-                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "upstream failure");
+                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "request failed");
             }
+            shard.stats.record_status(err.status());
             conn.out.clear();
             push_error_response(&mut conn.out, &err, head.keep_alive);
             conn.flush_out().await && head.keep_alive
@@ -132,7 +144,15 @@ async fn proxy(
     }
 }
 
-/// Stages 2–7. An `Err` means nothing has reached the client yet.
+/// The value of a client request header, if present.
+fn client_header<'b>(conn: &'b ClientConn, name: &str) -> Option<&'b [u8]> {
+    conn.spans
+        .iter()
+        .find(|h| conn.inbuf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| &conn.inbuf[h.value.clone()])
+}
+
+/// Stages 2–4, then the failover loop. An `Err` means nothing has reached the client yet.
 async fn forward(
     shard: &Shard,
     snapshot: &Snapshot,
@@ -141,32 +161,82 @@ async fn forward(
     body: &BodyLocation,
     endpoint: Endpoint,
 ) -> Result<bool, Failure> {
-    let body = match body {
+    let body_bytes = match body {
         BodyLocation::InBuf(r) => &conn.inbuf[r.clone()],
         BodyLocation::Decoded => &conn.decoded_body[..],
     };
-    let fields = extract_fields(body)?;
-    let target = snapshot
-        .models
-        .resolve(&fields.model)
-        .ok_or_else(|| GatewayError::ModelNotFound(fields.model.to_string()))?;
-    let provider_id = target.provider;
-    let provider = &snapshot.providers[provider_id];
+    let fields = extract_fields(body_bytes)?;
+    let model_span = fields.model_span.clone();
+    // Owned, because the client buffers are borrowed mutably by every attempt below.
+    let requested = fields.model.into_owned();
+    let per_request_fallbacks = client_header(conn, "x-ringgate-fallbacks")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let timeout_override = client_header(conn, "x-ringgate-timeout-ms")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
 
-    let target_path = &conn.inbuf[head.target.clone()];
+    let primary = snapshot
+        .models
+        .resolve(&requested)
+        .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
+    let mut targets = vec![primary.clone()];
+    let configured = snapshot.fallbacks.get(&requested).into_iter().flatten();
+    let listed = per_request_fallbacks
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    for name in configured.map(String::as_str).chain(listed) {
+        match snapshot.models.resolve(name) {
+            Some(t) if !targets.contains(&t) => targets.push(t),
+            Some(_) => {}
+            None => tracing::debug!(model = name, "fallback names no configured model; skipped"),
+        }
+    }
+
+    let timeouts = &snapshot.providers[primary.provider].timeouts;
+    let total = timeout_override.map_or(timeouts.total, |ms| {
+        Duration::from_millis(ms).min(timeouts.max_total)
+    });
+    let ask = Ask {
+        head,
+        body,
+        endpoint,
+        requested: &requested,
+        model_span,
+        deadline: Instant::now() + total,
+    };
+    failover::serve(shard, snapshot, conn, &ask, &targets).await
+}
+
+/// Writes the upstream request for one attempt into `conn.out`: the client's bytes with the
+/// model spliced when its name changes, the provider's headers and the chosen key's line.
+pub fn build_upstream_request(
+    conn: &mut ClientConn,
+    ask: &Ask<'_>,
+    provider: &Provider,
+    key_line: Option<&[u8]>,
+    model: &str,
+) {
+    let body = match ask.body {
+        BodyLocation::InBuf(r) => &conn.inbuf[r.clone()],
+        BodyLocation::Decoded => &conn.decoded_body[..],
+    };
+    let target_path = &conn.inbuf[ask.head.target.clone()];
     let query = memchr::memchr(b'?', target_path).map_or(&b""[..], |q| &target_path[q..]);
     let upstream_head = UpstreamHead {
         host: &provider.host_header,
         fixed_headers: &provider.fixed_headers,
+        key_line: key_line.unwrap_or_default(),
     };
     let out = &mut conn.out;
     out.clear();
     let path = [
         provider.base_path.as_bytes(),
-        endpoint.upstream_suffix(),
+        ask.endpoint.upstream_suffix(),
         query,
     ];
-    if target.model == fields.model {
+    if model == ask.requested {
         push_upstream_request_head(
             out,
             b"POST",
@@ -178,8 +248,8 @@ async fn forward(
         );
         out.extend_from_slice(body);
     } else {
-        let literal = serde_json::to_string(target.model).unwrap_or_default();
-        let span = fields.model_span.clone();
+        let literal = serde_json::to_string(model).unwrap_or_default();
+        let span = ask.model_span.clone();
         let len = body.len() - span.len() + literal.len();
         push_upstream_request_head(
             out,
@@ -194,15 +264,6 @@ async fn forward(
         out.extend_from_slice(literal.as_bytes());
         out.extend_from_slice(&body[span.end..]);
     }
-
-    let limits = &snapshot.limits;
-    let (upstream, response) = exchange(shard, provider_id, provider, conn, limits).await?;
-    let outcome =
-        relay_response(conn, upstream, &response, provider, limits, head.keep_alive).await;
-    if let Some(upstream) = outcome.reusable_upstream {
-        shard.pool.checkin(provider_id, provider, upstream);
-    }
-    Ok(outcome.client_ok)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::conn::ClientConn;
 use crate::error::write_error_json;
 use crate::exchange::{read_watching, WaitError};
 use crate::http::chunked::{push_chunk_frame, ChunkedDecoder, LAST_CHUNK};
-use crate::http::response::{push_proxied_head, OutFraming};
+use crate::http::response::{finish_head, push_proxied_head, push_proxied_lines, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::snapshot::{Limits, Provider};
@@ -184,6 +184,69 @@ async fn relay_reframed(
             };
         }
     }
+}
+
+/// Reads a whole (error) response body, up to `max` bytes, and renders the complete response
+/// the client would get, so it can be sent later if nothing better turns up. Returns the
+/// rendered response and the upstream connection when it may be reused.
+pub async fn collect_response(
+    conn: &mut ClientConn,
+    mut upstream: Stream,
+    head: &ResponseHead,
+    provider: &Provider,
+    limits: &Limits,
+    keep_alive: bool,
+    max: usize,
+) -> (Vec<u8>, Option<Stream>) {
+    let client_fd = conn.stream.raw_fd();
+    // The head's header positions point into `upbuf`, which is reused below: render first.
+    let mut response = Vec::with_capacity(1024);
+    push_proxied_lines(&mut response, head.status, &conn.upbuf, &conn.spans_up);
+    let mut body = Vec::new();
+    let mut decoder = ChunkedDecoder::new();
+    let mut pos = head.head_len;
+    let mut complete = false;
+    loop {
+        match head.framing {
+            InFraming::Empty => complete = true,
+            InFraming::Length(n) => {
+                let want = (n as usize).saturating_sub(body.len());
+                let take = want.min(conn.upbuf.len() - pos);
+                body.extend_from_slice(&conn.upbuf[pos..pos + take]);
+                pos += take;
+                complete = body.len() as u64 == n;
+            }
+            InFraming::Chunked => match decoder.decode(&conn.upbuf[pos..], &mut body) {
+                Ok(used) => {
+                    pos += used;
+                    complete = decoder.is_done();
+                }
+                Err(_) => break,
+            },
+            InFraming::UntilClose => {
+                body.extend_from_slice(&conn.upbuf[pos..]);
+                pos = conn.upbuf.len();
+            }
+        }
+        if complete || body.len() > max {
+            break;
+        }
+        conn.upbuf.clear();
+        pos = 0;
+        match read_upstream(&mut upstream, &mut conn.upbuf, client_fd, provider, limits).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    body.truncate(max);
+    finish_head(
+        &mut response,
+        OutFraming::Length(body.len() as u64),
+        keep_alive,
+    );
+    response.extend_from_slice(&body);
+    let reusable = complete && head.reusable && pos == conn.upbuf.len();
+    (response, reusable.then_some(upstream))
 }
 
 async fn read_upstream(

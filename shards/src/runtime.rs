@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::shard::{self, Shard};
 use crate::snapshot::{NodeState, Snapshot};
+use crate::stats::ShardStats;
 
 /// Which io driver shards run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,33 @@ pub struct Running {
     pub local_addr: SocketAddr,
     pub driver: DriverChoice,
     pub handles: Vec<JoinHandle<()>>,
+    /// Each shard's counters, for metrics and for draining.
+    pub stats: Vec<Arc<ShardStats>>,
+}
+
+impl Running {
+    /// Requests in flight on every shard now.
+    pub fn in_flight(&self) -> u64 {
+        self.stats.iter().map(|s| s.in_flight.get()).sum()
+    }
+
+    /// Graceful stop: the node turns not-ready and stops accepting; in-flight requests and
+    /// streams run to their end until `grace` has passed. Returns the requests still in
+    /// flight when it gave up (0 on a clean drain).
+    pub fn drain(self, node: &NodeState, grace: std::time::Duration) -> u64 {
+        node.start_draining();
+        let deadline = std::time::Instant::now() + grace;
+        while self.in_flight() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left = self.in_flight();
+        if left == 0 {
+            for h in self.handles {
+                let _ = h.join();
+            }
+        }
+        left
+    }
 }
 
 /// The CPUs this process may run on (its affinity mask; a container's cpuset).
@@ -120,7 +148,11 @@ pub fn start(
 
     let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(count);
+    let stats: Vec<Arc<ShardStats>> = (0..count)
+        .map(|_| Arc::new(ShardStats::new(snapshot.providers.len())))
+        .collect();
     for (index, listener) in listeners.into_iter().enumerate() {
+        let shard_stats = stats[index].clone();
         let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
         let snapshot = snapshot.clone();
         let node = node.clone();
@@ -145,7 +177,7 @@ pub fn start(
                         }
                     };
                     let _ = started.send((index, Ok(())));
-                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node));
+                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node, shard_stats));
                     shard::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };
                 let built = match driver {
@@ -186,5 +218,6 @@ pub fn start(
         local_addr,
         driver,
         handles,
+        stats,
     })
 }

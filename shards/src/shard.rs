@@ -1,6 +1,7 @@
-//! One shard: the state a core's thread owns (its snapshot handle, upstream pool) and its
-//! accept loop. Everything here is `!Send` on purpose; shards share nothing but the
-//! read-only snapshot and the node's ready flag.
+//! One shard: the state a core's thread owns (its snapshot handle, upstream pool, per-provider
+//! health, key cooldowns and admission gates, counters) and its accept loop. Everything
+//! here is `!Send` on purpose; shards share nothing but the read-only snapshot, the node's
+//! flags, and their own counter blocks, which only they write.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -11,46 +12,90 @@ use std::time::Duration;
 use monoio::net::{TcpListener, TcpStream};
 use monoio_rustls::TlsAcceptor;
 
+use crate::admission::Gate;
+use crate::balance::{KeyStates, Rng};
 use crate::conn;
+use crate::health::Health;
 use crate::io::Stream;
 use crate::pool::Pool;
 use crate::snapshot::{NodeState, Snapshot};
+use crate::stats::ShardStats;
 
 /// How often idle upstream connections past their timeout are closed.
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a shard looks at the node's draining flag.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// This shard's view of one provider's condition.
+#[derive(Debug, Default)]
+pub struct ProviderRuntime {
+    pub health: Health,
+    pub keys: KeyStates,
+    pub gate: Gate,
+}
 
 pub struct Shard {
     pub index: usize,
     /// The snapshot requests are served from. An `Rc` around the shared `Arc` so taking it per
-    /// request is a non-atomic increment on this core's memory.
+    /// request is a non-atomic increment on this core's memory, not an atomic one on a cache
+    /// line every shard touches.
+    #[allow(clippy::redundant_allocation)]
     current: RefCell<Rc<Arc<Snapshot>>>,
     pub node: Arc<NodeState>,
     pub pool: Pool,
+    pub providers: Vec<ProviderRuntime>,
+    pub rng: Rng,
+    pub stats: Arc<ShardStats>,
 }
 
 impl Shard {
-    pub fn new(index: usize, snapshot: Arc<Snapshot>, node: Arc<NodeState>) -> Self {
+    pub fn new(
+        index: usize,
+        snapshot: Arc<Snapshot>,
+        node: Arc<NodeState>,
+        stats: Arc<ShardStats>,
+    ) -> Self {
         let pool = Pool::new(snapshot.providers.len());
+        let providers = snapshot
+            .providers
+            .iter()
+            .map(|p| ProviderRuntime {
+                keys: KeyStates::new(p.keys.len()),
+                ..ProviderRuntime::default()
+            })
+            .collect();
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = clock ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Self {
             index,
             current: RefCell::new(Rc::new(snapshot)),
             node,
             pool,
+            providers,
+            rng: Rng::new(seed ^ std::process::id() as u64),
+            stats,
         }
     }
 
+    #[allow(clippy::redundant_allocation)]
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         self.current.borrow().clone()
     }
 }
 
-/// Accepts connections on this shard's listener forever.
+/// Accepts connections until the node drains, then waits for this shard's requests to end.
 pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     monoio::spawn(sweep_pool(shard.clone()));
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            () = wait_for_drain(&shard) => break,
+        };
+        match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 monoio::spawn(serve_client(shard.clone(), tcp, peer, tls.clone()));
@@ -61,6 +106,21 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+    drop(listener);
+    tracing::info!(
+        shard = shard.index,
+        in_flight = shard.stats.in_flight.get(),
+        "shard stopped accepting"
+    );
+    while shard.stats.in_flight.get() > 0 {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+async fn wait_for_drain(shard: &Shard) {
+    while !shard.node.is_draining() {
+        monoio::time::sleep(DRAIN_POLL).await;
     }
 }
 
@@ -87,7 +147,9 @@ async fn serve_client(
             }
         }
     };
-    conn::serve(shard, stream, peer).await;
+    shard.stats.connections.incr();
+    conn::serve(shard.clone(), stream, peer).await;
+    shard.stats.connections.decr();
 }
 
 async fn sweep_pool(shard: Rc<Shard>) {

@@ -2,6 +2,7 @@
 //! model table. The binary builds it from the YAML file; shards read it through an `Arc`
 //! loaded once per connection, so nothing on the request path locks.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,64 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest silence between two pieces of a response body.
     pub idle: Duration,
+    /// Deadline for a whole request, retries and fallbacks included.
+    pub total: Duration,
+    /// Upper bound for a client's `x-ringgate-timeout-ms` override.
+    pub max_total: Duration,
+}
+
+/// Retries of one target: exponential backoff with full jitter, bounded by the deadline.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// When a provider's circuit opens, and how it closes again.
+#[derive(Debug, Clone)]
+pub struct BreakerPolicy {
+    /// Consecutive failures that open the circuit.
+    pub consecutive_failures: u32,
+    /// Error ratio (0..=1) over the recent window that opens the circuit.
+    pub error_ratio: f64,
+    /// Requests in the window before the ratio counts.
+    pub min_requests: u32,
+    /// How long the circuit stays open before probing.
+    pub open_for: Duration,
+    /// Probe requests let through while half-open.
+    pub half_open_probes: u32,
+}
+
+/// Per-shard admission of requests to one provider.
+#[derive(Debug, Clone)]
+pub struct Backpressure {
+    /// Requests in flight per shard; 0 = unlimited.
+    pub max_in_flight: usize,
+    /// Requests that may wait for a slot per shard.
+    pub max_queue: usize,
+    /// Longest wait for a slot.
+    pub queue_timeout: Duration,
+}
+
+/// One API key of a provider.
+#[derive(Clone)]
+pub struct ApiKey {
+    /// The complete credentials header line. Never logged.
+    pub header_line: Vec<u8>,
+    pub weight: u32,
+    /// Models this key may serve; empty = all.
+    pub models: Vec<String>,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("header_line", &"<redacted>")
+            .field("weight", &self.weight)
+            .field("models", &self.models)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,10 +114,15 @@ pub struct Provider {
     pub host_header: String,
     /// Path prefix of the base URL without a trailing slash, e.g. `/v1`.
     pub base_path: String,
-    /// Header lines sent on every request, credentials included. Never logged.
+    /// Header lines sent on every request (not credentials: those are in `keys`).
     pub fixed_headers: Vec<u8>,
+    /// API keys, chosen per request by weight among those not cooling down. Empty: none sent.
+    pub keys: Vec<ApiKey>,
     pub timeouts: Timeouts,
     pub pool: PoolSettings,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    pub backpressure: Backpressure,
     /// Models advertised on `/v1/models`.
     pub models: Vec<String>,
 }
@@ -71,9 +135,16 @@ impl fmt::Debug for Provider {
             .field("tls", &self.tls.is_some())
             .field("host_header", &self.host_header)
             .field("base_path", &self.base_path)
-            .field("fixed_headers", &"<redacted>")
+            .field(
+                "fixed_headers",
+                &String::from_utf8_lossy(&self.fixed_headers),
+            )
+            .field("keys", &self.keys)
             .field("timeouts", &self.timeouts)
             .field("pool", &self.pool)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("backpressure", &self.backpressure)
             .field("models", &self.models)
             .finish()
     }
@@ -86,6 +157,8 @@ pub struct Snapshot {
     pub models: ModelTable,
     /// The `/v1/models` response body, rendered once.
     pub models_body: Vec<u8>,
+    /// Per requested model name: the models to try, in order, when it fails.
+    pub fallbacks: HashMap<String, Vec<String>>,
 }
 
 impl Snapshot {
@@ -94,6 +167,7 @@ impl Snapshot {
         providers: Vec<Provider>,
         models: ModelTable,
         aliases: &[String],
+        fallbacks: HashMap<String, Vec<String>>,
     ) -> Self {
         let models_body = render_models(&providers, aliases);
         Self {
@@ -101,6 +175,7 @@ impl Snapshot {
             providers,
             models,
             models_body,
+            fallbacks,
         }
     }
 }
@@ -125,10 +200,12 @@ fn render_models(providers: &[Provider], aliases: &[String]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
 }
 
-/// Node-wide state the shards read: whether to report ready.
+/// Node-wide state the shards read: whether to report ready, and whether the node is
+/// draining. Written only at start and at shutdown, so the cache line stays shared.
 #[derive(Debug, Default)]
 pub struct NodeState {
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl NodeState {
@@ -138,5 +215,15 @@ impl NodeState {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Starts a graceful stop: not ready, no new connections, no new keep-alive requests.
+    pub fn start_draining(&self) {
+        self.set_ready(false);
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

@@ -239,6 +239,8 @@ pub fn basic_config(mock_base_url: &str, extra: &str) -> String {
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
+    /// The control port (metrics).
+    pub control: SocketAddr,
     pub config_path: PathBuf,
     stderr_path: PathBuf,
     stdout_path: PathBuf,
@@ -248,8 +250,19 @@ pub struct Gateway {
 impl Gateway {
     /// Write `config_yaml` to a temp file and run `ringgate serve --config` on
     /// it, then wait for `GET /health` to answer 200. If the YAML has no
-    /// top-level `listen:` line, `listen: 127.0.0.1:<free port>` is prepended.
+    /// top-level `listen:` line, `listen: 127.0.0.1:<free port>` is prepended;
+    /// likewise a `control:` block with a free port for the control port.
     pub fn start(config_yaml: &str) -> Gateway {
+        let with_control;
+        let config_yaml = if config_yaml.lines().any(|l| l.starts_with("control:")) {
+            config_yaml
+        } else {
+            with_control = format!(
+                "control: {{listen: 127.0.0.1:{}}}\n{config_yaml}",
+                free_port()
+            );
+            &with_control
+        };
         let has_listen = config_yaml.lines().any(|l| l.starts_with("listen:"));
         if has_listen {
             return Self::try_start(config_yaml).unwrap_or_else(|e| panic!("{e}"));
@@ -294,9 +307,15 @@ impl Gateway {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
 
+        let control: SocketAddr = config_yaml
+            .lines()
+            .find_map(|l| l.strip_prefix("control: {listen: "))
+            .and_then(|v| v.trim_end_matches('}').trim().parse().ok())
+            .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
         let mut gw = Gateway {
             child,
             addr,
+            control,
             config_path,
             stderr_path,
             stdout_path,
@@ -333,6 +352,49 @@ impl Gateway {
 
     pub fn stderr(&self) -> String {
         read_tail(&self.stderr_path, 8000)
+    }
+
+    /// The Prometheus text from the control port's `/metrics`.
+    pub fn metrics(&self) -> String {
+        let (status, _, body) = http_request(
+            self.control,
+            b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .expect("metrics request");
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// Resident set size of the gateway process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends SIGTERM (graceful drain) without waiting.
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Is the process still running?

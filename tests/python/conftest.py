@@ -205,6 +205,8 @@ def start_gateway(
     """Starts ringgate and waits for /health. With `tls_ca` (a CA PEM path) the gateway is
     expected to serve TLS for `localhost`, and health is checked over https."""
     binary = find_binary("ringgate", "RINGGATE_BIN")
+    if not any(line.startswith("control:") for line in config_yaml.splitlines()):
+        config_yaml = f"control: {{listen: 127.0.0.1:{free_port()}}}\n" + config_yaml
     config_path = workdir / f"ringgate-{port}.yaml"
     config_path.write_text(config_yaml)
     stderr_path = workdir / f"ringgate-{port}.stderr"

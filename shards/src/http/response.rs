@@ -70,11 +70,19 @@ pub fn push_json_response(out: &mut Vec<u8>, status: u16, body: &[u8], keep_aliv
     out.extend_from_slice(body);
 }
 
-/// A complete error response in OpenAI's shape.
+/// A complete error response in OpenAI's shape (with `Retry-After` when the error has one).
 pub fn push_error_response(out: &mut Vec<u8>, err: &GatewayError, keep_alive: bool) {
     let mut body = Vec::with_capacity(192);
     err.write_body(&mut body);
-    push_json_response(out, err.status(), &body, keep_alive);
+    push_status_line(out, err.status());
+    out.extend_from_slice(b"content-type: application/json\r\n");
+    if let Some(secs) = err.retry_after() {
+        out.extend_from_slice(b"retry-after: ");
+        push_decimal(out, secs);
+        out.extend_from_slice(b"\r\n");
+    }
+    finish_head(out, OutFraming::Length(body.len() as u64), keep_alive);
+    out.extend_from_slice(&body);
 }
 
 /// A proxied head: the upstream's status and end-to-end headers, the gateway's framing.
@@ -85,6 +93,17 @@ pub fn push_proxied_head(
     headers: &[HeaderSpan],
     framing: OutFraming,
     keep_alive: bool,
+) {
+    push_proxied_lines(out, status, upstream_buf, headers);
+    finish_head(out, framing, keep_alive);
+}
+
+/// The status line and end-to-end headers of a proxied head, without framing.
+pub fn push_proxied_lines(
+    out: &mut Vec<u8>,
+    status: u16,
+    upstream_buf: &[u8],
+    headers: &[HeaderSpan],
 ) {
     push_status_line(out, status);
     for h in headers {
@@ -97,7 +116,6 @@ pub fn push_proxied_head(
         out.extend_from_slice(&upstream_buf[h.value.clone()]);
         out.extend_from_slice(b"\r\n");
     }
-    finish_head(out, framing, keep_alive);
 }
 
 pub fn push_decimal(out: &mut Vec<u8>, n: u64) {

@@ -124,8 +124,10 @@ impl Default for ResponseHead {
 pub struct UpstreamHead<'a> {
     /// `host[:port]`
     pub host: &'a str,
-    /// Complete header lines (`Name: value\r\n`) such as the provider's credentials.
+    /// Complete header lines (`Name: value\r\n`) sent on every request to the provider.
     pub fixed_headers: &'a [u8],
+    /// The chosen API key's credentials line, or empty.
+    pub key_line: &'a [u8],
 }
 
 /// Client headers the gateway never forwards: credentials for the gateway itself, and
@@ -160,6 +162,7 @@ pub fn push_upstream_request_head(
     out.extend_from_slice(up.host.as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(up.fixed_headers);
+    out.extend_from_slice(up.key_line);
     for h in client_headers {
         let name = &client_buf[h.name.clone()];
         let Ok(name_str) = std::str::from_utf8(name) else {
@@ -239,7 +242,8 @@ mod tests {
         let mut out = Vec::new();
         let up = UpstreamHead {
             host: "api.example.com",
-            fixed_headers: b"authorization: Bearer sk\r\n",
+            fixed_headers: b"",
+            key_line: b"authorization: Bearer sk\r\n",
         };
         push_upstream_request_head(
             &mut out,

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# ringgate load test: wrk/oha -> mock-llm directly, -> nginx (proxy_pass + upstream keepalive),
+# and -> ringgate, in one run, with the same core budget. See perf/README.md and docs/perf.md.
+#
+# Usage: bash perf/run.sh            (from any directory; ~4-5 minutes with the defaults)
+# The markdown report goes to stdout and to perf/results/<UTC stamp>.md; raw wrk/oha output,
+# /proc samples and process logs to perf/results/<UTC stamp>/. Progress goes to stderr.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "${HERE}/.." && pwd)"
+export PATH="${HOME}/.cargo/bin:${PATH}"
+
+# ---------------------------------------------------------------------------------------------
+# Settings (every one can be overridden from the environment)
+# ---------------------------------------------------------------------------------------------
+KNOBS=(PROXY_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
+       OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
+       RINGGATE_BIN MOCK_BIN NGINX_BIN PYTHON)
+OVERRIDES=""
+for k in "${KNOBS[@]}"; do
+    if [[ -n "${!k+x}" ]]; then OVERRIDES+="${k}='${!k}' "; fi
+done
+
+PROXY_CPUS="${PROXY_CPUS:-0}"            # nginx / ringgate
+MOCK_CPUS="${MOCK_CPUS:-1}"              # mock-llm behind a proxy
+LOADGEN_CPUS="${LOADGEN_CPUS:-1}"        # wrk, oha, the idle-connection client
+DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS:-${PROXY_CPUS}}"  # mock-llm when the load hits it directly
+DURATION="${DURATION:-10}"               # seconds per measured run
+WARMUP="${WARMUP:-2}"                    # seconds of unmeasured wrk per target
+CONNS="${CONNS:-64}"
+WRK_THREADS="${WRK_THREADS:-1}"
+OHA_THREADS="${OHA_THREADS:-$(taskset -c "${LOADGEN_CPUS}" nproc)}"
+RATES="${RATES:-1000 2500 5000}"
+IDLE_CONNS="${IDLE_CONNS:-1000}"
+IDLE_HOLD="${IDLE_HOLD:-2}"              # seconds the idle connections are held after measuring
+PORT_BASE="${PORT_BASE:-18100}"
+TARGETS="${TARGETS:-mock nginx ringgate}"
+PERF_SKIP_BUILD="${PERF_SKIP_BUILD:-0}"
+QUIET_WAIT="${QUIET_WAIT:-300}"          # max seconds to wait for running compilers before starting
+TARGET_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}"
+RINGGATE_BIN="${RINGGATE_BIN:-${TARGET_DIR}/release/ringgate}"
+MOCK_BIN="${MOCK_BIN:-${TARGET_DIR}/release/mock-llm}"
+NGINX_BIN="${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}"
+PYTHON="${PYTHON:-python3}"
+
+MOCK_PORT=$((PORT_BASE + 1))
+NGINX_PORT=$((PORT_BASE + 2))
+RINGGATE_PORT=$((PORT_BASE + 3))
+PROXY_CORES="$(taskset -c "${PROXY_CPUS}" nproc)"
+MOCK_WORKERS="$(taskset -c "${MOCK_CPUS}" nproc)"
+DIRECT_MOCK_WORKERS="$(taskset -c "${DIRECT_MOCK_CPUS}" nproc)"
+BODY_PLAIN="${HERE}/bodies/chat.json"
+BODY_STREAM="${HERE}/bodies/chat_stream.json"
+PATH_CHAT="/v1/chat/completions"
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+RESULTS="${HERE}/results"
+RAW="${RESULTS}/${STAMP}"
+REPORT="${RESULTS}/${STAMP}.md"
+mkdir -p "${RAW}"
+TMP="$(mktemp -d /tmp/ringgate-perf.XXXXXX)"
+
+log() { printf '[perf %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+pk() { taskset -c "${LOADGEN_CPUS}" "${PYTHON}" "${HERE}/perfkit.py" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every child we start is recorded and stopped on exit.
+# ---------------------------------------------------------------------------------------------
+PIDS=()
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "${pid}" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "${pid}" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "${pid}" 2>/dev/null || true
+    wait "${pid}" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    local pid
+    for pid in "${PIDS[@]:-}"; do
+        [[ -n "${pid}" ]] && stop_pid "${pid}"
+    done
+    rm -rf "${TMP}"
+    if [[ ${rc} -ne 0 ]]; then log "failed (exit ${rc}); partial raw output in ${RAW}"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+anomaly() { printf '%s\n' "$*" >> "${RAW}/anomalies.txt"; log "ANOMALY: $*"; }
+
+check_alive() {  # name pid phase
+    if ! kill -0 "$2" 2>/dev/null; then
+        anomaly "$1 (pid $2) is no longer running after ${3}; see $1/$1.stderr.log"
+        return 1
+    fi
+}
+
+wait_http() {  # url seconds
+    local url="$1" deadline=$((SECONDS + $2))
+    while (( SECONDS < deadline )); do
+        if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${url}" || true)" == 200 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+port_free() { [[ -z "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites
+# ---------------------------------------------------------------------------------------------
+for t in ${TARGETS}; do
+    case "${t}" in mock|nginx|ringgate) ;; *) die "unknown target '${t}' in TARGETS" ;; esac
+done
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+command -v taskset >/dev/null || die "taskset is not installed (util-linux)"
+[[ " ${TARGETS} " == *" nginx "* ]] && { [[ -x "${NGINX_BIN}" ]] || die "nginx not found at ${NGINX_BIN} (apt-get install nginx)"; }
+if ! command -v oha >/dev/null; then
+    log "oha not found: cargo install oha --locked (perf only, a few minutes)"
+    cargo install oha --locked >&2
+fi
+
+if [[ "${PERF_SKIP_BUILD}" != 1 ]]; then
+    log "cargo build --release --workspace --bins (no-op when up to date)"
+    (cd "${ROOT}" && cargo build --release --workspace --bins) >&2
+fi
+[[ -x "${RINGGATE_BIN}" ]] || die "no ringgate binary at ${RINGGATE_BIN}"
+[[ -x "${MOCK_BIN}" ]] || die "no mock-llm binary at ${MOCK_BIN}"
+# Run copies, so that a rebuild in the work tree during the run cannot swap a binary under us.
+export PERF_RINGGATE_BIN_SRC="${RINGGATE_BIN}" PERF_MOCK_BIN_SRC="${MOCK_BIN}"
+cp "${RINGGATE_BIN}" "${TMP}/ringgate"; RINGGATE_BIN="${TMP}/ringgate"
+cp "${MOCK_BIN}" "${TMP}/mock-llm"; MOCK_BIN="${TMP}/mock-llm"
+
+# The machine may be shared: give a running compiler a bounded chance to finish first.
+compilers() { { pgrep -x 'rustc|cargo|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null || true; } | wc -l; }
+if (( $(compilers) > 0 )); then
+    log "compiler processes are running; waiting up to ${QUIET_WAIT}s for them to finish"
+    deadline=$((SECONDS + QUIET_WAIT))
+    while (( $(compilers) > 0 && SECONDS < deadline )); do sleep 2; done
+    (( $(compilers) == 0 )) || log "still busy after ${QUIET_WAIT}s; running anyway (the report will carry a noise warning)"
+fi
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE="$(ulimit -n)"
+(( NOFILE >= IDLE_CONNS + 1024 )) || die "open-file limit ${NOFILE} is too low for ${IDLE_CONNS} idle connections"
+
+for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}"; do
+    port_free "${p}" || die "port ${p} is in use (set PORT_BASE)"
+done
+
+GIT_DESC="$(git -C "${ROOT}" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "${ROOT}" status --porcelain -- . ':!perf' ':!docs/perf.md' 2>/dev/null)" ]]; then
+    GIT_DESC+=" (+ uncommitted changes)"
+fi
+
+export PERF_STAMP="${STAMP}" PERF_COMMAND="${OVERRIDES}bash perf/run.sh" PERF_GIT="${GIT_DESC}"
+export PERF_TARGETS="${TARGETS}" PERF_RATES="${RATES}" PERF_DURATION="${DURATION}s"
+export PERF_WARMUP="${WARMUP}s" PERF_CONNS="${CONNS}" PERF_WRK_THREADS="${WRK_THREADS}"
+export PERF_OHA_THREADS="${OHA_THREADS}" PERF_IDLE_CONNS="${IDLE_CONNS}" PERF_IDLE_HOLD="$((IDLE_HOLD + 1))"
+export PERF_PROXY_CPUS="${PROXY_CPUS}" PERF_MOCK_CPUS="${MOCK_CPUS}" PERF_LOADGEN_CPUS="${LOADGEN_CPUS}"
+export PERF_DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS}" PERF_PROXY_CORES="${PROXY_CORES}"
+export PERF_MOCK_WORKERS="${MOCK_WORKERS}" PERF_DIRECT_MOCK_WORKERS="${DIRECT_MOCK_WORKERS}"
+export PERF_BODY_BYTES="$(wc -c < "${BODY_PLAIN}")" PERF_NGINX_BIN="${NGINX_BIN}" PERF_NOFILE="${NOFILE}"
+pk meta "${RAW}/meta.json"
+
+log "results: ${REPORT}"
+log "placement: proxy cpu ${PROXY_CPUS} (${PROXY_CORES} core(s)); mock cpu ${MOCK_CPUS} (${MOCK_WORKERS} worker(s)); load generator cpu ${LOADGEN_CPUS}; direct mock cpu ${DIRECT_MOCK_CPUS}"
+
+# ---------------------------------------------------------------------------------------------
+# Starting the processes under test
+# ---------------------------------------------------------------------------------------------
+start_mock() {  # cpus workers logdir -> MOCK_PID
+    local cpus="$1" workers="$2" dir="$3" deadline
+    taskset -c "${cpus}" "${MOCK_BIN}" --listen "127.0.0.1:${MOCK_PORT}" --workers "${workers}" \
+        > "${dir}/mock.stdout.log" 2> "${dir}/mock.stderr.log" &
+    MOCK_PID=$!
+    PIDS+=("${MOCK_PID}")
+    deadline=$((SECONDS + 10))
+    until grep -q "listening on" "${dir}/mock.stdout.log" 2>/dev/null; do
+        kill -0 "${MOCK_PID}" 2>/dev/null || die "mock-llm exited at startup: $(tail -5 "${dir}/mock.stderr.log")"
+        (( SECONDS < deadline )) || die "mock-llm did not start within 10 s"
+        sleep 0.05
+    done
+}
+
+start_nginx() {  # logdir -> PROXY_PID
+    local dir="$1" conf="${TMP}/nginx"
+    mkdir -p "${conf}/tmp"
+    cat > "${conf}/nginx.conf" <<EOF
+# generated by perf/run.sh
+worker_processes ${PROXY_CORES};
+pid ${conf}/nginx.pid;
+error_log ${dir}/nginx.stderr.log warn;
+worker_rlimit_nofile ${NOFILE};
+events {
+    worker_connections $((IDLE_CONNS + 2 * CONNS + 512));
+}
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path ${conf}/tmp/body;
+    proxy_temp_path ${conf}/tmp/proxy;
+    fastcgi_temp_path ${conf}/tmp/fastcgi;
+    uwsgi_temp_path ${conf}/tmp/uwsgi;
+    scgi_temp_path ${conf}/tmp/scgi;
+    upstream mock {
+        server 127.0.0.1:${MOCK_PORT};
+        keepalive 256;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        listen 127.0.0.1:${NGINX_PORT} backlog=4096;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    cp "${conf}/nginx.conf" "${dir}/nginx.conf"
+    taskset -c "${PROXY_CPUS}" "${NGINX_BIN}" -p "${conf}" -c "${conf}/nginx.conf" -e "${dir}/nginx.stderr.log" \
+        -g 'daemon off;' > "${dir}/nginx.stdout.log" 2>> "${dir}/nginx.stderr.log" &
+    PROXY_PID=$!
+    PIDS+=("${PROXY_PID}")
+    wait_http "http://127.0.0.1:${NGINX_PORT}/v1/models" 10 \
+        || die "nginx did not come up: $(tail -5 "${dir}/nginx.stderr.log")"
+}
+
+start_ringgate() {  # logdir -> PROXY_PID
+    local dir="$1"
+    cat > "${dir}/ringgate.yaml" <<EOF
+# generated by perf/run.sh
+listen: 127.0.0.1:${RINGGATE_PORT}
+shards: ${PROXY_CORES}
+pin_cores: true
+providers:
+  mock:
+    base_url: http://127.0.0.1:${MOCK_PORT}/v1
+    models: [gpt-4o-mini]
+EOF
+    RUST_LOG="${RUST_LOG:-warn}" taskset -c "${PROXY_CPUS}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
+        > "${dir}/ringgate.stdout.log" 2> "${dir}/ringgate.stderr.log" &
+    PROXY_PID=$!
+    PIDS+=("${PROXY_PID}")
+    wait_http "http://127.0.0.1:${RINGGATE_PORT}/health" 10 \
+        || die "ringgate did not come up: $(tail -5 "${dir}/ringgate.stderr.log")"
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]:-}"; do [[ -n "${p}" && "${p}" != "$1" ]] && keep+=("${p}"); done
+    PIDS=("${keep[@]:-}")
+}
+
+# ---------------------------------------------------------------------------------------------
+# One target: start, warm up, saturation x2, open loop xN, memory + idle connections, stop.
+# ---------------------------------------------------------------------------------------------
+run_target() {
+    local t="$1" dir="${RAW}/$1" url port roles scen body rate
+    mkdir -p "${dir}"
+    MOCK_PID="" PROXY_PID=""
+    if [[ "${t}" == mock ]]; then
+        start_mock "${DIRECT_MOCK_CPUS}" "${DIRECT_MOCK_WORKERS}" "${dir}"
+        port="${MOCK_PORT}"
+        roles=("mock=${MOCK_PID}")
+    else
+        start_mock "${MOCK_CPUS}" "${MOCK_WORKERS}" "${dir}"
+        if [[ "${t}" == nginx ]]; then start_nginx "${dir}"; port="${NGINX_PORT}"; fi
+        if [[ "${t}" == ringgate ]]; then start_ringgate "${dir}"; port="${RINGGATE_PORT}"; fi
+        roles=("proxy=${PROXY_PID}" "mock=${MOCK_PID}")
+    fi
+    url="http://127.0.0.1:${port}${PATH_CHAT}"
+    local code
+    code="$(curl -s -o "${dir}/smoke.json" -w '%{http_code}' -H 'content-type: application/json' \
+        --data-binary "@${BODY_PLAIN}" "${url}")" || true
+    [[ "${code}" == 200 ]] || die "${t}: smoke request returned HTTP ${code}: $(head -c 300 "${dir}/smoke.json")"
+
+    pk mem "${dir}/mem_start.json" "${roles[@]}"
+    log "${t}: warm-up ${WARMUP}s"
+    BODY_FILE="${BODY_PLAIN}" taskset -c "${LOADGEN_CPUS}" timeout $((WARMUP + 30)) \
+        wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${WARMUP}s" -s "${HERE}/wrk/post.lua" "${url}" \
+        > "${dir}/warmup.wrk.txt" 2>&1 || anomaly "${t}: warm-up wrk failed (see ${t}/warmup.wrk.txt)"
+
+    for scen in plain stream; do
+        body="${BODY_PLAIN}"; [[ "${scen}" == stream ]] && body="${BODY_STREAM}"
+        sleep 1
+        pk snap "${dir}/sat_${scen}.cpu_before.json" "${roles[@]}"
+        BODY_FILE="${body}" taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
+            wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${DURATION}s" --latency -s "${HERE}/wrk/post.lua" "${url}" \
+            > "${dir}/sat_${scen}.wrk.txt" 2>&1 || anomaly "${t}: wrk ${scen} exited non-zero (see ${t}/sat_${scen}.wrk.txt)"
+        pk snap "${dir}/sat_${scen}.cpu_after.json" "${roles[@]}"
+        log "${t}: saturation ${scen}: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${dir}/sat_${scen}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
+        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "saturation ${scen}" || true
+    done
+
+    for rate in ${RATES}; do
+        sleep 1
+        pk snap "${dir}/open_${rate}.cpu_before.json" "${roles[@]}"
+        taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
+            oha -z "${DURATION}s" -c "${CONNS}" -q "${rate}" --latency-correction --no-tui \
+            --output-format json --worker-threads "${OHA_THREADS}" \
+            -m POST -H 'content-type: application/json' -D "${BODY_PLAIN}" "${url}" \
+            > "${dir}/open_${rate}.oha.json" 2> "${dir}/open_${rate}.oha.stderr.log" \
+            || anomaly "${t}: oha at ${rate} req/s exited non-zero (see ${t}/open_${rate}.oha.stderr.log)"
+        pk snap "${dir}/open_${rate}.cpu_after.json" "${roles[@]}"
+        log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
+        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "open loop ${rate}" || true
+    done
+
+    sleep 1
+    pk mem "${dir}/mem_after_load.json" "${roles[@]}"
+    log "${t}: ${IDLE_CONNS} idle keep-alive connections"
+    pk idle "${dir}/idle.json" "${roles[@]}" --port "${port}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
+        --hold "${IDLE_HOLD}" || anomaly "${t}: idle-connection test failed"
+    check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "idle-connection test" || true
+
+    if [[ -n "${PROXY_PID}" ]]; then stop_pid "${PROXY_PID}"; forget_pid "${PROXY_PID}"; fi
+    stop_pid "${MOCK_PID}"; forget_pid "${MOCK_PID}"
+    sleep 1
+}
+
+for t in ${TARGETS}; do
+    log "=== target: ${t}"
+    run_target "${t}"
+done
+
+pk report "${RAW}" > "${REPORT}"
+cat "${REPORT}"
+log "report written to ${REPORT}"

@@ -1,0 +1,499 @@
+//! Getting a response from somewhere: the ordered targets of a request (the model it named,
+//! then the configured fallbacks for that model, then any the client listed in
+//! `x-ringgate-fallbacks`), and for each target its circuit breaker, its admission gate, its
+//! API keys and its retries.
+//!
+//! Per target, in order: a circuit that is open skips the target; a full gate sheds the
+//! request to the next target; a key is chosen by weight among those not cooling down. A
+//! response of 429 or 401/403 cools that key down (for `Retry-After` when given) and the
+//! request moves to another key of the same provider at once; with no key left a 429 moves
+//! on to the next target and a 401/403 is the answer. Connect failures, timeouts, resets and
+//! 408/5xx/529 responses count against the provider's health and are retried with
+//! exponential backoff and full jitter up to `max_retries`, then the next target is tried.
+//! A stream whose first event is an error counts as such a failure. Once a response byte has
+//! been sent to the client nothing is retried. When every target fails, the client gets the
+//! primary target's first failure — the provider's own response when there was one.
+//! Everything is bounded by the request's deadline.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::balance::{backoff, AUTH_FAILURE_COOLDOWN, RATE_LIMIT_COOLDOWN};
+use crate::conn::{BodyLocation, ClientConn};
+use crate::error::GatewayError;
+use crate::exchange::{exchange, read_watching, Failure, WaitError};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::RequestHead;
+use crate::http::upstream::{InFraming, ResponseHead};
+use crate::io::Stream;
+use crate::pipeline::{build_upstream_request, Endpoint};
+use crate::relay::{collect_response, relay_response};
+use crate::route::Target;
+use crate::shard::Shard;
+use crate::snapshot::{Provider, Snapshot};
+
+/// Largest upstream error body kept to answer with later.
+const MAX_KEPT_ERROR_BODY: usize = 256 * 1024;
+
+/// A target that did not produce a response.
+enum Failed {
+    /// The gateway's own error.
+    Gateway(GatewayError),
+    /// The provider's response, rendered for the client (status, headers, body).
+    Upstream { status: u16, response: Vec<u8> },
+}
+
+enum TargetError {
+    Failed(Failed),
+    ClientGone,
+}
+
+impl From<GatewayError> for TargetError {
+    fn from(e: GatewayError) -> Self {
+        Self::Failed(Failed::Gateway(e))
+    }
+}
+
+/// What is fixed across all attempts of one request.
+pub struct Ask<'a> {
+    pub head: &'a RequestHead,
+    pub body: &'a BodyLocation,
+    pub endpoint: Endpoint,
+    /// The model name as the client wrote it.
+    pub requested: &'a str,
+    /// Where that name's string literal sits in the body.
+    pub model_span: Range<usize>,
+    pub deadline: Instant,
+}
+
+/// Tries `targets` in order. `Ok(keep_alive)` once a response was sent; `Err` when nothing
+/// was sent yet and the caller should answer with the error.
+pub async fn serve(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    conn: &mut ClientConn,
+    ask: &Ask<'_>,
+    targets: &[Target<'_>],
+) -> Result<bool, Failure> {
+    let mut primary_failure: Option<Failed> = None;
+    for (index, target) in targets.iter().enumerate() {
+        if index > 0 {
+            shard.stats.providers[target.provider].fallbacks.incr();
+            tracing::debug!(provider = %snapshot.providers[target.provider].name, model = target.model, "falling back");
+        }
+        // Whether anything but this target's first attempt could still answer, or already
+        // failed: then an error inside a 200 stream must be caught before relaying it.
+        let alternatives = index + 1 < targets.len() || index > 0;
+        match try_target(shard, snapshot, conn, ask, target, alternatives).await {
+            Ok(keep_alive) => return Ok(keep_alive),
+            Err(TargetError::ClientGone) => return Err(Failure::ClientGone),
+            Err(TargetError::Failed(failed)) => {
+                if primary_failure.is_none() {
+                    primary_failure = Some(failed);
+                }
+            }
+        }
+        if Instant::now() >= ask.deadline {
+            break;
+        }
+    }
+    match primary_failure {
+        Some(Failed::Upstream { status, response }) => {
+            shard.stats.record_status(status);
+            conn.out.clear();
+            conn.out.extend_from_slice(&response);
+            Ok(conn.flush_out().await && ask.head.keep_alive)
+        }
+        Some(Failed::Gateway(e)) => Err(Failure::Respond(e)),
+        None => Err(Failure::Respond(GatewayError::DeadlineExceeded)),
+    }
+}
+
+/// How an upstream status is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Relay it: success, or a client error another attempt would repeat.
+    Final,
+    /// This key is rate limited or refused: cool it down, try another key.
+    KeyRefused { auth: bool },
+    /// The provider failed: counts against its health; retry or fall back.
+    Retryable,
+}
+
+fn verdict(status: u16) -> Verdict {
+    match status {
+        429 => Verdict::KeyRefused { auth: false },
+        401 | 403 => Verdict::KeyRefused { auth: true },
+        408 | 500 | 502 | 503 | 504 | 529 => Verdict::Retryable,
+        _ => Verdict::Final,
+    }
+}
+
+async fn try_target(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    conn: &mut ClientConn,
+    ask: &Ask<'_>,
+    target: &Target<'_>,
+    alternatives: bool,
+) -> Result<bool, TargetError> {
+    let provider = &snapshot.providers[target.provider];
+    let runtime = &shard.providers[target.provider];
+    let stats = &shard.stats.providers[target.provider];
+    let policy = &provider.retry;
+    if !runtime.health.admit(Instant::now(), &provider.breaker) {
+        return Err(GatewayError::CircuitOpen {
+            provider: provider.name.clone(),
+        }
+        .into());
+    }
+    let _permit = runtime
+        .gate
+        .acquire(&provider.backpressure)
+        .await
+        .map_err(|_| {
+            stats.shed.incr();
+            GatewayError::Overloaded {
+                provider: provider.name.clone(),
+            }
+        })?;
+    let mut tried_keys: u64 = 0;
+    let mut retries: u32 = 0;
+    let mut first_failure: Option<Failed> = None;
+    loop {
+        let now = Instant::now();
+        let Ok(key) = runtime
+            .keys
+            .pick(&provider.keys, target.model, tried_keys, now, &shard.rng)
+        else {
+            return Err(TargetError::Failed(first_failure.unwrap_or(
+                Failed::Gateway(GatewayError::NoKeyAvailable {
+                    provider: provider.name.clone(),
+                }),
+            )));
+        };
+        let budget = ask.deadline.saturating_duration_since(now);
+        if budget.is_zero() {
+            return Err(TargetError::Failed(
+                first_failure.unwrap_or(Failed::Gateway(GatewayError::DeadlineExceeded)),
+            ));
+        }
+        build_upstream_request(
+            conn,
+            ask,
+            provider,
+            key.map(|k| &provider.keys[k].header_line[..]),
+            target.model,
+        );
+        stats.attempts.incr();
+        let failure = match exchange(
+            shard,
+            target.provider,
+            provider,
+            conn,
+            &snapshot.limits,
+            budget,
+        )
+        .await
+        {
+            Err(Failure::ClientGone) => return Err(TargetError::ClientGone),
+            Err(Failure::Respond(e)) => Failed::Gateway(e),
+            Ok((upstream, head)) => match verdict(head.status) {
+                Verdict::KeyRefused { auth } => {
+                    let key_index = key.unwrap_or(0);
+                    let cooldown = if auth {
+                        AUTH_FAILURE_COOLDOWN
+                    } else {
+                        retry_after(conn, &head).unwrap_or(RATE_LIMIT_COOLDOWN)
+                    };
+                    if key.is_some() {
+                        runtime.keys.cool_down(key_index, Instant::now() + cooldown);
+                        tried_keys |= 1 << (key_index % 64);
+                    }
+                    let another_key = key.is_some()
+                        && runtime
+                            .keys
+                            .pick(
+                                &provider.keys,
+                                target.model,
+                                tried_keys,
+                                Instant::now(),
+                                &shard.rng,
+                            )
+                            .is_ok();
+                    if auth && !another_key {
+                        // Credentials are wrong everywhere on this provider: that is the answer.
+                        return finish(
+                            shard,
+                            snapshot,
+                            conn,
+                            ask,
+                            target.provider,
+                            upstream,
+                            &head,
+                            now,
+                        )
+                        .await;
+                    }
+                    let failed =
+                        keep_response(shard, snapshot, conn, ask, target.provider, upstream, &head)
+                            .await;
+                    if first_failure.is_none() {
+                        first_failure = Some(failed);
+                    }
+                    if another_key {
+                        continue;
+                    }
+                    return Err(TargetError::Failed(
+                        first_failure.take().expect("set above"),
+                    ));
+                }
+                Verdict::Retryable => {
+                    keep_response(shard, snapshot, conn, ask, target.provider, upstream, &head)
+                        .await
+                }
+                Verdict::Final => {
+                    let watch_first_event = alternatives || retries > 0 || policy.max_retries > 0;
+                    if watch_first_event && head.status == 200 && head.event_stream {
+                        match first_event_is_error(conn, upstream, &head, provider, ask).await {
+                            Ok(upstream) => {
+                                return finish(
+                                    shard,
+                                    snapshot,
+                                    conn,
+                                    ask,
+                                    target.provider,
+                                    upstream,
+                                    &head,
+                                    now,
+                                )
+                                .await
+                            }
+                            Err(TargetError::ClientGone) => return Err(TargetError::ClientGone),
+                            Err(TargetError::Failed(f)) => f,
+                        }
+                    } else {
+                        return finish(
+                            shard,
+                            snapshot,
+                            conn,
+                            ask,
+                            target.provider,
+                            upstream,
+                            &head,
+                            now,
+                        )
+                        .await;
+                    }
+                }
+            },
+        };
+        // The provider failed this attempt.
+        stats.failures.incr();
+        if runtime
+            .health
+            .record_failure(now.elapsed(), Instant::now(), &provider.breaker)
+        {
+            stats.circuit_opens.incr();
+            tracing::warn!(provider = %provider.name, "circuit opened");
+        }
+        publish_health(shard, target.provider);
+        if let Failed::Gateway(e) = &failure {
+            tracing::info!(provider = %provider.name, error = %e, "attempt failed");
+        }
+        if first_failure.is_none() {
+            first_failure = Some(failure);
+        }
+        let give_up = |first_failure: Option<Failed>| {
+            TargetError::Failed(first_failure.expect("a failure was recorded"))
+        };
+        if retries >= policy.max_retries {
+            return Err(give_up(first_failure));
+        }
+        let delay = backoff(retries, policy.initial_delay, policy.max_delay, &shard.rng);
+        if Instant::now() + delay >= ask.deadline {
+            return Err(give_up(first_failure));
+        }
+        retries += 1;
+        stats.retries.incr();
+        monoio::time::sleep(delay).await;
+        if !runtime.health.admit(Instant::now(), &provider.breaker) {
+            return Err(give_up(first_failure));
+        }
+    }
+}
+
+/// Relays a response that will be the answer, and returns the connection to the pool.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    conn: &mut ClientConn,
+    ask: &Ask<'_>,
+    provider_id: usize,
+    upstream: Stream,
+    head: &ResponseHead,
+    started: Instant,
+) -> Result<bool, TargetError> {
+    let provider = &snapshot.providers[provider_id];
+    let runtime = &shard.providers[provider_id];
+    runtime.health.record_success(started.elapsed());
+    publish_health(shard, provider_id);
+    shard.stats.record_status(head.status);
+    let outcome = relay_response(
+        conn,
+        upstream,
+        head,
+        provider,
+        &snapshot.limits,
+        ask.head.keep_alive,
+    )
+    .await;
+    if let Some(upstream) = outcome.reusable_upstream {
+        shard.pool.checkin(provider_id, provider, upstream);
+    }
+    Ok(outcome.client_ok)
+}
+
+/// Copies a provider's breaker state and latency average into the shard's counters.
+fn publish_health(shard: &Shard, provider_id: usize) {
+    let health = &shard.providers[provider_id].health;
+    let stats = &shard.stats.providers[provider_id];
+    stats.breaker_state.store(
+        health.state().as_gauge(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    stats.ewma_latency_us.set(health.ewma_latency_us() as u64);
+}
+
+/// Reads and keeps a failed attempt's response; the connection goes back to the pool.
+async fn keep_response(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    conn: &mut ClientConn,
+    ask: &Ask<'_>,
+    provider_id: usize,
+    upstream: Stream,
+    head: &ResponseHead,
+) -> Failed {
+    let provider = &snapshot.providers[provider_id];
+    let (response, reusable) = collect_response(
+        conn,
+        upstream,
+        head,
+        provider,
+        &snapshot.limits,
+        ask.head.keep_alive,
+        MAX_KEPT_ERROR_BODY,
+    )
+    .await;
+    if let Some(upstream) = reusable {
+        shard.pool.checkin(provider_id, provider, upstream);
+    }
+    Failed::Upstream {
+        status: head.status,
+        response,
+    }
+}
+
+/// `Retry-After` in seconds, when the upstream sent one.
+fn retry_after(conn: &ClientConn, _head: &ResponseHead) -> Option<Duration> {
+    conn.spans_up
+        .iter()
+        .find(|h| conn.upbuf[h.name.clone()].eq_ignore_ascii_case(b"retry-after"))
+        .and_then(|h| std::str::from_utf8(&conn.upbuf[h.value.clone()]).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs.min(3600)))
+}
+
+/// Reads an event stream until its first event is complete. A first event that is an
+/// error (`data: {"error": …}`), or a stream that ends before its first event, is a failed
+/// attempt; otherwise the connection is returned with the bytes kept in `upbuf` for the relay.
+async fn first_event_is_error(
+    conn: &mut ClientConn,
+    mut upstream: Stream,
+    head: &ResponseHead,
+    provider: &Provider,
+    ask: &Ask<'_>,
+) -> Result<Stream, TargetError> {
+    let client_fd = conn.stream.raw_fd();
+    let broken = |detail: String| {
+        TargetError::Failed(Failed::Gateway(GatewayError::UpstreamStreamError {
+            provider: provider.name.clone(),
+            detail,
+        }))
+    };
+    loop {
+        conn.payload.clear();
+        let raw = &conn.upbuf[head.head_len..];
+        match head.framing {
+            InFraming::Chunked => {
+                ChunkedDecoder::new()
+                    .decode(raw, &mut conn.payload)
+                    .map_err(|e| broken(e.to_string()))?;
+            }
+            _ => conn.payload.extend_from_slice(raw),
+        }
+        if let Some(end) = memchr::memmem::find(&conn.payload, b"\n\n") {
+            return match event_error(&conn.payload[..end]) {
+                Some(detail) => Err(broken(detail)),
+                None => Ok(upstream),
+            };
+        }
+        let budget = ask.deadline.saturating_duration_since(Instant::now());
+        let wait = provider.timeouts.first_byte.min(budget);
+        let check = Duration::from_millis(500);
+        match read_watching(&mut upstream, &mut conn.upbuf, client_fd, wait, check).await {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Err(broken("stream ended before its first event".into())),
+            Err(WaitError::ClientGone) => return Err(TargetError::ClientGone),
+            Err(WaitError::Timeout) => return Err(broken("no first event in time".into())),
+            Err(WaitError::Io(e)) => return Err(broken(e.to_string())),
+        }
+    }
+}
+
+/// The error message of an SSE event whose data is an `{"error": …}` object.
+fn event_error(event: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value: serde_json::Value = serde_json::from_str(&data).ok()?;
+    let error = value.get("error")?;
+    Some(
+        error
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or_else(|| error.to_string(), str::to_owned),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(200), Verdict::Final);
+        assert_eq!(verdict(400), Verdict::Final);
+        assert_eq!(verdict(404), Verdict::Final);
+        assert_eq!(verdict(429), Verdict::KeyRefused { auth: false });
+        assert_eq!(verdict(401), Verdict::KeyRefused { auth: true });
+        assert_eq!(verdict(503), Verdict::Retryable);
+        assert_eq!(verdict(529), Verdict::Retryable);
+    }
+
+    #[test]
+    fn error_events_are_recognised() {
+        assert_eq!(
+            event_error(b"data: {\"error\":{\"message\":\"overloaded\"}}").as_deref(),
+            Some("overloaded")
+        );
+        assert_eq!(event_error(b"event: x\ndata: {\"choices\":[]}"), None);
+        assert_eq!(event_error(b"data: [DONE]"), None);
+    }
+}

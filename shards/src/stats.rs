@@ -1,0 +1,95 @@
+//! Per-shard counters, written only by their shard and read by whoever renders metrics.
+//! A single writer means an increment is a plain load and store (no locked instruction), and
+//! each shard's block sits on its own cache lines, so shards never contend. Readers see
+//! values that may lag by an instant, which is all a metrics scrape needs.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// A counter with exactly one writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    pub fn incr(&self) {
+        self.add(1);
+    }
+
+    /// For gauges that go down too (single writer).
+    pub fn decr(&self) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// For values that are replaced rather than counted (single writer).
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What one shard did with one provider.
+#[derive(Debug, Default)]
+pub struct ProviderStats {
+    /// Attempts sent (first tries, retries and fallbacks alike).
+    pub attempts: Counter,
+    /// Attempts that failed (transport errors, retryable statuses).
+    pub failures: Counter,
+    /// Attempts that were retries of the same target.
+    pub retries: Counter,
+    /// Requests that reached this provider as a fallback.
+    pub fallbacks: Counter,
+    /// Requests refused by backpressure.
+    pub shed: Counter,
+    /// Times the circuit opened.
+    pub circuit_opens: Counter,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker_state: AtomicU8,
+    /// EWMA latency in microseconds (updated per attempt).
+    pub ewma_latency_us: Counter,
+}
+
+/// One shard's counters, aligned so two shards never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct ShardStats {
+    /// Client connections open now.
+    pub connections: Counter,
+    /// Requests being served now (read, not yet answered).
+    pub in_flight: Counter,
+    /// Requests served, by class of status.
+    pub responses_2xx: Counter,
+    pub responses_4xx: Counter,
+    pub responses_5xx: Counter,
+    /// Streams ended early because the upstream broke.
+    pub streams_broken: Counter,
+    /// Requests abandoned by their client before the response ended.
+    pub client_gone: Counter,
+    pub providers: Vec<ProviderStats>,
+}
+
+impl ShardStats {
+    pub fn new(providers: usize) -> Self {
+        Self {
+            providers: (0..providers).map(|_| ProviderStats::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn record_status(&self, status: u16) {
+        match status {
+            200..=399 => self.responses_2xx.incr(),
+            400..=499 => self.responses_4xx.incr(),
+            _ => self.responses_5xx.incr(),
+        }
+    }
+}

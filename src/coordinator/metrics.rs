@@ -1,0 +1,168 @@
+//! Prometheus text exposition of the node's counters. Each shard's block is read as it is
+//! (no locks; values may lag by an instant), labelled by shard, so imbalance between shards
+//! — SO_REUSEPORT hashing few connections unevenly — is visible.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use shards::stats::{Counter, ProviderStats, ShardStats};
+
+use super::NodeView;
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn per_shard(
+    out: &mut String,
+    view: &NodeView,
+    name: &str,
+    kind: &str,
+    help: &str,
+    get: impl Fn(&ShardStats) -> &Counter,
+) {
+    family(out, name, kind, help);
+    for (i, s) in view.shards.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s).get());
+    }
+}
+
+fn per_provider(
+    out: &mut String,
+    view: &NodeView,
+    name: &str,
+    kind: &str,
+    help: &str,
+    get: impl Fn(&ProviderStats) -> u64,
+) {
+    family(out, name, kind, help);
+    for (i, s) in view.shards.iter().enumerate() {
+        for (p, stats) in view.snapshot.providers.iter().zip(&s.providers) {
+            let _ = writeln!(
+                out,
+                "{name}{{provider=\"{}\",shard=\"{i}\"}} {}",
+                p.name,
+                get(stats)
+            );
+        }
+    }
+}
+
+pub fn render(view: &NodeView) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "ringgate_ready",
+        "gauge",
+        "1 when the node takes traffic",
+    );
+    let _ = writeln!(out, "ringgate_ready {}", u8::from(view.node.is_ready()));
+    per_shard(
+        &mut out,
+        view,
+        "ringgate_connections",
+        "gauge",
+        "Client connections open",
+        |s| &s.connections,
+    );
+    per_shard(
+        &mut out,
+        view,
+        "ringgate_requests_in_flight",
+        "gauge",
+        "Requests being served",
+        |s| &s.in_flight,
+    );
+    family(
+        &mut out,
+        "ringgate_responses_total",
+        "counter",
+        "Responses sent, by status class",
+    );
+    for (i, s) in view.shards.iter().enumerate() {
+        for (class, c) in [
+            ("2xx", &s.responses_2xx),
+            ("4xx", &s.responses_4xx),
+            ("5xx", &s.responses_5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringgate_responses_total{{class=\"{class}\",shard=\"{i}\"}} {}",
+                c.get()
+            );
+        }
+    }
+    per_shard(
+        &mut out,
+        view,
+        "ringgate_client_gone_total",
+        "counter",
+        "Requests abandoned by their client",
+        |s| &s.client_gone,
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_attempts_total",
+        "counter",
+        "Upstream attempts (tries, retries, fallbacks)",
+        |p| p.attempts.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_failures_total",
+        "counter",
+        "Upstream attempts that failed",
+        |p| p.failures.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_retries_total",
+        "counter",
+        "Retries of the same provider",
+        |p| p.retries.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_fallbacks_total",
+        "counter",
+        "Requests that reached the provider as a fallback",
+        |p| p.fallbacks.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_shed_total",
+        "counter",
+        "Requests refused by backpressure",
+        |p| p.shed.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_circuit_opens_total",
+        "counter",
+        "Times the circuit opened",
+        |p| p.circuit_opens.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_breaker_state",
+        "gauge",
+        "0 closed, 1 open, 2 half-open",
+        |p| u64::from(p.breaker_state.load(Ordering::Relaxed)),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_latency_ewma_microseconds",
+        "gauge",
+        "Moving average of time to response head",
+        |p| p.ewma_latency_us.get(),
+    );
+    out
+}

@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests: run a stream translator over an input whole, byte
+//! by byte and in odd splits, and parse SSE output.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use translate::{StreamTranslator, TranslateError};
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let p = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+pub fn fixture_json(path: &str) -> Value {
+    serde_json::from_slice(&fixture(path)).unwrap()
+}
+
+/// Feeds `input` split into pieces of `step` bytes, then finishes.
+pub fn run_split<T: StreamTranslator>(
+    t: &mut T,
+    input: &[u8],
+    step: usize,
+) -> Result<Vec<u8>, TranslateError> {
+    let mut out = Vec::new();
+    for piece in input.chunks(step.max(1)) {
+        t.feed(piece, &mut out)?;
+    }
+    t.finish(&mut out)?;
+    Ok(out)
+}
+
+/// Runs a fresh translator whole, byte by byte and in 7-byte pieces; asserts all three
+/// outputs are identical and returns it.
+pub fn run_all<T: StreamTranslator>(make: impl Fn() -> T, input: &[u8]) -> Vec<u8> {
+    let whole = run_split(&mut make(), input, input.len()).unwrap();
+    let bytewise = run_split(&mut make(), input, 1).unwrap();
+    let sevens = run_split(&mut make(), input, 7).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whole),
+        String::from_utf8_lossy(&bytewise)
+    );
+    assert_eq!(whole, sevens);
+    whole
+}
+
+/// Parses `[event: NAME\n]data: JSON\n\n` frames into (event name, JSON or "[DONE]" string).
+pub fn parse_sse(out: &[u8]) -> Vec<(String, Value)> {
+    let text = std::str::from_utf8(out).unwrap();
+    let mut events = Vec::new();
+    for frame in text.split("\n\n").filter(|f| !f.is_empty()) {
+        let mut name = String::new();
+        let mut data = None;
+        for line in frame.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data = Some(if d == "[DONE]" {
+                    Value::String("[DONE]".into())
+                } else {
+                    serde_json::from_str(d).unwrap_or_else(|e| panic!("{d}: {e}"))
+                });
+            } else {
+                panic!("unexpected line {line:?}");
+            }
+        }
+        events.push((name, data.expect("frame without data")));
+    }
+    events
+}
+
+/// Only the data payloads.
+pub fn data_only(out: &[u8]) -> Vec<Value> {
+    parse_sse(out).into_iter().map(|(_, d)| d).collect()
+}
+
+/// When `TRANSLATE_DUMP_DIR` is set, writes `bytes` there as `name` (used by
+/// `tests/sdk/check_sdks.py` to feed our output through the official SDKs).
+pub fn dump(name: &str, bytes: &[u8]) {
+    if let Ok(dir) = std::env::var("TRANSLATE_DUMP_DIR") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{name}"), bytes).unwrap();
+    }
+}
