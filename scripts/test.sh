@@ -44,6 +44,13 @@ else
             -r tests/python/requirements.txt
 fi
 
+section "postgresql"
+# Storage tests run against a real PostgreSQL: $DATABASE_URL when set, else the local
+# server on 127.0.0.1:5432, else a throwaway cluster (scripts/ensure-postgres.sh says which).
+DATABASE_URL="$(bash scripts/ensure-postgres.sh)"
+export DATABASE_URL
+echo "DATABASE_URL=${DATABASE_URL}"
+
 section "cargo build --workspace --bins"
 cargo build --workspace --bins
 

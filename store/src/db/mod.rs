@@ -1,0 +1,233 @@
+//! A thin backend-neutral SQL layer: parameter values, owned rows, and
+//! statements written once in PostgreSQL syntax and translated for SQLite.
+//!
+//! SQL is written with `$N` placeholders, `GREATEST(`/`LEAST(` and
+//! `CAST(x AS BIGINT)`. For SQLite, `$N` becomes `?N` and
+//! `GREATEST(`/`LEAST(` become the multi-argument scalar `MAX(`/`MIN(`
+//! (see [`sqlite_sql`]). Everything else used by the store (UPSERT with
+//! `ON CONFLICT … DO UPDATE`, `RETURNING`, `excluded.`) is common to both.
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use crate::error::{Error, Result};
+
+/// A bound parameter or a fetched column value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    I64(i64),
+    Text(String),
+    Bool(bool),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::I64(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Converts an unsigned quantity to the database's BIGINT.
+pub(crate) fn to_i64(v: u64, what: &'static str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::OutOfRange(what))
+}
+
+/// Converts an optional unsigned quantity to a nullable BIGINT value.
+pub(crate) fn opt_u64(v: Option<u64>, what: &'static str) -> Result<Value> {
+    Ok(match v {
+        Some(v) => Value::I64(to_i64(v, what)?),
+        None => Value::Null,
+    })
+}
+
+/// One fetched row, detached from the backend.
+#[derive(Debug, Clone)]
+pub(crate) struct Row(pub(crate) Vec<Value>);
+
+impl Row {
+    fn at(&self, i: usize) -> Result<&Value> {
+        self.0
+            .get(i)
+            .ok_or_else(|| Error::Corrupt(format!("missing column {i}")))
+    }
+
+    pub(crate) fn opt_i64(&self, i: usize) -> Result<Option<i64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::I64(v) => Ok(Some(*v)),
+            other => Err(Error::Corrupt(format!(
+                "column {i}: expected integer, got {other:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn i64(&self, i: usize) -> Result<i64> {
+        self.opt_i64(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
+    }
+
+    pub(crate) fn opt_u64(&self, i: usize) -> Result<Option<u64>> {
+        self.opt_i64(i)?
+            .map(|v| {
+                u64::try_from(v).map_err(|_| Error::Corrupt(format!("column {i}: negative {v}")))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn u64(&self, i: usize) -> Result<u64> {
+        self.opt_u64(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
+    }
+
+    pub(crate) fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s.clone())),
+            other => Err(Error::Corrupt(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn text(&self, i: usize) -> Result<String> {
+        self.opt_text(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
+    }
+
+    pub(crate) fn bool(&self, i: usize) -> Result<bool> {
+        match self.at(i)? {
+            Value::Bool(b) => Ok(*b),
+            // SQLite stores booleans as 0/1.
+            Value::I64(v) => Ok(*v != 0),
+            other => Err(Error::Corrupt(format!(
+                "column {i}: expected boolean, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A statement and its parameters, for [`Db::transaction`].
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Value>,
+}
+
+impl Stmt {
+    pub(crate) fn new(sql: impl Into<String>, params: Vec<Value>) -> Self {
+        Self {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// Translates PostgreSQL-flavoured store SQL into SQLite SQL.
+pub(crate) fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+        .replace("GREATEST(", "MAX(")
+        .replace("LEAST(", "MIN(")
+}
+
+/// The open database.
+pub(crate) enum Db {
+    Sqlite(sqlite::SqliteDb),
+    Postgres(Box<postgres::PgDb>),
+}
+
+impl Db {
+    /// Runs one statement (autocommit) and returns its rows.
+    pub(crate) async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>> {
+        match self {
+            Db::Sqlite(db) => db.query(sqlite_sql(sql), params).await,
+            Db::Postgres(db) => db.query(sql, &params).await,
+        }
+    }
+
+    /// Runs one statement (autocommit) and returns the affected row count.
+    pub(crate) async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        match self {
+            Db::Sqlite(db) => db.execute(sqlite_sql(sql), params).await,
+            Db::Postgres(db) => db.execute(sql, &params).await,
+        }
+    }
+
+    /// Runs the statements in one transaction; returns each one's rows.
+    pub(crate) async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>> {
+        match self {
+            Db::Sqlite(db) => {
+                let stmts = stmts
+                    .into_iter()
+                    .map(|s| Stmt::new(sqlite_sql(&s.sql), s.params))
+                    .collect();
+                db.transaction(stmts).await
+            }
+            Db::Postgres(db) => db.transaction(&stmts).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation() {
+        assert_eq!(
+            sqlite_sql("SELECT GREATEST(0, LEAST($1, $12)) WHERE a = $2"),
+            "SELECT MAX(0, MIN(?1, ?12)) WHERE a = ?2"
+        );
+    }
+
+    #[test]
+    fn row_accessors() {
+        let r = Row(vec![
+            Value::I64(5),
+            Value::Null,
+            Value::Text("x".into()),
+            Value::I64(-1),
+            Value::Bool(true),
+        ]);
+        assert_eq!(r.i64(0).unwrap(), 5);
+        assert_eq!(r.u64(0).unwrap(), 5);
+        assert_eq!(r.opt_i64(1).unwrap(), None);
+        assert!(r.i64(1).is_err());
+        assert_eq!(r.text(2).unwrap(), "x");
+        assert!(r.u64(3).is_err());
+        assert!(r.bool(4).unwrap());
+        assert!(r.bool(0).unwrap());
+        assert!(r.text(0).is_err());
+        assert!(r.i64(9).is_err());
+        assert!(to_i64(u64::MAX, "x").is_err());
+    }
+}

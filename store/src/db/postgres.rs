@@ -1,0 +1,221 @@
+//! PostgreSQL backend: a `deadpool-postgres` pool of `tokio-postgres`
+//! connections (statement cache per connection), plus dedicated
+//! connections for `LISTEN`.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::{Row, Stmt, Value};
+use crate::error::{Error, Result};
+use crate::migrations::Migration;
+
+/// Advisory lock key serialising migrations across nodes ("ringgate").
+const MIGRATION_LOCK: i64 = 0x7269_6e67_6761_7465;
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::I64(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                _ => Err(format!("cannot bind an integer to a {ty} parameter").into()),
+            },
+            Value::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    s.to_sql(ty, out)
+                }
+                _ => Err(format!("cannot bind text to a {ty} parameter").into()),
+            },
+            Value::Bool(b) => match *ty {
+                Type::BOOL => b.to_sql(ty, out),
+                _ => Err(format!("cannot bind a boolean to a {ty} parameter").into()),
+            },
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn read_row(row: &tokio_postgres::Row) -> Result<Row> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let v = match *col.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::I64),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::I64(v.into())),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::I64(v.into())),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(Value::Bool),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+            }
+            Type::VOID => None,
+            ref other => {
+                return Err(Error::Corrupt(format!(
+                    "unsupported column type {other} for {}",
+                    col.name()
+                )))
+            }
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+/// The PostgreSQL database handle.
+pub(crate) struct PgDb {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PgDb {
+    /// Builds the pool. `schema`, if set, becomes every connection's
+    /// `search_path` (via the startup `options`) and is created if missing.
+    pub(crate) async fn connect(url: &str, pool_size: usize, schema: Option<&str>) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if let Some(schema) = schema {
+            validate_schema(schema)?;
+            let opt = format!("-csearch_path={schema}");
+            let options = match config.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {opt}"),
+                _ => opt,
+            };
+            config.options(options);
+        }
+        let mgr = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(15)))
+            .build()?;
+        let db = Self { pool, config };
+        if let Some(schema) = schema {
+            db.pool
+                .get()
+                .await?
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+        }
+        Ok(db)
+    }
+
+    /// The connection configuration (for dedicated LISTEN connections).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        let rows = client.query(&stmt, &refs(params)).await?;
+        rows.iter().map(read_row).collect()
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.execute(&stmt, &refs(params)).await?)
+    }
+
+    pub(crate) async fn transaction(&self, stmts: &[Stmt]) -> Result<Vec<Vec<Row>>> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            let stmt = tx.prepare_cached(&s.sql).await?;
+            let rows = tx.query(&stmt, &refs(&s.params)).await?;
+            out.push(rows.iter().map(read_row).collect::<Result<Vec<_>>>()?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Applies pending migrations in one transaction, holding a
+    /// transaction-scoped advisory lock so concurrent nodes don't race.
+    pub(crate) async fn migrate(&self, migrations: &'static [Migration]) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(crate::migrations::POSTGRES_BOOTSTRAP)
+            .await?;
+        let applied: Vec<i64> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0))
+            .collect::<Result<_, _>>()?;
+        for m in migrations {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            let wrap = |e: tokio_postgres::Error| Error::Migration {
+                version: m.version,
+                name: m.name,
+                source: Box::new(Error::Postgres(e)),
+            };
+            tx.batch_execute(m.sql).await.map_err(wrap)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &crate::now_unix()],
+            )
+            .await
+            .map_err(wrap)?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied postgres migration"
+            );
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Accepts only plain lower-case identifiers, so the name can be used
+/// unquoted in `search_path` and `CREATE SCHEMA`.
+pub(crate) fn validate_schema(schema: &str) -> Result<()> {
+    let mut chars = schema.chars();
+    let ok = schema.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "schema name {schema:?} must match [a-z_][a-z0-9_]*"
+        )))
+    }
+}

@@ -1,0 +1,463 @@
+//! The governance data model: customers, teams, virtual keys, providers,
+//! usage, request logs and config-change events.
+
+use serde::{Deserialize, Serialize};
+
+use crate::period::BudgetPeriod;
+
+/// A spending cap in integer nano-dollars (1 USD = 1e9) per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Maximum spend per period, nano-dollars.
+    pub limit_nanos: u64,
+    /// When the spend counter starts over.
+    pub period: BudgetPeriod,
+}
+
+/// Request and token rate limits; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Requests per hour.
+    pub rph: Option<u64>,
+    /// Requests per day.
+    pub rpd: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Tokens per hour.
+    pub tph: Option<u64>,
+    /// Tokens per day.
+    pub tpd: Option<u64>,
+}
+
+/// A customer (the top of the governance hierarchy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// UUID text.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last update.
+    pub updated_at: i64,
+}
+
+/// Fields a caller sets when creating or updating (full replace) a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerInput {
+    /// Display name.
+    pub name: String,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A team, optionally belonging to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// UUID text.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Owning customer.
+    pub customer_id: Option<String>,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last update.
+    pub updated_at: i64,
+}
+
+/// Fields a caller sets when creating or updating (full replace) a team.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamInput {
+    /// Display name.
+    pub name: String,
+    /// Owning customer (must exist).
+    pub customer_id: Option<String>,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A virtual key. Only the SHA-256 of the secret key is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualKey {
+    /// UUID text.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 hex of the secret key.
+    pub key_hash: String,
+    /// First 8 characters of the secret key, for display.
+    pub key_prefix: String,
+    /// Owning team.
+    pub team_id: Option<String>,
+    /// Providers this key may use; empty = all.
+    pub allowed_providers: Vec<String>,
+    /// Models this key may use; empty = all.
+    pub allowed_models: Vec<String>,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Unix seconds after which the key is rejected.
+    pub expires_at: Option<i64>,
+    /// Disabled keys are rejected.
+    pub active: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last update.
+    pub updated_at: i64,
+}
+
+impl VirtualKey {
+    /// Active and not expired at `now_unix`.
+    pub fn is_usable(&self, now_unix: i64) -> bool {
+        self.active && self.expires_at.is_none_or(|t| now_unix < t)
+    }
+}
+
+/// Fields a caller sets when creating or updating (full replace) a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInput {
+    /// Display name.
+    pub name: String,
+    /// Owning team (must exist).
+    pub team_id: Option<String>,
+    /// Providers this key may use; empty = all.
+    #[serde(default)]
+    pub allowed_providers: Vec<String>,
+    /// Models this key may use; empty = all.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Optional budget.
+    pub budget: Option<Budget>,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Unix seconds after which the key is rejected.
+    pub expires_at: Option<i64>,
+    /// Disabled keys are rejected.
+    pub active: bool,
+}
+
+impl Default for KeyInput {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            team_id: None,
+            allowed_providers: Vec::new(),
+            allowed_models: Vec::new(),
+            budget: None,
+            limits: Limits::default(),
+            expires_at: None,
+            active: true,
+        }
+    }
+}
+
+/// A freshly created key and its secret, which is shown once and never stored.
+#[derive(Clone)]
+pub struct CreatedKey {
+    /// The stored record.
+    pub key: VirtualKey,
+    /// The secret key (`rg-…`) to hand to the user.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An upstream LLM provider. `secret` is held decrypted in memory and
+/// encrypted at rest; it is never serialized and is redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct Provider {
+    /// Primary key.
+    pub name: String,
+    /// Provider kind (`openai`, `anthropic`, …).
+    pub kind: String,
+    /// Upstream base URL.
+    pub base_url: String,
+    /// Opaque JSON configuration text.
+    pub config_json: String,
+    /// Decrypted API secret.
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
+    /// Unix seconds of the last update.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("config_json", &self.config_json)
+            .field(
+                "secret",
+                &self.secret.as_deref().map(crate::secrets::redact),
+            )
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Fields a caller sets when creating or updating (full replace, including
+/// the secret) a provider.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ProviderInput {
+    /// Provider kind.
+    pub kind: String,
+    /// Upstream base URL.
+    pub base_url: String,
+    /// Opaque JSON configuration text.
+    pub config_json: String,
+    /// Plaintext API secret; encrypted before it is stored.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderInput")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("config_json", &self.config_json)
+            .field(
+                "secret",
+                &self.secret.as_deref().map(crate::secrets::redact),
+            )
+            .finish()
+    }
+}
+
+/// Which kind of entity usage and limits are tracked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityKind {
+    /// A virtual key.
+    Key,
+    /// A team.
+    Team,
+    /// A customer.
+    Customer,
+}
+
+impl EntityKind {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Key => "key",
+            EntityKind::Team => "team",
+            EntityKind::Customer => "customer",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "key" => EntityKind::Key,
+            "team" => EntityKind::Team,
+            "customer" => EntityKind::Customer,
+            _ => return None,
+        })
+    }
+}
+
+/// A (kind, id) reference to a key, team or customer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// Entity kind.
+    pub kind: EntityKind,
+    /// Entity id.
+    pub id: String,
+}
+
+impl EntityRef {
+    /// A reference to a virtual key.
+    pub fn key(id: impl Into<String>) -> Self {
+        Self {
+            kind: EntityKind::Key,
+            id: id.into(),
+        }
+    }
+
+    /// A reference to a team.
+    pub fn team(id: impl Into<String>) -> Self {
+        Self {
+            kind: EntityKind::Team,
+            id: id.into(),
+        }
+    }
+
+    /// A reference to a customer.
+    pub fn customer(id: impl Into<String>) -> Self {
+        Self {
+            kind: EntityKind::Customer,
+            id: id.into(),
+        }
+    }
+}
+
+/// An additive usage increment for one entity and budget period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageDelta {
+    /// Whose usage.
+    pub entity: EntityRef,
+    /// `period_start(entity's budget period, now)`; 0 for `never` or no budget.
+    pub period_start: i64,
+    /// Spend, nano-dollars.
+    pub spent_nanos: u64,
+    /// Request count.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+/// Accumulated usage of one entity in one budget period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Whose usage.
+    pub entity: EntityRef,
+    /// Period start, unix seconds.
+    pub period_start: i64,
+    /// Spend since the period started (or since the last reset).
+    pub spent_nanos: u64,
+    /// Requests in the period.
+    pub requests: u64,
+    /// Prompt tokens in the period.
+    pub prompt_tokens: u64,
+    /// Completion tokens in the period.
+    pub completion_tokens: u64,
+    /// When the budget was last reset in this period.
+    pub reset_at: Option<i64>,
+}
+
+/// One proxied request, for the request log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLog {
+    /// Unique id (e.g. UUID or request id).
+    pub id: String,
+    /// Unix milliseconds.
+    pub ts_ms: i64,
+    /// Virtual key used.
+    pub key_id: Option<String>,
+    /// Team of the key.
+    pub team_id: Option<String>,
+    /// Customer of the team.
+    pub customer_id: Option<String>,
+    /// Upstream provider name.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// HTTP status returned to the client.
+    pub status: u16,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Cost, nano-dollars.
+    pub cost_nanos: u64,
+    /// End-to-end latency, microseconds.
+    pub latency_us: u64,
+    /// Gateway overhead, microseconds.
+    pub overhead_us: u64,
+    /// Streaming response.
+    pub stream: bool,
+    /// Error code, if the request failed.
+    pub error_code: Option<String>,
+}
+
+/// Which configuration entity changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigKind {
+    /// A customer.
+    Customer,
+    /// A team.
+    Team,
+    /// A virtual key.
+    Key,
+    /// A provider.
+    Provider,
+}
+
+impl ConfigKind {
+    /// The text form used in notification payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::Customer => "customer",
+            ConfigKind::Team => "team",
+            ConfigKind::Key => "key",
+            ConfigKind::Provider => "provider",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "customer" => ConfigKind::Customer,
+            "team" => ConfigKind::Team,
+            "key" => ConfigKind::Key,
+            "provider" => ConfigKind::Provider,
+            _ => return None,
+        })
+    }
+}
+
+/// A configuration change event: entity `id` of `kind` was created,
+/// updated or deleted. Receivers re-read the entity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Entity kind.
+    pub kind: ConfigKind,
+    /// Entity id (provider name for providers).
+    pub id: String,
+}
+
+impl ConfigChange {
+    /// The notification payload: `kind:id`.
+    pub fn payload(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.id)
+    }
+
+    /// Parses a `kind:id` payload.
+    pub fn parse_payload(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        Some(Self {
+            kind: ConfigKind::parse(kind)?,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Current state of a lease counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCounter {
+    /// Units handed out in the window.
+    pub used: u64,
+    /// The limit most recently supplied for the window.
+    pub limit_value: u64,
+}

@@ -1,0 +1,213 @@
+//! Usage counters and budgets.
+//!
+//! Usage is keyed by (entity kind, entity id, budget period start) and only
+//! ever changed by additive deltas:
+//!
+//! ```sql
+//! INSERT INTO usage (...) VALUES (...)
+//! ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET
+//!     spent_nanos = usage.spent_nanos + excluded.spent_nanos, ...
+//! ```
+//!
+//! On PostgreSQL the conflicting row is locked and the increment applied to
+//! its latest committed version, so concurrent writers on several nodes add
+//! up and never lose updates. A batch is merged and sorted by key before it
+//! runs, so two batches lock rows in the same order and cannot deadlock.
+
+use std::collections::BTreeMap;
+
+use crate::db::{to_i64, Row, Stmt, Value};
+use crate::error::{Error, Result};
+use crate::model::{EntityKind, EntityRef, Usage, UsageDelta};
+use crate::period::{period_start, BudgetPeriod};
+use crate::{now_unix, Store};
+
+const ADD_USAGE_SQL: &str = "INSERT INTO usage \
+    (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
+     completion_tokens, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
+    spent_nanos = usage.spent_nanos + excluded.spent_nanos, \
+    requests = usage.requests + excluded.requests, \
+    prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = usage.completion_tokens + excluded.completion_tokens, \
+    updated_at = excluded.updated_at";
+
+/// Zeroes the period's spend and keeps the previous value in
+/// `last_reset_spent` (the SET list sees the old row, in both dialects).
+const RESET_SQL: &str = "INSERT INTO usage \
+    (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
+     completion_tokens, reset_at, last_reset_spent, updated_at) \
+    VALUES ($1, $2, $3, 0, 0, 0, 0, $4, 0, $4) \
+    ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
+    last_reset_spent = usage.spent_nanos, spent_nanos = 0, \
+    reset_at = excluded.reset_at, updated_at = excluded.updated_at \
+    RETURNING last_reset_spent";
+
+/// Records the reset; runs in the same transaction, while the row is locked.
+const RESET_LOG_SQL: &str = "INSERT INTO budget_resets \
+    (entity_kind, entity_id, period_start, reset_at, spent_before) \
+    SELECT entity_kind, entity_id, period_start, reset_at, last_reset_spent FROM usage \
+    WHERE entity_kind = $1 AND entity_id = $2 AND period_start = $3";
+
+const USAGE_COLS: &str =
+    "entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
+     completion_tokens, reset_at";
+
+fn usage_from_row(r: &Row) -> Result<Usage> {
+    let kind = r.text(0)?;
+    Ok(Usage {
+        entity: EntityRef {
+            kind: EntityKind::parse(&kind)
+                .ok_or_else(|| Error::Corrupt(format!("entity kind {kind:?}")))?,
+            id: r.text(1)?,
+        },
+        period_start: r.i64(2)?,
+        spent_nanos: r.u64(3)?,
+        requests: r.u64(4)?,
+        prompt_tokens: r.u64(5)?,
+        completion_tokens: r.u64(6)?,
+        reset_at: r.opt_i64(7)?,
+    })
+}
+
+#[derive(Default)]
+struct Sum {
+    spent: u64,
+    requests: u64,
+    prompt: u64,
+    completion: u64,
+}
+
+fn add(a: u64, b: u64) -> Result<u64> {
+    a.checked_add(b).ok_or(Error::OutOfRange("usage delta"))
+}
+
+impl Store {
+    /// Adds the deltas, all in one transaction (all or nothing). Deltas
+    /// for the same (entity, period) are merged first.
+    pub async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        let mut merged: BTreeMap<(EntityKind, &str, i64), Sum> = BTreeMap::new();
+        for d in deltas {
+            let s = merged
+                .entry((d.entity.kind, d.entity.id.as_str(), d.period_start))
+                .or_default();
+            s.spent = add(s.spent, d.spent_nanos)?;
+            s.requests = add(s.requests, d.requests)?;
+            s.prompt = add(s.prompt, d.prompt_tokens)?;
+            s.completion = add(s.completion, d.completion_tokens)?;
+        }
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let now = now_unix();
+        let stmts = merged
+            .into_iter()
+            .map(|((kind, id, ps), s)| {
+                Ok(Stmt::new(
+                    ADD_USAGE_SQL,
+                    vec![
+                        kind.as_str().into(),
+                        id.into(),
+                        ps.into(),
+                        to_i64(s.spent, "spent_nanos")?.into(),
+                        to_i64(s.requests, "requests")?.into(),
+                        to_i64(s.prompt, "prompt_tokens")?.into(),
+                        to_i64(s.completion, "completion_tokens")?.into(),
+                        now.into(),
+                    ],
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.db().transaction(stmts).await?;
+        Ok(())
+    }
+
+    /// Usage of `entity` in the period starting at `period_start`.
+    pub async fn usage(&self, entity: &EntityRef, period_start: i64) -> Result<Option<Usage>> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM usage \
+             WHERE entity_kind = $1 AND entity_id = $2 AND period_start = $3"
+        );
+        let rows = self
+            .db()
+            .query(&sql, key_params(entity, period_start))
+            .await?;
+        rows.first().map(usage_from_row).transpose()
+    }
+
+    /// All usage rows of `entity`, newest period first.
+    pub async fn usage_history(&self, entity: &EntityRef) -> Result<Vec<Usage>> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM usage WHERE entity_kind = $1 AND entity_id = $2 \
+             ORDER BY period_start DESC"
+        );
+        let rows = self
+            .db()
+            .query(
+                &sql,
+                vec![entity.kind.as_str().into(), entity.id.as_str().into()],
+            )
+            .await?;
+        rows.iter().map(usage_from_row).collect()
+    }
+
+    /// Start of `entity`'s current budget period (0 without a budget).
+    /// [`Error::NotFound`] if the entity does not exist.
+    pub async fn current_period_start(&self, entity: &EntityRef, now_unix: i64) -> Result<i64> {
+        let period = self
+            .entity_budget(entity)
+            .await?
+            .map_or(BudgetPeriod::Never, |b| b.period);
+        Ok(period_start(period, now_unix))
+    }
+
+    /// Nano-dollars spent by `entity` in its current budget period (since
+    /// the last reset). [`Error::NotFound`] if the entity does not exist.
+    pub async fn budget_spent(&self, entity: &EntityRef, now_unix: i64) -> Result<u64> {
+        let ps = self.current_period_start(entity, now_unix).await?;
+        Ok(self.usage(entity, ps).await?.map_or(0, |u| u.spent_nanos))
+    }
+
+    /// Sets the current period's spend of `entity` to 0, recording the reset
+    /// (time and previous spend) in `budget_resets`. Request and token
+    /// counts are kept. Returns the spend before the reset.
+    pub async fn reset_budget(&self, entity: &EntityRef, now_unix: i64) -> Result<u64> {
+        let ps = self.current_period_start(entity, now_unix).await?;
+        let mut reset = key_params(entity, ps);
+        reset.push(now_unix.into());
+        let out = self
+            .db()
+            .transaction(vec![
+                Stmt::new(RESET_SQL, reset),
+                Stmt::new(RESET_LOG_SQL, key_params(entity, ps)),
+            ])
+            .await?;
+        out.first()
+            .and_then(|rows| rows.first())
+            .ok_or_else(|| Error::Corrupt("reset returned no row".into()))?
+            .u64(0)
+    }
+
+    /// Number of budget resets recorded for `entity`.
+    pub async fn budget_reset_count(&self, entity: &EntityRef) -> Result<u64> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT COUNT(*) FROM budget_resets WHERE entity_kind = $1 AND entity_id = $2",
+                vec![entity.kind.as_str().into(), entity.id.as_str().into()],
+            )
+            .await?;
+        rows.first()
+            .ok_or_else(|| Error::Corrupt("COUNT returned no row".into()))?
+            .u64(0)
+    }
+}
+
+fn key_params(entity: &EntityRef, period_start: i64) -> Vec<Value> {
+    vec![
+        entity.kind.as_str().into(),
+        entity.id.as_str().into(),
+        period_start.into(),
+    ]
+}
