@@ -53,6 +53,7 @@ fn request_side(c: &mut Criterion) {
         host: "api.openai.com",
         fixed_headers: b"",
         key_line: b"authorization: Bearer sk-provider-key\r\n",
+        extra: &[],
     };
     let mut out = Vec::with_capacity(8192);
     c.bench_function("build_upstream_request", |b| {

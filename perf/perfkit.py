@@ -153,14 +153,77 @@ def cmd_snap(args) -> None:
             except OSError:
                 pass
         procs[role] = {"root": root, "ticks": sum(per.values()), "per_pid": per}
+    shell_ticks = None
+    if args.shell:
+        _, f = _stat_fields(args.shell)
+        # the driving shell's own time + that of every child it has reaped (wrk, oha, helpers)
+        shell_ticks = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     snap = {
         "t": time.monotonic(),
+        "shell_ticks": shell_ticks,
         "clk_tck": CLK_TCK,
         "procs": procs,
         "cpus": proc_stat_cpus(),
         "noisy": noisy_neighbours(),
     }
     Path(args.out).write_text(json.dumps(snap))
+
+
+def foreign_pct(before: dict, after: dict) -> float | None:
+    """CPU used during [before, after] by processes that are not part of the test (other users'
+    compilers, tests, daemons), in % of one core: all busy time on all CPUs minus the process
+    trees under test minus the driving shell's reaped children (the load generator, helpers)."""
+    if before.get("shell_ticks") is None or after.get("shell_ticks") is None:
+        return None
+    busy = 0
+    for cpu, a in after["cpus"].items():
+        b = before["cpus"].get(cpu)
+        if b:
+            d = [x - y for x, y in zip(a, b)]
+            busy += d[0] + d[1] + d[2] + d[7]  # user nice system steal (irq/softirq: loopback traffic)
+    ours = after["shell_ticks"] - before["shell_ticks"]
+    for role, pa in after["procs"].items():
+        pb = before["procs"].get(role)
+        if pb:
+            ours += pa["ticks"] - pb["ticks"]
+    wall = after["t"] - before["t"]
+    if wall <= 0:
+        return None
+    # /proc/stat counts in USER_HZ, which is CLK_TCK on Linux
+    return max(0.0, 100.0 * (busy - ours) / before["clk_tck"] / wall)
+
+
+def cmd_noise(args) -> None:
+    v = foreign_pct(json.loads(Path(args.before).read_text()), json.loads(Path(args.after).read_text()))
+    print("0" if v is None else f"{v:.1f}")
+
+
+def machine_busy_pct(interval: float) -> float:
+    """All busy time on all CPUs over `interval`, in % of one core."""
+    b = proc_stat_cpus()
+    time.sleep(interval)
+    a = proc_stat_cpus()
+    busy = 0
+    for cpu, va in a.items():
+        d = [x - y for x, y in zip(va, b.get(cpu, va))]
+        busy += d[0] + d[1] + d[2] + d[7]
+    return 100.0 * busy / CLK_TCK / interval
+
+
+def cmd_quiet(args) -> None:
+    """Wait (bounded) until the machine is quiet: busy < threshold for two 1 s windows in a row."""
+    deadline = time.monotonic() + args.max_wait
+    calm = 0
+    last = 0.0
+    while True:
+        last = machine_busy_pct(1.0)
+        calm = calm + 1 if last < args.threshold else 0
+        if calm >= 2:
+            print(f"quiet ({last:.0f}% of a core busy)")
+            return
+        if time.monotonic() >= deadline:
+            print(f"still busy after {args.max_wait:.0f}s ({last:.0f}% of a core); going on")
+            return
 
 
 def cmd_mem(args) -> None:
@@ -382,6 +445,10 @@ def _fmt_signed_us(us):
     return sign + _fmt_us(abs(us))
 
 
+def _pct(v):
+    return "n/a" if v is None else f"{v:.0f} %"
+
+
 def _ratio(a, b, digits=2):
     if a is None or b is None or b == 0:
         return "n/a"
@@ -399,6 +466,7 @@ def cmd_report(args) -> None:
     targets = env.get("targets", "mock nginx ringgate").split()
     rates = env.get("rates", "1000 2500 5000").split()
     proxies = [t for t in targets if t != "mock"]
+    threshold = float(env.get("noise_threshold", "10"))
     anomalies: list[str] = []
     noisy_seen: set[str] = set(meta.get("noisy_at_start", []))
     L: list[str] = []
@@ -466,7 +534,8 @@ def cmd_report(args) -> None:
             for s in (b, a):
                 if s:
                     noisy_seen.update(s.get("noisy", []))
-            row = {"wrk": r, "noisy": bool((b or {}).get("noisy") or (a or {}).get("noisy"))}
+            fp = foreign_pct(b, a) if b and a else None
+            row = {"wrk": r, "foreign": fp, "noisy": fp is not None and fp > threshold}
             if r:
                 secs = r["duration_us"] / 1e6
                 row["rps"] = r["requests"] / secs if secs else None
@@ -495,16 +564,17 @@ def cmd_report(args) -> None:
     w(
         "| scenario | target | req/s | avg latency | p99 latency | non-2xx | socket errors "
         "| CPU µs/req (proxy) | CPU µs/req (mock) | proxy core busy | " +
-        " | ".join(f"{c} busy" for c in sorted(next((r['busy'] for r in sat.values() if r.get('busy')), {}))) + " |"
+        " | ".join(f"{c} busy" for c in sorted(next((r['busy'] for r in sat.values() if r.get('busy')), {}))) +
+        " | other load |"
     )
     ncpu_cols = len(next((r["busy"] for r in sat.values() if r.get("busy")), {}))
-    w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * ncpu_cols)
+    w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * ncpu_cols + "--:|")
     for scen in ("plain", "stream"):
         for t in targets:
             row = sat[(scen, t)]
             r = row.get("wrk")
             if not r:
-                w(f"| {scen} | {TARGET_LABEL[t]} | n/a |" + " |" * (8 + ncpu_cols))
+                w(f"| {scen} | {TARGET_LABEL[t]} | n/a |" + " |" * (9 + ncpu_cols))
                 continue
             proxy_us = f"{row['proxy_us']:.1f}" if t != "mock" and row.get("proxy_us") is not None else "—"
             mock_us = f"{row['mock_us']:.1f}" if row.get("mock_us") is not None else "n/a"
@@ -512,14 +582,16 @@ def cmd_report(args) -> None:
             busy = " | ".join(f"{v:.0f} %" for _, v in sorted(row["busy"].items()))
             w(
                 f"| {scen} | {TARGET_LABEL[t]}{NOISE_MARK if row['noisy'] else ''} | {row['rps']:,.0f} | {_fmt_us(r['lat_mean_us'])} | "
-                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {util} | {busy} |"
+                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {util} | {busy} | {_pct(row['foreign'])} |"
             )
     w("")
     w(
         "CPU µs/req = (utime+stime of the whole process tree, all threads, from `/proc/PID/stat`, after − before) "
         "÷ requests wrk completed. For the direct row the mock's figure is the one to compare with the proxies'. "
         "\"proxy core busy\" = proxy CPU-seconds ÷ wall-seconds; the cpuN columns are whole-core utilisation from `/proc/stat` "
-        "(includes everything on that core)."
+        "(includes everything on that core). \"other load\" = CPU used meanwhile by processes that are not part "
+        f"of the test (the machine is shared), in % of one core; above {threshold:g} % a run is redone after the "
+        f"machine quietens (bounded), and rows still above it are marked{NOISE_MARK}."
     )
     w("")
 
@@ -563,8 +635,8 @@ def cmd_report(args) -> None:
     # ---------------- open loop ----------------
     w(f"## 3. Open loop (oha -q RATE -c {env.get('conns')} -z {env.get('duration')} --latency-correction)")
     w("")
-    w("| rate | target | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | CPU µs/req (proxy) | non-200 | errors |")
-    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    w("| rate | target | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | CPU µs/req (proxy) | non-200 | errors | other load |")
+    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     ol: dict[tuple[str, str], dict] = {}
     for rate in rates:
         for t in targets:
@@ -588,7 +660,7 @@ def cmd_report(args) -> None:
                     "non200": sum(v for k, v in codes.items() if k != "200"),
                     "errors": errs,
                     "n": n,
-                    "noisy": bool((b or {}).get("noisy") or (a or {}).get("noisy")),
+                    "foreign": foreign_pct(b, a) if b and a else None,
                 }
                 role = "proxy" if t != "mock" else "mock"
                 c = _cpu_delta(b, a, role)
@@ -611,18 +683,19 @@ def cmd_report(args) -> None:
         for t in targets:
             row = ol[(rate, t)]
             if not row:
-                w(f"| {rate} | {TARGET_LABEL[t]} | n/a |" + " |" * 9)
+                w(f"| {rate} | {TARGET_LABEL[t]} | n/a |" + " |" * 10)
                 continue
             added = []
             for p in ("p50", "p99", "p99.9"):
                 added.append(_fmt_signed_us(row[p] - base[p]) if t != "mock" and base.get(p) is not None else "—")
             errs = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
+            row["noisy"] = row["foreign"] is not None and row["foreign"] > threshold
             cpu = f"{row['cpu_us']:.1f}" if row.get("cpu_us") is not None else "n/a"
             if t == "mock":
                 cpu += " (mock)"
             w(
                 f"| {rate} | {TARGET_LABEL[t]}{NOISE_MARK if row['noisy'] else ''} | {row['rps']:,.0f} | {_fmt_us(row['p50'])} | {_fmt_us(row['p99'])} | "
-                f"{_fmt_us(row['p99.9'])} | {added[0]} | {added[1]} | {added[2]} | {cpu} | {row['non200']} | {errs} |"
+                f"{_fmt_us(row['p99.9'])} | {added[0]} | {added[1]} | {added[2]} | {cpu} | {row['non200']} | {errs} | {_pct(row['foreign'])} |"
             )
     w("")
     w(
@@ -766,11 +839,29 @@ def cmd_report(args) -> None:
     else:
         w("- none (no errors, no non-2xx, no process died, no idle connection dropped, ringgate ≥ nginx throughput)")
     w("")
-    if noisy_seen:
-        w(f"**Noise warning:** compiler/linker processes were running during the run ({', '.join(sorted(noisy_seen)[:8])}); "
-          f"rows marked {NOISE_MARK.strip()} had one at the start or end of their measurement. Their numbers may be "
-          "depressed — rerun on a quiet machine.")
+    redo_lines = []
+    for t in targets:
+        nl = raw / t / "noise.log"
+        if nl.exists():
+            attempts: dict[str, list[str]] = {}
+            for ln in nl.read_text().splitlines():
+                m = re.match(r"(\S+) attempt \d+: other processes used ([\d.]+)%", ln)
+                if m:
+                    attempts.setdefault(m.group(1), []).append(m.group(2) + " %")
+            redo_lines += [f"{t}/{name} ({' → '.join(v)})" for name, v in attempts.items() if len(v) > 1]
+    marked = [f"{k[1]}/{k[0]}" for k, r in sat.items() if r.get("noisy")] + \
+             [f"{k[1]}/open {k[0]}" for k, r in ol.items() if r.get("noisy")]
+    if redo_lines or marked:
+        w("## Noise on the shared machine")
         w("")
+        if redo_lines:
+            w(f"Measurements redone because other processes used > {threshold:g} % of a core (other load per "
+              "attempt; the last attempt is the one reported): " + "; ".join(redo_lines) + ".")
+            w("")
+        if marked:
+            w(f"Still noisy after the allowed redos (marked{NOISE_MARK}; treat with care): {', '.join(marked)}."
+              + (f" Compilers seen: {', '.join(sorted(noisy_seen)[:6])}." if noisy_seen else ""))
+            w("")
     w(f"Raw outputs (wrk/oha/proc samples/logs): `perf/results/{raw.name}/`.")
     print("\n".join(L))
 
@@ -783,6 +874,13 @@ def main() -> None:
     p = sub.add_parser("snap")
     p.add_argument("out")
     p.add_argument("roles", nargs="+")
+    p.add_argument("--shell", type=int)
+    p = sub.add_parser("noise")
+    p.add_argument("before")
+    p.add_argument("after")
+    p = sub.add_parser("quiet")
+    p.add_argument("--max-wait", type=float, default=30)
+    p.add_argument("--threshold", type=float, default=10)
     p = sub.add_parser("mem")
     p.add_argument("out")
     p.add_argument("roles", nargs="+")
@@ -799,7 +897,7 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("raw")
     args = ap.parse_args()
-    {"meta": cmd_meta, "snap": cmd_snap, "mem": cmd_mem, "idle": cmd_idle, "report": cmd_report}[args.cmd](args)
+    {"meta": cmd_meta, "snap": cmd_snap, "noise": cmd_noise, "quiet": cmd_quiet, "mem": cmd_mem, "idle": cmd_idle, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

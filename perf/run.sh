@@ -16,6 +16,7 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 # ---------------------------------------------------------------------------------------------
 KNOBS=(PROXY_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
        OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
+       NOISE_THRESHOLD NOISE_RETRIES NOISE_RETRY_BUDGET QUIET_RETRY_WAIT
        RINGGATE_BIN MOCK_BIN NGINX_BIN PYTHON)
 OVERRIDES=""
 for k in "${KNOBS[@]}"; do
@@ -37,7 +38,11 @@ IDLE_HOLD="${IDLE_HOLD:-2}"              # seconds the idle connections are held
 PORT_BASE="${PORT_BASE:-18100}"
 TARGETS="${TARGETS:-mock nginx ringgate}"
 PERF_SKIP_BUILD="${PERF_SKIP_BUILD:-0}"
-QUIET_WAIT="${QUIET_WAIT:-300}"          # max seconds to wait for running compilers before starting
+QUIET_WAIT="${QUIET_WAIT:-60}"           # max seconds to wait for a quiet machine before starting
+NOISE_THRESHOLD="${NOISE_THRESHOLD:-10}" # other processes' CPU, % of one core, above which a run is redone
+NOISE_RETRIES="${NOISE_RETRIES:-2}"      # redo a noisy measurement at most this often...
+NOISE_RETRY_BUDGET="${NOISE_RETRY_BUDGET:-6}"  # ...and at most this many redos in the whole run
+QUIET_RETRY_WAIT="${QUIET_RETRY_WAIT:-30}"     # max seconds to wait for quiet before a redo
 TARGET_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}"
 RINGGATE_BIN="${RINGGATE_BIN:-${TARGET_DIR}/release/ringgate}"
 MOCK_BIN="${MOCK_BIN:-${TARGET_DIR}/release/mock-llm}"
@@ -138,14 +143,9 @@ export PERF_RINGGATE_BIN_SRC="${RINGGATE_BIN}" PERF_MOCK_BIN_SRC="${MOCK_BIN}"
 cp "${RINGGATE_BIN}" "${TMP}/ringgate"; RINGGATE_BIN="${TMP}/ringgate"
 cp "${MOCK_BIN}" "${TMP}/mock-llm"; MOCK_BIN="${TMP}/mock-llm"
 
-# The machine may be shared: give a running compiler a bounded chance to finish first.
-compilers() { { pgrep -x 'rustc|cargo|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null || true; } | wc -l; }
-if (( $(compilers) > 0 )); then
-    log "compiler processes are running; waiting up to ${QUIET_WAIT}s for them to finish"
-    deadline=$((SECONDS + QUIET_WAIT))
-    while (( $(compilers) > 0 && SECONDS < deadline )); do sleep 2; done
-    (( $(compilers) == 0 )) || log "still busy after ${QUIET_WAIT}s; running anyway (the report will carry a noise warning)"
-fi
+# The machine may be shared: wait (bounded) for it to be quiet before starting.
+log "waiting for a quiet machine (< ${NOISE_THRESHOLD}% of a core busy; at most ${QUIET_WAIT}s)"
+log "$(pk quiet --max-wait "${QUIET_WAIT}" --threshold "${NOISE_THRESHOLD}")"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE="$(ulimit -n)"
@@ -167,6 +167,7 @@ export PERF_OHA_THREADS="${OHA_THREADS}" PERF_IDLE_CONNS="${IDLE_CONNS}" PERF_ID
 export PERF_PROXY_CPUS="${PROXY_CPUS}" PERF_MOCK_CPUS="${MOCK_CPUS}" PERF_LOADGEN_CPUS="${LOADGEN_CPUS}"
 export PERF_DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS}" PERF_PROXY_CORES="${PROXY_CORES}"
 export PERF_MOCK_WORKERS="${MOCK_WORKERS}" PERF_DIRECT_MOCK_WORKERS="${DIRECT_MOCK_WORKERS}"
+export PERF_NOISE_THRESHOLD="${NOISE_THRESHOLD}"
 export PERF_BODY_BYTES="$(wc -c < "${BODY_PLAIN}")" PERF_NGINX_BIN="${NGINX_BIN}" PERF_NOFILE="${NOFILE}"
 pk meta "${RAW}/meta.json"
 
@@ -264,10 +265,54 @@ forget_pid() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# One measurement = /proc snapshot, load, /proc snapshot. If other processes on this shared
+# machine used more than NOISE_THRESHOLD % of a core meanwhile, wait for quiet and redo it
+# (bounded by NOISE_RETRIES per measurement and NOISE_RETRY_BUDGET per run).
+# ---------------------------------------------------------------------------------------------
+RETRIES_USED=0
+measure() {  # dir name command...   (uses the caller's ${roles[@]})
+    local dir="$1" name="$2" attempt=0 foreign
+    shift 2
+    while :; do
+        pk snap "${dir}/${name}.cpu_before.json" --shell $$ "${roles[@]}"
+        "$@"
+        pk snap "${dir}/${name}.cpu_after.json" --shell $$ "${roles[@]}"
+        foreign="$(pk noise "${dir}/${name}.cpu_before.json" "${dir}/${name}.cpu_after.json")"
+        echo "${name} attempt $((attempt + 1)): other processes used ${foreign}% of a core" >> "${dir}/noise.log"
+        if awk -v f="${foreign}" -v t="${NOISE_THRESHOLD}" 'BEGIN { exit !(f <= t) }'; then
+            break
+        fi
+        if (( attempt >= NOISE_RETRIES || RETRIES_USED >= NOISE_RETRY_BUDGET )); then
+            log "${name}: other processes used ${foreign}% of a core; keeping this result (retry budget spent)"
+            break
+        fi
+        attempt=$((attempt + 1))
+        RETRIES_USED=$((RETRIES_USED + 1))
+        log "${name}: other processes used ${foreign}% of a core; waiting for quiet, then redoing it"
+        log "$(pk quiet --max-wait "${QUIET_RETRY_WAIT}" --threshold "${NOISE_THRESHOLD}")"
+    done
+}
+
+run_wrk() {  # url body out
+    BODY_FILE="$2" taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
+        wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${DURATION}s" --latency -s "${HERE}/wrk/post.lua" "$1" \
+        > "$3" 2>&1 || anomaly "wrk exited non-zero (see ${3#"${RAW}/"})"
+}
+
+run_oha() {  # url rate out
+    taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
+        oha -z "${DURATION}s" -c "${CONNS}" -q "$2" --latency-correction --no-tui \
+        --output-format json --worker-threads "${OHA_THREADS}" \
+        -m POST -H 'content-type: application/json' -D "${BODY_PLAIN}" "$1" \
+        > "$3" 2> "${3%.json}.stderr.log" || anomaly "oha exited non-zero (see ${3#"${RAW}/"})"
+}
+
+# ---------------------------------------------------------------------------------------------
 # One target: start, warm up, saturation x2, open loop xN, memory + idle connections, stop.
 # ---------------------------------------------------------------------------------------------
 run_target() {
-    local t="$1" dir="${RAW}/$1" url port roles scen body rate
+    local t="$1" dir="${RAW}/$1" url port scen body rate code
+    local -a roles
     mkdir -p "${dir}"
     MOCK_PID="" PROXY_PID=""
     if [[ "${t}" == mock ]]; then
@@ -281,7 +326,6 @@ run_target() {
         roles=("proxy=${PROXY_PID}" "mock=${MOCK_PID}")
     fi
     url="http://127.0.0.1:${port}${PATH_CHAT}"
-    local code
     code="$(curl -s -o "${dir}/smoke.json" -w '%{http_code}' -H 'content-type: application/json' \
         --data-binary "@${BODY_PLAIN}" "${url}")" || true
     [[ "${code}" == 200 ]] || die "${t}: smoke request returned HTTP ${code}: $(head -c 300 "${dir}/smoke.json")"
@@ -295,32 +339,21 @@ run_target() {
     for scen in plain stream; do
         body="${BODY_PLAIN}"; [[ "${scen}" == stream ]] && body="${BODY_STREAM}"
         sleep 1
-        pk snap "${dir}/sat_${scen}.cpu_before.json" "${roles[@]}"
-        BODY_FILE="${body}" taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
-            wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${DURATION}s" --latency -s "${HERE}/wrk/post.lua" "${url}" \
-            > "${dir}/sat_${scen}.wrk.txt" 2>&1 || anomaly "${t}: wrk ${scen} exited non-zero (see ${t}/sat_${scen}.wrk.txt)"
-        pk snap "${dir}/sat_${scen}.cpu_after.json" "${roles[@]}"
+        measure "${dir}" "sat_${scen}" run_wrk "${url}" "${body}" "${dir}/sat_${scen}.wrk.txt"
         log "${t}: saturation ${scen}: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${dir}/sat_${scen}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
         check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "saturation ${scen}" || true
     done
 
     for rate in ${RATES}; do
         sleep 1
-        pk snap "${dir}/open_${rate}.cpu_before.json" "${roles[@]}"
-        taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
-            oha -z "${DURATION}s" -c "${CONNS}" -q "${rate}" --latency-correction --no-tui \
-            --output-format json --worker-threads "${OHA_THREADS}" \
-            -m POST -H 'content-type: application/json' -D "${BODY_PLAIN}" "${url}" \
-            > "${dir}/open_${rate}.oha.json" 2> "${dir}/open_${rate}.oha.stderr.log" \
-            || anomaly "${t}: oha at ${rate} req/s exited non-zero (see ${t}/open_${rate}.oha.stderr.log)"
-        pk snap "${dir}/open_${rate}.cpu_after.json" "${roles[@]}"
+        measure "${dir}" "open_${rate}" run_oha "${url}" "${rate}" "${dir}/open_${rate}.oha.json"
         log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
         check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "open loop ${rate}" || true
     done
 
     sleep 1
     pk mem "${dir}/mem_after_load.json" "${roles[@]}"
-    log "${t}: ${IDLE_CONNS} idle keep-alive connections"
+    log "${t}: ${IDLE_CONNS} idle keep-alive connections (two rounds)"
     pk idle "${dir}/idle.json" "${roles[@]}" --port "${port}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
         --hold "${IDLE_HOLD}" || anomaly "${t}: idle-connection test failed"
     check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "idle-connection test" || true

@@ -8,12 +8,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::presets::ProviderKind;
 use serde::Deserialize;
 use shards::route::ModelTable;
 use shards::runtime::{DriverChoice, ShardPlan};
 use shards::snapshot::{
-    ApiKey, Backpressure, BreakerPolicy, Limits, PoolSettings, Provider, RetryPolicy, Snapshot,
-    Timeouts,
+    ApiKey, AwsAuth, Backpressure, BreakerPolicy, Limits, PoolSettings, Provider, RetryPolicy,
+    Snapshot, Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +242,18 @@ pub struct BackpressureConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    pub base_url: String,
+    /// The API family and defaults (docs/providers.md).
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// Required unless the kind has a default.
+    pub base_url: Option<String>,
+    /// Azure: the `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Bedrock: AWS region, and credentials as `env.NAME` references.
+    pub region: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
     /// `env.NAME`: sent as `Authorization: Bearer <value of NAME>`.
     pub api_key: Option<String>,
     /// Several keys, chosen by weight; instead of `api_key`.
@@ -445,7 +457,28 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
 
 fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigError> {
     let field = |f: &str| format!("providers.{name}.{f}");
-    let url = parse_base_url(&p.base_url).map_err(|m| invalid(field("base_url"), m))?;
+    let base_url = match &p.base_url {
+        Some(url) => url.clone(),
+        None => p
+            .kind
+            .default_base_url(p.region.as_deref())
+            .ok_or_else(|| {
+                invalid(
+                    field("base_url"),
+                    format!("is required for kind {:?}", p.kind),
+                )
+            })?,
+    };
+    let url = parse_base_url(&base_url).map_err(|m| invalid(field("base_url"), m))?;
+    let aws = aws_auth(name, p)?;
+    let api_version = match (p.kind, &p.api_version) {
+        (ProviderKind::Azure, None) => {
+            return Err(invalid(field("api_version"), "is required for kind azure"))
+        }
+        (ProviderKind::Azure, Some(v)) => Some(v.clone()),
+        (_, Some(_)) => return Err(invalid(field("api_version"), "only applies to kind azure")),
+        (_, None) => None,
+    };
     let addrs: Vec<SocketAddr> = match (url.host.as_str(), url.port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
@@ -525,6 +558,10 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
     }
     Ok(Provider {
         name: name.to_owned(),
+        wire: p.kind.wire(),
+        responses_passthrough: p.kind.serves_responses(),
+        api_version,
+        aws,
         addrs,
         tls,
         host_header,
@@ -564,8 +601,47 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
 }
 
 /// The provider's API keys: `api_key` (one key) or `keys` (several, weighted).
+/// Bedrock's signing credentials; required for kind bedrock and refused elsewhere.
+fn aws_auth(name: &str, p: &ProviderConfig) -> Result<Option<AwsAuth>, ConfigError> {
+    let field = |f: &str| format!("providers.{name}.{f}");
+    if p.kind != ProviderKind::Bedrock {
+        if p.region.is_some() || p.aws_access_key_id.is_some() || p.aws_secret_access_key.is_some()
+        {
+            return Err(invalid(
+                field("region"),
+                "AWS settings only apply to kind bedrock",
+            ));
+        }
+        return Ok(None);
+    }
+    if p.api_key.is_some() || !p.keys.is_empty() {
+        return Err(invalid(
+            field("api_key"),
+            "bedrock signs requests with AWS credentials, not API keys",
+        ));
+    }
+    let required = |f: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        let v = v
+            .as_ref()
+            .ok_or_else(|| invalid(field(f), "is required for kind bedrock"))?;
+        env_reference(&field(f), v)
+    };
+    Ok(Some(AwsAuth {
+        region: p
+            .region
+            .clone()
+            .ok_or_else(|| invalid(field("region"), "is required for kind bedrock"))?,
+        access_key: required("aws_access_key_id", &p.aws_access_key_id)?,
+        secret_key: required("aws_secret_access_key", &p.aws_secret_access_key)?,
+        session_token: match &p.aws_session_token {
+            Some(v) => Some(env_reference(&field("aws_session_token"), v)?),
+            None => None,
+        },
+    }))
+}
+
 fn build_keys(name: &str, p: &ProviderConfig) -> Result<Vec<ApiKey>, ConfigError> {
-    let line = |key: String| format!("authorization: Bearer {key}\r\n").into_bytes();
+    let line = |key: String| p.kind.key_line(&key);
     match (&p.api_key, p.keys.is_empty()) {
         (Some(_), false) => Err(invalid(
             format!("providers.{name}.keys"),

@@ -3,6 +3,7 @@
 
 mod config;
 mod coordinator;
+mod presets;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -38,7 +38,7 @@ impl Rng {
     }
 }
 
-/// Every key of a provider is cooling down, tried already, or not for this model.
+/// Every key of a provider that may serve the model was tried already for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoUsableKey;
 
@@ -68,9 +68,11 @@ impl KeyStates {
             .is_none_or(|until| now >= until)
     }
 
-    /// Picks a key for `model` by weight, skipping cooling and `tried` keys.
+    /// Picks a key for `model` by weight among the keys not tried yet for this request:
+    /// those not cooling down first; when every one is cooling down, the one whose cooldown
+    /// ends soonest (cooldowns steer traffic, they never refuse it on their own).
     /// `Ok(None)`: the provider has no keys at all (none are sent).
-    /// `Err(NoUsableKey)`: it has keys, but none is usable now.
+    /// `Err(NoUsableKey)`: every key that may serve the model was tried already.
     pub fn pick(
         &self,
         keys: &[ApiKey],
@@ -82,23 +84,29 @@ impl KeyStates {
         if keys.is_empty() {
             return Ok(None);
         }
-        let usable = |i: usize, k: &ApiKey| {
+        let candidate = |i: usize, k: &ApiKey| {
             tried & (1 << (i % 64)) == 0
-                && self.available(i, now)
                 && (k.models.is_empty() || k.models.iter().any(|m| m == model))
         };
         let total: u64 = keys
             .iter()
             .enumerate()
-            .filter(|(i, k)| usable(*i, k))
+            .filter(|(i, k)| candidate(*i, k) && self.available(*i, now))
             .map(|(_, k)| u64::from(k.weight))
             .sum();
         if total == 0 {
-            return Err(NoUsableKey);
+            // Everything left is cooling down: the one that recovers first.
+            return keys
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| candidate(*i, k))
+                .min_by_key(|(i, _)| self.cooldown_until[*i].get())
+                .map(|(i, _)| Some(i))
+                .ok_or(NoUsableKey);
         }
         let mut point = rng.below(total);
         for (i, k) in keys.iter().enumerate() {
-            if !usable(i, k) {
+            if !candidate(i, k) || !self.available(i, now) {
                 continue;
             }
             let w = u64::from(k.weight);
@@ -150,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn cooling_tried_and_model_restricted_keys_are_skipped() {
+    fn cooling_keys_come_last_tried_and_model_restricted_keys_never() {
         let keys = [key(1, &[]), key(1, &["only-this"]), key(1, &[])];
         let states = KeyStates::new(3);
         let rng = Rng::new(1);
@@ -159,15 +167,16 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(states.pick(&keys, "m", 0, now, &rng), Ok(Some(2)));
         }
-        assert_eq!(states.pick(&keys, "m", 1 << 2, now, &rng), Err(NoUsableKey));
+        // Key 2 tried, key 0 cooling: the cooling key is still used rather than refusing.
+        assert_eq!(states.pick(&keys, "m", 1 << 2, now, &rng), Ok(Some(0)));
+        assert_eq!(
+            states.pick(&keys, "m", 1 | 1 << 2, now, &rng),
+            Err(NoUsableKey)
+        );
         assert_eq!(
             states.pick(&keys, "only-this", 1 << 2, now, &rng),
             Ok(Some(1))
         );
-        let later = now + Duration::from_secs(6);
-        assert!(states
-            .pick(&keys, "m", 1 << 2, later, &rng)
-            .is_ok_and(|k| k == Some(0)));
         assert_eq!(states.pick(&[], "m", 0, now, &rng), Ok(None));
     }
 

@@ -52,7 +52,7 @@ pub enum GatewayError {
     #[error("Provider `{provider}` is failing and temporarily cut off (circuit open)")]
     CircuitOpen { provider: String },
     #[error(
-        "Every API key of provider `{provider}` is cooling down after rate limits or auth failures"
+        "Every API key of provider `{provider}` that may serve this model was tried and refused"
     )]
     NoKeyAvailable { provider: String },
     #[error("The request's deadline passed before a provider answered")]

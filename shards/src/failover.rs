@@ -20,14 +20,15 @@ use std::time::{Duration, Instant};
 
 use crate::balance::{backoff, AUTH_FAILURE_COOLDOWN, RATE_LIMIT_COOLDOWN};
 use crate::conn::{BodyLocation, ClientConn};
+use crate::dialect::{Conversion, Inbound};
 use crate::error::GatewayError;
 use crate::exchange::{exchange, read_watching, Failure, WaitError};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestHead;
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
-use crate::pipeline::{build_upstream_request, Endpoint};
-use crate::relay::{collect_response, relay_response};
+use crate::outbound;
+use crate::relay::{keep_response as collect_kept, relay_response};
 use crate::route::Target;
 use crate::shard::Shard;
 use crate::snapshot::{Provider, Snapshot};
@@ -58,7 +59,12 @@ impl From<GatewayError> for TargetError {
 pub struct Ask<'a> {
     pub head: &'a RequestHead,
     pub body: &'a BodyLocation,
-    pub endpoint: Endpoint,
+    /// The API the client called.
+    pub inbound: Inbound,
+    /// The request in OpenAI chat form when the client spoke another API.
+    pub chat_body: Option<Vec<u8>>,
+    pub stream: bool,
+    pub include_usage: bool,
     /// The model name as the client wrote it.
     pub requested: &'a str,
     /// Where that name's string literal sits in the body.
@@ -178,13 +184,30 @@ async fn try_target(
                 first_failure.unwrap_or(Failed::Gateway(GatewayError::DeadlineExceeded)),
             ));
         }
-        build_upstream_request(
-            conn,
-            ask,
-            provider,
-            key.map(|k| &provider.keys[k].header_line[..]),
-            target.model,
-        );
+        let key_line = key.map(|k| &provider.keys[k].header_line[..]);
+        let built = match outbound::build(conn, ask, provider, key_line, target.model) {
+            Ok(built) => built,
+            // This provider cannot express the request; another target may.
+            Err(e) => {
+                return Err(TargetError::Failed(
+                    first_failure.unwrap_or(Failed::Gateway(e)),
+                ))
+            }
+        };
+        let attempt = Attempt {
+            provider_id: target.provider,
+            started: now,
+            conversion: Conversion {
+                wire: provider.wire,
+                inbound: ask.inbound,
+                passthrough: built.passthrough,
+                model: ask.requested,
+                created: unix_now(),
+                stream: ask.stream,
+                include_usage: ask.include_usage,
+                embed_base64: built.embed_base64,
+            },
+        };
         stats.attempts.incr();
         let failure = match exchange(
             shard,
@@ -223,21 +246,10 @@ async fn try_target(
                             .is_ok();
                     if auth && !another_key {
                         // Credentials are wrong everywhere on this provider: that is the answer.
-                        return finish(
-                            shard,
-                            snapshot,
-                            conn,
-                            ask,
-                            target.provider,
-                            upstream,
-                            &head,
-                            now,
-                        )
-                        .await;
+                        return finish(shard, snapshot, conn, ask, &attempt, upstream, &head).await;
                     }
                     let failed =
-                        keep_response(shard, snapshot, conn, ask, target.provider, upstream, &head)
-                            .await;
+                        keep_response(shard, snapshot, conn, ask, &attempt, upstream, &head).await;
                     if first_failure.is_none() {
                         first_failure = Some(failed);
                     }
@@ -249,8 +261,7 @@ async fn try_target(
                     ));
                 }
                 Verdict::Retryable => {
-                    keep_response(shard, snapshot, conn, ask, target.provider, upstream, &head)
-                        .await
+                    keep_response(shard, snapshot, conn, ask, &attempt, upstream, &head).await
                 }
                 Verdict::Final => {
                     let watch_first_event = alternatives || retries > 0 || policy.max_retries > 0;
@@ -258,14 +269,7 @@ async fn try_target(
                         match first_event_is_error(conn, upstream, &head, provider, ask).await {
                             Ok(upstream) => {
                                 return finish(
-                                    shard,
-                                    snapshot,
-                                    conn,
-                                    ask,
-                                    target.provider,
-                                    upstream,
-                                    &head,
-                                    now,
+                                    shard, snapshot, conn, ask, &attempt, upstream, &head,
                                 )
                                 .await
                             }
@@ -273,17 +277,7 @@ async fn try_target(
                             Err(TargetError::Failed(f)) => f,
                         }
                     } else {
-                        return finish(
-                            shard,
-                            snapshot,
-                            conn,
-                            ask,
-                            target.provider,
-                            upstream,
-                            &head,
-                            now,
-                        )
-                        .await;
+                        return finish(shard, snapshot, conn, ask, &attempt, upstream, &head).await;
                     }
                 }
             },
@@ -323,21 +317,33 @@ async fn try_target(
     }
 }
 
+/// One attempt at one target: what its response needs.
+struct Attempt<'a> {
+    provider_id: usize,
+    started: Instant,
+    conversion: Conversion<'a>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Relays a response that will be the answer, and returns the connection to the pool.
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     shard: &Shard,
     snapshot: &Snapshot,
     conn: &mut ClientConn,
     ask: &Ask<'_>,
-    provider_id: usize,
+    attempt: &Attempt<'_>,
     upstream: Stream,
     head: &ResponseHead,
-    started: Instant,
 ) -> Result<bool, TargetError> {
+    let provider_id = attempt.provider_id;
     let provider = &snapshot.providers[provider_id];
     let runtime = &shard.providers[provider_id];
-    runtime.health.record_success(started.elapsed());
+    runtime.health.record_success(attempt.started.elapsed());
     publish_health(shard, provider_id);
     shard.stats.record_status(head.status);
     let outcome = relay_response(
@@ -347,6 +353,7 @@ async fn finish(
         provider,
         &snapshot.limits,
         ask.head.keep_alive,
+        &attempt.conversion,
     )
     .await;
     if let Some(upstream) = outcome.reusable_upstream {
@@ -372,18 +379,20 @@ async fn keep_response(
     snapshot: &Snapshot,
     conn: &mut ClientConn,
     ask: &Ask<'_>,
-    provider_id: usize,
+    attempt: &Attempt<'_>,
     upstream: Stream,
     head: &ResponseHead,
 ) -> Failed {
+    let provider_id = attempt.provider_id;
     let provider = &snapshot.providers[provider_id];
-    let (response, reusable) = collect_response(
+    let (response, reusable) = collect_kept(
         conn,
         upstream,
         head,
         provider,
         &snapshot.limits,
         ask.head.keep_alive,
+        &attempt.conversion,
         MAX_KEPT_ERROR_BODY,
     )
     .await;
@@ -434,7 +443,9 @@ async fn first_event_is_error(
             }
             _ => conn.payload.extend_from_slice(raw),
         }
-        if let Some(end) = memchr::memmem::find(&conn.payload, b"\n\n") {
+        let end = memchr::memmem::find(&conn.payload, b"\n\n")
+            .or_else(|| memchr::memmem::find(&conn.payload, b"\r\n\r\n"));
+        if let Some(end) = end {
             return match event_error(&conn.payload[..end]) {
                 Some(detail) => Err(broken(detail)),
                 None => Ok(upstream),

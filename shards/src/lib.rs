@@ -6,7 +6,9 @@
 
 pub mod admission;
 pub mod balance;
+pub mod body;
 pub mod conn;
+pub mod dialect;
 pub mod error;
 pub mod exchange;
 pub mod extract;
@@ -14,6 +16,7 @@ pub mod failover;
 pub mod health;
 pub mod http;
 pub mod io;
+pub mod outbound;
 pub mod pipeline;
 pub mod pool;
 pub mod relay;

@@ -1,61 +1,46 @@
 //! The request path of one shard, in order (each stage reads the request and adds to what
 //! the next one sees):
 //!
-//! 1. **route** — method and path pick a local answer (`/health`, `/ready`, `/v1/models`), an
-//!    API endpoint, or a 404/405.
+//! 1. **route** — method and path pick a local answer (`/health`, `/ready`, `/v1/models`), the
+//!    client's API (OpenAI chat, completions, embeddings, Responses; Anthropic Messages), or a
+//!    404/405.
 //! 2. **extract** — `model` and `stream` are read from the body without building a tree
 //!    ([`crate::extract`]); malformed JSON is a 400 here.
 //! 3. **resolve** — the model names a provider and the upstream model ([`crate::route`]);
 //!    unknown models are a 404.
 //! 4. **upstream request** — the client's bytes are forwarded with the model spliced in when
-//!    its name changes, the provider's credentials added and gateway-owned headers removed.
+//!    its name changes, the provider's credentials added and gateway-owned headers removed;
+//!    for a provider of another API family the request is converted ([`crate::outbound`],
+//!    [`crate::dialect`]).
 //! 5. **failover** — targets are tried in order (the model, its fallbacks), each behind its
 //!    circuit breaker and admission gate, with key rotation and retries ([`crate::failover`]);
 //!    for each attempt a pooled connection carries the request and the response head is
 //!    awaited under the first-byte timeout while the client is watched for a disconnect
 //!    ([`crate::exchange`]).
 //! 6. **relay** — the response is copied to the client as it arrives, one write per upstream
-//!    read; a stream that breaks ends with an error event ([`crate::relay`]).
+//!    read, converted piece by piece when the APIs differ; a stream that breaks ends with an
+//!    error event ([`crate::relay`]).
 //! 7. **release** — a connection whose response was read whole goes back to the pool.
 
 use std::time::{Duration, Instant};
 
 use crate::conn::{BodyLocation, ClientConn};
+use crate::dialect::Inbound;
 use crate::error::GatewayError;
 use crate::exchange::Failure;
 use crate::extract::extract_fields;
 use crate::failover::{self, Ask};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
-use crate::http::upstream::{push_upstream_request_head, UpstreamHead};
 use crate::shard::Shard;
-use crate::snapshot::{Provider, Snapshot};
-
-/// The OpenAI API endpoints the gateway proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Completions,
-    Embeddings,
-}
-
-impl Endpoint {
-    /// The path below the provider's base URL.
-    pub fn upstream_suffix(self) -> &'static [u8] {
-        match self {
-            Self::ChatCompletions => b"/chat/completions",
-            Self::Completions => b"/completions",
-            Self::Embeddings => b"/embeddings",
-        }
-    }
-}
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
     Ready,
     Models,
-    Api(Endpoint),
+    Api(Inbound),
     Unknown,
 }
 
@@ -64,9 +49,11 @@ fn route(path: &[u8]) -> Route {
         b"/health" => Route::Health,
         b"/ready" => Route::Ready,
         b"/v1/models" => Route::Models,
-        b"/v1/chat/completions" => Route::Api(Endpoint::ChatCompletions),
-        b"/v1/completions" => Route::Api(Endpoint::Completions),
-        b"/v1/embeddings" => Route::Api(Endpoint::Embeddings),
+        b"/v1/chat/completions" => Route::Api(Inbound::Chat),
+        b"/v1/completions" => Route::Api(Inbound::Completions),
+        b"/v1/embeddings" => Route::Api(Inbound::Embeddings),
+        b"/v1/responses" => Route::Api(Inbound::Responses),
+        b"/anthropic/v1/messages" => Route::Api(Inbound::AnthropicMessages),
         _ => Route::Unknown,
     }
 }
@@ -122,9 +109,9 @@ async fn proxy(
     conn: &mut ClientConn,
     head: &RequestHead,
     body: &BodyLocation,
-    endpoint: Endpoint,
+    inbound: Inbound,
 ) -> bool {
-    match forward(shard, snapshot, conn, head, body, endpoint).await {
+    match forward(shard, snapshot, conn, head, body, inbound).await {
         Ok(keep_alive) => keep_alive && head.keep_alive,
         Err(Failure::ClientGone) => {
             shard.stats.client_gone.incr();
@@ -138,7 +125,14 @@ async fn proxy(
             }
             shard.stats.record_status(err.status());
             conn.out.clear();
-            push_error_response(&mut conn.out, &err, head.keep_alive);
+            if inbound == Inbound::AnthropicMessages {
+                let mut openai = Vec::with_capacity(192);
+                err.write_body(&mut openai);
+                let body = translate::inbound::anthropic::error_from_openai(err.status(), &openai);
+                push_json_response(&mut conn.out, err.status(), &body, head.keep_alive);
+            } else {
+                push_error_response(&mut conn.out, &err, head.keep_alive);
+            }
             conn.flush_out().await && head.keep_alive
         }
     }
@@ -159,7 +153,7 @@ async fn forward(
     conn: &mut ClientConn,
     head: &RequestHead,
     body: &BodyLocation,
-    endpoint: Endpoint,
+    inbound: Inbound,
 ) -> Result<bool, Failure> {
     let body_bytes = match body {
         BodyLocation::InBuf(r) => &conn.inbuf[r.clone()],
@@ -167,8 +161,25 @@ async fn forward(
     };
     let fields = extract_fields(body_bytes)?;
     let model_span = fields.model_span.clone();
+    let mut stream = fields.stream;
     // Owned, because the client buffers are borrowed mutably by every attempt below.
     let requested = fields.model.into_owned();
+    // A client that does not speak OpenAI chat is served through its chat form.
+    let chat_body = match inbound {
+        Inbound::AnthropicMessages => {
+            Some(translate::inbound::anthropic::request_to_chat(body_bytes))
+        }
+        Inbound::Responses => Some(translate::inbound::responses::request_to_chat(body_bytes)),
+        _ => None,
+    }
+    .transpose()
+    .map_err(|e| GatewayError::InvalidRequest(e.message().to_owned()))?
+    .map(|(chat, s, _)| {
+        stream = s;
+        chat
+    });
+    let include_usage = translate::openai::peek_request(chat_body.as_deref().unwrap_or(body_bytes))
+        .is_ok_and(|info| info.include_usage);
     let per_request_fallbacks = client_header(conn, "x-ringgate-fallbacks")
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let timeout_override = client_header(conn, "x-ringgate-timeout-ms")
@@ -201,69 +212,15 @@ async fn forward(
     let ask = Ask {
         head,
         body,
-        endpoint,
+        inbound,
+        chat_body,
+        stream,
+        include_usage,
         requested: &requested,
         model_span,
         deadline: Instant::now() + total,
     };
     failover::serve(shard, snapshot, conn, &ask, &targets).await
-}
-
-/// Writes the upstream request for one attempt into `conn.out`: the client's bytes with the
-/// model spliced when its name changes, the provider's headers and the chosen key's line.
-pub fn build_upstream_request(
-    conn: &mut ClientConn,
-    ask: &Ask<'_>,
-    provider: &Provider,
-    key_line: Option<&[u8]>,
-    model: &str,
-) {
-    let body = match ask.body {
-        BodyLocation::InBuf(r) => &conn.inbuf[r.clone()],
-        BodyLocation::Decoded => &conn.decoded_body[..],
-    };
-    let target_path = &conn.inbuf[ask.head.target.clone()];
-    let query = memchr::memchr(b'?', target_path).map_or(&b""[..], |q| &target_path[q..]);
-    let upstream_head = UpstreamHead {
-        host: &provider.host_header,
-        fixed_headers: &provider.fixed_headers,
-        key_line: key_line.unwrap_or_default(),
-    };
-    let out = &mut conn.out;
-    out.clear();
-    let path = [
-        provider.base_path.as_bytes(),
-        ask.endpoint.upstream_suffix(),
-        query,
-    ];
-    if model == ask.requested {
-        push_upstream_request_head(
-            out,
-            b"POST",
-            &path,
-            &upstream_head,
-            &conn.inbuf,
-            &conn.spans,
-            Some(body.len()),
-        );
-        out.extend_from_slice(body);
-    } else {
-        let literal = serde_json::to_string(model).unwrap_or_default();
-        let span = ask.model_span.clone();
-        let len = body.len() - span.len() + literal.len();
-        push_upstream_request_head(
-            out,
-            b"POST",
-            &path,
-            &upstream_head,
-            &conn.inbuf,
-            &conn.spans,
-            Some(len),
-        );
-        out.extend_from_slice(&body[..span.start]);
-        out.extend_from_slice(literal.as_bytes());
-        out.extend_from_slice(&body[span.end..]);
-    }
 }
 
 #[cfg(test)]
@@ -272,10 +229,12 @@ mod tests {
 
     #[test]
     fn routes() {
+        assert_eq!(route(b"/v1/chat/completions"), Route::Api(Inbound::Chat));
         assert_eq!(
-            route(b"/v1/chat/completions"),
-            Route::Api(Endpoint::ChatCompletions)
+            route(b"/anthropic/v1/messages"),
+            Route::Api(Inbound::AnthropicMessages)
         );
+        assert_eq!(route(b"/v1/responses"), Route::Api(Inbound::Responses));
         assert_eq!(route(b"/v1/models"), Route::Models);
         assert_eq!(route(b"/v1/chat/completions/"), Route::Unknown);
         assert_eq!(route(b"/"), Route::Unknown);

@@ -1,17 +1,25 @@
-//! Relaying an upstream response body to the client as it arrives. Each upstream read
-//! becomes at most one client write, so an SSE event goes out as soon as the provider sends
-//! it. Bodies with a known length keep it; chunked and close-delimited bodies are re-framed
-//! as chunked. A body that breaks midway is never made to look complete: an event stream
-//! gets a final `data: {"error":…}` event (no `[DONE]`), anything else is cut off.
+//! Relaying an upstream response to the client as it arrives. Each upstream read becomes at
+//! most one client write, so an SSE event goes out as soon as the provider sends it.
+//!
+//! - Pass-through (both sides speak the same API): bodies with a known length keep it;
+//!   chunked and close-delimited bodies are re-framed as chunked.
+//! - Converted (the provider speaks another API): streams go through the dialect's stream
+//!   translators piece by piece; whole bodies are read, converted, and sent with a length.
+//!
+//! A body that breaks midway is never made to look complete: an event stream gets a final
+//! error event in the client's API (no `[DONE]`), anything else is cut off.
 
+use crate::body::{BodyReader, Break};
 use crate::conn::ClientConn;
-use crate::error::write_error_json;
-use crate::exchange::{read_watching, WaitError};
-use crate::http::chunked::{push_chunk_frame, ChunkedDecoder, LAST_CHUNK};
-use crate::http::response::{finish_head, push_proxied_head, push_proxied_lines, OutFraming};
+use crate::dialect::Conversion;
+use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
+use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::snapshot::{Limits, Provider};
+
+/// Largest provider body read whole for conversion.
+const MAX_CONVERTED_BODY: usize = 64 * 1024 * 1024;
 
 pub struct RelayOutcome {
     /// The client connection is still usable for another request.
@@ -20,21 +28,7 @@ pub struct RelayOutcome {
     pub reusable_upstream: Option<Stream>,
 }
 
-impl RelayOutcome {
-    fn closed() -> Self {
-        Self {
-            client_ok: false,
-            reusable_upstream: None,
-        }
-    }
-}
-
-/// How the upstream body ended, when it did not end well.
-enum Break {
-    ClientGone,
-    Upstream(String),
-}
-
+/// Relays one response; `conversion.passthrough` picks the fast path.
 pub async fn relay_response(
     conn: &mut ClientConn,
     mut upstream: Stream,
@@ -42,13 +36,50 @@ pub async fn relay_response(
     provider: &Provider,
     limits: &Limits,
     keep_alive: bool,
+    conversion: &Conversion<'_>,
 ) -> RelayOutcome {
-    let result = match head.framing {
-        InFraming::Empty | InFraming::Length(_) => {
-            relay_sized(conn, &mut upstream, head, provider, limits, keep_alive).await
+    let streaming = conversion.stream && (200..300).contains(&head.status);
+    let result = if conversion.passthrough {
+        match head.framing {
+            InFraming::Empty | InFraming::Length(_) => {
+                relay_sized(conn, &mut upstream, head, provider, limits, keep_alive).await
+            }
+            InFraming::Chunked | InFraming::UntilClose => {
+                relay_stream(
+                    conn,
+                    &mut upstream,
+                    head,
+                    provider,
+                    limits,
+                    keep_alive,
+                    conversion,
+                    true,
+                )
+                .await
+            }
         }
-        InFraming::Chunked | InFraming::UntilClose => {
-            relay_reframed(conn, &mut upstream, head, provider, limits, keep_alive).await
+    } else if streaming {
+        relay_stream(
+            conn,
+            &mut upstream,
+            head,
+            provider,
+            limits,
+            keep_alive,
+            conversion,
+            false,
+        )
+        .await
+    } else {
+        let converted =
+            collect_converted(conn, &mut upstream, head, provider, limits, conversion).await;
+        let mut out = std::mem::take(&mut conn.out);
+        converted.render(&mut out, keep_alive);
+        conn.out = out;
+        if conn.flush_out().await {
+            Ok(converted.reusable)
+        } else {
+            Err(Break::ClientGone)
         }
     };
     match result {
@@ -58,20 +89,40 @@ pub async fn relay_response(
         },
         Err(Break::ClientGone) => {
             tracing::info!(peer = %conn.peer, provider = %provider.name, "client left mid-response; upstream request cancelled");
-            RelayOutcome::closed()
+            closed()
         }
         Err(Break::Upstream(detail)) => {
             tracing::warn!(peer = %conn.peer, provider = %provider.name, %detail, "upstream response broke mid-body");
-            if head.event_stream {
-                push_stream_error(&mut conn.out, provider, &detail);
-                conn.flush_out().await;
+            let reframed =
+                streaming || matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
+            if reframed && (head.event_stream || streaming) {
+                let message = format!(
+                    "The stream from provider `{}` broke before it ended: {detail}",
+                    provider.name
+                );
+                // `out` may still hold the head and frames not yet sent: they go first.
+                push_chunk_frame(&mut conn.out, &conversion.stream_error_event(&message));
+                conn.out.extend_from_slice(LAST_CHUNK);
+                // The client's framing ends cleanly, so its connection stays usable.
+                return RelayOutcome {
+                    client_ok: conn.flush_out().await,
+                    reusable_upstream: None,
+                };
             }
-            RelayOutcome::closed()
+            closed()
         }
     }
 }
 
-/// A body of known length (or none): the client gets the same length.
+fn closed() -> RelayOutcome {
+    RelayOutcome {
+        client_ok: false,
+        reusable_upstream: None,
+    }
+}
+
+/// A pass-through body of known length (or none): the client gets the same length, and the
+/// bytes as they arrive.
 async fn relay_sized(
     conn: &mut ClientConn,
     upstream: &mut Stream,
@@ -84,213 +135,189 @@ async fn relay_sized(
         InFraming::Length(n) => n,
         _ => 0,
     };
-    push_proxied_head(
-        &mut conn.out,
-        head.status,
-        &conn.upbuf,
-        &conn.spans_up,
-        OutFraming::Length(total),
-        keep_alive,
-    );
-    let available = (conn.upbuf.len() - head.head_len) as u64;
-    let first = available.min(total) as usize;
-    conn.out
-        .extend_from_slice(&conn.upbuf[head.head_len..head.head_len + first]);
-    let mut exact = available <= total;
-    let mut remaining = total - first as u64;
-    if !conn.flush_out().await {
-        return Err(Break::ClientGone);
-    }
-    let client_fd = conn.stream.raw_fd();
-    while remaining > 0 {
-        conn.upbuf.clear();
-        let n = read_upstream(upstream, &mut conn.upbuf, client_fd, provider, limits).await?;
-        if n == 0 {
-            return Err(Break::Upstream(format!(
-                "connection closed with {remaining} body bytes missing"
-            )));
-        }
-        if n as u64 > remaining {
-            conn.upbuf.truncate(remaining as usize);
-            exact = false;
-        }
-        remaining -= conn.upbuf.len() as u64;
-        let piece = std::mem::take(&mut conn.upbuf);
-        let (res, piece) = conn.stream.write_all(piece).await;
-        conn.upbuf = piece;
-        if res.is_err() {
+    push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
+    finish_head(&mut conn.out, OutFraming::Length(total), keep_alive);
+    let mut reader = BodyReader::new(head, conn);
+    loop {
+        let more = reader.next(conn, upstream, provider, limits).await?;
+        conn.out.extend_from_slice(&conn.payload);
+        if !conn.out.is_empty() && !conn.flush_out().await {
             return Err(Break::ClientGone);
         }
+        if !more {
+            return Ok(reader.ended_exactly() && head.reusable);
+        }
     }
-    Ok(exact && head.reusable)
 }
 
-/// A chunked or close-delimited body: decoded as it arrives and sent on as chunks.
-async fn relay_reframed(
+/// A stream, re-framed as chunked: passed through as it is, or through the translators.
+#[allow(clippy::too_many_arguments)]
+async fn relay_stream(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     head: &ResponseHead,
     provider: &Provider,
     limits: &Limits,
     keep_alive: bool,
+    conversion: &Conversion<'_>,
+    passthrough: bool,
 ) -> Result<bool, Break> {
-    push_proxied_head(
-        &mut conn.out,
-        head.status,
-        &conn.upbuf,
-        &conn.spans_up,
-        OutFraming::Chunked,
-        keep_alive,
-    );
-    let chunked = head.framing == InFraming::Chunked;
-    let mut decoder = ChunkedDecoder::new();
-    let mut pos = head.head_len;
-    let client_fd = conn.stream.raw_fd();
+    if passthrough {
+        push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
+    } else {
+        push_status_line(&mut conn.out, head.status);
+        conn.out
+            .extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache\r\n");
+    }
+    finish_head(&mut conn.out, OutFraming::Chunked, keep_alive);
+    let mut reader = BodyReader::new(head, conn);
+    // The head goes out at once unless body bytes came with it (then they share a write).
+    if !reader.has_buffered(conn) && !conn.flush_out().await {
+        return Err(Break::ClientGone);
+    }
+    let mut chain = conversion.stream();
+    let mut translated = Vec::new();
     loop {
-        conn.payload.clear();
-        if chunked {
-            let used = decoder
-                .decode(&conn.upbuf[pos..], &mut conn.payload)
-                .map_err(|e| Break::Upstream(format!("invalid chunked body: {e}")))?;
-            pos += used;
+        let more = reader.next(conn, upstream, provider, limits).await?;
+        let piece: &[u8] = if chain.is_identity() {
+            &conn.payload
         } else {
-            conn.payload.extend_from_slice(&conn.upbuf[pos..]);
-            pos = conn.upbuf.len();
-        }
-        push_chunk_frame(&mut conn.out, &conn.payload);
-        let done = decoder.is_done();
-        if done {
+            translated.clear();
+            let fed = chain.feed(&conn.payload, &mut translated);
+            let ended = if more || fed.is_err() {
+                Ok(())
+            } else {
+                chain.finish(&mut translated)
+            };
+            if let Err(e) = fed.and(ended) {
+                push_chunk_frame(&mut conn.out, &translated);
+                return Err(Break::Upstream(e.message().to_owned()));
+            }
+            &translated
+        };
+        push_chunk_frame(&mut conn.out, piece);
+        if !more {
             conn.out.extend_from_slice(LAST_CHUNK);
         }
         if !conn.out.is_empty() && !conn.flush_out().await {
             return Err(Break::ClientGone);
         }
-        if done {
-            return Ok(head.reusable && pos == conn.upbuf.len());
-        }
-        conn.upbuf.clear();
-        pos = 0;
-        if read_upstream(upstream, &mut conn.upbuf, client_fd, provider, limits).await? == 0 {
-            if chunked {
-                return Err(Break::Upstream(
-                    "connection closed before the end of the stream".into(),
-                ));
-            }
-            conn.out.extend_from_slice(LAST_CHUNK);
-            return if conn.flush_out().await {
-                Ok(false)
-            } else {
-                Err(Break::ClientGone)
-            };
+        if !more {
+            return Ok(reader.ended_exactly() && head.reusable);
         }
     }
 }
 
-/// Reads a whole (error) response body, up to `max` bytes, and renders the complete response
-/// the client would get, so it can be sent later if nothing better turns up. Returns the
-/// rendered response and the upstream connection when it may be reused.
-pub async fn collect_response(
+/// Reads a whole body (up to `max` bytes). Returns it and whether the connection may be
+/// reused.
+pub async fn collect_body(
+    conn: &mut ClientConn,
+    upstream: &mut Stream,
+    head: &ResponseHead,
+    provider: &Provider,
+    limits: &Limits,
+    max: usize,
+) -> (Vec<u8>, bool) {
+    let mut reader = BodyReader::new(head, conn);
+    let mut body = Vec::new();
+    loop {
+        match reader.next(conn, upstream, provider, limits).await {
+            Ok(more) => {
+                body.extend_from_slice(&conn.payload);
+                if !more {
+                    return (body, reader.ended_exactly() && head.reusable);
+                }
+                if body.len() > max {
+                    body.truncate(max);
+                    return (body, false);
+                }
+            }
+            Err(_) => return (body, false),
+        }
+    }
+}
+
+/// A provider response read whole and converted for the client.
+struct Converted {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<String>,
+    reusable: bool,
+}
+
+impl Converted {
+    fn render(&self, out: &mut Vec<u8>, keep_alive: bool) {
+        push_status_line(out, self.status);
+        out.extend_from_slice(b"content-type: application/json\r\n");
+        if let Some(v) = &self.retry_after {
+            out.extend_from_slice(b"retry-after: ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        finish_head(out, OutFraming::Length(self.body.len() as u64), keep_alive);
+        out.extend_from_slice(&self.body);
+    }
+}
+
+async fn collect_converted(
+    conn: &mut ClientConn,
+    upstream: &mut Stream,
+    head: &ResponseHead,
+    provider: &Provider,
+    limits: &Limits,
+    conversion: &Conversion<'_>,
+) -> Converted {
+    // Read what is needed from the head before `upbuf` is reused for the body.
+    let error_type = header_value(conn, "x-amzn-errortype").map(str::to_owned);
+    let retry_after = header_value(conn, "retry-after").map(|v| v.trim().to_owned());
+    let (body, reusable) =
+        collect_body(conn, upstream, head, provider, limits, MAX_CONVERTED_BODY).await;
+    let (status, body) = conversion.whole(head.status, &body, error_type.as_deref());
+    Converted {
+        status,
+        body,
+        retry_after,
+        reusable,
+    }
+}
+
+/// Reads and renders a response that may become the client's answer later (a failed attempt
+/// kept in case every target fails), converted to the client's API.
+#[allow(clippy::too_many_arguments)]
+pub async fn keep_response(
     conn: &mut ClientConn,
     mut upstream: Stream,
     head: &ResponseHead,
     provider: &Provider,
     limits: &Limits,
     keep_alive: bool,
+    conversion: &Conversion<'_>,
     max: usize,
 ) -> (Vec<u8>, Option<Stream>) {
-    let client_fd = conn.stream.raw_fd();
-    // The head's header positions point into `upbuf`, which is reused below: render first.
     let mut response = Vec::with_capacity(1024);
-    push_proxied_lines(&mut response, head.status, &conn.upbuf, &conn.spans_up);
-    let mut body = Vec::new();
-    let mut decoder = ChunkedDecoder::new();
-    let mut pos = head.head_len;
-    let mut complete = false;
-    loop {
-        match head.framing {
-            InFraming::Empty => complete = true,
-            InFraming::Length(n) => {
-                let want = (n as usize).saturating_sub(body.len());
-                let take = want.min(conn.upbuf.len() - pos);
-                body.extend_from_slice(&conn.upbuf[pos..pos + take]);
-                pos += take;
-                complete = body.len() as u64 == n;
-            }
-            InFraming::Chunked => match decoder.decode(&conn.upbuf[pos..], &mut body) {
-                Ok(used) => {
-                    pos += used;
-                    complete = decoder.is_done();
-                }
-                Err(_) => break,
-            },
-            InFraming::UntilClose => {
-                body.extend_from_slice(&conn.upbuf[pos..]);
-                pos = conn.upbuf.len();
-            }
-        }
-        if complete || body.len() > max {
-            break;
-        }
-        conn.upbuf.clear();
-        pos = 0;
-        match read_upstream(&mut upstream, &mut conn.upbuf, client_fd, provider, limits).await {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-    }
-    body.truncate(max);
-    finish_head(
-        &mut response,
-        OutFraming::Length(body.len() as u64),
-        keep_alive,
-    );
-    response.extend_from_slice(&body);
-    let reusable = complete && head.reusable && pos == conn.upbuf.len();
+    let reusable = if conversion.passthrough {
+        // The head's header positions point into `upbuf`, which is reused below: render first.
+        push_proxied_lines(&mut response, head.status, &conn.upbuf, &conn.spans_up);
+        let (body, reusable) = collect_body(conn, &mut upstream, head, provider, limits, max).await;
+        finish_head(
+            &mut response,
+            OutFraming::Length(body.len() as u64),
+            keep_alive,
+        );
+        response.extend_from_slice(&body);
+        reusable
+    } else {
+        let converted =
+            collect_converted(conn, &mut upstream, head, provider, limits, conversion).await;
+        converted.render(&mut response, keep_alive);
+        converted.reusable
+    };
     (response, reusable.then_some(upstream))
 }
 
-async fn read_upstream(
-    upstream: &mut Stream,
-    buf: &mut Vec<u8>,
-    client_fd: std::os::fd::RawFd,
-    provider: &Provider,
-    limits: &Limits,
-) -> Result<usize, Break> {
-    read_watching(
-        upstream,
-        buf,
-        client_fd,
-        provider.timeouts.idle,
-        limits.disconnect_check_interval,
-    )
-    .await
-    .map_err(|e| match e {
-        WaitError::ClientGone => Break::ClientGone,
-        WaitError::Timeout => Break::Upstream(format!(
-            "no data for {} ms",
-            provider.timeouts.idle.as_millis()
-        )),
-        WaitError::Io(e) => Break::Upstream(e.to_string()),
-    })
-}
-
-/// Appends the final frames of a broken event stream: one error event, then the end.
-pub fn push_stream_error(out: &mut Vec<u8>, provider: &Provider, detail: &str) {
-    let mut event = Vec::with_capacity(256);
-    event.extend_from_slice(b"data: ");
-    let message = format!(
-        "The stream from provider `{}` broke before it ended: {detail}",
-        provider.name
-    );
-    write_error_json(
-        &mut event,
-        &message,
-        "api_error",
-        None,
-        "upstream_stream_broken",
-    );
-    event.extend_from_slice(b"\n\n");
-    out.clear();
-    push_chunk_frame(out, &event);
-    out.extend_from_slice(LAST_CHUNK);
+fn header_value<'a>(conn: &'a ClientConn, name: &str) -> Option<&'a str> {
+    conn.spans_up
+        .iter()
+        .find(|h| conn.upbuf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+        .and_then(|h| std::str::from_utf8(&conn.upbuf[h.value.clone()]).ok())
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use monoio_rustls::TlsConnector;
 use rustls_pki_types::ServerName;
 
+use crate::dialect::Wire;
 use crate::route::ModelTable;
 
 /// Client-side limits, each answered with its own error when crossed.
@@ -103,10 +104,28 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
 }
 
+/// AWS credentials and region for Bedrock's SigV4 signing.
+#[derive(Clone)]
+pub struct AwsAuth {
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+}
+
 /// One upstream provider, resolved and ready to dial.
 #[derive(Clone)]
 pub struct Provider {
     pub name: String,
+    /// The API family it speaks.
+    pub wire: Wire,
+    /// It serves OpenAI's Responses API itself (OpenAI proper), so `/v1/responses` passes
+    /// through instead of being translated to chat.
+    pub responses_passthrough: bool,
+    /// Azure: the `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Bedrock: request signing.
+    pub aws: Option<AwsAuth>,
     pub addrs: Vec<SocketAddr>,
     /// Set for https upstreams.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -131,6 +150,10 @@ impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Provider")
             .field("name", &self.name)
+            .field("wire", &self.wire)
+            .field("responses_passthrough", &self.responses_passthrough)
+            .field("api_version", &self.api_version)
+            .field("aws", &self.aws.as_ref().map(|a| &a.region))
             .field("addrs", &self.addrs)
             .field("tls", &self.tls.is_some())
             .field("host_header", &self.host_header)

@@ -128,6 +128,9 @@ pub struct UpstreamHead<'a> {
     pub fixed_headers: &'a [u8],
     /// The chosen API key's credentials line, or empty.
     pub key_line: &'a [u8],
+    /// Headers of a converted request (content type, API version, signature); client
+    /// headers of the same names are not forwarded.
+    pub extra: &'a [(String, String)],
 }
 
 /// Client headers the gateway never forwards: credentials for the gateway itself, and
@@ -139,6 +142,7 @@ fn is_gateway_owned(name: &str) -> bool {
         || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("api-key")
         || name.eq_ignore_ascii_case("x-api-key")
+        || name.eq_ignore_ascii_case("x-goog-api-key")
         || name.len() >= 11 && name[..11].eq_ignore_ascii_case("x-ringgate-")
 }
 
@@ -163,12 +167,24 @@ pub fn push_upstream_request_head(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(up.fixed_headers);
     out.extend_from_slice(up.key_line);
+    for (name, value) in up.extra {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for h in client_headers {
         let name = &client_buf[h.name.clone()];
         let Ok(name_str) = std::str::from_utf8(name) else {
             continue;
         };
-        if is_hop_by_hop(name_str) || is_gateway_owned(name_str) {
+        if is_hop_by_hop(name_str)
+            || is_gateway_owned(name_str)
+            || up
+                .extra
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name_str))
+        {
             continue;
         }
         out.extend_from_slice(name);
@@ -244,6 +260,7 @@ mod tests {
             host: "api.example.com",
             fixed_headers: b"",
             key_line: b"authorization: Bearer sk\r\n",
+            extra: &[],
         };
         push_upstream_request_head(
             &mut out,
