@@ -125,7 +125,7 @@ def mem_of(roles: dict[str, int]) -> dict:
         for p in tree(root):
             try:
                 comm = Path(f"/proc/{p}/comm").read_text().strip()
-                per[str(p)] = {"comm": comm, **status_kb(p)}
+                per[str(p)] = {"comm": comm, **status_kb(p), "fds": len(os.listdir(f"/proc/{p}/fd"))}
             except OSError:
                 pass
         out[role] = {
@@ -134,6 +134,7 @@ def mem_of(roles: dict[str, int]) -> dict:
             "rss_kb": sum(v.get("VmRSS", 0) for v in per.values()),
             "hwm_kb": sum(v.get("VmHWM", 0) for v in per.values()),
             "pss_kb": sum(v.get("Pss", 0) for v in per.values()),
+            "fds": sum(v.get("fds", 0) for v in per.values()),
         }
     return out
 
@@ -548,6 +549,9 @@ def cmd_report(args) -> None:
                 row["proxy_us"] = pc / n * 1e6 if pc is not None and n else None
                 row["mock_us"] = mc / n * 1e6 if mc is not None and n else None
                 row["proxy_util"] = 100 * pc / (a["t"] - b["t"]) if pc is not None else None
+                lg = ((a["shell_ticks"] - b["shell_ticks"]) / b["clk_tck"]
+                      if a.get("shell_ticks") is not None and b.get("shell_ticks") is not None else None)
+                row["loadgen_us"] = lg / n * 1e6 if lg is not None and n else None
                 row["busy"] = _core_busy(b, a)
                 if row["errors"] or row["non2xx"]:
                     anomalies.append(
@@ -563,31 +567,33 @@ def cmd_report(args) -> None:
     w("")
     w(
         "| scenario | target | req/s | avg latency | p99 latency | non-2xx | socket errors "
-        "| CPU µs/req (proxy) | CPU µs/req (mock) | proxy core busy | " +
+        "| CPU µs/req (proxy) | CPU µs/req (mock) | CPU µs/req (wrk) | proxy core busy | " +
         " | ".join(f"{c} busy" for c in sorted(next((r['busy'] for r in sat.values() if r.get('busy')), {}))) +
         " | other load |"
     )
     ncpu_cols = len(next((r["busy"] for r in sat.values() if r.get("busy")), {}))
-    w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * ncpu_cols + "--:|")
+    w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * ncpu_cols + "--:|")
     for scen in ("plain", "stream"):
         for t in targets:
             row = sat[(scen, t)]
             r = row.get("wrk")
             if not r:
-                w(f"| {scen} | {TARGET_LABEL[t]} | n/a |" + " |" * (9 + ncpu_cols))
+                w(f"| {scen} | {TARGET_LABEL[t]} | n/a |" + " |" * (10 + ncpu_cols))
                 continue
             proxy_us = f"{row['proxy_us']:.1f}" if t != "mock" and row.get("proxy_us") is not None else "—"
             mock_us = f"{row['mock_us']:.1f}" if row.get("mock_us") is not None else "n/a"
+            lg_us = f"{row['loadgen_us']:.1f}" if row.get("loadgen_us") is not None else "n/a"
             util = f"{row['proxy_util']:.0f} %" if t != "mock" and row.get("proxy_util") is not None else "—"
             busy = " | ".join(f"{v:.0f} %" for _, v in sorted(row["busy"].items()))
             w(
                 f"| {scen} | {TARGET_LABEL[t]}{NOISE_MARK if row['noisy'] else ''} | {row['rps']:,.0f} | {_fmt_us(r['lat_mean_us'])} | "
-                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {util} | {busy} | {_pct(row['foreign'])} |"
+                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {lg_us} | {util} | {busy} | {_pct(row['foreign'])} |"
             )
     w("")
     w(
         "CPU µs/req = (utime+stime of the whole process tree, all threads, from `/proc/PID/stat`, after − before) "
         "÷ requests wrk completed. For the direct row the mock's figure is the one to compare with the proxies'. "
+        "CPU µs/req (wrk) is the load generator's, from the driving shell's reaped-children times. "
         "\"proxy core busy\" = proxy CPU-seconds ÷ wall-seconds; the cpuN columns are whole-core utilisation from `/proc/stat` "
         "(includes everything on that core). \"other load\" = CPU used meanwhile by processes that are not part "
         f"of the test (the machine is shared), in % of one core; above {threshold:g} % a run is redone after the "
@@ -662,6 +668,7 @@ def cmd_report(args) -> None:
                     "n": n,
                     "foreign": foreign_pct(b, a) if b and a else None,
                 }
+                row["noisy"] = row["foreign"] is not None and row["foreign"] > threshold
                 role = "proxy" if t != "mock" else "mock"
                 c = _cpu_delta(b, a, role)
                 row["cpu_us"] = c / n * 1e6 if c is not None and n else None
@@ -687,9 +694,16 @@ def cmd_report(args) -> None:
                 continue
             added = []
             for p in ("p50", "p99", "p99.9"):
-                added.append(_fmt_signed_us(row[p] - base[p]) if t != "mock" and base.get(p) is not None else "—")
+                if t == "mock":
+                    cell = "—"
+                elif base.get(p) is None or row.get(p) is None:
+                    cell = "n/a"
+                else:
+                    cell = _fmt_signed_us(row[p] - base[p])
+                if t != "mock" and base.get("noisy"):
+                    cell += NOISE_MARK
+                added.append(cell)
             errs = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
-            row["noisy"] = row["foreign"] is not None and row["foreign"] > threshold
             cpu = f"{row['cpu_us']:.1f}" if row.get("cpu_us") is not None else "n/a"
             if t == "mock":
                 cpu += " (mock)"
@@ -713,7 +727,7 @@ def cmd_report(args) -> None:
             base, n, g = ol.get((rate, "mock"), {}), ol.get((rate, "nginx"), {}), ol.get((rate, "ringgate"), {})
             cells = []
             for p in ("p50", "p99", "p99.9"):
-                if base and n and g:
+                if all(x and x.get(p) is not None for x in (base, n, g)):
                     an, ag = n[p] - base[p], g[p] - base[p]
                     cells.append(f"{_fmt_signed_us(ag)} vs {_fmt_signed_us(an)}")
                 else:
@@ -727,8 +741,8 @@ def cmd_report(args) -> None:
     w("")
     w("| target | RSS at start | peak RSS (VmHWM) after load | RSS before idle test | RSS with idle conns | "
       "per idle conn | PSS with idle conns | RSS after closing | 2nd round: with idle / after closing | "
-      "conns opened / still open after hold |")
-    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+      "conns opened / still open after hold | open fds: before / with idle / after closing |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     mem_rows = {}
     tree_notes: list[str] = []
     for t in targets:
@@ -737,8 +751,9 @@ def cmd_report(args) -> None:
         start = _load(d / "mem_start.json")
         after = _load(d / "mem_after_load.json")
         idle = _load(d / "idle.json")
-        if not (start and after and idle) or role not in after:
-            w(f"| {TARGET_LABEL[t]} | n/a |" + " |" * 9)
+        if not (start and after and idle) or role not in after or not after[role]["per_pid"] \
+                or not idle["with_idle"][role]["per_pid"]:
+            w(f"| {TARGET_LABEL[t]} | n/a |" + " |" * 10)
             anomalies.append(f"memory → {t}: missing measurements")
             continue
         s, a = start[role], after[role]
@@ -754,7 +769,8 @@ def cmd_report(args) -> None:
         label = TARGET_LABEL[t]
         w(
             f"| {label} | {_mib(s['rss_kb'])} | {_mib(a['hwm_kb'])} | {_mib(bi['rss_kb'])} | {_mib(wi['rss_kb'])} | "
-            f"{per_conn:.1f} KiB | {_mib(wi['pss_kb'])} | {_mib(ac['rss_kb'])} | {second} | {opened} |"
+            f"{'n/a' if per_conn is None else f'{per_conn:.1f} KiB'} | {_mib(wi['pss_kb'])} | {_mib(ac['rss_kb'])} | {second} | {opened} | "
+            f"{bi.get('fds', '?')} / {wi.get('fds', '?')} / {ac.get('fds', '?')} |"
         )
         for name, cyc in (("1st", idle), ("2nd", c2)):
             if not cyc:
@@ -772,6 +788,11 @@ def cmd_report(args) -> None:
                     f"idle test ({name} round) → {t}: {cyc['opened'] - cyc['alive_after_hold']} of {cyc['opened']} "
                     f"idle connections were closed by the server within {cyc['hold_seconds']:.0f} s"
                 )
+        if "fds" in ac and ac["fds"] > bi["fds"] + 16:
+            anomalies.append(
+                f"idle test → {t}: {ac['fds'] - bi['fds']} more open file descriptors after the client closed its "
+                f"{idle['opened']} connections than before opening them ({bi['fds']} → {ac['fds']})"
+            )
         if t != "mock" and ac["rss_kb"] > bi["rss_kb"] + 8 * 1024:
             anomalies.append(
                 f"idle test → {t}: RSS after closing the {idle['opened']} idle connections is {_mib(ac['rss_kb'])}, "

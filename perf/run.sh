@@ -100,7 +100,9 @@ anomaly() { printf '%s\n' "$*" >> "${RAW}/anomalies.txt"; log "ANOMALY: $*"; }
 
 check_alive() {  # name pid phase
     if ! kill -0 "$2" 2>/dev/null; then
-        anomaly "$1 (pid $2) is no longer running after ${3}; see $1/$1.stderr.log"
+        local logf="${RAW}/$1/$1.stderr.log"
+        [[ "$1" == mock ]] && logf="${RAW}/$1/mock.stderr.log"
+        anomaly "$1 (pid $2) stopped during ${3}; last log lines: $(tail -3 "${logf}" 2>/dev/null | tr '\n' ' ' | cut -c1-400) (remaining measurements of this target skipped)"
         return 1
     fi
 }
@@ -250,7 +252,9 @@ providers:
     base_url: http://127.0.0.1:${MOCK_PORT}/v1
     models: [gpt-4o-mini]
 EOF
-    RUST_LOG="${RUST_LOG:-warn}" taskset -c "${PROXY_CPUS}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
+    # warn for the data plane; the binary's own info lines ("listening", "stopping signal=N") are kept
+    # so that a ringgate that stops mid-run says why.
+    RUST_LOG="${RUST_LOG:-warn,ringgate=info}" taskset -c "${PROXY_CPUS}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
         > "${dir}/ringgate.stdout.log" 2> "${dir}/ringgate.stderr.log" &
     PROXY_PID=$!
     PIDS+=("${PROXY_PID}")
@@ -341,14 +345,14 @@ run_target() {
         sleep 1
         measure "${dir}" "sat_${scen}" run_wrk "${url}" "${body}" "${dir}/sat_${scen}.wrk.txt"
         log "${t}: saturation ${scen}: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${dir}/sat_${scen}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
-        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "saturation ${scen}" || true
+        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "saturation ${scen}" || { stop_target; return 0; }
     done
 
     for rate in ${RATES}; do
         sleep 1
         measure "${dir}" "open_${rate}" run_oha "${url}" "${rate}" "${dir}/open_${rate}.oha.json"
         log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
-        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "open loop ${rate}" || true
+        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "open loop ${rate}" || { stop_target; return 0; }
     done
 
     sleep 1
@@ -357,7 +361,10 @@ run_target() {
     pk idle "${dir}/idle.json" "${roles[@]}" --port "${port}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
         --hold "${IDLE_HOLD}" || anomaly "${t}: idle-connection test failed"
     check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "idle-connection test" || true
+    stop_target
+}
 
+stop_target() {
     if [[ -n "${PROXY_PID}" ]]; then stop_pid "${PROXY_PID}"; forget_pid "${PROXY_PID}"; fi
     stop_pid "${MOCK_PID}"; forget_pid "${MOCK_PID}"
     sleep 1

@@ -66,7 +66,90 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    /// Virtual keys, limits, budgets and the admin API; off when absent.
+    pub governance: Option<GovernanceConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// `ringgate.db` / `sqlite://PATH` (embedded SQLite) or `postgres://…` (clusters).
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Refuse requests that present no virtual key.
+    #[serde(default)]
+    pub require_virtual_key: bool,
+    /// `env.NAME`: enables the admin API on the control port.
+    pub admin_token: Option<String>,
+    /// `env.NAME`: 32 bytes, base64, for encrypting provider secrets in the store.
+    pub secret_key: Option<String>,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "default_lease_wait_ms")]
+    pub lease_wait_ms: u64,
+    /// Price overrides and additions, USD per million tokens as decimal strings.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
+}
+
+fn default_database() -> String {
+    "ringgate.db".into()
+}
+fn default_flush_interval_ms() -> u64 {
+    1_000
+}
+fn default_lease_wait_ms() -> u64 {
+    50
+}
+
+/// Governance as the node runs it.
+pub struct GovernancePlan {
+    pub database: store::DatabaseConfig,
+    pub require_key: bool,
+    pub admin_token: Option<String>,
+    pub secrets: Option<store::SecretBox>,
+    pub flush_interval: Duration,
+    pub lease_wait: Duration,
+    pub prices: shards::governance::Prices,
+}
+
+impl GovernanceConfig {
+    pub fn plan(&self) -> Result<GovernancePlan, ConfigError> {
+        let admin_token = match &self.admin_token {
+            Some(v) => Some(env_reference("governance.admin_token", v)?),
+            None => None,
+        };
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "governance.admin_token",
+                "must be at least 16 characters",
+            ));
+        }
+        let secrets = match &self.secret_key {
+            Some(v) => Some(
+                store::SecretBox::from_base64(&env_reference("governance.secret_key", v)?)
+                    .map_err(|e| invalid("governance.secret_key", e.to_string()))?,
+            ),
+            None => None,
+        };
+        if self.flush_interval_ms == 0 {
+            return Err(invalid(
+                "governance.flush_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        Ok(GovernancePlan {
+            database: store::DatabaseConfig::from_url(&self.database),
+            require_key: self.require_virtual_key,
+            admin_token,
+            secrets,
+            flush_interval: ms(self.flush_interval_ms),
+            lease_wait: ms(self.lease_wait_ms),
+            prices: crate::pricing::catalog(&self.prices)
+                .map_err(|e| invalid("governance.prices", e))?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -807,6 +890,7 @@ impl Config {
             },
             ring_entries: self.runtime.ring_entries,
             tls,
+            gov: None,
         })
     }
 }

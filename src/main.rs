@@ -4,6 +4,7 @@
 mod config;
 mod coordinator;
 mod presets;
+mod pricing;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shards::snapshot::NodeState;
+
+/// Capacity of the shards' event queue to the coordinator (lease refills, usage).
+const EVENT_QUEUE: usize = 65_536;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,6 +64,9 @@ fn main() -> anyhow::Result<()> {
             cfg.snapshot()?;
             cfg.shard_plan()?;
             cfg.control_listen()?;
+            if let Some(g) = &cfg.governance {
+                g.plan()?;
+            }
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -89,23 +96,54 @@ fn serve(
         cfg.listen = addr;
     }
     let snapshot = Arc::new(cfg.snapshot()?);
-    let plan = cfg.shard_plan()?;
+    let mut plan = cfg.shard_plan()?;
     let control_listen = cfg.control_listen()?;
-    // Block the stop signals before any shard thread exists so that only this thread,
-    // waiting in sigwait below, receives them.
+    let governance = cfg
+        .governance
+        .as_ref()
+        .map(config::GovernanceConfig::plan)
+        .transpose()?;
+    // Block the stop signals before any thread exists so that only this thread, waiting in
+    // sigwait below, receives them.
     let signals = stop_signals();
     let node = Arc::new(NodeState::default());
+    let shard_count = if plan.shards == 0 {
+        shards::runtime::allowed_cpus().len().max(1)
+    } else {
+        plan.shards
+    };
+    let gov_start = governance.map(|g| {
+        let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+        let gov = Arc::new(shards::governance::Governance {
+            snapshot: arc_swap::ArcSwap::from_pointee(shards::governance::GovSnapshot::default()),
+            events: events_tx,
+            lease_wait: g.lease_wait,
+        });
+        plan.gov = Some(gov.clone());
+        plan.shards = shard_count;
+        coordinator::GovStart {
+            gov,
+            events: events_rx,
+            database: g.database,
+            secrets: g.secrets,
+            settings: coordinator::governance::GovSettings {
+                require_key: g.require_key,
+                prices: g.prices,
+                flush_interval: g.flush_interval,
+            },
+            admin_token: g.admin_token,
+            shards: shard_count,
+        }
+    });
+    let coordinator = coordinator::start(control_listen, gov_start)?;
+    tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     let running =
         shards::runtime::start(&plan, snapshot.clone(), node.clone()).context("starting shards")?;
-    let control_addr = coordinator::start(
-        control_listen,
-        coordinator::NodeView {
-            snapshot,
-            shards: running.stats.clone(),
-            node: node.clone(),
-        },
-    )?;
-    tracing::info!(%control_addr, "control port listening on {control_addr}");
+    coordinator.attach(coordinator::NodeView {
+        snapshot,
+        shards: running.stats.clone(),
+        node: node.clone(),
+    });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
     let signal = wait_for(&signals);
@@ -124,6 +162,9 @@ fn serve(
         );
     } else {
         tracing::info!("drained; exiting");
+    }
+    if !coordinator.flush(std::time::Duration::from_secs(5)) {
+        tracing::warn!("usage flush did not finish before exit");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 use translate::{StreamTranslator, TranslateError};
 
 use crate::error::write_error_json;
+use crate::governance::usage::{StreamUsage, TokenUsage};
 
 /// A provider's API family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,12 @@ pub struct Conversion<'a> {
     pub created: u64,
     /// The client asked for a stream.
     pub stream: bool,
+    /// Translators emit the usage chunk (the client asked, or the gateway needs it).
     pub include_usage: bool,
+    /// Read token usage from the response (governed requests).
+    pub capture_usage: bool,
+    /// The client did not ask for the stream usage chunk: keep it out of its stream.
+    pub strip_usage: bool,
     /// Gemini embeddings: the client asked for base64 vectors.
     pub embed_base64: bool,
 }
@@ -62,7 +68,7 @@ pub struct Conversion<'a> {
 impl Conversion<'_> {
     /// Converts a whole response body. Returns the status to send (a success body that cannot
     /// be read becomes a 502) and the body in the client's API.
-    pub fn whole(&self, status: u16, body: &[u8], error_type: Option<&str>) -> (u16, Vec<u8>) {
+    pub fn whole(&self, status: u16, body: &[u8], error_type: Option<&str>) -> Converted {
         let success = (200..300).contains(&status);
         let as_openai = if success {
             let converted = match (self.wire, self.inbound) {
@@ -92,6 +98,11 @@ impl Conversion<'_> {
                 Wire::Bedrock => translate::bedrock::error_to_openai(status, error_type, body),
             }
         };
+        let usage = if success && self.capture_usage {
+            crate::governance::usage::from_body(&as_openai)
+        } else {
+            None
+        };
         let out = match (self.inbound, success) {
             (Inbound::AnthropicMessages, true) => {
                 translate::inbound::anthropic::response_from_chat(&as_openai, self.model)
@@ -105,8 +116,16 @@ impl Conversion<'_> {
             _ => Ok(as_openai),
         };
         match out {
-            Ok(b) => (status, b),
-            Err(e) => (502, self.error_body(502, &openai_error(&e))),
+            Ok(body) => Converted {
+                status,
+                body,
+                usage,
+            },
+            Err(e) => Converted {
+                status: 502,
+                body: self.error_body(502, &openai_error(&e)),
+                usage,
+            },
         }
     }
 
@@ -154,8 +173,12 @@ impl Conversion<'_> {
         };
         StreamChain {
             outbound,
+            usage: self
+                .capture_usage
+                .then(|| StreamUsage::new(self.strip_usage)),
             inbound,
             mid: Vec::new(),
+            mid2: Vec::new(),
         }
     }
 
@@ -200,46 +223,87 @@ fn openai_error(e: &TranslateError) -> Vec<u8> {
     body
 }
 
-/// Provider stream → (OpenAI chat stream) → client stream.
+/// A whole response converted for the client.
+pub struct Converted {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub usage: Option<TokenUsage>,
+}
+
+/// Provider stream → (OpenAI chat stream, usage read and maybe stripped) → client stream.
 pub struct StreamChain {
     outbound: Option<Box<dyn StreamTranslator>>,
+    usage: Option<StreamUsage>,
     inbound: Option<Box<dyn StreamTranslator>>,
     mid: Vec<u8>,
+    mid2: Vec<u8>,
 }
 
 impl StreamChain {
     pub fn is_identity(&self) -> bool {
-        self.outbound.is_none() && self.inbound.is_none()
+        self.outbound.is_none() && self.usage.is_none() && self.inbound.is_none()
+    }
+
+    /// Token usage seen in the stream so far.
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.usage.as_ref().and_then(|u| u.usage)
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        match (&mut self.outbound, &mut self.inbound) {
-            (None, None) => {
-                out.extend_from_slice(input);
-                Ok(())
-            }
-            (Some(o), None) => o.feed(input, out),
-            (None, Some(i)) => i.feed(input, out),
-            (Some(o), Some(i)) => {
-                self.mid.clear();
-                let first = o.feed(input, &mut self.mid);
-                i.feed(&self.mid, out)?;
-                first
-            }
-        }
+        self.run(input, out, false)
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        match (&mut self.outbound, &mut self.inbound) {
-            (None, None) => Ok(()),
-            (Some(o), None) => o.finish(out),
-            (None, Some(i)) => i.finish(out),
-            (Some(o), Some(i)) => {
-                self.mid.clear();
-                let first = o.finish(&mut self.mid);
-                i.feed(&self.mid, out)?;
+        self.run(&[], out, true)
+    }
+
+    fn run(&mut self, input: &[u8], out: &mut Vec<u8>, end: bool) -> Result<(), TranslateError> {
+        let Self {
+            outbound,
+            usage,
+            inbound,
+            mid,
+            mid2,
+        } = self;
+        // Stage 1: the provider's stream into OpenAI chunks.
+        let mut first = Ok(());
+        let openai: &[u8] = match outbound {
+            Some(o) => {
+                mid.clear();
+                first = if end {
+                    o.finish(mid)
+                } else {
+                    o.feed(input, mid)
+                };
+                mid
+            }
+            None => input,
+        };
+        // Stage 2: usage read (and the usage chunk dropped when the client did not ask).
+        let observed: &[u8] = match usage {
+            Some(u) => {
+                mid2.clear();
+                u.feed(openai, mid2);
+                if end {
+                    u.finish(mid2);
+                }
+                mid2
+            }
+            None => openai,
+        };
+        // Stage 3: OpenAI chunks into the client's API.
+        match inbound {
+            Some(i) => {
+                i.feed(observed, out)?;
                 first?;
-                i.finish(out)
+                if end {
+                    i.finish(out)?;
+                }
+                Ok(())
+            }
+            None => {
+                out.extend_from_slice(observed);
+                first
             }
         }
     }

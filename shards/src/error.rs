@@ -57,6 +57,25 @@ pub enum GatewayError {
     NoKeyAvailable { provider: String },
     #[error("The request's deadline passed before a provider answered")]
     DeadlineExceeded,
+    #[error(
+        "Missing virtual key: send it as `Authorization: Bearer <key>` or `x-ringgate-key: <key>`"
+    )]
+    MissingKey,
+    #[error("Invalid virtual key")]
+    InvalidKey,
+    #[error("This virtual key is {0}")]
+    KeyNotUsable(&'static str),
+    #[error("This virtual key may not use model `{0}`")]
+    ModelNotAllowed(String),
+    #[error("Rate limit reached for {entity} ({limit}: {value}); retry in {resets_in} s")]
+    RateLimited {
+        limit: &'static str,
+        value: u64,
+        entity: &'static str,
+        resets_in: u64,
+    },
+    #[error("The {entity}'s budget is spent")]
+    BudgetExceeded { entity: &'static str },
 }
 
 impl GatewayError {
@@ -74,11 +93,22 @@ impl GatewayError {
             | Self::UpstreamStreamError { .. } => 502,
             Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => 503,
             Self::UpstreamTimeout { .. } | Self::DeadlineExceeded => 504,
+            Self::MissingKey | Self::InvalidKey => 401,
+            Self::KeyNotUsable(_) | Self::ModelNotAllowed(_) => 403,
+            Self::RateLimited { .. } => 429,
+            Self::BudgetExceeded { .. } => 402,
         }
     }
 
     /// OpenAI's `error.type`.
     pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::MissingKey | Self::InvalidKey => return "authentication_error",
+            Self::KeyNotUsable(_) | Self::ModelNotAllowed(_) => return "permission_error",
+            Self::RateLimited { .. } => return "rate_limit_error",
+            Self::BudgetExceeded { .. } => return "insufficient_quota",
+            _ => {}
+        }
         match self.source() {
             ErrorSource::Client => "invalid_request_error",
             ErrorSource::Upstream | ErrorSource::Gateway => "api_error",
@@ -106,13 +136,19 @@ impl GatewayError {
             Self::CircuitOpen { .. } => "circuit_open",
             Self::NoKeyAvailable { .. } => "no_key_available",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::MissingKey => "missing_api_key",
+            Self::InvalidKey => "invalid_api_key",
+            Self::KeyNotUsable(_) => "key_not_usable",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
         }
     }
 
     /// OpenAI's `error.param`: the request field at fault, when there is one.
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            Self::MissingModel | Self::ModelNotFound(_) => Some("model"),
+            Self::MissingModel | Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }
     }
@@ -140,10 +176,32 @@ impl GatewayError {
     /// Seconds a client should wait before retrying, sent as `Retry-After`.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
+            Self::RateLimited { resets_in, .. } => Some(*resets_in),
             Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => {
                 Some(1)
             }
             _ => None,
+        }
+    }
+
+    /// Appends the `x-ratelimit-*` header lines of a rate-limit refusal.
+    pub fn push_rate_limit_headers(&self, out: &mut Vec<u8>) {
+        if let Self::RateLimited {
+            limit,
+            value,
+            resets_in,
+            ..
+        } = self
+        {
+            let unit = if limit.starts_with('t') {
+                "tokens"
+            } else {
+                "requests"
+            };
+            let _ = write!(
+                VecWriter(out),
+                "x-ratelimit-limit-{unit}: {value}\r\nx-ratelimit-remaining-{unit}: 0\r\nx-ratelimit-reset-{unit}: {resets_in}s\r\n"
+            );
         }
     }
 
@@ -175,6 +233,16 @@ pub fn write_error_json(
     out.extend_from_slice(b",\"code\":");
     push_json_string(out, code);
     out.extend_from_slice(b"}}");
+}
+
+/// `fmt::Write` into a byte buffer.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// Appends `s` as a JSON string literal.

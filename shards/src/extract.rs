@@ -20,6 +20,16 @@ struct Fields<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+    /// Chat and Anthropic Messages.
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    /// Responses API.
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +38,10 @@ pub struct RequestFields<'a> {
     /// Byte range of the model's JSON string literal (quotes included) within the body.
     pub model_span: Range<usize>,
     pub stream: bool,
+    /// The request sets `stream_options` (the gateway then leaves it alone).
+    pub has_stream_options: bool,
+    /// The output token cap the client asked for, under any of its names.
+    pub max_tokens: Option<u64>,
 }
 
 /// Extracts `model` and `stream` from a request body.
@@ -52,6 +66,11 @@ pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
         model,
         model_span: start..start + literal.len(),
         stream: fields.stream.unwrap_or(false),
+        has_stream_options: fields.stream_options.is_some(),
+        max_tokens: fields
+            .max_completion_tokens
+            .or(fields.max_tokens)
+            .or(fields.max_output_tokens),
     })
 }
 

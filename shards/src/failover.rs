@@ -64,7 +64,13 @@ pub struct Ask<'a> {
     /// The request in OpenAI chat form when the client spoke another API.
     pub chat_body: Option<Vec<u8>>,
     pub stream: bool,
+    /// The client asked for stream usage (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// Governed: read token usage from the response.
+    pub capture_usage: bool,
+    /// Governed stream whose client did not ask for usage: the gateway asks the provider for
+    /// it and keeps it out of the client's stream.
+    pub inject_usage: bool,
     /// The model name as the client wrote it.
     pub requested: &'a str,
     /// Where that name's string literal sits in the body.
@@ -72,15 +78,25 @@ pub struct Ask<'a> {
     pub deadline: Instant,
 }
 
-/// Tries `targets` in order. `Ok(keep_alive)` once a response was sent; `Err` when nothing
-/// was sent yet and the caller should answer with the error.
+/// A response that reached the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Served {
+    pub keep_alive: bool,
+    pub status: u16,
+    /// The target that answered (`None`: a kept failure was sent).
+    pub target: Option<usize>,
+    pub usage: Option<crate::governance::usage::TokenUsage>,
+}
+
+/// Tries `targets` in order. `Ok` once a response was sent; `Err` when nothing was sent yet
+/// and the caller should answer with the error.
 pub async fn serve(
     shard: &Shard,
     snapshot: &Snapshot,
     conn: &mut ClientConn,
     ask: &Ask<'_>,
     targets: &[Target<'_>],
-) -> Result<bool, Failure> {
+) -> Result<Served, Failure> {
     let mut primary_failure: Option<Failed> = None;
     for (index, target) in targets.iter().enumerate() {
         if index > 0 {
@@ -91,7 +107,10 @@ pub async fn serve(
         // failed: then an error inside a 200 stream must be caught before relaying it.
         let alternatives = index + 1 < targets.len() || index > 0;
         match try_target(shard, snapshot, conn, ask, target, alternatives).await {
-            Ok(keep_alive) => return Ok(keep_alive),
+            Ok(mut served) => {
+                served.target = Some(index);
+                return Ok(served);
+            }
             Err(TargetError::ClientGone) => return Err(Failure::ClientGone),
             Err(TargetError::Failed(failed)) => {
                 if primary_failure.is_none() {
@@ -108,7 +127,12 @@ pub async fn serve(
             shard.stats.record_status(status);
             conn.out.clear();
             conn.out.extend_from_slice(&response);
-            Ok(conn.flush_out().await && ask.head.keep_alive)
+            Ok(Served {
+                keep_alive: conn.flush_out().await && ask.head.keep_alive,
+                status,
+                target: None,
+                usage: None,
+            })
         }
         Some(Failed::Gateway(e)) => Err(Failure::Respond(e)),
         None => Err(Failure::Respond(GatewayError::DeadlineExceeded)),
@@ -142,7 +166,7 @@ async fn try_target(
     ask: &Ask<'_>,
     target: &Target<'_>,
     alternatives: bool,
-) -> Result<bool, TargetError> {
+) -> Result<Served, TargetError> {
     let provider = &snapshot.providers[target.provider];
     let runtime = &shard.providers[target.provider];
     let stats = &shard.stats.providers[target.provider];
@@ -204,7 +228,9 @@ async fn try_target(
                 model: ask.requested,
                 created: unix_now(),
                 stream: ask.stream,
-                include_usage: ask.include_usage,
+                include_usage: ask.include_usage || ask.inject_usage,
+                capture_usage: ask.capture_usage,
+                strip_usage: ask.inject_usage,
                 embed_base64: built.embed_base64,
             },
         };
@@ -339,7 +365,7 @@ async fn finish(
     attempt: &Attempt<'_>,
     upstream: Stream,
     head: &ResponseHead,
-) -> Result<bool, TargetError> {
+) -> Result<Served, TargetError> {
     let provider_id = attempt.provider_id;
     let provider = &snapshot.providers[provider_id];
     let runtime = &shard.providers[provider_id];
@@ -359,7 +385,12 @@ async fn finish(
     if let Some(upstream) = outcome.reusable_upstream {
         shard.pool.checkin(provider_id, provider, upstream);
     }
-    Ok(outcome.client_ok)
+    Ok(Served {
+        keep_alive: outcome.client_ok,
+        status: head.status,
+        target: None,
+        usage: outcome.usage,
+    })
 }
 
 /// Copies a provider's breaker state and latency average into the shard's counters.

@@ -7,12 +7,14 @@
 pub mod admission;
 pub mod balance;
 pub mod body;
+pub mod clock;
 pub mod conn;
 pub mod dialect;
 pub mod error;
 pub mod exchange;
 pub mod extract;
 pub mod failover;
+pub mod governance;
 pub mod health;
 pub mod http;
 pub mod io;

@@ -13,6 +13,9 @@ use crate::failover::Ask;
 use crate::http::upstream::{push_upstream_request_head, UpstreamHead};
 use crate::snapshot::Provider;
 
+/// Spliced right after a body's opening brace to ask for stream usage.
+const INCLUDE_USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
+
 /// What building the request learned that the response side needs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Built {
@@ -97,12 +100,25 @@ pub fn build(
             } else {
                 (chat_body, extract_fields(chat_body)?.model_span, None)
             };
-            if current == Some(model) {
+            // Governed streams whose client did not ask for usage: ask the provider for it
+            // (the usage chunk is kept out of the client's stream on the way back).
+            let inject = ask.inject_usage && native;
+            if current == Some(model) && !inject {
                 source
             } else {
                 let literal = serde_json::to_string(model).unwrap_or_default();
-                let mut spliced = Vec::with_capacity(source.len() + literal.len());
-                spliced.extend_from_slice(&source[..span.start]);
+                let mut spliced =
+                    Vec::with_capacity(source.len() + literal.len() + INCLUDE_USAGE.len());
+                let open = if inject {
+                    memchr::memchr(b'{', source).map_or(0, |i| i + 1)
+                } else {
+                    0
+                };
+                spliced.extend_from_slice(&source[..open]);
+                if inject {
+                    spliced.extend_from_slice(INCLUDE_USAGE);
+                }
+                spliced.extend_from_slice(&source[open..span.start]);
                 spliced.extend_from_slice(literal.as_bytes());
                 spliced.extend_from_slice(&source[span.end..]);
                 owned_body = spliced;
@@ -184,27 +200,13 @@ pub fn amz_date(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::clock::civil_from_days(days);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -24,14 +24,20 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::conn::{BodyLocation, ClientConn};
 use crate::dialect::Inbound;
 use crate::error::GatewayError;
 use crate::exchange::Failure;
 use crate::extract::extract_fields;
 use crate::failover::{self, Ask};
+use crate::governance::admit::{self, Refusal};
+use crate::governance::request;
+use crate::governance::usage::UsageRecord;
+use crate::governance::GovEvent;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
+use crate::route::Target;
 use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 
@@ -159,9 +165,22 @@ async fn forward(
         BodyLocation::InBuf(r) => &conn.inbuf[r.clone()],
         BodyLocation::Decoded => &conn.decoded_body[..],
     };
+    let started = Instant::now();
+    let now = clock::unix_now();
+    // Governance first: who is asking (401/403 before anything else is read).
+    let gov = shard.gov.as_deref();
+    let gov_snapshot = gov.map(|g| g.snapshot.load());
+    let key = match &gov_snapshot {
+        Some(snap) => {
+            request::authenticate(snap, request::presented_key(&conn.inbuf, &conn.spans), now)?
+        }
+        None => None,
+    };
     let fields = extract_fields(body_bytes)?;
     let model_span = fields.model_span.clone();
     let mut stream = fields.stream;
+    let has_stream_options = fields.has_stream_options;
+    let token_estimate = request::token_estimate(body_bytes.len(), fields.max_tokens);
     // Owned, because the client buffers are borrowed mutably by every attempt below.
     let requested = fields.model.into_owned();
     // A client that does not speak OpenAI chat is served through its chat form.
@@ -190,6 +209,14 @@ async fn forward(
         .models
         .resolve(&requested)
         .ok_or_else(|| GatewayError::ModelNotFound(requested.clone()))?;
+    let allowed = |t: &Target<'_>| {
+        key.as_ref().is_none_or(|k| {
+            request::allows(k, &snapshot.providers[t.provider].name, t.model, &requested)
+        })
+    };
+    if !allowed(&primary) {
+        return Err(GatewayError::ModelNotAllowed(requested.clone()).into());
+    }
     let mut targets = vec![primary.clone()];
     let configured = snapshot.fallbacks.get(&requested).into_iter().flatten();
     let listed = per_request_fallbacks
@@ -199,7 +226,7 @@ async fn forward(
         .filter(|m| !m.is_empty());
     for name in configured.map(String::as_str).chain(listed) {
         match snapshot.models.resolve(name) {
-            Some(t) if !targets.contains(&t) => targets.push(t),
+            Some(t) if !targets.contains(&t) && allowed(&t) => targets.push(t),
             Some(_) => {}
             None => tracing::debug!(model = name, "fallback names no configured model; skipped"),
         }
@@ -209,6 +236,29 @@ async fn forward(
     let total = timeout_override.map_or(timeouts.total, |ms| {
         Duration::from_millis(ms).min(timeouts.max_total)
     });
+    // Limits and budgets of the key, its team and its customer.
+    let admission = match (gov, &key) {
+        (Some(gov), Some(key)) => Some(
+            admit::admit(gov, shard.index, key, token_estimate, now)
+                .await
+                .map_err(|refusal| match refusal {
+                    Refusal::RateLimited {
+                        limit,
+                        value,
+                        entity,
+                        resets_in,
+                    } => GatewayError::RateLimited {
+                        limit,
+                        value,
+                        entity,
+                        resets_in,
+                    },
+                    Refusal::BudgetExceeded { entity } => GatewayError::BudgetExceeded { entity },
+                })?,
+        ),
+        _ => None,
+    };
+    let governed = gov.is_some();
     let ask = Ask {
         head,
         body,
@@ -216,11 +266,57 @@ async fn forward(
         chat_body,
         stream,
         include_usage,
+        capture_usage: governed,
+        inject_usage: governed
+            && stream
+            && !include_usage
+            && !has_stream_options
+            && matches!(inbound, Inbound::Chat | Inbound::Completions),
         requested: &requested,
         model_span,
         deadline: Instant::now() + total,
     };
-    failover::serve(shard, snapshot, conn, &ask, &targets).await
+    let result = failover::serve(shard, snapshot, conn, &ask, &targets).await;
+    if let Some(gov) = gov {
+        let served = result.as_ref().ok();
+        let target = served
+            .and_then(|s| s.target)
+            .map_or(&primary, |i| &targets[i]);
+        let provider = &snapshot.providers[target.provider].name;
+        let usage = served.and_then(|s| s.usage);
+        let cost = match (usage, &gov_snapshot) {
+            (Some(u), Some(snap)) => snap
+                .prices
+                .lookup(provider, target.model)
+                .map_or(0, |p| p.cost(u.prompt, u.completion, u.cached)),
+            _ => 0,
+        };
+        if let (Some(admission), Some(_)) = (admission, served) {
+            admission.settle(usage, cost, gov);
+        }
+        let status = match &result {
+            Ok(s) => s.status,
+            Err(Failure::Respond(e)) => e.status(),
+            Err(Failure::ClientGone) => 499,
+        };
+        let record = UsageRecord {
+            ts_ms: clock::unix_now() * 1000,
+            key_id: key.as_ref().map(|k| k.id.clone()),
+            team_id: key.as_ref().and_then(|k| k.team_id.clone()),
+            customer_id: key.as_ref().and_then(|k| k.customer_id.clone()),
+            provider: provider.clone(),
+            model: target.model.to_owned(),
+            status,
+            usage: usage.unwrap_or_default(),
+            cost_nanos: cost,
+            latency_us: started.elapsed().as_micros() as u64,
+            stream,
+        };
+        if gov.events.try_send(GovEvent::Usage(record)).is_err() {
+            shard.stats.usage_dropped.incr();
+        }
+    }
+    result.map(|s| s.keep_alive)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 use crate::body::{BodyReader, Break};
 use crate::conn::ClientConn;
 use crate::dialect::Conversion;
+use crate::governance::usage::TokenUsage;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
@@ -26,6 +27,14 @@ pub struct RelayOutcome {
     pub client_ok: bool,
     /// The upstream connection, when its response was read exactly and it may be reused.
     pub reusable_upstream: Option<Stream>,
+    /// Token usage read from the response, when asked for (`capture_usage`).
+    pub usage: Option<TokenUsage>,
+}
+
+/// How a relay ended well: whether the upstream may be reused, and the usage it saw.
+struct Relayed {
+    reusable: bool,
+    usage: Option<TokenUsage>,
 }
 
 /// Relays one response; `conversion.passthrough` picks the fast path.
@@ -42,7 +51,16 @@ pub async fn relay_response(
     let result = if conversion.passthrough {
         match head.framing {
             InFraming::Empty | InFraming::Length(_) => {
-                relay_sized(conn, &mut upstream, head, provider, limits, keep_alive).await
+                relay_sized(
+                    conn,
+                    &mut upstream,
+                    head,
+                    provider,
+                    limits,
+                    keep_alive,
+                    conversion.capture_usage,
+                )
+                .await
             }
             InFraming::Chunked | InFraming::UntilClose => {
                 relay_stream(
@@ -77,15 +95,19 @@ pub async fn relay_response(
         converted.render(&mut out, keep_alive);
         conn.out = out;
         if conn.flush_out().await {
-            Ok(converted.reusable)
+            Ok(Relayed {
+                reusable: converted.reusable,
+                usage: converted.usage,
+            })
         } else {
             Err(Break::ClientGone)
         }
     };
     match result {
-        Ok(reusable) => RelayOutcome {
+        Ok(relayed) => RelayOutcome {
             client_ok: true,
-            reusable_upstream: reusable.then_some(upstream),
+            reusable_upstream: relayed.reusable.then_some(upstream),
+            usage: relayed.usage,
         },
         Err(Break::ClientGone) => {
             tracing::info!(peer = %conn.peer, provider = %provider.name, "client left mid-response; upstream request cancelled");
@@ -107,6 +129,7 @@ pub async fn relay_response(
                 return RelayOutcome {
                     client_ok: conn.flush_out().await,
                     reusable_upstream: None,
+                    usage: None,
                 };
             }
             closed()
@@ -118,6 +141,7 @@ fn closed() -> RelayOutcome {
     RelayOutcome {
         client_ok: false,
         reusable_upstream: None,
+        usage: None,
     }
 }
 
@@ -130,7 +154,8 @@ async fn relay_sized(
     provider: &Provider,
     limits: &Limits,
     keep_alive: bool,
-) -> Result<bool, Break> {
+    capture_usage: bool,
+) -> Result<Relayed, Break> {
     let total = match head.framing {
         InFraming::Length(n) => n,
         _ => 0,
@@ -138,14 +163,22 @@ async fn relay_sized(
     push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
     finish_head(&mut conn.out, OutFraming::Length(total), keep_alive);
     let mut reader = BodyReader::new(head, conn);
+    let success = (200..300).contains(&head.status);
+    let mut seen = Vec::new();
     loop {
         let more = reader.next(conn, upstream, provider, limits).await?;
+        if capture_usage && success {
+            seen.extend_from_slice(&conn.payload);
+        }
         conn.out.extend_from_slice(&conn.payload);
         if !conn.out.is_empty() && !conn.flush_out().await {
             return Err(Break::ClientGone);
         }
         if !more {
-            return Ok(reader.ended_exactly() && head.reusable);
+            return Ok(Relayed {
+                reusable: reader.ended_exactly() && head.reusable,
+                usage: crate::governance::usage::from_body(&seen),
+            });
         }
     }
 }
@@ -161,7 +194,7 @@ async fn relay_stream(
     keep_alive: bool,
     conversion: &Conversion<'_>,
     passthrough: bool,
-) -> Result<bool, Break> {
+) -> Result<Relayed, Break> {
     if passthrough {
         push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
     } else {
@@ -203,7 +236,10 @@ async fn relay_stream(
             return Err(Break::ClientGone);
         }
         if !more {
-            return Ok(reader.ended_exactly() && head.reusable);
+            return Ok(Relayed {
+                reusable: reader.ended_exactly() && head.reusable,
+                usage: chain.usage(),
+            });
         }
     }
 }
@@ -238,14 +274,15 @@ pub async fn collect_body(
 }
 
 /// A provider response read whole and converted for the client.
-struct Converted {
+struct Collected {
     status: u16,
     body: Vec<u8>,
     retry_after: Option<String>,
     reusable: bool,
+    usage: Option<TokenUsage>,
 }
 
-impl Converted {
+impl Collected {
     fn render(&self, out: &mut Vec<u8>, keep_alive: bool) {
         push_status_line(out, self.status);
         out.extend_from_slice(b"content-type: application/json\r\n");
@@ -266,18 +303,19 @@ async fn collect_converted(
     provider: &Provider,
     limits: &Limits,
     conversion: &Conversion<'_>,
-) -> Converted {
+) -> Collected {
     // Read what is needed from the head before `upbuf` is reused for the body.
     let error_type = header_value(conn, "x-amzn-errortype").map(str::to_owned);
     let retry_after = header_value(conn, "retry-after").map(|v| v.trim().to_owned());
     let (body, reusable) =
         collect_body(conn, upstream, head, provider, limits, MAX_CONVERTED_BODY).await;
-    let (status, body) = conversion.whole(head.status, &body, error_type.as_deref());
-    Converted {
-        status,
-        body,
+    let converted = conversion.whole(head.status, &body, error_type.as_deref());
+    Collected {
+        status: converted.status,
+        body: converted.body,
         retry_after,
         reusable,
+        usage: converted.usage,
     }
 }
 

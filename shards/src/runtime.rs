@@ -32,6 +32,8 @@ pub struct ShardPlan {
     pub driver: DriverChoice,
     pub ring_entries: u32,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Governance shared with the coordinator; `None` when off.
+    pub gov: Option<Arc<crate::governance::Governance>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,7 @@ pub fn start(
         .collect();
     for (index, listener) in listeners.into_iter().enumerate() {
         let shard_stats = stats[index].clone();
+        let gov = plan.gov.clone();
         let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
         let snapshot = snapshot.clone();
         let node = node.clone();
@@ -177,7 +180,7 @@ pub fn start(
                         }
                     };
                     let _ = started.send((index, Ok(())));
-                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node, shard_stats));
+                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node, shard_stats, gov));
                     shard::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };
                 let built = match driver {

@@ -15,6 +15,7 @@ use monoio_rustls::TlsAcceptor;
 use crate::admission::Gate;
 use crate::balance::{KeyStates, Rng};
 use crate::conn;
+use crate::governance::Governance;
 use crate::health::Health;
 use crate::io::Stream;
 use crate::pool::Pool;
@@ -48,6 +49,8 @@ pub struct Shard {
     pub providers: Vec<ProviderRuntime>,
     pub rng: Rng,
     pub stats: Arc<ShardStats>,
+    /// Virtual keys, limits and budgets; `None` when governance is off.
+    pub gov: Option<Arc<Governance>>,
 }
 
 impl Shard {
@@ -56,6 +59,7 @@ impl Shard {
         snapshot: Arc<Snapshot>,
         node: Arc<NodeState>,
         stats: Arc<ShardStats>,
+        gov: Option<Arc<Governance>>,
     ) -> Self {
         let pool = Pool::new(snapshot.providers.len());
         let providers = snapshot
@@ -78,6 +82,7 @@ impl Shard {
             providers,
             rng: Rng::new(seed ^ std::process::id() as u64),
             stats,
+            gov,
         }
     }
 

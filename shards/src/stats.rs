@@ -74,6 +74,8 @@ pub struct ShardStats {
     pub streams_broken: Counter,
     /// Requests abandoned by their client before the response ended.
     pub client_gone: Counter,
+    /// Usage records the coordinator's queue had no room for.
+    pub usage_dropped: Counter,
     pub providers: Vec<ProviderStats>,
 }
 

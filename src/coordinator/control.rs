@@ -10,9 +10,9 @@ use http_body_util::Full;
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use super::{metrics, NodeView};
+use super::{admin, metrics, ControlState};
 
-pub async fn serve(listener: tokio::net::TcpListener, view: Arc<NodeView>) {
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<ControlState>) {
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
@@ -22,9 +22,9 @@ pub async fn serve(listener: tokio::net::TcpListener, view: Arc<NodeView>) {
                 continue;
             }
         };
-        let view = view.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, view.clone()));
+            let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
@@ -34,13 +34,18 @@ pub async fn serve(listener: tokio::net::TcpListener, view: Arc<NodeView>) {
 
 async fn handle(
     req: Request<Incoming>,
-    view: Arc<NodeView>,
+    state: Arc<ControlState>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().starts_with("/admin/") {
+        if let Some(admin) = &state.admin {
+            return Ok(admin::handle(req, admin).await);
+        }
+    }
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics::render(&view),
+            state.view.get().map(metrics::render).unwrap_or_default(),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "application/json", r#"{"status":"ok"}"#.to_owned()),
         _ => (

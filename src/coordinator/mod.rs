@@ -1,16 +1,27 @@
 //! The per-node coordinator: one thread running tokio, owning everything slow or blocking so
-//! the shards never wait on it. Today it serves the control port — `GET /metrics` (Prometheus
-//! text, read from the shards' counter blocks) and `GET /health`. The store, the admin API,
-//! quota leases and cluster sync join it here.
+//! the shards never wait on it — the store, governance (virtual keys, leases, usage flushes),
+//! and the control port: `GET /metrics`, `GET /health` and the admin API under `/admin/`.
+//!
+//! Start order: [`start`] opens the store and publishes the first governance snapshot before
+//! it returns, so shards never serve a request without it; the node's view (shard counters)
+//! is attached once the shards run.
 
+pub mod admin;
 mod control;
+pub mod governance;
+pub mod leases;
 pub mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use shards::governance::{GovEvent, Governance};
 use shards::snapshot::{NodeState, Snapshot};
 use shards::stats::ShardStats;
+use tokio::sync::mpsc;
+
+use governance::{GovRuntime, GovSettings};
 
 /// What the coordinator reads from the rest of the node.
 pub struct NodeView {
@@ -19,32 +30,115 @@ pub struct NodeView {
     pub node: Arc<NodeState>,
 }
 
-/// Binds the control port and starts the coordinator thread. Returns the bound address.
-pub fn start(listen: SocketAddr, view: NodeView) -> anyhow::Result<SocketAddr> {
+/// Governance to run, when it is on.
+pub struct GovStart {
+    pub gov: Arc<Governance>,
+    pub events: crossbeam_channel::Receiver<GovEvent>,
+    pub database: store::DatabaseConfig,
+    pub secrets: Option<store::SecretBox>,
+    pub settings: GovSettings,
+    /// Enables the admin API.
+    pub admin_token: Option<String>,
+    pub shards: usize,
+}
+
+/// State shared by the control port's handlers.
+pub struct ControlState {
+    pub view: OnceLock<NodeView>,
+    pub admin: Option<admin::AdminState>,
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    pub control_addr: SocketAddr,
+    state: Arc<ControlState>,
+    flush: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Coordinator {
+    /// Gives the control port the shards' counters (after they started).
+    pub fn attach(&self, view: NodeView) {
+        let _ = self.state.view.set(view);
+    }
+
+    /// Writes pending usage and logs to the store now; waits up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(flush) = &self.flush else {
+            return true;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        flush.send(tx).is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+/// Binds the control port, starts the coordinator thread, and (with governance) waits until
+/// the store is open and the first snapshot is published.
+pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordinator> {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on control address {listen}: {e}"))?;
     listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let view = Arc::new(view);
+    let control_addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+    let (state, gov_runtime, events) = match gov {
+        None => (
+            Arc::new(ControlState {
+                view: OnceLock::new(),
+                admin: None,
+            }),
+            None,
+            None,
+        ),
+        Some(g) => {
+            let store = runtime
+                .block_on(store::Store::open(g.database.clone(), g.secrets))
+                .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+            let rt = Arc::new(GovRuntime::new(g.gov, store.clone(), g.settings, g.shards));
+            runtime
+                .block_on(rt.reload())
+                .map_err(|e| anyhow::anyhow!("cannot load governance from the store: {e}"))?;
+            let admin = g.admin_token.map(|token| admin::AdminState {
+                store,
+                admin_token: token,
+                changed: rt.changed.clone(),
+            });
+            (
+                Arc::new(ControlState {
+                    view: OnceLock::new(),
+                    admin,
+                }),
+                Some(rt),
+                Some(g.events),
+            )
+        }
+    };
+    let thread_state = state.clone();
+    let has_gov = gov_runtime.is_some();
     std::thread::Builder::new()
         .name("coordinator".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "coordinator runtime failed to start");
-                    return;
-                }
-            };
             runtime.block_on(async move {
+                if let (Some(rt), Some(events)) = (gov_runtime, events) {
+                    let (usage_tx, usage_rx) = mpsc::unbounded_channel();
+                    let desk = rt.clone();
+                    std::thread::Builder::new()
+                        .name("lease-desk".into())
+                        .spawn(move || desk.run_desk(&events, &usage_tx))
+                        .expect("spawn lease desk");
+                    tokio::spawn(rt.clone().flush_loop(usage_rx, flush_rx));
+                    tokio::spawn(rt.watch_changes());
+                }
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => control::serve(listener, view).await,
+                    Ok(listener) => control::serve(listener, thread_state).await,
                     Err(e) => tracing::error!(error = %e, "control listener failed"),
                 }
             });
         })?;
-    Ok(addr)
+    Ok(Coordinator {
+        control_addr,
+        state,
+        flush: has_gov.then_some(flush_tx),
+    })
 }

@@ -377,6 +377,12 @@ impl Gateway {
             .expect("VmRSS")
     }
 
+    /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM (graceful drain) without waiting.
     pub fn sigterm(&self) {
         // SAFETY: kill(2) on our own child's pid.

@@ -81,6 +81,7 @@ pub fn push_error_response(out: &mut Vec<u8>, err: &GatewayError, keep_alive: bo
         push_decimal(out, secs);
         out.extend_from_slice(b"\r\n");
     }
+    err.push_rate_limit_headers(out);
     finish_head(out, OutFraming::Length(body.len() as u64), keep_alive);
     out.extend_from_slice(&body);
 }

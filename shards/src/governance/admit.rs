@@ -1,0 +1,183 @@
+//! Admitting one request against every limit of its key, team and customer, and settling
+//! its real usage afterwards. Admission takes from this shard's leases only; a dry lease asks
+//! the coordinator for more and waits (up to `lease_wait`) for the answer. Token limits admit
+//! on an estimate and are reconciled with the real usage; budgets admit while any budget is
+//! left and are charged the real cost — so a budget can be overshot by at most the cost of
+//! the requests already in flight when it ran out (the documented bound).
+//!
+//! [`Admission`] is an RAII ticket: dropped without [`Admission::settle`] (the request failed
+//! before using tokens, or its task was dropped), it gives back what it held for tokens and
+//! budget; requests stay counted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::usage::TokenUsage;
+use super::{GovEvent, Governance, KeyPolicy, Limit, LimitKind};
+
+/// How often a waiting request looks at its lease again.
+const POLL: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    RateLimited {
+        limit: &'static str,
+        value: u64,
+        entity: &'static str,
+        /// Seconds until the window resets.
+        resets_in: u64,
+    },
+    BudgetExceeded {
+        entity: &'static str,
+    },
+}
+
+struct Taken {
+    limit: Arc<Limit>,
+    epoch: u32,
+    units: u64,
+}
+
+pub struct Admission {
+    taken: Vec<Taken>,
+    shard: usize,
+    pub key: Arc<KeyPolicy>,
+    settled: bool,
+}
+
+fn ask_refill(gov: &Governance, shard: usize, limit: &Arc<Limit>, want: u64) {
+    if limit.leases[shard].request_refill()
+        && gov
+            .events
+            .try_send(GovEvent::Refill {
+                limit: limit.clone(),
+                shard,
+                want,
+            })
+            .is_err()
+    {
+        // The coordinator's queue is full: let the next request ask again.
+        limit.leases[shard].refill_refused();
+    }
+}
+
+/// Takes `units` from this shard's lease, asking the coordinator and waiting when it is dry.
+async fn take_or_wait(
+    gov: &Governance,
+    shard: usize,
+    limit: &Arc<Limit>,
+    epoch: u32,
+    units: u64,
+) -> bool {
+    let lease = &limit.leases[shard];
+    if lease.take(epoch, units) {
+        if lease.available(epoch) < limit.chunk() / 2 {
+            ask_refill(gov, shard, limit, limit.chunk());
+        }
+        return true;
+    }
+    ask_refill(gov, shard, limit, units);
+    let deadline = Instant::now() + gov.lease_wait;
+    while Instant::now() < deadline {
+        monoio::time::sleep(POLL).await;
+        if lease.take(epoch, units) {
+            return true;
+        }
+        // The coordinator answered, and what it could grant was not enough.
+        if !lease.refill_pending() {
+            return lease.take(epoch, units);
+        }
+    }
+    false
+}
+
+/// Admits a request for `key` at time `now` (unix seconds), with `token_estimate` tokens.
+pub async fn admit(
+    gov: &Governance,
+    shard: usize,
+    key: &Arc<KeyPolicy>,
+    token_estimate: u64,
+    now: u64,
+) -> Result<Admission, Refusal> {
+    let mut admission = Admission {
+        taken: Vec::with_capacity(key.limits.len()),
+        shard,
+        key: key.clone(),
+        settled: false,
+    };
+    for limit in &key.limits {
+        let epoch = limit.kind.epoch(now);
+        let units = match limit.kind {
+            LimitKind::Requests(_) | LimitKind::Budget(_) => 1,
+            LimitKind::Tokens(_) => token_estimate.max(1),
+        };
+        if !take_or_wait(gov, shard, limit, epoch, units).await {
+            // `admission` drops here and gives back what it took.
+            return Err(match limit.kind {
+                LimitKind::Budget(_) => Refusal::BudgetExceeded {
+                    entity: limit.entity.kind.as_str(),
+                },
+                kind => Refusal::RateLimited {
+                    limit: kind.name(),
+                    value: limit.value,
+                    entity: limit.entity.kind.as_str(),
+                    resets_in: kind
+                        .resets_at(now)
+                        .map_or(1, |t| t.saturating_sub(now).max(1)),
+                },
+            });
+        }
+        admission.taken.push(Taken {
+            limit: limit.clone(),
+            epoch,
+            units,
+        });
+    }
+    Ok(admission)
+}
+
+impl Admission {
+    /// Charges what the request really used: tokens against token limits (the estimate is
+    /// returned or topped up), `cost` nano-dollars against budgets.
+    pub fn settle(mut self, usage: Option<TokenUsage>, cost: u64, gov: &Governance) {
+        for t in &self.taken {
+            let used = match t.limit.kind {
+                LimitKind::Requests(_) => continue,
+                LimitKind::Tokens(_) => match usage {
+                    Some(u) => u.prompt + u.completion,
+                    // No usage reported: the estimate stands.
+                    None => continue,
+                },
+                LimitKind::Budget(_) => cost,
+            };
+            let lease = &t.limit.leases[self.shard];
+            if used <= t.units {
+                lease.give(t.epoch, t.units - used);
+            } else {
+                let extra = used - t.units;
+                let got = lease.take_up_to(t.epoch, extra);
+                if got < extra {
+                    let _ = gov.events.try_send(GovEvent::Debt {
+                        limit: t.limit.clone(),
+                        epoch: t.epoch,
+                        units: extra - got,
+                    });
+                }
+            }
+        }
+        self.settled = true;
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        for t in &self.taken {
+            if !matches!(t.limit.kind, LimitKind::Requests(_)) {
+                t.limit.leases[self.shard].give(t.epoch, t.units);
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Prices per model in integer nano-dollars per million tokens, and the cost of one request's
+//! usage computed exactly in integers.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input_per_mtok: u64,
+    pub output_per_mtok: u64,
+    pub cached_input_per_mtok: u64,
+}
+
+impl Price {
+    /// Cost in nano-dollars, rounded up (never under-charge).
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> u64 {
+        let cached = cached.min(prompt);
+        let total = u128::from(prompt - cached) * u128::from(self.input_per_mtok)
+            + u128::from(cached) * u128::from(self.cached_input_per_mtok)
+            + u128::from(completion) * u128::from(self.output_per_mtok);
+        u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// Prices by `provider/model`, with bare model names as a fallback.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    by_name: HashMap<String, Price>,
+}
+
+impl Prices {
+    pub fn insert(&mut self, name: &str, price: Price) {
+        self.by_name.insert(name.to_owned(), price);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The price of `model` at `provider`: `provider/model`, else `model`.
+    pub fn lookup(&self, provider: &str, model: &str) -> Option<&Price> {
+        let mut full = String::with_capacity(provider.len() + model.len() + 1);
+        full.push_str(provider);
+        full.push('/');
+        full.push_str(model);
+        self.by_name.get(&full).or_else(|| self.by_name.get(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_integer_costs() {
+        // $0.15 / $0.60 / $0.075 per million tokens.
+        let p = Price {
+            input_per_mtok: 150_000_000,
+            output_per_mtok: 600_000_000,
+            cached_input_per_mtok: 75_000_000,
+        };
+        assert_eq!(p.cost(1_000_000, 0, 0), 150_000_000);
+        assert_eq!(p.cost(1000, 500, 0), 150_000 + 300_000);
+        assert_eq!(p.cost(1000, 0, 400), 600 * 150 + 400 * 75);
+        assert_eq!(p.cost(1, 0, 0), 150, "rounds up, never to zero");
+        let mut prices = Prices::default();
+        prices.insert("gpt-4o-mini", p);
+        assert!(prices.lookup("openai", "gpt-4o-mini").is_some());
+        assert!(prices.lookup("openai", "other").is_none());
+    }
+}

@@ -1,0 +1,149 @@
+//! The governance steps of one request: find the presented virtual key, check that it may be
+//! used and may use the model, and estimate the tokens it will spend.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{GovSnapshot, KeyPolicy};
+use crate::error::GatewayError;
+use crate::http::request::HeaderSpan;
+
+/// Output tokens assumed when a request sets no cap.
+pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
+
+/// The virtual key a request presents: `x-ringgate-key: <vk>`, `Authorization: Bearer <vk>`,
+/// or `x-api-key: <vk>` (what Anthropic clients send).
+pub fn presented_key<'b>(buf: &'b [u8], spans: &[HeaderSpan]) -> Option<&'b [u8]> {
+    let header = |name: &[u8]| {
+        spans
+            .iter()
+            .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name))
+            .map(|h| buf[h.value.clone()].trim_ascii())
+    };
+    header(b"x-ringgate-key")
+        .or_else(|| {
+            header(b"authorization").and_then(|v| {
+                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+                    .then(|| v[7..].trim_ascii())
+            })
+        })
+        .or_else(|| header(b"x-api-key"))
+        .filter(|k| !k.is_empty())
+}
+
+/// Finds the key's policy. Keys are stored and looked up only as SHA-256 hashes, so the
+/// secret is never compared directly; the final hash comparison is constant-time.
+pub fn authenticate(
+    snapshot: &GovSnapshot,
+    presented: Option<&[u8]>,
+    now: u64,
+) -> Result<Option<Arc<KeyPolicy>>, GatewayError> {
+    let Some(presented) = presented else {
+        return if snapshot.require_key {
+            Err(GatewayError::MissingKey)
+        } else {
+            Ok(None)
+        };
+    };
+    let hash: [u8; 32] = Sha256::digest(presented).into();
+    let (stored, policy) = snapshot
+        .keys
+        .get_key_value(&hash)
+        .ok_or(GatewayError::InvalidKey)?;
+    if !bool::from(stored.ct_eq(&hash)) {
+        return Err(GatewayError::InvalidKey);
+    }
+    if !policy.active {
+        return Err(GatewayError::KeyNotUsable("inactive"));
+    }
+    if policy.expires_at.is_some_and(|t| now >= t) {
+        return Err(GatewayError::KeyNotUsable("expired"));
+    }
+    Ok(Some(policy.clone()))
+}
+
+/// Whether the key may reach `model` at `provider` (asked for as `requested`).
+pub fn allows(key: &KeyPolicy, provider: &str, model: &str, requested: &str) -> bool {
+    let provider_ok =
+        key.allowed_providers.is_empty() || key.allowed_providers.iter().any(|p| p == provider);
+    let model_ok = key.allowed_models.is_empty()
+        || key.allowed_models.iter().any(|m| {
+            m == requested
+                || m == model
+                || m.strip_prefix(provider)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|rest| rest == model)
+        });
+    provider_ok && model_ok
+}
+
+/// Tokens a request is expected to use: its prompt (about 4 bytes per token) and its output cap.
+pub fn token_estimate(body_len: usize, max_tokens: Option<u64>) -> u64 {
+    body_len as u64 / 4 + max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn policy(models: &[&str]) -> KeyPolicy {
+        KeyPolicy {
+            id: "k".into(),
+            team_id: None,
+            customer_id: None,
+            allowed_providers: Vec::new(),
+            allowed_models: models.iter().map(|m| (*m).to_owned()).collect(),
+            expires_at: Some(100),
+            active: true,
+            limits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn authenticates_by_hash() {
+        let mut keys = HashMap::new();
+        keys.insert(Sha256::digest(b"rg-secret").into(), Arc::new(policy(&[])));
+        let snap = GovSnapshot {
+            require_key: true,
+            keys,
+            prices: Default::default(),
+        };
+        assert!(authenticate(&snap, Some(b"rg-secret"), 50)
+            .unwrap()
+            .is_some());
+        assert!(matches!(
+            authenticate(&snap, Some(b"rg-other"), 50),
+            Err(GatewayError::InvalidKey)
+        ));
+        assert!(matches!(
+            authenticate(&snap, None, 50),
+            Err(GatewayError::MissingKey)
+        ));
+        assert!(matches!(
+            authenticate(&snap, Some(b"rg-secret"), 100),
+            Err(GatewayError::KeyNotUsable("expired"))
+        ));
+    }
+
+    #[test]
+    fn model_lists() {
+        let k = policy(&["openai/gpt-4o-mini", "fast"]);
+        assert!(allows(&k, "openai", "gpt-4o-mini", "openai/gpt-4o-mini"));
+        assert!(allows(&k, "openai", "gpt-4o-mini", "fast"));
+        assert!(!allows(&k, "openai", "gpt-4o", "openai/gpt-4o"));
+        assert!(allows(&policy(&[]), "any", "thing", "any/thing"));
+    }
+
+    #[test]
+    fn finds_keys_in_any_header() {
+        let buf = b"Authorization: Bearer rg-abc";
+        let spans = [HeaderSpan {
+            name: 0..13,
+            value: 15..28,
+        }];
+        assert_eq!(presented_key(buf, &spans), Some(&b"rg-abc"[..]));
+    }
+}

@@ -1,0 +1,193 @@
+//! Usage: reading token counts from OpenAI-shaped responses (whole bodies and streams), and
+//! the record of one request that goes to the coordinator. When the gateway asked a provider
+//! for stream usage the client did not ask for (`stream_options.include_usage`), the usage
+//! chunk is read here and kept out of the client's stream.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Counts {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<Counts>,
+    #[serde(default)]
+    choices: Option<serde::de::IgnoredAny>,
+}
+
+fn parse(json: &[u8]) -> Option<(TokenUsage, bool)> {
+    let v: WithUsage = serde_json::from_slice(json).ok()?;
+    let c = v.usage?;
+    let usage = TokenUsage {
+        prompt: c.prompt_tokens,
+        completion: c.completion_tokens,
+        cached: c
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+    };
+    Some((usage, v.choices.is_some()))
+}
+
+/// Usage from a whole OpenAI response body (chat, completions, embeddings, responses).
+pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
+    parse(body).map(|(u, _)| u)
+}
+
+/// Watches an OpenAI chat stream event by event for its usage chunk, optionally removing
+/// that chunk from what the client gets.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    /// The start of an event not yet complete.
+    pending: Vec<u8>,
+    strip: bool,
+    pub usage: Option<TokenUsage>,
+}
+
+impl StreamUsage {
+    pub fn new(strip: bool) -> Self {
+        Self {
+            strip,
+            ..Self::default()
+        }
+    }
+
+    /// Passes complete events of `input` to `out`, reading usage from them and dropping the
+    /// usage-only chunk when stripping. An incomplete last event waits for the next call.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(input);
+        let mut start = 0;
+        while let Some(end) = memchr::memmem::find(&self.pending[start..], b"\n\n") {
+            let event_end = start + end + 2;
+            let event = &self.pending[start..event_end];
+            let (keep, usage) = inspect(event, self.strip);
+            if usage.is_some() {
+                self.usage = usage;
+            }
+            if keep {
+                out.extend_from_slice(event);
+            }
+            start = event_end;
+        }
+        self.pending.drain(..start);
+    }
+
+    /// Whatever is left at the end of the stream.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
+
+/// Reads an event's usage; returns whether it goes to the client, and the usage.
+fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
+    if memchr::memmem::find(event, b"\"usage\"").is_none() {
+        return (true, None);
+    }
+    let Some(data) = event
+        .split(|b| *b == b'\n')
+        .find_map(|line| line.strip_prefix(b"data:"))
+    else {
+        return (true, None);
+    };
+    match parse(data.trim_ascii()) {
+        Some((usage, has_choices)) => {
+            let usage_only =
+                !has_choices || memchr::memmem::find(data, b"\"choices\":[]").is_some();
+            (!(strip && usage_only), Some(usage))
+        }
+        None => (true, None),
+    }
+}
+
+/// One request, as the coordinator persists it.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub ts_ms: u64,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub status: u16,
+    pub usage: TokenUsage,
+    pub cost_nanos: u64,
+    pub latency_us: u64,
+    pub stream: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_usage_from_bodies() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(
+            from_body(body),
+            Some(TokenUsage {
+                prompt: 12,
+                completion: 5,
+                cached: 4
+            })
+        );
+        let responses = br#"{"object":"response","usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}"#;
+        assert_eq!(
+            from_body(responses),
+            Some(TokenUsage {
+                prompt: 3,
+                completion: 2,
+                cached: 0
+            })
+        );
+        assert_eq!(from_body(br#"{"usage":null}"#), None);
+    }
+
+    #[test]
+    fn strips_the_usage_chunk_across_splits() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for step in [1, 5, stream.len()] {
+            let mut s = StreamUsage::new(true);
+            let mut out = Vec::new();
+            for piece in stream.chunks(step) {
+                s.feed(piece, &mut out);
+            }
+            s.finish(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("usage"), "{text}");
+            assert!(text.contains("[DONE]") && text.contains("hi"));
+            assert_eq!(
+                s.usage,
+                Some(TokenUsage {
+                    prompt: 3,
+                    completion: 1,
+                    cached: 0
+                })
+            );
+        }
+        let mut keep = StreamUsage::new(false);
+        let mut out = Vec::new();
+        keep.feed(stream, &mut out);
+        assert!(String::from_utf8(out).unwrap().contains("usage"));
+    }
+}

@@ -1,0 +1,435 @@
+//! The coordinator's governance work: load keys, teams and customers from the store, build
+//! the shards' [`GovSnapshot`] (with one [`Limit`] per limit, kept across reloads so leases
+//! survive), publish it, answer the shards' lease requests on the lease desk thread, and
+//! persist usage and request logs in batches every flush interval.
+//!
+//! Usage reaches the store at most one flush interval late: that is all a `kill -9` can lose.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shards::clock::unix_now;
+use shards::governance::usage::UsageRecord;
+use shards::governance::{
+    Entity, EntityKind, GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, LimitKind, Period,
+    Prices, Window,
+};
+use store::{BudgetPeriod, EntityRef, RequestLog, Store, UsageDelta};
+use tokio::sync::{mpsc, Notify};
+
+use super::leases::{is_budget, LeaseDesk};
+
+/// How the coordinator runs governance.
+pub struct GovSettings {
+    pub require_key: bool,
+    pub prices: Prices,
+    pub flush_interval: Duration,
+}
+
+struct Registered {
+    limit: Arc<Limit>,
+    /// Budget resets seen when the limit was made; a new reset makes a new limit.
+    resets: u64,
+}
+
+/// Governance state owned by the coordinator.
+pub struct GovRuntime {
+    pub gov: Arc<Governance>,
+    pub desk: Arc<LeaseDesk>,
+    store: Store,
+    settings: GovSettings,
+    shards: usize,
+    registry: Mutex<HashMap<(Entity, LimitKind, u64), Registered>>,
+    /// Budget period per entity, for usage deltas.
+    periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
+    pub changed: Arc<Notify>,
+    log_seq: AtomicU64,
+}
+
+fn store_kind(kind: EntityKind) -> store::EntityKind {
+    match kind {
+        EntityKind::Key => store::EntityKind::Key,
+        EntityKind::Team => store::EntityKind::Team,
+        EntityKind::Customer => store::EntityKind::Customer,
+    }
+}
+
+fn period(p: BudgetPeriod) -> Period {
+    match p {
+        BudgetPeriod::Daily => Period::Daily,
+        BudgetPeriod::Weekly => Period::Weekly,
+        BudgetPeriod::Monthly => Period::Monthly,
+        BudgetPeriod::Never => Period::Never,
+    }
+}
+
+fn hash_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl GovRuntime {
+    pub fn new(gov: Arc<Governance>, store: Store, settings: GovSettings, shards: usize) -> Self {
+        Self {
+            gov,
+            desk: Arc::new(LeaseDesk::default()),
+            store,
+            settings,
+            shards,
+            registry: Mutex::new(HashMap::new()),
+            periods: Mutex::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
+            log_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The limits of one entity, reusing those already registered (their leases carry on).
+    async fn limits_of(
+        &self,
+        entity: &Entity,
+        limits: &store::Limits,
+        budget: Option<store::Budget>,
+        now: u64,
+        live: &mut Vec<(Entity, LimitKind, u64)>,
+    ) -> store::Result<Vec<Arc<Limit>>> {
+        let mut wanted = Vec::new();
+        let windows = [
+            (limits.rpm, LimitKind::Requests(Window::Minute)),
+            (limits.rph, LimitKind::Requests(Window::Hour)),
+            (limits.rpd, LimitKind::Requests(Window::Day)),
+            (limits.tpm, LimitKind::Tokens(Window::Minute)),
+            (limits.tph, LimitKind::Tokens(Window::Hour)),
+            (limits.tpd, LimitKind::Tokens(Window::Day)),
+        ];
+        for (value, kind) in windows {
+            if let Some(v) = value {
+                wanted.push((kind, v));
+            }
+        }
+        if let Some(b) = budget {
+            wanted.push((LimitKind::Budget(period(b.period)), b.limit_nanos));
+        }
+        let entity_ref = EntityRef {
+            kind: store_kind(entity.kind),
+            id: entity.id.clone(),
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for (kind, value) in wanted {
+            let resets = if is_budget(kind) {
+                self.store.budget_reset_count(&entity_ref).await?
+            } else {
+                0
+            };
+            let key = (entity.clone(), kind, value);
+            let existing = {
+                let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                registry
+                    .get(&key)
+                    .filter(|r| r.resets == resets)
+                    .map(|r| r.limit.clone())
+            };
+            let limit = match existing {
+                Some(limit) => limit,
+                None => {
+                    let limit = Arc::new(Limit::new(entity.clone(), kind, value, self.shards));
+                    let base = if is_budget(kind) {
+                        self.store.budget_spent(&entity_ref, now as i64).await?
+                    } else {
+                        0
+                    };
+                    self.desk.register(&limit, base, now);
+                    let old = self
+                        .registry
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(
+                            key.clone(),
+                            Registered {
+                                limit: limit.clone(),
+                                resets,
+                            },
+                        );
+                    if let Some(old) = old {
+                        self.desk.forget(&old.limit);
+                    }
+                    limit
+                }
+            };
+            live.push(key);
+            out.push(limit);
+        }
+        Ok(out)
+    }
+
+    /// Reads every entity from the store and publishes a new snapshot.
+    pub async fn reload(&self) -> store::Result<()> {
+        let now = unix_now();
+        let customers = self.store.list_customers().await?;
+        let teams = self.store.list_teams().await?;
+        let keys = self.store.list_keys().await?;
+        let mut live = Vec::new();
+        let mut periods = HashMap::new();
+        let mut customer_limits = HashMap::new();
+        for c in &customers {
+            let entity = Entity {
+                kind: EntityKind::Customer,
+                id: c.id.clone(),
+            };
+            customer_limits.insert(
+                c.id.clone(),
+                self.limits_of(&entity, &c.limits, c.budget, now, &mut live)
+                    .await?,
+            );
+            if let Some(b) = c.budget {
+                periods.insert((EntityKind::Customer, c.id.clone()), b.period);
+            }
+        }
+        let mut team_info = HashMap::new();
+        for t in &teams {
+            let entity = Entity {
+                kind: EntityKind::Team,
+                id: t.id.clone(),
+            };
+            let mut limits = self
+                .limits_of(&entity, &t.limits, t.budget, now, &mut live)
+                .await?;
+            if let Some(c) = t.customer_id.as_ref().and_then(|c| customer_limits.get(c)) {
+                limits.extend(c.iter().cloned());
+            }
+            team_info.insert(t.id.clone(), (t.customer_id.clone(), limits));
+            if let Some(b) = t.budget {
+                periods.insert((EntityKind::Team, t.id.clone()), b.period);
+            }
+        }
+        let mut table = HashMap::with_capacity(keys.len());
+        for k in &keys {
+            let Some(hash) = hash_bytes(&k.key_hash) else {
+                tracing::warn!(key = %k.id, "stored key hash is malformed; key skipped");
+                continue;
+            };
+            let entity = Entity {
+                kind: EntityKind::Key,
+                id: k.id.clone(),
+            };
+            let mut limits = self
+                .limits_of(&entity, &k.limits, k.budget, now, &mut live)
+                .await?;
+            let (customer_id, team_limits) = match k.team_id.as_ref().and_then(|t| team_info.get(t))
+            {
+                Some((customer, limits)) => (customer.clone(), limits.clone()),
+                None => (None, Vec::new()),
+            };
+            limits.extend(team_limits);
+            if let Some(b) = k.budget {
+                periods.insert((EntityKind::Key, k.id.clone()), b.period);
+            }
+            table.insert(
+                hash,
+                Arc::new(KeyPolicy {
+                    id: k.id.clone(),
+                    team_id: k.team_id.clone(),
+                    customer_id,
+                    allowed_providers: k.allowed_providers.clone(),
+                    allowed_models: k.allowed_models.clone(),
+                    expires_at: k.expires_at.map(|t| t.max(0) as u64),
+                    active: k.active,
+                    limits,
+                }),
+            );
+        }
+        // Limits of deleted entities or changed values are dropped.
+        {
+            let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+            registry.retain(|key, r| {
+                let keep = live.contains(key);
+                if !keep {
+                    self.desk.forget(&r.limit);
+                }
+                keep
+            });
+        }
+        *self.periods.lock().unwrap_or_else(|e| e.into_inner()) = periods;
+        self.gov.snapshot.store(Arc::new(GovSnapshot {
+            require_key: self.settings.require_key,
+            keys: table,
+            prices: self.settings.prices.clone(),
+        }));
+        tracing::debug!(
+            keys = keys.len(),
+            teams = teams.len(),
+            customers = customers.len(),
+            "governance snapshot published"
+        );
+        Ok(())
+    }
+
+    /// Reloads whenever the admin API (or another node, through the store) changes something.
+    pub async fn watch_changes(self: Arc<Self>) {
+        let mut subscription = self.store.subscribe_config_changes().await.ok();
+        loop {
+            match subscription.as_mut() {
+                Some(sub) => {
+                    tokio::select! {
+                        () = self.changed.notified() => {}
+                        change = sub.recv() => if change.is_none() { subscription = self.store.subscribe_config_changes().await.ok(); }
+                    }
+                }
+                None => self.changed.notified().await,
+            }
+            if let Err(e) = self.reload().await {
+                tracing::error!(error = %e, "governance reload failed; keeping the previous snapshot");
+            }
+        }
+    }
+
+    /// The lease desk: answers the shards' events until the queue closes. Usage goes on to
+    /// the flusher.
+    pub fn run_desk(
+        &self,
+        events: &crossbeam_channel::Receiver<GovEvent>,
+        usage: &mpsc::UnboundedSender<UsageRecord>,
+    ) {
+        while let Ok(event) = events.recv() {
+            match event {
+                GovEvent::Refill { limit, shard, want } => {
+                    self.desk.refill(&limit, shard, want, unix_now())
+                }
+                GovEvent::Debt {
+                    limit,
+                    epoch,
+                    units,
+                } => self.desk.debt(&limit, epoch, units, unix_now()),
+                GovEvent::Usage(record) => {
+                    let _ = usage.send(record);
+                }
+            }
+        }
+    }
+
+    fn period_start(&self, kind: EntityKind, id: &str, now: i64) -> i64 {
+        let periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
+        store::period_start(
+            periods
+                .get(&(kind, id.to_owned()))
+                .copied()
+                .unwrap_or(BudgetPeriod::Never),
+            now,
+        )
+    }
+
+    /// Folds usage records into per-entity deltas and writes them, with the request logs,
+    /// every flush interval; `flush_now` requests (shutdown) flush at once and are answered.
+    pub async fn flush_loop(
+        self: Arc<Self>,
+        mut usage: mpsc::UnboundedReceiver<UsageRecord>,
+        mut flush_now: mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
+    ) {
+        let mut deltas: HashMap<(EntityKind, String, i64), UsageDelta> = HashMap::new();
+        let mut logs: Vec<RequestLog> = Vec::new();
+        let mut tick = tokio::time::interval(self.settings.flush_interval);
+        loop {
+            let mut reply = None;
+            tokio::select! {
+                record = usage.recv() => if let Some(r) = record {
+                    self.fold(&r, &mut deltas, &mut logs);
+                    continue;
+                },
+                _ = tick.tick() => {}
+                ack = flush_now.recv() => {
+                    while let Ok(r) = usage.try_recv() {
+                        self.fold(&r, &mut deltas, &mut logs);
+                    }
+                    reply = ack;
+                }
+            }
+            self.flush(&mut deltas, &mut logs).await;
+            if let Some(ack) = reply {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn fold(
+        &self,
+        r: &UsageRecord,
+        deltas: &mut HashMap<(EntityKind, String, i64), UsageDelta>,
+        logs: &mut Vec<RequestLog>,
+    ) {
+        let now = (r.ts_ms / 1000) as i64;
+        let owners = [
+            (EntityKind::Key, &r.key_id),
+            (EntityKind::Team, &r.team_id),
+            (EntityKind::Customer, &r.customer_id),
+        ];
+        for (kind, id) in owners {
+            let Some(id) = id else { continue };
+            let start = self.period_start(kind, id, now);
+            let d = deltas
+                .entry((kind, id.clone(), start))
+                .or_insert_with(|| UsageDelta {
+                    entity: EntityRef {
+                        kind: store_kind(kind),
+                        id: id.clone(),
+                    },
+                    period_start: start,
+                    spent_nanos: 0,
+                    requests: 0,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                });
+            d.spent_nanos += r.cost_nanos;
+            d.requests += 1;
+            d.prompt_tokens += r.usage.prompt;
+            d.completion_tokens += r.usage.completion;
+        }
+        let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+        logs.push(RequestLog {
+            id: format!("req-{}-{}-{seq}", r.ts_ms, std::process::id()),
+            ts_ms: r.ts_ms as i64,
+            key_id: r.key_id.clone(),
+            team_id: r.team_id.clone(),
+            customer_id: r.customer_id.clone(),
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            status: r.status,
+            prompt_tokens: r.usage.prompt,
+            completion_tokens: r.usage.completion,
+            cost_nanos: r.cost_nanos,
+            latency_us: r.latency_us,
+            overhead_us: 0,
+            stream: r.stream,
+            error_code: None,
+        });
+    }
+
+    async fn flush(
+        &self,
+        deltas: &mut HashMap<(EntityKind, String, i64), UsageDelta>,
+        logs: &mut Vec<RequestLog>,
+    ) {
+        if !deltas.is_empty() {
+            let batch: Vec<UsageDelta> = deltas.values().cloned().collect();
+            match self.store.add_usage(&batch).await {
+                Ok(()) => deltas.clear(),
+                Err(e) => tracing::error!(error = %e, "usage flush failed; retrying next interval"),
+            }
+        }
+        if !logs.is_empty() {
+            match self.store.insert_request_logs(logs).await {
+                Ok(()) => logs.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, dropped = logs.len(), "request log flush failed; logs dropped");
+                    logs.clear();
+                }
+            }
+        }
+    }
+}
