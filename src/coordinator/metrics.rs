@@ -100,6 +100,14 @@ pub fn render(view: &NodeView) -> String {
         "Requests abandoned by their client",
         |s| &s.client_gone,
     );
+    per_shard(
+        &mut out,
+        view,
+        "ringgate_usage_dropped_total",
+        "counter",
+        "Usage records dropped on a full coordinator queue",
+        |s| &s.usage_dropped,
+    );
     per_provider(
         &mut out,
         view,
