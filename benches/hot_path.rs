@@ -131,5 +131,102 @@ fn split_frames(wire: &[u8]) -> Vec<&[u8]> {
     reads
 }
 
-criterion_group!(benches, request_side, relay_side);
+/// The routing layer: key choice, breaker bookkeeping, backoff.
+fn routing(c: &mut Criterion) {
+    use shards::balance::{backoff, KeyStates, Rng};
+    use shards::health::Health;
+    use shards::snapshot::{ApiKey, BreakerPolicy};
+    use std::time::{Duration, Instant};
+    let keys: Vec<ApiKey> = (0..3)
+        .map(|i| ApiKey {
+            header_line: format!("authorization: Bearer sk-{i}\r\n").into_bytes(),
+            weight: i + 1,
+            models: Vec::new(),
+        })
+        .collect();
+    let states = KeyStates::new(keys.len());
+    let rng = Rng::new(42);
+    let now = Instant::now();
+    c.bench_function("routing/pick_key", |b| {
+        b.iter(|| {
+            states
+                .pick(black_box(&keys), "gpt-4o-mini", 0, now, &rng)
+                .unwrap()
+        })
+    });
+    let health = Health::default();
+    let policy = BreakerPolicy {
+        consecutive_failures: 5,
+        error_ratio: 0.5,
+        min_requests: 20,
+        open_for: Duration::from_secs(10),
+        half_open_probes: 1,
+    };
+    c.bench_function("routing/breaker_admit_and_record", |b| {
+        b.iter(|| {
+            assert!(health.admit(now, &policy));
+            health.record_success(black_box(Duration::from_micros(800)));
+        })
+    });
+    c.bench_function("routing/backoff", |b| {
+        b.iter(|| {
+            backoff(
+                black_box(2),
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                &rng,
+            )
+        })
+    });
+}
+
+/// Governance on the request path: key lookup among 10 000 keys, a lease take, usage parse.
+fn governance(c: &mut Criterion) {
+    use sha2::{Digest, Sha256};
+    use shards::governance::lease::Lease;
+    use shards::governance::request::authenticate;
+    use shards::governance::{GovSnapshot, KeyPolicy};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let mut keys = HashMap::new();
+    for i in 0..10_000 {
+        let secret = format!("rg-{i:040}");
+        keys.insert(
+            Sha256::digest(secret.as_bytes()).into(),
+            Arc::new(KeyPolicy {
+                id: i.to_string(),
+                team_id: None,
+                customer_id: None,
+                allowed_providers: Vec::new(),
+                allowed_models: Vec::new(),
+                expires_at: None,
+                active: true,
+                limits: Vec::new(),
+            }),
+        );
+    }
+    let snapshot = GovSnapshot {
+        require_key: true,
+        keys,
+        prices: Default::default(),
+    };
+    let presented = format!("rg-{:040}", 1234);
+    c.bench_function("governance/authenticate", |b| {
+        b.iter(|| authenticate(&snapshot, Some(black_box(presented.as_bytes())), 1).unwrap())
+    });
+    let lease = Lease::default();
+    c.bench_function("governance/lease_take", |b| {
+        b.iter(|| {
+            if !lease.take(1, 1) {
+                lease.grant(1, 1_000_000);
+            }
+        })
+    });
+    let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
+    c.bench_function("governance/usage_from_body", |b| {
+        b.iter(|| shards::governance::usage::from_body(black_box(body)).unwrap())
+    });
+}
+
+criterion_group!(benches, request_side, relay_side, routing, governance);
 criterion_main!(benches);

@@ -82,7 +82,10 @@ pub async fn handle(
             push_json_response(&mut conn.out, 503, br#"{"status":"not ready"}"#, keep_alive);
             return conn.flush_out().await && keep_alive;
         }
-        (Route::Models, Method::Get) => Ok(&snapshot.models_body[..]),
+        (Route::Models, Method::Get) => match models_allowed(shard, conn) {
+            Ok(()) => Ok(&snapshot.models_body[..]),
+            Err(e) => Err(e),
+        },
         (Route::Api(endpoint), Method::Post) => {
             return proxy(shard, snapshot, conn, head, body, endpoint).await
         }
@@ -144,6 +147,20 @@ async fn proxy(
     }
 }
 
+/// `/v1/models` needs a valid key when keys are required.
+fn models_allowed(shard: &Shard, conn: &ClientConn) -> Result<(), GatewayError> {
+    let Some(gov) = shard.gov.as_deref() else {
+        return Ok(());
+    };
+    let snap = gov.snapshot.load();
+    request::authenticate(
+        &snap,
+        request::presented_key(&conn.inbuf, &conn.spans),
+        clock::unix_now(),
+    )
+    .map(|_| ())
+}
+
 /// The value of a client request header, if present.
 fn client_header<'b>(conn: &'b ClientConn, name: &str) -> Option<&'b [u8]> {
     conn.spans
@@ -197,8 +214,10 @@ async fn forward(
         stream = s;
         chat
     });
-    let include_usage = translate::openai::peek_request(chat_body.as_deref().unwrap_or(body_bytes))
-        .is_ok_and(|info| info.include_usage);
+    // Only a body that sets `stream_options` (or a converted one) needs a second look.
+    let include_usage = (has_stream_options || chat_body.is_some())
+        && translate::openai::peek_request(chat_body.as_deref().unwrap_or(body_bytes))
+            .is_ok_and(|info| info.include_usage);
     let per_request_fallbacks = client_header(conn, "x-ringgate-fallbacks")
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let timeout_override = client_header(conn, "x-ringgate-timeout-ms")
