@@ -57,8 +57,11 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tls: Option<TlsConfig>,
     pub default_provider: Option<String>,
+    /// Extra model names: one `provider/model`, or a list of equivalent ones to balance.
     #[serde(default)]
-    pub aliases: BTreeMap<String, String>,
+    pub aliases: BTreeMap<String, AliasConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// Per model name (as clients write it): models to try in order when it fails.
     #[serde(default)]
     pub fallbacks: BTreeMap<String, Vec<String>>,
@@ -69,6 +72,38 @@ pub struct Config {
     /// Virtual keys, limits, budgets and the admin API; off when absent.
     pub governance: Option<GovernanceConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AliasConfig {
+    One(String),
+    Balanced(Vec<String>),
+}
+
+impl AliasConfig {
+    fn members(&self) -> Vec<&str> {
+        match self {
+            Self::One(m) => vec![m.as_str()],
+            Self::Balanced(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// How a balanced alias picks its first target: `random` or `latency`.
+    #[serde(default)]
+    pub balance: BalanceName,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceName {
+    #[default]
+    Random,
+    Latency,
 }
 
 #[derive(Debug, Deserialize)]
@@ -806,17 +841,29 @@ impl Config {
         for (id, p) in providers.iter().enumerate() {
             table.add_provider(&p.name, id, &p.models);
         }
-        for (alias, target) in &self.aliases {
+        for (alias, config) in &self.aliases {
             let field = format!("aliases.{alias}");
-            let (provider, model) = target
-                .split_once('/')
-                .ok_or_else(|| invalid(&field, "must name `provider/model`"))?;
-            let id = id_of(provider)
-                .ok_or_else(|| invalid(&field, format!("no provider named `{provider}`")))?;
-            if model.is_empty() {
-                return Err(invalid(&field, "must name `provider/model`"));
+            let members = config.members();
+            if members.is_empty() {
+                return Err(invalid(&field, "must name at least one `provider/model`"));
             }
-            table.add_alias(alias, id, model);
+            let mut resolved = Vec::with_capacity(members.len());
+            for target in members {
+                let (provider, model) = target
+                    .split_once('/')
+                    .filter(|(_, m)| !m.is_empty())
+                    .ok_or_else(|| {
+                        invalid(&field, format!("`{target}` must name `provider/model`"))
+                    })?;
+                let id = id_of(provider)
+                    .ok_or_else(|| invalid(&field, format!("no provider named `{provider}`")))?;
+                resolved.push((id, model.to_owned()));
+            }
+            if resolved.len() == 1 {
+                table.add_alias(alias, resolved[0].0, &resolved[0].1);
+            } else {
+                table.add_group(alias, resolved);
+            }
         }
         let limits = Limits {
             max_header_bytes: l.max_header_bytes,
@@ -845,7 +892,13 @@ impl Config {
             fallbacks.insert(model.clone(), list.clone());
         }
         let aliases: Vec<String> = self.aliases.keys().cloned().collect();
-        Ok(Snapshot::new(limits, providers, table, &aliases, fallbacks))
+        let balance = match self.routing.balance {
+            BalanceName::Random => shards::snapshot::Balance::Random,
+            BalanceName::Latency => shards::snapshot::Balance::Latency,
+        };
+        Ok(Snapshot::new(
+            limits, providers, table, &aliases, fallbacks, balance,
+        ))
     }
 
     pub fn control_listen(&self) -> Result<SocketAddr, ConfigError> {

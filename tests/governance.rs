@@ -309,6 +309,67 @@ fn streamed_usage_is_counted_but_not_shown(database: &str) {
     );
 }
 
+fn token_limit_holds_under_concurrency(database: &str) {
+    let node = node_with(database, "");
+    let gw = &node.gw;
+    // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
+    const TPM: u64 = 100;
+    let (id, secret) = create_key(
+        gw,
+        &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - secs % 60));
+    }
+    let addr = gw.addr;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let secret = secret.clone();
+            std::thread::spawn(move || {
+                let mut ok = 0u64;
+                for i in 0..10 {
+                    let body = serde_json::json!({
+                        "model": "mock/gpt-4o-mini",
+                        "max_tokens": 2,
+                        "stream": (t + i) % 2 == 0,
+                        "messages": [{"role": "user", "content": "hello"}],
+                    })
+                    .to_string();
+                    let auth = format!("Bearer {secret}");
+                    let req = build_request(
+                        "POST",
+                        "/v1/chat/completions",
+                        &[("authorization", &auth)],
+                        Some(body.as_bytes()),
+                        true,
+                    );
+                    let (status, _, _) = http_request(addr, &req, Duration::from_secs(10)).unwrap();
+                    assert!(status == 200 || status == 429, "status {status}");
+                    ok += u64::from(status == 200);
+                }
+                ok
+            })
+        })
+        .collect();
+    let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, usage) = admin(gw, "GET", &format!("/admin/usage/key/{id}"), None);
+    let used =
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(usage["requests"].as_u64().unwrap(), admitted, "{usage}");
+    // Usage never exceeds estimates here, so the limit holds exactly.
+    assert!(
+        used <= TPM,
+        "{used} tokens used against a limit of {TPM}: {usage}"
+    );
+    assert!(admitted >= 4, "the limit is reachable: {admitted} admitted");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -336,4 +397,5 @@ on_both_backends!(
     exact_request_limit_across_shards,
     budget_stops_spending_and_usage_survives_kill_9,
     streamed_usage_is_counted_but_not_shown,
+    token_limit_holds_under_concurrency,
 );

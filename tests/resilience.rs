@@ -280,3 +280,32 @@ fn timeout_override_header_is_bounded_by_configuration() {
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
+
+#[test]
+fn latency_balancing_prefers_the_faster_equivalent_target() {
+    let slow = MockLlm::start(&["--latency-ms", "60"]);
+    let fast = MockLlm::start(&[]);
+    let gw = Gateway::start(&format!(
+        "shards: 1\npin_cores: false\nrouting: {{balance: latency}}\naliases:\n  smart: [slow/gpt-4o-mini, fast/gpt-4o-mini]\n\
+         providers:\n  slow:\n    base_url: {}\n  fast:\n    base_url: {}\n",
+        slow.base_url(),
+        fast.base_url()
+    ));
+    for _ in 0..60 {
+        let resp = chat(&gw, "smart", false, &[]);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let metrics = gw.metrics();
+    let attempts = |p: &str| -> u64 {
+        let prefix = format!("ringgate_provider_attempts_total{{provider=\"{p}\",shard=\"0\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (s, f) = (attempts("slow"), attempts("fast"));
+    assert_eq!(s + f, 60);
+    // Weights are 1/(latency + 1 ms): ~1 ms vs ~61 ms makes the slow one rare once measured.
+    assert!(f >= 45, "fast {f}, slow {s}");
+}

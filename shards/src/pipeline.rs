@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::balance;
 use crate::clock;
 use crate::conn::{BodyLocation, ClientConn};
 use crate::dialect::Inbound;
@@ -236,7 +237,10 @@ async fn forward(
     if !allowed(&primary) {
         return Err(GatewayError::ModelNotAllowed(requested.clone()).into());
     }
-    let mut targets = vec![primary.clone()];
+    let mut targets = match snapshot.models.group(&requested) {
+        Some(members) => balance::order(shard, snapshot, members.filter(&allowed).collect()),
+        None => vec![primary.clone()],
+    };
     let configured = snapshot.fallbacks.get(&requested).into_iter().flatten();
     let listed = per_request_fallbacks
         .iter()

@@ -20,6 +20,8 @@ pub struct Target<'a> {
 pub struct ModelTable {
     providers: HashMap<String, ProviderId>,
     aliases: HashMap<String, (ProviderId, String)>,
+    /// Aliases naming several equivalent targets, balanced per request.
+    groups: HashMap<String, Vec<(ProviderId, String)>>,
     /// Per provider: the models it may serve, or `None` for any.
     allowed: Vec<Option<HashSet<String>>>,
     default_provider: Option<ProviderId>,
@@ -53,6 +55,24 @@ impl ModelTable {
     pub fn add_alias(&mut self, alias: &str, provider: ProviderId, model: &str) {
         self.aliases
             .insert(alias.to_owned(), (provider, model.to_owned()));
+    }
+
+    /// An alias for several equivalent targets; it also resolves (to its first member).
+    pub fn add_group(&mut self, alias: &str, members: Vec<(ProviderId, String)>) {
+        if let Some((provider, model)) = members.first() {
+            self.add_alias(alias, *provider, model);
+        }
+        self.groups.insert(alias.to_owned(), members);
+    }
+
+    /// The members of a balanced alias.
+    pub fn group<'a>(&'a self, requested: &str) -> Option<impl Iterator<Item = Target<'a>>> {
+        self.groups.get(requested).map(|members| {
+            members.iter().map(|(provider, model)| Target {
+                provider: *provider,
+                model,
+            })
+        })
     }
 
     pub fn provider_id(&self, name: &str) -> Option<ProviderId> {
@@ -124,6 +144,21 @@ mod tests {
                 model: "meta/llama"
             })
         );
+    }
+
+    #[test]
+    fn groups_resolve_to_their_first_member() {
+        let mut t = table(None);
+        t.add_group("smart", vec![(1, "a".into()), (0, "gpt-4o".into())]);
+        assert_eq!(
+            t.resolve("smart"),
+            Some(Target {
+                provider: 1,
+                model: "a"
+            })
+        );
+        assert_eq!(t.group("smart").unwrap().count(), 2);
+        assert!(t.group("fast").is_none());
     }
 
     #[test]

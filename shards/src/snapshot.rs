@@ -182,6 +182,19 @@ pub struct Snapshot {
     pub models_body: Vec<u8>,
     /// Per requested model name: the models to try, in order, when it fails.
     pub fallbacks: HashMap<String, Vec<String>>,
+    /// How a request for a balanced alias picks its first target.
+    pub balance: Balance,
+}
+
+/// Choosing among equivalent targets (an alias with several members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Uniformly at random; the others follow in listed order.
+    #[default]
+    Random,
+    /// Weighted by the inverse of each provider's latency average on this shard (members
+    /// with an open circuit last); the others follow, fastest first.
+    Latency,
 }
 
 impl Snapshot {
@@ -191,6 +204,7 @@ impl Snapshot {
         models: ModelTable,
         aliases: &[String],
         fallbacks: HashMap<String, Vec<String>>,
+        balance: Balance,
     ) -> Self {
         let models_body = render_models(&providers, aliases);
         Self {
@@ -199,6 +213,7 @@ impl Snapshot {
             models,
             models_body,
             fallbacks,
+            balance,
         }
     }
 }
