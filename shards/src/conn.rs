@@ -56,16 +56,18 @@ enum ReadStop {
 }
 
 impl ClientConn {
+    /// Buffers start empty and grow to what the connection's requests need, so an idle
+    /// keep-alive connection holds little more than its pending read's buffer.
     pub fn new(stream: Stream, peer: SocketAddr) -> Self {
         Self {
             stream,
             peer,
-            inbuf: Vec::with_capacity(8192),
-            spans: Vec::with_capacity(32),
+            inbuf: Vec::new(),
+            spans: Vec::new(),
             decoded_body: Vec::new(),
-            out: Vec::with_capacity(8192),
-            upbuf: Vec::with_capacity(8192),
-            spans_up: Vec::with_capacity(32),
+            out: Vec::new(),
+            upbuf: Vec::new(),
+            spans_up: Vec::new(),
             payload: Vec::new(),
         }
     }

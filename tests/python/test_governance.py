@@ -1,0 +1,97 @@
+"""Virtual keys through the official SDKs: the key is simply the SDK's api_key.
+
+    admin API (control port) --creates keys--> ringgate (governance on, SQLite)
+    openai / anthropic SDK --api_key=<virtual key>--> ringgate --> mock-llm
+"""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from conftest import free_port, start_gateway
+
+ADMIN = "python-governance-admin-token"
+
+
+@pytest.fixture(scope="module")
+def governed(workdir, mock_llm):
+    port = free_port()
+    control = free_port()
+    config = f"""listen: 127.0.0.1:{port}
+control: {{listen: 127.0.0.1:{control}}}
+shards: 2
+pin_cores: false
+governance:
+  database: {workdir}/governance.db
+  require_virtual_key: true
+  admin_token: env.RG_PY_ADMIN
+  flush_interval_ms: 100
+  prices: {{gpt-4o-mini: {{input: "1000", output: "1000"}}}}
+providers:
+  mock: {{base_url: "{mock_llm.base_url}", models: [gpt-4o-mini]}}
+"""
+    gw = start_gateway(workdir, config, port, env={"RG_PY_ADMIN": ADMIN})
+    admin = httpx.Client(base_url=f"http://127.0.0.1:{control}", headers={"authorization": f"Bearer {ADMIN}"}, trust_env=False)
+    yield gw, admin
+    admin.close()
+    gw.stop()
+
+
+def new_key(admin: httpx.Client, **fields) -> str:
+    r = admin.post("/admin/keys", json={"name": "py", "active": True, **fields})
+    assert r.status_code == 201, r.text
+    return r.json()["secret"]
+
+
+def test_openai_sdk_with_a_virtual_key(governed):
+    gw, admin = governed
+    secret = new_key(admin)
+    client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=secret, max_retries=0)
+    r = client.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "governed"}])
+    assert r.choices[0].message.content == "echo: governed"
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "streamed"}], stream=True
+        )
+        if c.choices
+    )
+    assert text == "echo: streamed"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{gw.origin}/v1", api_key="rg-wrong", max_retries=0).models.list()
+
+
+def test_anthropic_sdk_with_a_virtual_key(governed):
+    gw, admin = governed
+    secret = new_key(admin)
+    client = anthropic.Anthropic(base_url=f"{gw.origin}/anthropic", api_key=secret, max_retries=0)
+    r = client.messages.create(model="mock/gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    assert r.content[0].text == "echo: hi"
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=f"{gw.origin}/anthropic", api_key="rg-wrong", max_retries=0).messages.create(
+            model="mock/gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+def test_limits_and_budgets_surface_as_sdk_errors(governed):
+    gw, admin = governed
+    limited = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=new_key(admin, limits={"rpm": 1}), max_retries=0)
+    limited.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "one"}])
+    with pytest.raises(openai.RateLimitError) as err:
+        limited.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "two"}])
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    assert err.value.response.headers["x-ratelimit-limit-requests"] == "1"
+
+    broke = openai.OpenAI(
+        base_url=f"{gw.origin}/v1",
+        api_key=new_key(admin, budget={"limit_nanos": 1, "period": "daily"}),
+        max_retries=0,
+    )
+    broke.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "spend"}])
+    with pytest.raises(openai.APIStatusError) as err:
+        broke.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "more"}])
+    assert err.value.status_code == 402
+    assert err.value.body["code"] == "budget_exceeded"
