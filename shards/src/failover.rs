@@ -226,7 +226,7 @@ async fn try_target(
                 inbound: ask.inbound,
                 passthrough: built.passthrough,
                 model: ask.requested,
-                created: unix_now(),
+                created: crate::clock::unix_now(),
                 stream: ask.stream,
                 include_usage: ask.include_usage || ask.inject_usage,
                 capture_usage: ask.capture_usage,
@@ -348,12 +348,6 @@ struct Attempt<'a> {
     provider_id: usize,
     started: Instant,
     conversion: Conversion<'a>,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Relays a response that will be the answer, and returns the connection to the pool.

@@ -48,35 +48,19 @@ pub async fn relay_response(
     conversion: &Conversion<'_>,
 ) -> RelayOutcome {
     let streaming = conversion.stream && (200..300).contains(&head.status);
-    let result = if conversion.passthrough {
-        match head.framing {
-            InFraming::Empty | InFraming::Length(_) => {
-                relay_sized(
-                    conn,
-                    &mut upstream,
-                    head,
-                    provider,
-                    limits,
-                    keep_alive,
-                    conversion.capture_usage,
-                )
-                .await
-            }
-            InFraming::Chunked | InFraming::UntilClose => {
-                relay_stream(
-                    conn,
-                    &mut upstream,
-                    head,
-                    provider,
-                    limits,
-                    keep_alive,
-                    conversion,
-                    true,
-                )
-                .await
-            }
-        }
-    } else if streaming {
+    let chunked = matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
+    let result = if conversion.passthrough && !chunked {
+        relay_sized(
+            conn,
+            &mut upstream,
+            head,
+            provider,
+            limits,
+            keep_alive,
+            conversion.capture_usage,
+        )
+        .await
+    } else if conversion.passthrough || streaming {
         relay_stream(
             conn,
             &mut upstream,
@@ -85,7 +69,6 @@ pub async fn relay_response(
             limits,
             keep_alive,
             conversion,
-            false,
         )
         .await
     } else {
@@ -184,7 +167,6 @@ async fn relay_sized(
 }
 
 /// A stream, re-framed as chunked: passed through as it is, or through the translators.
-#[allow(clippy::too_many_arguments)]
 async fn relay_stream(
     conn: &mut ClientConn,
     upstream: &mut Stream,
@@ -193,9 +175,8 @@ async fn relay_stream(
     limits: &Limits,
     keep_alive: bool,
     conversion: &Conversion<'_>,
-    passthrough: bool,
 ) -> Result<Relayed, Break> {
-    if passthrough {
+    if conversion.passthrough {
         push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
     } else {
         push_status_line(&mut conn.out, head.status);
