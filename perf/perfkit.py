@@ -4,11 +4,14 @@
 Standard library only. Subcommands (all write JSON files into the run's raw directory):
 
   meta OUT                      machine facts + run settings (from PERF_* environment vars)
-  snap OUT role=PID ...         CPU ticks (utime+stime) of each PID's process tree + /proc/stat
+  snap OUT [--shell PID] role=PID ...
+                                CPU ticks (utime+stime) of each PID's process tree + /proc/stat
   mem OUT role=PID ...          VmRSS / VmHWM / Pss of each PID's process tree
   idle OUT --port P --n N --body FILE role=PID ...
                                 open N keep-alive connections, one request each, keep them open,
                                 read memory, check they are still open, close them, read again
+  noise BEFORE AFTER            other processes' user CPU between two snaps, % of one core
+  quiet [--max-wait S]          wait (bounded) until the machine is quiet
   report RAWDIR                 render the markdown report from everything in RAWDIR
 
 "role=PID" names the root of a process tree (nginx master -> workers are included).
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-NOISY = {"rustc", "cargo", "cc1", "cc1plus", "ld", "ld.lld", "lld", "clang", "gcc", "mold"}
+NOISY = {"rustc", "cargo", "clippy-driver", "rustdoc", "cargo-clippy", "cc1", "cc1plus", "ld", "ld.lld", "lld", "clang", "gcc", "mold"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,10 +69,11 @@ def tree(root: int) -> list[int]:
     return [p for p in pids if Path(f"/proc/{p}").exists()]
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime + stime, utime) of a whole process (all its threads), in clock ticks."""
     _, f = _stat_fields(pid)
     # after "(comm) ": f[0]=state (field 3) ... utime is field 14, stime field 15
-    return int(f[11]) + int(f[12])
+    return int(f[11]) + int(f[12]), int(f[11])
 
 
 def status_kb(pid: int) -> dict[str, int]:
@@ -153,15 +157,18 @@ def cmd_snap(args) -> None:
                 per[str(p)] = cpu_ticks(p)
             except OSError:
                 pass
-        procs[role] = {"root": root, "ticks": sum(per.values()), "per_pid": per}
-    shell_ticks = None
+        procs[role] = {"root": root, "ticks": sum(v[0] for v in per.values()),
+                       "uticks": sum(v[1] for v in per.values()), "per_pid": per}
+    shell_ticks = shell_uticks = None
     if args.shell:
         _, f = _stat_fields(args.shell)
         # the driving shell's own time + that of every child it has reaped (wrk, oha, helpers)
         shell_ticks = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        shell_uticks = int(f[11]) + int(f[13])
     snap = {
         "t": time.monotonic(),
         "shell_ticks": shell_ticks,
+        "shell_uticks": shell_uticks,
         "clk_tck": CLK_TCK,
         "procs": procs,
         "cpus": proc_stat_cpus(),
@@ -171,22 +178,23 @@ def cmd_snap(args) -> None:
 
 
 def foreign_pct(before: dict, after: dict) -> float | None:
-    """CPU used during [before, after] by processes that are not part of the test (other users'
-    compilers, tests, daemons), in % of one core: all busy time on all CPUs minus the process
-    trees under test minus the driving shell's reaped children (the load generator, helpers)."""
-    if before.get("shell_ticks") is None or after.get("shell_ticks") is None:
+    """User-mode CPU used during [before, after] by processes that are not part of the test (other
+    users' compilers, tests, daemons), in % of one core: user+nice time of all CPUs (/proc/stat)
+    minus the user time of the process trees under test and of the driving shell's reaped children
+    (the load generator, helpers). User time only, because system time is entangled with loopback
+    softirq work that the kernel books partly to our processes and partly to no process at all."""
+    if before.get("shell_uticks") is None or after.get("shell_uticks") is None:
         return None
     busy = 0
     for cpu, a in after["cpus"].items():
         b = before["cpus"].get(cpu)
         if b:
-            d = [x - y for x, y in zip(a, b)]
-            busy += d[0] + d[1] + d[2] + d[7]  # user nice system steal (irq/softirq: loopback traffic)
-    ours = after["shell_ticks"] - before["shell_ticks"]
+            busy += (a[0] - b[0]) + (a[1] - b[1])  # user + nice
+    ours = after["shell_uticks"] - before["shell_uticks"]
     for role, pa in after["procs"].items():
         pb = before["procs"].get(role)
         if pb:
-            ours += pa["ticks"] - pb["ticks"]
+            ours += pa["uticks"] - pb["uticks"]
     wall = after["t"] - before["t"]
     if wall <= 0:
         return None
@@ -207,7 +215,7 @@ def machine_busy_pct(interval: float) -> float:
     busy = 0
     for cpu, va in a.items():
         d = [x - y for x, y in zip(va, b.get(cpu, va))]
-        busy += d[0] + d[1] + d[2] + d[7]
+        busy += sum(d[:8]) - d[3] - d[4]
     return 100.0 * busy / CLK_TCK / interval
 
 
@@ -411,6 +419,8 @@ def _wrk(p: Path):
 def _cpu_delta(before, after, role: str):
     if not before or not after or role not in before["procs"] or role not in after["procs"]:
         return None
+    if not after["procs"][role]["per_pid"] or str(after["procs"][role]["root"]) not in after["procs"][role]["per_pid"]:
+        return None  # the process had exited
     return (after["procs"][role]["ticks"] - before["procs"][role]["ticks"]) / before["clk_tck"]
 
 
@@ -524,6 +534,7 @@ def cmd_report(args) -> None:
         "`LOADGEN_CPUS`, `DIRECT_MOCK_CPUS`."
     )
     w("")
+    summary_at = len(L)
 
     # ---------------- saturation ----------------
     sat: dict[tuple[str, str], dict] = {}
@@ -595,8 +606,9 @@ def cmd_report(args) -> None:
         "÷ requests wrk completed. For the direct row the mock's figure is the one to compare with the proxies'. "
         "CPU µs/req (wrk) is the load generator's, from the driving shell's reaped-children times. "
         "\"proxy core busy\" = proxy CPU-seconds ÷ wall-seconds; the cpuN columns are whole-core utilisation from `/proc/stat` "
-        "(includes everything on that core). \"other load\" = CPU used meanwhile by processes that are not part "
-        f"of the test (the machine is shared), in % of one core; above {threshold:g} % a run is redone after the "
+        "(includes everything on that core, also softirq time of the loopback traffic, which no process is "
+        "charged for). \"other load\" = user-mode CPU used meanwhile by processes that are not part of the test "
+        f"(the machine is shared), in % of one core; above {threshold:g} % a run is redone after the "
         f"machine quietens (bounded), and rows still above it are marked{NOISE_MARK}."
     )
     w("")
@@ -837,6 +849,50 @@ def cmd_report(args) -> None:
               n["per_conn"] is not None else "n/a")
         w(f"| per idle conn | {pc} |")
         w("")
+
+    # ---------------- summary (inserted near the top) ----------------
+    S: list[str] = []
+    S.append("## Summary")
+    S.append("")
+    S.append("| metric | direct (mock) | nginx | ringgate | ringgate / nginx |")
+    S.append("|---|--:|--:|--:|--:|")
+
+    def srow(label, vals, fmt, noisy=None):
+        d, n, g = (vals.get(t) for t in ("mock", "nginx", "ringgate"))
+        cells = [(fmt(v) if v is not None else "—") + (NOISE_MARK if noisy and noisy.get(t) else "")
+                 for t, v in (("mock", d), ("nginx", n), ("ringgate", g))]
+        S.append(f"| {label} | " + " | ".join(cells) + f" | {_ratio(g, n)} |")
+
+    for scen in ("plain", "stream"):
+        nz = {t: sat.get((scen, t), {}).get("noisy") for t in targets}
+        srow(f"saturation {scen}: req/s",
+             {t: sat.get((scen, t), {}).get("rps") for t in targets}, lambda v: f"{v:,.0f}", nz)
+        srow(f"saturation {scen}: p99 latency",
+             {t: (sat.get((scen, t), {}).get("wrk") or {}).get("p99_us") for t in targets}, _fmt_us, nz)
+        srow(f"saturation {scen}: CPU µs/req (proxy; direct = mock)",
+             {t: sat.get((scen, t), {}).get("mock_us" if t == "mock" else "proxy_us") for t in targets},
+             lambda v: f"{v:.1f}", nz)
+    for rate in rates:
+        for p in ("p50", "p99", "p99.9"):
+            base = ol.get((rate, "mock"), {}).get(p)
+            vals = {}
+            for t in targets:
+                v = ol.get((rate, t), {}).get(p)
+                vals[t] = None if t == "mock" or v is None or base is None else v - base
+            d, n, g = (vals.get(t) for t in ("mock", "nginx", "ringgate"))
+            noisy = any(ol.get((rate, t), {}).get("noisy") for t in targets)
+            mark = NOISE_MARK if noisy else ""
+            ratio = _ratio(g, n) if n is not None and g is not None and n > 0 and g > 0 else "—"
+            S.append(f"| open loop {rate}/s: added {p} | — | {_fmt_signed_us(n) + mark if n is not None else '—'} | "
+                     f"{_fmt_signed_us(g) + mark if g is not None else '—'} | {ratio} |")
+    srow("peak RSS (VmHWM) after load", {t: mem_rows.get(t, {}).get("hwm") for t in targets}, _mib)
+    srow(f"RSS with {env.get('idle_conns')} idle conns", {t: mem_rows.get(t, {}).get("idle") for t in targets}, _mib)
+    srow("RSS per idle conn", {t: mem_rows.get(t, {}).get("per_conn") for t in targets}, lambda v: f"{v:.1f} KiB")
+    S.append("")
+    S.append("Details, definitions and the ratios to direct follow below. "
+             "req/s: higher is better; latency, CPU, memory: lower is better.")
+    S.append("")
+    L[summary_at:summary_at] = S
 
     # ---------------- anomalies ----------------
     extra = raw / "anomalies.txt"

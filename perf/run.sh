@@ -52,6 +52,7 @@ PYTHON="${PYTHON:-python3}"
 MOCK_PORT=$((PORT_BASE + 1))
 NGINX_PORT=$((PORT_BASE + 2))
 RINGGATE_PORT=$((PORT_BASE + 3))
+CONTROL_PORT=$((PORT_BASE + 4))          # ringgate's control port (metrics/admin), if the build has one
 PROXY_CORES="$(taskset -c "${PROXY_CPUS}" nproc)"
 MOCK_WORKERS="$(taskset -c "${MOCK_CPUS}" nproc)"
 DIRECT_MOCK_WORKERS="$(taskset -c "${DIRECT_MOCK_CPUS}" nproc)"
@@ -98,13 +99,20 @@ trap 'exit 130' INT TERM
 
 anomaly() { printf '%s\n' "$*" >> "${RAW}/anomalies.txt"; log "ANOMALY: $*"; }
 
-check_alive() {  # name pid phase
-    if ! kill -0 "$2" 2>/dev/null; then
-        local logf="${RAW}/$1/$1.stderr.log"
-        [[ "$1" == mock ]] && logf="${RAW}/$1/mock.stderr.log"
-        anomaly "$1 (pid $2) stopped during ${3}; last log lines: $(tail -3 "${logf}" 2>/dev/null | tr '\n' ' ' | cut -c1-400) (remaining measurements of this target skipped)"
-        return 1
-    fi
+check_alive() {  # target phase   (uses PROXY_PID / MOCK_PID of the current target)
+    local name pid logf ok=0
+    for name in proxy mock; do
+        if [[ "${name}" == proxy ]]; then pid="${PROXY_PID}"; logf="${RAW}/$1/$1.stderr.log"
+        else pid="${MOCK_PID}"; logf="${RAW}/$1/mock.stderr.log"; fi
+        [[ -n "${pid}" ]] || continue
+        if ! kill -0 "${pid}" 2>/dev/null; then
+            [[ "${name}" == proxy ]] && name="$1"
+            [[ "${name}" == mock ]] && name="mock-llm"
+            anomaly "$1: ${name} (pid ${pid}) stopped during ${2}; its last log lines: $(tail -3 "${logf}" 2>/dev/null | tr '\n' ' ' | cut -c1-400) (remaining measurements of this target skipped)"
+            ok=1
+        fi
+    done
+    return "${ok}"
 }
 
 wait_http() {  # url seconds
@@ -153,7 +161,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE="$(ulimit -n)"
 (( NOFILE >= IDLE_CONNS + 1024 )) || die "open-file limit ${NOFILE} is too low for ${IDLE_CONNS} idle connections"
 
-for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}"; do
+for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}" "${CONTROL_PORT}"; do
     port_free "${p}" || die "port ${p} is in use (set PORT_BASE)"
 done
 
@@ -247,11 +255,19 @@ start_ringgate() {  # logdir -> PROXY_PID
 listen: 127.0.0.1:${RINGGATE_PORT}
 shards: ${PROXY_CORES}
 pin_cores: true
+control:
+  listen: 127.0.0.1:${CONTROL_PORT}
 providers:
   mock:
     base_url: http://127.0.0.1:${MOCK_PORT}/v1
     models: [gpt-4o-mini]
 EOF
+    # Builds without a control port reject the `control` section: drop it for them.
+    if ! RUST_BACKTRACE=0 "${RINGGATE_BIN}" check-config "${dir}/ringgate.yaml" > /dev/null 2>&1; then
+        sed -i '/^control:/,+1d' "${dir}/ringgate.yaml"
+        RUST_BACKTRACE=0 "${RINGGATE_BIN}" check-config "${dir}/ringgate.yaml" > /dev/null 2> "${dir}/check-config.log" \
+            || die "ringgate rejects the generated config: $(head -3 "${dir}/check-config.log")"
+    fi
     # warn for the data plane; the binary's own info lines ("listening", "stopping signal=N") are kept
     # so that a ringgate that stops mid-run says why.
     RUST_LOG="${RUST_LOG:-warn,ringgate=info}" taskset -c "${PROXY_CPUS}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
@@ -345,14 +361,14 @@ run_target() {
         sleep 1
         measure "${dir}" "sat_${scen}" run_wrk "${url}" "${body}" "${dir}/sat_${scen}.wrk.txt"
         log "${t}: saturation ${scen}: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${dir}/sat_${scen}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
-        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "saturation ${scen}" || { stop_target; return 0; }
+        check_alive "${t}" "saturation ${scen}" || { stop_target; return 0; }
     done
 
     for rate in ${RATES}; do
         sleep 1
         measure "${dir}" "open_${rate}" run_oha "${url}" "${rate}" "${dir}/open_${rate}.oha.json"
         log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
-        check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "open loop ${rate}" || { stop_target; return 0; }
+        check_alive "${t}" "open loop ${rate}" || { stop_target; return 0; }
     done
 
     sleep 1
@@ -360,7 +376,7 @@ run_target() {
     log "${t}: ${IDLE_CONNS} idle keep-alive connections (two rounds)"
     pk idle "${dir}/idle.json" "${roles[@]}" --port "${port}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
         --hold "${IDLE_HOLD}" || anomaly "${t}: idle-connection test failed"
-    check_alive "${t}" "${PROXY_PID:-${MOCK_PID}}" "idle-connection test" || true
+    check_alive "${t}" "idle-connection test" || true
     stop_target
 }
 
