@@ -35,7 +35,6 @@ use crate::failover::{self, Ask};
 use crate::governance::admit::{self, Refusal};
 use crate::governance::request;
 use crate::governance::usage::UsageRecord;
-use crate::governance::GovEvent;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
 use crate::route::Target;
@@ -335,9 +334,8 @@ async fn forward(
             latency_us: started.elapsed().as_micros() as u64,
             stream,
         };
-        if gov.events.try_send(GovEvent::Usage(record)).is_err() {
-            shard.stats.usage_dropped.incr();
-        }
+        let dropped = shard.usage.push(record, &gov.events);
+        shard.stats.usage_dropped.add(dropped as u64);
     }
     result.map(|s| s.keep_alive)
 }

@@ -14,9 +14,6 @@ use crate::shard::{self, Shard};
 use crate::snapshot::{NodeState, Snapshot};
 use crate::stats::ShardStats;
 
-/// How long a drain keeps serving requests that arrive on open keep-alive connections.
-const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Which io driver shards run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
@@ -72,23 +69,15 @@ impl Running {
     /// flight when it gave up (0 on a clean drain).
     pub fn drain(self, node: &NodeState, grace: std::time::Duration) -> u64 {
         node.start_draining();
-        let started = std::time::Instant::now();
-        let deadline = started + grace;
-        // Keep-alive clients may send one more request on a connection they already hold;
-        // it is served (with `connection: close`) while the drain lingers, so a request
-        // racing the shutdown is answered instead of reset.
-        let linger = DRAIN_LINGER.min(grace);
-        loop {
-            let now = std::time::Instant::now();
-            let idle = self.in_flight() == 0;
-            let no_connections = self.stats.iter().all(|s| s.connections.get() == 0);
-            if now >= deadline || idle && (no_connections || now >= started + linger) {
-                break;
-            }
+        let deadline = std::time::Instant::now() + grace;
+        // Each shard stops when its requests are done (docs/routing.md, "Graceful shutdown").
+        while !self.handles.iter().all(JoinHandle::is_finished)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let left = self.in_flight();
-        if left == 0 {
+        if self.handles.iter().all(JoinHandle::is_finished) {
             for h in self.handles {
                 let _ = h.join();
             }

@@ -15,6 +15,7 @@ use monoio_rustls::TlsAcceptor;
 use crate::admission::Gate;
 use crate::balance::{KeyStates, Rng};
 use crate::conn;
+use crate::governance::usage::UsageBatcher;
 use crate::governance::Governance;
 use crate::health::Health;
 use crate::io::Stream;
@@ -26,6 +27,10 @@ use crate::stats::ShardStats;
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a shard sends its pending usage records to the coordinator.
+const USAGE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a draining shard keeps serving requests on open keep-alive connections.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
 /// How often a shard looks at the node's draining flag.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
@@ -51,6 +56,8 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// Virtual keys, limits and budgets; `None` when governance is off.
     pub gov: Option<Arc<Governance>>,
+    /// Usage records on their way to the coordinator.
+    pub usage: UsageBatcher,
 }
 
 impl Shard {
@@ -83,6 +90,7 @@ impl Shard {
             rng: Rng::new(seed ^ std::process::id() as u64),
             stats,
             gov,
+            usage: UsageBatcher::default(),
         }
     }
 
@@ -95,6 +103,9 @@ impl Shard {
 /// Accepts connections until the node drains, then waits for this shard's requests to end.
 pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     monoio::spawn(sweep_pool(shard.clone()));
+    if shard.gov.is_some() {
+        monoio::spawn(send_usage(shard.clone()));
+    }
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -118,8 +129,17 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
         in_flight = shard.stats.in_flight.get(),
         "shard stopped accepting"
     );
-    while shard.stats.in_flight.get() > 0 {
+    // Requests in flight run to their end. Keep-alive clients may send one more request on a
+    // connection they already hold; it is served (with `connection: close`) while the drain
+    // lingers, so a request racing the shutdown is answered instead of reset.
+    let started = std::time::Instant::now();
+    while shard.stats.in_flight.get() > 0
+        || shard.stats.connections.get() > 0 && started.elapsed() < DRAIN_LINGER
+    {
         monoio::time::sleep(DRAIN_POLL).await;
+    }
+    if let Some(gov) = &shard.gov {
+        shard.usage.flush(&gov.events);
     }
 }
 
@@ -155,6 +175,18 @@ async fn serve_client(
     shard.stats.connections.incr();
     conn::serve(shard.clone(), stream, peer).await;
     shard.stats.connections.decr();
+}
+
+/// Sends pending usage to the coordinator every `USAGE_INTERVAL`.
+async fn send_usage(shard: Rc<Shard>) {
+    let Some(gov) = shard.gov.clone() else {
+        return;
+    };
+    loop {
+        monoio::time::sleep(USAGE_INTERVAL).await;
+        let dropped = shard.usage.flush(&gov.events);
+        shard.stats.usage_dropped.add(dropped as u64);
+    }
 }
 
 async fn sweep_pool(shard: Rc<Shard>) {

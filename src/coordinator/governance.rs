@@ -295,7 +295,7 @@ impl GovRuntime {
     pub fn run_desk(
         &self,
         events: &crossbeam_channel::Receiver<GovEvent>,
-        usage: &mpsc::UnboundedSender<UsageRecord>,
+        usage: &mpsc::UnboundedSender<Vec<UsageRecord>>,
     ) {
         while let Ok(event) = events.recv() {
             match event {
@@ -307,8 +307,8 @@ impl GovRuntime {
                     epoch,
                     units,
                 } => self.desk.debt(&limit, epoch, units, unix_now()),
-                GovEvent::Usage(record) => {
-                    let _ = usage.send(record);
+                GovEvent::Usage(batch) => {
+                    let _ = usage.send(batch);
                 }
             }
         }
@@ -329,7 +329,7 @@ impl GovRuntime {
     /// every flush interval; `flush_now` requests (shutdown) flush at once and are answered.
     pub async fn flush_loop(
         self: Arc<Self>,
-        mut usage: mpsc::UnboundedReceiver<UsageRecord>,
+        mut usage: mpsc::UnboundedReceiver<Vec<UsageRecord>>,
         mut flush_now: mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
     ) {
         let mut deltas: HashMap<(EntityKind, String, i64), UsageDelta> = HashMap::new();
@@ -338,14 +338,18 @@ impl GovRuntime {
         loop {
             let mut reply = None;
             tokio::select! {
-                record = usage.recv() => if let Some(r) = record {
-                    self.fold(&r, &mut deltas, &mut logs);
+                batch = usage.recv() => if let Some(batch) = batch {
+                    for r in &batch {
+                        self.fold(r, &mut deltas, &mut logs);
+                    }
                     continue;
                 },
                 _ = tick.tick() => {}
                 ack = flush_now.recv() => {
-                    while let Ok(r) = usage.try_recv() {
-                        self.fold(&r, &mut deltas, &mut logs);
+                    while let Ok(batch) = usage.try_recv() {
+                        for r in &batch {
+                            self.fold(r, &mut deltas, &mut logs);
+                        }
                     }
                     reply = ack;
                 }

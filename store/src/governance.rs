@@ -17,19 +17,27 @@ use crate::model::{
 use crate::period::BudgetPeriod;
 use crate::{now_unix, Store};
 
-/// Column layout of one governance table.
-pub(crate) struct Table {
-    pub(crate) name: &'static str,
+/// One governance table: its column layout and how a row becomes the entity `T`.
+///
+/// `cols` are laid out as: the columns only set at creation (primary key first), then the
+/// `mutable` ones but `updated_at`, then the timestamps (`created_at` where the table has it,
+/// `updated_at`). [`Store::insert`] and [`Store::update`] rely on that order.
+struct Table<T> {
+    name: &'static str,
     /// Entity kind for errors.
-    pub(crate) kind: &'static str,
-    pub(crate) config_kind: ConfigKind,
+    kind: &'static str,
+    config_kind: ConfigKind,
     /// All columns, primary key first.
-    pub(crate) cols: &'static [&'static str],
-    /// Columns rewritten by an update, in parameter order `$2…`.
-    pub(crate) mutable: &'static [&'static str],
+    cols: &'static [&'static str],
+    /// Columns rewritten by an update, in parameter order `$2…`; `updated_at` last.
+    mutable: &'static [&'static str],
+    /// `ORDER BY` of listings.
+    order: &'static str,
+    /// Builds the entity from a row of `cols` (providers decrypt their secret with the store).
+    read: fn(&Store, &Row) -> Result<T>,
 }
 
-pub(crate) const CUSTOMERS: Table = Table {
+const CUSTOMERS: Table<Customer> = Table {
     name: "customers",
     kind: "customer",
     config_kind: ConfigKind::Customer,
@@ -59,9 +67,11 @@ pub(crate) const CUSTOMERS: Table = Table {
         "tpd",
         "updated_at",
     ],
+    order: "created_at, id",
+    read: |_, r| customer_from_row(r),
 };
 
-pub(crate) const TEAMS: Table = Table {
+const TEAMS: Table<Team> = Table {
     name: "teams",
     kind: "team",
     config_kind: ConfigKind::Team,
@@ -93,17 +103,19 @@ pub(crate) const TEAMS: Table = Table {
         "tpd",
         "updated_at",
     ],
+    order: "created_at, id",
+    read: |_, r| team_from_row(r),
 };
 
-pub(crate) const KEYS: Table = Table {
+const KEYS: Table<VirtualKey> = Table {
     name: "virtual_keys",
     kind: "key",
     config_kind: ConfigKind::Key,
     cols: &[
         "id",
-        "name",
         "key_hash",
         "key_prefix",
+        "name",
         "team_id",
         "allowed_providers",
         "allowed_models",
@@ -137,9 +149,11 @@ pub(crate) const KEYS: Table = Table {
         "active",
         "updated_at",
     ],
+    order: "created_at, id",
+    read: |_, r| key_from_row(r),
 };
 
-pub(crate) const PROVIDERS: Table = Table {
+const PROVIDERS: Table<Provider> = Table {
     name: "providers",
     kind: "provider",
     config_kind: ConfigKind::Provider,
@@ -152,6 +166,8 @@ pub(crate) const PROVIDERS: Table = Table {
         "updated_at",
     ],
     mutable: &["kind", "base_url", "config_json", "secret", "updated_at"],
+    order: "name",
+    read: Store::provider_from_row,
 };
 
 /// `$from, $from+1, …` (n placeholders).
@@ -162,7 +178,7 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-impl Table {
+impl<T> Table<T> {
     fn select(&self) -> String {
         format!("SELECT {} FROM {}", self.cols.join(", "), self.name)
     }
@@ -274,9 +290,9 @@ fn key_from_row(r: &Row) -> Result<VirtualKey> {
     let (budget, limits) = read_budget_limits(r, 7)?;
     Ok(VirtualKey {
         id: r.text(0)?,
-        name: r.text(1)?,
-        key_hash: r.text(2)?,
-        key_prefix: r.text(3)?,
+        key_hash: r.text(1)?,
+        key_prefix: r.text(2)?,
+        name: r.text(3)?,
         team_id: r.opt_text(4)?,
         allowed_providers: json_list(r, 5)?,
         allowed_models: json_list(r, 6)?,
@@ -287,6 +303,36 @@ fn key_from_row(r: &Row) -> Result<VirtualKey> {
         created_at: r.i64(17)?,
         updated_at: r.i64(18)?,
     })
+}
+
+/// A customer input's mutable columns but `updated_at`.
+fn customer_fields(input: &CustomerInput) -> Result<Vec<Value>> {
+    let mut p = vec![input.name.as_str().into()];
+    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
+    Ok(p)
+}
+
+/// A team input's mutable columns but `updated_at`.
+fn team_fields(input: &TeamInput) -> Result<Vec<Value>> {
+    let mut p = vec![
+        input.name.as_str().into(),
+        input.customer_id.as_deref().into(),
+    ];
+    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
+    Ok(p)
+}
+
+/// A key input's mutable columns but `updated_at`.
+fn key_fields(input: &KeyInput) -> Result<Vec<Value>> {
+    let mut p = vec![
+        input.name.as_str().into(),
+        input.team_id.as_deref().into(),
+        list_json(&input.allowed_providers),
+        list_json(&input.allowed_models),
+    ];
+    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
+    p.extend([input.expires_at.into(), input.active.into()]);
+    Ok(p)
 }
 
 fn new_id() -> String {
@@ -314,11 +360,17 @@ impl Store {
         Ok(out.swap_remove(0))
     }
 
-    async fn insert_row(&self, t: &Table, params: Vec<Value>) -> Result<Row> {
-        let id = match &params[0] {
+    /// Inserts an entity: `created` are the columns only set at creation (primary key first),
+    /// `fields` the mutable ones but `updated_at`; the timestamps are filled with now.
+    async fn insert<T>(&self, t: &Table<T>, created: Vec<Value>, fields: Vec<Value>) -> Result<T> {
+        let id = match &created[0] {
             Value::Text(s) => s.clone(),
             _ => String::new(),
         };
+        let mut params = created;
+        params.extend(fields);
+        debug_assert!(params.len() < t.cols.len(), "{}: too many values", t.name);
+        params.resize(t.cols.len(), now_unix().into());
         let change = ConfigChange {
             kind: t.config_kind,
             id: id.clone(),
@@ -336,13 +388,19 @@ impl Store {
                 }
                 None => e,
             })?;
-        rows.into_iter()
+        let row = rows
+            .into_iter()
             .next()
-            .ok_or_else(|| Error::Corrupt("INSERT … RETURNING returned no row".into()))
+            .ok_or_else(|| Error::Corrupt("INSERT … RETURNING returned no row".into()))?;
+        (t.read)(self, &row)
     }
 
-    async fn update_row(&self, t: &Table, id: &str, mut params: Vec<Value>) -> Result<Row> {
-        params.insert(0, id.into());
+    /// Replaces entity `id`'s mutable columns with `fields` (all but `updated_at`, which
+    /// becomes now); [`Error::NotFound`] if absent.
+    async fn update<T>(&self, t: &Table<T>, id: &str, fields: Vec<Value>) -> Result<T> {
+        let mut params = vec![id.into()];
+        params.extend(fields);
+        params.push(now_unix().into());
         let change = ConfigChange {
             kind: t.config_kind,
             id: id.to_owned(),
@@ -357,28 +415,30 @@ impl Store {
                 Some(Constraint::Unique) => Error::Conflict(format!("{} {id:?}", t.kind)),
                 None => e,
             })?;
-        rows.into_iter().next().ok_or_else(|| Error::NotFound {
+        let row = rows.into_iter().next().ok_or_else(|| Error::NotFound {
             kind: t.kind,
             id: id.to_owned(),
-        })
+        })?;
+        (t.read)(self, &row)
     }
 
-    async fn get_row(&self, t: &Table, id: &str) -> Result<Option<Row>> {
+    /// Entity `id`, if any.
+    async fn get<T>(&self, t: &Table<T>, id: &str) -> Result<Option<T>> {
         let sql = format!("{} WHERE {} = $1", t.select(), t.cols[0]);
-        Ok(self
-            .db()
-            .query(&sql, vec![id.into()])
-            .await?
-            .into_iter()
-            .next())
+        let rows = self.db().query(&sql, vec![id.into()]).await?;
+        rows.first().map(|r| (t.read)(self, r)).transpose()
     }
 
-    async fn list_rows(&self, t: &Table, order: &str) -> Result<Vec<Row>> {
-        let sql = format!("{} ORDER BY {order}", t.select());
-        self.db().query(&sql, Vec::new()).await
+    /// All entities, in the table's listing order.
+    async fn list<T>(&self, t: &Table<T>) -> Result<Vec<T>> {
+        let sql = format!("{} ORDER BY {}", t.select(), t.order);
+        let rows = self.db().query(&sql, Vec::new()).await?;
+        rows.iter().map(|r| (t.read)(self, r)).collect()
     }
 
-    async fn delete_row(&self, t: &Table, id: &str) -> Result<()> {
+    /// Deletes entity `id`; [`Error::NotFound`] if absent, [`Error::InUse`] while others
+    /// reference it.
+    async fn delete<T>(&self, t: &Table<T>, id: &str) -> Result<()> {
         let sql = format!(
             "DELETE FROM {} WHERE {} = $1 RETURNING {}",
             t.name, t.cols[0], t.cols[0]
@@ -410,83 +470,56 @@ impl Store {
 
     /// Creates a customer with a new UUID.
     pub async fn create_customer(&self, input: &CustomerInput) -> Result<Customer> {
-        let now = now_unix();
-        let mut p = vec![new_id().into(), input.name.as_str().into()];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.extend([now.into(), now.into()]);
-        customer_from_row(&self.insert_row(&CUSTOMERS, p).await?)
+        let fields = customer_fields(input)?;
+        self.insert(&CUSTOMERS, vec![new_id().into()], fields).await
     }
 
     /// The customer with `id`, if any.
     pub async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
-        self.get_row(&CUSTOMERS, id)
-            .await?
-            .map(|r| customer_from_row(&r))
-            .transpose()
+        self.get(&CUSTOMERS, id).await
     }
 
     /// All customers, oldest first.
     pub async fn list_customers(&self) -> Result<Vec<Customer>> {
-        let rows = self.list_rows(&CUSTOMERS, "created_at, id").await?;
-        rows.iter().map(customer_from_row).collect()
+        self.list(&CUSTOMERS).await
     }
 
     /// Replaces a customer's fields; [`Error::NotFound`] if absent.
     pub async fn update_customer(&self, id: &str, input: &CustomerInput) -> Result<Customer> {
-        let mut p = vec![input.name.as_str().into()];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.push(now_unix().into());
-        customer_from_row(&self.update_row(&CUSTOMERS, id, p).await?)
+        self.update(&CUSTOMERS, id, customer_fields(input)?).await
     }
 
     /// Deletes a customer; [`Error::InUse`] while teams reference it.
     pub async fn delete_customer(&self, id: &str) -> Result<()> {
-        self.delete_row(&CUSTOMERS, id).await
+        self.delete(&CUSTOMERS, id).await
     }
 
     // -------------------------------------------------------------------- teams
 
     /// Creates a team with a new UUID.
     pub async fn create_team(&self, input: &TeamInput) -> Result<Team> {
-        let now = now_unix();
-        let mut p = vec![
-            new_id().into(),
-            input.name.as_str().into(),
-            input.customer_id.as_deref().into(),
-        ];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.extend([now.into(), now.into()]);
-        team_from_row(&self.insert_row(&TEAMS, p).await?)
+        let fields = team_fields(input)?;
+        self.insert(&TEAMS, vec![new_id().into()], fields).await
     }
 
     /// The team with `id`, if any.
     pub async fn get_team(&self, id: &str) -> Result<Option<Team>> {
-        self.get_row(&TEAMS, id)
-            .await?
-            .map(|r| team_from_row(&r))
-            .transpose()
+        self.get(&TEAMS, id).await
     }
 
     /// All teams, oldest first.
     pub async fn list_teams(&self) -> Result<Vec<Team>> {
-        let rows = self.list_rows(&TEAMS, "created_at, id").await?;
-        rows.iter().map(team_from_row).collect()
+        self.list(&TEAMS).await
     }
 
     /// Replaces a team's fields; [`Error::NotFound`] if absent.
     pub async fn update_team(&self, id: &str, input: &TeamInput) -> Result<Team> {
-        let mut p = vec![
-            input.name.as_str().into(),
-            input.customer_id.as_deref().into(),
-        ];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.push(now_unix().into());
-        team_from_row(&self.update_row(&TEAMS, id, p).await?)
+        self.update(&TEAMS, id, team_fields(input)?).await
     }
 
     /// Deletes a team; [`Error::InUse`] while keys reference it.
     pub async fn delete_team(&self, id: &str) -> Result<()> {
-        self.delete_row(&TEAMS, id).await
+        self.delete(&TEAMS, id).await
     }
 
     // --------------------------------------------------------------------- keys
@@ -505,32 +538,17 @@ impl Store {
         input: &KeyInput,
         secret: &str,
     ) -> Result<VirtualKey> {
-        let now = now_unix();
-        let mut p = vec![
+        let created = vec![
             new_id().into(),
-            input.name.as_str().into(),
             hash_key(secret).into(),
             key_prefix(secret).into(),
-            input.team_id.as_deref().into(),
-            list_json(&input.allowed_providers),
-            list_json(&input.allowed_models),
         ];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.extend([
-            input.expires_at.into(),
-            input.active.into(),
-            now.into(),
-            now.into(),
-        ]);
-        key_from_row(&self.insert_row(&KEYS, p).await?)
+        self.insert(&KEYS, created, key_fields(input)?).await
     }
 
     /// The key with `id`, if any.
     pub async fn get_key(&self, id: &str) -> Result<Option<VirtualKey>> {
-        self.get_row(&KEYS, id)
-            .await?
-            .map(|r| key_from_row(&r))
-            .transpose()
+        self.get(&KEYS, id).await
     }
 
     /// The key whose secret hashes to `key_hash` (see [`crate::keys::hash_key`]).
@@ -545,30 +563,17 @@ impl Store {
 
     /// All keys, oldest first.
     pub async fn list_keys(&self) -> Result<Vec<VirtualKey>> {
-        let rows = self.list_rows(&KEYS, "created_at, id").await?;
-        rows.iter().map(key_from_row).collect()
+        self.list(&KEYS).await
     }
 
     /// Replaces a key's fields (not its secret); [`Error::NotFound`] if absent.
     pub async fn update_key(&self, id: &str, input: &KeyInput) -> Result<VirtualKey> {
-        let mut p = vec![
-            input.name.as_str().into(),
-            input.team_id.as_deref().into(),
-            list_json(&input.allowed_providers),
-            list_json(&input.allowed_models),
-        ];
-        p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-        p.extend([
-            input.expires_at.into(),
-            input.active.into(),
-            now_unix().into(),
-        ]);
-        key_from_row(&self.update_row(&KEYS, id, p).await?)
+        self.update(&KEYS, id, key_fields(input)?).await
     }
 
     /// Deletes a key.
     pub async fn delete_key(&self, id: &str) -> Result<()> {
-        self.delete_row(&KEYS, id).await
+        self.delete(&KEYS, id).await
     }
 
     // ---------------------------------------------------------------- providers
@@ -601,72 +606,60 @@ impl Store {
         })
     }
 
-    /// Creates provider `name`; its secret is encrypted with the store's
-    /// [`SecretBox`](crate::SecretBox) ([`Error::NoSecretKey`] without one).
-    pub async fn create_provider(&self, name: &str, input: &ProviderInput) -> Result<Provider> {
-        let p = vec![
-            name.into(),
+    /// A provider input's mutable columns but `updated_at`, its secret encrypted.
+    fn provider_fields(&self, input: &ProviderInput) -> Result<Vec<Value>> {
+        Ok(vec![
             input.kind.as_str().into(),
             input.base_url.as_str().into(),
             input.config_json.as_str().into(),
             self.encrypt_secret(input.secret.as_deref())?,
-            now_unix().into(),
-        ];
-        let row = self.insert_row(&PROVIDERS, p).await?;
-        self.provider_from_row(&row)
+        ])
+    }
+
+    /// Creates provider `name`; its secret is encrypted with the store's
+    /// [`SecretBox`](crate::SecretBox) ([`Error::NoSecretKey`] without one).
+    pub async fn create_provider(&self, name: &str, input: &ProviderInput) -> Result<Provider> {
+        let fields = self.provider_fields(input)?;
+        self.insert(&PROVIDERS, vec![name.into()], fields).await
     }
 
     /// Provider `name` with its secret decrypted, if it exists.
     pub async fn get_provider(&self, name: &str) -> Result<Option<Provider>> {
-        match self.get_row(&PROVIDERS, name).await? {
-            Some(r) => self.provider_from_row(&r).map(Some),
-            None => Ok(None),
-        }
+        self.get(&PROVIDERS, name).await
     }
 
     /// All providers by name, secrets decrypted.
     pub async fn list_providers(&self) -> Result<Vec<Provider>> {
-        let rows = self.list_rows(&PROVIDERS, "name").await?;
-        rows.iter().map(|r| self.provider_from_row(r)).collect()
+        self.list(&PROVIDERS).await
     }
 
     /// Replaces all of a provider's fields, including the secret (`None`
     /// clears it); [`Error::NotFound`] if absent.
     pub async fn update_provider(&self, name: &str, input: &ProviderInput) -> Result<Provider> {
-        let p = vec![
-            input.kind.as_str().into(),
-            input.base_url.as_str().into(),
-            input.config_json.as_str().into(),
-            self.encrypt_secret(input.secret.as_deref())?,
-            now_unix().into(),
-        ];
-        let row = self.update_row(&PROVIDERS, name, p).await?;
-        self.provider_from_row(&row)
+        let fields = self.provider_fields(input)?;
+        self.update(&PROVIDERS, name, fields).await
     }
 
     /// Deletes a provider.
     pub async fn delete_provider(&self, name: &str) -> Result<()> {
-        self.delete_row(&PROVIDERS, name).await
+        self.delete(&PROVIDERS, name).await
     }
 
     /// The budget of `entity` (`None` if it has none); [`Error::NotFound`]
     /// if the entity does not exist.
     pub async fn entity_budget(&self, entity: &crate::EntityRef) -> Result<Option<Budget>> {
-        let t = match entity.kind {
-            crate::EntityKind::Key => &KEYS,
-            crate::EntityKind::Team => &TEAMS,
-            crate::EntityKind::Customer => &CUSTOMERS,
+        let (table, kind) = match entity.kind {
+            crate::EntityKind::Key => (KEYS.name, KEYS.kind),
+            crate::EntityKind::Team => (TEAMS.name, TEAMS.kind),
+            crate::EntityKind::Customer => (CUSTOMERS.name, CUSTOMERS.kind),
         };
-        let sql = format!(
-            "SELECT budget_limit_nanos, budget_period FROM {} WHERE id = $1",
-            t.name
-        );
+        let sql = format!("SELECT budget_limit_nanos, budget_period FROM {table} WHERE id = $1");
         let rows = self
             .db()
             .query(&sql, vec![entity.id.as_str().into()])
             .await?;
         let row = rows.first().ok_or_else(|| Error::NotFound {
-            kind: t.kind,
+            kind,
             id: entity.id.clone(),
         })?;
         read_budget(row, 0)

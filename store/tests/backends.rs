@@ -12,9 +12,9 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use store::keys::{hash_key, verify_key};
 use store::{
-    period_start, Backend, Budget, BudgetPeriod, ConfigChange, ConfigKind, CustomerInput,
+    period_start, Backend, Budget, BudgetPeriod, ConfigChange, ConfigKind, Customer, CustomerInput,
     EntityRef, Error, KeyInput, Limits, PgOptions, ProviderInput, RequestLog, SecretBox, Store,
-    TeamInput, UsageDelta,
+    Team, TeamInput, UsageDelta, VirtualKey,
 };
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -203,16 +203,39 @@ fn budget(period: BudgetPeriod, limit_nanos: u64) -> Option<Budget> {
     })
 }
 
+/// Creates a customer named `name` with `budget` and no limits.
+async fn new_customer(s: &Store, name: &str, budget: Option<Budget>) -> Customer {
+    let input = CustomerInput {
+        name: name.into(),
+        budget,
+        ..Default::default()
+    };
+    s.create_customer(&input).await.unwrap()
+}
+
+/// Creates a team named `name` without customer, budget or limits.
+async fn new_team(s: &Store, name: &str) -> Team {
+    let input = TeamInput {
+        name: name.into(),
+        ..Default::default()
+    };
+    s.create_team(&input).await.unwrap()
+}
+
+/// Creates a key named `name` with `budget` and otherwise default fields.
+async fn new_key(s: &Store, name: &str, budget: Option<Budget>) -> VirtualKey {
+    let input = KeyInput {
+        name: name.into(),
+        budget,
+        ..Default::default()
+    };
+    s.create_key(&input).await.unwrap().key
+}
+
 async fn migrations_are_idempotent(db: TestDb) {
     // Opening again re-runs the migrator, which must find nothing to do.
     let again = db.another(None).await;
-    let c = again
-        .create_customer(&CustomerInput {
-            name: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let c = new_customer(&again, "acme", None).await;
     assert_eq!(
         db.store.get_customer(&c.id).await.unwrap().unwrap().name,
         "acme"
@@ -242,13 +265,7 @@ async fn customer_crud(db: TestDb) {
     assert_eq!(c.budget, budget(BudgetPeriod::Monthly, 5_000_000_000));
     assert_eq!(s.get_customer(&c.id).await.unwrap(), Some(c.clone()));
 
-    let c2 = s
-        .create_customer(&CustomerInput {
-            name: "globex".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let c2 = new_customer(s, "globex", None).await;
     let all = s.list_customers().await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.contains(&c) && all.contains(&c2));
@@ -307,13 +324,7 @@ async fn team_crud_and_references(db: TestDb) {
         "{missing:?}"
     );
 
-    let c = s
-        .create_customer(&CustomerInput {
-            name: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let c = new_customer(s, "acme", None).await;
     let t = s
         .create_team(&TeamInput {
             name: "research".into(),
@@ -369,13 +380,7 @@ async fn team_crud_and_references(db: TestDb) {
 
 async fn key_crud_and_lookup(db: TestDb) {
     let s = &db.store;
-    let team = s
-        .create_team(&TeamInput {
-            name: "eng".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let team = new_team(s, "eng").await;
     let input = KeyInput {
         name: "ci".into(),
         team_id: Some(team.id.clone()),
@@ -543,21 +548,8 @@ fn delta(entity: &EntityRef, ps: i64, spent: u64, req: u64) -> UsageDelta {
 
 async fn usage_adds_up_per_period(db: TestDb) {
     let s = &db.store;
-    let c = s
-        .create_customer(&CustomerInput {
-            name: "acme".into(),
-            budget: budget(BudgetPeriod::Monthly, 10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let t = s
-        .create_team(&TeamInput {
-            name: "no budget".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let c = new_customer(s, "acme", budget(BudgetPeriod::Monthly, 10_000)).await;
+    let t = new_team(s, "no budget").await;
     let ce = EntityRef::customer(&c.id);
     let te = EntityRef::team(&t.id);
     let month = period_start(BudgetPeriod::Monthly, NOW);
@@ -602,15 +594,7 @@ async fn usage_adds_up_per_period(db: TestDb) {
 
 async fn reset_budget_is_recorded(db: TestDb) {
     let s = &db.store;
-    let k = s
-        .create_key(&KeyInput {
-            name: "k".into(),
-            budget: budget(BudgetPeriod::Daily, 1_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .key;
+    let k = new_key(s, "k", budget(BudgetPeriod::Daily, 1_000)).await;
     let e = EntityRef::key(&k.id);
     let day = period_start(BudgetPeriod::Daily, NOW);
     s.add_usage(&[delta(&e, day, 700, 3)]).await.unwrap();
@@ -814,13 +798,7 @@ async fn config_changes_are_notified(db: TestDb) {
     };
     let mut sub = listener.subscribe_config_changes().await.unwrap();
     let s = &db.store;
-    let c = s
-        .create_customer(&CustomerInput {
-            name: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let c = new_customer(s, "acme", None).await;
     assert_eq!(
         next_change(&mut sub, &c.id).await,
         ConfigChange {
@@ -849,13 +827,6 @@ async fn config_changes_are_notified(db: TestDb) {
         next_change(&mut sub, &provider).await.kind,
         ConfigKind::Provider
     );
-    let k = s
-        .create_key(&KeyInput {
-            name: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .key;
+    let k = new_key(s, "k", None).await;
     assert_eq!(next_change(&mut sub, &k.id).await.kind, ConfigKind::Key);
 }

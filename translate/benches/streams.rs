@@ -3,8 +3,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use translate::bedrock::eventstream::encode_frame;
 use translate::StreamTranslator;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const N: usize = 1000;
 const TEXT: &str = "Hello, this is a token of \\\"streamed\\\" text\\n";
@@ -54,16 +56,7 @@ fn gemini_input() -> Vec<u8> {
 }
 
 fn bedrock_input() -> Vec<u8> {
-    let ev = |t: &str, p: &str| {
-        encode_frame(
-            &[
-                (":event-type", t),
-                (":content-type", "application/json"),
-                (":message-type", "event"),
-            ],
-            p.as_bytes(),
-        )
-    };
+    let ev = common::converse_event;
     let mut s = ev("messageStart", r#"{"p":"abcd","role":"assistant"}"#);
     for _ in 0..N {
         s.extend(ev(

@@ -10,8 +10,8 @@
 //! `reasoning_effort`, `modalities`, `prediction`.
 
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, content_text, split_data_url, ChunkWriter, Usage};
-use crate::sse::{self, SseParser};
+use crate::openai::{self, content_text, split_data_url, ChunkWriter, ToolChoice, Usage};
+use crate::sse::{self, EventHandler, SseParser};
 use crate::ProviderRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -27,17 +27,8 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// OpenAI chat request → Anthropic `/messages` request for `upstream_model`.
 pub fn chat_request(openai_body: &[u8], upstream_model: &str) -> Result<ProviderRequest> {
     let req = openai::parse_request(openai_body)?;
-    if let Some(n) = req.get("n").and_then(Value::as_u64) {
-        if n > 1 {
-            return Err(TranslateError::invalid(
-                "n > 1 is not supported by the Anthropic provider",
-            ));
-        }
-    }
-    let messages = req
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages must be an array"))?;
+    openai::reject_several_choices(&req, "Anthropic")?;
+    let messages = openai::messages(&req)?;
 
     let mut system: Vec<Value> = Vec::new();
     let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -64,10 +55,8 @@ pub fn chat_request(openai_body: &[u8], upstream_model: &str) -> Result<Provider
                 if !text.is_empty() {
                     blocks.push(json!({"type": "text", "text": text}));
                 }
-                if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
-                    for c in calls {
-                        blocks.push(tool_use_block(c)?);
-                    }
+                for c in openai::tool_calls(m) {
+                    blocks.push(tool_use_block(c)?);
                 }
                 push_merged(&mut out, "assistant", blocks);
             }
@@ -92,11 +81,7 @@ pub fn chat_request(openai_body: &[u8], upstream_model: &str) -> Result<Provider
 
     let mut body = Map::new();
     body.insert("model".into(), upstream_model.into());
-    let max = req
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let max = openai::max_tokens(&req).unwrap_or(DEFAULT_MAX_TOKENS);
     body.insert("max_tokens".into(), max.into());
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
@@ -112,14 +97,8 @@ pub fn chat_request(openai_body: &[u8], upstream_model: &str) -> Result<Provider
     if let Some(p) = req.get("top_p").filter(|v| v.is_number()) {
         body.insert("top_p".into(), p.clone());
     }
-    match req.get("stop") {
-        Some(Value::String(s)) => {
-            body.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            body.insert("stop_sequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = openai::stop_sequences(&req) {
+        body.insert("stop_sequences".into(), stop);
     }
     if req.get("stream").and_then(Value::as_bool) == Some(true) {
         body.insert("stream".into(), true.into());
@@ -137,26 +116,12 @@ pub fn chat_request(openai_body: &[u8], upstream_model: &str) -> Result<Provider
         }
     }
     let parallel_off = req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
-    let mut choice = match req.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(json!({"type": "auto"})),
-            "required" => Some(json!({"type": "any"})),
-            "none" => Some(json!({"type": "none"})),
-            other => {
-                return Err(TranslateError::invalid(format!(
-                    "tool_choice {other:?} is not supported"
-                )))
-            }
-        },
-        Some(v) => {
-            let name = v
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid("tool_choice.function.name missing"))?;
-            Some(json!({"type": "tool", "name": name}))
-        }
-    };
+    let mut choice = openai::tool_choice(&req)?.map(|c| match c {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::Required => json!({"type": "any"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
+    });
     if parallel_off && body.contains_key("tools") {
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if c["type"] != "none" {
@@ -247,42 +212,15 @@ fn image_block(url: &str) -> Result<Value> {
 
 fn tool_use_block(call: &Value) -> Result<Value> {
     let id = call.get("id").and_then(Value::as_str).unwrap_or("");
-    let name = call
-        .pointer("/function/name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid("tool_calls[].function.name missing"))?;
-    let args = call
-        .pointer("/function/arguments")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let input = parse_arguments(args).map_err(TranslateError::InvalidRequest)?;
+    let name = openai::tool_call_name(call)?;
+    let input = openai::tool_call_input(call)?;
     Ok(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
 }
 
-/// Parses tool-call `arguments` (a JSON string) into an object; empty means `{}`.
-pub(crate) fn parse_arguments(args: &str) -> std::result::Result<Value, String> {
-    if args.trim().is_empty() {
-        return Ok(json!({}));
-    }
-    match serde_json::from_str::<Value>(args) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err("tool call arguments must be a JSON object".into()),
-        Err(e) => Err(format!("tool call arguments are not valid JSON: {e}")),
-    }
-}
-
 fn tool_def(t: &Value) -> Result<Value> {
-    if t.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
-        return Err(TranslateError::invalid(
-            "only function tools are supported by the Anthropic provider",
-        ));
-    }
-    let f = t
-        .get("function")
-        .ok_or_else(|| TranslateError::invalid("tools[].function missing"))?;
-    let name = f
-        .get("name")
-        .and_then(Value::as_str)
+    let (f, name) = openai::function_tool(t, "Anthropic")?;
+    let name = name
+        .as_str()
         .ok_or_else(|| TranslateError::invalid("tools[].function.name missing"))?;
     let mut d = Map::new();
     d.insert("name".into(), name.into());
@@ -365,17 +303,7 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>> 
         for b in blocks {
             match b.get("type").and_then(Value::as_str) {
                 Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-                Some("tool_use") => {
-                    let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                    calls.push(json!({
-                        "id": b.get("id").and_then(Value::as_str).unwrap_or(""),
-                        "type": "function",
-                        "function": {
-                            "name": b.get("name").and_then(Value::as_str).unwrap_or(""),
-                            "arguments": serde_json::to_string(&input).unwrap_or_default(),
-                        }
-                    }));
-                }
+                Some("tool_use") => calls.push(tool_use_to_call(b)),
                 _ => {} // thinking, redacted_thinking, server tool blocks: dropped
             }
         }
@@ -386,28 +314,28 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>> 
         .get("stop_reason")
         .and_then(Value::as_str)
         .map(finish_reason);
-    let usage_in: UsageIn = msg
-        .get("usage")
-        .and_then(|u| serde_json::from_value(u.clone()).ok())
-        .unwrap_or_default();
     let mut acc = UsageAcc::default();
-    acc.update(&usage_in);
-    let mut message = json!({"role": "assistant", "content": null, "refusal": null});
-    if calls.is_empty() || !text.is_empty() {
-        message["content"] = text.into();
-    }
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let v = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}],
-        "usage": acc.openai(),
-    });
-    Ok(openai::to_body(&v))
+    acc.update(&openai::field::<UsageIn>(&msg, "usage").unwrap_or_default());
+    Ok(openai::completion_body(
+        id,
+        created,
+        model,
+        text,
+        calls,
+        reason,
+        acc.openai(),
+    ))
+}
+
+/// An Anthropic `tool_use` block → an OpenAI `tool_calls[]` entry (`input` as the arguments
+/// text).
+pub(crate) fn tool_use_to_call(block: &Value) -> Value {
+    let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+    openai::tool_call(
+        block.get("id").and_then(Value::as_str).unwrap_or(""),
+        block.get("name").and_then(Value::as_str).unwrap_or(""),
+        &serde_json::to_string(&input).unwrap_or_default(),
+    )
 }
 
 // ---- errors -------------------------------------------------------------------------------
@@ -557,25 +485,13 @@ impl ChatStream {
 
     /// Translates whatever complete events `input` finishes.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.st.failed.is_some() || self.st.done {
-            return Ok(());
-        }
-        self.parser.push(input)?;
-        while let Some(ev) = self.parser.next_event() {
-            self.st.event(ev.data, out)?;
-            if self.st.failed.is_some() || self.st.done {
-                break;
-            }
-        }
-        Ok(())
+        sse::feed_events(&mut self.parser, &mut self.st, input, out)
     }
 
     /// Upstream end of body: writes `[DONE]` if the stream ended properly.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
         if let Some(e) = &self.st.failed {
-            return Err(TranslateError::upstream(format!(
-                "upstream error event: {e}"
-            )));
+            return Err(TranslateError::upstream_error_event(e));
         }
         if !self.st.done {
             if let Some(ev) = self.parser.flush() {
@@ -586,7 +502,7 @@ impl ChatStream {
             sse::write_done(out);
             Ok(())
         } else {
-            Err(TranslateError::upstream("stream ended early"))
+            Err(TranslateError::stream_ended_early())
         }
     }
 
@@ -596,7 +512,11 @@ impl ChatStream {
     }
 }
 
-impl StreamState {
+impl EventHandler for StreamState {
+    fn stopped(&self) -> bool {
+        self.failed.is_some() || self.done
+    }
+
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let ev: Ev = serde_json::from_slice(data)
             .map_err(|e| TranslateError::upstream(format!("bad Anthropic stream event: {e}")))?;

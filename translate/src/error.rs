@@ -35,6 +35,17 @@ impl TranslateError {
     pub(crate) fn upstream(msg: impl Into<String>) -> Self {
         TranslateError::UpstreamPayload(msg.into())
     }
+
+    /// What a stream translator's `finish` returns after the upstream sent an error event.
+    pub(crate) fn upstream_error_event(msg: &str) -> Self {
+        TranslateError::upstream(format!("upstream error event: {msg}"))
+    }
+
+    /// What a stream translator's `finish` returns when the upstream body ended before the
+    /// stream's proper end.
+    pub(crate) fn stream_ended_early() -> Self {
+        TranslateError::upstream("stream ended early")
+    }
 }
 
 /// Shorthand used across the crate.

@@ -14,8 +14,10 @@
 //! part's own `id` when present).
 
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, content_text, first_of_seq, split_data_url, ChunkWriter, Usage};
-use crate::sse::{self, SseParser};
+use crate::openai::{
+    self, content_text, first_of_seq, split_data_url, ChunkWriter, ToolChoice, Usage,
+};
+use crate::sse::{self, EventHandler, SseParser};
 use crate::ProviderRequest;
 use base64::Engine;
 use serde::Deserialize;
@@ -56,59 +58,22 @@ pub fn chat_request(
     stream: bool,
 ) -> Result<ProviderRequest> {
     let req = openai::parse_request(openai_body)?;
-    if req.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(TranslateError::invalid(
-            "n > 1 is not supported by the Gemini provider",
-        ));
-    }
-    let messages = req
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages must be an array"))?;
-    let mut system: Vec<Value> = Vec::new();
-    let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    openai::reject_several_choices(&req, "Gemini")?;
+    let messages = openai::messages(&req)?;
     let mut call_names: HashMap<String, String> = HashMap::new();
-    for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+    let (system, contents) = openai::system_and_turns(messages, |i, role, m| {
         let content = m.get("content").unwrap_or(&Value::Null);
-        let (grole, parts) = match role {
-            "system" | "developer" => {
-                let t = content_text(content)?;
-                if !t.is_empty() {
-                    system.push(json!({"text": t}));
-                }
-                continue;
-            }
+        Ok(match role {
             "user" => ("user", user_parts(content)?),
             "assistant" => {
-                let mut parts = Vec::new();
-                let t = content_text(content)?;
-                if !t.is_empty() {
-                    parts.push(json!({"text": t}));
-                }
-                for c in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = c
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| {
-                            TranslateError::invalid("tool_calls[].function.name missing")
-                        })?;
-                    let args = c
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    let args = crate::anthropic::parse_arguments(args)
-                        .map_err(TranslateError::InvalidRequest)?;
+                let parts = openai::text_and_call_parts(m, |c| {
+                    let name = openai::tool_call_name(c)?;
+                    let args = openai::tool_call_input(c)?;
                     if let Some(id) = c.get("id").and_then(Value::as_str) {
                         call_names.insert(id.to_owned(), name.to_owned());
                     }
-                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
-                }
+                    Ok(json!({"functionCall": {"name": name, "args": args}}))
+                })?;
                 ("model", parts)
             }
             "tool" => {
@@ -134,12 +99,8 @@ pub fn chat_request(
                     "message role {other:?} is not supported by the Gemini provider"
                 )))
             }
-        };
-        match contents.last_mut() {
-            Some((r, p)) if *r == grole => p.extend(parts),
-            _ => contents.push((grole, parts)),
-        }
-    }
+        })
+    })?;
 
     let mut body = Map::new();
     body.insert(
@@ -157,21 +118,9 @@ pub fn chat_request(
     if let Some(tools) = req.get("tools").and_then(Value::as_array) {
         let mut decls = Vec::new();
         for t in tools {
-            if t.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
-                return Err(TranslateError::invalid(
-                    "only function tools are supported by the Gemini provider",
-                ));
-            }
-            let f = t
-                .get("function")
-                .ok_or_else(|| TranslateError::invalid("tools[].function missing"))?;
+            let (f, name) = openai::function_tool(t, "Gemini")?;
             let mut d = Map::new();
-            d.insert(
-                "name".into(),
-                f.get("name")
-                    .cloned()
-                    .ok_or_else(|| TranslateError::invalid("tools[].function.name missing"))?,
-            );
+            d.insert("name".into(), name.clone());
             if let Some(desc) = f.get("description") {
                 d.insert("description".into(), desc.clone());
             }
@@ -186,35 +135,17 @@ pub fn chat_request(
             body.insert("tools".into(), json!([{"functionDeclarations": decls}]));
         }
     }
-    let fcc = match req.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(json!({"mode": "AUTO"})),
-            "none" => Some(json!({"mode": "NONE"})),
-            "required" => Some(json!({"mode": "ANY"})),
-            other => {
-                return Err(TranslateError::invalid(format!(
-                    "tool_choice {other:?} is not supported"
-                )))
-            }
-        },
-        Some(v) => {
-            let name = v
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid("tool_choice.function.name missing"))?;
-            Some(json!({"mode": "ANY", "allowedFunctionNames": [name]}))
-        }
-    };
-    if let Some(c) = fcc {
-        body.insert("toolConfig".into(), json!({"functionCallingConfig": c}));
+    if let Some(choice) = openai::tool_choice(&req)? {
+        let fcc = match choice {
+            ToolChoice::Auto => json!({"mode": "AUTO"}),
+            ToolChoice::None => json!({"mode": "NONE"}),
+            ToolChoice::Required => json!({"mode": "ANY"}),
+            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+        };
+        body.insert("toolConfig".into(), json!({"functionCallingConfig": fcc}));
     }
     let mut gc = Map::new();
-    if let Some(m) = req
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
-    {
+    if let Some(m) = openai::max_tokens(&req) {
         gc.insert("maxOutputTokens".into(), m.into());
     }
     for (from, to) in [
@@ -228,14 +159,8 @@ pub fn chat_request(
             gc.insert(to.into(), v.clone());
         }
     }
-    match req.get("stop") {
-        Some(Value::String(s)) => {
-            gc.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            gc.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = openai::stop_sequences(&req) {
+        gc.insert("stopSequences".into(), stop);
     }
     if let Some(rf) = req.get("response_format") {
         match rf.get("type").and_then(Value::as_str) {
@@ -270,40 +195,13 @@ pub fn chat_request(
 }
 
 fn user_parts(content: &Value) -> Result<Vec<Value>> {
-    match content {
-        Value::String(s) => Ok(vec![json!({"text": s})]),
-        Value::Array(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => out
-                        .push(json!({"text": p.get("text").and_then(Value::as_str).unwrap_or("")})),
-                    Some("image_url") => {
-                        let url = p
-                            .pointer("/image_url/url")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| TranslateError::invalid("image_url.url missing"))?;
-                        let (mime, data) = split_data_url(url).ok_or_else(|| {
-                            TranslateError::invalid(
-                                "the Gemini provider only accepts base64 data: image URLs",
-                            )
-                        })?;
-                        out.push(json!({"inlineData": {"mimeType": mime, "data": data}}));
-                    }
-                    other => {
-                        return Err(TranslateError::invalid(format!(
-                            "content part type {other:?} is not supported by the Gemini provider"
-                        )))
-                    }
-                }
-            }
-            Ok(out)
-        }
-        Value::Null => Ok(Vec::new()),
-        _ => Err(TranslateError::invalid(
-            "message content must be a string or an array",
-        )),
-    }
+    openai::text_or_image_parts(content, "Gemini", |url| {
+        let url = url.ok_or_else(|| TranslateError::invalid("image_url.url missing"))?;
+        let (mime, data) = split_data_url(url).ok_or_else(|| {
+            TranslateError::invalid("the Gemini provider only accepts base64 data: image URLs")
+        })?;
+        Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
+    })
 }
 
 // ---- response -----------------------------------------------------------------------------
@@ -424,11 +322,11 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>> 
             }
             if let Some(f) = &p.function_call {
                 let n = calls.len() as u32;
-                calls.push(json!({
-                    "id": call_id(f.id.as_deref(), rid, n),
-                    "type": "function",
-                    "function": {"name": f.name, "arguments": args_text(f.args)},
-                }));
+                calls.push(openai::tool_call(
+                    &call_id(f.id.as_deref(), rid, n),
+                    &f.name,
+                    args_text(f.args),
+                ));
             }
         }
         reason = c
@@ -446,27 +344,15 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>> 
             "Gemini response has no candidates",
         ));
     }
-    let mut message = json!({"role": "assistant", "content": null, "refusal": null});
-    if calls.is_empty() || !text.is_empty() {
-        message["content"] = text.into();
-    }
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
     let id = if rid.is_empty() {
         "chatcmpl-gemini".to_owned()
     } else {
         format!("chatcmpl-{rid}")
     };
-    let v = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}],
-        "usage": r.usage_metadata.unwrap_or_default().openai(),
-    });
-    Ok(openai::to_body(&v))
+    let usage = r.usage_metadata.unwrap_or_default().openai();
+    Ok(openai::completion_body(
+        &id, created, model, text, calls, reason, usage,
+    ))
 }
 
 // ---- errors -------------------------------------------------------------------------------
@@ -558,17 +444,7 @@ impl ChatStream {
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.st.failed.is_some() {
-            return Ok(());
-        }
-        self.parser.push(input)?;
-        while let Some(ev) = self.parser.next_event() {
-            self.st.event(ev.data, out)?;
-            if self.st.failed.is_some() {
-                break;
-            }
-        }
-        Ok(())
+        sse::feed_events(&mut self.parser, &mut self.st, input, out)
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
@@ -578,12 +454,10 @@ impl ChatStream {
             }
         }
         if let Some(e) = &self.st.failed {
-            return Err(TranslateError::upstream(format!(
-                "upstream error event: {e}"
-            )));
+            return Err(TranslateError::upstream_error_event(e));
         }
         if !self.st.finished {
-            return Err(TranslateError::upstream("stream ended early"));
+            return Err(TranslateError::stream_ended_early());
         }
         if self.st.include_usage {
             self.st
@@ -595,7 +469,12 @@ impl ChatStream {
     }
 }
 
-impl GState {
+impl EventHandler for GState {
+    /// Events after the finish reason are still translated (late usage); only an error stops.
+    fn stopped(&self) -> bool {
+        self.failed.is_some()
+    }
+
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let c: GChunk = serde_json::from_slice(data)
             .map_err(|e| TranslateError::upstream(format!("bad Gemini stream chunk: {e}")))?;

@@ -1,6 +1,7 @@
 //! Server-sent events: an incremental parser that is fed arbitrary byte splits of an
-//! `text/event-stream` body and yields complete events, and writer helpers that append
-//! `data:` / `event:` frames to an output buffer.
+//! `text/event-stream` body and yields complete events, writer helpers that append `data:` /
+//! `event:` frames to an output buffer, and `feed_events`, the `feed` loop the SSE stream
+//! translators share.
 //!
 //! Lines end in `\n` or `\r\n` (a lone `\r` is not treated as a line end). `data:` lines of one
 //! event are joined with `\n`; `event:` names the event; `id:`, `retry:` and comment lines
@@ -170,6 +171,34 @@ pub fn write_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, event: &str, value:
 /// Appends `data: [DONE]\n\n`, OpenAI's end-of-stream marker.
 pub fn write_done(out: &mut Vec<u8>) {
     out.extend_from_slice(b"data: [DONE]\n\n");
+}
+
+/// The per-dialect half of an SSE stream translator: what to do with one complete event, and
+/// whether the stream already stopped (failed or ended) so that later input is ignored.
+pub(crate) trait EventHandler {
+    fn event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()>;
+    fn stopped(&self) -> bool;
+}
+
+/// The `feed` loop every SSE stream translator shares: pushes `input` into `parser` and hands
+/// each complete event to `handler` until the input runs out or the stream stops.
+pub(crate) fn feed_events<H: EventHandler>(
+    parser: &mut SseParser,
+    handler: &mut H,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if handler.stopped() {
+        return Ok(());
+    }
+    parser.push(input)?;
+    while let Some(ev) = parser.next_event() {
+        handler.event(ev.data, out)?;
+        if handler.stopped() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

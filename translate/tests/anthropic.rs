@@ -186,8 +186,7 @@ fn response_stop_reasons() {
 }
 
 fn chunk(id: &str, delta: Value, finish: Value) -> Value {
-    json!({"id": id, "object": "chat.completion.chunk", "created": 42, "model": "claude",
-           "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+    chat_chunk(id, 42, "claude", delta, finish)
 }
 
 #[test]

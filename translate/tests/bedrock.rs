@@ -267,16 +267,7 @@ fn converse_response_golden() {
 }
 
 pub fn converse_stream_fixture() -> Vec<u8> {
-    let ev = |t: &str, p: &str| {
-        encode_frame(
-            &[
-                (":event-type", t),
-                (":content-type", "application/json"),
-                (":message-type", "event"),
-            ],
-            p.as_bytes(),
-        )
-    };
+    let ev = converse_event;
     let mut s = Vec::new();
     s.extend(ev("messageStart", r#"{"p":"abcd","role":"assistant"}"#));
     s.extend(ev(
@@ -307,8 +298,7 @@ pub fn converse_stream_fixture() -> Vec<u8> {
 }
 
 fn chunk(delta: Value, finish: Value) -> Value {
-    json!({"id": "chatcmpl-bedrock-3", "object": "chat.completion.chunk", "created": 3, "model": "claude",
-           "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+    chat_chunk("chatcmpl-bedrock-3", 3, "claude", delta, finish)
 }
 
 #[test]

@@ -110,8 +110,7 @@ fn response_golden() {
 }
 
 fn chunk(id: &str, delta: Value, finish: Value) -> Value {
-    json!({"id": id, "object": "chat.completion.chunk", "created": 7, "model": "gem",
-           "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+    chat_chunk(id, 7, "gem", delta, finish)
 }
 
 #[test]

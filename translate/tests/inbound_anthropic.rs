@@ -123,7 +123,7 @@ fn stream_text_golden() {
     );
     dump("anthropic_text.sse", &out);
     let ev = parse_sse(&out);
-    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    let names = event_names(&ev);
     assert_eq!(
         names,
         [

@@ -125,7 +125,7 @@ fn stream_text_golden() {
     dump("responses_text.sse", &out);
     let ev = parse_sse(&out);
     check_sequence(&ev);
-    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    let names = event_names(&ev);
     assert_eq!(
         names,
         [
@@ -171,7 +171,7 @@ fn stream_tool_golden() {
     dump("responses_tool.sse", &out);
     let ev = parse_sse(&out);
     check_sequence(&ev);
-    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    let names = event_names(&ev);
     assert_eq!(
         names,
         [

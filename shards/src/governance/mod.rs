@@ -197,8 +197,8 @@ pub enum GovEvent {
         epoch: u32,
         units: u64,
     },
-    /// One request's usage, for persistence and logs.
-    Usage(usage::UsageRecord),
+    /// Usage of requests, batched per shard (see [`usage::UsageBatcher`]).
+    Usage(Vec<usage::UsageRecord>),
 }
 
 /// Node-wide governance state shared by the coordinator and the shards.

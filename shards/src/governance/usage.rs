@@ -120,6 +120,60 @@ fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
     }
 }
 
+/// Collects a shard's usage records and sends them to the coordinator in batches — when a
+/// batch is full, and from a timer — so the coordinator is woken a few times per second, not
+/// once per request. A batch the queue has no room for stays here and goes with the next one;
+/// beyond `MAX_PENDING` records the oldest are dropped and counted.
+#[derive(Debug, Default)]
+pub struct UsageBatcher {
+    pending: std::cell::RefCell<Vec<UsageRecord>>,
+}
+
+impl UsageBatcher {
+    /// Records sent together once this many are pending.
+    pub const BATCH: usize = 256;
+    /// Records kept while the coordinator's queue is full.
+    pub const MAX_PENDING: usize = 65_536;
+
+    /// Adds a record; sends the batch when full. Returns how many records were dropped.
+    pub fn push(
+        &self,
+        record: UsageRecord,
+        events: &crossbeam_channel::Sender<super::GovEvent>,
+    ) -> usize {
+        let full = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(record);
+            pending.len() >= Self::BATCH
+        };
+        if full {
+            self.flush(events)
+        } else {
+            0
+        }
+    }
+
+    /// Sends whatever is pending. Returns how many records were dropped.
+    pub fn flush(&self, events: &crossbeam_channel::Sender<super::GovEvent>) -> usize {
+        let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        if batch.is_empty() {
+            return 0;
+        }
+        match events.try_send(super::GovEvent::Usage(batch)) {
+            Ok(()) => 0,
+            Err(e) => {
+                let super::GovEvent::Usage(mut batch) = e.into_inner() else {
+                    return 0;
+                };
+                let dropped = batch.len().saturating_sub(Self::MAX_PENDING);
+                batch.drain(..dropped);
+                *self.pending.borrow_mut() = batch;
+                dropped
+            }
+        }
+    }
+}
+
 /// One request, as the coordinator persists it.
 #[derive(Debug, Clone)]
 pub struct UsageRecord {

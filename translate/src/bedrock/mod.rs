@@ -38,54 +38,22 @@ pub fn model_path(model_id: &str, stream: bool) -> String {
 /// OpenAI chat request → Bedrock Converse (`stream` picks `/converse-stream`).
 pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<ProviderRequest> {
     let req = openai::parse_request(openai_body)?;
-    if req.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(TranslateError::invalid(
-            "n > 1 is not supported by the Bedrock provider",
-        ));
-    }
-    let messages = req
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages must be an array"))?;
-    let mut system = Vec::new();
-    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for m in messages {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+    openai::reject_several_choices(&req, "Bedrock")?;
+    let messages = openai::messages(&req)?;
+    let (system, out) = openai::system_and_turns(messages, |_, role, m| {
         let content = m.get("content").unwrap_or(&Value::Null);
-        let (r, blocks) = match role {
-            "system" | "developer" => {
-                let t = content_text(content)?;
-                if !t.is_empty() {
-                    system.push(json!({"text": t}));
-                }
-                continue;
-            }
+        Ok(match role {
             "user" => ("user", user_blocks(content)?),
             "assistant" => {
-                let mut b = Vec::new();
-                let t = content_text(content)?;
-                if !t.is_empty() {
-                    b.push(json!({"text": t}));
-                }
-                for c in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let args = c
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    let input = crate::anthropic::parse_arguments(args)
-                        .map_err(TranslateError::InvalidRequest)?;
-                    b.push(json!({"toolUse": {
+                let parts = openai::text_and_call_parts(m, |c| {
+                    let input = openai::tool_call_input(c)?;
+                    Ok(json!({"toolUse": {
                         "toolUseId": c.get("id").and_then(Value::as_str).unwrap_or(""),
                         "name": c.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
                         "input": input,
-                    }}));
-                }
-                ("assistant", b)
+                    }}))
+                })?;
+                ("assistant", parts)
             }
             "tool" => {
                 let id = m
@@ -103,12 +71,8 @@ pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<
                     "message role {other:?} is not supported by the Bedrock provider"
                 )))
             }
-        };
-        match out.last_mut() {
-            Some((lr, lb)) if *lr == r => lb.extend(blocks),
-            _ => out.push((r, blocks)),
-        }
-    }
+        })
+    })?;
     let mut body = Map::new();
     body.insert(
         "messages".into(),
@@ -122,11 +86,7 @@ pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<
         body.insert("system".into(), Value::Array(system));
     }
     let mut ic = Map::new();
-    if let Some(m) = req
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
-    {
+    if let Some(m) = openai::max_tokens(&req) {
         ic.insert("maxTokens".into(), m.into());
     }
     if let Some(t) = req.get("temperature").filter(|v| v.is_number()) {
@@ -135,14 +95,8 @@ pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<
     if let Some(t) = req.get("top_p").filter(|v| v.is_number()) {
         ic.insert("topP".into(), t.clone());
     }
-    match req.get("stop") {
-        Some(Value::String(s)) => {
-            ic.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            ic.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = openai::stop_sequences(&req) {
+        ic.insert("stopSequences".into(), stop);
     }
     if !ic.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(ic));
@@ -154,21 +108,9 @@ pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<
     {
         let mut specs = Vec::with_capacity(tools.len());
         for t in tools {
-            if t.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
-                return Err(TranslateError::invalid(
-                    "only function tools are supported by the Bedrock provider",
-                ));
-            }
-            let f = t
-                .get("function")
-                .ok_or_else(|| TranslateError::invalid("tools[].function missing"))?;
+            let (f, name) = openai::function_tool(t, "Bedrock")?;
             let mut spec = Map::new();
-            spec.insert(
-                "name".into(),
-                f.get("name")
-                    .cloned()
-                    .ok_or_else(|| TranslateError::invalid("tools[].function.name missing"))?,
-            );
+            spec.insert("name".into(), name.clone());
             if let Some(d) = f.get("description") {
                 spec.insert("description".into(), d.clone());
             }
@@ -202,51 +144,23 @@ pub fn chat_request(openai_body: &[u8], model_id: &str, stream: bool) -> Result<
 }
 
 fn user_blocks(content: &Value) -> Result<Vec<Value>> {
-    match content {
-        Value::String(s) => Ok(vec![json!({"text": s})]),
-        Value::Array(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => out
-                        .push(json!({"text": p.get("text").and_then(Value::as_str).unwrap_or("")})),
-                    Some("image_url") => {
-                        let url = p
-                            .pointer("/image_url/url")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        let (mime, data) = split_data_url(url).ok_or_else(|| {
-                            TranslateError::invalid(
-                                "the Bedrock provider only accepts base64 data: image URLs",
-                            )
-                        })?;
-                        let format = match mime {
-                            "image/png" => "png",
-                            "image/jpeg" | "image/jpg" => "jpeg",
-                            "image/gif" => "gif",
-                            "image/webp" => "webp",
-                            other => {
-                                return Err(TranslateError::invalid(format!(
-                                    "image type {other:?} is not supported by Bedrock"
-                                )))
-                            }
-                        };
-                        out.push(json!({"image": {"format": format, "source": {"bytes": data}}}));
-                    }
-                    other => {
-                        return Err(TranslateError::invalid(format!(
-                            "content part type {other:?} is not supported by the Bedrock provider"
-                        )))
-                    }
-                }
+    openai::text_or_image_parts(content, "Bedrock", |url| {
+        let (mime, data) = split_data_url(url.unwrap_or("")).ok_or_else(|| {
+            TranslateError::invalid("the Bedrock provider only accepts base64 data: image URLs")
+        })?;
+        let format = match mime {
+            "image/png" => "png",
+            "image/jpeg" | "image/jpg" => "jpeg",
+            "image/gif" => "gif",
+            "image/webp" => "webp",
+            other => {
+                return Err(TranslateError::invalid(format!(
+                    "image type {other:?} is not supported by Bedrock"
+                )))
             }
-            Ok(out)
-        }
-        Value::Null => Ok(Vec::new()),
-        _ => Err(TranslateError::invalid(
-            "message content must be a string or an array",
-        )),
-    }
+        };
+        Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+    })
 }
 
 // ---- response -----------------------------------------------------------------------------
@@ -303,40 +217,28 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>> 
         if let Some(t) = b.get("text").and_then(Value::as_str) {
             text.push_str(t);
         } else if let Some(tu) = b.get("toolUse") {
-            calls.push(json!({
-                "id": tu.get("toolUseId").and_then(Value::as_str).unwrap_or(""),
-                "type": "function",
-                "function": {
-                    "name": tu.get("name").and_then(Value::as_str).unwrap_or(""),
-                    "arguments": serde_json::to_string(tu.get("input").unwrap_or(&json!({}))).unwrap_or_default(),
-                }
-            }));
+            let input = tu.get("input").cloned().unwrap_or_else(|| json!({}));
+            calls.push(openai::tool_call(
+                tu.get("toolUseId").and_then(Value::as_str).unwrap_or(""),
+                tu.get("name").and_then(Value::as_str).unwrap_or(""),
+                &serde_json::to_string(&input).unwrap_or_default(),
+            ));
         }
     }
     let reason = r
         .get("stopReason")
         .and_then(Value::as_str)
         .map(finish_reason);
-    let usage: BUsage = r
-        .get("usage")
-        .and_then(|u| serde_json::from_value(u.clone()).ok())
-        .unwrap_or_default();
-    let mut message = json!({"role": "assistant", "content": null, "refusal": null});
-    if calls.is_empty() || !text.is_empty() {
-        message["content"] = text.into();
-    }
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let v = json!({
-        "id": format!("chatcmpl-bedrock-{created}"),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}],
-        "usage": usage.openai(),
-    });
-    Ok(openai::to_body(&v))
+    let usage = openai::field::<BUsage>(&r, "usage").unwrap_or_default();
+    Ok(openai::completion_body(
+        &format!("chatcmpl-bedrock-{created}"),
+        created,
+        model,
+        text,
+        calls,
+        reason,
+        usage.openai(),
+    ))
 }
 
 /// Maps a Bedrock exception name (`x-amzn-errortype` header or `:exception-type`, e.g.
@@ -487,12 +389,10 @@ impl ChatStream {
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
         if let Some(e) = &self.st.failed {
-            return Err(TranslateError::upstream(format!(
-                "upstream error event: {e}"
-            )));
+            return Err(TranslateError::upstream_error_event(e));
         }
         if !self.st.stopped || self.dec.has_pending() {
-            return Err(TranslateError::upstream("stream ended early"));
+            return Err(TranslateError::stream_ended_early());
         }
         if self.st.include_usage {
             self.st

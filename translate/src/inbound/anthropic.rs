@@ -6,9 +6,10 @@
 //! `document` blocks, `cache_control`, images inside `tool_result` (their text is kept),
 //! `tool_result.is_error`. `max_tokens` becomes OpenAI `max_tokens`.
 
+use super::{ChatStreamState, FromChatStream};
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, parse_chat_event, ChatEvent, ChunkIn, Usage};
-use crate::sse::{self, SseParser};
+use crate::openai::{self, ChunkIn, Usage};
+use crate::sse;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -266,17 +267,7 @@ fn assistant_message(content: &Value) -> Result<Value> {
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => {
-                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(json!({
-                    "id": b.get("id").and_then(Value::as_str).unwrap_or(""),
-                    "type": "function",
-                    "function": {
-                        "name": b.get("name").and_then(Value::as_str).unwrap_or(""),
-                        "arguments": serde_json::to_string(&input).unwrap_or_default(),
-                    }
-                }));
-            }
+            Some("tool_use") => calls.push(crate::anthropic::tool_use_to_call(b)),
             Some("thinking") | Some("redacted_thinking") => {}
             other => {
                 return Err(TranslateError::invalid(format!(
@@ -359,8 +350,7 @@ pub fn response_from_chat(openai_body: &[u8], model: &str) -> Result<Vec<u8>> {
                 .pointer("/function/arguments")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let input =
-                crate::anthropic::parse_arguments(args).map_err(TranslateError::upstream)?;
+            let input = openai::parse_arguments(args).map_err(TranslateError::upstream)?;
             content.push(json!({
                 "type": "tool_use",
                 "id": c.get("id").and_then(Value::as_str).unwrap_or(""),
@@ -373,10 +363,7 @@ pub fn response_from_chat(openai_body: &[u8], model: &str) -> Result<Vec<u8>> {
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(stop_reason);
-    let usage: Usage = chat
-        .get("usage")
-        .and_then(|u| serde_json::from_value(u.clone()).ok())
-        .unwrap_or_default();
+    let usage = openai::field::<Usage>(&chat, "usage").unwrap_or_default();
     let v = json!({
         "id": message_id(chat.get("id").and_then(Value::as_str).unwrap_or("")),
         "type": "message",
@@ -472,138 +459,34 @@ struct InState {
 /// early"))`. An OpenAI `{"error":...}` event becomes an Anthropic `error` event, `feed`
 /// returns `Ok`, and `finish` then returns `Err`.
 #[derive(Debug)]
-pub struct StreamFromChat {
-    parser: SseParser,
-    st: InState,
-}
+pub struct StreamFromChat(FromChatStream<InState>);
 
 impl StreamFromChat {
     /// `model`: the name to report in `message_start`.
     pub fn new(model: String) -> Self {
-        StreamFromChat {
-            parser: SseParser::new(),
-            st: InState {
-                model,
-                started: false,
-                open: Open::None,
-                next_block: 0,
-                seen_tools: Vec::new(),
-                stop_reason: None,
-                usage: None,
-                done: false,
-                failed: None,
-            },
-        }
+        StreamFromChat(FromChatStream::new(InState {
+            model,
+            started: false,
+            open: Open::None,
+            next_block: 0,
+            seen_tools: Vec::new(),
+            stop_reason: None,
+            usage: None,
+            done: false,
+            failed: None,
+        }))
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.st.done || self.st.failed.is_some() {
-            return Ok(());
-        }
-        self.parser.push(input)?;
-        while let Some(ev) = self.parser.next_event() {
-            match parse_chat_event(ev.data)? {
-                ChatEvent::Done => {
-                    self.st.end(out);
-                    return Ok(());
-                }
-                ChatEvent::Chunk(c) => self.st.chunk(c, out)?,
-            }
-            if self.st.failed.is_some() {
-                break;
-            }
-        }
-        Ok(())
+        self.0.feed(input, out)
     }
 
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(e) = &self.st.failed {
-            return Err(TranslateError::upstream(format!(
-                "upstream error event: {e}"
-            )));
-        }
-        if !self.st.done {
-            if let Some(ev) = self.parser.flush() {
-                match parse_chat_event(ev.data)? {
-                    ChatEvent::Done => {}
-                    ChatEvent::Chunk(c) => self.st.chunk(c, out)?,
-                }
-            }
-            if self.st.stop_reason.is_none() {
-                return Err(TranslateError::upstream("stream ended early"));
-            }
-            self.st.end(out);
-        }
-        Ok(())
+        self.0.finish(out)
     }
 }
 
-impl InState {
-    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
-        self.started = true;
-        let msg = json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(id),
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
-            }
-        });
-        sse::write_event(out, "message_start", &msg);
-    }
-
-    fn close(&mut self, out: &mut Vec<u8>) {
-        if self.open != Open::None {
-            let idx = self.next_block - 1;
-            sse::write_event(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": idx}),
-            );
-            self.open = Open::None;
-        }
-    }
-
-    fn open_block(&mut self, kind: Open, block: Value, out: &mut Vec<u8>) -> u32 {
-        self.close(out);
-        let idx = self.next_block;
-        self.next_block += 1;
-        self.open = kind;
-        sse::write_event(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": idx, "content_block": block}),
-        );
-        idx
-    }
-
-    fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
-        sse::write_event(
-            out,
-            "content_block_delta",
-            &BlockDelta {
-                kind: "content_block_delta",
-                index: self.next_block - 1,
-                delta,
-            },
-        );
-    }
-
-    fn text(&mut self, t: &str, out: &mut Vec<u8>) {
-        if t.is_empty() {
-            return;
-        }
-        if self.open != Open::Text {
-            self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
-        }
-        self.delta(out, DeltaOut::Text { text: t });
-    }
-
+impl ChatStreamState for InState {
     fn chunk(&mut self, c: ChunkIn<'_>, out: &mut Vec<u8>) -> Result<()> {
         if let Some(err) = &c.error {
             let msg = err
@@ -692,5 +575,84 @@ impl InState {
         );
         sse::write_event(out, "message_stop", &json!({"type": "message_stop"}));
         self.done = true;
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn saw_finish_reason(&self) -> bool {
+        self.stop_reason.is_some()
+    }
+}
+
+impl InState {
+    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+        self.started = true;
+        let msg = json!({
+            "type": "message_start",
+            "message": {
+                "id": message_id(id),
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        });
+        sse::write_event(out, "message_start", &msg);
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.open != Open::None {
+            let idx = self.next_block - 1;
+            sse::write_event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": idx}),
+            );
+            self.open = Open::None;
+        }
+    }
+
+    fn open_block(&mut self, kind: Open, block: Value, out: &mut Vec<u8>) -> u32 {
+        self.close(out);
+        let idx = self.next_block;
+        self.next_block += 1;
+        self.open = kind;
+        sse::write_event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": idx, "content_block": block}),
+        );
+        idx
+    }
+
+    fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
+        sse::write_event(
+            out,
+            "content_block_delta",
+            &BlockDelta {
+                kind: "content_block_delta",
+                index: self.next_block - 1,
+                delta,
+            },
+        );
+    }
+
+    fn text(&mut self, t: &str, out: &mut Vec<u8>) {
+        if t.is_empty() {
+            return;
+        }
+        if self.open != Open::Text {
+            self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
+        }
+        self.delta(out, DeltaOut::Text { text: t });
     }
 }

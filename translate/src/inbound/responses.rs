@@ -9,9 +9,9 @@
 //! `max_output_tokens` becomes chat `max_tokens`; `reasoning.effort` becomes
 //! `reasoning_effort`.
 
+use super::{ChatStreamState, FromChatStream};
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, parse_chat_event, ChatEvent, ChunkIn, Usage};
-use crate::sse::SseParser;
+use crate::openai::{self, ChunkIn, Usage};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -383,9 +383,7 @@ pub fn response_from_chat(openai_body: &[u8], model: &str) -> Result<Vec<u8>> {
         }
     }
     let (status, incomplete) = status_for(choice.get("finish_reason").and_then(Value::as_str));
-    let usage: Option<Usage> = chat
-        .get("usage")
-        .and_then(|u| serde_json::from_value(u.clone()).ok());
+    let usage = openai::field::<Usage>(&chat, "usage");
     let v = response_object(
         &format!("resp_{}", core_id(id)),
         created,
@@ -466,73 +464,158 @@ struct RState {
 /// `finish` succeeds once `[DONE]` or a finish reason was seen; an upstream `{"error":...}`
 /// chunk becomes an `error` event followed by `response.failed`, and `finish` then errs.
 #[derive(Debug)]
-pub struct StreamFromChat {
-    parser: SseParser,
-    st: RState,
-}
+pub struct StreamFromChat(FromChatStream<RState>);
 
 impl StreamFromChat {
     /// `model`: the name to report; `created`: `created_at` of the response.
     pub fn new(model: String, created: u64) -> Self {
-        StreamFromChat {
-            parser: SseParser::new(),
-            st: RState {
-                model,
-                created,
-                id: String::new(),
-                seq: 0,
-                started: false,
-                open: Item::None,
-                output_index: 0,
-                done_items: Vec::new(),
-                seen_tools: Vec::new(),
-                finish_reason: None,
-                usage: None,
-                done: false,
-                failed: None,
-            },
-        }
+        StreamFromChat(FromChatStream::new(RState {
+            model,
+            created,
+            id: String::new(),
+            seq: 0,
+            started: false,
+            open: Item::None,
+            output_index: 0,
+            done_items: Vec::new(),
+            seen_tools: Vec::new(),
+            finish_reason: None,
+            usage: None,
+            done: false,
+            failed: None,
+        }))
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.st.done || self.st.failed.is_some() {
+        self.0.feed(input, out)
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.0.finish(out)
+    }
+}
+
+impl ChatStreamState for RState {
+    fn chunk(&mut self, c: ChunkIn<'_>, out: &mut Vec<u8>) -> Result<()> {
+        if let Some(err) = &c.error {
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream stream error")
+                .to_owned();
+            let code = err.get("code").cloned().unwrap_or(Value::Null);
+            if !self.started {
+                self.start("", out);
+            }
+            self.emit(
+                out,
+                "error",
+                json!({"code": code, "message": msg, "param": null}),
+            );
+            let mut r = response_object(
+                &self.id,
+                self.created,
+                &self.model,
+                "failed",
+                Value::Null,
+                Vec::new(),
+                None,
+            );
+            r["error"] = json!({"code": "server_error", "message": msg});
+            self.emit(out, "response.failed", json!({"response": r}));
+            self.failed = Some(msg);
             return Ok(());
         }
-        self.parser.push(input)?;
-        while let Some(ev) = self.parser.next_event() {
-            match parse_chat_event(ev.data)? {
-                ChatEvent::Done => {
-                    self.st.end(out);
-                    return Ok(());
+        if !self.started {
+            self.start(c.id.as_deref().unwrap_or(""), out);
+        }
+        if let Some(u) = c.usage {
+            self.usage = Some(u);
+        }
+        let Some(choice) = c.choices else {
+            return Ok(());
+        };
+        if let Some(d) = &choice.delta {
+            if let Some(t) = &d.content {
+                self.text(t, out);
+            }
+            if let Some(t) = &d.refusal {
+                self.text(t, out);
+            }
+            for tc in d.tool_calls.iter().flatten() {
+                let f = tc.function.as_ref();
+                if !self.seen_tools.contains(&tc.index) {
+                    self.seen_tools.push(tc.index);
+                    self.close(out);
+                    let call_id = tc.id.as_deref().unwrap_or("").to_owned();
+                    let name = f.and_then(|f| f.name.as_deref()).unwrap_or("").to_owned();
+                    let oi = self.output_index;
+                    self.emit(out, "response.output_item.added", json!({"output_index": oi, "item": call_item(&call_id, &name, "", "in_progress")}));
+                    self.open = Item::Call {
+                        chat_index: tc.index,
+                        call_id,
+                        name,
+                        args: String::new(),
+                    };
+                } else if !matches!(&self.open, Item::Call { chat_index, .. } if *chat_index == tc.index)
+                {
+                    return Err(TranslateError::upstream(
+                        "interleaved tool call deltas are not supported",
+                    ));
                 }
-                ChatEvent::Chunk(c) => self.st.chunk(c, out)?,
+                let frag = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+                if let (false, Item::Call { call_id, args, .. }) = (frag.is_empty(), &mut self.open)
+                {
+                    args.push_str(frag);
+                    let item_id = format!("fc_{call_id}");
+                    crate::sse::write_event(
+                        out,
+                        "response.function_call_arguments.delta",
+                        &ArgsDelta {
+                            kind: "response.function_call_arguments.delta",
+                            sequence_number: self.seq,
+                            item_id: &item_id,
+                            output_index: self.output_index,
+                            delta: frag,
+                        },
+                    );
+                    self.seq += 1;
+                }
             }
-            if self.st.failed.is_some() {
-                break;
-            }
+        }
+        if let Some(r) = &choice.finish_reason {
+            self.finish_reason = Some(r.to_string());
+            self.close(out);
         }
         Ok(())
     }
 
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(e) = &self.st.failed {
-            return Err(TranslateError::upstream(format!(
-                "upstream error event: {e}"
-            )));
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.start("", out);
         }
-        if !self.st.done {
-            if let Some(ev) = self.parser.flush() {
-                match parse_chat_event(ev.data)? {
-                    ChatEvent::Done => {}
-                    ChatEvent::Chunk(c) => self.st.chunk(c, out)?,
-                }
-            }
-            if self.st.finish_reason.is_none() {
-                return Err(TranslateError::upstream("stream ended early"));
-            }
-            self.st.end(out);
-        }
-        Ok(())
+        self.close(out);
+        let (status, incomplete) = status_for(self.finish_reason.as_deref());
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        let items = std::mem::take(&mut self.done_items);
+        self.lifecycle(out, kind, status, incomplete, items);
+        self.done = true;
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn saw_finish_reason(&self) -> bool {
+        self.finish_reason.is_some()
     }
 }
 
@@ -665,115 +748,5 @@ impl RState {
             );
             self.seq += 1;
         }
-    }
-
-    fn chunk(&mut self, c: ChunkIn<'_>, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(err) = &c.error {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream stream error")
-                .to_owned();
-            let code = err.get("code").cloned().unwrap_or(Value::Null);
-            if !self.started {
-                self.start("", out);
-            }
-            self.emit(
-                out,
-                "error",
-                json!({"code": code, "message": msg, "param": null}),
-            );
-            let mut r = response_object(
-                &self.id,
-                self.created,
-                &self.model,
-                "failed",
-                Value::Null,
-                Vec::new(),
-                None,
-            );
-            r["error"] = json!({"code": "server_error", "message": msg});
-            self.emit(out, "response.failed", json!({"response": r}));
-            self.failed = Some(msg);
-            return Ok(());
-        }
-        if !self.started {
-            self.start(c.id.as_deref().unwrap_or(""), out);
-        }
-        if let Some(u) = c.usage {
-            self.usage = Some(u);
-        }
-        let Some(choice) = c.choices else {
-            return Ok(());
-        };
-        if let Some(d) = &choice.delta {
-            if let Some(t) = &d.content {
-                self.text(t, out);
-            }
-            if let Some(t) = &d.refusal {
-                self.text(t, out);
-            }
-            for tc in d.tool_calls.iter().flatten() {
-                let f = tc.function.as_ref();
-                if !self.seen_tools.contains(&tc.index) {
-                    self.seen_tools.push(tc.index);
-                    self.close(out);
-                    let call_id = tc.id.as_deref().unwrap_or("").to_owned();
-                    let name = f.and_then(|f| f.name.as_deref()).unwrap_or("").to_owned();
-                    let oi = self.output_index;
-                    self.emit(out, "response.output_item.added", json!({"output_index": oi, "item": call_item(&call_id, &name, "", "in_progress")}));
-                    self.open = Item::Call {
-                        chat_index: tc.index,
-                        call_id,
-                        name,
-                        args: String::new(),
-                    };
-                } else if !matches!(&self.open, Item::Call { chat_index, .. } if *chat_index == tc.index)
-                {
-                    return Err(TranslateError::upstream(
-                        "interleaved tool call deltas are not supported",
-                    ));
-                }
-                let frag = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
-                if let (false, Item::Call { call_id, args, .. }) = (frag.is_empty(), &mut self.open)
-                {
-                    args.push_str(frag);
-                    let item_id = format!("fc_{call_id}");
-                    crate::sse::write_event(
-                        out,
-                        "response.function_call_arguments.delta",
-                        &ArgsDelta {
-                            kind: "response.function_call_arguments.delta",
-                            sequence_number: self.seq,
-                            item_id: &item_id,
-                            output_index: self.output_index,
-                            delta: frag,
-                        },
-                    );
-                    self.seq += 1;
-                }
-            }
-        }
-        if let Some(r) = &choice.finish_reason {
-            self.finish_reason = Some(r.to_string());
-            self.close(out);
-        }
-        Ok(())
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start("", out);
-        }
-        self.close(out);
-        let (status, incomplete) = status_for(self.finish_reason.as_deref());
-        let kind = if status == "completed" {
-            "response.completed"
-        } else {
-            "response.incomplete"
-        };
-        let items = std::mem::take(&mut self.done_items);
-        self.lifecycle(out, kind, status, incomplete, items);
-        self.done = true;
     }
 }

@@ -1,8 +1,10 @@
-//! Helpers shared by the integration tests: run a stream translator over an input whole, byte
-//! by byte and in odd splits, and parse SSE output.
+//! Helpers shared by the integration tests (and the stream benchmark): run a stream
+//! translator over an input whole, byte by byte and in odd splits, parse SSE output, and build
+//! expected chunks and Converse stream frames.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use translate::bedrock::eventstream::encode_frame;
 use translate::{StreamTranslator, TranslateError};
 
 pub fn fixture(path: &str) -> Vec<u8> {
@@ -67,9 +69,32 @@ pub fn parse_sse(out: &[u8]) -> Vec<(String, Value)> {
     events
 }
 
+/// Only the event names.
+pub fn event_names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
 /// Only the data payloads.
 pub fn data_only(out: &[u8]) -> Vec<Value> {
     parse_sse(out).into_iter().map(|(_, d)| d).collect()
+}
+
+/// An expected `chat.completion.chunk` with one choice.
+pub fn chat_chunk(id: &str, created: u64, model: &str, delta: Value, finish: Value) -> Value {
+    json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+           "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+}
+
+/// One Converse stream event frame (`:message-type: event`) of type `event_type`.
+pub fn converse_event(event_type: &str, payload: &str) -> Vec<u8> {
+    encode_frame(
+        &[
+            (":event-type", event_type),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload.as_bytes(),
+    )
 }
 
 /// When `TRANSLATE_DUMP_DIR` is set, writes `bytes` there as `name` (used by
