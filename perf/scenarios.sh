@@ -75,25 +75,33 @@ start_gateway 1 "providers:
   mock: {base_url: \"http://127.0.0.1:${MOCK_A}/v1\"}"
 read -r off_rps off_cpu off_err <<< "$(load "" "${PLAIN}" "${CONNS}")"
 stop_gateway
-rm -f "${TMP}/gov.db"*
-start_gateway 1 "governance:
+governed() {  # request_logs -> "req/s cpu non2xx"
+    rm -f "${TMP}/gov.db"*
+    start_gateway 1 "governance:
   database: ${TMP}/gov.db
   admin_token: env.RG_SCENARIO_ADMIN
+  request_logs: $1
 providers:
-  mock: {base_url: \"http://127.0.0.1:${MOCK_A}/v1\"}"
-KEY=$(curl -sf -XPOST "http://127.0.0.1:${CTL}/admin/keys" -H "authorization: Bearer ${RG_SCENARIO_ADMIN}" \
-    -d '{"name":"perf","limits":{"rpm":100000000,"tpm":100000000000},"budget":{"limit_nanos":1000000000000000,"period":"daily"},"active":true}' \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-sleep 0.2
-read -r on_rps on_cpu on_err <<< "$(load "${KEY}" "${PLAIN}" "${CONNS}")"
-stop_gateway
+  mock: {base_url: \"http://127.0.0.1:${MOCK_A}/v1\"}" >&2
+    local key
+    key=$(curl -sf -XPOST "http://127.0.0.1:${CTL}/admin/keys" -H "authorization: Bearer ${RG_SCENARIO_ADMIN}" \
+        -d '{"name":"perf","limits":{"rpm":100000000,"tpm":100000000000},"budget":{"limit_nanos":1000000000000000,"period":"daily"},"active":true}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+    sleep 0.2
+    load "${key}" "${PLAIN}" "${CONNS}"
+    stop_gateway
+}
+read -r on_rps on_cpu on_err <<< "$(governed all)"
+read -r nolog_rps nolog_cpu nolog_err <<< "$(governed none)"
 echo "## Governance on vs off"
 echo
 echo "| case | req/s | CPU µs/req (ringgate) | non-2xx | |"
 echo "|---|--:|--:|--:|---|"
 row "governance off" "${off_rps}" "$(awk "BEGIN{printf \"%.1f\", ${off_cpu}/100}")" "${off_err}" ""
-row "governance on (key, rpm+tpm+budget)" "${on_rps}" "$(awk "BEGIN{printf \"%.1f\", ${on_cpu}/100}")" "${on_err}" \
+row "governance on (key, rpm+tpm+budget), every request logged to SQLite" "${on_rps}" "$(awk "BEGIN{printf \"%.1f\", ${on_cpu}/100}")" "${on_err}" \
     "throughput $(awk "BEGIN{printf \"%.2f\", ${on_rps}/${off_rps}}")×, CPU $(awk "BEGIN{printf \"%.2f\", ${on_cpu}/${off_cpu}}")×"
+row "governance on, request_logs: none (usage still persisted)" "${nolog_rps}" "$(awk "BEGIN{printf \"%.1f\", ${nolog_cpu}/100}")" "${nolog_err}" \
+    "throughput $(awk "BEGIN{printf \"%.2f\", ${nolog_rps}/${off_rps}}")×, CPU $(awk "BEGIN{printf \"%.2f\", ${nolog_cpu}/${off_cpu}}")×"
 echo
 
 # --- injected failures ---------------------------------------------------------------------

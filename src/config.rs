@@ -123,9 +123,21 @@ pub struct GovernanceConfig {
     pub flush_interval_ms: u64,
     #[serde(default = "default_lease_wait_ms")]
     pub lease_wait_ms: u64,
+    /// Which requests are written to the request log: `all`, `errors` or `none`.
+    #[serde(default)]
+    pub request_logs: RequestLogsName,
     /// Price overrides and additions, USD per million tokens as decimal strings.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestLogsName {
+    #[default]
+    All,
+    Errors,
+    None,
 }
 
 fn default_database() -> String {
@@ -147,6 +159,7 @@ pub struct GovernancePlan {
     pub flush_interval: Duration,
     pub lease_wait: Duration,
     pub prices: shards::governance::Prices,
+    pub request_logs: crate::coordinator::governance::RequestLogs,
 }
 
 impl GovernanceConfig {
@@ -181,6 +194,11 @@ impl GovernanceConfig {
             secrets,
             flush_interval: ms(self.flush_interval_ms),
             lease_wait: ms(self.lease_wait_ms),
+            request_logs: match self.request_logs {
+                RequestLogsName::All => crate::coordinator::governance::RequestLogs::All,
+                RequestLogsName::Errors => crate::coordinator::governance::RequestLogs::Errors,
+                RequestLogsName::None => crate::coordinator::governance::RequestLogs::None,
+            },
             prices: crate::pricing::catalog(&self.prices)
                 .map_err(|e| invalid("governance.prices", e))?,
         })

@@ -130,6 +130,7 @@ fn serve(
                 require_key: g.require_key,
                 prices: g.prices,
                 flush_interval: g.flush_interval,
+                request_logs: g.request_logs,
             },
             admin_token: g.admin_token,
             shards: shard_count,

@@ -26,6 +26,16 @@ pub struct GovSettings {
     pub require_key: bool,
     pub prices: Prices,
     pub flush_interval: Duration,
+    pub request_logs: RequestLogs,
+}
+
+/// Which requests get a row in the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLogs {
+    All,
+    /// Responses with status ≥ 400 only.
+    Errors,
+    None,
 }
 
 struct Registered {
@@ -393,6 +403,14 @@ impl GovRuntime {
             d.requests += 1;
             d.prompt_tokens += r.usage.prompt;
             d.completion_tokens += r.usage.completion;
+        }
+        let wanted = match self.settings.request_logs {
+            RequestLogs::All => true,
+            RequestLogs::Errors => r.status >= 400,
+            RequestLogs::None => false,
+        };
+        if !wanted {
+            return;
         }
         let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
         logs.push(RequestLog {
