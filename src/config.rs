@@ -422,6 +422,55 @@ pub struct ProviderConfig {
     pub pool_max_idle: usize,
     #[serde(default = "default_pool_idle_timeout_ms")]
     pub pool_idle_timeout_ms: u64,
+    /// The API key of a provider defined through the admin API (kept encrypted in the store,
+    /// never in a file); used when neither `api_key` nor `keys` is set.
+    #[serde(skip)]
+    pub stored_secret: Option<String>,
+}
+
+/// Stable per-shard state slots for provider names (see `shards::snapshot::Provider::slot`).
+#[derive(Debug, Default)]
+pub struct Slots(std::collections::HashMap<String, usize>);
+
+impl Slots {
+    fn of(&mut self, name: &str) -> Result<usize, ConfigError> {
+        let next = self.0.len();
+        let slot = *self.0.entry(name.to_owned()).or_insert(next);
+        if slot >= shards::snapshot::MAX_PROVIDERS {
+            return Err(invalid(
+                format!("providers.{name}"),
+                format!(
+                    "a node can know at most {} providers",
+                    shards::snapshot::MAX_PROVIDERS
+                ),
+            ));
+        }
+        Ok(slot)
+    }
+}
+
+/// A provider defined through the admin API, as configuration: `kind` and `base_url` from the
+/// record, everything else from its `config_json` (the same fields as in the YAML file).
+pub fn stored_provider(p: &store::Provider) -> Result<ProviderConfig, ConfigError> {
+    let field = format!("providers.{} (admin API)", p.name);
+    let mut value: serde_json::Value = serde_json::from_str(if p.config_json.trim().is_empty() {
+        "{}"
+    } else {
+        &p.config_json
+    })
+    .map_err(|e| invalid(&field, format!("config_json: {e}")))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| invalid(&field, "config_json must be a JSON object"))?;
+    object.insert("kind".into(), serde_json::Value::String(p.kind.clone()));
+    object.insert(
+        "base_url".into(),
+        serde_json::Value::String(p.base_url.clone()),
+    );
+    let mut config: ProviderConfig =
+        serde_json::from_value(value).map_err(|e| invalid(&field, e.to_string()))?;
+    config.stored_secret = p.secret.clone();
+    Ok(config)
 }
 
 fn default_listen() -> String {
@@ -591,7 +640,7 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
     })
 }
 
-fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigError> {
+fn build_provider(name: &str, p: &ProviderConfig, slot: usize) -> Result<Provider, ConfigError> {
     let field = |f: &str| format!("providers.{name}.{f}");
     let base_url = match &p.base_url {
         Some(url) => url.clone(),
@@ -694,6 +743,7 @@ fn build_provider(name: &str, p: &ProviderConfig) -> Result<Provider, ConfigErro
     }
     Ok(Provider {
         name: name.to_owned(),
+        slot,
         wire: p.kind.wire(),
         responses_passthrough: p.kind.serves_responses(),
         api_version,
@@ -788,6 +838,11 @@ fn build_keys(name: &str, p: &ProviderConfig) -> Result<Vec<ApiKey>, ConfigError
             weight: 1,
             models: Vec::new(),
         }]),
+        (None, true) if p.stored_secret.is_some() => Ok(vec![ApiKey {
+            header_line: line(p.stored_secret.clone().unwrap_or_default()),
+            weight: 1,
+            models: Vec::new(),
+        }]),
         (None, _) => p
             .keys
             .iter()
@@ -818,6 +873,16 @@ fn bracket_v6(host: &str) -> String {
 impl Config {
     /// Validates the configuration and builds what the shards serve from.
     pub fn snapshot(&self) -> Result<Snapshot, ConfigError> {
+        self.snapshot_with(&[], &mut Slots::default())
+    }
+
+    /// The snapshot with `stored` providers (from the admin API) added to the file's; a stored
+    /// provider cannot replace one defined in the file.
+    pub fn snapshot_with(
+        &self,
+        stored: &[(String, ProviderConfig)],
+        slots: &mut Slots,
+    ) -> Result<Snapshot, ConfigError> {
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is required"));
         }
@@ -846,7 +911,19 @@ impl Config {
                     "a provider name must be non-empty and contain no `/`",
                 ));
             }
-            providers.push(build_provider(name, p)?);
+            providers.push(build_provider(name, p, slots.of(name)?)?);
+        }
+        for (name, p) in stored {
+            if self.providers.contains_key(name) || name.is_empty() || name.contains('/') {
+                tracing::warn!(provider = %name, "a provider from the admin API may not replace one from the config file; skipped");
+                continue;
+            }
+            match build_provider(name, p, slots.of(name)?) {
+                Ok(provider) => providers.push(provider),
+                Err(e) => {
+                    tracing::warn!(provider = %name, error = %e, "provider from the admin API skipped")
+                }
+            }
         }
         let id_of = |name: &str| providers.iter().position(|p| p.name == name);
         let default = match &self.default_provider {

@@ -95,7 +95,8 @@ fn serve(
     if let Some(addr) = listen {
         cfg.listen = addr;
     }
-    let snapshot = Arc::new(cfg.snapshot()?);
+    let mut slots = config::Slots::default();
+    let snapshot = Arc::new(cfg.snapshot_with(&[], &mut slots)?);
     let mut plan = cfg.shard_plan()?;
     let control_listen = cfg.control_listen()?;
     let governance = cfg
@@ -106,7 +107,9 @@ fn serve(
     // Block the stop signals before any thread exists so that only this thread, waiting in
     // sigwait below, receives them.
     let signals = stop_signals();
-    let node = Arc::new(NodeState::default());
+    let node = Arc::new(NodeState::new(snapshot.clone()));
+    let grace_ms = cfg.shutdown.grace_period_ms;
+    let config_for_reload = Arc::new(cfg);
     let shard_count = if plan.shards == 0 {
         shards::runtime::allowed_cpus().len().max(1)
     } else {
@@ -134,25 +137,32 @@ fn serve(
             },
             admin_token: g.admin_token,
             shards: shard_count,
+            providers: coordinator::governance::ProviderReload {
+                config: config_for_reload.clone(),
+                slots: std::sync::Mutex::new(std::mem::take(&mut slots)),
+                node: node.clone(),
+                last: std::sync::Mutex::new(None),
+            },
         }
     });
     let coordinator = coordinator::start(control_listen, gov_start)?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
+    // The coordinator may have added providers from the store to the snapshot.
+    let snapshot = node.snapshot.load_full();
     let running =
-        shards::runtime::start(&plan, snapshot.clone(), node.clone()).context("starting shards")?;
+        shards::runtime::start(&plan, snapshot, node.clone()).context("starting shards")?;
     coordinator.attach(coordinator::NodeView {
-        snapshot,
         shards: running.stats.clone(),
         node: node.clone(),
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
     let signal = wait_for(&signals);
-    let grace = std::time::Duration::from_millis(cfg.shutdown.grace_period_ms);
+    let grace = std::time::Duration::from_millis(grace_ms);
     tracing::info!(
         signal,
         in_flight = running.in_flight(),
-        grace_ms = cfg.shutdown.grace_period_ms,
+        grace_ms,
         "draining"
     );
     let left = running.drain(&node, grace);

@@ -399,3 +399,70 @@ on_both_backends!(
     streamed_usage_is_counted_but_not_shown,
     token_limit_holds_under_concurrency,
 );
+
+/// A provider created through the admin API serves requests within 100 ms, its secret is
+/// sent upstream and never shown back, and deleting it takes it out of routing.
+#[test]
+fn providers_added_through_the_admin_api_are_routed_live() {
+    let (_dir, path) = sqlite_path("admin-provider");
+    // Provider secrets are stored encrypted: the node needs a secret key.
+    std::env::set_var(
+        "RG_TEST_SECRET_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    );
+    let node = node_with(&path, "  secret_key: env.RG_TEST_SECRET_KEY\n");
+    let gw = &node.gw;
+    let upstream = MockLlm::start(&["--require-key", "sk-stored-secret"]);
+    let (_, secret) = create_key(gw, r#"{"name":"any","active":true}"#);
+    let body = serde_json::json!({
+        "name": "live",
+        "kind": "openai_compatible",
+        "base_url": upstream.base_url(),
+        "config_json": {"models": ["gpt-4o-mini"]},
+        "secret": "sk-stored-secret",
+    })
+    .to_string();
+    let (status, v) = admin(gw, "POST", "/admin/providers", Some(&body));
+    assert_eq!(status, 201, "{v}");
+    assert!(
+        !v.to_string().contains("sk-stored-secret"),
+        "secret echoed: {v}"
+    );
+    let started = Instant::now();
+    let auth = format!("Bearer {secret}");
+    let request = || {
+        gw.request(&build_request(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(chat_body("live/gpt-4o-mini", "from the store", false).as_bytes()),
+            true,
+        ))
+    };
+    loop {
+        let resp = request();
+        if resp.status == 200 {
+            assert_eq!(
+                resp.json()["choices"][0]["message"]["content"],
+                "echo: from the store"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "not routed in time: {}",
+            resp.text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (status, _) = admin(gw, "DELETE", "/admin/providers/live", None);
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    while request().status != 404 {
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "still routed after delete"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

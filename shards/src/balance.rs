@@ -4,7 +4,7 @@
 //! each shard learns of a bad key from its own traffic, at the cost of at most one failed
 //! attempt per shard per cooldown. Also the shard's small, fast PRNG.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use crate::snapshot::ApiKey;
@@ -43,29 +43,33 @@ impl Rng {
 pub struct NoUsableKey;
 
 /// Per-shard cooldowns of one provider's keys.
+/// Sized on demand: a provider's key list can change when its configuration is reloaded.
 #[derive(Debug, Default)]
 pub struct KeyStates {
-    cooldown_until: Vec<Cell<Option<Instant>>>,
+    cooldown_until: RefCell<Vec<Option<Instant>>>,
 }
 
 impl KeyStates {
     pub fn new(keys: usize) -> Self {
         Self {
-            cooldown_until: (0..keys).map(|_| Cell::new(None)).collect(),
+            cooldown_until: RefCell::new(vec![None; keys]),
         }
     }
 
     pub fn cool_down(&self, key: usize, until: Instant) {
-        if let Some(c) = self.cooldown_until.get(key) {
-            c.set(Some(until));
+        let mut all = self.cooldown_until.borrow_mut();
+        if all.len() <= key {
+            all.resize(key + 1, None);
         }
+        all[key] = Some(until);
+    }
+
+    fn cooling_until(&self, key: usize) -> Option<Instant> {
+        self.cooldown_until.borrow().get(key).copied().flatten()
     }
 
     fn available(&self, key: usize, now: Instant) -> bool {
-        self.cooldown_until
-            .get(key)
-            .and_then(Cell::get)
-            .is_none_or(|until| now >= until)
+        self.cooling_until(key).is_none_or(|until| now >= until)
     }
 
     /// Picks a key for `model` by weight among the keys not tried yet for this request:
@@ -100,7 +104,7 @@ impl KeyStates {
                 .iter()
                 .enumerate()
                 .filter(|(i, k)| candidate(*i, k))
-                .min_by_key(|(i, _)| self.cooldown_until[*i].get())
+                .min_by_key(|(i, _)| self.cooling_until(*i))
                 .map(|(i, _)| Some(i))
                 .ok_or(NoUsableKey);
         }
@@ -131,7 +135,8 @@ pub fn order<'a>(
     if members.len() < 2 {
         return members;
     }
-    let health = |t: &crate::route::Target<'_>| &shard.providers[t.provider].health;
+    let health =
+        |t: &crate::route::Target<'_>| &shard.providers[snapshot.providers[t.provider].slot].health;
     let open =
         |t: &crate::route::Target<'_>| matches!(health(t).state(), BreakerState::Open { .. });
     match snapshot.balance {

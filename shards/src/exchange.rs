@@ -72,7 +72,6 @@ pub async fn read_watching(
 /// (what is left of the request's deadline).
 pub async fn exchange(
     shard: &Shard,
-    provider_id: usize,
     provider: &Provider,
     conn: &mut ClientConn,
     limits: &Limits,
@@ -81,7 +80,7 @@ pub async fn exchange(
     let client_fd = conn.stream.raw_fd();
     let mut retried = false;
     loop {
-        let leased = shard.pool.checkout(provider_id, provider).await?;
+        let leased = shard.pool.checkout(provider).await?;
         let mut upstream = leased.conn;
         let request = std::mem::take(&mut conn.out);
         let (written, request) = upstream.write_all(request).await;

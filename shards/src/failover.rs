@@ -100,7 +100,8 @@ pub async fn serve(
     let mut primary_failure: Option<Failed> = None;
     for (index, target) in targets.iter().enumerate() {
         if index > 0 {
-            shard.stats.providers[target.provider].fallbacks.incr();
+            let slot = snapshot.providers[target.provider].slot;
+            shard.stats.providers[slot].fallbacks.incr();
             tracing::debug!(provider = %snapshot.providers[target.provider].name, model = target.model, "falling back");
         }
         // Whether anything but this target's first attempt could still answer, or already
@@ -168,8 +169,8 @@ async fn try_target(
     alternatives: bool,
 ) -> Result<Served, TargetError> {
     let provider = &snapshot.providers[target.provider];
-    let runtime = &shard.providers[target.provider];
-    let stats = &shard.stats.providers[target.provider];
+    let runtime = &shard.providers[provider.slot];
+    let stats = &shard.stats.providers[provider.slot];
     let policy = &provider.retry;
     if !runtime.health.admit(Instant::now(), &provider.breaker) {
         return Err(GatewayError::CircuitOpen {
@@ -235,16 +236,7 @@ async fn try_target(
             },
         };
         stats.attempts.incr();
-        let failure = match exchange(
-            shard,
-            target.provider,
-            provider,
-            conn,
-            &snapshot.limits,
-            budget,
-        )
-        .await
-        {
+        let failure = match exchange(shard, provider, conn, &snapshot.limits, budget).await {
             Err(Failure::ClientGone) => return Err(TargetError::ClientGone),
             Err(Failure::Respond(e)) => Failed::Gateway(e),
             Ok((upstream, head)) => match verdict(head.status) {
@@ -317,7 +309,7 @@ async fn try_target(
             stats.circuit_opens.incr();
             tracing::warn!(provider = %provider.name, "circuit opened");
         }
-        publish_health(shard, target.provider);
+        publish_health(shard, provider.slot);
         if let Failed::Gateway(e) = &failure {
             tracing::info!(provider = %provider.name, error = %e, "attempt failed");
         }
@@ -362,9 +354,9 @@ async fn finish(
 ) -> Result<Served, TargetError> {
     let provider_id = attempt.provider_id;
     let provider = &snapshot.providers[provider_id];
-    let runtime = &shard.providers[provider_id];
+    let runtime = &shard.providers[provider.slot];
     runtime.health.record_success(attempt.started.elapsed());
-    publish_health(shard, provider_id);
+    publish_health(shard, provider.slot);
     shard.stats.record_status(head.status);
     let outcome = relay_response(
         conn,
@@ -377,7 +369,7 @@ async fn finish(
     )
     .await;
     if let Some(upstream) = outcome.reusable_upstream {
-        shard.pool.checkin(provider_id, provider, upstream);
+        shard.pool.checkin(provider, upstream);
     }
     Ok(Served {
         keep_alive: outcome.client_ok,
@@ -388,9 +380,9 @@ async fn finish(
 }
 
 /// Copies a provider's breaker state and latency average into the shard's counters.
-fn publish_health(shard: &Shard, provider_id: usize) {
-    let health = &shard.providers[provider_id].health;
-    let stats = &shard.stats.providers[provider_id];
+fn publish_health(shard: &Shard, slot: usize) {
+    let health = &shard.providers[slot].health;
+    let stats = &shard.stats.providers[slot];
     stats.breaker_state.store(
         health.state().as_gauge(),
         std::sync::atomic::Ordering::Relaxed,
@@ -422,7 +414,7 @@ async fn keep_response(
     )
     .await;
     if let Some(upstream) = reusable {
-        shard.pool.checkin(provider_id, provider, upstream);
+        shard.pool.checkin(provider, upstream);
     }
     Failed::Upstream {
         status: head.status,

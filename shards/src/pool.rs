@@ -38,9 +38,9 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, id: usize, idle_timeout: Duration) -> Option<Stream> {
+    fn take_idle(&self, slot: usize, idle_timeout: Duration) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(id)?;
+        let list = idle.get_mut(slot)?;
         let now = Instant::now();
         while let Some(entry) = list.pop() {
             if now.duration_since(entry.since) < idle_timeout {
@@ -50,9 +50,9 @@ impl Pool {
         None
     }
 
-    /// A pooled connection to provider `id`, or a new one.
-    pub async fn checkout(&self, id: usize, provider: &Provider) -> Result<Leased, GatewayError> {
-        if let Some(conn) = self.take_idle(id, provider.pool.idle_timeout) {
+    /// A pooled connection to `provider`, or a new one.
+    pub async fn checkout(&self, provider: &Provider) -> Result<Leased, GatewayError> {
+        if let Some(conn) = self.take_idle(provider.slot, provider.pool.idle_timeout) {
             return Ok(Leased { conn, reused: true });
         }
         Ok(Leased {
@@ -62,9 +62,9 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was read completely.
-    pub fn checkin(&self, id: usize, provider: &Provider, conn: Stream) {
+    pub fn checkin(&self, provider: &Provider, conn: Stream) {
         let mut idle = self.idle.borrow_mut();
-        if let Some(list) = idle.get_mut(id) {
+        if let Some(list) = idle.get_mut(provider.slot) {
             if list.len() < provider.pool.max_idle {
                 list.push(Idle {
                     conn,
@@ -77,8 +77,11 @@ impl Pool {
     /// Drops connections idle for longer than their provider allows.
     pub fn sweep(&self, providers: &[Provider]) {
         let now = Instant::now();
-        for (list, p) in self.idle.borrow_mut().iter_mut().zip(providers) {
-            list.retain(|e| now.duration_since(e.since) < p.pool.idle_timeout);
+        let mut idle = self.idle.borrow_mut();
+        for p in providers {
+            if let Some(list) = idle.get_mut(p.slot) {
+                list.retain(|e| now.duration_since(e.since) < p.pool.idle_timeout);
+            }
         }
     }
 

@@ -182,7 +182,7 @@ pub fn start(
     let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(count);
     let stats: Vec<Arc<ShardStats>> = (0..count)
-        .map(|_| Arc::new(ShardStats::new(snapshot.providers.len())))
+        .map(|_| Arc::new(ShardStats::new(crate::snapshot::MAX_PROVIDERS)))
         .collect();
     for (index, listener) in listeners.into_iter().enumerate() {
         let shard_stats = stats[index].clone();

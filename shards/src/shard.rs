@@ -20,7 +20,7 @@ use crate::governance::Governance;
 use crate::health::Health;
 use crate::io::Stream;
 use crate::pool::Pool;
-use crate::snapshot::{NodeState, Snapshot};
+use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS, SNAPSHOT_POLL};
 use crate::stats::ShardStats;
 
 /// How often idle upstream connections past their timeout are closed.
@@ -51,6 +51,7 @@ pub struct Shard {
     current: RefCell<Rc<Arc<Snapshot>>>,
     pub node: Arc<NodeState>,
     pub pool: Pool,
+    /// Indexed by [`crate::snapshot::Provider::slot`].
     pub providers: Vec<ProviderRuntime>,
     pub rng: Rng,
     pub stats: Arc<ShardStats>,
@@ -68,14 +69,9 @@ impl Shard {
         stats: Arc<ShardStats>,
         gov: Option<Arc<Governance>>,
     ) -> Self {
-        let pool = Pool::new(snapshot.providers.len());
-        let providers = snapshot
-            .providers
-            .iter()
-            .map(|p| ProviderRuntime {
-                keys: KeyStates::new(p.keys.len()),
-                ..ProviderRuntime::default()
-            })
+        let pool = Pool::new(MAX_PROVIDERS);
+        let providers = (0..MAX_PROVIDERS)
+            .map(|_| ProviderRuntime::default())
             .collect();
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -103,6 +99,7 @@ impl Shard {
 /// Accepts connections until the node drains, then waits for this shard's requests to end.
 pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     monoio::spawn(sweep_pool(shard.clone()));
+    monoio::spawn(follow_snapshot(shard.clone()));
     if shard.gov.is_some() {
         monoio::spawn(send_usage(shard.clone()));
     }
@@ -186,6 +183,19 @@ async fn send_usage(shard: Rc<Shard>) {
         monoio::time::sleep(USAGE_INTERVAL).await;
         let dropped = shard.usage.flush(&gov.events);
         shard.stats.usage_dropped.add(dropped as u64);
+    }
+}
+
+/// Adopts the node's latest configuration snapshot. Requests already running keep the one
+/// they started with.
+async fn follow_snapshot(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(SNAPSHOT_POLL).await;
+        let latest = shard.node.snapshot.load_full();
+        let changed = !Arc::ptr_eq(&**shard.current.borrow(), &latest);
+        if changed {
+            *shard.current.borrow_mut() = Rc::new(latest);
+        }
     }
 }
 

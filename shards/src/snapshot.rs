@@ -104,6 +104,9 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
 }
 
+/// Most providers a node can know over its lifetime (per-shard state is allocated for each).
+pub const MAX_PROVIDERS: usize = 256;
+
 /// AWS credentials and region for Bedrock's SigV4 signing.
 #[derive(Clone)]
 pub struct AwsAuth {
@@ -117,6 +120,9 @@ pub struct AwsAuth {
 #[derive(Clone)]
 pub struct Provider {
     pub name: String,
+    /// Index of this provider's per-shard state (pools, health, counters). Stable for a name
+    /// across configuration reloads, below [`MAX_PROVIDERS`].
+    pub slot: usize,
     /// The API family it speaks.
     pub wire: Wire,
     /// It serves OpenAI's Responses API itself (OpenAI proper), so `/v1/responses` passes
@@ -150,6 +156,7 @@ impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Provider")
             .field("name", &self.name)
+            .field("slot", &self.slot)
             .field("wire", &self.wire)
             .field("responses_passthrough", &self.responses_passthrough)
             .field("api_version", &self.api_version)
@@ -238,15 +245,28 @@ fn render_models(providers: &[Provider], aliases: &[String]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
 }
 
-/// Node-wide state the shards read: whether to report ready, and whether the node is
-/// draining. Written only at start and at shutdown, so the cache line stays shared.
-#[derive(Debug, Default)]
+/// Node-wide state the shards read: whether to report ready, whether the node is draining,
+/// and the latest configuration snapshot (replaced when providers change at run time; each
+/// shard picks it up within [`SNAPSHOT_POLL`]). Written rarely, so the cache lines stay shared.
+#[derive(Debug)]
 pub struct NodeState {
     ready: AtomicBool,
     draining: AtomicBool,
+    pub snapshot: arc_swap::ArcSwap<Snapshot>,
 }
 
+/// How often a shard looks for a new configuration snapshot.
+pub const SNAPSHOT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
 impl NodeState {
+    pub fn new(snapshot: std::sync::Arc<Snapshot>) -> Self {
+        Self {
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            snapshot: arc_swap::ArcSwap::new(snapshot),
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }

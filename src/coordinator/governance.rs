@@ -21,6 +21,61 @@ use tokio::sync::{mpsc, Notify};
 
 use super::leases::{is_budget, LeaseDesk};
 
+/// What the coordinator needs to rebuild the data plane's snapshot when providers are
+/// added, changed or removed through the admin API.
+pub struct ProviderReload {
+    pub config: Arc<crate::config::Config>,
+    pub slots: Mutex<crate::config::Slots>,
+    pub node: Arc<shards::snapshot::NodeState>,
+    /// The stored providers the current snapshot was built from.
+    pub last: Mutex<Option<Vec<StoredIdentity>>>,
+}
+
+/// What makes a stored provider different from before: name, kind, URL, config, secret.
+pub type StoredIdentity = (String, String, String, String, Option<String>);
+
+impl ProviderReload {
+    /// Publishes a new snapshot if the stored providers changed.
+    fn apply(&self, stored: &[store::Provider]) {
+        let key: Vec<_> = stored
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.kind.clone(),
+                    p.base_url.clone(),
+                    p.config_json.clone(),
+                    p.secret.clone(),
+                )
+            })
+            .collect();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() == Some(&key) {
+            return;
+        }
+        let mut configs = Vec::with_capacity(stored.len());
+        for p in stored {
+            match crate::config::stored_provider(p) {
+                Ok(c) => configs.push((p.name.clone(), c)),
+                Err(e) => {
+                    tracing::warn!(provider = %p.name, error = %e, "provider from the admin API skipped")
+                }
+            }
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match self.config.snapshot_with(&configs, &mut slots) {
+            Ok(snapshot) => {
+                self.node.snapshot.store(Arc::new(snapshot));
+                *last = Some(key);
+                tracing::info!(stored = stored.len(), "provider snapshot published");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "provider change rejected; keeping the previous snapshot")
+            }
+        }
+    }
+}
+
 /// How the coordinator runs governance.
 pub struct GovSettings {
     pub require_key: bool,
@@ -56,6 +111,7 @@ pub struct GovRuntime {
     periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
     pub changed: Arc<Notify>,
     log_seq: AtomicU64,
+    providers: ProviderReload,
 }
 
 fn store_kind(kind: EntityKind) -> store::EntityKind {
@@ -87,7 +143,13 @@ fn hash_bytes(hex: &str) -> Option<[u8; 32]> {
 }
 
 impl GovRuntime {
-    pub fn new(gov: Arc<Governance>, store: Store, settings: GovSettings, shards: usize) -> Self {
+    pub fn new(
+        gov: Arc<Governance>,
+        store: Store,
+        settings: GovSettings,
+        shards: usize,
+        providers: ProviderReload,
+    ) -> Self {
         Self {
             gov,
             desk: Arc::new(LeaseDesk::default()),
@@ -98,6 +160,7 @@ impl GovRuntime {
             periods: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             log_seq: AtomicU64::new(0),
+            providers,
         }
     }
 
@@ -182,6 +245,7 @@ impl GovRuntime {
     /// Reads every entity from the store and publishes a new snapshot.
     pub async fn reload(&self) -> store::Result<()> {
         let now = unix_now();
+        self.providers.apply(&self.store.list_providers().await?);
         let customers = self.store.list_customers().await?;
         let teams = self.store.list_teams().await?;
         let keys = self.store.list_keys().await?;

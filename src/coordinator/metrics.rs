@@ -36,13 +36,14 @@ fn per_provider(
     get: impl Fn(&ProviderStats) -> u64,
 ) {
     family(out, name, kind, help);
+    let snapshot = view.node.snapshot.load();
     for (i, s) in view.shards.iter().enumerate() {
-        for (p, stats) in view.snapshot.providers.iter().zip(&s.providers) {
+        for p in &snapshot.providers {
             let _ = writeln!(
                 out,
                 "{name}{{provider=\"{}\",shard=\"{i}\"}} {}",
                 p.name,
-                get(stats)
+                get(&s.providers[p.slot])
             );
         }
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use shards::governance::{GovEvent, Governance};
-use shards::snapshot::{NodeState, Snapshot};
+use shards::snapshot::NodeState;
 use shards::stats::ShardStats;
 use tokio::sync::mpsc;
 
@@ -25,7 +25,6 @@ use governance::{GovRuntime, GovSettings};
 
 /// What the coordinator reads from the rest of the node.
 pub struct NodeView {
-    pub snapshot: Arc<Snapshot>,
     pub shards: Vec<Arc<ShardStats>>,
     pub node: Arc<NodeState>,
 }
@@ -40,6 +39,8 @@ pub struct GovStart {
     /// Enables the admin API.
     pub admin_token: Option<String>,
     pub shards: usize,
+    /// Rebuilds the data plane's snapshot when providers change through the admin API.
+    pub providers: governance::ProviderReload,
 }
 
 /// State shared by the control port's handlers.
@@ -95,7 +96,13 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
             let store = runtime
                 .block_on(store::Store::open(g.database.clone(), g.secrets))
                 .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
-            let rt = Arc::new(GovRuntime::new(g.gov, store.clone(), g.settings, g.shards));
+            let rt = Arc::new(GovRuntime::new(
+                g.gov,
+                store.clone(),
+                g.settings,
+                g.shards,
+                g.providers,
+            ));
             runtime
                 .block_on(rt.reload())
                 .map_err(|e| anyhow::anyhow!("cannot load governance from the store: {e}"))?;
