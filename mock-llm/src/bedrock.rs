@@ -1,15 +1,17 @@
 //! AWS Bedrock Runtime Converse dialect (`POST /model/{modelId}/converse`
 //! and `/converse-stream`): request parsing, the Converse response, the
 //! binary event stream (`application/vnd.amazon.eventstream`) and the AWS
-//! JSON error shape (`{"message":..}` + `x-amzn-errortype`).
+//! JSON error shape (`{"message":..}` + `x-amzn-errortype`). Also
+//! `InvokeModel` (`POST /model/{modelId}/invoke`) for the Titan Text
+//! Embeddings and Cohere Embed models.
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::reply::{
-    next_id, split_text, to_bytes, value_text, Output, Reply, StreamOutput, Tools, Transcript,
-    TOOL_INPUT,
+    embedding_vector, next_id, prompt_tokens, split_text, to_bytes, value_text, Output, Reply,
+    StreamOutput, Tools, Transcript, TOOL_INPUT,
 };
 use crate::wire::bedrock_event;
 
@@ -163,6 +165,101 @@ pub fn converse(
     }))
 }
 
+/// Embedding length when a Titan request gives no `dimensions`, and for
+/// Cohere (the same default as the OpenAI mode, so vectors match).
+const DEFAULT_DIMENSIONS: usize = 16;
+const MAX_DIMENSIONS: usize = 65_536;
+/// Most texts Cohere Embed on Bedrock takes in one call.
+const COHERE_MAX_TEXTS: usize = 96;
+
+/// Titan Text Embeddings request; like Bedrock, unknown keys are rejected.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TitanRequest {
+    input_text: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    normalize: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    embedding_types: Option<Value>,
+}
+
+/// Cohere Embed v3 request; like Bedrock, unknown keys are rejected.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CohereRequest {
+    texts: Option<Vec<String>>,
+    input_type: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    truncate: Option<String>,
+    #[serde(default)]
+    embedding_types: Option<Vec<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    images: Option<Value>,
+}
+
+/// `invoke` on an embedding model: the Titan shape for `amazon.titan-embed*`
+/// ids, the Cohere shape for `cohere.embed*` (a foundation-model ARN is
+/// judged by its last path segment), with the vectors the OpenAI mode gives
+/// for the same text (16 dimensions, or Titan's `dimensions`).
+pub fn invoke(body: &[u8], model_id: &str) -> Result<Output, String> {
+    let model = model_id.rsplit('/').next().unwrap_or(model_id);
+    let malformed =
+        |e| format!("Malformed input request: {e}, please reformat your input and try again.");
+    if model.starts_with("amazon.titan-embed") {
+        let req: TitanRequest = serde_json::from_slice(body).map_err(malformed)?;
+        let text = req
+            .input_text
+            .ok_or("Malformed input request: required key [inputText] not found")?;
+        let dims = req.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+        if !(1..=MAX_DIMENSIONS).contains(&dims) {
+            return Err(format!("dimensions must be between 1 and {MAX_DIMENSIONS}"));
+        }
+        return Ok(Output::Json(to_bytes(&json!({
+            "embedding": embedding_vector(&text, dims),
+            "inputTextTokenCount": prompt_tokens(text.chars().count()),
+        }))));
+    }
+    if model.starts_with("cohere.embed") {
+        let req: CohereRequest = serde_json::from_slice(body).map_err(malformed)?;
+        let texts = req
+            .texts
+            .ok_or("Malformed input request: required key [texts] not found")?;
+        if req.input_type.is_none() {
+            return Err("Malformed input request: required key [input_type] not found".to_owned());
+        }
+        if texts.len() > COHERE_MAX_TEXTS {
+            return Err(format!(
+                "Malformed input request: expected maxLength: {COHERE_MAX_TEXTS}, actual: {}",
+                texts.len()
+            ));
+        }
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| embedding_vector(t, DEFAULT_DIMENSIONS))
+            .collect();
+        let (embeddings, response_type) = match req.embedding_types {
+            Some(_) => (json!({"float": vectors}), "embeddings_by_type"),
+            None => (json!(vectors), "embeddings_floats"),
+        };
+        return Ok(Output::Json(to_bytes(&json!({
+            "embeddings": embeddings,
+            "id": format!("mock-embed-{}", next_id()),
+            "response_type": response_type,
+            "texts": texts,
+        }))));
+    }
+    Err(format!(
+        "The mock serves InvokeModel only for amazon.titan-embed* and cohere.embed* models, \
+         not {model_id}"
+    ))
+}
+
 /// One event-stream frame whose payload is `payload` plus padding.
 fn event(event_type: &str, mut payload: Value) -> Bytes {
     payload["p"] = json!(PADDING);
@@ -297,6 +394,85 @@ mod tests {
         assert_eq!(input, TOOL_INPUT);
         assert_eq!(events[10].1["stopReason"], "tool_use");
         assert_eq!(events[11].1["usage"]["totalTokens"], 7 + 3 + 5);
+    }
+
+    /// A JSON array of numbers as the f32s the mock serialized.
+    fn floats(v: &Value) -> Vec<f32> {
+        serde_json::from_value(v.clone()).unwrap()
+    }
+
+    #[test]
+    fn invoke_titan_and_cohere() {
+        let Output::Json(out) = invoke(
+            br#"{"inputText":"hello world","dimensions":8,"normalize":true}"#,
+            "amazon.titan-embed-text-v2:0",
+        )
+        .unwrap() else {
+            panic!("expected json")
+        };
+        let v = json(&out);
+        assert_eq!(v["inputTextTokenCount"], 3);
+        assert_eq!(floats(&v["embedding"]), embedding_vector("hello world", 8));
+
+        let Output::Json(out) =
+            invoke(br#"{"inputText":"a"}"#, "amazon.titan-embed-text-v1").unwrap()
+        else {
+            panic!("expected json")
+        };
+        assert_eq!(json(&out)["embedding"].as_array().unwrap().len(), 16);
+
+        let Output::Json(out) = invoke(
+            br#"{"texts":["a","b"],"input_type":"search_document","truncate":"NONE"}"#,
+            "arn:aws:bedrock:us-east-1::foundation-model/cohere.embed-english-v3",
+        )
+        .unwrap() else {
+            panic!("expected json")
+        };
+        let v = json(&out);
+        assert_eq!(v["response_type"], "embeddings_floats");
+        assert_eq!(v["texts"], serde_json::json!(["a", "b"]));
+        assert_eq!(floats(&v["embeddings"][1]), embedding_vector("b", 16));
+
+        let Output::Json(out) = invoke(
+            br#"{"texts":["a"],"input_type":"search_query","embedding_types":["float"]}"#,
+            "cohere.embed-multilingual-v3",
+        )
+        .unwrap() else {
+            panic!("expected json")
+        };
+        let v = json(&out);
+        assert_eq!(v["response_type"], "embeddings_by_type");
+        assert_eq!(
+            floats(&v["embeddings"]["float"][0]),
+            embedding_vector("a", 16)
+        );
+
+        for (body, model) in [
+            (
+                &br#"{"inputText":"a","texts":["a"]}"#[..],
+                "amazon.titan-embed-text-v2:0",
+            ),
+            (br#"{}"#, "amazon.titan-embed-text-v2:0"),
+            (
+                br#"{"inputText":"a","dimensions":0}"#,
+                "amazon.titan-embed-text-v2:0",
+            ),
+            (br#"{"texts":["a"]}"#, "cohere.embed-english-v3"),
+            (
+                br#"{"input_type":"search_query"}"#,
+                "cohere.embed-english-v3",
+            ),
+            (
+                br#"{"inputText":"a"}"#,
+                "anthropic.claude-3-haiku-20240307-v1:0",
+            ),
+        ] {
+            assert!(
+                invoke(body, model).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

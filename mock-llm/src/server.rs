@@ -11,7 +11,7 @@
 //! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` (`?api-version=` required) |
 //! | Anthropic | `POST /v1/messages`, `/anthropic/v1/messages` (`anthropic-version` header required) |
 //! | Gemini    | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents` (also under `/v1/models/`) |
-//! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream` (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
+//! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -175,10 +175,22 @@ enum OpenAiOp {
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint {
     OpenAi(OpenAiOp),
-    Azure { op: OpenAiOp, deployment: String },
+    Azure {
+        op: OpenAiOp,
+        deployment: String,
+    },
     Anthropic,
-    Gemini { model: String, method: GeminiMethod },
-    Bedrock { stream: bool },
+    Gemini {
+        model: String,
+        method: GeminiMethod,
+    },
+    Bedrock {
+        stream: bool,
+    },
+    /// `InvokeModel` on an embedding model; `model` is percent-decoded.
+    BedrockInvoke {
+        model: String,
+    },
 }
 
 impl Endpoint {
@@ -188,7 +200,7 @@ impl Endpoint {
             Endpoint::Azure { .. } => Dialect::Azure,
             Endpoint::Anthropic => Dialect::Anthropic,
             Endpoint::Gemini { .. } => Dialect::Gemini,
-            Endpoint::Bedrock { .. } => Dialect::Bedrock,
+            Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => Dialect::Bedrock,
         }
     }
 
@@ -230,14 +242,19 @@ fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
     }
     if let Some(rest) = path.strip_prefix("/model/") {
         let (model, op) = rest.rsplit_once('/').ok_or(Dialect::Bedrock)?;
-        let stream = match op {
-            "converse" => false,
-            "converse-stream" => true,
-            _ => return Err(Dialect::Bedrock),
-        };
         if model.is_empty() {
             return Err(Dialect::Bedrock);
         }
+        let stream = match op {
+            "converse" => false,
+            "converse-stream" => true,
+            "invoke" => {
+                return Ok(Endpoint::BedrockInvoke {
+                    model: percent_decode(model),
+                })
+            }
+            _ => return Err(Dialect::Bedrock),
+        };
         return Ok(Endpoint::Bedrock { stream });
     }
     if let Some(rest) = path.strip_prefix("/openai/deployments/") {
@@ -332,6 +349,7 @@ async fn route(
             GeminiMethod::Embed | GeminiMethod::BatchEmbed => gemini::embed(&body, *method),
         },
         Endpoint::Bedrock { stream } => bedrock::converse(&body, *stream, chunks, forced_tool),
+        Endpoint::BedrockInvoke { model } => bedrock::invoke(&body, model),
     };
     match output {
         Err(msg) => error(dialect, StatusCode::BAD_REQUEST, &msg),
@@ -459,7 +477,7 @@ fn admit(
                 Some(_) => None,
             }
         }
-        Endpoint::Bedrock { .. } => {
+        Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => {
             let reject = |kind, msg| Some(aws_error(StatusCode::FORBIDDEN, kind, msg));
             let Some(auth) = header(AUTHORIZATION.as_str()) else {
                 return reject(
@@ -663,7 +681,17 @@ mod tests {
             at("/model/m/converse"),
             Ok(Endpoint::Bedrock { stream: false })
         );
-        assert_eq!(at("/model/m/invoke"), Err(Dialect::Bedrock));
+        assert_eq!(
+            at("/model/amazon.titan-embed-text-v2%3A0/invoke"),
+            Ok(Endpoint::BedrockInvoke {
+                model: "amazon.titan-embed-text-v2:0".into()
+            })
+        );
+        assert_eq!(at("/model//invoke"), Err(Dialect::Bedrock));
+        assert_eq!(
+            at("/model/m/invoke-with-response-stream"),
+            Err(Dialect::Bedrock)
+        );
         assert_eq!(
             at("/openai/deployments/my%20gpt/chat/completions?api-version=2024-10-21"),
             Ok(Endpoint::Azure {

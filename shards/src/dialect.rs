@@ -61,7 +61,7 @@ pub struct Conversion<'a> {
     pub capture_usage: bool,
     /// The client did not ask for the stream usage chunk: keep it out of its stream.
     pub strip_usage: bool,
-    /// Gemini embeddings: the client asked for base64 vectors.
+    /// Gemini and Bedrock embeddings: the client asked for base64 vectors.
     pub embed_base64: bool,
 }
 
@@ -81,6 +81,9 @@ impl Conversion<'_> {
                 }
                 (Wire::Gemini, _) => {
                     translate::gemini::chat_response(body, self.model, self.created)
+                }
+                (Wire::Bedrock, Inbound::Embeddings) => {
+                    translate::bedrock::embed_response(body, self.model, self.embed_base64)
                 }
                 (Wire::Bedrock, _) => {
                     translate::bedrock::chat_response(body, self.model, self.created)

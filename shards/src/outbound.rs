@@ -21,7 +21,7 @@ const INCLUDE_USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
 pub struct Built {
     /// The provider answers in the client's own API.
     pub passthrough: bool,
-    /// Gemini embeddings: the client wants base64 vectors back.
+    /// Gemini and Bedrock embeddings: the client wants base64 vectors back.
     pub embed_base64: bool,
 }
 
@@ -127,9 +127,14 @@ pub fn build(
         }
         Wire::Anthropic | Wire::Gemini | Wire::Bedrock => {
             let request = match (provider.wire, ask.inbound) {
-                (_, Inbound::Completions)
-                | (Wire::Anthropic | Wire::Bedrock, Inbound::Embeddings) => {
+                (_, Inbound::Completions) | (Wire::Anthropic, Inbound::Embeddings) => {
                     return Err(unsupported(provider, ask.inbound))
+                }
+                (Wire::Bedrock, Inbound::Embeddings) => {
+                    let (request, base64) = translate::bedrock::embed_request(client_body, model)
+                        .map_err(translation)?;
+                    built.embed_base64 = base64;
+                    request
                 }
                 (Wire::Gemini, Inbound::Embeddings) => {
                     let (request, base64) = translate::gemini::embed_request(client_body, model)

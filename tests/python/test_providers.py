@@ -211,3 +211,37 @@ def test_malformed_provider_streams_end_with_an_error(oai, family, fault):
             if chunk.choices:
                 finish = chunk.choices[0].finish_reason or finish
     assert finish is None, "a broken stream must not look finished"
+
+
+def test_bedrock_embeddings_titan_and_cohere(oai):
+    titan, cohere = "br/amazon.titan-embed-text-v2:0", "br/cohere.embed-english-v3"
+    # The mock gives every dialect the same vector for the same text, so the Bedrock answers
+    # (base64 by default in the SDK, float on request) must match the OpenAI provider's.
+    expected = {
+        t: oai.embeddings.create(model=MODELS["openai"], input=t).data[0].embedding
+        for t in ("alpha", "beta")
+    }
+
+    r = oai.embeddings.create(model=titan, input="alpha")
+    assert r.object == "list" and r.model == titan
+    assert [d.index for d in r.data] == [0]
+    assert r.data[0].embedding == expected["alpha"]
+    assert len(r.data[0].embedding) == 16
+    assert r.usage.prompt_tokens == 2 and r.usage.total_tokens == 2  # Titan's inputTextTokenCount
+
+    r = oai.embeddings.create(model=titan, input="alpha", dimensions=8, encoding_format="float")
+    assert len(r.data[0].embedding) == 8
+
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.embeddings.create(model=titan, input=["alpha", "beta"])
+    assert exc.value.status_code == 400
+    assert "Titan embeds one input per request" in exc.value.message
+
+    r = oai.embeddings.create(model=cohere, input=["alpha", "beta"])
+    assert r.model == cohere
+    assert [d.index for d in r.data] == [0, 1]
+    assert [d.embedding for d in r.data] == [expected["alpha"], expected["beta"]]
+    assert r.usage.prompt_tokens == 3  # estimated: ceil(5/4) + ceil(4/4)
+
+    r = oai.embeddings.create(model=cohere, input="beta", encoding_format="float")
+    assert r.data[0].embedding == pytest.approx(expected["beta"])

@@ -19,7 +19,6 @@ use crate::openai::{
 };
 use crate::sse::{self, EventHandler, SseParser};
 use crate::ProviderRequest;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -546,31 +545,8 @@ impl EventHandler for GState {
 /// array inputs are rejected.
 pub fn embed_request(openai_body: &[u8], upstream_model: &str) -> Result<(ProviderRequest, bool)> {
     let req = openai::parse_request(openai_body)?;
-    let inputs: Vec<&str> = match req.get("input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str().ok_or_else(|| {
-                    TranslateError::invalid("input must be a string or an array of strings")
-                })
-            })
-            .collect::<Result<_>>()?,
-        _ => {
-            return Err(TranslateError::invalid(
-                "input must be a string or an array of strings",
-            ))
-        }
-    };
-    let base64 = match req.get("encoding_format").and_then(Value::as_str) {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(TranslateError::invalid(format!(
-                "encoding_format {other:?} is not supported"
-            )))
-        }
-    };
+    let inputs = openai::embedding_inputs(&req)?;
+    let base64 = openai::embedding_base64(&req)?;
     let model = model_path(upstream_model);
     let dims = req.get("dimensions").and_then(Value::as_u64);
     let requests: Vec<Value> = inputs
@@ -608,24 +584,6 @@ pub fn embed_response(body: &[u8], model: &str, base64: bool) -> Result<Vec<u8>>
     }
     let r: Resp = serde_json::from_slice(body)
         .map_err(|e| TranslateError::upstream(format!("bad Gemini embeddings response: {e}")))?;
-    let data: Vec<Value> = r
-        .embeddings
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let emb = if base64 {
-                let bytes: Vec<u8> = e.values.iter().flat_map(|f| f.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(e.values)
-            };
-            json!({"object": "embedding", "index": i, "embedding": emb})
-        })
-        .collect();
-    Ok(openai::to_body(&json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
-    })))
+    let vectors: Vec<&[f32]> = r.embeddings.iter().map(|e| e.values.as_slice()).collect();
+    Ok(openai::embeddings_body(&vectors, model, base64, 0))
 }

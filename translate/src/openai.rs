@@ -702,6 +702,60 @@ pub(crate) fn parse_chat_event(data: &[u8]) -> Result<ChatEvent<'_>> {
         .map_err(|e| TranslateError::upstream(format!("bad chat completion chunk: {e}")))
 }
 
+// ---- embeddings -----------------------------------------------------------------------------
+
+/// The text inputs of an OpenAI embeddings request: a string or an array of strings (token
+/// arrays are not translatable).
+pub fn embedding_inputs(req: &Map<String, Value>) -> Result<Vec<&str>> {
+    let not_text = || TranslateError::invalid("input must be a string or an array of strings");
+    match req.get("input") {
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().ok_or_else(not_text)).collect(),
+        _ => Err(not_text()),
+    }
+}
+
+/// Whether the client asked for base64 vectors (`encoding_format`; OpenAI SDKs do by default).
+pub fn embedding_base64(req: &Map<String, Value>) -> Result<bool> {
+    match req.get("encoding_format").and_then(Value::as_str) {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(TranslateError::invalid(format!(
+            "encoding_format {other:?} is not supported"
+        ))),
+    }
+}
+
+/// An OpenAI embeddings list from vectors, as floats or as base64 of little-endian f32 bytes.
+pub fn embeddings_body<V: AsRef<[f32]>>(
+    vectors: &[V],
+    model: &str,
+    base64: bool,
+    tokens: u64,
+) -> Vec<u8> {
+    use base64::Engine;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let v = v.as_ref();
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    to_body(&json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Outbound AWS Bedrock Converse API: OpenAI chat requests to `/model/{id}/converse` or
 //! `/converse-stream`, Converse responses and eventstream frames back to OpenAI chat
 //! completions and chunks, Bedrock errors to OpenAI errors. [`sigv4`] signs the request;
-//! [`eventstream`] decodes the streaming transport.
+//! [`eventstream`] decodes the streaming transport. [`embed`] turns OpenAI embeddings into
+//! `InvokeModel` calls to Titan or Cohere embedding models and back.
 //!
 //! Request notes: `n > 1` is rejected; images must be base64 `data:` URLs of png/jpeg/gif/webp;
 //! `tool_choice: "none"` leaves tools available (Converse has no "none"); `max_tokens`
@@ -10,8 +11,11 @@
 //! `parallel_tool_calls`, `stream_options`. Converse responses carry no id: completions are
 //! given `chatcmpl-bedrock-{created}`.
 
+pub mod embed;
 pub mod eventstream;
 pub mod sigv4;
+
+pub use embed::{embed_request, embed_response};
 
 use crate::error::{Result, TranslateError};
 use crate::openai::{self, content_text, split_data_url, ChunkWriter, Usage};
