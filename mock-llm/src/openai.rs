@@ -264,6 +264,57 @@ struct EmbeddingUsage {
 
 /// `POST /v1/chat/completions`; `deployment` is the Azure deployment name,
 /// which replaces the request's `model`.
+/// `POST /v1/responses`, non-streaming: the reply to the last user text of `input` (a
+/// string, or message items with string or `input_text` content) as a `response` object.
+/// Its id starts `resp_mock_native_` so tests can tell a passed-through request from one the
+/// gateway translated to chat.
+pub fn responses(body: &[u8]) -> Result<Output, String> {
+    let req: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let model = req["model"]
+        .as_str()
+        .ok_or("`model` is required")?
+        .to_owned();
+    if req["stream"] == serde_json::Value::Bool(true) {
+        return Err("the mock serves the Responses API without streaming only".into());
+    }
+    let mut transcript = Transcript::default();
+    match &req["input"] {
+        serde_json::Value::String(text) => transcript.message(true, text.clone(), false),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                let text = match &item["content"] {
+                    serde_json::Value::String(t) => t.clone(),
+                    serde_json::Value::Array(parts) => {
+                        parts.iter().filter_map(|p| p["text"].as_str()).collect()
+                    }
+                    _ => String::new(),
+                };
+                transcript.message(item["role"] == "user", text, false);
+            }
+        }
+        _ => return Err("`input` is required".into()),
+    }
+    let reply = Reply::new(&transcript, Tools::default(), None).text;
+    let (input, output) = (transcript.input_tokens(), completion_tokens(&reply));
+    let id = next_id();
+    Ok(Output::Json(to_bytes(&serde_json::json!({
+        "id": format!("resp_mock_native_{id}"),
+        "object": "response",
+        "created_at": now(),
+        "status": "completed",
+        "model": model,
+        "output": [{
+            "type": "message",
+            "id": format!("msg_mock_{id}"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": reply, "annotations": []}],
+        }],
+        "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output},
+    }))))
+}
+
 pub fn chat_completions(
     body: &[u8],
     stream_chunks: usize,

@@ -170,6 +170,8 @@ enum OpenAiOp {
     Chat,
     Completions,
     Embeddings,
+    /// OpenAI's Responses API (non-streaming), as OpenAI itself serves it.
+    Responses,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -279,6 +281,7 @@ fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
         "/v1/chat/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Chat)),
         "/v1/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Completions)),
         "/v1/embeddings" => Ok(Endpoint::OpenAi(OpenAiOp::Embeddings)),
+        "/v1/responses" => Ok(Endpoint::OpenAi(OpenAiOp::Responses)),
         _ => Err(Dialect::OpenAi),
     }
 }
@@ -379,6 +382,7 @@ fn openai_op(
         OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment),
         OpenAiOp::Completions => openai::completions(body, chunks, deployment),
         OpenAiOp::Embeddings => openai::embeddings(body, deployment),
+        OpenAiOp::Responses => openai::responses(body),
     }
 }
 

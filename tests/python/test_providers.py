@@ -245,3 +245,31 @@ def test_bedrock_embeddings_titan_and_cohere(oai):
 
     r = oai.embeddings.create(model=cohere, input="beta", encoding_format="float")
     assert r.data[0].embedding == pytest.approx(expected["beta"])
+
+
+def test_responses_pass_through_to_a_provider_that_serves_them(workdir):
+    """A provider of kind `openai` serves the Responses API itself: the gateway forwards the
+    request as it is (the mock marks its own responses `resp_mock_native_…`), while an
+    `openai_compatible` provider gets it translated to chat."""
+    mock = start_mock(workdir, [])
+    port = free_port()
+    origin = f"http://127.0.0.1:{mock.port}"
+    config = f"""listen: 127.0.0.1:{port}
+shards: 1
+pin_cores: false
+providers:
+  native: {{kind: openai, base_url: "{origin}/v1"}}
+  compat: {{kind: openai_compatible, base_url: "{origin}/v1"}}
+"""
+    gw = start_gateway(workdir, config, port)
+    try:
+        client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key="unused", max_retries=0)
+        native = client.responses.create(model="native/gpt-4o-mini", input="passed through")
+        assert native.id.startswith("resp_mock_native_")
+        assert native.output_text == "echo: passed through"
+        translated = client.responses.create(model="compat/gpt-4o-mini", input="translated")
+        assert not translated.id.startswith("resp_mock_native_")
+        assert translated.output_text == "echo: translated"
+    finally:
+        gw.stop()
+        mock.stop()
