@@ -76,6 +76,40 @@ impl ProviderReload {
     }
 }
 
+/// Node shares of limits from PostgreSQL's `limit_counters` (one atomic statement each).
+struct StoreLeases {
+    store: Store,
+    /// The coordinator's runtime, driven by the coordinator thread; the lease desk thread
+    /// waits on it.
+    runtime: tokio::runtime::Handle,
+}
+
+impl super::leases::ClusterLeases for StoreLeases {
+    fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64 {
+        let entity = EntityRef {
+            kind: store_kind(limit.entity.kind),
+            id: limit.entity.id.clone(),
+        };
+        let name = match generation {
+            0 => limit.kind.name().to_owned(),
+            g => format!("{}#{g}", limit.kind.name()),
+        };
+        match self.runtime.block_on(self.store.acquire_lease(
+            &entity,
+            &name,
+            window_start,
+            limit.value,
+            want,
+        )) {
+            Ok(granted) => granted,
+            Err(e) => {
+                tracing::error!(error = %e, entity = %limit.entity.id, limit = %name, "cluster lease failed; refusing until it works");
+                0
+            }
+        }
+    }
+}
+
 /// How the coordinator runs governance.
 pub struct GovSettings {
     pub require_key: bool,
@@ -149,10 +183,19 @@ impl GovRuntime {
         settings: GovSettings,
         shards: usize,
         providers: ProviderReload,
+        runtime: tokio::runtime::Handle,
     ) -> Self {
+        // With PostgreSQL the store is shared by a cluster: node shares come from it.
+        let desk = match store.backend() {
+            store::Backend::Postgres => LeaseDesk::clustered(Box::new(StoreLeases {
+                store: store.clone(),
+                runtime,
+            })),
+            store::Backend::Sqlite => LeaseDesk::default(),
+        };
         Self {
             gov,
-            desk: Arc::new(LeaseDesk::default()),
+            desk: Arc::new(desk),
             store,
             settings,
             shards,
@@ -218,7 +261,7 @@ impl GovRuntime {
                     } else {
                         0
                     };
-                    self.desk.register(&limit, base, now);
+                    self.desk.register(&limit, base, resets, now);
                     let old = self
                         .registry
                         .lock()

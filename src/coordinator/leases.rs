@@ -6,7 +6,11 @@
 //! the sum of slices never exceeds the limit and all of it stays reachable.
 //!
 //! It runs on its own thread, blocking on the shards' event queue: grants are memory
-//! operations and must not wait behind store I/O.
+//! operations and must not wait behind store I/O. In a cluster (PostgreSQL store) the node's
+//! own share of each limit is leased from a shared counter in the database — one atomic
+//! statement per node lease, a few per window — and the desk hands slices of that share to
+//! the shards, so a limit holds across every node. Unused node shares are not returned at the
+//! end of a window (they lapse with it), which can only under-admit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,18 @@ struct Pool {
     /// Spent before this process (budgets), valid for `base_epoch`.
     base: u64,
     base_epoch: u32,
+    /// Cluster mode: units of this window this node has leased from the shared counter.
+    node_quota: u64,
+    /// Budget resets seen when the limit was registered: a reset starts a new shared counter.
+    generation: u64,
+}
+
+/// Where a node gets its share of a limit in a cluster: a shared counter that grants at most
+/// what is left of the limit (`store::Store::acquire_lease`, one atomic statement).
+pub trait ClusterLeases: Send + Sync {
+    /// Leases up to `want` units of `limit` (counter `generation`) for the window starting at
+    /// `window_start`.
+    fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64;
 }
 
 /// Limit identity for the desk: the address of its `Arc` (held by the registry).
@@ -28,14 +44,52 @@ fn id(limit: &Arc<Limit>) -> usize {
     Arc::as_ptr(limit) as usize
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LeaseDesk {
     pools: Mutex<HashMap<usize, Pool>>,
+    /// Set in a cluster (PostgreSQL store): node shares come from the shared counter.
+    cluster: Option<Box<dyn ClusterLeases>>,
+}
+
+/// Unix time at which the window or period of `kind` containing `now` began.
+pub fn window_start(kind: LimitKind, now: u64) -> i64 {
+    match kind {
+        LimitKind::Requests(w) | LimitKind::Tokens(w) => (now - now % w.seconds()) as i64,
+        LimitKind::Budget(p) => store::period_start(
+            match p {
+                shards::governance::Period::Daily => store::BudgetPeriod::Daily,
+                shards::governance::Period::Weekly => store::BudgetPeriod::Weekly,
+                shards::governance::Period::Monthly => store::BudgetPeriod::Monthly,
+                shards::governance::Period::Never => store::BudgetPeriod::Never,
+            },
+            now as i64,
+        ),
+    }
 }
 
 impl LeaseDesk {
-    /// Registers a limit; `base` is what its entity already spent in the current period.
-    pub fn register(&self, limit: &Arc<Limit>, base: u64, now: u64) {
+    /// A desk whose node shares come from `cluster` (the limit holds across nodes).
+    pub fn clustered(cluster: Box<dyn ClusterLeases>) -> Self {
+        Self {
+            pools: Mutex::default(),
+            cluster: Some(cluster),
+        }
+    }
+
+    /// What the node may still hand its shards: in a cluster, what it leased from the shared
+    /// counter; alone, what is left of the limit.
+    fn left(&self, limit: &Limit, pool: &Pool) -> u64 {
+        let budget = if self.cluster.is_some() {
+            pool.node_quota
+        } else {
+            limit.value.saturating_sub(pool.base)
+        };
+        budget.saturating_sub(pool.granted + pool.debt)
+    }
+
+    /// Registers a limit; `base` is what its entity already spent in the current period and
+    /// `generation` counts its budget resets.
+    pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: u64) {
         let epoch = limit.kind.epoch(now);
         self.pools.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id(limit),
@@ -43,6 +97,7 @@ impl LeaseDesk {
                 epoch,
                 base,
                 base_epoch: epoch,
+                generation,
                 ..Pool::default()
             },
         );
@@ -78,15 +133,29 @@ impl LeaseDesk {
     /// is that much), reclaiming other shards' unused slices when the pool is empty.
     pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: u64) {
         self.with_pool(limit, now, |pool, epoch| {
-            let left = |p: &Pool| limit.value.saturating_sub(p.base + p.granted + p.debt);
-            if left(pool) < want {
+            if self.left(limit, pool) < want {
                 for (i, lease) in limit.leases.iter().enumerate() {
                     if i != shard {
                         pool.granted -= lease.reclaim(epoch).min(pool.granted);
                     }
                 }
             }
-            let grant = want.max(limit.chunk()).min(left(pool));
+            if let Some(cluster) = &self.cluster {
+                // Lease the node's next share: enough for a slice per shard.
+                let short = want
+                    .max(limit.chunk())
+                    .saturating_sub(self.left(limit, pool));
+                if short > 0 {
+                    let node_share = short.max(limit.chunk() * limit.leases.len() as u64);
+                    pool.node_quota += cluster.acquire(
+                        limit,
+                        pool.generation,
+                        window_start(limit.kind, now),
+                        node_share,
+                    );
+                }
+            }
+            let grant = want.max(limit.chunk()).min(self.left(limit, pool));
             if grant == 0 || grant < want {
                 limit.leases[shard].refill_refused();
                 return;
@@ -101,6 +170,15 @@ impl LeaseDesk {
         self.with_pool(limit, now, |pool, current| {
             if current == epoch {
                 pool.debt += units;
+                // In a cluster the overshoot is counted against the shared limit too.
+                if let Some(cluster) = &self.cluster {
+                    pool.node_quota += cluster.acquire(
+                        limit,
+                        pool.generation,
+                        window_start(limit.kind, now),
+                        units,
+                    );
+                }
             }
         });
     }
@@ -110,10 +188,7 @@ impl LeaseDesk {
     pub fn remaining(&self, limit: &Arc<Limit>, now: u64) -> u64 {
         self.with_pool(limit, now, |pool, epoch| {
             let unused: u64 = limit.leases.iter().map(|l| l.available(epoch)).sum();
-            limit
-                .value
-                .saturating_sub(pool.base + pool.granted + pool.debt)
-                .saturating_add(unused)
+            self.left(limit, pool).saturating_add(unused)
         })
     }
 }
@@ -145,7 +220,7 @@ mod tests {
         let now = 1_000_000;
         let desk = LeaseDesk::default();
         let l = limit(10, 2);
-        desk.register(&l, 0, now);
+        desk.register(&l, 0, 0, now);
         let epoch = l.kind.epoch(now);
         desk.refill(&l, 0, 1, now);
         desk.refill(&l, 1, 1, now);
@@ -171,7 +246,7 @@ mod tests {
         let now = 1_000_000;
         let desk = LeaseDesk::default();
         let l = limit(10, 1);
-        desk.register(&l, 8, now);
+        desk.register(&l, 8, 0, now);
         desk.refill(&l, 0, 1, now);
         assert_eq!(l.leases[0].available(l.kind.epoch(now)), 2);
         let later = now + 60;

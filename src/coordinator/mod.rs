@@ -102,6 +102,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                 g.settings,
                 g.shards,
                 g.providers,
+                runtime.handle().clone(),
             ));
             runtime
                 .block_on(rt.reload())
