@@ -242,6 +242,36 @@ mod tests {
     }
 
     #[test]
+    fn a_spent_daily_budget_comes_back_at_midnight_utc() {
+        let entity = Entity {
+            kind: EntityKind::Key,
+            id: "k".into(),
+        };
+        let budget = Arc::new(Limit::new(
+            entity,
+            LimitKind::Budget(shards::governance::Period::Daily),
+            1_000,
+            1,
+        ));
+        let desk = LeaseDesk::default();
+        let evening = 1_709_250_000; // 2024-02-29T23:40Z
+        desk.register(&budget, 1_000, 0, evening); // already spent today
+        desk.refill(&budget, 0, 1, evening);
+        assert_eq!(
+            budget.leases[0].available(budget.kind.epoch(evening)),
+            0,
+            "spent: nothing to grant"
+        );
+        let morning = 1_709_251_260; // 2024-03-01T00:01Z
+        desk.refill(&budget, 0, 1, morning);
+        assert!(
+            budget.leases[0].available(budget.kind.epoch(morning)) > 0,
+            "a new day, a new budget"
+        );
+        assert_eq!(window_start(budget.kind, morning), 1_709_251_200);
+    }
+
+    #[test]
     fn base_spend_counts_and_a_new_window_starts_fresh() {
         let now = 1_000_000;
         let desk = LeaseDesk::default();
