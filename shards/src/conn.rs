@@ -184,12 +184,55 @@ impl ClientConn {
         Ok(())
     }
 
+    /// Takes working buffers from the shard for one request. Between requests a keep-alive
+    /// connection holds only its read buffer (lent to the kernel while it waits).
+    fn lend_buffers(&mut self, buffers: &BufferPool) {
+        self.out = buffers.take();
+        self.upbuf = buffers.take();
+        self.payload = buffers.take();
+    }
+
+    fn return_buffers(&mut self, buffers: &BufferPool) {
+        buffers.put(std::mem::take(&mut self.out));
+        buffers.put(std::mem::take(&mut self.upbuf));
+        buffers.put(std::mem::take(&mut self.payload));
+        buffers.put(std::mem::take(&mut self.decoded_body));
+    }
+
     /// Drops the bytes of the request just served, keeping any pipelined next request.
     fn consume(&mut self, n: usize) {
         if n >= self.inbuf.len() {
             self.inbuf.clear();
         } else {
             self.inbuf.drain(..n);
+        }
+    }
+}
+
+/// A shard's spare byte buffers, reused by its requests so that idle connections hold none.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept for reuse at most (more are freed).
+    const MAX_FREE: usize = 1024;
+    /// Buffers that grew larger than this are freed rather than kept.
+    const MAX_KEPT_CAPACITY: usize = 64 * 1024;
+
+    pub fn take(&self) -> Vec<u8> {
+        self.free.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn put(&self, mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > Self::MAX_KEPT_CAPACITY {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < Self::MAX_FREE {
+            buf.clear();
+            free.push(buf);
         }
     }
 }
@@ -233,7 +276,12 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
         // A draining node answers what it has read, then closes the connection.
         head.keep_alive &= !shard.node.is_draining();
         let in_flight = InFlight::new(&shard.stats);
-        let keep_alive = pipeline::handle(&shard, &snapshot, &mut conn, &head, &body).await;
+        conn.lend_buffers(&shard.buffers);
+        // Boxed: the request's future is large (the whole pipeline), and an idle keep-alive
+        // connection should not carry its space while it waits for the next request.
+        let keep_alive =
+            Box::pin(pipeline::handle(&shard, &snapshot, &mut conn, &head, &body)).await;
+        conn.return_buffers(&shard.buffers);
         drop(in_flight);
         if !keep_alive || !head.keep_alive {
             break;

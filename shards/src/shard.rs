@@ -14,7 +14,7 @@ use monoio_rustls::TlsAcceptor;
 
 use crate::admission::Gate;
 use crate::balance::{KeyStates, Rng};
-use crate::conn;
+use crate::conn::{self, BufferPool};
 use crate::governance::usage::UsageBatcher;
 use crate::governance::Governance;
 use crate::health::Health;
@@ -59,6 +59,8 @@ pub struct Shard {
     pub gov: Option<Arc<Governance>>,
     /// Usage records on their way to the coordinator.
     pub usage: UsageBatcher,
+    /// Spare buffers lent to requests.
+    pub buffers: BufferPool,
 }
 
 impl Shard {
@@ -87,6 +89,7 @@ impl Shard {
             stats,
             gov,
             usage: UsageBatcher::default(),
+            buffers: BufferPool::default(),
         }
     }
 
