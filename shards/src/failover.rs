@@ -28,7 +28,7 @@ use crate::http::request::RequestHead;
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::outbound;
-use crate::relay::{keep_response as collect_kept, relay_response};
+use crate::relay::{keep_response as collect_kept, relay_response, Relay};
 use crate::route::Target;
 use crate::shard::Shard;
 use crate::snapshot::{Provider, Snapshot};
@@ -342,6 +342,24 @@ struct Attempt<'a> {
     conversion: Conversion<'a>,
 }
 
+impl Attempt<'_> {
+    /// How this attempt's response is relayed.
+    fn relay<'r>(
+        &'r self,
+        snapshot: &'r Snapshot,
+        ask: &Ask<'_>,
+        head: &'r ResponseHead,
+    ) -> Relay<'r> {
+        Relay {
+            head,
+            provider: &snapshot.providers[self.provider_id],
+            limits: &snapshot.limits,
+            keep_alive: ask.head.keep_alive,
+            conversion: &self.conversion,
+        }
+    }
+}
+
 /// Relays a response that will be the answer, and returns the connection to the pool.
 async fn finish(
     shard: &Shard,
@@ -358,16 +376,7 @@ async fn finish(
     runtime.health.record_success(attempt.started.elapsed());
     publish_health(shard, provider.slot);
     shard.stats.record_status(head.status);
-    let outcome = relay_response(
-        conn,
-        upstream,
-        head,
-        provider,
-        &snapshot.limits,
-        ask.head.keep_alive,
-        &attempt.conversion,
-    )
-    .await;
+    let outcome = relay_response(conn, upstream, &attempt.relay(snapshot, ask, head)).await;
     if let Some(upstream) = outcome.reusable_upstream {
         shard.pool.checkin(provider, upstream);
     }
@@ -402,17 +411,8 @@ async fn keep_response(
 ) -> Failed {
     let provider_id = attempt.provider_id;
     let provider = &snapshot.providers[provider_id];
-    let (response, reusable) = collect_kept(
-        conn,
-        upstream,
-        head,
-        provider,
-        &snapshot.limits,
-        ask.head.keep_alive,
-        &attempt.conversion,
-        MAX_KEPT_ERROR_BODY,
-    )
-    .await;
+    let relay = attempt.relay(snapshot, ask, head);
+    let (response, reusable) = collect_kept(conn, upstream, &relay, MAX_KEPT_ERROR_BODY).await;
     if let Some(upstream) = reusable {
         shard.pool.checkin(provider, upstream);
     }

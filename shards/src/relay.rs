@@ -22,6 +22,16 @@ use crate::snapshot::{Limits, Provider};
 /// Largest provider body read whole for conversion.
 const MAX_CONVERTED_BODY: usize = 64 * 1024 * 1024;
 
+/// The response being relayed and everything about it each step needs.
+pub struct Relay<'a> {
+    pub head: &'a ResponseHead,
+    pub provider: &'a Provider,
+    pub limits: &'a Limits,
+    /// The client's connection may carry another request afterwards.
+    pub keep_alive: bool,
+    pub conversion: &'a Conversion<'a>,
+}
+
 pub struct RelayOutcome {
     /// The client connection is still usable for another request.
     pub client_ok: bool,
@@ -41,39 +51,23 @@ struct Relayed {
 pub async fn relay_response(
     conn: &mut ClientConn,
     mut upstream: Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
-    keep_alive: bool,
-    conversion: &Conversion<'_>,
+    r: &Relay<'_>,
 ) -> RelayOutcome {
+    let Relay {
+        head,
+        provider,
+        conversion,
+        keep_alive,
+        ..
+    } = *r;
     let streaming = conversion.stream && (200..300).contains(&head.status);
     let chunked = matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
     let result = if conversion.passthrough && !chunked {
-        relay_sized(
-            conn,
-            &mut upstream,
-            head,
-            provider,
-            limits,
-            keep_alive,
-            conversion.capture_usage,
-        )
-        .await
+        relay_sized(conn, &mut upstream, r).await
     } else if conversion.passthrough || streaming {
-        relay_stream(
-            conn,
-            &mut upstream,
-            head,
-            provider,
-            limits,
-            keep_alive,
-            conversion,
-        )
-        .await
+        relay_stream(conn, &mut upstream, r).await
     } else {
-        let converted =
-            collect_converted(conn, &mut upstream, head, provider, limits, conversion).await;
+        let converted = collect_converted(conn, &mut upstream, r).await;
         let mut out = std::mem::take(&mut conn.out);
         converted.render(&mut out, keep_alive);
         conn.out = out;
@@ -133,12 +127,16 @@ fn closed() -> RelayOutcome {
 async fn relay_sized(
     conn: &mut ClientConn,
     upstream: &mut Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
-    keep_alive: bool,
-    capture_usage: bool,
+    r: &Relay<'_>,
 ) -> Result<Relayed, Break> {
+    let Relay {
+        head,
+        provider,
+        limits,
+        keep_alive,
+        conversion,
+    } = *r;
+    let capture_usage = conversion.capture_usage;
     let total = match head.framing {
         InFraming::Length(n) => n,
         _ => 0,
@@ -170,12 +168,15 @@ async fn relay_sized(
 async fn relay_stream(
     conn: &mut ClientConn,
     upstream: &mut Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
-    keep_alive: bool,
-    conversion: &Conversion<'_>,
+    r: &Relay<'_>,
 ) -> Result<Relayed, Break> {
+    let Relay {
+        head,
+        provider,
+        limits,
+        keep_alive,
+        conversion,
+    } = *r;
     if conversion.passthrough {
         push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
     } else {
@@ -230,11 +231,15 @@ async fn relay_stream(
 pub async fn collect_body(
     conn: &mut ClientConn,
     upstream: &mut Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
+    r: &Relay<'_>,
     max: usize,
 ) -> (Vec<u8>, bool) {
+    let Relay {
+        head,
+        provider,
+        limits,
+        ..
+    } = *r;
     let mut reader = BodyReader::new(head, conn);
     let mut body = Vec::new();
     loop {
@@ -280,16 +285,15 @@ impl Collected {
 async fn collect_converted(
     conn: &mut ClientConn,
     upstream: &mut Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
-    conversion: &Conversion<'_>,
+    r: &Relay<'_>,
 ) -> Collected {
+    let Relay {
+        head, conversion, ..
+    } = *r;
     // Read what is needed from the head before `upbuf` is reused for the body.
     let error_type = header_value(conn, "x-amzn-errortype").map(str::to_owned);
     let retry_after = header_value(conn, "retry-after").map(|v| v.trim().to_owned());
-    let (body, reusable) =
-        collect_body(conn, upstream, head, provider, limits, MAX_CONVERTED_BODY).await;
+    let (body, reusable) = collect_body(conn, upstream, r, MAX_CONVERTED_BODY).await;
     let converted = conversion.whole(head.status, &body, error_type.as_deref());
     Collected {
         status: converted.status,
@@ -302,22 +306,23 @@ async fn collect_converted(
 
 /// Reads and renders a response that may become the client's answer later (a failed attempt
 /// kept in case every target fails), converted to the client's API.
-#[allow(clippy::too_many_arguments)]
 pub async fn keep_response(
     conn: &mut ClientConn,
     mut upstream: Stream,
-    head: &ResponseHead,
-    provider: &Provider,
-    limits: &Limits,
-    keep_alive: bool,
-    conversion: &Conversion<'_>,
+    r: &Relay<'_>,
     max: usize,
 ) -> (Vec<u8>, Option<Stream>) {
+    let Relay {
+        head,
+        keep_alive,
+        conversion,
+        ..
+    } = *r;
     let mut response = Vec::with_capacity(1024);
     let reusable = if conversion.passthrough {
         // The head's header positions point into `upbuf`, which is reused below: render first.
         push_proxied_lines(&mut response, head.status, &conn.upbuf, &conn.spans_up);
-        let (body, reusable) = collect_body(conn, &mut upstream, head, provider, limits, max).await;
+        let (body, reusable) = collect_body(conn, &mut upstream, r, max).await;
         finish_head(
             &mut response,
             OutFraming::Length(body.len() as u64),
@@ -326,8 +331,7 @@ pub async fn keep_response(
         response.extend_from_slice(&body);
         reusable
     } else {
-        let converted =
-            collect_converted(conn, &mut upstream, head, provider, limits, conversion).await;
+        let converted = collect_converted(conn, &mut upstream, r).await;
         converted.render(&mut response, keep_alive);
         converted.reusable
     };
