@@ -71,6 +71,30 @@ fn create_key(gw: &Gateway, body: &str) -> (String, String) {
     )
 }
 
+/// Waits until the node knows the key (`/v1/models` stops answering 401), without using any
+/// of its limits. Reloads can queue behind others when many nodes share one database.
+fn wait_known(gw: &Gateway, secret: &str) {
+    let auth = format!("Bearer {secret}");
+    let started = Instant::now();
+    loop {
+        let resp = gw.request(&build_request(
+            "GET",
+            "/v1/models",
+            &[("authorization", &auth)],
+            None,
+            true,
+        ));
+        if resp.status != 401 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the node never learned the key"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
     let auth = format!("Bearer {secret}");
     gw.request(&build_request(
@@ -148,7 +172,9 @@ fn keys_and_auth(database: &str) {
     );
     let (_, expired) = create_key(gw, r#"{"name":"old","expires_at":1,"active":true}"#);
     let (_, inactive) = create_key(gw, r#"{"name":"off","active":false}"#);
-    std::thread::sleep(Duration::from_millis(150));
+    for secret in [&limited, &expired, &inactive] {
+        wait_known(gw, secret);
+    }
     for (secret, code) in [
         (&limited, "model_not_allowed"),
         (&expired, "key_not_usable"),
@@ -168,7 +194,7 @@ fn exact_request_limit_across_shards(database: &str) {
         gw,
         &format!(r#"{{"name":"rpm","limits":{{"rpm":{LIMIT}}},"active":true}}"#),
     );
-    std::thread::sleep(Duration::from_millis(150));
+    wait_known(gw, &secret);
     // Stay inside one minute window: start right after a window boundary if we are near its end.
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -234,7 +260,7 @@ fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
         &node.gw,
         r#"{"name":"budget","budget":{"limit_nanos":10000000,"period":"daily"},"active":true}"#,
     );
-    std::thread::sleep(Duration::from_millis(150));
+    wait_known(&node.gw, &secret);
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(chat_with(&node.gw, &secret, false).status);
@@ -288,7 +314,7 @@ fn streamed_usage_is_counted_but_not_shown(database: &str) {
         gw,
         r#"{"name":"stream","limits":{"tpm":1000000},"active":true}"#,
     );
-    std::thread::sleep(Duration::from_millis(150));
+    wait_known(gw, &secret);
     let resp = chat_with(gw, &secret, true);
     assert_eq!(resp.status, 200);
     assert_eq!(sse_chat_text(&resp.body), "echo: hello");
@@ -318,7 +344,7 @@ fn token_limit_holds_under_concurrency(database: &str) {
         gw,
         &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
     );
-    std::thread::sleep(Duration::from_millis(150));
+    wait_known(gw, &secret);
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -524,7 +550,7 @@ fn limits_hold_across_a_two_node_cluster() {
         t.join().unwrap();
     }
     let admitted = ok.load(Ordering::Relaxed);
-    // Never more than the limit (the probe may have used one). A node's unused share lapses
+    // Never more than the limit. A node's unused share lapses
     // with the window instead of moving to the other node, so up to one share (limit ÷ 4)
     // can go unused: the documented under-admission bound.
     assert!(

@@ -132,7 +132,8 @@ impl LeaseDesk {
     /// A shard's lease ran low: grant it a slice of what is left (at least `want` if there
     /// is that much), reclaiming other shards' unused slices when the pool is empty.
     pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: u64) {
-        self.with_pool(limit, now, |pool, epoch| {
+        // Reclaim idle slices first; in a cluster, see how much of the node's share is missing.
+        let (epoch, generation, short) = self.with_pool(limit, now, |pool, epoch| {
             if self.left(limit, pool) < want {
                 for (i, lease) in limit.leases.iter().enumerate() {
                     if i != shard {
@@ -140,21 +141,24 @@ impl LeaseDesk {
                     }
                 }
             }
-            if let Some(cluster) = &self.cluster {
-                // Lease the node's next share: enough for a slice per shard.
-                let short = want
-                    .max(limit.chunk())
-                    .saturating_sub(self.left(limit, pool));
-                if short > 0 {
-                    let node_share = short.max(limit.chunk() * limit.leases.len() as u64);
-                    pool.node_quota += cluster.acquire(
-                        limit,
-                        pool.generation,
-                        window_start(limit.kind, now),
-                        node_share,
-                    );
+            let short = want
+                .max(limit.chunk())
+                .saturating_sub(self.left(limit, pool));
+            (epoch, pool.generation, short)
+        });
+        // The database call happens without the pools lock: the coordinator's runtime, which
+        // drives the call, also takes that lock when it reloads.
+        if let (Some(cluster), true) = (&self.cluster, short > 0) {
+            let node_share = short.max(limit.chunk() * limit.leases.len() as u64);
+            let leased =
+                cluster.acquire(limit, generation, window_start(limit.kind, now), node_share);
+            self.with_pool(limit, now, |pool, current| {
+                if current == epoch && pool.generation == generation {
+                    pool.node_quota += leased;
                 }
-            }
+            });
+        }
+        self.with_pool(limit, now, |pool, epoch| {
             let grant = want.max(limit.chunk()).min(self.left(limit, pool));
             if grant == 0 || grant < want {
                 limit.leases[shard].refill_refused();
@@ -167,20 +171,21 @@ impl LeaseDesk {
 
     /// Usage beyond what a shard's lease held.
     pub fn debt(&self, limit: &Arc<Limit>, epoch: u32, units: u64, now: u64) {
-        self.with_pool(limit, now, |pool, current| {
-            if current == epoch {
+        let generation = self.with_pool(limit, now, |pool, current| {
+            (current == epoch).then(|| {
                 pool.debt += units;
-                // In a cluster the overshoot is counted against the shared limit too.
-                if let Some(cluster) = &self.cluster {
-                    pool.node_quota += cluster.acquire(
-                        limit,
-                        pool.generation,
-                        window_start(limit.kind, now),
-                        units,
-                    );
-                }
-            }
+                pool.generation
+            })
         });
+        // In a cluster the overshoot is counted against the shared limit too (outside the lock).
+        if let (Some(cluster), Some(generation)) = (&self.cluster, generation) {
+            let leased = cluster.acquire(limit, generation, window_start(limit.kind, now), units);
+            self.with_pool(limit, now, |pool, current| {
+                if current == epoch && pool.generation == generation {
+                    pool.node_quota += leased;
+                }
+            });
+        }
     }
 
     /// What is left of a limit now.

@@ -253,33 +253,25 @@ impl Gateway {
     /// top-level `listen:` line, `listen: 127.0.0.1:<free port>` is prepended;
     /// likewise a `control:` block with a free port for the control port.
     pub fn start(config_yaml: &str) -> Gateway {
-        let with_control;
-        let config_yaml = if config_yaml.lines().any(|l| l.starts_with("control:")) {
-            config_yaml
-        } else {
-            with_control = format!(
-                "control: {{listen: 127.0.0.1:{}}}\n{config_yaml}",
-                free_port()
-            );
-            &with_control
-        };
-        let has_listen = config_yaml.lines().any(|l| l.starts_with("listen:"));
-        if has_listen {
-            return Self::try_start(config_yaml).unwrap_or_else(|e| panic!("{e}"));
+        // Without explicit addresses ringgate binds port 0 and the harness reads the ports it
+        // got from its log: probing for a free port and passing it on races with other
+        // gateways started in parallel — and with SO_REUSEPORT two of them could even share it.
+        let mut yaml = String::new();
+        if !config_yaml.lines().any(|l| l.starts_with("control:")) {
+            yaml.push_str("control: {listen: 127.0.0.1:0}\n");
         }
-        // The probed port may be taken before ringgate binds it: retry a little.
-        let mut last = String::new();
-        for _ in 0..3 {
-            let yaml = format!("listen: 127.0.0.1:{}\n{config_yaml}", free_port());
-            match Self::try_start(&yaml) {
-                Ok(gw) => return gw,
-                Err(e) if e.to_ascii_lowercase().contains("address") && e.contains("in use") => {
-                    last = e
-                }
-                Err(e) => panic!("{e}"),
-            }
+        if !config_yaml.lines().any(|l| l.starts_with("listen:")) {
+            yaml.push_str("listen: 127.0.0.1:0\n");
         }
-        panic!("{last}");
+        yaml.push_str(config_yaml);
+        Self::try_start(&yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The address a log line `<marker> ADDR` names, once ringgate has written it.
+    fn logged_addr(stderr_path: &Path, marker: &str) -> Option<SocketAddr> {
+        let log = fs::read_to_string(stderr_path).ok()?;
+        let rest = &log[log.find(marker)? + marker.len()..];
+        rest.split_whitespace().next()?.parse().ok()
     }
 
     fn try_start(config_yaml: &str) -> Result<Gateway, String> {
@@ -328,8 +320,20 @@ impl Gateway {
                 last = format!("process exited: {status}");
                 break;
             }
+            if gw.addr.port() == 0 || gw.control.port() == 0 {
+                if let Some(a) = Self::logged_addr(&gw.stderr_path, "ringgate listening on ") {
+                    gw.addr = a;
+                }
+                if let Some(a) = Self::logged_addr(&gw.stderr_path, "control port listening on ") {
+                    gw.control = a;
+                }
+                if gw.addr.port() == 0 {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            }
             match http_request(
-                addr,
+                gw.addr,
                 b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 Duration::from_secs(2),
             ) {
