@@ -126,6 +126,10 @@ pub struct GovernanceConfig {
     /// Which requests are written to the request log: `all`, `errors` or `none`.
     #[serde(default)]
     pub request_logs: RequestLogsName,
+    /// Experimental: lease each node's share of every limit from PostgreSQL, so limits hold
+    /// across nodes. Off: every node enforces each limit on its own.
+    #[serde(default)]
+    pub cluster_leases: bool,
     /// Price overrides and additions, USD per million tokens as decimal strings.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
@@ -160,6 +164,7 @@ pub struct GovernancePlan {
     pub lease_wait: Duration,
     pub prices: shards::governance::Prices,
     pub request_logs: crate::coordinator::governance::RequestLogs,
+    pub cluster_leases: bool,
 }
 
 impl GovernanceConfig {
@@ -181,6 +186,12 @@ impl GovernanceConfig {
             ),
             None => None,
         };
+        if self.cluster_leases && !self.database.starts_with("postgres") {
+            return Err(invalid(
+                "governance.cluster_leases",
+                "needs a postgres:// database",
+            ));
+        }
         if self.flush_interval_ms == 0 {
             return Err(invalid(
                 "governance.flush_interval_ms",
@@ -194,6 +205,7 @@ impl GovernanceConfig {
             secrets,
             flush_interval: ms(self.flush_interval_ms),
             lease_wait: ms(self.lease_wait_ms),
+            cluster_leases: self.cluster_leases,
             request_logs: match self.request_logs {
                 RequestLogsName::All => crate::coordinator::governance::RequestLogs::All,
                 RequestLogsName::Errors => crate::coordinator::governance::RequestLogs::Errors,

@@ -116,6 +116,8 @@ pub struct GovSettings {
     pub prices: Prices,
     pub flush_interval: Duration,
     pub request_logs: RequestLogs,
+    /// Lease node shares from PostgreSQL (experimental; see docs/governance.md).
+    pub cluster_leases: bool,
 }
 
 /// Which requests get a row in the request log.
@@ -185,13 +187,13 @@ impl GovRuntime {
         providers: ProviderReload,
         runtime: tokio::runtime::Handle,
     ) -> Self {
-        // With PostgreSQL the store is shared by a cluster: node shares come from it.
-        let desk = match store.backend() {
-            store::Backend::Postgres => LeaseDesk::clustered(Box::new(StoreLeases {
+        // Opt-in: node shares from the shared PostgreSQL counter.
+        let desk = match (settings.cluster_leases, store.backend()) {
+            (true, store::Backend::Postgres) => LeaseDesk::clustered(Box::new(StoreLeases {
                 store: store.clone(),
                 runtime,
             })),
-            store::Backend::Sqlite => LeaseDesk::default(),
+            _ => LeaseDesk::default(),
         };
         Self {
             gov,
