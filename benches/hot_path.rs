@@ -4,7 +4,7 @@
 //! SSE stream. Run: `cargo bench --bench hot_path`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shards::extract::{extract_fields, splice_model};
+use shards::extract::{extract_fields, Spliced};
 use shards::http::chunked::{push_chunk_frame, ChunkedDecoder};
 use shards::http::request::parse_request_head;
 use shards::http::upstream::{push_upstream_request_head, UpstreamHead};
@@ -68,7 +68,7 @@ fn request_side(c: &mut Criterion) {
                 &spans,
                 Some(body.len()),
             );
-            splice_model(&mut out, &body, fields.model_span.clone(), "gpt-4o-mini");
+            Spliced::new(&body, fields.model_span.clone(), "gpt-4o-mini", b"").write_to(&mut out);
             black_box(&out);
         })
     });

@@ -74,11 +74,49 @@ pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
     })
 }
 
-/// Copies `body` into `out` with the model string literal at `span` replaced by `model`.
-pub fn splice_model(out: &mut Vec<u8>, body: &[u8], span: Range<usize>, model: &str) {
-    out.extend_from_slice(&body[..span.start]);
-    crate::error::push_json_string(out, model);
-    out.extend_from_slice(&body[span.end..]);
+/// A request body forwarded as the client sent it, with the model string literal at `span`
+/// replaced and, optionally, `insert` placed right after the opening brace. It is written
+/// straight into the output buffer after the head: the body is copied once.
+pub struct Spliced<'b> {
+    pub body: &'b [u8],
+    pub span: Range<usize>,
+    /// The new model as a JSON string literal (quotes included).
+    pub literal: String,
+    pub insert: &'b [u8],
+}
+
+impl<'b> Spliced<'b> {
+    pub fn new(body: &'b [u8], span: Range<usize>, model: &str, insert: &'b [u8]) -> Self {
+        let mut literal = Vec::with_capacity(model.len() + 2);
+        crate::error::push_json_string(&mut literal, model);
+        Self {
+            body,
+            span,
+            literal: String::from_utf8(literal).unwrap_or_default(),
+            insert,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.body.len() - self.span.len() + self.literal.len() + self.insert.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let open = if self.insert.is_empty() {
+            0
+        } else {
+            memchr::memchr(b'{', self.body).map_or(0, |i| i + 1)
+        };
+        out.extend_from_slice(&self.body[..open]);
+        out.extend_from_slice(self.insert);
+        out.extend_from_slice(&self.body[open..self.span.start]);
+        out.extend_from_slice(self.literal.as_bytes());
+        out.extend_from_slice(&self.body[self.span.end..]);
+    }
 }
 
 #[cfg(test)]
@@ -93,7 +131,9 @@ mod tests {
         assert!(f.stream);
         assert_eq!(&body[f.model_span.clone()], br#""openai/gpt-4o""#);
         let mut out = Vec::new();
-        splice_model(&mut out, body, f.model_span, "gpt-4o");
+        let spliced = Spliced::new(body, f.model_span, "gpt-4o", b"");
+        spliced.write_to(&mut out);
+        assert_eq!(out.len(), spliced.len());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "gpt-4o");
         assert_eq!(v["messages"][0]["content"], "hi \"model\"");

@@ -28,7 +28,7 @@ use crate::http::request::RequestHead;
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::outbound;
-use crate::relay::{keep_response as collect_kept, relay_response, Relay};
+use crate::relay::{header_value, keep_response as collect_kept, relay_response, Relay};
 use crate::route::Target;
 use crate::shard::Shard;
 use crate::snapshot::{Provider, Snapshot};
@@ -245,7 +245,7 @@ async fn try_target(
                     let cooldown = if auth {
                         AUTH_FAILURE_COOLDOWN
                     } else {
-                        retry_after(conn, &head).unwrap_or(RATE_LIMIT_COOLDOWN)
+                        retry_after(conn).unwrap_or(RATE_LIMIT_COOLDOWN)
                     };
                     if key.is_some() {
                         runtime.keys.cool_down(key_index, Instant::now() + cooldown);
@@ -423,11 +423,8 @@ async fn keep_response(
 }
 
 /// `Retry-After` in seconds, when the upstream sent one.
-fn retry_after(conn: &ClientConn, _head: &ResponseHead) -> Option<Duration> {
-    conn.spans_up
-        .iter()
-        .find(|h| conn.upbuf[h.name.clone()].eq_ignore_ascii_case(b"retry-after"))
-        .and_then(|h| std::str::from_utf8(&conn.upbuf[h.value.clone()]).ok())
+fn retry_after(conn: &ClientConn) -> Option<Duration> {
+    header_value(conn, "retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|secs| Duration::from_secs(secs.min(3600)))
 }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::conn::{BodyLocation, ClientConn};
 use crate::dialect::{Inbound, Wire};
 use crate::error::GatewayError;
-use crate::extract::extract_fields;
+use crate::extract::{extract_fields, Spliced};
 use crate::failover::Ask;
 use crate::http::upstream::{push_upstream_request_head, UpstreamHead};
 use crate::snapshot::Provider;
@@ -66,8 +66,10 @@ pub fn build(
     ) || (ask.inbound == Inbound::Responses && provider.responses_passthrough);
     let mut built = Built::default();
     let mut upstream_path = String::new();
-    let owned_body: Vec<u8>;
+    let translated: Vec<u8>;
     let mut extra: Vec<(String, String)> = Vec::new();
+    // The body: the client's bytes as they are, spliced, or a translated request.
+    let mut spliced: Option<Spliced<'_>> = None;
     let body: &[u8] = match provider.wire {
         Wire::OpenAi | Wire::Azure => {
             built.passthrough = native;
@@ -103,27 +105,11 @@ pub fn build(
             // Governed streams whose client did not ask for usage: ask the provider for it
             // (the usage chunk is kept out of the client's stream on the way back).
             let inject = ask.inject_usage && native;
-            if current == Some(model) && !inject {
-                source
-            } else {
-                let literal = serde_json::to_string(model).unwrap_or_default();
-                let mut spliced =
-                    Vec::with_capacity(source.len() + literal.len() + INCLUDE_USAGE.len());
-                let open = if inject {
-                    memchr::memchr(b'{', source).map_or(0, |i| i + 1)
-                } else {
-                    0
-                };
-                spliced.extend_from_slice(&source[..open]);
-                if inject {
-                    spliced.extend_from_slice(INCLUDE_USAGE);
-                }
-                spliced.extend_from_slice(&source[open..span.start]);
-                spliced.extend_from_slice(literal.as_bytes());
-                spliced.extend_from_slice(&source[span.end..]);
-                owned_body = spliced;
-                &owned_body
+            if current != Some(model) || inject {
+                let insert: &[u8] = if inject { INCLUDE_USAGE } else { b"" };
+                spliced = Some(Spliced::new(source, span, model, insert));
             }
+            source
         }
         Wire::Anthropic | Wire::Gemini | Wire::Bedrock => {
             let request = match (provider.wire, ask.inbound) {
@@ -175,8 +161,8 @@ pub fn build(
                     });
                 extra.extend(signed);
             }
-            owned_body = request.body;
-            &owned_body
+            translated = request.body;
+            &translated
         }
     };
     let upstream_head = UpstreamHead {
@@ -194,9 +180,12 @@ pub fn build(
         &upstream_head,
         &conn.inbuf,
         &conn.spans,
-        Some(body.len()),
+        Some(spliced.as_ref().map_or(body.len(), Spliced::len)),
     );
-    out.extend_from_slice(body);
+    match &spliced {
+        Some(spliced) => spliced.write_to(out),
+        None => out.extend_from_slice(body),
+    }
     Ok(built)
 }
 

@@ -35,7 +35,7 @@ use crate::failover::{self, Ask};
 use crate::governance::admit::{self, Refusal};
 use crate::governance::request;
 use crate::governance::usage::UsageRecord;
-use crate::http::request::{Method, RequestHead};
+use crate::http::request::{find_header, Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
 use crate::route::Target;
 use crate::shard::Shard;
@@ -163,10 +163,7 @@ fn models_allowed(shard: &Shard, conn: &ClientConn) -> Result<(), GatewayError> 
 
 /// The value of a client request header, if present.
 fn client_header<'b>(conn: &'b ClientConn, name: &str) -> Option<&'b [u8]> {
-    conn.spans
-        .iter()
-        .find(|h| conn.inbuf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| &conn.inbuf[h.value.clone()])
+    find_header(&conn.inbuf, &conn.spans, name)
 }
 
 /// Stages 2–4, then the failover loop. An `Err` means nothing has reached the client yet.

@@ -14,6 +14,7 @@ use crate::conn::ClientConn;
 use crate::dialect::Conversion;
 use crate::governance::usage::TokenUsage;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
+use crate::http::request::find_header;
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
@@ -338,9 +339,7 @@ pub async fn keep_response(
     (response, reusable.then_some(upstream))
 }
 
-fn header_value<'a>(conn: &'a ClientConn, name: &str) -> Option<&'a str> {
-    conn.spans_up
-        .iter()
-        .find(|h| conn.upbuf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-        .and_then(|h| std::str::from_utf8(&conn.upbuf[h.value.clone()]).ok())
+/// The value of a header of the upstream response whose head is in `upbuf`.
+pub fn header_value<'a>(conn: &'a ClientConn, name: &str) -> Option<&'a str> {
+    find_header(&conn.upbuf, &conn.spans_up, name).and_then(|v| std::str::from_utf8(v).ok())
 }

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::{GovSnapshot, KeyPolicy};
 use crate::error::GatewayError;
-use crate::http::request::HeaderSpan;
+use crate::http::request::{find_header, HeaderSpan};
 
 /// Output tokens assumed when a request sets no cap.
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
@@ -16,20 +16,15 @@ pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
 /// The virtual key a request presents: `x-ringgate-key: <vk>`, `Authorization: Bearer <vk>`,
 /// or `x-api-key: <vk>` (what Anthropic clients send).
 pub fn presented_key<'b>(buf: &'b [u8], spans: &[HeaderSpan]) -> Option<&'b [u8]> {
-    let header = |name: &[u8]| {
-        spans
-            .iter()
-            .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name))
-            .map(|h| buf[h.value.clone()].trim_ascii())
-    };
-    header(b"x-ringgate-key")
+    let header = |name: &str| find_header(buf, spans, name).map(<[u8]>::trim_ascii);
+    header("x-ringgate-key")
         .or_else(|| {
-            header(b"authorization").and_then(|v| {
+            header("authorization").and_then(|v| {
                 (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
                     .then(|| v[7..].trim_ascii())
             })
         })
-        .or_else(|| header(b"x-api-key"))
+        .or_else(|| header("x-api-key"))
         .filter(|k| !k.is_empty())
 }
 

@@ -35,6 +35,15 @@ pub struct HeaderSpan {
     pub value: Range<usize>,
 }
 
+/// The value of the first header named `name` (any case), among `spans` into `buf`.
+/// Used for client requests and upstream responses alike.
+pub fn find_header<'b>(buf: &'b [u8], spans: &[HeaderSpan], name: &str) -> Option<&'b [u8]> {
+    spans
+        .iter()
+        .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| &buf[h.value.clone()])
+}
+
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: Method,
