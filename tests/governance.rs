@@ -95,6 +95,18 @@ fn wait_known(gw: &Gateway, secret: &str) {
     }
 }
 
+/// Per-minute limits count in UTC minutes: near a minute's end, wait for the next one so a
+/// burst of requests stays inside one window.
+fn within_one_minute_window() {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - secs % 60));
+    }
+}
+
 fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
     let auth = format!("Bearer {secret}");
     gw.request(&build_request(
@@ -195,14 +207,7 @@ fn exact_request_limit_across_shards(database: &str) {
         &format!(r#"{{"name":"rpm","limits":{{"rpm":{LIMIT}}},"active":true}}"#),
     );
     wait_known(gw, &secret);
-    // Stay inside one minute window: start right after a window boundary if we are near its end.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if secs % 60 > 50 {
-        std::thread::sleep(Duration::from_secs(61 - secs % 60));
-    }
+    within_one_minute_window();
     let ok = Arc::new(AtomicUsize::new(0));
     let limited = Arc::new(AtomicUsize::new(0));
     let addr = gw.addr;
@@ -351,13 +356,7 @@ fn token_limit_holds_under_concurrency(database: &str) {
         &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
     );
     wait_known(gw, &secret);
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if secs % 60 > 50 {
-        std::thread::sleep(Duration::from_secs(61 - secs % 60));
-    }
+    within_one_minute_window();
     let addr = gw.addr;
     let threads: Vec<_> = (0..8)
         .map(|t| {
