@@ -4,7 +4,7 @@
 //! SSE stream. Run: `cargo bench --bench hot_path`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shards::extract::{extract_fields, Spliced};
+use shards::bench::{extract_fields, Spliced};
 use shards::http::chunked::{push_chunk_frame, ChunkedDecoder};
 use shards::http::request::parse_request_head;
 use shards::http::upstream::{push_upstream_request_head, UpstreamHead};
@@ -133,8 +133,8 @@ fn split_frames(wire: &[u8]) -> Vec<&[u8]> {
 
 /// The routing layer: key choice, breaker bookkeeping, backoff.
 fn routing(c: &mut Criterion) {
-    use shards::balance::{backoff, KeyStates, Rng};
-    use shards::health::Health;
+    use shards::bench::Health;
+    use shards::bench::{backoff, KeyStates, Rng};
     use shards::snapshot::{ApiKey, BreakerPolicy};
     use std::time::{Duration, Instant};
     let keys: Vec<ApiKey> = (0..3)

@@ -37,9 +37,43 @@ pub enum Inbound {
 }
 
 impl Inbound {
-    /// Whether the client's body is already an OpenAI chat request.
-    pub fn speaks_chat(self) -> bool {
-        matches!(self, Self::Chat)
+    /// An OpenAI-shaped error body, in this API (the one place each API's error is made).
+    pub fn error_body(self, status: u16, openai_body: Vec<u8>) -> Vec<u8> {
+        match self {
+            Self::AnthropicMessages => {
+                translate::inbound::anthropic::error_from_openai(status, &openai_body)
+            }
+            _ => openai_body,
+        }
+    }
+
+    /// The final event of a stream that broke, in this API.
+    pub fn stream_error_event(self, message: &str) -> Vec<u8> {
+        let mut event = Vec::with_capacity(256);
+        match self {
+            Self::AnthropicMessages => {
+                event.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+                crate::error::push_json_string(&mut event, message);
+                event.extend_from_slice(b"}}\n\n");
+            }
+            Self::Responses => {
+                event.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"code\":\"upstream_stream_broken\",\"message\":");
+                crate::error::push_json_string(&mut event, message);
+                event.extend_from_slice(b",\"param\":null}\n\n");
+            }
+            _ => {
+                event.extend_from_slice(b"data: ");
+                write_error_json(
+                    &mut event,
+                    message,
+                    "api_error",
+                    None,
+                    "upstream_stream_broken",
+                );
+                event.extend_from_slice(b"\n\n");
+            }
+        }
+        event
     }
 }
 
@@ -110,9 +144,7 @@ impl Conversion<'_> {
             (Inbound::AnthropicMessages, true) => {
                 translate::inbound::anthropic::response_from_chat(&as_openai, self.model)
             }
-            (Inbound::AnthropicMessages, false) => Ok(
-                translate::inbound::anthropic::error_from_openai(status, &as_openai),
-            ),
+            (_, false) => Ok(self.inbound.error_body(status, as_openai)),
             (Inbound::Responses, true) => {
                 translate::inbound::responses::response_from_chat(&as_openai, self.model)
             }
@@ -126,19 +158,9 @@ impl Conversion<'_> {
             },
             Err(e) => Converted {
                 status: 502,
-                body: self.error_body(502, &openai_error(&e)),
+                body: self.inbound.error_body(502, openai_error(&e)),
                 usage,
             },
-        }
-    }
-
-    /// An OpenAI-shaped error body, in the client's API.
-    pub fn error_body(&self, status: u16, openai_body: &[u8]) -> Vec<u8> {
-        match self.inbound {
-            Inbound::AnthropicMessages => {
-                translate::inbound::anthropic::error_from_openai(status, openai_body)
-            }
-            _ => openai_body.to_vec(),
         }
     }
 
@@ -183,35 +205,6 @@ impl Conversion<'_> {
             mid: Vec::new(),
             mid2: Vec::new(),
         }
-    }
-
-    /// The final event of a stream that broke, in the client's API.
-    pub fn stream_error_event(&self, message: &str) -> Vec<u8> {
-        let mut event = Vec::with_capacity(256);
-        match self.inbound {
-            Inbound::AnthropicMessages => {
-                event.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
-                crate::error::push_json_string(&mut event, message);
-                event.extend_from_slice(b"}}\n\n");
-            }
-            Inbound::Responses => {
-                event.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"code\":\"upstream_stream_broken\",\"message\":");
-                crate::error::push_json_string(&mut event, message);
-                event.extend_from_slice(b",\"param\":null}\n\n");
-            }
-            _ => {
-                event.extend_from_slice(b"data: ");
-                write_error_json(
-                    &mut event,
-                    message,
-                    "api_error",
-                    None,
-                    "upstream_stream_broken",
-                );
-                event.extend_from_slice(b"\n\n");
-            }
-        }
-        event
     }
 }
 

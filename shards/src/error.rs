@@ -1,12 +1,41 @@
 //! The gateway's one error type. Each variant knows its HTTP status, its OpenAI error `type`
-//! and `code`, who caused it (client, upstream, the gateway itself) and whether another attempt
-//! could succeed; [`GatewayError::write_body`] renders it once, in OpenAI's error shape.
+//! and `code`, who caused it (client, upstream, the gateway itself) and what failover does
+//! after it ([`GatewayError::retry`]); [`GatewayError::write_body`] renders it once, in
+//! OpenAI's error shape. [`Retry::of_status`] is the same policy for a provider's HTTP
+//! status: together they are the one place that decides what is retried.
 //!
 //! Hot-path cost: none unless a request fails; rendering writes straight into the output buffer.
 
 use std::fmt::Write as _;
 
-/// Who caused an error: decides logging level today, retry policy later.
+/// What failover does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Nothing else could do better: this is the answer.
+    Never,
+    /// The provider failed: it counts against the provider's health, and the same target
+    /// is tried again after a backoff (up to its retry limit), then the next target.
+    Backoff,
+    /// This key was refused (429, or 401/403 when `auth`): cool it down and try another key
+    /// of the same provider at once; with none left, move on (429) or answer (401/403).
+    OtherKey { auth: bool },
+    /// This target cannot serve the request now: the next target, at once.
+    NextTarget,
+}
+
+impl Retry {
+    /// The policy for a provider's response status.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            429 => Self::OtherKey { auth: false },
+            401 | 403 => Self::OtherKey { auth: true },
+            408 | 500 | 502 | 503 | 504 | 529 => Self::Backoff,
+            _ => Self::Never,
+        }
+    }
+}
+
+/// Who caused an error: decides the logging level and the error's `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
     Client,
@@ -20,6 +49,9 @@ pub enum GatewayError {
     MalformedJson(String),
     #[error("Invalid request: {0}")]
     InvalidRequest(String),
+    /// The request cannot be expressed in one provider's API (another target's may).
+    #[error("Invalid request: {detail}")]
+    ProviderCannotServe { provider: String, detail: String },
     #[error("you must provide a model parameter")]
     MissingModel,
     #[error("The model `{0}` does not exist or is not configured on this gateway")]
@@ -47,6 +79,8 @@ pub enum GatewayError {
     UpstreamProtocol { provider: String, detail: String },
     #[error("Provider `{provider}` reported an error in its stream: {detail}")]
     UpstreamStreamError { provider: String, detail: String },
+    #[error("The stream from provider `{provider}` broke before it ended: {detail}")]
+    UpstreamBroken { provider: String, detail: String },
     #[error("Provider `{provider}` is at capacity on this gateway; retry later")]
     Overloaded { provider: String },
     #[error("Provider `{provider}` is failing and temporarily cut off (circuit open)")]
@@ -81,7 +115,10 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedJson(_) | Self::InvalidRequest(_) | Self::MissingModel => 400,
+            Self::MalformedJson(_)
+            | Self::InvalidRequest(_)
+            | Self::ProviderCannotServe { .. }
+            | Self::MissingModel => 400,
             Self::ModelNotFound(_) | Self::UnknownRoute { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::RequestTimeout => 408,
@@ -90,7 +127,8 @@ impl GatewayError {
             Self::UpstreamConnect { .. }
             | Self::UpstreamReset { .. }
             | Self::UpstreamProtocol { .. }
-            | Self::UpstreamStreamError { .. } => 502,
+            | Self::UpstreamStreamError { .. }
+            | Self::UpstreamBroken { .. } => 502,
             Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => 503,
             Self::UpstreamTimeout { .. } | Self::DeadlineExceeded => 504,
             Self::MissingKey | Self::InvalidKey => 401,
@@ -119,7 +157,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "invalid_json",
-            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidRequest(_) | Self::ProviderCannotServe { .. } => "invalid_request",
             Self::MissingModel => "missing_required_parameter",
             Self::ModelNotFound(_) => "model_not_found",
             Self::BodyTooLarge { .. } => "request_too_large",
@@ -132,6 +170,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamProtocol { .. } => "upstream_protocol_error",
             Self::UpstreamStreamError { .. } => "upstream_stream_error",
+            Self::UpstreamBroken { .. } => "upstream_stream_broken",
             Self::Overloaded { .. } => "overloaded",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::NoKeyAvailable { .. } => "no_key_available",
@@ -159,7 +198,8 @@ impl GatewayError {
             | Self::UpstreamReset { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamProtocol { .. }
-            | Self::UpstreamStreamError { .. } => ErrorSource::Upstream,
+            | Self::UpstreamStreamError { .. }
+            | Self::UpstreamBroken { .. } => ErrorSource::Upstream,
             Self::Overloaded { .. }
             | Self::CircuitOpen { .. }
             | Self::NoKeyAvailable { .. }
@@ -168,9 +208,18 @@ impl GatewayError {
         }
     }
 
-    /// Whether the same request could succeed on another attempt or target.
-    pub fn retryable(&self) -> bool {
-        self.source() == ErrorSource::Upstream
+    /// What failover does after this error (see [`Retry`]).
+    pub fn retry(&self) -> Retry {
+        match self.source() {
+            ErrorSource::Upstream => Retry::Backoff,
+            _ => match self {
+                Self::ProviderCannotServe { .. }
+                | Self::Overloaded { .. }
+                | Self::CircuitOpen { .. }
+                | Self::NoKeyAvailable { .. } => Retry::NextTarget,
+                _ => Retry::Never,
+            },
+        }
     }
 
     /// Seconds a client should wait before retrying, sent as `Retry-After`.
@@ -279,6 +328,25 @@ mod tests {
         assert_eq!(e.status(), 504);
         assert_eq!(render(&e)["error"]["type"], "api_error");
         assert_eq!(render(&e)["error"]["param"], serde_json::Value::Null);
-        assert!(e.retryable());
+        assert_eq!(e.retry(), Retry::Backoff);
+    }
+
+    #[test]
+    fn retry_policy() {
+        assert_eq!(Retry::of_status(200), Retry::Never);
+        assert_eq!(Retry::of_status(400), Retry::Never);
+        assert_eq!(Retry::of_status(404), Retry::Never);
+        assert_eq!(Retry::of_status(429), Retry::OtherKey { auth: false });
+        assert_eq!(Retry::of_status(401), Retry::OtherKey { auth: true });
+        assert_eq!(Retry::of_status(503), Retry::Backoff);
+        assert_eq!(Retry::of_status(529), Retry::Backoff);
+        let cannot = GatewayError::ProviderCannotServe {
+            provider: "p".into(),
+            detail: "no".into(),
+        };
+        assert_eq!(cannot.retry(), Retry::NextTarget);
+        assert_eq!(cannot.status(), 400);
+        assert_eq!(GatewayError::DeadlineExceeded.retry(), Retry::Never);
+        assert_eq!(GatewayError::MissingModel.retry(), Retry::Never);
     }
 }

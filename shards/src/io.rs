@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -116,4 +117,40 @@ pub fn peer_gone(fd: RawFd) -> bool {
     // SAFETY: `pfd` is a valid pollfd for the duration of the call; timeout 0 never blocks.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Why a watched read returned no data.
+#[derive(Debug)]
+pub enum WaitError {
+    Io(io::Error),
+    Timeout,
+    ClientGone,
+}
+
+/// Reads once from `upstream` within `timeout`, checking every `check` that the client
+/// (`client_fd`) is still connected. The read stays in flight across checks, so no upstream
+/// byte is lost; it is dropped only together with the upstream connection.
+pub async fn read_watching(
+    upstream: &mut Stream,
+    buf: &mut Vec<u8>,
+    client_fd: RawFd,
+    timeout: Duration,
+    check: Duration,
+) -> Result<usize, WaitError> {
+    let deadline = Instant::now() + timeout;
+    let read = upstream.read_into(buf);
+    let mut read = std::pin::pin!(read);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WaitError::Timeout);
+        }
+        monoio::select! {
+            r = &mut read => return r.map_err(WaitError::Io),
+            () = monoio::time::sleep(left.min(check)) => {}
+        }
+        if peer_gone(client_fd) {
+            return Err(WaitError::ClientGone);
+        }
+    }
 }

@@ -1,30 +1,33 @@
 //! ringgate's data plane: one shard per core, each a monoio runtime on io_uring with its own
 //! listener, upstream pools and buffers. Nothing on the request path takes a lock, talks to
-//! another shard or blocks. The request path itself is listed stage by stage in
-//! [`pipeline`]. This crate knows nothing of tokio, the store or the coordinator; the binary
-//! hands it a [`snapshot::Snapshot`] and a [`runtime::ShardPlan`].
+//! another shard or blocks. The request path is listed phase by phase in one place: the
+//! `path` module's doc comment (and docs/architecture.md). This crate knows nothing of tokio,
+//! the store or the coordinator; the binary hands it a [`snapshot::Snapshot`] and a
+//! [`runtime::ShardPlan`].
+//!
+//! Layout: `path/` holds the request path (one module per phase), `state/` what a shard
+//! owns, and the leaf modules below the vocabulary both use. Only what the binary and the
+//! benches use is public.
 
-pub mod admission;
-pub mod balance;
-pub mod body;
 pub mod clock;
-pub mod conn;
 pub mod dialect;
 pub mod error;
-pub mod exchange;
-pub mod extract;
-pub mod failover;
 pub mod governance;
-pub mod health;
 pub mod http;
-pub mod io;
-pub mod outbound;
-pub mod pipeline;
-pub mod pool;
-pub mod relay;
+mod io;
+mod path;
 pub mod route;
 pub mod runtime;
-pub mod shard;
 pub mod snapshot;
-pub mod stats;
+mod state;
 pub mod tls;
+
+pub use state::stats;
+
+/// Hot-path pieces that the criterion benches in `benches/` measure; not an API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::path::fields::{extract_fields, Spliced};
+    pub use crate::state::balance::{backoff, KeyStates, Rng};
+    pub use crate::state::health::Health;
+}

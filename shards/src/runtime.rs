@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::shard::{self, Shard};
 use crate::snapshot::{NodeState, Snapshot};
-use crate::stats::ShardStats;
+use crate::state::stats::ShardStats;
+use crate::state::Shard;
 
 /// Which io driver shards run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +212,7 @@ pub fn start(
                     };
                     let _ = started.send((index, Ok(())));
                     let shard = std::rc::Rc::new(Shard::new(index, snapshot, node, shard_stats, gov));
-                    shard::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
+                    crate::path::accept::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };
                 let built = match driver {
                     DriverChoice::Epoll => RuntimeBuilder::<LegacyDriver>::new()

@@ -14,23 +14,10 @@ use std::time::{Duration, Instant};
 
 use super::usage::TokenUsage;
 use super::{GovEvent, Governance, KeyPolicy, Limit, LimitKind};
+use crate::error::GatewayError;
 
 /// How often a waiting request looks at its lease again.
 const POLL: Duration = Duration::from_millis(1);
-
-#[derive(Debug, Clone)]
-pub enum Refusal {
-    RateLimited {
-        limit: &'static str,
-        value: u64,
-        entity: &'static str,
-        /// Seconds until the window resets.
-        resets_in: u64,
-    },
-    BudgetExceeded {
-        entity: &'static str,
-    },
-}
 
 struct Taken {
     limit: Arc<Limit>,
@@ -98,7 +85,7 @@ pub async fn admit(
     key: &Arc<KeyPolicy>,
     token_estimate: u64,
     now: u64,
-) -> Result<Admission, Refusal> {
+) -> Result<Admission, GatewayError> {
     let mut admission = Admission {
         taken: Vec::with_capacity(key.limits.len()),
         shard,
@@ -114,10 +101,10 @@ pub async fn admit(
         if !take_or_wait(gov, shard, limit, epoch, units).await {
             // `admission` drops here and gives back what it took.
             return Err(match limit.kind {
-                LimitKind::Budget(_) => Refusal::BudgetExceeded {
+                LimitKind::Budget(_) => GatewayError::BudgetExceeded {
                     entity: limit.entity.kind.as_str(),
                 },
-                kind => Refusal::RateLimited {
+                kind => GatewayError::RateLimited {
                     limit: kind.name(),
                     value: limit.value,
                     entity: limit.entity.kind.as_str(),

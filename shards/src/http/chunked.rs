@@ -74,8 +74,8 @@ impl ChunkedDecoder {
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkedError> {
         let mut i = 0;
         while i < input.len() {
-            let b = input[i];
             match self.state {
+                // Payload is copied in one piece, not byte by byte.
                 State::Data => {
                     let take = (input.len() - i)
                         .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
@@ -85,93 +85,91 @@ impl ChunkedDecoder {
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
-                    continue;
-                }
-                State::Size => match hex_value(b) {
-                    Some(v) => {
-                        if self.size_digits >= 15 {
-                            return Err(ChunkedError::BadSize);
-                        }
-                        self.remaining = self.remaining * 16 + u64::from(v);
-                        self.size_digits += 1;
-                    }
-                    None if self.size_digits == 0 => return Err(ChunkedError::BadSize),
-                    None => match b {
-                        b'\r' => self.state = State::SizeLf,
-                        b';' | b' ' | b'\t' => {
-                            self.state = State::Extension;
-                            self.line_len = 0;
-                        }
-                        _ => return Err(ChunkedError::BadSize),
-                    },
-                },
-                State::Extension => {
-                    self.line_len += 1;
-                    if self.line_len > MAX_LINE {
-                        return Err(ChunkedError::LineTooLong);
-                    }
-                    if b == b'\r' {
-                        self.state = State::SizeLf;
-                    }
-                }
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::BadSize);
-                    }
-                    self.size_digits = 0;
-                    self.state = if self.remaining == 0 {
-                        State::TrailerStart
-                    } else {
-                        State::Data
-                    };
-                }
-                State::DataCr => {
-                    if b != b'\r' {
-                        return Err(ChunkedError::BadDelimiter);
-                    }
-                    self.state = State::DataLf;
-                }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::BadDelimiter);
-                    }
-                    self.state = State::Size;
-                }
-                State::TrailerStart => {
-                    if b == b'\r' {
-                        self.state = State::FinalLf;
-                    } else {
-                        self.state = State::TrailerLine;
-                        self.line_len = 1;
-                    }
-                }
-                State::TrailerLine => {
-                    self.line_len += 1;
-                    if self.line_len > MAX_LINE {
-                        return Err(ChunkedError::LineTooLong);
-                    }
-                    if b == b'\r' {
-                        self.state = State::TrailerLf;
-                    }
-                }
-                State::TrailerLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::BadDelimiter);
-                    }
-                    self.state = State::TrailerStart;
-                }
-                State::FinalLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::BadDelimiter);
-                    }
-                    self.state = State::Done;
-                    return Ok(i + 1);
                 }
                 State::Done => return Ok(i),
+                _ => {
+                    self.step(input[i])?;
+                    i += 1;
+                    if self.state == State::Done {
+                        return Ok(i);
+                    }
+                }
             }
-            i += 1;
         }
         Ok(i)
+    }
+
+    /// One byte of framing (size lines, delimiters, trailers).
+    fn step(&mut self, b: u8) -> Result<(), ChunkedError> {
+        match self.state {
+            State::Size => self.size_byte(b)?,
+            State::Extension | State::TrailerLine => {
+                self.line_len += 1;
+                if self.line_len > MAX_LINE {
+                    return Err(ChunkedError::LineTooLong);
+                }
+                if b == b'\r' {
+                    self.state = if self.state == State::Extension {
+                        State::SizeLf
+                    } else {
+                        State::TrailerLf
+                    };
+                }
+            }
+            State::SizeLf => {
+                if b != b'\n' {
+                    return Err(ChunkedError::BadSize);
+                }
+                self.size_digits = 0;
+                self.state = if self.remaining == 0 {
+                    State::TrailerStart
+                } else {
+                    State::Data
+                };
+            }
+            State::TrailerStart if b == b'\r' => self.state = State::FinalLf,
+            State::TrailerStart => {
+                self.state = State::TrailerLine;
+                self.line_len = 1;
+            }
+            State::DataCr | State::DataLf | State::TrailerLf | State::FinalLf => {
+                let (want, next) = match self.state {
+                    State::DataCr => (b'\r', State::DataLf),
+                    State::DataLf => (b'\n', State::Size),
+                    State::TrailerLf => (b'\n', State::TrailerStart),
+                    _ => (b'\n', State::Done),
+                };
+                if b != want {
+                    return Err(ChunkedError::BadDelimiter);
+                }
+                self.state = next;
+            }
+            State::Data | State::Done => unreachable!("handled by decode"),
+        }
+        Ok(())
+    }
+
+    /// A byte of a chunk-size line: a hex digit, or what ends the digits.
+    fn size_byte(&mut self, b: u8) -> Result<(), ChunkedError> {
+        match hex_value(b) {
+            Some(v) => {
+                if self.size_digits >= 15 {
+                    return Err(ChunkedError::BadSize);
+                }
+                self.remaining = self.remaining * 16 + u64::from(v);
+                self.size_digits += 1;
+            }
+            None if self.size_digits == 0 => return Err(ChunkedError::BadSize),
+            None => match b {
+                b'\r' => self.state = State::SizeLf,
+                b';' | b' ' | b'\t' => {
+                    self.state = State::Extension;
+                    self.line_len = 0;
+                }
+                _ => return Err(ChunkedError::BadSize),
+            },
+        }
+        Ok(())
     }
 }
 

@@ -76,32 +76,21 @@ pub fn parse_request_head(
 ) -> Result<Option<RequestHead>, GatewayError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
+    let too_large = || GatewayError::HeadersTooLarge {
+        limit: max_header_bytes,
+    };
     let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_header_bytes => return Err(too_large()),
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > max_header_bytes {
-                return Err(GatewayError::HeadersTooLarge {
-                    limit: max_header_bytes,
-                });
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(GatewayError::HeadersTooLarge {
-                limit: max_header_bytes,
-            })
-        }
+        Ok(httparse::Status::Partial) if buf.len() > max_header_bytes => return Err(too_large()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
         Err(e) => {
             return Err(GatewayError::InvalidRequest(format!(
                 "malformed HTTP request: {e}"
             )))
         }
     };
-    if head_len > max_header_bytes {
-        return Err(GatewayError::HeadersTooLarge {
-            limit: max_header_bytes,
-        });
-    }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let method_str = req.method.unwrap_or("");
@@ -114,68 +103,89 @@ pub fn parse_request_head(
         offset(method_str.as_bytes())..offset(method_str.as_bytes()) + method_str.len();
     let path = req.path.unwrap_or("/");
     let target = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
-    let http10 = req.version == Some(0);
-
-    let mut keep_alive = !http10;
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut expect_continue = false;
+    let mut facts = HeaderFacts::new(req.version == Some(0));
     spans.clear();
     for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let len = parse_content_length(h.value)
-                .ok_or_else(|| GatewayError::InvalidRequest("invalid Content-Length".into()))?;
-            if content_length.is_some_and(|prev| prev != len) {
-                return Err(GatewayError::InvalidRequest(
-                    "conflicting Content-Length headers".into(),
-                ));
-            }
-            content_length = Some(len);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only `chunked` as the final coding can frame a request body we understand.
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(GatewayError::InvalidRequest(
-                    "unsupported Transfer-Encoding".into(),
-                ));
-            }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if has_token(h.value, "close") {
-                keep_alive = false;
-            } else if has_token(h.value, "keep-alive") {
-                keep_alive = true;
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
-        let n = offset(name.as_bytes());
+        facts.read(h.name, h.value)?;
+        let n = offset(h.name.as_bytes());
         let v = offset(h.value);
         spans.push(HeaderSpan {
-            name: n..n + name.len(),
+            name: n..n + h.name.len(),
             value: v..v + h.value.len(),
         });
     }
-    let body = match (chunked, content_length) {
-        (true, Some(_)) => {
-            return Err(GatewayError::InvalidRequest(
-                "both Transfer-Encoding and Content-Length are set".into(),
-            ))
-        }
-        (true, None) => BodyFraming::Chunked,
-        (false, Some(0) | None) => BodyFraming::Empty,
-        (false, Some(n)) => BodyFraming::Length(n),
-    };
     Ok(Some(RequestHead {
         method,
         method_text,
         target,
         head_len,
-        body,
-        keep_alive,
-        expect_continue,
+        body: facts.body()?,
+        keep_alive: facts.keep_alive,
+        expect_continue: facts.expect_continue,
     }))
+}
+
+/// What the headers that matter to the gateway itself say: framing and connection reuse.
+struct HeaderFacts {
+    keep_alive: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    expect_continue: bool,
+}
+
+impl HeaderFacts {
+    fn new(http10: bool) -> Self {
+        Self {
+            keep_alive: !http10,
+            content_length: None,
+            chunked: false,
+            expect_continue: false,
+        }
+    }
+
+    fn read(&mut self, name: &str, value: &[u8]) -> Result<(), GatewayError> {
+        if name.eq_ignore_ascii_case("content-length") {
+            let len = parse_content_length(value)
+                .ok_or_else(|| GatewayError::InvalidRequest("invalid Content-Length".into()))?;
+            if self.content_length.is_some_and(|prev| prev != len) {
+                return Err(GatewayError::InvalidRequest(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            self.content_length = Some(len);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked` as the final coding can frame a request body we understand.
+            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(GatewayError::InvalidRequest(
+                    "unsupported Transfer-Encoding".into(),
+                ));
+            }
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, "close") {
+                self.keep_alive = false;
+            } else if has_token(value, "keep-alive") {
+                self.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        Ok(())
+    }
+
+    fn body(&self) -> Result<BodyFraming, GatewayError> {
+        Ok(match (self.chunked, self.content_length) {
+            (true, Some(_)) => {
+                return Err(GatewayError::InvalidRequest(
+                    "both Transfer-Encoding and Content-Length are set".into(),
+                ))
+            }
+            (true, None) => BodyFraming::Chunked,
+            (false, Some(0) | None) => BodyFraming::Empty,
+            (false, Some(n)) => BodyFraming::Length(n),
+        })
+    }
 }
 
 #[cfg(test)]

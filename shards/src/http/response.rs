@@ -70,10 +70,9 @@ pub fn push_json_response(out: &mut Vec<u8>, status: u16, body: &[u8], keep_aliv
     out.extend_from_slice(body);
 }
 
-/// A complete error response in OpenAI's shape (with `Retry-After` when the error has one).
-pub fn push_error_response(out: &mut Vec<u8>, err: &GatewayError, keep_alive: bool) {
-    let mut body = Vec::with_capacity(192);
-    err.write_body(&mut body);
+/// The head of an error response whose JSON body of `body_len` bytes follows: the error's
+/// status, and `Retry-After` and `x-ratelimit-*` when the error has them.
+pub fn push_error_head(out: &mut Vec<u8>, err: &GatewayError, body_len: usize, keep_alive: bool) {
     push_status_line(out, err.status());
     out.extend_from_slice(b"content-type: application/json\r\n");
     if let Some(secs) = err.retry_after() {
@@ -82,8 +81,7 @@ pub fn push_error_response(out: &mut Vec<u8>, err: &GatewayError, keep_alive: bo
         out.extend_from_slice(b"\r\n");
     }
     err.push_rate_limit_headers(out);
-    finish_head(out, OutFraming::Length(body.len() as u64), keep_alive);
-    out.extend_from_slice(&body);
+    finish_head(out, OutFraming::Length(body_len as u64), keep_alive);
 }
 
 /// A proxied head: the upstream's status and end-to-end headers, the gateway's framing.

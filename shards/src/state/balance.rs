@@ -123,58 +123,6 @@ impl KeyStates {
     }
 }
 
-/// Orders the members of a balanced alias: the first is picked by the snapshot's strategy,
-/// the rest follow as fallbacks. Members whose circuit is open go last.
-pub fn order<'a>(
-    shard: &crate::shard::Shard,
-    snapshot: &crate::snapshot::Snapshot,
-    mut members: Vec<crate::route::Target<'a>>,
-) -> Vec<crate::route::Target<'a>> {
-    use crate::health::BreakerState;
-    use crate::snapshot::Balance;
-    if members.len() < 2 {
-        return members;
-    }
-    let health =
-        |t: &crate::route::Target<'_>| &shard.providers[snapshot.providers[t.provider].slot].health;
-    let open =
-        |t: &crate::route::Target<'_>| matches!(health(t).state(), BreakerState::Open { .. });
-    match snapshot.balance {
-        Balance::Random => {
-            let first = shard.rng.below(members.len() as u64) as usize;
-            members.swap(0, first);
-            members[1..].sort_by_key(|t| open(t));
-        }
-        Balance::Latency => {
-            // Weight 1/(latency + 1 ms): a member never measured weighs as a fast one, so
-            // it gets explored.
-            let weight = |t: &crate::route::Target<'_>| {
-                if open(t) {
-                    0
-                } else {
-                    1_000_000_000 / (health(t).ewma_latency_us() as u64 + 1000)
-                }
-            };
-            let total: u64 = members.iter().map(weight).sum();
-            if total > 0 {
-                let mut point = shard.rng.below(total);
-                let mut first = 0;
-                for (i, t) in members.iter().enumerate() {
-                    let w = weight(t);
-                    if point < w {
-                        first = i;
-                        break;
-                    }
-                    point -= w;
-                }
-                members.swap(0, first);
-            }
-            members[1..].sort_by_key(|t| (open(t), health(t).ewma_latency_us() as u64));
-        }
-    }
-    members
-}
-
 /// Exponential backoff with full jitter: uniform in `[0, min(max, initial * 2^attempt)]`.
 pub fn backoff(attempt: u32, initial: Duration, max: Duration, rng: &Rng) -> Duration {
     let cap = initial

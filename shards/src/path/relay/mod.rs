@@ -1,5 +1,7 @@
-//! Relaying an upstream response to the client as it arrives. Each upstream read becomes at
-//! most one client write, so an SSE event goes out as soon as the provider sends it.
+//! Phase 9, relay: the answering attempt's response goes to the client as it arrives. Each
+//! upstream read becomes at most one client write, so an SSE event goes out as soon as the
+//! provider sends it. Reads the attempt's response head and conversion; adds the status and
+//! the token usage seen (for the settle phase).
 //!
 //! - Pass-through (both sides speak the same API): bodies with a known length keep it;
 //!   chunked and close-delimited bodies are re-framed as chunked.
@@ -9,16 +11,19 @@
 //! A body that breaks midway is never made to look complete: an event stream gets a final
 //! error event in the client's API (no `[DONE]`), anything else is cut off.
 
-use crate::body::{BodyReader, Break};
-use crate::conn::ClientConn;
+mod body;
+
 use crate::dialect::Conversion;
+use crate::error::GatewayError;
 use crate::governance::usage::TokenUsage;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
-use crate::http::request::find_header;
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
+use crate::path::conn::ClientConn;
+use crate::path::outcome::Stop;
 use crate::snapshot::{Limits, Provider};
+use body::BodyReader;
 
 /// Largest provider body read whole for conversion.
 const MAX_CONVERTED_BODY: usize = 64 * 1024 * 1024;
@@ -78,7 +83,7 @@ pub async fn relay_response(
                 usage: converted.usage,
             })
         } else {
-            Err(Break::ClientGone)
+            Err(Stop::ClientGone)
         }
     };
     match result {
@@ -87,21 +92,24 @@ pub async fn relay_response(
             reusable_upstream: relayed.reusable.then_some(upstream),
             usage: relayed.usage,
         },
-        Err(Break::ClientGone) => {
+        Err(Stop::ClientGone) => {
             tracing::info!(peer = %conn.peer, provider = %provider.name, "client left mid-response; upstream request cancelled");
             closed()
         }
-        Err(Break::Upstream(detail)) => {
-            tracing::warn!(peer = %conn.peer, provider = %provider.name, %detail, "upstream response broke mid-body");
+        Err(broken) => {
+            tracing::warn!(peer = %conn.peer, provider = %provider.name, error = ?broken, "upstream response broke mid-body");
             let reframed =
                 streaming || matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
             if reframed && (head.event_stream || streaming) {
-                let message = format!(
-                    "The stream from provider `{}` broke before it ended: {detail}",
-                    provider.name
-                );
+                let message = match broken {
+                    Stop::Error(e) => e.to_string(),
+                    _ => format!("The stream from provider `{}` broke", provider.name),
+                };
                 // `out` may still hold the head and frames not yet sent: they go first.
-                push_chunk_frame(&mut conn.out, &conversion.stream_error_event(&message));
+                push_chunk_frame(
+                    &mut conn.out,
+                    &conversion.inbound.stream_error_event(&message),
+                );
                 conn.out.extend_from_slice(LAST_CHUNK);
                 // The client's framing ends cleanly, so its connection stays usable.
                 return RelayOutcome {
@@ -129,7 +137,7 @@ async fn relay_sized(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     r: &Relay<'_>,
-) -> Result<Relayed, Break> {
+) -> Result<Relayed, Stop> {
     let Relay {
         head,
         provider,
@@ -154,7 +162,7 @@ async fn relay_sized(
         }
         conn.out.extend_from_slice(&conn.payload);
         if !conn.out.is_empty() && !conn.flush_out().await {
-            return Err(Break::ClientGone);
+            return Err(Stop::ClientGone);
         }
         if !more {
             return Ok(Relayed {
@@ -170,7 +178,7 @@ async fn relay_stream(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     r: &Relay<'_>,
-) -> Result<Relayed, Break> {
+) -> Result<Relayed, Stop> {
     let Relay {
         head,
         provider,
@@ -189,7 +197,7 @@ async fn relay_stream(
     let mut reader = BodyReader::new(head, conn);
     // The head goes out at once unless body bytes came with it (then they share a write).
     if !reader.has_buffered(conn) && !conn.flush_out().await {
-        return Err(Break::ClientGone);
+        return Err(Stop::ClientGone);
     }
     let mut chain = conversion.stream();
     let mut translated = Vec::new();
@@ -207,7 +215,10 @@ async fn relay_stream(
             };
             if let Err(e) = fed.and(ended) {
                 push_chunk_frame(&mut conn.out, &translated);
-                return Err(Break::Upstream(e.message().to_owned()));
+                return Err(Stop::Error(GatewayError::UpstreamBroken {
+                    provider: provider.name.clone(),
+                    detail: e.message().to_owned(),
+                }));
             }
             &translated
         };
@@ -216,7 +227,7 @@ async fn relay_stream(
             conn.out.extend_from_slice(LAST_CHUNK);
         }
         if !conn.out.is_empty() && !conn.flush_out().await {
-            return Err(Break::ClientGone);
+            return Err(Stop::ClientGone);
         }
         if !more {
             return Ok(Relayed {
@@ -229,7 +240,7 @@ async fn relay_stream(
 
 /// Reads a whole body (up to `max` bytes). Returns it and whether the connection may be
 /// reused.
-pub async fn collect_body(
+async fn collect_body(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     r: &Relay<'_>,
@@ -292,8 +303,10 @@ async fn collect_converted(
         head, conversion, ..
     } = *r;
     // Read what is needed from the head before `upbuf` is reused for the body.
-    let error_type = header_value(conn, "x-amzn-errortype").map(str::to_owned);
-    let retry_after = header_value(conn, "retry-after").map(|v| v.trim().to_owned());
+    let error_type = conn.response_header("x-amzn-errortype").map(str::to_owned);
+    let retry_after = conn
+        .response_header("retry-after")
+        .map(|v| v.trim().to_owned());
     let (body, reusable) = collect_body(conn, upstream, r, MAX_CONVERTED_BODY).await;
     let converted = conversion.whole(head.status, &body, error_type.as_deref());
     Collected {
@@ -337,9 +350,4 @@ pub async fn keep_response(
         converted.reusable
     };
     (response, reusable.then_some(upstream))
-}
-
-/// The value of a header of the upstream response whose head is in `upbuf`.
-pub fn header_value<'a>(conn: &'a ClientConn, name: &str) -> Option<&'a str> {
-    find_header(&conn.upbuf, &conn.spans_up, name).and_then(|v| std::str::from_utf8(v).ok())
 }

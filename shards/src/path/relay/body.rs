@@ -4,19 +4,13 @@
 
 use std::os::fd::RawFd;
 
-use crate::conn::ClientConn;
-use crate::exchange::{read_watching, WaitError};
+use crate::error::GatewayError;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::upstream::{InFraming, ResponseHead};
-use crate::io::Stream;
+use crate::io::{read_watching, Stream, WaitError};
+use crate::path::conn::ClientConn;
+use crate::path::outcome::Stop;
 use crate::snapshot::{Limits, Provider};
-
-/// How reading a body stopped early.
-#[derive(Debug)]
-pub enum Break {
-    ClientGone,
-    Upstream(String),
-}
 
 pub struct BodyReader {
     framing: InFraming,
@@ -66,7 +60,13 @@ impl BodyReader {
         upstream: &mut Stream,
         provider: &Provider,
         limits: &Limits,
-    ) -> Result<bool, Break> {
+    ) -> Result<bool, Stop> {
+        let broken = |detail: String| {
+            Stop::Error(GatewayError::UpstreamBroken {
+                provider: provider.name.clone(),
+                detail,
+            })
+        };
         conn.payload.clear();
         loop {
             if self.done {
@@ -89,7 +89,7 @@ impl BodyReader {
                         let used = self
                             .decoder
                             .decode(available, &mut conn.payload)
-                            .map_err(|e| Break::Upstream(format!("invalid chunked body: {e}")))?;
+                            .map_err(|e| broken(format!("invalid chunked body: {e}")))?;
                         self.pos += used;
                         self.done = self.decoder.is_done();
                     }
@@ -117,19 +117,19 @@ impl BodyReader {
             )
             .await
             .map_err(|e| match e {
-                WaitError::ClientGone => Break::ClientGone,
-                WaitError::Timeout => Break::Upstream(format!(
+                WaitError::ClientGone => Stop::ClientGone,
+                WaitError::Timeout => broken(format!(
                     "no data for {} ms",
                     provider.timeouts.idle.as_millis()
                 )),
-                WaitError::Io(e) => Break::Upstream(e.to_string()),
+                WaitError::Io(e) => broken(e.to_string()),
             })?;
             if n == 0 {
                 if self.framing == InFraming::UntilClose {
                     self.done = true;
                     return Ok(false);
                 }
-                return Err(Break::Upstream(
+                return Err(broken(
                     "connection closed before the end of the body".into(),
                 ));
             }

@@ -1,70 +1,21 @@
-//! Sending a request upstream and waiting for the response head. A connection taken from the
-//! pool may have been closed by the provider while idle; if it fails before a single response
-//! byte arrives, the request is sent once more on a fresh connection (the provider cannot have
-//! answered it). While waiting, the client is checked for a disconnect so that a vanished
-//! client cancels its upstream request instead of holding it open.
+//! Attempt step "exchange": sending the built request upstream and waiting for the response
+//! head. A connection taken from the pool may have been closed by the provider while idle;
+//! if it fails before a single response byte arrives, the request is sent once more on a
+//! fresh connection (the provider cannot have answered it). While waiting, the client is
+//! checked for a disconnect so that a vanished client cancels its upstream request instead
+//! of holding it open.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::conn::ClientConn;
 use crate::error::GatewayError;
 use crate::http::upstream::{parse_response_head, Parsed, ResponseHead};
-use crate::io::{peer_gone, Stream};
-use crate::shard::Shard;
+use crate::io::{read_watching, Stream, WaitError};
+use crate::path::conn::ClientConn;
+use crate::path::outcome::Stop;
 use crate::snapshot::{Limits, Provider};
-
-/// Why a request ended without a response reaching the client.
-#[derive(Debug)]
-pub enum Failure {
-    /// Answer the client with this error.
-    Respond(GatewayError),
-    /// The client went away; there is no one to answer.
-    ClientGone,
-}
-
-impl From<GatewayError> for Failure {
-    fn from(e: GatewayError) -> Self {
-        Self::Respond(e)
-    }
-}
-
-/// Why a watched read returned no data.
-#[derive(Debug)]
-pub enum WaitError {
-    Io(io::Error),
-    Timeout,
-    ClientGone,
-}
-
-/// Reads once from `upstream` within `timeout`, checking every `check` that the client
-/// (`client_fd`) is still connected. The read stays in flight across checks, so no upstream
-/// byte is lost; it is dropped only together with the upstream connection.
-pub async fn read_watching(
-    upstream: &mut Stream,
-    buf: &mut Vec<u8>,
-    client_fd: RawFd,
-    timeout: Duration,
-    check: Duration,
-) -> Result<usize, WaitError> {
-    let deadline = Instant::now() + timeout;
-    let read = upstream.read_into(buf);
-    let mut read = std::pin::pin!(read);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(WaitError::Timeout);
-        }
-        monoio::select! {
-            r = &mut read => return r.map_err(WaitError::Io),
-            () = monoio::time::sleep(left.min(check)) => {}
-        }
-        if peer_gone(client_fd) {
-            return Err(WaitError::ClientGone);
-        }
-    }
-}
+use crate::state::Shard;
 
 /// Sends `conn.out` (a complete upstream request) and returns the connection with the
 /// response head parsed; the head and any body bytes already read are in `conn.upbuf`.
@@ -76,7 +27,7 @@ pub async fn exchange(
     conn: &mut ClientConn,
     limits: &Limits,
     budget: Duration,
-) -> Result<(Stream, ResponseHead), Failure> {
+) -> Result<(Stream, ResponseHead), Stop> {
     let client_fd = conn.stream.raw_fd();
     let mut retried = false;
     loop {
@@ -111,7 +62,7 @@ pub async fn exchange(
             }
             Err(e) => {
                 conn.out.clear();
-                return Err(e.into_failure(provider));
+                return Err(e.into_stop(provider));
             }
         }
     }
@@ -125,10 +76,10 @@ enum HeadError {
 }
 
 impl HeadError {
-    fn into_failure(self, provider: &Provider) -> Failure {
+    fn into_stop(self, provider: &Provider) -> Stop {
         let name = provider.name.clone();
         match self {
-            Self::ClientGone => Failure::ClientGone,
+            Self::ClientGone => Stop::ClientGone,
             Self::Timeout => GatewayError::UpstreamTimeout {
                 provider: name,
                 phase: "waiting for the response head",

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use crate::snapshot::Backpressure;
 
@@ -44,7 +43,8 @@ pub enum Refused {
 }
 
 impl Gate {
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.state.in_flight.get()
     }
 
@@ -163,12 +163,10 @@ impl Drop for WaitTurn {
     }
 }
 
-/// How long an overloaded client is told to wait before retrying.
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn policy(max_in_flight: usize, max_queue: usize, wait_ms: u64) -> Backpressure {
         Backpressure {

@@ -84,10 +84,6 @@ impl Pool {
             }
         }
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().iter().map(Vec::len).sum()
-    }
 }
 
 /// Opens a new connection to a provider within its connect timeout, trying each address.

@@ -1,0 +1,106 @@
+//! Phase 1, accept: the shard's SO_REUSEPORT listener accepts connections until the node
+//! drains; each connection (after its TLS handshake, when configured) is served by its own
+//! task through the request path ([`crate::path::serve_connection`]). A draining shard
+//! stops accepting, lets requests in flight end, and serves what keep-alive clients send
+//! for a short linger so that a request racing the shutdown is answered, not reset.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::net::{TcpListener, TcpStream};
+use monoio_rustls::TlsAcceptor;
+
+use crate::io::Stream;
+use crate::path::conn::ClientConn;
+use crate::state::{upkeep, Shard};
+
+/// Longest a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a draining shard keeps serving requests on open keep-alive connections.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+/// How often a shard looks at the node's draining flag.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Accepts connections until the node drains, then waits for this shard's requests to end.
+pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    upkeep::spawn(&shard);
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            () = wait_for_drain(&shard) => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                monoio::spawn(serve_client(
+                    shard.clone(),
+                    tcp,
+                    peer,
+                    tls.clone(),
+                    Instant::now(),
+                ));
+            }
+            Err(e) => {
+                // Usually EMFILE/ENFILE: back off instead of spinning on the error.
+                tracing::warn!(shard = shard.index, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        shard = shard.index,
+        in_flight = shard.stats.in_flight.get(),
+        "shard stopped accepting"
+    );
+    // Requests in flight run to their end. Keep-alive clients may send one more request on a
+    // connection they already hold; it is served (with `connection: close`) while the drain
+    // lingers, so a request racing the shutdown is answered instead of reset.
+    let started = Instant::now();
+    while shard.stats.in_flight.get() > 0
+        || shard.stats.connections.get() > 0 && started.elapsed() < DRAIN_LINGER
+    {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    if let Some(gov) = &shard.gov {
+        shard.usage.flush(&gov.events);
+    }
+}
+
+async fn wait_for_drain(shard: &Shard) {
+    while !shard.node.is_draining() {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+async fn serve_client(
+    shard: Rc<Shard>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    accepted: Instant,
+) {
+    let stream = match tls {
+        None => Stream::plain(tcp),
+        Some(acceptor) => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+            match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::server_tls(tls, fd),
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    shard.stats.connections.incr();
+    let mut conn = ClientConn::new(stream, peer);
+    crate::path::serve_connection(&shard, &mut conn, accepted).await;
+    conn.stream.shutdown().await;
+    shard.stats.connections.decr();
+}

@@ -1,0 +1,108 @@
+//! One client connection's stream and buffers, which every phase of the request path works
+//! in: the client's bytes, the upstream's bytes and the output, reused across the requests
+//! the connection carries.
+//!
+//! Hot-path cost: an idle keep-alive connection holds only its read buffer; the working
+//! buffers are lent from the shard's [`BufferPool`] for one request at a time.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use crate::http::request::{find_header, HeaderSpan};
+use crate::io::Stream;
+use crate::state::buffers::BufferPool;
+
+/// Buffers and stream of one client connection.
+pub struct ClientConn {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    /// Bytes read from the client: the current request's head and (unless chunked) body.
+    pub inbuf: Vec<u8>,
+    /// The current request's header positions in `inbuf`.
+    pub spans: Vec<HeaderSpan>,
+    /// A chunked request body, decoded.
+    pub decoded_body: Vec<u8>,
+    /// Output buffer, reused for upstream requests and client responses.
+    pub out: Vec<u8>,
+    /// Upstream read buffer.
+    pub upbuf: Vec<u8>,
+    /// The upstream response's header positions in `upbuf`.
+    pub spans_up: Vec<HeaderSpan>,
+    /// Decoded upstream body piece, framed again for the client.
+    pub payload: Vec<u8>,
+}
+
+/// Where the current request's body is.
+#[derive(Debug, Clone)]
+pub enum BodyLocation {
+    InBuf(Range<usize>),
+    Decoded,
+}
+
+impl ClientConn {
+    /// Buffers start empty and grow to what the connection's requests need, so an idle
+    /// keep-alive connection holds little more than its pending read's buffer.
+    pub fn new(stream: Stream, peer: SocketAddr) -> Self {
+        Self {
+            stream,
+            peer,
+            inbuf: Vec::new(),
+            spans: Vec::new(),
+            decoded_body: Vec::new(),
+            out: Vec::new(),
+            upbuf: Vec::new(),
+            spans_up: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// The value of a header of the client's current request.
+    pub fn request_header(&self, name: &str) -> Option<&[u8]> {
+        find_header(&self.inbuf, &self.spans, name)
+    }
+
+    /// The value of a header of the upstream response whose head is in `upbuf`.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        find_header(&self.upbuf, &self.spans_up, name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn body<'a>(&'a self, loc: &BodyLocation) -> &'a [u8] {
+        match loc {
+            BodyLocation::InBuf(r) => &self.inbuf[r.clone()],
+            BodyLocation::Decoded => &self.decoded_body,
+        }
+    }
+
+    /// Writes `self.out` to the client and clears it. False when the client is gone.
+    pub async fn flush_out(&mut self) -> bool {
+        let out = std::mem::take(&mut self.out);
+        let (res, mut out) = self.stream.write_all(out).await;
+        out.clear();
+        self.out = out;
+        res.is_ok()
+    }
+
+    /// Takes working buffers from the shard for one request. Between requests a keep-alive
+    /// connection holds only its read buffer (lent to the kernel while it waits).
+    pub fn lend_buffers(&mut self, buffers: &BufferPool) {
+        self.out = buffers.take();
+        self.upbuf = buffers.take();
+        self.payload = buffers.take();
+    }
+
+    pub fn return_buffers(&mut self, buffers: &BufferPool) {
+        buffers.put(std::mem::take(&mut self.out));
+        buffers.put(std::mem::take(&mut self.upbuf));
+        buffers.put(std::mem::take(&mut self.payload));
+        buffers.put(std::mem::take(&mut self.decoded_body));
+    }
+
+    /// Drops the bytes of the request just served, keeping any pipelined next request.
+    pub fn consume(&mut self, n: usize) {
+        if n >= self.inbuf.len() {
+            self.inbuf.clear();
+        } else {
+            self.inbuf.drain(..n);
+        }
+    }
+}

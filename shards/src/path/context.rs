@@ -1,0 +1,208 @@
+//! The typed context of one request: what each phase of the request path ([`crate::path`])
+//! has learned, in the order the phases fill it in. A phase reads only fields that earlier
+//! phases set and adds its own; nothing else carries request state between phases.
+//!
+//! Hot-path cost: one stack value per request; the only heap parts are the owned model name,
+//! the target list and, for a converted client API, the request's chat form.
+
+use std::cell::{Cell, OnceCell};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::dialect::Inbound;
+use crate::governance::admit::Admission;
+use crate::governance::usage::TokenUsage;
+use crate::governance::{GovSnapshot, KeyPolicy};
+use crate::http::request::RequestHead;
+use crate::path::conn::BodyLocation;
+use crate::route::Target;
+use crate::snapshot::Snapshot;
+use crate::state::Shard;
+
+/// What every phase may read: this shard's state and the configuration the request is
+/// served from.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub shard: &'a Shard,
+    pub snapshot: &'a Snapshot,
+}
+
+/// The phases of the request path, in order. Each records when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Read,
+    Authenticate,
+    Extract,
+    Resolve,
+    Admit,
+    Attempt,
+    Relay,
+    Settle,
+}
+
+impl Phase {
+    pub const COUNT: usize = 8;
+}
+
+/// When each phase of one request started (`None`: the request never reached it).
+/// Cells, so that phases holding the context shared (attempt, relay) can record too.
+#[derive(Debug, Clone)]
+pub struct PhaseTimes {
+    /// When the connection was accepted (shared by the requests it carries).
+    pub accepted: Instant,
+    started: [Cell<Option<Instant>>; Phase::COUNT],
+}
+
+impl PhaseTimes {
+    pub fn new(accepted: Instant) -> Self {
+        Self {
+            accepted,
+            started: Default::default(),
+        }
+    }
+
+    /// Marks `phase` as started now and returns the time. A phase entered again (another
+    /// attempt) keeps its first start.
+    pub fn enter(&self, phase: Phase) -> Instant {
+        self.enter_at(phase, Instant::now())
+    }
+
+    /// Marks `phase` as started at `at`, a time already read; returns its start.
+    pub fn enter_at(&self, phase: Phase, at: Instant) -> Instant {
+        let cell = &self.started[phase as usize];
+        let start = cell.get().unwrap_or(at);
+        cell.set(Some(start));
+        start
+    }
+
+    pub fn started(&self, phase: Phase) -> Option<Instant> {
+        self.started[phase as usize].get()
+    }
+
+    /// When the request began arriving: the start of its read phase.
+    pub fn request_start(&self) -> Instant {
+        self.started(Phase::Read).unwrap_or(self.accepted)
+    }
+}
+
+/// Who is asking: set by the authenticate phase when governance is on.
+#[derive(Default)]
+pub struct Caller {
+    /// The governance snapshot the request is judged by (`None`: governance is off).
+    pub snapshot: Option<arc_swap::Guard<Arc<GovSnapshot>>>,
+    /// The virtual key presented (`None`: no key, allowed when keys are optional).
+    pub key: Option<Arc<KeyPolicy>>,
+    /// Wall-clock seconds the request's limits are counted at (0 when governance is off).
+    pub now_unix: u64,
+}
+
+/// What the extract phase read from the body and headers.
+#[derive(Debug, Default)]
+pub struct Ask<'s> {
+    /// The model name as the client wrote it (see [`RequestCtx::new`] for where it lives).
+    pub requested: &'s str,
+    /// Where that name's string literal sits in the body.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    /// The client asked for stream usage (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// The body sets `stream_options` itself.
+    pub has_stream_options: bool,
+    /// The request in OpenAI chat form when the client spoke another API.
+    pub chat_body: Option<Vec<u8>>,
+    /// Tokens the request is expected to use (prompt and output cap), for token limits.
+    pub token_estimate: u64,
+    /// Extra fallbacks from `x-ringgate-fallbacks` (comma-separated model names).
+    pub listed_fallbacks: Option<&'s str>,
+    /// `x-ringgate-timeout-ms`.
+    pub timeout_ms: Option<u64>,
+    /// Governed stream whose client did not ask for usage: the gateway asks the provider for
+    /// it and keeps it out of the client's stream.
+    pub inject_usage: bool,
+}
+
+/// The model names a request asks for, copied once out of the client's buffers (which
+/// every attempt borrows mutably). They live in a cell beside the context, in the
+/// connection loop's frame, so that the targets resolved from them (`provider/model` names
+/// a slice of the name) can borrow them for the rest of the request without another copy.
+#[derive(Debug, Default)]
+pub struct ModelNames {
+    /// `model`, as the client wrote it.
+    pub requested: String,
+    /// `x-ringgate-fallbacks`.
+    pub listed_fallbacks: Option<String>,
+}
+
+/// A response that reached the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Served {
+    pub keep_alive: bool,
+    pub status: u16,
+    /// Index in [`RequestCtx::targets`] of the target that answered (`None`: a kept
+    /// failure of an earlier attempt was sent).
+    pub target: Option<usize>,
+    pub usage: Option<TokenUsage>,
+}
+
+/// Everything one request has gathered, phase by phase (see [`crate::path`]).
+pub struct RequestCtx<'s> {
+    pub times: PhaseTimes,
+    /// read: the request head (positions in the connection's buffer).
+    pub head: RequestHead,
+    /// read: where the body is.
+    pub body: BodyLocation,
+    /// route: the API the client called.
+    pub endpoint: Inbound,
+    /// authenticate: the caller.
+    pub caller: Caller,
+    /// extract: what the body and headers ask for.
+    pub ask: Ask<'s>,
+    /// extract: holds the names `ask` points to.
+    names: &'s OnceCell<ModelNames>,
+    /// resolve: the targets to try in order (the model, its balanced peers, fallbacks).
+    pub targets: Vec<Target<'s>>,
+    /// resolve: when the whole request must be answered by.
+    pub deadline: Instant,
+    /// admit: what the request holds of its key's, team's and customer's limits.
+    pub admission: Option<Admission>,
+    /// attempt/relay: the answer sent, when one was.
+    pub served: Option<Served>,
+}
+
+impl<'s> RequestCtx<'s> {
+    /// `names` is an empty cell in the caller's frame: see [`ModelNames`].
+    pub fn new(
+        times: PhaseTimes,
+        head: RequestHead,
+        body: BodyLocation,
+        names: &'s OnceCell<ModelNames>,
+    ) -> Self {
+        let start = times.request_start();
+        Self {
+            times,
+            head,
+            body,
+            endpoint: Inbound::Chat,
+            caller: Caller::default(),
+            ask: Ask::default(),
+            names,
+            targets: Vec::new(),
+            deadline: start,
+            admission: None,
+            served: None,
+        }
+    }
+
+    /// Keeps the model names the client asked for (once) for the rest of the request.
+    pub fn set_names(&mut self, names: ModelNames) {
+        let names = self.names.get_or_init(|| names);
+        self.ask.requested = &names.requested;
+        self.ask.listed_fallbacks = names.listed_fallbacks.as_deref();
+    }
+
+    /// Whether governance judges this request (keys, limits, usage).
+    pub fn governed(&self) -> bool {
+        self.caller.snapshot.is_some()
+    }
+}

@@ -1,0 +1,56 @@
+//! Phase 5, extract: what the request asks for, read without building a JSON tree — `model`
+//! (and where its literal sits, for splicing), `stream`, `stream_options`, the output cap —
+//! plus the `x-ringgate-fallbacks` and `x-ringgate-timeout-ms` headers. A client that speaks
+//! the Anthropic Messages or Responses API has its request converted to OpenAI chat here,
+//! once, for every attempt to start from. Malformed JSON is a 400. Adds `ask`.
+
+use crate::dialect::Inbound;
+use crate::error::GatewayError;
+use crate::governance::request;
+use crate::path::conn::ClientConn;
+use crate::path::context::{ModelNames, Phase, RequestCtx};
+use crate::path::fields::extract_fields;
+use crate::path::outcome::Stop;
+
+pub fn extract<'s>(conn: &ClientConn, req: &mut RequestCtx<'s>) -> Result<(), Stop> {
+    req.times.enter(Phase::Extract);
+    let body = conn.body(&req.body);
+    let fields = extract_fields(body)?;
+    req.set_names(ModelNames {
+        requested: fields.model.into_owned(),
+        listed_fallbacks: conn
+            .request_header("x-ringgate-fallbacks")
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+    });
+    let ask = &mut req.ask;
+    ask.model_span = fields.model_span.clone();
+    ask.stream = fields.stream;
+    ask.has_stream_options = fields.has_stream_options;
+    ask.token_estimate = request::token_estimate(body.len(), fields.max_tokens);
+    // A client that does not speak OpenAI chat is served through its chat form.
+    let converted = match req.endpoint {
+        Inbound::AnthropicMessages => Some(translate::inbound::anthropic::request_to_chat(body)),
+        Inbound::Responses => Some(translate::inbound::responses::request_to_chat(body)),
+        _ => None,
+    }
+    .transpose()
+    .map_err(|e| GatewayError::InvalidRequest(e.message().to_owned()))?;
+    if let Some((chat, stream, _)) = converted {
+        ask.stream = stream;
+        ask.chat_body = Some(chat);
+    }
+    // Only a body that sets `stream_options` (or a converted one) needs a second look.
+    ask.include_usage = (ask.has_stream_options || ask.chat_body.is_some())
+        && translate::openai::peek_request(ask.chat_body.as_deref().unwrap_or(body))
+            .is_ok_and(|info| info.include_usage);
+    ask.inject_usage = req.caller.snapshot.is_some()
+        && ask.stream
+        && !ask.include_usage
+        && !ask.has_stream_options
+        && matches!(req.endpoint, Inbound::Chat | Inbound::Completions);
+    ask.timeout_ms = conn
+        .request_header("x-ringgate-timeout-ms")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! # The request path of one shard
+//!
+//! Every request runs these phases in this order. Each is a module of its own and a small
+//! function over the request's typed context ([`context::RequestCtx`]): it reads what the
+//! phases before it added, adds its own part, and records its start time in
+//! [`context::PhaseTimes`].
+//!
+//! 1. **accept** ([`accept`]) — the shard's SO_REUSEPORT listener accepts a connection (and a
+//!    TLS handshake when configured); the connection's buffers are its own
+//!    ([`conn::ClientConn`]). Adds: the accept time.
+//! 2. **read** ([`read`]) — the request head and body, under the size limits and read
+//!    timeouts; bad framing is a 4xx and a close. Adds: `head`, `body`.
+//! 3. **route** ([`route`]) — method and path pick a local answer (`/health`, `/ready`,
+//!    `/v1/models`) or the client's API (OpenAI chat, completions, embeddings, Responses;
+//!    Anthropic Messages), or a 404/405. Adds: `endpoint`.
+//! 4. **authenticate** ([`authenticate`]) — when governance is on: the virtual key presented,
+//!    found by its hash in the governance snapshot (401/403 before anything else is read).
+//!    Adds: `caller`.
+//! 5. **extract** ([`extract`]) — `model`, `stream` and the output cap read from the body
+//!    without building a tree (malformed JSON is a 400); a non-chat client API converted to
+//!    its chat form; the `x-ringgate-*` request headers. Adds: `ask`.
+//! 6. **resolve** ([`resolve`]) — the model names a provider and upstream model (404 when
+//!    unknown, 403 when the key may not use it); balanced peers and fallbacks follow it; the
+//!    deadline is set. Adds: `targets`, `deadline`.
+//! 7. **admit** ([`admit`]) — the key's, team's and customer's request and token limits and
+//!    budgets, taken from this shard's leases (429/402 when spent). Adds: `admission`.
+//! 8. **attempt** ([`attempt`]) — targets in order; per target its **breaker** (skip while
+//!    open), its admission **gate**, an API **key** by weight, then per attempt: **build**
+//!    the upstream request, **exchange** it on a pooled connection for the response head
+//!    (the client is watched for a disconnect), the **verdict** on the status (answer, other
+//!    key, retry, next target) and the **backoff** before a retry. Adds: the answer chosen.
+//! 9. **relay** ([`relay`]) — the response copied to the client as it arrives, one write per
+//!    upstream read, converted piece by piece when the APIs differ; a broken stream ends with
+//!    an error event; a fully read upstream connection goes back to the pool. Adds: `served`
+//!    (status, usage).
+//! 10. **settle** ([`settle`]) — when governed: the real usage and cost charged to the
+//!     admission, and one usage record queued for the coordinator.
+//!
+//! A phase that fails returns a [`outcome::Stop`]; [`respond`] answers it in the client's API
+//! (or closes, when the client is gone). Nothing reaches the client before the attempt
+//! phase relays; so every earlier failure is still a clean error response.
+
+pub(crate) mod accept;
+mod admit;
+mod attempt;
+mod authenticate;
+pub(crate) mod conn;
+pub(crate) mod context;
+mod extract;
+pub(crate) mod fields;
+mod outcome;
+mod read;
+mod relay;
+mod resolve;
+mod respond;
+mod route;
+mod settle;
+
+use std::time::Instant;
+
+use crate::state::Shard;
+use conn::ClientConn;
+use context::{PhaseTimes, RequestCtx, Scope, Served};
+use outcome::Stop;
+use route::Route;
+
+/// Serves requests on one client connection until it closes (phases 2–10, repeated).
+pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accepted: Instant) {
+    loop {
+        let snapshot = shard.snapshot();
+        let mut times = PhaseTimes::new(accepted);
+        let (head, body, used) = match read::request(conn, &snapshot.limits, &mut times).await {
+            Ok(request) => request,
+            Err(Stop::Error(err)) => {
+                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "rejected request");
+                respond::error(conn, &err, crate::dialect::Inbound::Chat, false).await;
+                break;
+            }
+            Err(_) => break,
+        };
+        let names = std::cell::OnceCell::new();
+        let mut req = RequestCtx::new(times, head, body, &names);
+        // A draining node answers what it has read, then closes the connection.
+        req.head.keep_alive &= !shard.node.is_draining();
+        let in_flight = InFlight::new(&shard.stats);
+        conn.lend_buffers(&shard.buffers);
+        let scope = Scope {
+            shard,
+            snapshot: &snapshot,
+        };
+        // Boxed: the request's future is large (the whole path), and an idle keep-alive
+        // connection should not carry its space while it waits for the next request.
+        let keep_alive = Box::pin(handle(scope, conn, &mut req)).await;
+        conn.return_buffers(&shard.buffers);
+        drop(in_flight);
+        if !keep_alive || !req.head.keep_alive {
+            break;
+        }
+        conn.consume(used);
+    }
+}
+
+/// Phases 3–10 for one request that was read. Returns whether the connection may carry
+/// another.
+async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCtx<'s>) -> bool {
+    match route::route(conn, req) {
+        Route::Local(answer) => route::answer(scope, conn, req, answer).await,
+        Route::Api(endpoint) => {
+            req.endpoint = endpoint;
+            let stop = match proxy(scope, conn, req).await {
+                Ok(served) => {
+                    req.served = Some(served);
+                    None
+                }
+                Err(stop) => Some(stop),
+            };
+            settle::settle(scope, req, stop.as_ref());
+            finish(scope, conn, req, stop).await
+        }
+    }
+}
+
+/// Phases 4–9: `Ok` once a response reached the client; `Err` while nothing has.
+async fn proxy<'s>(
+    scope: Scope<'s>,
+    conn: &mut ClientConn,
+    req: &mut RequestCtx<'s>,
+) -> Result<Served, Stop> {
+    authenticate::authenticate(scope, conn, req)?;
+    extract::extract(conn, req)?;
+    resolve::resolve(scope, req)?;
+    admit::admit(scope, req).await?;
+    attempt::attempt(scope, conn, req).await
+}
+
+/// Answers a request whose proxying stopped short (`stop`), and decides whether the
+/// connection stays open.
+async fn finish(
+    scope: Scope<'_>,
+    conn: &mut ClientConn,
+    req: &RequestCtx<'_>,
+    stop: Option<Stop>,
+) -> bool {
+    let keep_alive = req.head.keep_alive;
+    let Some(stop) = stop else {
+        return req.served.is_some_and(|s| s.keep_alive) && keep_alive;
+    };
+    match stop {
+        Stop::ClientGone => {
+            scope.shard.stats.client_gone.incr();
+            false
+        }
+        Stop::Kept { status, response } => {
+            scope.shard.stats.record_status(status);
+            conn.out.clear();
+            conn.out.extend_from_slice(&response);
+            conn.flush_out().await && keep_alive
+        }
+        Stop::Error(err) => {
+            if err.source() == crate::error::ErrorSource::Client {
+                tracing::info!(peer = %conn.peer, status = err.status(), error = %err, "bad request");
+            } else {
+                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "request failed");
+            }
+            scope.shard.stats.record_status(err.status());
+            respond::error(conn, &err, req.endpoint, keep_alive).await && keep_alive
+        }
+    }
+}
+
+/// Counts a request as in flight until dropped (also when its task is dropped mid-way).
+struct InFlight<'a>(&'a crate::state::stats::ShardStats);
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a crate::state::stats::ShardStats) -> Self {
+        stats.in_flight.incr();
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.decr();
+    }
+}

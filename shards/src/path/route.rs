@@ -1,0 +1,136 @@
+//! Phase 3, route: the method and path pick a local answer (`/health`, `/ready`,
+//! `/v1/models`, or a 404/405) or the API the client called. Local answers are written
+//! here; an API request goes on through the rest of the path.
+
+use crate::clock;
+use crate::dialect::Inbound;
+use crate::error::GatewayError;
+use crate::governance::request;
+use crate::http::request::Method;
+use crate::http::response::push_json_response;
+use crate::path::conn::ClientConn;
+use crate::path::context::{RequestCtx, Scope};
+use crate::path::respond;
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// Answered by the gateway itself.
+    Local(Local),
+    /// Proxied: the client speaks this API.
+    Api(Inbound),
+}
+
+/// The gateway's own answers.
+#[derive(Debug)]
+pub enum Local {
+    Health,
+    Ready,
+    Models,
+    Refused(GatewayError),
+}
+
+/// The route of a request by its path and method.
+pub fn route(conn: &ClientConn, req: &RequestCtx<'_>) -> Route {
+    let head = &req.head;
+    let path = head.path(&conn.inbuf);
+    let endpoint = match path {
+        b"/health" => Ok(Local::Health),
+        b"/ready" => Ok(Local::Ready),
+        b"/v1/models" => Ok(Local::Models),
+        _ => Err(api(path)),
+    };
+    let method = || String::from_utf8_lossy(&conn.inbuf[head.method_text.clone()]).into_owned();
+    let path = || String::from_utf8_lossy(path).into_owned();
+    match (endpoint, head.method) {
+        (Ok(local), Method::Get) => Route::Local(local),
+        (Err(Some(inbound)), Method::Post) => Route::Api(inbound),
+        (Err(None), _) => Route::Local(Local::Refused(GatewayError::UnknownRoute {
+            method: method(),
+            path: path(),
+        })),
+        _ => Route::Local(Local::Refused(GatewayError::MethodNotAllowed {
+            method: method(),
+            path: path(),
+        })),
+    }
+}
+
+/// The client API served at `path`, if any.
+fn api(path: &[u8]) -> Option<Inbound> {
+    Some(match path {
+        b"/v1/chat/completions" => Inbound::Chat,
+        b"/v1/completions" => Inbound::Completions,
+        b"/v1/embeddings" => Inbound::Embeddings,
+        b"/v1/responses" => Inbound::Responses,
+        b"/anthropic/v1/messages" => Inbound::AnthropicMessages,
+        _ => return None,
+    })
+}
+
+/// Writes a local answer. Returns whether the connection may carry another request.
+pub async fn answer(
+    scope: Scope<'_>,
+    conn: &mut ClientConn,
+    req: &RequestCtx<'_>,
+    local: Local,
+) -> bool {
+    let keep_alive = req.head.keep_alive;
+    let (status, json) = match local {
+        Local::Health => (200, &br#"{"status":"ok"}"#[..]),
+        Local::Ready if scope.shard.node.is_ready() => (200, &br#"{"status":"ready"}"#[..]),
+        Local::Ready => (503, &br#"{"status":"not ready"}"#[..]),
+        Local::Models => match models_allowed(scope, conn) {
+            Ok(()) => (200, &scope.snapshot.models_body[..]),
+            Err(err) => return refuse(scope, conn, &err, keep_alive).await,
+        },
+        Local::Refused(err) => return refuse(scope, conn, &err, keep_alive).await,
+    };
+    if status == 200 {
+        scope.shard.stats.record_status(200);
+    }
+    push_json_response(&mut conn.out, status, json, keep_alive);
+    conn.flush_out().await && keep_alive
+}
+
+async fn refuse(
+    scope: Scope<'_>,
+    conn: &mut ClientConn,
+    err: &GatewayError,
+    keep_alive: bool,
+) -> bool {
+    scope.shard.stats.record_status(err.status());
+    tracing::debug!(peer = %conn.peer, error = %err, "no such route");
+    respond::error(conn, err, Inbound::Chat, keep_alive).await && keep_alive
+}
+
+/// `/v1/models` needs a valid key when keys are required.
+fn models_allowed(scope: Scope<'_>, conn: &ClientConn) -> Result<(), GatewayError> {
+    let Some(gov) = scope.shard.gov.as_deref() else {
+        return Ok(());
+    };
+    let snapshot = gov.snapshot.load();
+    request::authenticate(
+        &snapshot,
+        request::presented_key(&conn.inbuf, &conn.spans),
+        clock::unix_now(),
+    )
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apis_by_path() {
+        assert_eq!(api(b"/v1/chat/completions"), Some(Inbound::Chat));
+        assert_eq!(
+            api(b"/anthropic/v1/messages"),
+            Some(Inbound::AnthropicMessages)
+        );
+        assert_eq!(api(b"/v1/responses"), Some(Inbound::Responses));
+        assert_eq!(api(b"/v1/chat/completions/"), None);
+        assert_eq!(api(b"/"), None);
+    }
+}

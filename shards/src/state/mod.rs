@@ -1,0 +1,93 @@
+//! One shard's state: what a core's thread owns (its snapshot handle, upstream pool,
+//! per-provider health, key cooldowns and admission gates, counters, spare buffers, usage
+//! batch) and the background tasks that keep it current ([`upkeep`]). Everything here is
+//! `!Send` on purpose; shards share nothing but the read-only snapshot, the node's flags,
+//! and their own counter blocks, which only they write. The request path
+//! ([`crate::path`]) reads it through [`Shard`].
+
+pub mod balance;
+pub mod buffers;
+pub mod gate;
+pub mod health;
+pub mod pool;
+pub mod stats;
+pub mod upkeep;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::governance::usage::UsageBatcher;
+use crate::governance::Governance;
+use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS};
+use balance::{KeyStates, Rng};
+use buffers::BufferPool;
+use gate::Gate;
+use health::Health;
+use pool::Pool;
+use stats::ShardStats;
+
+/// This shard's view of one provider's condition.
+#[derive(Debug, Default)]
+pub struct ProviderRuntime {
+    pub health: Health,
+    pub keys: KeyStates,
+    pub gate: Gate,
+}
+
+pub struct Shard {
+    pub index: usize,
+    /// The snapshot requests are served from. An `Rc` around the shared `Arc` so taking it per
+    /// request is a non-atomic increment on this core's memory, not an atomic one on a cache
+    /// line every shard touches.
+    #[allow(clippy::redundant_allocation)]
+    pub(crate) current: RefCell<Rc<Arc<Snapshot>>>,
+    pub node: Arc<NodeState>,
+    pub pool: Pool,
+    /// Indexed by [`crate::snapshot::Provider::slot`].
+    pub providers: Vec<ProviderRuntime>,
+    pub rng: Rng,
+    pub stats: Arc<ShardStats>,
+    /// Virtual keys, limits and budgets; `None` when governance is off.
+    pub gov: Option<Arc<Governance>>,
+    /// Usage records on their way to the coordinator.
+    pub usage: UsageBatcher,
+    /// Spare buffers lent to requests.
+    pub buffers: BufferPool,
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        snapshot: Arc<Snapshot>,
+        node: Arc<NodeState>,
+        stats: Arc<ShardStats>,
+        gov: Option<Arc<Governance>>,
+    ) -> Self {
+        let pool = Pool::new(MAX_PROVIDERS);
+        let providers = (0..MAX_PROVIDERS)
+            .map(|_| ProviderRuntime::default())
+            .collect();
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = clock ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Self {
+            index,
+            current: RefCell::new(Rc::new(snapshot)),
+            node,
+            pool,
+            providers,
+            rng: Rng::new(seed ^ std::process::id() as u64),
+            stats,
+            gov,
+            usage: UsageBatcher::default(),
+            buffers: BufferPool::default(),
+        }
+    }
+
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        self.current.borrow().clone()
+    }
+}

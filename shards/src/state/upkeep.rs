@@ -1,0 +1,56 @@
+//! A shard's background tasks: closing idle upstream connections, adopting the node's latest
+//! configuration snapshot, and sending batched usage records to the coordinator.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::snapshot::SNAPSHOT_POLL;
+use crate::state::Shard;
+
+/// How often idle upstream connections past their timeout are closed.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a shard sends its pending usage records to the coordinator.
+const USAGE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Starts the shard's background tasks on its runtime.
+pub fn spawn(shard: &Rc<Shard>) {
+    monoio::spawn(sweep_pool(shard.clone()));
+    monoio::spawn(follow_snapshot(shard.clone()));
+    if shard.gov.is_some() {
+        monoio::spawn(send_usage(shard.clone()));
+    }
+}
+
+/// Sends pending usage to the coordinator every `USAGE_INTERVAL`.
+async fn send_usage(shard: Rc<Shard>) {
+    let Some(gov) = shard.gov.clone() else {
+        return;
+    };
+    loop {
+        monoio::time::sleep(USAGE_INTERVAL).await;
+        let dropped = shard.usage.flush(&gov.events);
+        shard.stats.usage_dropped.add(dropped as u64);
+    }
+}
+
+/// Adopts the node's latest configuration snapshot. Requests already running keep the one
+/// they started with.
+async fn follow_snapshot(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(SNAPSHOT_POLL).await;
+        let latest = shard.node.snapshot.load_full();
+        let changed = !Arc::ptr_eq(&**shard.current.borrow(), &latest);
+        if changed {
+            *shard.current.borrow_mut() = Rc::new(latest);
+        }
+    }
+}
+
+async fn sweep_pool(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
+        let snapshot = shard.snapshot();
+        shard.pool.sweep(&snapshot.providers);
+    }
+}
