@@ -164,7 +164,8 @@ struct Process {
     name: &'static str,
     child: Child,
     log_path: PathBuf,
-    dir: TempDir,
+    /// Holds the log and the ready file; removed after the process is gone.
+    _dir: TempDir,
 }
 
 impl Process {
@@ -195,7 +196,7 @@ impl Process {
             name,
             child,
             log_path,
-            dir,
+            _dir: dir,
         };
         let ready = poll_until(STARTUP_TIMEOUT, || {
             if let Ok(Some(status)) = process.child.try_wait() {
@@ -326,10 +327,11 @@ pub fn merged(mut base: Value, patch: Value) -> Value {
     base
 }
 
-/// Writes `config` as a YAML file for ringgate.
-pub fn write_config(path: &Path, config: &Value) {
+/// Writes `config` as a YAML file for ringgate; returns the YAML.
+pub fn write_config(path: &Path, config: &Value) -> String {
     let yaml = serde_yaml::to_string(config).expect("a config serializes to YAML");
-    fs::write(path, yaml).expect("write config");
+    fs::write(path, &yaml).expect("write config");
+    yaml
 }
 
 // ---------------------------------------------------------------- gateway
@@ -357,10 +359,9 @@ impl Gateway {
         );
         let dir = TempDir::new("ringgate-gw");
         let config_path = dir.path().join("ringgate.yaml");
-        write_config(&config_path, &config);
         let context = format!(
             "\n----- config -----\n{}",
-            fs::read_to_string(&config_path).unwrap_or_default()
+            write_config(&config_path, &config)
         );
         let config_arg = config_path.display().to_string();
         let (process, ready) = Process::start(
