@@ -5,8 +5,9 @@ mod config;
 mod coordinator;
 mod presets;
 mod pricing;
+mod ready_file;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -45,6 +46,10 @@ enum Command {
         /// Listen address (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<String>,
+        /// Once ready, write the bound addresses as JSON to this file
+        /// (`{"data":"IP:PORT","control":"IP:PORT","pid":N}`; removed on drain).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Validate a configuration file and exit.
     CheckConfig { config: PathBuf },
@@ -75,15 +80,17 @@ fn main() -> anyhow::Result<()> {
             shards,
             no_pin,
             listen,
-        } => serve(&config, shards, no_pin, listen),
+            ready_file,
+        } => serve(&config, shards, no_pin, listen, ready_file.as_deref()),
     }
 }
 
 fn serve(
-    path: &std::path::Path,
+    path: &Path,
     shards: Option<usize>,
     no_pin: bool,
     listen: Option<String>,
+    ready_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut cfg = config::load(path)?;
     if let Some(n) = shards {
@@ -158,7 +165,15 @@ fn serve(
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
+    if let Some(file) = ready_file {
+        ready_file::write(file, running.local_addr, coordinator.control_addr)
+            .with_context(|| format!("writing the ready file {}", file.display()))?;
+    }
     let signal = wait_for(&signals);
+    if let Some(file) = ready_file {
+        // The node is no longer ready: a waiter must not take the file for a live node.
+        let _ = std::fs::remove_file(file);
+    }
     let grace = std::time::Duration::from_millis(grace_ms);
     tracing::info!(
         signal,

@@ -5,17 +5,42 @@
 
 mod common;
 
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
+use serde_json::{json, Value};
 
 const ADMIN: &str = "governance-test-admin-token";
 
+/// The PostgreSQL of the `postgres` tests: `DATABASE_URL`, else the machine's default
+/// server. When nothing answers there the test fails (never skips) and says how to get one.
 fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let authority = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let answers = host
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok());
+    assert!(
+        answers,
+        "no PostgreSQL answers at {url}, and these tests need one: run `bash scripts/test.sh` \
+         (it starts a throwaway PostgreSQL) or set DATABASE_URL"
+    );
+    url
 }
 
 /// A mock, and a gateway with governance on the given database.
@@ -25,10 +50,11 @@ struct Node {
     database: String,
 }
 
-fn node_with(database: &str, extra: &str) -> Node {
+/// `patch` is laid over [`config`].
+fn node_with(database: &str, patch: Value) -> Node {
     let mock = MockLlm::start(&[]);
     std::env::set_var("RG_TEST_ADMIN_TOKEN", ADMIN);
-    let gw = Gateway::start(&config(&mock, database, extra));
+    let gw = Gateway::start(merged(config(&mock, database), patch));
     Node {
         gw,
         _mock: mock,
@@ -36,13 +62,18 @@ fn node_with(database: &str, extra: &str) -> Node {
     }
 }
 
-fn config(mock: &MockLlm, database: &str, extra: &str) -> String {
-    format!(
-        "shards: 2\npin_cores: false\ngovernance:\n  database: \"{database}\"\n  require_virtual_key: true\n  \
-         admin_token: env.RG_TEST_ADMIN_TOKEN\n  flush_interval_ms: 100\n  \
-         prices: {{gpt-4o-mini: {{input: \"1000\", output: \"1000\"}}}}\n{extra}providers:\n  mock:\n    base_url: {}\n",
-        mock.base_url()
-    )
+fn config(mock: &MockLlm, database: &str) -> Value {
+    json!({
+        "shards": 2,
+        "governance": {
+            "database": database,
+            "require_virtual_key": true,
+            "admin_token": "env.RG_TEST_ADMIN_TOKEN",
+            "flush_interval_ms": 100,
+            "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000"}},
+        },
+        "providers": {"mock": {"base_url": mock.base_url()}},
+    })
 }
 
 fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
@@ -75,8 +106,7 @@ fn create_key(gw: &Gateway, body: &str) -> (String, String) {
 /// of its limits. Reloads can queue behind others when many nodes share one database.
 fn wait_known(gw: &Gateway, secret: &str) {
     let auth = format!("Bearer {secret}");
-    let started = Instant::now();
-    loop {
+    poll_until(Duration::from_secs(5), || {
         let resp = gw.request(&build_request(
             "GET",
             "/v1/models",
@@ -84,19 +114,24 @@ fn wait_known(gw: &Gateway, secret: &str) {
             None,
             true,
         ));
-        if resp.status != 401 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the node never learned the key"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        (resp.status != 401).then_some(())
+    })
+    .expect("the node learns the key");
+}
+
+/// The key's usage once the store holds at least `requests` of its requests (usage reaches
+/// it in batches, every `flush_interval_ms`).
+fn usage_after(gw: &Gateway, id: &str, requests: u64) -> Value {
+    poll_until(Duration::from_secs(5), || {
+        let (_, usage) = admin(gw, "GET", &format!("/admin/usage/key/{id}"), None);
+        (usage["requests"].as_u64()? >= requests).then_some(usage)
+    })
+    .unwrap_or_else(|| panic!("the usage of {requests} requests never reached the store"))
 }
 
 /// Per-minute limits count in UTC minutes: near a minute's end, wait for the next one so a
-/// burst of requests stays inside one window.
+/// burst of requests stays inside one window. The one deliberate sleep here: what is awaited
+/// is the clock itself.
 fn within_one_minute_window() {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,7 +160,7 @@ fn sqlite_path(tag: &str) -> (TempDir, String) {
 }
 
 fn keys_and_auth(database: &str) {
-    let node = node_with(database, "");
+    let node = node_with(database, json!({}));
     let gw = &node.gw;
     // No key, a wrong key: 401 in OpenAI's shape.
     let resp = gw.post_json(
@@ -139,19 +174,14 @@ fn keys_and_auth(database: &str) {
     assert_eq!(resp.status, 401);
     assert_eq!(resp.json()["error"]["type"], "authentication_error");
     // A key made through the admin API works within 100 ms.
-    let started = Instant::now();
     let (_, secret) = create_key(gw, r#"{"name":"fresh","active":true}"#);
-    loop {
+    let mut last = String::new();
+    poll_until(Duration::from_millis(100), || {
         let resp = chat_with(gw, &secret, false);
-        if resp.status == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "not usable in time: {}",
-            resp.text()
-        );
-    }
+        last = resp.text();
+        (resp.status == 200).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not usable in time: {last}"));
     // Every way of presenting it works, on every route.
     let resp = gw.post_json(
         "/v1/chat/completions",
@@ -199,7 +229,7 @@ fn keys_and_auth(database: &str) {
 }
 
 fn exact_request_limit_across_shards(database: &str) {
-    let node = node_with(database, "");
+    let node = node_with(database, json!({}));
     let gw = &node.gw;
     const LIMIT: usize = 50;
     let (_, secret) = create_key(
@@ -257,7 +287,7 @@ fn exact_request_limit_across_shards(database: &str) {
 }
 
 fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
-    let mut node = node_with(database, "");
+    let mut node = node_with(database, json!({}));
     // Prices are $1000 per million tokens: 1,000,000 nanos per token. "hello" costs
     // 2 prompt + 2 completion tokens = 4,000,000 nanos. A 10,000,000 budget admits 3
     // sequential requests (the third overshoots by what was in flight: 2,000,000) — or 4,
@@ -284,15 +314,14 @@ fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
     let resp = chat_with(&node.gw, &secret, true);
     assert_eq!(resp.status, 402);
     assert_eq!(resp.json()["error"]["code"], "budget_exceeded");
-    std::thread::sleep(Duration::from_millis(400)); // > flush interval
-    let (_, usage) = admin(&node.gw, "GET", &format!("/admin/usage/key/{id}"), None);
+    let usage = usage_after(&node.gw, &id, admitted as u64);
     assert_eq!(usage["requests"], admitted, "{usage}");
     assert_eq!(usage["spent_nanos"], admitted as u64 * 4_000_000, "{usage}");
 
     // kill -9, restart on the same database: usage is intact and the budget still holds.
     node.gw.kill9();
     let mock = MockLlm::start(&[]);
-    let gw = Gateway::start(&config(&mock, &node.database, ""));
+    let gw = Gateway::start(config(&mock, &node.database));
     let (_, usage) = admin(&gw, "GET", &format!("/admin/usage/key/{id}"), None);
     assert_eq!(usage["requests"], admitted, "after kill -9: {usage}");
     assert_eq!(
@@ -308,18 +337,14 @@ fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
         Some("{}"),
     );
     assert_eq!(status, 200, "{v}");
-    let started = Instant::now();
-    while chat_with(&gw, &secret, false).status != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "reset did not take effect"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(Duration::from_secs(2), || {
+        (chat_with(&gw, &secret, false).status == 200).then_some(())
+    })
+    .expect("the reset takes effect");
 }
 
 fn streamed_usage_is_counted_but_not_shown(database: &str) {
-    let node = node_with(database, "");
+    let node = node_with(database, json!({}));
     let gw = &node.gw;
     let (id, secret) = create_key(
         gw,
@@ -338,8 +363,7 @@ fn streamed_usage_is_counted_but_not_shown(database: &str) {
         sse_data(&resp.body).last().map(String::as_str),
         Some("[DONE]")
     );
-    std::thread::sleep(Duration::from_millis(400));
-    let (_, usage) = admin(gw, "GET", &format!("/admin/usage/key/{id}"), None);
+    let usage = usage_after(gw, &id, 1);
     assert_eq!(
         usage["completion_tokens"], 2,
         "streamed usage was recorded: {usage}"
@@ -347,7 +371,7 @@ fn streamed_usage_is_counted_but_not_shown(database: &str) {
 }
 
 fn token_limit_holds_under_concurrency(database: &str) {
-    let node = node_with(database, "");
+    let node = node_with(database, json!({}));
     let gw = &node.gw;
     // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
     const TPM: u64 = 100;
@@ -388,8 +412,7 @@ fn token_limit_holds_under_concurrency(database: &str) {
         })
         .collect();
     let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    std::thread::sleep(Duration::from_millis(400));
-    let (_, usage) = admin(gw, "GET", &format!("/admin/usage/key/{id}"), None);
+    let usage = usage_after(gw, &id, admitted);
     let used =
         usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
     assert_eq!(usage["requests"].as_u64().unwrap(), admitted, "{usage}");
@@ -441,7 +464,10 @@ fn providers_added_through_the_admin_api_are_routed_live() {
         "RG_TEST_SECRET_KEY",
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     );
-    let node = node_with(&path, "  secret_key: env.RG_TEST_SECRET_KEY\n");
+    let node = node_with(
+        &path,
+        json!({"governance": {"secret_key": "env.RG_TEST_SECRET_KEY"}}),
+    );
     let gw = &node.gw;
     let upstream = MockLlm::start(&["--require-key", "sk-stored-secret"]);
     let (_, secret) = create_key(gw, r#"{"name":"any","active":true}"#);
@@ -459,7 +485,6 @@ fn providers_added_through_the_admin_api_are_routed_live() {
         !v.to_string().contains("sk-stored-secret"),
         "secret echoed: {v}"
     );
-    let started = Instant::now();
     let auth = format!("Bearer {secret}");
     let request = || {
         gw.request(&build_request(
@@ -470,30 +495,21 @@ fn providers_added_through_the_admin_api_are_routed_live() {
             true,
         ))
     };
-    loop {
+    let mut last = String::new();
+    let resp = poll_until(Duration::from_millis(100), || {
         let resp = request();
-        if resp.status == 200 {
-            assert_eq!(
-                resp.json()["choices"][0]["message"]["content"],
-                "echo: from the store"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "not routed in time: {}",
-            resp.text()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        last = resp.text();
+        (resp.status == 200).then_some(resp)
+    })
+    .unwrap_or_else(|| panic!("not routed in time: {last}"));
+    assert_eq!(
+        resp.json()["choices"][0]["message"]["content"],
+        "echo: from the store"
+    );
     let (status, _) = admin(gw, "DELETE", "/admin/providers/live", None);
     assert_eq!(status, 200);
-    let started = Instant::now();
-    while request().status != 404 {
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "still routed after delete"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(Duration::from_millis(200), || {
+        (request().status == 404).then_some(())
+    })
+    .expect("taken out of routing after delete");
 }

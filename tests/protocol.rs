@@ -7,12 +7,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use serde_json::{json, Value};
 
 fn stack() -> (Gateway, MockLlm) {
     let mock = MockLlm::start(&[]);
-    let gw = Gateway::start(&basic_config(
-        &mock.base_url(),
-        "limits: {max_header_bytes: 4096}\n",
+    let gw = Gateway::start(merged(
+        basic_config(&mock.base_url()),
+        json!({"limits": {"max_header_bytes": 4096}}),
     ));
     (gw, mock)
 }
@@ -128,10 +129,10 @@ fn malformed_chunked_body_is_400_and_connection_closes() {
     assert_eq!(resp.header("connection"), Some("close"));
 }
 
-fn check_config(yaml: &str) -> (bool, String) {
+fn check_config(config: Value) -> (bool, String) {
     let dir = TempDir::new("check-config");
     let path = dir.path().join("c.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    write_config(&path, &config);
     let out = Command::new(ringgate_bin())
         .arg("check-config")
         .arg(&path)
@@ -149,20 +150,19 @@ fn check_config(yaml: &str) -> (bool, String) {
 
 #[test]
 fn check_config_names_the_bad_field() {
-    let good = "providers:\n  p:\n    base_url: http://127.0.0.1:1/v1\n";
-    let (ok, out) = check_config(good);
+    let provider = |extra: Value| json!({"providers": {"p": merged(json!({"base_url": "http://127.0.0.1:1/v1"}), extra)}});
+    let (ok, out) = check_config(provider(json!({})));
     assert!(ok, "{out}");
-    let (ok, out) =
-        check_config("providers:\n  p:\n    base_url: http://127.0.0.1:1/v1\n    timeout: 3\n");
+    let (ok, out) = check_config(provider(json!({"timeout": 3})));
     assert!(!ok);
     assert!(
         out.contains("providers.p") && out.contains("timeout"),
         "{out}"
     );
-    let (ok, out) = check_config("limits: {max_body_bytes: lots}\nproviders: {}\n");
+    let (ok, out) = check_config(json!({"limits": {"max_body_bytes": "lots"}, "providers": {}}));
     assert!(!ok);
     assert!(out.contains("limits.max_body_bytes"), "{out}");
-    let (ok, out) = check_config("providers:\n  p:\n    base_url: http://127.0.0.1:1/v1\n    api_key: env.RINGGATE_TEST_UNSET_VAR\n");
+    let (ok, out) = check_config(provider(json!({"api_key": "env.RINGGATE_TEST_UNSET_VAR"})));
     assert!(!ok);
     assert!(
         out.contains("providers.p.api_key") && out.contains("RINGGATE_TEST_UNSET_VAR"),
@@ -174,10 +174,12 @@ fn check_config_names_the_bad_field() {
 fn provider_key_is_sent_upstream_and_never_echoed() {
     let mock = MockLlm::start(&["--require-key", "sk-upstream-secret"]);
     std::env::set_var("RINGGATE_TEST_MOCK_KEY", "sk-upstream-secret");
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  mock:\n    base_url: {}\n    api_key: env.RINGGATE_TEST_MOCK_KEY\n",
-        mock.base_url()
-    ));
+    let gw = Gateway::start(json!({
+        "shards": 1,
+        "providers": {
+            "mock": {"base_url": mock.base_url(), "api_key": "env.RINGGATE_TEST_MOCK_KEY"},
+        },
+    }));
     // The client's own Authorization header is for the gateway, not the provider.
     let resp = gw.post_json(
         "/v1/chat/completions",

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::{json, Value};
 
 fn chat(gw: &Gateway, model: &str, stream: bool, headers: &[(&str, &str)]) -> Response {
     gw.post_json(
@@ -16,12 +17,27 @@ fn chat(gw: &Gateway, model: &str, stream: bool, headers: &[(&str, &str)]) -> Re
     )
 }
 
-fn two_providers(a: &MockLlm, b: &MockLlm, extra_a: &str, top: &str) -> Gateway {
-    Gateway::start(&format!(
-        "shards: 1\npin_cores: false\n{top}providers:\n  a:\n    base_url: {}\n{extra_a}  b:\n    base_url: {}\n",
-        a.base_url(),
-        b.base_url()
+/// Providers `a` (with `settings_a`) and `b` in front of two mocks; `top` is laid over the
+/// whole config.
+fn two_providers(a: &MockLlm, b: &MockLlm, settings_a: Value, top: Value) -> Gateway {
+    Gateway::start(merged(
+        json!({
+            "shards": 1,
+            "providers": {
+                "a": merged(json!({"base_url": a.base_url()}), settings_a),
+                "b": {"base_url": b.base_url()},
+            },
+        }),
+        top,
     ))
+}
+
+/// One provider `a` in front of `mock`, with `settings`.
+fn one_provider(mock: &MockLlm, settings: Value) -> Gateway {
+    Gateway::start(json!({
+        "shards": 1,
+        "providers": {"a": merged(json!({"base_url": mock.base_url()}), settings)},
+    }))
 }
 
 #[test]
@@ -32,8 +48,11 @@ fn half_failing_provider_with_fallback_loses_nothing() {
     let gw = two_providers(
         &flaky,
         &healthy,
-        "    retry: {max_retries: 1, initial_delay_ms: 1, max_delay_ms: 5}\n    breaker: {consecutive_failures: 1000, min_requests: 100000}\n",
-        "fallbacks:\n  a/gpt-4o-mini: [b/gpt-4o-mini]\n",
+        json!({
+            "retry": {"max_retries": 1, "initial_delay_ms": 1, "max_delay_ms": 5},
+            "breaker": {"consecutive_failures": 1000, "min_requests": 100000},
+        }),
+        json!({"fallbacks": {"a/gpt-4o-mini": ["b/gpt-4o-mini"]}}),
     );
     let mut failures = Vec::new();
     for i in 0..200 {
@@ -56,7 +75,7 @@ fn half_failing_provider_with_fallback_loses_nothing() {
 fn primary_error_is_returned_when_every_target_fails() {
     let a = MockLlm::start(&["--fail-rate", "1", "--fail-status", "503"]);
     let b = MockLlm::start(&["--fail-rate", "1", "--fail-status", "502"]);
-    let gw = two_providers(&a, &b, "    retry: {max_retries: 0}\n", "");
+    let gw = two_providers(&a, &b, json!({"retry": {"max_retries": 0}}), json!({}));
     let resp = chat(
         &gw,
         "a/gpt-4o-mini",
@@ -69,12 +88,18 @@ fn primary_error_is_returned_when_every_target_fails() {
 
 #[test]
 fn per_request_fallback_header_is_honoured() {
-    let down = free_port();
+    let down = RefusedPort::new();
     let healthy = MockLlm::start(&[]);
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  a:\n    base_url: http://127.0.0.1:{down}/v1\n    retry: {{max_retries: 0}}\n  b:\n    base_url: {}\n",
-        healthy.base_url()
-    ));
+    let gw = Gateway::start(json!({
+        "shards": 1,
+        "providers": {
+            "a": {
+                "base_url": format!("http://127.0.0.1:{}/v1", down.port()),
+                "retry": {"max_retries": 0},
+            },
+            "b": {"base_url": healthy.base_url()},
+        },
+    }));
     let resp = chat(&gw, "a/gpt-4o-mini", false, &[]);
     assert_eq!(resp.status, 502);
     let resp = chat(
@@ -94,8 +119,12 @@ fn hanging_provider_opens_the_circuit_and_latency_recovers() {
     let gw = two_providers(
         &hanging,
         &healthy,
-        "    first_byte_timeout_ms: 300\n    retry: {max_retries: 0}\n    breaker: {consecutive_failures: 3, open_ms: 60000}\n",
-        "fallbacks:\n  a/gpt-4o-mini: [b/gpt-4o-mini]\n",
+        json!({
+            "first_byte_timeout_ms": 300,
+            "retry": {"max_retries": 0},
+            "breaker": {"consecutive_failures": 3, "open_ms": 60000},
+        }),
+        json!({"fallbacks": {"a/gpt-4o-mini": ["b/gpt-4o-mini"]}}),
     );
     let mut latencies = Vec::new();
     for _ in 0..10 {
@@ -125,10 +154,16 @@ fn rate_limited_key_is_cooled_down_and_traffic_moves_to_the_others() {
     let mock = MockLlm::start(&["--rate-limited-key", "sk-limited"]);
     std::env::set_var("RG_TEST_KEY_GOOD", "sk-good");
     std::env::set_var("RG_TEST_KEY_LIMITED", "sk-limited");
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  a:\n    base_url: {}\n    retry: {{max_retries: 0}}\n    keys:\n      - {{key: env.RG_TEST_KEY_GOOD}}\n      - {{key: env.RG_TEST_KEY_LIMITED, weight: 5}}\n",
-        mock.base_url()
-    ));
+    let gw = one_provider(
+        &mock,
+        json!({
+            "retry": {"max_retries": 0},
+            "keys": [
+                {"key": "env.RG_TEST_KEY_GOOD"},
+                {"key": "env.RG_TEST_KEY_LIMITED", "weight": 5},
+            ],
+        }),
+    );
     for _ in 0..50 {
         let resp = chat(&gw, "a/gpt-4o-mini", false, &[]);
         assert_eq!(resp.status, 200, "{}", resp.text());
@@ -144,11 +179,10 @@ fn rate_limited_key_is_cooled_down_and_traffic_moves_to_the_others() {
 #[test]
 fn overload_is_shed_quickly_while_accepted_requests_finish_and_health_answers() {
     let mock = MockLlm::start(&["--latency-ms", "200"]);
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  a:\n    base_url: {}\n    \
-         backpressure: {{max_in_flight: 4, max_queue: 4, queue_timeout_ms: 1000}}\n",
-        mock.base_url()
-    ));
+    let gw = one_provider(
+        &mock,
+        json!({"backpressure": {"max_in_flight": 4, "max_queue": 4, "queue_timeout_ms": 1000}}),
+    );
     let addr = gw.addr;
     let rss_before = gw.rss_kib();
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -177,7 +211,10 @@ fn overload_is_shed_quickly_while_accepted_requests_finish_and_health_answers() 
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(50));
+        poll_until(Duration::from_secs(5), || {
+            (gw.metric_sum("ringgate_requests_in_flight") >= 4).then_some(())
+        })
+        .expect("the provider's 4 slots fill up");
         let started = Instant::now();
         assert_eq!(gw.get("/health").status, 200);
         assert!(
@@ -234,8 +271,8 @@ fn stream_whose_first_event_is_an_error_fails_over() {
     let gw = two_providers(
         &a,
         &b,
-        "    retry: {max_retries: 0}\n",
-        "fallbacks:\n  a/gpt-4o-mini: [b/gpt-4o-mini]\n",
+        json!({"retry": {"max_retries": 0}}),
+        json!({"fallbacks": {"a/gpt-4o-mini": ["b/gpt-4o-mini"]}}),
     );
     // The fault header reaches both mocks: a's error event moves the request to b, whose
     // error event is caught too, so the client gets the primary's failure.
@@ -257,11 +294,14 @@ fn stream_whose_first_event_is_an_error_fails_over() {
 #[test]
 fn timeout_override_header_is_bounded_by_configuration() {
     let mock = MockLlm::start(&["--latency-ms", "1500"]);
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  a:\n    base_url: {}\n    retry: {{max_retries: 0}}\n    \
-         total_timeout_ms: 5000\n    max_total_timeout_ms: 5000\n",
-        mock.base_url()
-    ));
+    let gw = one_provider(
+        &mock,
+        json!({
+            "retry": {"max_retries": 0},
+            "total_timeout_ms": 5000,
+            "max_total_timeout_ms": 5000,
+        }),
+    );
     let started = Instant::now();
     let resp = chat(
         &gw,
@@ -285,12 +325,15 @@ fn timeout_override_header_is_bounded_by_configuration() {
 fn latency_balancing_prefers_the_faster_equivalent_target() {
     let slow = MockLlm::start(&["--latency-ms", "60"]);
     let fast = MockLlm::start(&[]);
-    let gw = Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nrouting: {{balance: latency}}\naliases:\n  smart: [slow/gpt-4o-mini, fast/gpt-4o-mini]\n\
-         providers:\n  slow:\n    base_url: {}\n  fast:\n    base_url: {}\n",
-        slow.base_url(),
-        fast.base_url()
-    ));
+    let gw = Gateway::start(json!({
+        "shards": 1,
+        "routing": {"balance": "latency"},
+        "aliases": {"smart": ["slow/gpt-4o-mini", "fast/gpt-4o-mini"]},
+        "providers": {
+            "slow": {"base_url": slow.base_url()},
+            "fast": {"base_url": fast.base_url()},
+        },
+    }));
     for _ in 0..60 {
         let resp = chat(&gw, "smart", false, &[]);
         assert_eq!(resp.status, 200, "{}", resp.text());

@@ -6,17 +6,25 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::json;
 
 const MODEL: &str = "mock/gpt-4o-mini";
 
 /// A gateway whose only provider is at `base_url`, with short upstream timeouts and no
 /// retries, so each request shows one upstream failure as it is.
 fn gateway_for(base_url: &str) -> Gateway {
-    Gateway::start(&format!(
-        "shards: 1\npin_cores: false\nproviders:\n  mock:\n    base_url: {base_url}\n    \
-         first_byte_timeout_ms: 400\n    idle_timeout_ms: 400\n    connect_timeout_ms: 400\n    \
-         retry: {{max_retries: 0}}\n"
-    ))
+    Gateway::start(json!({
+        "shards": 1,
+        "providers": {
+            "mock": {
+                "base_url": base_url,
+                "first_byte_timeout_ms": 400,
+                "idle_timeout_ms": 400,
+                "connect_timeout_ms": 400,
+                "retry": {"max_retries": 0},
+            },
+        },
+    }))
 }
 
 fn error_code(resp: &Response) -> String {
@@ -50,8 +58,8 @@ fn established_to(port: u16) -> usize {
 
 #[test]
 fn refused_connection_is_502() {
-    let port = free_port(); // nothing listens here
-    let gw = gateway_for(&format!("http://127.0.0.1:{port}/v1"));
+    let refused = RefusedPort::new();
+    let gw = gateway_for(&format!("http://127.0.0.1:{}/v1", refused.port()));
     let resp = chat(&gw, false, &[]);
     assert_eq!(resp.status, 502, "{}", resp.text());
     assert_eq!(error_code(&resp), "upstream_connect_failed");
@@ -143,14 +151,7 @@ fn close_delimited_stream_is_reframed_as_chunked() {
 fn client_that_leaves_cancels_its_upstream_request() {
     let mock = MockLlm::start(&[]);
     let gw = gateway_for(&mock.base_url());
-    let mock_port: u16 = mock
-        .base_url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/v1")
-        .parse()
-        .unwrap();
+    let mock_port = mock.addr.port();
     // Upstream waits 3 s before answering; the client gives up after its request is sent.
     let body = chat_body(MODEL, "slow", false);
     let req = build_request(
@@ -162,35 +163,26 @@ fn client_that_leaves_cancels_its_upstream_request() {
     );
     let mut conn = HttpConn::connect(gw.addr, DEFAULT_TIMEOUT).unwrap();
     conn.send(&req).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while established_to(mock_port) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(
-        established_to(mock_port),
-        1,
-        "gateway should have dialled the mock"
-    );
+    let dialled = poll_until(Duration::from_secs(2), || {
+        Some(established_to(mock_port)).filter(|&n| n > 0)
+    });
+    assert_eq!(dialled, Some(1), "gateway should have dialled the mock");
     drop(conn);
     // The disconnect check runs every 500 ms by default.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while established_to(mock_port) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        established_to(mock_port),
-        0,
-        "upstream connection should be closed"
-    );
+    poll_until(Duration::from_secs(2), || {
+        (established_to(mock_port) == 0).then_some(())
+    })
+    .expect("upstream connection should be closed");
 }
 
 #[test]
 fn epoll_driver_serves_plain_and_streamed() {
     let mock = MockLlm::start(&[]);
-    let gw = Gateway::start(&format!(
-        "shards: 2\npin_cores: false\nruntime: {{driver: epoll}}\nproviders:\n  mock:\n    base_url: {}\n",
-        mock.base_url()
-    ));
+    let gw = Gateway::start(json!({
+        "shards": 2,
+        "runtime": {"driver": "epoll"},
+        "providers": {"mock": {"base_url": mock.base_url()}},
+    }));
     assert!(
         gw.stderr().contains("Epoll"),
         "driver should be logged: {}",

@@ -8,6 +8,12 @@
 //! the last user message, or a tool call; see [`reply`]) so tests can assert
 //! on them, and every response can be delayed, failed or broken on the wire
 //! via CLI defaults or per-request `x-mock-*` headers (see [`faults`]).
+//!
+//! Started with `--listen 127.0.0.1:0`, the mock picks a free port. Programs that start it
+//! pass `--ready-file PATH` and read `{"listen":"IP:PORT","pid":N}` from PATH once it exists
+//! (written beside it and renamed into place, so it is never seen half written), the same
+//! mechanism as `ringgate serve --ready-file`: no parsing of the human-readable line
+//! `mock-llm listening on IP:PORT` that also goes to stdout.
 
 mod anthropic;
 mod azure;
@@ -21,6 +27,7 @@ mod server;
 mod stream;
 mod wire;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -35,9 +42,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "mock-llm", version, about)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port (the bound address is
-    /// printed on stdout).
+    /// printed on stdout and written to `--ready-file`).
     #[arg(long, default_value = "127.0.0.1:8001")]
     listen: String,
+    /// Once listening, write `{"listen":"IP:PORT","pid":N}` to this file.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
     /// Tokio worker threads (default: number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -92,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(server::run(&cli.listen, config));
+    let result = runtime.block_on(server::run(&cli.listen, cli.ready_file.as_deref(), config));
     // Connections that are still open (e.g. `x-mock-fail: hang`) must not
     // delay exit after a signal.
     runtime.shutdown_timeout(Duration::from_millis(100));

@@ -14,6 +14,8 @@
 //! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +62,7 @@ pub struct Config {
 }
 
 /// Serve until SIGTERM or SIGINT.
-pub async fn run(listen: &str, config: Config) -> anyhow::Result<()> {
+pub async fn run(listen: &str, ready_file: Option<&Path>, config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     {
@@ -68,6 +70,9 @@ pub async fn run(listen: &str, config: Config) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "mock-llm listening on {addr}")?;
         out.flush()?;
+    }
+    if let Some(path) = ready_file {
+        write_ready_file(path, addr)?;
     }
     let config = Arc::new(config);
     let mut term = signal(SignalKind::terminate())?;
@@ -89,6 +94,16 @@ pub async fn run(listen: &str, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `{"listen":"IP:PORT","pid":N}`, written beside `path` and renamed into place so that a
+/// reader finds either no file or a whole one.
+fn write_ready_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let contents = serde_json::json!({"listen": addr.to_string(), "pid": std::process::id()});
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{contents}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 async fn serve_connection(tcp: TcpStream, config: Arc<Config>) {

@@ -2,8 +2,9 @@
 //! PostgreSQL (a throwaway schema per test) via `backend_tests!`.
 //!
 //! PostgreSQL: `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/test`.
-//! If it is unreachable the PostgreSQL tests fail (they never skip): run
-//! `export DATABASE_URL=$(scripts/ensure-postgres.sh)`.
+//! If it is unreachable the PostgreSQL tests fail (they never skip): run the suite with
+//! `bash scripts/test.sh` (it starts a throwaway PostgreSQL), or set DATABASE_URL
+//! (`export DATABASE_URL=$(scripts/ensure-postgres.sh)` finds or starts one).
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ use store::{
 };
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const NEED_POSTGRES: &str = "These tests need PostgreSQL: run `bash scripts/test.sh` (it starts a \
+     throwaway PostgreSQL) or set DATABASE_URL (`export DATABASE_URL=$(scripts/ensure-postgres.sh)` \
+     from the repository root finds or starts one).";
 
 fn pg_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
@@ -56,15 +60,10 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
             client
         }
         Ok(Err(e)) => panic!(
-            "PostgreSQL is unreachable at {url}: {e}{}\n\
-             These tests need PostgreSQL. Run `export DATABASE_URL=$(scripts/ensure-postgres.sh)` \
-             from the repository root, then rerun.",
+            "PostgreSQL is unreachable at {url}: {e}{}\n{NEED_POSTGRES}",
             std::error::Error::source(&e).map_or(String::new(), |s| format!(" ({s})"))
         ),
-        Err(_) => panic!(
-            "timed out connecting to PostgreSQL at {url}\n\
-             Run `export DATABASE_URL=$(scripts/ensure-postgres.sh)` and rerun."
-        ),
+        Err(_) => panic!("timed out connecting to PostgreSQL at {url}\n{NEED_POSTGRES}"),
     }
 }
 

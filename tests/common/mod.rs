@@ -5,26 +5,51 @@
 //! `std::net::TcpStream`, so the tests can send exactly the bytes they mean to
 //! (half a request head, a lying Content-Length, a dropped socket, ...).
 //!
-//! Binaries: ringgate is `CARGO_BIN_EXE_ringgate`; mock-llm is expected next to
-//! it in the same target dir (build it with `cargo build --workspace --bins`),
-//! and either can be overridden with `RINGGATE_BIN` / `MOCK_BIN`.
+//! Configurations are data: a `serde_json::Value` (see [`basic_config`] and [`merged`])
+//! written out as YAML. Both binaries listen on port 0 and are started with
+//! `--ready-file`; the harness waits for that file and reads the ports from it (the Python
+//! harness in tests/python/conftest.py does the same), so no test races another for a port.
 //!
-//! On a panic the processes' stderr is printed when their handles drop; set
+//! Binaries: ringgate is `CARGO_BIN_EXE_ringgate`; mock-llm is expected next to
+//! it in the same target dir (`cargo build --workspace --bins` builds it; `cargo test`
+//! alone does not), and either can be overridden with `RINGGATE_BIN` / `MOCK_BIN`.
+//! `bash scripts/test.sh` builds both and runs every test.
+//!
+//! On a panic the processes' logs are printed when their handles drop; set
 //! `RINGGATE_KEEP_LOGS=1` to keep the temp dirs around.
 #![allow(dead_code)]
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-pub const BUILD_HINT: &str = "cargo build --workspace --bins";
+pub const BUILD_HINT: &str = "build both binaries with `cargo build --workspace --bins`, \
+     or run the whole suite with `bash scripts/test.sh`";
+
+// ---------------------------------------------------------------- waiting
+
+/// Calls `probe` every 10 ms until it returns `Some`, for at most `timeout`: the one way
+/// these tests wait for a condition (a port, a file, a metric, a row) instead of sleeping.
+pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
 
 // ---------------------------------------------------------------- binaries & dirs
 
@@ -35,7 +60,7 @@ pub fn ringgate_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringgate")));
     assert!(
         path.is_file(),
-        "ringgate binary not found at {}; build it with `{BUILD_HINT}`",
+        "ringgate binary not found at {}; {BUILD_HINT}",
         path.display()
     );
     path
@@ -52,18 +77,34 @@ pub fn mock_bin() -> PathBuf {
     assert!(
         path.is_file(),
         "mock-llm binary not found at {} (cargo test does not build other packages' \
-         binaries); build it with `{BUILD_HINT}` or set MOCK_BIN",
+         binaries); {BUILD_HINT}, or set MOCK_BIN",
         path.display()
     );
     path
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+/// A port on 127.0.0.1 that refuses connections for as long as this value lives: its socket
+/// is bound but never listens, so nothing else can take the port meanwhile (a port that was
+/// merely free a moment ago could be given to another test's listener).
+pub struct RefusedPort(socket2::Socket);
+
+impl RefusedPort {
+    pub fn new() -> RefusedPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("create socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        RefusedPort(socket)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address")
+            .port()
+    }
 }
 
 /// A fresh temporary directory, removed on drop unless RINGGATE_KEEP_LOGS is set.
@@ -117,85 +158,127 @@ fn read_tail(path: &Path, limit: usize) -> String {
     }
 }
 
-/// SIGTERM, a short grace period, then SIGKILL.
-fn terminate(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
+/// A process of ours with stdout and stderr in one log file and a `--ready-file` in `dir`,
+/// killed on drop (its log printed when a test panics).
+struct Process {
+    name: &'static str,
+    child: Child,
+    log_path: PathBuf,
+    /// Holds the log and the ready file; removed after the process is gone.
+    _dir: TempDir,
+}
+
+impl Process {
+    /// Runs `bin ARGS --ready-file DIR/ready.json` and waits for that file, which the
+    /// binary writes (atomically) once it listens; returns the process and the file's JSON.
+    /// `context` is added to the panic message when it never gets ready.
+    fn start(
+        name: &'static str,
+        bin: &Path,
+        args: &[&str],
+        dir: TempDir,
+        context: &str,
+    ) -> (Process, Value) {
+        let log_path = dir.path().join(format!("{name}.log"));
+        let ready_path = dir.path().join("ready.json");
+        let log = File::create(&log_path).expect("create log file");
+        let child = Command::new(bin)
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}; {BUILD_HINT}", bin.display()));
+        let mut process = Process {
+            name,
+            child,
+            log_path,
+            _dir: dir,
+        };
+        let ready = poll_until(STARTUP_TIMEOUT, || {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("{name} exited ({status}) before it was ready{context}");
+            }
+            let text = fs::read_to_string(&ready_path).ok()?;
+            Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("{name} wrote a ready file that is not JSON ({e}): {text}")
+            }))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} did not write {} within {STARTUP_TIMEOUT:?}{context}",
+                ready_path.display()
+            )
+        });
+        (process, ready)
     }
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
+
+    fn log(&self) -> String {
+        read_tail(&self.log_path, 8000)
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        poll_until(timeout, || self.child.try_wait().ok().flatten())
+            .and_then(|status| status.code())
+    }
+}
+
+impl Drop for Process {
+    /// SIGTERM, a short grace period, then SIGKILL.
+    fn drop(&mut self) {
+        if let (Ok(None), Ok(pid)) = (
+            self.child.try_wait(),
+            libc::pid_t::try_from(self.child.id()),
+        ) {
+            // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// An address from a ready file's `key`.
+fn ready_addr(ready: &Value, key: &str) -> SocketAddr {
+    ready[key]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("ready file without an address in `{key}`: {ready}"))
 }
 
 // ---------------------------------------------------------------- mock-llm
 
 /// A running mock-llm, killed on drop.
 pub struct MockLlm {
-    child: Child,
+    process: Process,
     pub addr: SocketAddr,
-    stderr_path: PathBuf,
-    _dir: TempDir,
 }
 
 impl MockLlm {
-    /// Start with `--listen 127.0.0.1:0` plus `args`, and wait for its
-    /// `mock-llm listening on 127.0.0.1:PORT` line.
+    /// Starts `mock-llm --listen 127.0.0.1:0` plus `args`.
     pub fn start(args: &[&str]) -> MockLlm {
-        let dir = TempDir::new("ringgate-mock");
-        let stderr_path = dir.path().join("mock-llm.stderr");
-        let bin = mock_bin();
-        let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path).expect("create mock stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-
-        // Keep draining stdout on a thread so the pipe never fills up.
-        let stdout = child.stdout.take().expect("mock stdout");
-        let (tx, rx) = mpsc::channel::<SocketAddr>();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse()) {
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => MockLlm {
-                child,
-                addr,
-                stderr_path,
-                _dir: dir,
-            },
-            Err(_) => {
-                let status = child.try_wait();
-                terminate(&mut child);
-                panic!(
-                    "mock-llm did not print 'mock-llm listening on ADDR' within {STARTUP_TIMEOUT:?} \
-                     (status {status:?})\n----- mock-llm stderr -----\n{}",
-                    read_tail(&stderr_path, 8000)
-                );
-            }
+        let args = [&["--listen", "127.0.0.1:0"], args].concat();
+        let (process, ready) = Process::start(
+            "mock-llm",
+            &mock_bin(),
+            &args,
+            TempDir::new("ringgate-mock"),
+            &format!(" (a mock-llm older than its sources? {BUILD_HINT})"),
+        );
+        MockLlm {
+            addr: ready_addr(&ready, "listen"),
+            process,
         }
     }
 
@@ -203,159 +286,101 @@ impl MockLlm {
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
-
-    pub fn stderr(&self) -> String {
-        read_tail(&self.stderr_path, 8000)
-    }
 }
 
-impl Drop for MockLlm {
-    fn drop(&mut self) {
-        terminate(&mut self.child);
-        if thread::panicking() {
-            eprintln!("----- mock-llm stderr -----\n{}", self.stderr());
+// ---------------------------------------------------------------- configuration
+
+/// The standard test config: two shards, one `mock` provider serving `gpt-4o-mini` and
+/// `text-embedding-3-small`, alias `fast`, bare model names to `mock`.
+pub fn basic_config(mock_base_url: &str) -> Value {
+    json!({
+        "shards": 2,
+        "default_provider": "mock",
+        "aliases": {"fast": "mock/gpt-4o-mini"},
+        "providers": {
+            "mock": {
+                "base_url": mock_base_url,
+                "models": ["gpt-4o-mini", "text-embedding-3-small"],
+            },
+        },
+    })
+}
+
+/// `base` with `patch` laid over it: maps merge key by key, anything else replaces.
+pub fn merged(mut base: Value, patch: Value) -> Value {
+    fn merge(base: &mut Value, patch: Value) {
+        match (base, patch) {
+            (Value::Object(base), Value::Object(patch)) => {
+                for (key, value) in patch {
+                    match base.get_mut(&key) {
+                        Some(slot) => merge(slot, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+            (base, patch) => *base = patch,
         }
     }
+    merge(&mut base, patch);
+    base
+}
+
+/// Writes `config` as a YAML file for ringgate; returns the YAML.
+pub fn write_config(path: &Path, config: &Value) -> String {
+    let yaml = serde_yaml::to_string(config).expect("a config serializes to YAML");
+    fs::write(path, &yaml).expect("write config");
+    yaml
 }
 
 // ---------------------------------------------------------------- gateway
 
-/// The standard test config body (everything but `listen:`): one `mock`
-/// provider, `fast` alias, bare names to `mock`. `extra` is appended verbatim
-/// (top-level YAML, e.g. a `limits:` block).
-pub fn basic_config(mock_base_url: &str, extra: &str) -> String {
-    format!(
-        "shards: 2\n\
-         pin_cores: false\n\
-         default_provider: mock\n\
-         aliases:\n  fast: mock/gpt-4o-mini\n\
-         providers:\n  mock:\n    base_url: {mock_base_url}\n    \
-         models: [gpt-4o-mini, text-embedding-3-small]\n\
-         {extra}"
-    )
-}
-
 /// A running `ringgate serve`, killed on drop.
 pub struct Gateway {
-    child: Child,
+    process: Process,
     pub addr: SocketAddr,
-    /// The control port (metrics).
+    /// The control port (metrics, admin API).
     pub control: SocketAddr,
-    pub config_path: PathBuf,
-    stderr_path: PathBuf,
-    stdout_path: PathBuf,
-    _dir: TempDir,
 }
 
 impl Gateway {
-    /// Write `config_yaml` to a temp file and run `ringgate serve --config` on
-    /// it, then wait for `GET /health` to answer 200. If the YAML has no
-    /// top-level `listen:` line, `listen: 127.0.0.1:<free port>` is prepended;
-    /// likewise a `control:` block with a free port for the control port.
-    pub fn start(config_yaml: &str) -> Gateway {
-        // Without explicit addresses ringgate binds port 0 and the harness reads the ports it
-        // got from its log: probing for a free port and passing it on races with other
-        // gateways started in parallel — and with SO_REUSEPORT two of them could even share it.
-        let mut yaml = String::new();
-        if !config_yaml.lines().any(|l| l.starts_with("control:")) {
-            yaml.push_str("control: {listen: 127.0.0.1:0}\n");
-        }
-        if !config_yaml.lines().any(|l| l.starts_with("listen:")) {
-            yaml.push_str("listen: 127.0.0.1:0\n");
-        }
-        yaml.push_str(config_yaml);
-        Self::try_start(&yaml).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// The address a log line `<marker> ADDR` names, once ringgate has written it.
-    fn logged_addr(stderr_path: &Path, marker: &str) -> Option<SocketAddr> {
-        let log = fs::read_to_string(stderr_path).ok()?;
-        let rest = &log[log.find(marker)? + marker.len()..];
-        rest.split_whitespace().next()?.parse().ok()
-    }
-
-    fn try_start(config_yaml: &str) -> Result<Gateway, String> {
-        let addr: SocketAddr = config_yaml
-            .lines()
-            .find_map(|l| l.strip_prefix("listen:"))
-            .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("config needs `listen: IP:PORT`:\n{config_yaml}"))?;
-
+    /// Runs `ringgate serve` on `config` and waits until it is ready. Unless the config says
+    /// otherwise, both ports are 0 (the ports it got come from its ready file) and shards are
+    /// not pinned (tests share cores with each other).
+    pub fn start(config: Value) -> Gateway {
+        let config = merged(
+            json!({
+                "listen": "127.0.0.1:0",
+                "control": {"listen": "127.0.0.1:0"},
+                "pin_cores": false,
+            }),
+            config,
+        );
         let dir = TempDir::new("ringgate-gw");
         let config_path = dir.path().join("ringgate.yaml");
-        fs::write(&config_path, config_yaml).map_err(|e| format!("write config: {e}"))?;
-        let stderr_path = dir.path().join("ringgate.stderr");
-        let stdout_path = dir.path().join("ringgate.stdout");
-        let bin = ringgate_bin();
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout_path).map_err(|e| e.to_string())?)
-            .stderr(File::create(&stderr_path).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-
-        let control: SocketAddr = config_yaml
-            .lines()
-            .find_map(|l| l.strip_prefix("control: {listen: "))
-            .and_then(|v| v.trim_end_matches('}').trim().parse().ok())
-            .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("valid"));
-        let mut gw = Gateway {
-            child,
-            addr,
-            control,
-            config_path,
-            stderr_path,
-            stdout_path,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut last = String::from("no attempt yet");
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = gw.child.try_wait() {
-                last = format!("process exited: {status}");
-                break;
-            }
-            if gw.addr.port() == 0 || gw.control.port() == 0 {
-                if let Some(a) = Self::logged_addr(&gw.stderr_path, "ringgate listening on ") {
-                    gw.addr = a;
-                }
-                if let Some(a) = Self::logged_addr(&gw.stderr_path, "control port listening on ") {
-                    gw.control = a;
-                }
-                if gw.addr.port() == 0 {
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            }
-            match http_request(
-                gw.addr,
-                b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                Duration::from_secs(2),
-            ) {
-                Ok((200, _, _)) => return Ok(gw),
-                Ok((status, _, body)) => {
-                    last = format!("GET /health -> {status} {}", String::from_utf8_lossy(&body))
-                }
-                Err(e) => last = format!("GET /health -> {e}"),
-            }
-            thread::sleep(Duration::from_millis(100));
+        let context = format!(
+            "\n----- config -----\n{}",
+            write_config(&config_path, &config)
+        );
+        let config_arg = config_path.display().to_string();
+        let (process, ready) = Process::start(
+            "ringgate",
+            &ringgate_bin(),
+            &["serve", "--config", &config_arg],
+            dir,
+            &context,
+        );
+        Gateway {
+            addr: ready_addr(&ready, "data"),
+            control: ready_addr(&ready, "control"),
+            process,
         }
-        terminate(&mut gw.child);
-        Err(format!(
-            "ringgate did not become healthy on {addr} within {STARTUP_TIMEOUT:?} ({last})\n\
-             ----- config -----\n{config_yaml}\n----- ringgate stderr -----\n{}\n----- ringgate stdout -----\n{}",
-            gw.stderr(),
-            read_tail(&gw.stdout_path, 4000)
-        ))
     }
 
+    /// The gateway's log (stderr and stdout), up to its last 8000 bytes.
     pub fn stderr(&self) -> String {
-        read_tail(&self.stderr_path, 8000)
+        self.process.log()
     }
 
     /// The Prometheus text from the control port's `/metrics`.
@@ -370,10 +395,22 @@ impl Gateway {
         String::from_utf8_lossy(&body).into_owned()
     }
 
+    /// The sum of every sample of metric family `name` (all shards, all labels).
+    pub fn metric_sum(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Resident set size of the gateway process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let status = fs::read_to_string(format!("/proc/{}/status", self.process.child.id()))
+            .expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -383,33 +420,21 @@ impl Gateway {
 
     /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
     }
 
     /// Sends SIGTERM (graceful drain) without waiting.
     pub fn sigterm(&self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(self.process.child.id() as libc::pid_t, libc::SIGTERM);
         }
     }
 
     /// Waits up to `timeout` for the process to exit; its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Is the process still running?
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.wait_exit(timeout)
     }
 
     /// One request on a fresh connection; panics on I/O errors.
@@ -431,15 +456,6 @@ impl Gateway {
 
     pub fn get(&self, path: &str) -> Response {
         self.request(&build_request("GET", path, &[], None, true))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        terminate(&mut self.child);
-        if thread::panicking() {
-            eprintln!("----- ringgate stderr -----\n{}", self.stderr());
-        }
     }
 }
 

@@ -4,37 +4,64 @@ One mock-llm and one ringgate are started for the whole session:
 
     client (openai SDK) -> ringgate (127.0.0.1:GW_PORT) -> mock-llm (127.0.0.1:MOCK_PORT/v1)
 
+Configurations are data: dicts (see `gateway_config` and `merged`) dumped as YAML. Both
+binaries listen on port 0 and are started with `--ready-file`; the harness waits for that
+file and reads the ports from it, as the Rust harness (tests/common/mod.rs) does, so no test
+races another for a port.
+
 Binaries come from target/debug (or $CARGO_TARGET_DIR/debug), overridable with
-RINGGATE_BIN and MOCK_BIN. Build them with `cargo build --workspace --bins`.
+RINGGATE_BIN and MOCK_BIN. `bash scripts/test.sh` builds them and runs everything.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import signal
-import ssl
-import socket
 import subprocess
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import httpx
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 20.0
-BUILD_CMD = "cargo build --workspace --bins"
+BUILD_HINT = "build both binaries with `cargo build --workspace --bins`, or run the whole suite with `bash scripts/test.sh`"
 
-MOCK_MODELS = ["gpt-4o-mini", "text-embedding-3-small"]
-ALIASES = {"fast": "mock/gpt-4o-mini"}
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = STARTUP_TIMEOUT_S) -> T:
+    """Calls `probe` every 10 ms until it returns something other than None, for at most
+    `timeout_s`: the one way these tests wait for a condition instead of sleeping."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def merged(base: dict, patch: dict) -> dict:
+    """`base` with `patch` laid over it: dicts merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _target_dir() -> Path:
@@ -51,18 +78,11 @@ def find_binary(name: str, env_var: str) -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.exit(
             f"\n\n*** {name} binary not found or not executable at {path}\n"
-            f"*** build it with:  (cd {REPO_ROOT} && {BUILD_CMD})\n"
+            f"*** {BUILD_HINT} (from {REPO_ROOT}),\n"
             f"*** or point {env_var} at an existing binary.\n",
             returncode=1,
         )
     return path
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, limit: int = 8000) -> str:
@@ -92,18 +112,46 @@ def _stop(proc: subprocess.Popen | None, grace_s: float = 5.0) -> None:
 class Service:
     name: str
     proc: subprocess.Popen
-    stderr_path: Path
-    stdout_path: Path | None = None
-    extra: dict = field(default_factory=dict)
+    log_path: Path
 
     def logs(self) -> str:
-        out = f"----- {self.name} stderr ({self.stderr_path}) -----\n{_tail(self.stderr_path)}\n"
-        if self.stdout_path is not None:
-            out += f"----- {self.name} stdout ({self.stdout_path}) -----\n{_tail(self.stdout_path)}\n"
-        return out
+        return f"----- {self.name} log ({self.log_path}) -----\n{_tail(self.log_path)}\n"
 
     def stop(self) -> None:
         _stop(self.proc)
+
+
+def _launch(name: str, cmd: list[str], run_dir: Path, env: dict | None = None, context: str = "") -> tuple[Service, dict]:
+    """Runs `cmd --ready-file RUN_DIR/ready.json` (stdout and stderr into RUN_DIR/NAME.log)
+    and waits for that file, which the binary writes atomically once it listens; returns the
+    service and the file's JSON. `context` is added to the failure when it never gets ready."""
+    ready_path = run_dir / "ready.json"
+    log_path = run_dir / f"{name}.log"
+    cmd = [*cmd, "--ready-file", str(ready_path)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "RUST_BACKTRACE": "1", **(env or {})},
+        )
+    svc = Service(name=name, proc=proc, log_path=log_path)
+
+    def ready() -> dict | None:
+        if ready_path.exists():
+            return json.loads(ready_path.read_text())
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} before it was ready")
+        return None
+
+    try:
+        return svc, wait_for(f"{ready_path}", ready)
+    except (TimeoutError, RuntimeError) as e:
+        why = str(e)
+    svc.stop()
+    pytest.fail(f"{name} {why}; command: {' '.join(cmd)}{context}\n{svc.logs()}", pytrace=False)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -118,7 +166,7 @@ class MockLlm(Service):
 @dataclass
 class Gateway(Service):
     port: int = 0
-    config_path: Path | None = None
+    control_port: int = 0
     scheme: str = "http"
     host: str = "127.0.0.1"
 
@@ -130,129 +178,64 @@ class Gateway(Service):
     def base_url(self) -> str:
         return f"{self.origin}/v1"
 
+    @property
+    def control_origin(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
 
-_LISTEN_RE = re.compile(r"mock-llm listening on (\S+):(\d+)")
+
+def _port(ready: dict, key: str) -> int:
+    return int(ready[key].rsplit(":", 1)[1])
 
 
 def start_mock(workdir: Path, args: list[str] | None = None) -> MockLlm:
     binary = find_binary("mock-llm", "MOCK_BIN")
-    stderr_path = workdir / "mock-llm.stderr"
-    stdout_path = workdir / "mock-llm.stdout"
-    cmd = [str(binary), "--listen", "127.0.0.1:0", *(args or [])]
-    stderr_f = open(stderr_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_f, stdin=subprocess.DEVNULL)
-    stderr_f.close()
-
-    # Read stdout on a thread so a silent process cannot block us past the deadline.
-    found: dict = {}
-    ready = threading.Event()
-
-    def pump() -> None:
-        with open(stdout_path, "wb") as out:
-            assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                out.write(raw)
-                out.flush()
-                m = _LISTEN_RE.search(raw.decode(errors="replace"))
-                if m and not ready.is_set():
-                    found["port"] = int(m.group(2))
-                    ready.set()
-        ready.set()  # EOF: process exited or closed stdout
-
-    threading.Thread(target=pump, name="mock-llm-stdout", daemon=True).start()
-    ready.wait(STARTUP_TIMEOUT_S)
-
-    svc = MockLlm(name="mock-llm", proc=proc, stderr_path=stderr_path, stdout_path=stdout_path)
-    if "port" not in found:
-        try:
-            code = proc.wait(timeout=1)
-            why = f"exited with code {code} before printing"
-        except subprocess.TimeoutExpired:
-            why = f"did not print within {STARTUP_TIMEOUT_S}s"
-        svc.stop()
-        pytest.fail(
-            f"mock-llm {why} 'mock-llm listening on 127.0.0.1:PORT'; command: {' '.join(cmd)}\n{svc.logs()}",
-            pytrace=False,
-        )
-    svc.port = found["port"]
-    return svc
-
-
-def gateway_config_yaml(gw_port: int, mock_base_url: str, shards: int = 2, extra: str = "") -> str:
-    models = ", ".join(MOCK_MODELS)
-    aliases = "".join(f"  {k}: {v}\n" for k, v in ALIASES.items())
-    return (
-        f"listen: 127.0.0.1:{gw_port}\n"
-        f"shards: {shards}\n"
-        f"pin_cores: false\n"
-        f"default_provider: mock\n"
-        f"aliases:\n{aliases}"
-        f"providers:\n"
-        f"  mock:\n"
-        f"    base_url: {mock_base_url}\n"
-        f"    models: [{models}]\n"
-        f"{extra}"
+    svc, ready = _launch(
+        "mock-llm",
+        [str(binary), "--listen", "127.0.0.1:0", *(args or [])],
+        Path(tempfile.mkdtemp(prefix="mock-llm-", dir=workdir)),
+        context=f" (a mock-llm older than its sources? {BUILD_HINT})",
     )
+    return MockLlm(name=svc.name, proc=svc.proc, log_path=svc.log_path, port=_port(ready, "listen"))
 
 
-def start_gateway(
-    workdir: Path,
-    config_yaml: str,
-    port: int,
-    env: dict | None = None,
-    tls_ca: str | None = None,
-) -> Gateway:
-    """Starts ringgate and waits for /health. With `tls_ca` (a CA PEM path) the gateway is
-    expected to serve TLS for `localhost`, and health is checked over https."""
+def gateway_config(mock_base_url: str, shards: int = 2) -> dict:
+    """The standard config: one `mock` provider, alias `fast`, bare model names to `mock`."""
+    return {
+        "shards": shards,
+        "default_provider": "mock",
+        "aliases": {"fast": "mock/gpt-4o-mini"},
+        "providers": {"mock": {"base_url": mock_base_url, "models": ["gpt-4o-mini", "text-embedding-3-small"]}},
+    }
+
+
+def start_gateway(workdir: Path, config: dict, env: dict | None = None) -> Gateway:
+    """Starts ringgate on `config` and waits until it is ready. Unless the config says
+    otherwise, both ports are 0 (the ports it got come from its ready file) and shards are
+    not pinned (tests share cores). With a `tls` section the gateway serves `localhost`
+    over https."""
     binary = find_binary("ringgate", "RINGGATE_BIN")
-    if not any(line.startswith("control:") for line in config_yaml.splitlines()):
-        config_yaml = f"control: {{listen: 127.0.0.1:{free_port()}}}\n" + config_yaml
-    config_path = workdir / f"ringgate-{port}.yaml"
-    config_path.write_text(config_yaml)
-    stderr_path = workdir / f"ringgate-{port}.stderr"
-    stdout_path = workdir / f"ringgate-{port}.stdout"
-    cmd = [str(binary), "serve", "--config", str(config_path)]
-    with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "RUST_BACKTRACE": "1", **(env or {})},
-        )
-    gw = Gateway(
-        name="ringgate",
-        proc=proc,
-        stderr_path=stderr_path,
-        stdout_path=stdout_path,
-        port=port,
-        config_path=config_path,
-        scheme="https" if tls_ca else "http",
-        host="localhost" if tls_ca else "127.0.0.1",
+    config = merged({"listen": "127.0.0.1:0", "control": {"listen": "127.0.0.1:0"}, "pin_cores": False}, config)
+    text = yaml.safe_dump(config, sort_keys=False)
+    run_dir = Path(tempfile.mkdtemp(prefix="ringgate-", dir=workdir))
+    config_path = run_dir / "ringgate.yaml"
+    config_path.write_text(text)
+    svc, ready = _launch(
+        "ringgate",
+        [str(binary), "serve", "--config", str(config_path)],
+        run_dir,
+        env=env,
+        context=f"\n----- config -----\n{text}",
     )
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    last = "no attempt yet"
-    with httpx.Client(trust_env=False, timeout=2.0, verify=ssl.create_default_context(cafile=tls_ca) if tls_ca else True) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                last = f"process exited with code {proc.returncode}"
-                break
-            try:
-                r = http.get(f"{gw.origin}/health")
-                if r.status_code == 200:
-                    return gw
-                last = f"GET /health -> {r.status_code} {r.text[:200]!r}"
-            except httpx.HTTPError as e:
-                last = f"GET /health -> {type(e).__name__}: {e}"
-            time.sleep(0.1)
-    gw.stop()
-    pytest.fail(
-        f"ringgate did not become healthy within {STARTUP_TIMEOUT_S}s ({last}); command: {' '.join(cmd)}\n"
-        f"----- config -----\n{config_yaml}\n{gw.logs()}",
-        pytrace=False,
+    tls = "tls" in config
+    return Gateway(
+        name=svc.name,
+        proc=svc.proc,
+        log_path=svc.log_path,
+        port=_port(ready, "data"),
+        control_port=_port(ready, "control"),
+        scheme="https" if tls else "http",
+        host="localhost" if tls else "127.0.0.1",
     )
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -281,23 +264,7 @@ def mock_llm(workdir):
 
 @pytest.fixture(scope="session")
 def gateway(workdir, mock_llm):
-    # A free port can be taken between probing and binding; try a few times.
-    last_err: BaseException | None = None
-    for _ in range(3):
-        port = free_port()
-        try:
-            gw = start_gateway(workdir, gateway_config_yaml(port, mock_llm.base_url), port)
-            break
-        except pytest.fail.Exception as e:
-            last_err = e
-            if mock_llm.proc.poll() is not None:
-                raise
-            if "address" not in _tail(workdir / f"ringgate-{port}.stderr").lower():
-                raise  # not a port clash: don't hide the real failure
-    else:
-        assert last_err is not None
-        raise last_err
-    gw.extra["mock"] = mock_llm
+    gw = start_gateway(workdir, gateway_config(mock_llm.base_url))
     _SERVICES.append(gw)
     yield gw
     gw.stop()
@@ -343,7 +310,7 @@ def client_no_retry(gateway):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the services' recent stderr to every failing test's report."""
+    """Attach the services' recent logs to every failing test's report."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and _SERVICES:

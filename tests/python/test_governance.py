@@ -11,30 +11,26 @@ import httpx
 import openai
 import pytest
 
-from conftest import free_port, start_gateway
+from conftest import start_gateway
 
 ADMIN = "python-governance-admin-token"
 
 
 @pytest.fixture(scope="module")
 def governed(workdir, mock_llm):
-    port = free_port()
-    control = free_port()
-    config = f"""listen: 127.0.0.1:{port}
-control: {{listen: 127.0.0.1:{control}}}
-shards: 2
-pin_cores: false
-governance:
-  database: {workdir}/governance.db
-  require_virtual_key: true
-  admin_token: env.RG_PY_ADMIN
-  flush_interval_ms: 100
-  prices: {{gpt-4o-mini: {{input: "1000", output: "1000"}}}}
-providers:
-  mock: {{base_url: "{mock_llm.base_url}", models: [gpt-4o-mini]}}
-"""
-    gw = start_gateway(workdir, config, port, env={"RG_PY_ADMIN": ADMIN})
-    admin = httpx.Client(base_url=f"http://127.0.0.1:{control}", headers={"authorization": f"Bearer {ADMIN}"}, trust_env=False)
+    config = {
+        "shards": 2,
+        "governance": {
+            "database": str(workdir / "governance.db"),
+            "require_virtual_key": True,
+            "admin_token": "env.RG_PY_ADMIN",
+            "flush_interval_ms": 100,
+            "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000"}},
+        },
+        "providers": {"mock": {"base_url": mock_llm.base_url, "models": ["gpt-4o-mini"]}},
+    }
+    gw = start_gateway(workdir, config, env={"RG_PY_ADMIN": ADMIN})
+    admin = httpx.Client(base_url=gw.control_origin, headers={"authorization": f"Bearer {ADMIN}"}, trust_env=False)
     yield gw, admin
     admin.close()
     gw.stop()

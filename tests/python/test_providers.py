@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import free_port, start_gateway, start_mock
+from conftest import start_gateway, start_mock
 
 KEY = "k-provider-test"
 MODELS = {
@@ -41,18 +41,24 @@ TOOLS = [
 def providers_gateway(workdir):
     mock = start_mock(workdir, ["--require-key", KEY])
     origin = f"http://127.0.0.1:{mock.port}"
-    port = free_port()
-    config = f"""listen: 127.0.0.1:{port}
-shards: 2
-pin_cores: false
-providers:
-  oa: {{kind: openai_compatible, base_url: "{origin}/v1", api_key: env.RG_PROVIDER_KEY}}
-  claude: {{kind: anthropic, base_url: "{origin}/v1", api_key: env.RG_PROVIDER_KEY}}
-  gem: {{kind: gemini, base_url: "{origin}/v1beta", api_key: env.RG_PROVIDER_KEY}}
-  br: {{kind: bedrock, base_url: "{origin}", region: us-east-1, aws_access_key_id: env.RG_PROVIDER_KEY, aws_secret_access_key: env.RG_PROVIDER_KEY}}
-  az: {{kind: azure, base_url: "{origin}", api_version: "2024-10-21", api_key: env.RG_PROVIDER_KEY}}
-"""
-    gw = start_gateway(workdir, config, port, env={"RG_PROVIDER_KEY": KEY})
+    key = "env.RG_PROVIDER_KEY"
+    config = {
+        "shards": 2,
+        "providers": {
+            "oa": {"kind": "openai_compatible", "base_url": f"{origin}/v1", "api_key": key},
+            "claude": {"kind": "anthropic", "base_url": f"{origin}/v1", "api_key": key},
+            "gem": {"kind": "gemini", "base_url": f"{origin}/v1beta", "api_key": key},
+            "br": {
+                "kind": "bedrock",
+                "base_url": origin,
+                "region": "us-east-1",
+                "aws_access_key_id": key,
+                "aws_secret_access_key": key,
+            },
+            "az": {"kind": "azure", "base_url": origin, "api_version": "2024-10-21", "api_key": key},
+        },
+    }
+    gw = start_gateway(workdir, config, env={"RG_PROVIDER_KEY": KEY})
     yield gw
     gw.stop()
     mock.stop()
@@ -252,16 +258,15 @@ def test_responses_pass_through_to_a_provider_that_serves_them(workdir):
     request as it is (the mock marks its own responses `resp_mock_native_…`), while an
     `openai_compatible` provider gets it translated to chat."""
     mock = start_mock(workdir, [])
-    port = free_port()
     origin = f"http://127.0.0.1:{mock.port}"
-    config = f"""listen: 127.0.0.1:{port}
-shards: 1
-pin_cores: false
-providers:
-  native: {{kind: openai, base_url: "{origin}/v1"}}
-  compat: {{kind: openai_compatible, base_url: "{origin}/v1"}}
-"""
-    gw = start_gateway(workdir, config, port)
+    config = {
+        "shards": 1,
+        "providers": {
+            "native": {"kind": "openai", "base_url": f"{origin}/v1"},
+            "compat": {"kind": "openai_compatible", "base_url": f"{origin}/v1"},
+        },
+    }
+    gw = start_gateway(workdir, config)
     try:
         client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key="unused", max_retries=0)
         native = client.responses.create(model="native/gpt-4o-mini", input="passed through")

@@ -18,7 +18,7 @@ import openai
 import pytest
 import trustme
 
-from conftest import free_port, gateway_config_yaml, start_gateway
+from conftest import gateway_config, merged, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +32,14 @@ def tls_chain(workdir, mock_llm):
     cert.cert_chain_pems[0].write_to_path(str(cert_path))
     cert.private_key_pem.write_to_path(str(key_path))
 
-    tls_block = f"tls:\n  cert_file: {cert_path}\n  key_file: {key_path}\n"
-    inner_port = free_port()
-    inner = start_gateway(
-        workdir,
-        tls_block + gateway_config_yaml(inner_port, mock_llm.base_url, shards=1),
-        inner_port,
-        tls_ca=str(ca_path),
-    )
-    edge_port = free_port()
-    edge_config = (
-        tls_block
-        + f"listen: 127.0.0.1:{edge_port}\nshards: 1\npin_cores: false\n"
-        + "providers:\n  inner:\n"
-        + f"    base_url: https://localhost:{inner_port}/v1\n"
-        + f"    ca_file: {ca_path}\n"
-    )
-    edge = start_gateway(workdir, edge_config, edge_port, tls_ca=str(ca_path))
+    tls = {"tls": {"cert_file": str(cert_path), "key_file": str(key_path)}}
+    inner = start_gateway(workdir, merged(gateway_config(mock_llm.base_url, shards=1), tls))
+    edge_config = {
+        **tls,
+        "shards": 1,
+        "providers": {"inner": {"base_url": f"https://localhost:{inner.port}/v1", "ca_file": str(ca_path)}},
+    }
+    edge = start_gateway(workdir, edge_config)
     yield edge, str(ca_path)
     edge.stop()
     inner.stop()
