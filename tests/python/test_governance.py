@@ -74,12 +74,15 @@ def test_anthropic_sdk_with_a_virtual_key(governed):
 
 def test_limits_and_budgets_surface_as_sdk_errors(governed):
     gw, admin = governed
-    limited = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=new_key(admin, limits={"rpm": 1}), max_retries=0)
+    # A per-day limit: both requests fall in one window unless the test runs across midnight
+    # UTC (a per-minute limit would split across a minute boundary about once in 60 runs).
+    limited = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=new_key(admin, limits={"rpd": 1}), max_retries=0)
     limited.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "one"}])
     with pytest.raises(openai.RateLimitError) as err:
         limited.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "two"}])
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.response.headers["x-ratelimit-limit-requests"] == "1"
+    assert err.value.body["code"] == "rate_limit_exceeded"
 
     broke = openai.OpenAI(
         base_url=f"{gw.origin}/v1",
@@ -91,3 +94,20 @@ def test_limits_and_budgets_surface_as_sdk_errors(governed):
         broke.chat.completions.create(model="mock/gpt-4o-mini", messages=[{"role": "user", "content": "more"}])
     assert err.value.status_code == 402
     assert err.value.body["code"] == "budget_exceeded"
+
+
+def test_anthropic_clients_get_the_same_refusals_in_their_shape(governed):
+    """A refusal made by the gateway reaches an Anthropic client in Anthropic's error shape,
+    with the same status and the same Retry-After / x-ratelimit-* headers as OpenAI's."""
+    gw, admin = governed
+    client = anthropic.Anthropic(
+        base_url=f"{gw.origin}/anthropic", api_key=new_key(admin, limits={"rpd": 1}), max_retries=0
+    )
+    ask = dict(model="mock/gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    client.messages.create(**ask)
+    with pytest.raises(anthropic.RateLimitError) as err:
+        client.messages.create(**ask)
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    assert err.value.response.headers["x-ratelimit-limit-requests"] == "1"
+    assert err.value.body["type"] == "error"
+    assert err.value.body["error"]["type"] == "rate_limit_error"
