@@ -85,7 +85,7 @@ pub struct Served {
     pub status: u16,
     /// The target that answered (`None`: a kept failure was sent).
     pub target: Option<usize>,
-    pub usage: Option<crate::governance::usage::TokenUsage>,
+    pub usage: Option<vocab::TokenUsage>,
 }
 
 /// Tries `targets` in order. `Ok` once a response was sent; `Err` when nothing was sent yet

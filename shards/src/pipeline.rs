@@ -24,6 +24,8 @@
 
 use std::time::{Duration, Instant};
 
+use vocab::{NanoUsd, UsageRecord};
+
 use crate::balance;
 use crate::clock;
 use crate::conn::{BodyLocation, ClientConn};
@@ -34,7 +36,6 @@ use crate::extract::extract_fields;
 use crate::failover::{self, Ask};
 use crate::governance::admit::{self, Refusal};
 use crate::governance::request;
-use crate::governance::usage::UsageRecord;
 use crate::http::request::{find_header, Method, RequestHead};
 use crate::http::response::{push_error_response, push_json_response};
 use crate::route::Target;
@@ -308,8 +309,8 @@ async fn forward(
             (Some(u), Some(snap)) => snap
                 .prices
                 .lookup(provider, target.model)
-                .map_or(0, |p| p.cost(u.prompt, u.completion, u.cached)),
-            _ => 0,
+                .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached)),
+            _ => NanoUsd::ZERO,
         };
         if let (Some(admission), Some(_)) = (admission, served) {
             admission.settle(usage, cost, gov);
@@ -328,7 +329,7 @@ async fn forward(
             model: target.model.to_owned(),
             status,
             usage: usage.unwrap_or_default(),
-            cost_nanos: cost,
+            cost,
             latency_us: started.elapsed().as_micros() as u64,
             stream,
         };

@@ -9,10 +9,11 @@
 //! A body that breaks midway is never made to look complete: an event stream gets a final
 //! error event in the client's API (no `[DONE]`), anything else is cut off.
 
+use vocab::TokenUsage;
+
 use crate::body::{BodyReader, Break};
 use crate::conn::ClientConn;
 use crate::dialect::Conversion;
-use crate::governance::usage::TokenUsage;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::request::find_header;
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};

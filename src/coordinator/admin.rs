@@ -25,7 +25,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use store::{ConfigKind, EntityKind, EntityRef, Store};
+use store::{ConfigKind, Store};
+use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
 
 use wire::{
     parse_body, parse_empty_body, CustomerBody, KeyBody, KeyView, ProviderCreateBody,
@@ -441,28 +442,29 @@ fn entity(kind: &str, id: &str) -> Result<EntityRef, ApiError> {
 async fn usage(store: &Store, entity: EntityRef) -> Result<Reply, ApiError> {
     let now = store::now_unix();
     let budget = store.entity_budget(&entity).await?;
-    let period = budget.map_or(store::BudgetPeriod::Never, |b| b.period);
-    let period_start = store::period_start(period, now);
+    let period = budget.map_or(BudgetPeriod::Never, |b| b.period);
+    let period_start = period.start(now);
     let usage = store.usage(&entity, period_start).await?;
-    let (spent, requests, prompt, completion, reset_at) = usage.map_or((0, 0, 0, 0, None), |u| {
-        (
-            u.spent_nanos,
-            u.requests,
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.reset_at,
-        )
-    });
+    let (spent, requests, prompt, completion, reset_at) =
+        usage.map_or((NanoUsd::ZERO, 0, 0, 0, None), |u| {
+            (
+                u.spent_nanos,
+                u.requests,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.reset_at,
+            )
+        });
     let remaining = budget.map(|b| b.limit_nanos.saturating_sub(spent));
     ok(json!({
         "entity": entity,
         "budget": budget,
         "period_start": period_start,
         "spent_nanos": spent,
-        "spent_usd": usd(spent),
+        "spent_usd": spent.to_string(),
         "remaining_nanos": remaining,
-        "remaining_usd": remaining.map(usd),
-        "limit_usd": budget.map(|b| usd(b.limit_nanos)),
+        "remaining_usd": remaining.map(|r| r.to_string()),
+        "limit_usd": budget.map(|b| b.limit_nanos.to_string()),
         "requests": requests,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -488,7 +490,7 @@ async fn reset_budget(store: &Store, entity: EntityRef) -> Result<Reply, ApiErro
         "entity": entity,
         "reset_at": now,
         "spent_before_nanos": before,
-        "spent_before_usd": usd(before),
+        "spent_before_usd": before.to_string(),
     }))
 }
 
@@ -517,12 +519,6 @@ fn parse_limit(v: &str) -> Result<u32, ApiError> {
             "invalid_value",
         )),
     }
-}
-
-/// Nano-dollars as a decimal USD string with 9 fractional digits, without floats:
-/// `1_234_567_890` → `"1.234567890"`.
-pub fn usd(nanos: u64) -> String {
-    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
 /// Whether the `Authorization` header carries the admin token (`Bearer`, any case).

@@ -7,6 +7,8 @@
 //! an unknown `team_id`/`customer_id` fails with [`Error::InvalidReference`].
 //! Every successful write emits a [`ConfigChange`](crate::ConfigChange).
 
+use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
+
 use crate::db::{opt_u64, Row, Stmt, Value};
 use crate::error::{Constraint, Error, Result};
 use crate::keys::{generate_key, hash_key, key_prefix};
@@ -14,7 +16,6 @@ use crate::model::{
     Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, Limits,
     Provider, ProviderInput, Team, TeamInput, VirtualKey,
 };
-use crate::period::BudgetPeriod;
 use crate::{now_unix, Store};
 
 /// One governance table: its column layout and how a row becomes the entity `T`.
@@ -213,7 +214,7 @@ impl<T> Table<T> {
 /// The 8 budget + limit parameters, in column order.
 fn budget_limit_params(budget: Option<&Budget>, limits: &Limits) -> Result<Vec<Value>> {
     Ok(vec![
-        opt_u64(budget.map(|b| b.limit_nanos), "budget.limit_nanos")?,
+        opt_u64(budget.map(|b| b.limit_nanos.nanos()), "budget.limit_nanos")?,
         budget.map(|b| b.period.as_str()).into(),
         opt_u64(limits.rpm, "limits.rpm")?,
         opt_u64(limits.rph, "limits.rph")?,
@@ -228,7 +229,7 @@ fn budget_limit_params(budget: Option<&Budget>, limits: &Limits) -> Result<Vec<V
 fn read_budget(row: &Row, at: usize) -> Result<Option<Budget>> {
     Ok(match (row.opt_u64(at)?, row.opt_text(at + 1)?) {
         (Some(limit_nanos), Some(p)) => Some(Budget {
-            limit_nanos,
+            limit_nanos: NanoUsd::from_nanos(limit_nanos),
             period: BudgetPeriod::parse(&p)
                 .ok_or_else(|| Error::Corrupt(format!("budget period {p:?}")))?,
         }),
@@ -647,11 +648,11 @@ impl Store {
 
     /// The budget of `entity` (`None` if it has none); [`Error::NotFound`]
     /// if the entity does not exist.
-    pub async fn entity_budget(&self, entity: &crate::EntityRef) -> Result<Option<Budget>> {
+    pub async fn entity_budget(&self, entity: &EntityRef) -> Result<Option<Budget>> {
         let (table, kind) = match entity.kind {
-            crate::EntityKind::Key => (KEYS.name, KEYS.kind),
-            crate::EntityKind::Team => (TEAMS.name, TEAMS.kind),
-            crate::EntityKind::Customer => (CUSTOMERS.name, CUSTOMERS.kind),
+            EntityKind::Key => (KEYS.name, KEYS.kind),
+            EntityKind::Team => (TEAMS.name, TEAMS.kind),
+            EntityKind::Customer => (CUSTOMERS.name, CUSTOMERS.kind),
         };
         let sql = format!("SELECT budget_limit_nanos, budget_period FROM {table} WHERE id = $1");
         let rows = self

@@ -12,10 +12,11 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use store::keys::{hash_key, verify_key};
 use store::{
-    period_start, Backend, Budget, BudgetPeriod, ConfigChange, ConfigKind, Customer, CustomerInput,
-    EntityRef, Error, KeyInput, Limits, PgOptions, ProviderInput, RequestLog, SecretBox, Store,
-    Team, TeamInput, UsageDelta, VirtualKey,
+    Backend, Budget, ConfigChange, ConfigKind, Customer, CustomerInput, Error, KeyInput, Limits,
+    PgOptions, ProviderInput, RequestLog, SecretBox, Store, Team, TeamInput, UsageDelta,
+    VirtualKey,
 };
+use vocab::{BudgetPeriod, EntityRef, NanoUsd};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -198,7 +199,7 @@ const NOW: i64 = 1_718_000_000; // 2024-06-10 (a Monday) 06:13:20 UTC
 
 fn budget(period: BudgetPeriod, limit_nanos: u64) -> Option<Budget> {
     Some(Budget {
-        limit_nanos,
+        limit_nanos: NanoUsd::from_nanos(limit_nanos),
         period,
     })
 }
@@ -539,7 +540,7 @@ fn delta(entity: &EntityRef, ps: i64, spent: u64, req: u64) -> UsageDelta {
     UsageDelta {
         entity: entity.clone(),
         period_start: ps,
-        spent_nanos: spent,
+        spent_nanos: NanoUsd::from_nanos(spent),
         requests: req,
         prompt_tokens: 10 * req,
         completion_tokens: 20 * req,
@@ -552,10 +553,10 @@ async fn usage_adds_up_per_period(db: TestDb) {
     let t = new_team(s, "no budget").await;
     let ce = EntityRef::customer(&c.id);
     let te = EntityRef::team(&t.id);
-    let month = period_start(BudgetPeriod::Monthly, NOW);
+    let month = BudgetPeriod::Monthly.start(NOW);
     assert_eq!(s.current_period_start(&ce, NOW).await.unwrap(), month);
     assert_eq!(s.current_period_start(&te, NOW).await.unwrap(), 0);
-    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap(), 0);
+    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap().nanos(), 0);
 
     s.add_usage(&[
         delta(&ce, month, 100, 1),
@@ -566,8 +567,8 @@ async fn usage_adds_up_per_period(db: TestDb) {
     .unwrap();
     s.add_usage(&[delta(&ce, month, 1, 1)]).await.unwrap();
     s.add_usage(&[]).await.unwrap();
-    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap(), 351);
-    assert_eq!(s.budget_spent(&te, NOW).await.unwrap(), 100);
+    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap().nanos(), 351);
+    assert_eq!(s.budget_spent(&te, NOW).await.unwrap().nanos(), 100);
     let u = s.usage(&ce, month).await.unwrap().unwrap();
     assert_eq!(
         (u.requests, u.prompt_tokens, u.completion_tokens, u.reset_at),
@@ -576,10 +577,10 @@ async fn usage_adds_up_per_period(db: TestDb) {
 
     // Next month starts from zero; the history keeps both periods.
     let next_month = NOW + 31 * 86_400;
-    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap(), 0);
-    let ps2 = period_start(BudgetPeriod::Monthly, next_month);
+    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap().nanos(), 0);
+    let ps2 = BudgetPeriod::Monthly.start(next_month);
     s.add_usage(&[delta(&ce, ps2, 5, 1)]).await.unwrap();
-    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap(), 5);
+    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap().nanos(), 5);
     let hist = s.usage_history(&ce).await.unwrap();
     assert_eq!(
         hist.iter().map(|u| u.period_start).collect::<Vec<_>>(),
@@ -596,18 +597,18 @@ async fn reset_budget_is_recorded(db: TestDb) {
     let s = &db.store;
     let k = new_key(s, "k", budget(BudgetPeriod::Daily, 1_000)).await;
     let e = EntityRef::key(&k.id);
-    let day = period_start(BudgetPeriod::Daily, NOW);
+    let day = BudgetPeriod::Daily.start(NOW);
     s.add_usage(&[delta(&e, day, 700, 3)]).await.unwrap();
-    assert_eq!(s.reset_budget(&e, NOW).await.unwrap(), 700);
-    assert_eq!(s.budget_spent(&e, NOW).await.unwrap(), 0);
+    assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 700);
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 0);
     let u = s.usage(&e, day).await.unwrap().unwrap();
     assert_eq!((u.requests, u.reset_at), (3, Some(NOW)));
     s.add_usage(&[delta(&e, day, 50, 1)]).await.unwrap();
-    assert_eq!(s.budget_spent(&e, NOW).await.unwrap(), 50);
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
     // Resetting a period without usage records a zero reset.
-    assert_eq!(s.reset_budget(&e, NOW + 86_400).await.unwrap(), 0);
+    assert_eq!(s.reset_budget(&e, NOW + 86_400).await.unwrap().nanos(), 0);
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 2);
-    assert_eq!(s.budget_spent(&e, NOW).await.unwrap(), 50);
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {
@@ -634,7 +635,7 @@ async fn concurrent_usage_from_two_nodes(db: TestDb) {
     }
     let u = db.store.usage(&e, 0).await.unwrap().unwrap();
     assert_eq!(
-        (u.spent_nanos, u.requests, u.prompt_tokens),
+        (u.spent_nanos.nanos(), u.requests, u.prompt_tokens),
         (600, 200, 2000)
     );
     let k = db
@@ -643,7 +644,7 @@ async fn concurrent_usage_from_two_nodes(db: TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(k.spent_nanos, 200);
+    assert_eq!(k.spent_nanos.nanos(), 200);
 }
 
 fn log(i: u32) -> RequestLog {
@@ -658,7 +659,7 @@ fn log(i: u32) -> RequestLog {
         status: if i % 10 == 0 { 502 } else { 200 },
         prompt_tokens: u64::from(i),
         completion_tokens: 2 * u64::from(i),
-        cost_nanos: 1_000 * u64::from(i),
+        cost_nanos: NanoUsd::from_nanos(1_000 * u64::from(i)),
         latency_us: 1_500,
         overhead_us: 40,
         stream: i % 3 == 0,

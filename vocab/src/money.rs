@@ -129,8 +129,14 @@ mod tests {
             "1.234567890"
         );
         assert_eq!(NanoUsd::ZERO.to_string(), "0.000000000");
+        assert_eq!(NanoUsd::from_nanos(1).to_string(), "0.000000001");
+        assert_eq!(
+            NanoUsd::from_nanos(5_000_000_000).to_string(),
+            "5.000000000"
+        );
         assert_eq!(NanoUsd::from_nanos(12_000_000).to_string(), "0.012000000");
         let max = NanoUsd::from_nanos(u64::MAX);
+        assert_eq!(max.to_string(), "18446744073.709551615");
         assert_eq!(max.to_string().parse::<NanoUsd>(), Ok(max));
     }
 
