@@ -5,6 +5,9 @@
 //! [`plan`]s (the shards' [`shards::runtime::ShardPlan`], the coordinator's
 //! [`plan::GovernancePlan`]), whose invariants hold by construction. Errors name the field at
 //! fault. Every field is documented in docs/configuration.md.
+//!
+//! This module knows nothing of the coordinator: the coordinator reads what it needs from
+//! here (plans, [`RequestLogs`], providers stored through the admin API), never the reverse.
 
 mod plan;
 mod provider;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shards::runtime::{DriverChoice, ShardPlan};
 
 use super::{
-    env_reference, invalid, ms, Config, ConfigError, DriverName, GovernanceConfig, RequestLogsName,
+    env_reference, invalid, ms, Config, ConfigError, DriverName, GovernanceConfig, RequestLogs,
 };
 
 /// Governance as the node runs it.
@@ -19,7 +19,7 @@ pub struct GovernancePlan {
     pub flush_interval: Duration,
     pub lease_wait: Duration,
     pub prices: shards::governance::Prices,
-    pub request_logs: crate::coordinator::governance::RequestLogs,
+    pub request_logs: RequestLogs,
     pub cluster_leases: bool,
 }
 
@@ -62,11 +62,7 @@ impl GovernanceConfig {
             flush_interval: ms(self.flush_interval_ms),
             lease_wait: ms(self.lease_wait_ms),
             cluster_leases: self.cluster_leases,
-            request_logs: match self.request_logs {
-                RequestLogsName::All => crate::coordinator::governance::RequestLogs::All,
-                RequestLogsName::Errors => crate::coordinator::governance::RequestLogs::Errors,
-                RequestLogsName::None => crate::coordinator::governance::RequestLogs::None,
-            },
+            request_logs: self.request_logs,
             prices: crate::pricing::catalog(&self.prices)
                 .map_err(|e| invalid("governance.prices", e))?,
         })

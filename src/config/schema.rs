@@ -93,7 +93,7 @@ pub struct GovernanceConfig {
     pub lease_wait_ms: u64,
     /// Which requests are written to the request log: `all`, `errors` or `none`.
     #[serde(default)]
-    pub request_logs: RequestLogsName,
+    pub request_logs: RequestLogs,
     /// Experimental: lease each node's share of every limit from PostgreSQL, so limits hold
     /// across nodes. Off: every node enforces each limit on its own.
     #[serde(default)]
@@ -103,11 +103,13 @@ pub struct GovernanceConfig {
     pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, Default)]
+/// Which requests get a row in the request log (read by the coordinator's flusher).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum RequestLogsName {
+pub enum RequestLogs {
     #[default]
     All,
+    /// Responses with status ≥ 400 only.
     Errors,
     None,
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Notify};
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageRecord, Window};
 
 use super::leases::{is_budget, LeaseDesk};
+use crate::config::RequestLogs;
 
 /// What the coordinator needs to rebuild the data plane's snapshot when providers are
 /// added, changed or removed through the admin API.
@@ -110,15 +111,6 @@ pub struct GovSettings {
     pub request_logs: RequestLogs,
     /// Lease node shares from PostgreSQL (experimental; see docs/governance.md).
     pub cluster_leases: bool,
-}
-
-/// Which requests get a row in the request log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestLogs {
-    All,
-    /// Responses with status ≥ 400 only.
-    Errors,
-    None,
 }
 
 struct Registered {
