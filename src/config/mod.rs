@@ -73,8 +73,9 @@ fn env_reference(field: &str, value: &str) -> Result<String, ConfigError> {
         .map_err(|_| invalid(field, format!("environment variable {name} is not set")))
 }
 
-/// Header values may be literal or `env.NAME`.
-fn header_value(field: &str, value: &str) -> Result<String, ConfigError> {
+/// A value that may be literal or `env.NAME`: header values, and the database URL (which
+/// carries a password when it names a PostgreSQL server).
+fn literal_or_env(field: &str, value: &str) -> Result<String, ConfigError> {
     if value.starts_with("env.") {
         env_reference(field, value)
     } else {

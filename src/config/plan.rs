@@ -7,7 +7,8 @@ use std::time::Duration;
 use shards::runtime::{DriverChoice, ShardPlan};
 
 use super::{
-    env_reference, invalid, ms, Config, ConfigError, DriverName, GovernanceConfig, RequestLogs,
+    env_reference, invalid, literal_or_env, ms, Config, ConfigError, DriverName, GovernanceConfig,
+    RequestLogs,
 };
 
 /// Governance as the node runs it.
@@ -42,7 +43,8 @@ impl GovernanceConfig {
             ),
             None => None,
         };
-        if self.cluster_leases && !self.database.starts_with("postgres") {
+        let database = literal_or_env("governance.database", &self.database)?;
+        if self.cluster_leases && !database.starts_with("postgres") {
             return Err(invalid(
                 "governance.cluster_leases",
                 "needs a postgres:// database",
@@ -55,7 +57,7 @@ impl GovernanceConfig {
             ));
         }
         Ok(GovernancePlan {
-            database: store::DatabaseConfig::from_url(&self.database),
+            database: store::DatabaseConfig::from_url(&database),
             require_key: self.require_virtual_key,
             admin_token,
             secrets,
@@ -114,5 +116,46 @@ impl Config {
             tls,
             gov: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use store::{DatabaseConfig, PgOptions};
+
+    use super::*;
+
+    fn plan(yaml: &str) -> Result<GovernancePlan, ConfigError> {
+        serde_yaml::from_str::<GovernanceConfig>(yaml)
+            .unwrap()
+            .plan()
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_the_environment() {
+        // A name no other test sets: tests share the process environment.
+        let name = "RINGGATE_TEST_PLAN_DATABASE_URL";
+        let url = "postgres://ringgate:s3cret@db.internal:5432/ringgate";
+        std::env::set_var(name, url);
+        let from_env = plan(&format!("database: env.{name}\ncluster_leases: true")).unwrap();
+        assert_eq!(
+            from_env.database,
+            DatabaseConfig::Postgres(PgOptions::new(url))
+        );
+        let literal = plan("database: governance.db").unwrap();
+        assert_eq!(
+            literal.database,
+            DatabaseConfig::Sqlite {
+                path: "governance.db".into()
+            }
+        );
+        let Err(missing) = plan("database: env.RINGGATE_TEST_PLAN_UNSET") else {
+            panic!("an unset variable must be refused");
+        };
+        let missing = missing.to_string();
+        assert!(
+            missing.contains("governance.database") && missing.contains("RINGGATE_TEST_PLAN_UNSET"),
+            "{missing}"
+        );
     }
 }

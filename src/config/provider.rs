@@ -8,7 +8,7 @@ use shards::snapshot::{
     ApiKey, AwsAuth, Backpressure, BreakerPolicy, PoolSettings, Provider, RetryPolicy, Timeouts,
 };
 
-use super::{env_reference, header_value, invalid, ms, ConfigError, ProviderConfig};
+use super::{env_reference, invalid, literal_or_env, ms, ConfigError, ProviderConfig};
 use crate::presets::ProviderKind;
 
 /// A provider defined through the admin API, as configuration: `kind` and `base_url` from the
@@ -138,7 +138,7 @@ pub(super) fn build_provider(
     let mut fixed_headers = String::new();
     let keys = build_keys(name, p)?;
     for (h, v) in &p.headers {
-        let value = header_value(&field(&format!("headers.{h}")), v)?;
+        let value = literal_or_env(&field(&format!("headers.{h}")), v)?;
         if !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             || value.contains(['\r', '\n'])
         {
