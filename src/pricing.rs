@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use shards::governance::{Price, Prices};
+use vocab::NanoUsd;
 
 const CATALOG: &str = include_str!("../pricing/prices.yaml");
 
@@ -19,37 +20,11 @@ pub struct PriceConfig {
     pub cached_input: Option<String>,
 }
 
-/// Parses a non-negative decimal USD amount into nano-dollars, exactly.
-pub fn usd_to_nanos(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty()
-        || !digits_ok(whole)
-        || !digits_ok(frac)
-        || frac.len() > 9
-    {
-        return Err(format!(
-            "`{text}` is not a decimal amount with at most 9 decimals"
-        ));
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole
-            .parse()
-            .map_err(|_| format!("`{text}` is too large"))?
-    };
-    let frac_nanos: u64 = format!("{frac:0<9}").parse().unwrap_or(0);
-    whole
-        .checked_mul(1_000_000_000)
-        .and_then(|w| w.checked_add(frac_nanos))
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 fn price(name: &str, p: &PriceConfig) -> Result<Price, String> {
-    let parse =
-        |field: &str, v: &str| usd_to_nanos(v).map_err(|e| format!("prices.{name}.{field}: {e}"));
+    let parse = |field: &str, v: &str| {
+        v.parse::<NanoUsd>()
+            .map_err(|e| format!("prices.{name}.{field}: {e}"))
+    };
     let input = parse("input", &p.input)?;
     Ok(Price {
         input_per_mtok: input,
@@ -77,16 +52,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals_become_exact_nanos() {
-        assert_eq!(usd_to_nanos("0.15"), Ok(150_000_000));
-        assert_eq!(usd_to_nanos("10"), Ok(10_000_000_000));
-        assert_eq!(usd_to_nanos("0.000000001"), Ok(1));
-        assert!(usd_to_nanos("0.0000000001").is_err());
-        assert!(usd_to_nanos("-1").is_err());
-        assert!(usd_to_nanos("abc").is_err());
-    }
-
-    #[test]
     fn shipped_catalog_parses_and_overrides_win() {
         let mut overrides = BTreeMap::new();
         overrides.insert(
@@ -100,7 +65,7 @@ mod tests {
         let prices = catalog(&overrides).unwrap();
         assert!(prices.len() > 10);
         let p = prices.lookup("openai", "gpt-4o-mini").unwrap();
-        assert_eq!(p.input_per_mtok, 1_000_000_000);
-        assert_eq!(p.cached_input_per_mtok, 1_000_000_000);
+        assert_eq!(p.input_per_mtok.nanos(), 1_000_000_000);
+        assert_eq!(p.cached_input_per_mtok.nanos(), 1_000_000_000);
     }
 }

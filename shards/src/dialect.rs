@@ -9,9 +9,10 @@
 //! picks them and chains the stream translators.
 
 use translate::{StreamTranslator, TranslateError};
+use vocab::TokenUsage;
 
 use crate::error::write_error_json;
-use crate::governance::usage::{StreamUsage, TokenUsage};
+use crate::governance::usage::StreamUsage;
 
 /// A provider's API family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

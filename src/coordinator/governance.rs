@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shards::clock::unix_now;
-use shards::governance::usage::UsageRecord;
-use shards::governance::{
-    Entity, EntityKind, GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, LimitKind, Period,
-    Prices, Window,
-};
-use store::{BudgetPeriod, EntityRef, RequestLog, Store, UsageDelta};
+use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, Prices};
+use store::{now_unix, RequestLog, Store, UsageDelta};
 use tokio::sync::{mpsc, Notify};
+use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageRecord, Window};
 
 use super::leases::{is_budget, LeaseDesk};
+use crate::config::RequestLogs;
 
 /// What the coordinator needs to rebuild the data plane's snapshot when providers are
 /// added, changed or removed through the admin API.
@@ -86,16 +83,12 @@ struct StoreLeases {
 
 impl super::leases::ClusterLeases for StoreLeases {
     fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64 {
-        let entity = EntityRef {
-            kind: store_kind(limit.entity.kind),
-            id: limit.entity.id.clone(),
-        };
         let name = match generation {
             0 => limit.kind.name().to_owned(),
             g => format!("{}#{g}", limit.kind.name()),
         };
         match self.runtime.block_on(self.store.acquire_lease(
-            &entity,
+            &limit.entity,
             &name,
             window_start,
             limit.value,
@@ -120,15 +113,6 @@ pub struct GovSettings {
     pub cluster_leases: bool,
 }
 
-/// Which requests get a row in the request log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestLogs {
-    All,
-    /// Responses with status ≥ 400 only.
-    Errors,
-    None,
-}
-
 struct Registered {
     limit: Arc<Limit>,
     /// Budget resets seen when the limit was made; a new reset makes a new limit.
@@ -142,29 +126,12 @@ pub struct GovRuntime {
     store: Store,
     settings: GovSettings,
     shards: usize,
-    registry: Mutex<HashMap<(Entity, LimitKind, u64), Registered>>,
+    registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
     /// Budget period per entity, for usage deltas.
     periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
     pub changed: Arc<Notify>,
     log_seq: AtomicU64,
     providers: ProviderReload,
-}
-
-fn store_kind(kind: EntityKind) -> store::EntityKind {
-    match kind {
-        EntityKind::Key => store::EntityKind::Key,
-        EntityKind::Team => store::EntityKind::Team,
-        EntityKind::Customer => store::EntityKind::Customer,
-    }
-}
-
-fn period(p: BudgetPeriod) -> Period {
-    match p {
-        BudgetPeriod::Daily => Period::Daily,
-        BudgetPeriod::Weekly => Period::Weekly,
-        BudgetPeriod::Monthly => Period::Monthly,
-        BudgetPeriod::Never => Period::Never,
-    }
 }
 
 fn hash_bytes(hex: &str) -> Option<[u8; 32]> {
@@ -212,11 +179,11 @@ impl GovRuntime {
     /// The limits of one entity, reusing those already registered (their leases carry on).
     async fn limits_of(
         &self,
-        entity: &Entity,
+        entity: &EntityRef,
         limits: &store::Limits,
         budget: Option<store::Budget>,
-        now: u64,
-        live: &mut Vec<(Entity, LimitKind, u64)>,
+        now: i64,
+        live: &mut Vec<(EntityRef, LimitKind, u64)>,
     ) -> store::Result<Vec<Arc<Limit>>> {
         let mut wanted = Vec::new();
         let windows = [
@@ -233,16 +200,12 @@ impl GovRuntime {
             }
         }
         if let Some(b) = budget {
-            wanted.push((LimitKind::Budget(period(b.period)), b.limit_nanos));
+            wanted.push((LimitKind::Budget(b.period), b.limit_nanos.nanos()));
         }
-        let entity_ref = EntityRef {
-            kind: store_kind(entity.kind),
-            id: entity.id.clone(),
-        };
         let mut out = Vec::with_capacity(wanted.len());
         for (kind, value) in wanted {
             let resets = if is_budget(kind) {
-                self.store.budget_reset_count(&entity_ref).await?
+                self.store.budget_reset_count(entity).await?
             } else {
                 0
             };
@@ -259,7 +222,7 @@ impl GovRuntime {
                 None => {
                     let limit = Arc::new(Limit::new(entity.clone(), kind, value, self.shards));
                     let base = if is_budget(kind) {
-                        self.store.budget_spent(&entity_ref, now as i64).await?
+                        self.store.budget_spent(entity, now).await?.nanos()
                     } else {
                         0
                     };
@@ -289,7 +252,7 @@ impl GovRuntime {
 
     /// Reads every entity from the store and publishes a new snapshot.
     pub async fn reload(&self) -> store::Result<()> {
-        let now = unix_now();
+        let now = now_unix();
         self.providers.apply(&self.store.list_providers().await?);
         let customers = self.store.list_customers().await?;
         let teams = self.store.list_teams().await?;
@@ -298,10 +261,7 @@ impl GovRuntime {
         let mut periods = HashMap::new();
         let mut customer_limits = HashMap::new();
         for c in &customers {
-            let entity = Entity {
-                kind: EntityKind::Customer,
-                id: c.id.clone(),
-            };
+            let entity = EntityRef::customer(&c.id);
             customer_limits.insert(
                 c.id.clone(),
                 self.limits_of(&entity, &c.limits, c.budget, now, &mut live)
@@ -313,10 +273,7 @@ impl GovRuntime {
         }
         let mut team_info = HashMap::new();
         for t in &teams {
-            let entity = Entity {
-                kind: EntityKind::Team,
-                id: t.id.clone(),
-            };
+            let entity = EntityRef::team(&t.id);
             let mut limits = self
                 .limits_of(&entity, &t.limits, t.budget, now, &mut live)
                 .await?;
@@ -334,10 +291,7 @@ impl GovRuntime {
                 tracing::warn!(key = %k.id, "stored key hash is malformed; key skipped");
                 continue;
             };
-            let entity = Entity {
-                kind: EntityKind::Key,
-                id: k.id.clone(),
-            };
+            let entity = EntityRef::key(&k.id);
             let mut limits = self
                 .limits_of(&entity, &k.limits, k.budget, now, &mut live)
                 .await?;
@@ -419,13 +373,13 @@ impl GovRuntime {
         while let Ok(event) = events.recv() {
             match event {
                 GovEvent::Refill { limit, shard, want } => {
-                    self.desk.refill(&limit, shard, want, unix_now())
+                    self.desk.refill(&limit, shard, want, now_unix())
                 }
                 GovEvent::Debt {
                     limit,
                     epoch,
                     units,
-                } => self.desk.debt(&limit, epoch, units, unix_now()),
+                } => self.desk.debt(&limit, epoch, units, now_unix()),
                 GovEvent::Usage(batch) => {
                     let _ = usage.send(batch);
                 }
@@ -435,13 +389,11 @@ impl GovRuntime {
 
     fn period_start(&self, kind: EntityKind, id: &str, now: i64) -> i64 {
         let periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
-        store::period_start(
-            periods
-                .get(&(kind, id.to_owned()))
-                .copied()
-                .unwrap_or(BudgetPeriod::Never),
-            now,
-        )
+        periods
+            .get(&(kind, id.to_owned()))
+            .copied()
+            .unwrap_or(BudgetPeriod::Never)
+            .start(now)
     }
 
     /// Folds usage records into per-entity deltas and writes them, with the request logs,
@@ -487,31 +439,20 @@ impl GovRuntime {
         logs: &mut Vec<RequestLog>,
     ) {
         let now = (r.ts_ms / 1000) as i64;
-        let owners = [
-            (EntityKind::Key, &r.key_id),
-            (EntityKind::Team, &r.team_id),
-            (EntityKind::Customer, &r.customer_id),
-        ];
-        for (kind, id) in owners {
-            let Some(id) = id else { continue };
+        for (kind, id) in r.owners() {
             let start = self.period_start(kind, id, now);
-            let d = deltas
-                .entry((kind, id.clone(), start))
-                .or_insert_with(|| UsageDelta {
-                    entity: EntityRef {
-                        kind: store_kind(kind),
-                        id: id.clone(),
-                    },
-                    period_start: start,
-                    spent_nanos: 0,
-                    requests: 0,
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
-                });
-            d.spent_nanos += r.cost_nanos;
-            d.requests += 1;
-            d.prompt_tokens += r.usage.prompt;
-            d.completion_tokens += r.usage.completion;
+            deltas
+                .entry((kind, id.to_owned(), start))
+                .or_insert_with(|| {
+                    UsageDelta::new(
+                        EntityRef {
+                            kind,
+                            id: id.to_owned(),
+                        },
+                        start,
+                    )
+                })
+                .add(r);
         }
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
@@ -522,23 +463,10 @@ impl GovRuntime {
             return;
         }
         let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-        logs.push(RequestLog {
-            id: format!("req-{}-{}-{seq}", r.ts_ms, std::process::id()),
-            ts_ms: r.ts_ms as i64,
-            key_id: r.key_id.clone(),
-            team_id: r.team_id.clone(),
-            customer_id: r.customer_id.clone(),
-            provider: r.provider.clone(),
-            model: r.model.clone(),
-            status: r.status,
-            prompt_tokens: r.usage.prompt,
-            completion_tokens: r.usage.completion,
-            cost_nanos: r.cost_nanos,
-            latency_us: r.latency_us,
-            overhead_us: 0,
-            stream: r.stream,
-            error_code: None,
-        });
+        logs.push(RequestLog::new(
+            format!("req-{}-{}-{seq}", r.ts_ms, std::process::id()),
+            r,
+        ));
     }
 
     async fn flush(

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use shards::governance::{Limit, LimitKind};
+use shards::governance::Limit;
+use vocab::LimitKind;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Pool {
@@ -51,22 +52,6 @@ pub struct LeaseDesk {
     cluster: Option<Box<dyn ClusterLeases>>,
 }
 
-/// Unix time at which the window or period of `kind` containing `now` began.
-pub fn window_start(kind: LimitKind, now: u64) -> i64 {
-    match kind {
-        LimitKind::Requests(w) | LimitKind::Tokens(w) => (now - now % w.seconds()) as i64,
-        LimitKind::Budget(p) => store::period_start(
-            match p {
-                shards::governance::Period::Daily => store::BudgetPeriod::Daily,
-                shards::governance::Period::Weekly => store::BudgetPeriod::Weekly,
-                shards::governance::Period::Monthly => store::BudgetPeriod::Monthly,
-                shards::governance::Period::Never => store::BudgetPeriod::Never,
-            },
-            now as i64,
-        ),
-    }
-}
-
 impl LeaseDesk {
     /// A desk whose node shares come from `cluster` (the limit holds across nodes).
     pub fn clustered(cluster: Box<dyn ClusterLeases>) -> Self {
@@ -89,7 +74,7 @@ impl LeaseDesk {
 
     /// Registers a limit; `base` is what its entity already spent in the current period and
     /// `generation` counts its budget resets.
-    pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: u64) {
+    pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: i64) {
         let epoch = limit.kind.epoch(now);
         self.pools.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id(limit),
@@ -110,7 +95,7 @@ impl LeaseDesk {
             .remove(&id(limit));
     }
 
-    fn with_pool<R>(&self, limit: &Arc<Limit>, now: u64, f: impl FnOnce(&mut Pool, u32) -> R) -> R {
+    fn with_pool<R>(&self, limit: &Arc<Limit>, now: i64, f: impl FnOnce(&mut Pool, u32) -> R) -> R {
         let epoch = limit.kind.epoch(now);
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let pool = pools.entry(id(limit)).or_default();
@@ -131,7 +116,7 @@ impl LeaseDesk {
 
     /// A shard's lease ran low: grant it a slice of what is left (at least `want` if there
     /// is that much), reclaiming other shards' unused slices when the pool is empty.
-    pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: u64) {
+    pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: i64) {
         // Reclaim idle slices first; in a cluster, see how much of the node's share is missing.
         let (epoch, generation, short) = self.with_pool(limit, now, |pool, epoch| {
             if self.left(limit, pool) < want {
@@ -150,8 +135,7 @@ impl LeaseDesk {
         // drives the call, also takes that lock when it reloads.
         if let (Some(cluster), true) = (&self.cluster, short > 0) {
             let node_share = short.max(limit.chunk() * limit.leases.len() as u64);
-            let leased =
-                cluster.acquire(limit, generation, window_start(limit.kind, now), node_share);
+            let leased = cluster.acquire(limit, generation, limit.kind.start(now), node_share);
             self.with_pool(limit, now, |pool, current| {
                 if current == epoch && pool.generation == generation {
                     pool.node_quota += leased;
@@ -170,7 +154,7 @@ impl LeaseDesk {
     }
 
     /// Usage beyond what a shard's lease held.
-    pub fn debt(&self, limit: &Arc<Limit>, epoch: u32, units: u64, now: u64) {
+    pub fn debt(&self, limit: &Arc<Limit>, epoch: u32, units: u64, now: i64) {
         let generation = self.with_pool(limit, now, |pool, current| {
             (current == epoch).then(|| {
                 pool.debt += units;
@@ -179,7 +163,7 @@ impl LeaseDesk {
         });
         // In a cluster the overshoot is counted against the shared limit too (outside the lock).
         if let (Some(cluster), Some(generation)) = (&self.cluster, generation) {
-            let leased = cluster.acquire(limit, generation, window_start(limit.kind, now), units);
+            let leased = cluster.acquire(limit, generation, limit.kind.start(now), units);
             self.with_pool(limit, now, |pool, current| {
                 if current == epoch && pool.generation == generation {
                     pool.node_quota += leased;
@@ -190,7 +174,7 @@ impl LeaseDesk {
 
     /// What is left of a limit now.
     #[cfg(test)]
-    pub fn remaining(&self, limit: &Arc<Limit>, now: u64) -> u64 {
+    pub fn remaining(&self, limit: &Arc<Limit>, now: i64) -> u64 {
         self.with_pool(limit, now, |pool, epoch| {
             let unused: u64 = limit.leases.iter().map(|l| l.available(epoch)).sum();
             self.left(limit, pool).saturating_add(unused)
@@ -206,14 +190,11 @@ pub fn is_budget(kind: LimitKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shards::governance::{Entity, EntityKind, Window};
+    use vocab::{BudgetPeriod, EntityRef, Window};
 
     fn limit(value: u64, shards: usize) -> Arc<Limit> {
         Arc::new(Limit::new(
-            Entity {
-                kind: EntityKind::Key,
-                id: "k".into(),
-            },
+            EntityRef::key("k"),
             LimitKind::Requests(Window::Minute),
             value,
             shards,
@@ -248,13 +229,9 @@ mod tests {
 
     #[test]
     fn a_spent_daily_budget_comes_back_at_midnight_utc() {
-        let entity = Entity {
-            kind: EntityKind::Key,
-            id: "k".into(),
-        };
         let budget = Arc::new(Limit::new(
-            entity,
-            LimitKind::Budget(shards::governance::Period::Daily),
+            EntityRef::key("k"),
+            LimitKind::Budget(BudgetPeriod::Daily),
             1_000,
             1,
         ));
@@ -273,7 +250,7 @@ mod tests {
             budget.leases[0].available(budget.kind.epoch(morning)) > 0,
             "a new day, a new budget"
         );
-        assert_eq!(window_start(budget.kind, morning), 1_709_251_200);
+        assert_eq!(budget.kind.start(morning), 1_709_251_200);
     }
 
     #[test]

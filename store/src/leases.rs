@@ -29,9 +29,11 @@
 //!
 //! Unused units go back with `used = GREATEST(0, used - unused)`.
 
+use vocab::EntityRef;
+
 use crate::db::{to_i64, Value};
 use crate::error::{Error, Result};
-use crate::model::{EntityRef, LeaseCounter};
+use crate::model::LeaseCounter;
 use crate::Store;
 
 const ACQUIRE_SQL: &str = "INSERT INTO limit_counters \

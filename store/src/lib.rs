@@ -28,7 +28,6 @@ mod logs;
 mod migrations;
 mod model;
 mod notify;
-mod period;
 pub mod secrets;
 mod usage;
 
@@ -39,12 +38,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use error::{Error, Result};
 pub use model::{
-    Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, EntityKind, EntityRef,
-    KeyInput, LeaseCounter, Limits, Provider, ProviderInput, RequestLog, Team, TeamInput, Usage,
-    UsageDelta, VirtualKey,
+    Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, LeaseCounter,
+    Limits, Provider, ProviderInput, RequestLog, Team, TeamInput, Usage, UsageDelta, VirtualKey,
 };
 pub use notify::{ConfigSubscription, CONFIG_CHANNEL};
-pub use period::{period_start, BudgetPeriod};
 pub use secrets::{redact, SecretBox, SecretError};
 
 use db::Db;

@@ -3,6 +3,8 @@
 //! A batch is written in one transaction as multi-row `INSERT … VALUES
 //! (…), (…)` statements of up to [`ROWS_PER_STATEMENT`] rows each.
 
+use vocab::NanoUsd;
+
 use crate::db::{to_i64, Row, Stmt, Value};
 use crate::error::{Error, Result};
 use crate::model::RequestLog;
@@ -27,7 +29,7 @@ fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
         i64::from(log.status).into(),
         to_i64(log.prompt_tokens, "prompt_tokens")?.into(),
         to_i64(log.completion_tokens, "completion_tokens")?.into(),
-        to_i64(log.cost_nanos, "cost_nanos")?.into(),
+        to_i64(log.cost_nanos.nanos(), "cost_nanos")?.into(),
         to_i64(log.latency_us, "latency_us")?.into(),
         to_i64(log.overhead_us, "overhead_us")?.into(),
         log.stream.into(),
@@ -49,7 +51,7 @@ fn from_row(r: &Row) -> Result<RequestLog> {
         status: u16::try_from(status).map_err(|_| Error::Corrupt(format!("status {status}")))?,
         prompt_tokens: r.u64(8)?,
         completion_tokens: r.u64(9)?,
-        cost_nanos: r.u64(10)?,
+        cost_nanos: NanoUsd::from_nanos(r.u64(10)?),
         latency_us: r.u64(11)?,
         overhead_us: r.u64(12)?,
         stream: r.bool(13)?,

@@ -2,14 +2,13 @@
 //! usage, request logs and config-change events.
 
 use serde::{Deserialize, Serialize};
+use vocab::{BudgetPeriod, EntityRef, NanoUsd, UsageRecord};
 
-use crate::period::BudgetPeriod;
-
-/// A spending cap in integer nano-dollars (1 USD = 1e9) per period.
+/// A spending cap per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
-    /// Maximum spend per period, nano-dollars.
-    pub limit_nanos: u64,
+    /// Maximum spend per period.
+    pub limit_nanos: NanoUsd,
     /// When the spend counter starts over.
     pub period: BudgetPeriod,
 }
@@ -251,89 +250,46 @@ impl std::fmt::Debug for ProviderInput {
     }
 }
 
-/// Which kind of entity usage and limits are tracked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntityKind {
-    /// A virtual key.
-    Key,
-    /// A team.
-    Team,
-    /// A customer.
-    Customer,
-}
-
-impl EntityKind {
-    /// The stored text form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityKind::Key => "key",
-            EntityKind::Team => "team",
-            EntityKind::Customer => "customer",
-        }
-    }
-
-    /// Parses the stored text form.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "key" => EntityKind::Key,
-            "team" => EntityKind::Team,
-            "customer" => EntityKind::Customer,
-            _ => return None,
-        })
-    }
-}
-
-/// A (kind, id) reference to a key, team or customer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct EntityRef {
-    /// Entity kind.
-    pub kind: EntityKind,
-    /// Entity id.
-    pub id: String,
-}
-
-impl EntityRef {
-    /// A reference to a virtual key.
-    pub fn key(id: impl Into<String>) -> Self {
-        Self {
-            kind: EntityKind::Key,
-            id: id.into(),
-        }
-    }
-
-    /// A reference to a team.
-    pub fn team(id: impl Into<String>) -> Self {
-        Self {
-            kind: EntityKind::Team,
-            id: id.into(),
-        }
-    }
-
-    /// A reference to a customer.
-    pub fn customer(id: impl Into<String>) -> Self {
-        Self {
-            kind: EntityKind::Customer,
-            id: id.into(),
-        }
-    }
-}
-
 /// An additive usage increment for one entity and budget period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageDelta {
     /// Whose usage.
     pub entity: EntityRef,
-    /// `period_start(entity's budget period, now)`; 0 for `never` or no budget.
+    /// Start of the entity's budget period ([`BudgetPeriod::start`]); 0 for `never` or no
+    /// budget.
     pub period_start: i64,
-    /// Spend, nano-dollars.
-    pub spent_nanos: u64,
+    /// Spend.
+    pub spent_nanos: NanoUsd,
     /// Request count.
     pub requests: u64,
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+}
+
+impl UsageDelta {
+    /// Nothing yet for `entity` in the period starting at `period_start`.
+    pub fn new(entity: EntityRef, period_start: i64) -> Self {
+        Self {
+            entity,
+            period_start,
+            spent_nanos: NanoUsd::ZERO,
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        }
+    }
+
+    /// Adds one request's usage. Counts saturate: a delta never wraps around.
+    pub fn add(&mut self, record: &UsageRecord) {
+        self.spent_nanos = self.spent_nanos.saturating_add(record.cost);
+        self.requests = self.requests.saturating_add(1);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(record.usage.prompt);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(record.usage.completion);
+    }
 }
 
 /// Accumulated usage of one entity in one budget period.
@@ -344,7 +300,7 @@ pub struct Usage {
     /// Period start, unix seconds.
     pub period_start: i64,
     /// Spend since the period started (or since the last reset).
-    pub spent_nanos: u64,
+    pub spent_nanos: NanoUsd,
     /// Requests in the period.
     pub requests: u64,
     /// Prompt tokens in the period.
@@ -378,8 +334,8 @@ pub struct RequestLog {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
-    /// Cost, nano-dollars.
-    pub cost_nanos: u64,
+    /// Cost.
+    pub cost_nanos: NanoUsd,
     /// End-to-end latency, microseconds.
     pub latency_us: u64,
     /// Gateway overhead, microseconds.
@@ -388,6 +344,30 @@ pub struct RequestLog {
     pub stream: bool,
     /// Error code, if the request failed.
     pub error_code: Option<String>,
+}
+
+impl RequestLog {
+    /// The log row of one request, under `id`. Cached tokens are not kept (they are part of
+    /// the prompt tokens); overhead and error code are not measured yet.
+    pub fn new(id: String, record: &UsageRecord) -> Self {
+        Self {
+            id,
+            ts_ms: i64::try_from(record.ts_ms).unwrap_or(i64::MAX),
+            key_id: record.key_id.clone(),
+            team_id: record.team_id.clone(),
+            customer_id: record.customer_id.clone(),
+            provider: record.provider.clone(),
+            model: record.model.clone(),
+            status: record.status,
+            prompt_tokens: record.usage.prompt,
+            completion_tokens: record.usage.completion,
+            cost_nanos: record.cost,
+            latency_us: record.latency_us,
+            overhead_us: 0,
+            stream: record.stream,
+            error_code: None,
+        }
+    }
 }
 
 /// Which configuration entity changed.

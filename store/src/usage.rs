@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 
 use crate::db::{to_i64, Row, Stmt, Value};
 use crate::error::{Error, Result};
-use crate::model::{EntityKind, EntityRef, Usage, UsageDelta};
-use crate::period::{period_start, BudgetPeriod};
+use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
+
+use crate::model::{Usage, UsageDelta};
 use crate::{now_unix, Store};
 
 const ADD_USAGE_SQL: &str = "INSERT INTO usage \
@@ -63,7 +64,7 @@ fn usage_from_row(r: &Row) -> Result<Usage> {
             id: r.text(1)?,
         },
         period_start: r.i64(2)?,
-        spent_nanos: r.u64(3)?,
+        spent_nanos: NanoUsd::from_nanos(r.u64(3)?),
         requests: r.u64(4)?,
         prompt_tokens: r.u64(5)?,
         completion_tokens: r.u64(6)?,
@@ -92,7 +93,7 @@ impl Store {
             let s = merged
                 .entry((d.entity.kind, d.entity.id.as_str(), d.period_start))
                 .or_default();
-            s.spent = add(s.spent, d.spent_nanos)?;
+            s.spent = add(s.spent, d.spent_nanos.nanos())?;
             s.requests = add(s.requests, d.requests)?;
             s.prompt = add(s.prompt, d.prompt_tokens)?;
             s.completion = add(s.completion, d.completion_tokens)?;
@@ -159,20 +160,23 @@ impl Store {
             .entity_budget(entity)
             .await?
             .map_or(BudgetPeriod::Never, |b| b.period);
-        Ok(period_start(period, now_unix))
+        Ok(period.start(now_unix))
     }
 
-    /// Nano-dollars spent by `entity` in its current budget period (since
-    /// the last reset). [`Error::NotFound`] if the entity does not exist.
-    pub async fn budget_spent(&self, entity: &EntityRef, now_unix: i64) -> Result<u64> {
+    /// What `entity` spent in its current budget period (since the last
+    /// reset). [`Error::NotFound`] if the entity does not exist.
+    pub async fn budget_spent(&self, entity: &EntityRef, now_unix: i64) -> Result<NanoUsd> {
         let ps = self.current_period_start(entity, now_unix).await?;
-        Ok(self.usage(entity, ps).await?.map_or(0, |u| u.spent_nanos))
+        Ok(self
+            .usage(entity, ps)
+            .await?
+            .map_or(NanoUsd::ZERO, |u| u.spent_nanos))
     }
 
     /// Sets the current period's spend of `entity` to 0, recording the reset
     /// (time and previous spend) in `budget_resets`. Request and token
     /// counts are kept. Returns the spend before the reset.
-    pub async fn reset_budget(&self, entity: &EntityRef, now_unix: i64) -> Result<u64> {
+    pub async fn reset_budget(&self, entity: &EntityRef, now_unix: i64) -> Result<NanoUsd> {
         let ps = self.current_period_start(entity, now_unix).await?;
         let mut reset = key_params(entity, ps);
         reset.push(now_unix.into());
@@ -187,6 +191,7 @@ impl Store {
             .and_then(|rows| rows.first())
             .ok_or_else(|| Error::Corrupt("reset returned no row".into()))?
             .u64(0)
+            .map(NanoUsd::from_nanos)
     }
 
     /// Number of budget resets recorded for `entity`.

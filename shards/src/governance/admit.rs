@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::usage::TokenUsage;
-use super::{GovEvent, Governance, KeyPolicy, Limit, LimitKind};
+use vocab::{LimitKind, NanoUsd, TokenUsage};
+
+use super::{GovEvent, Governance, KeyPolicy, Limit};
 use crate::error::GatewayError;
 
 /// How often a waiting request looks at its lease again.
@@ -86,6 +87,7 @@ pub async fn admit(
     token_estimate: u64,
     now: u64,
 ) -> Result<Admission, GatewayError> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
     let mut admission = Admission {
         taken: Vec::with_capacity(key.limits.len()),
         shard,
@@ -110,7 +112,7 @@ pub async fn admit(
                     entity: limit.entity.kind.as_str(),
                     resets_in: kind
                         .resets_at(now)
-                        .map_or(1, |t| t.saturating_sub(now).max(1)),
+                        .map_or(1, |t| t.saturating_sub(now).max(1).unsigned_abs()),
                 },
             });
         }
@@ -125,8 +127,8 @@ pub async fn admit(
 
 impl Admission {
     /// Charges what the request really used: tokens against token limits (the estimate is
-    /// returned or topped up), `cost` nano-dollars against budgets.
-    pub fn settle(mut self, usage: Option<TokenUsage>, cost: u64, gov: &Governance) {
+    /// returned or topped up), `cost` against budgets.
+    pub fn settle(mut self, usage: Option<TokenUsage>, cost: NanoUsd, gov: &Governance) {
         for t in &self.taken {
             let used = match t.limit.kind {
                 LimitKind::Requests(_) => continue,
@@ -135,7 +137,7 @@ impl Admission {
                     // No usage reported: the estimate stands.
                     None => continue,
                 },
-                LimitKind::Budget(_) => cost,
+                LimitKind::Budget(_) => cost.nanos(),
             };
             let lease = &t.limit.leases[self.shard];
             if used <= t.units {

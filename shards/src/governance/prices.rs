@@ -3,21 +3,24 @@
 
 use std::collections::HashMap;
 
+use vocab::NanoUsd;
+
+/// What a million tokens cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Price {
-    pub input_per_mtok: u64,
-    pub output_per_mtok: u64,
-    pub cached_input_per_mtok: u64,
+    pub input_per_mtok: NanoUsd,
+    pub output_per_mtok: NanoUsd,
+    pub cached_input_per_mtok: NanoUsd,
 }
 
 impl Price {
-    /// Cost in nano-dollars, rounded up (never under-charge).
-    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> u64 {
+    /// Cost rounded up to the nano-dollar (never under-charge), saturating.
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> NanoUsd {
         let cached = cached.min(prompt);
-        let total = u128::from(prompt - cached) * u128::from(self.input_per_mtok)
-            + u128::from(cached) * u128::from(self.cached_input_per_mtok)
-            + u128::from(completion) * u128::from(self.output_per_mtok);
-        u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        let total = u128::from(prompt - cached) * u128::from(self.input_per_mtok.nanos())
+            + u128::from(cached) * u128::from(self.cached_input_per_mtok.nanos())
+            + u128::from(completion) * u128::from(self.output_per_mtok.nanos());
+        NanoUsd::from_nanos(u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX))
     }
 }
 
@@ -58,14 +61,15 @@ mod tests {
     fn exact_integer_costs() {
         // $0.15 / $0.60 / $0.075 per million tokens.
         let p = Price {
-            input_per_mtok: 150_000_000,
-            output_per_mtok: 600_000_000,
-            cached_input_per_mtok: 75_000_000,
+            input_per_mtok: NanoUsd::from_nanos(150_000_000),
+            output_per_mtok: NanoUsd::from_nanos(600_000_000),
+            cached_input_per_mtok: NanoUsd::from_nanos(75_000_000),
         };
-        assert_eq!(p.cost(1_000_000, 0, 0), 150_000_000);
-        assert_eq!(p.cost(1000, 500, 0), 150_000 + 300_000);
-        assert_eq!(p.cost(1000, 0, 400), 600 * 150 + 400 * 75);
-        assert_eq!(p.cost(1, 0, 0), 150, "rounds up, never to zero");
+        let cost = |prompt, completion, cached| p.cost(prompt, completion, cached).nanos();
+        assert_eq!(cost(1_000_000, 0, 0), 150_000_000);
+        assert_eq!(cost(1000, 500, 0), 150_000 + 300_000);
+        assert_eq!(cost(1000, 0, 400), 600 * 150 + 400 * 75);
+        assert_eq!(cost(1, 0, 0), 150, "rounds up, never to zero");
         let mut prices = Prices::default();
         prices.insert("gpt-4o-mini", p);
         assert!(prices.lookup("openai", "gpt-4o-mini").is_some());

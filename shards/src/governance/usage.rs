@@ -1,16 +1,10 @@
 //! Usage: reading token counts from OpenAI-shaped responses (whole bodies and streams), and
-//! the record of one request that goes to the coordinator. When the gateway asked a provider
+//! batching the records of requests ([`vocab::UsageRecord`]) for the coordinator. When the gateway asked a provider
 //! for stream usage the client did not ask for (`stream_options.include_usage`), the usage
 //! chunk is read here and kept out of the client's stream.
 
 use serde::Deserialize;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub prompt: u64,
-    pub completion: u64,
-    pub cached: u64,
-}
+use vocab::{TokenUsage, UsageRecord};
 
 #[derive(Deserialize)]
 struct Details {
@@ -172,22 +166,6 @@ impl UsageBatcher {
             }
         }
     }
-}
-
-/// One request, as the coordinator persists it.
-#[derive(Debug, Clone)]
-pub struct UsageRecord {
-    pub ts_ms: u64,
-    pub key_id: Option<String>,
-    pub team_id: Option<String>,
-    pub customer_id: Option<String>,
-    pub provider: String,
-    pub model: String,
-    pub status: u16,
-    pub usage: TokenUsage,
-    pub cost_nanos: u64,
-    pub latency_us: u64,
-    pub stream: bool,
 }
 
 #[cfg(test)]

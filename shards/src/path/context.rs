@@ -10,9 +10,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use vocab::TokenUsage;
+
 use crate::dialect::Inbound;
 use crate::governance::admit::Admission;
-use crate::governance::usage::TokenUsage;
 use crate::governance::{GovSnapshot, KeyPolicy};
 use crate::http::request::RequestHead;
 use crate::path::conn::BodyLocation;

@@ -3,8 +3,9 @@
 //! Reads: `caller`, `ask`, `targets`, `admission`, `served`. Ungoverned requests, and those
 //! refused before the attempt phase (bad key, bad body, unknown model, spent limit), skip it.
 
+use vocab::{NanoUsd, UsageRecord};
+
 use crate::clock;
-use crate::governance::usage::UsageRecord;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
@@ -25,11 +26,11 @@ pub fn settle(scope: Scope<'_>, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
     let provider = target.map_or("", |t| &scope.snapshot.providers[t.provider].name[..]);
     let model = target.map_or(req.ask.requested, |t| t.model);
     let usage = served.and_then(|s| s.usage);
-    let cost = usage.map_or(0, |u| {
+    let cost = usage.map_or(NanoUsd::ZERO, |u| {
         gov_snapshot
             .prices
             .lookup(provider, model)
-            .map_or(0, |p| p.cost(u.prompt, u.completion, u.cached))
+            .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached))
     });
     // A response reached the client (the provider's answer, or a kept failure of it):
     // the admission is charged; otherwise dropping it gives back what it held.
@@ -51,7 +52,7 @@ pub fn settle(scope: Scope<'_>, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
         model: model.to_owned(),
         status,
         usage: usage.unwrap_or_default(),
-        cost_nanos: cost,
+        cost,
         latency_us: req.times.request_start().elapsed().as_micros() as u64,
         stream: req.ask.stream,
     };

@@ -7,9 +7,9 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use store::{
-    Budget, BudgetPeriod, CustomerInput, KeyInput, Limits, Provider, ProviderInput, TeamInput,
-    VirtualKey,
+    Budget, CustomerInput, KeyInput, Limits, Provider, ProviderInput, TeamInput, VirtualKey,
 };
+use vocab::{BudgetPeriod, NanoUsd};
 
 use super::ApiError;
 
@@ -92,7 +92,7 @@ pub(super) struct BudgetBody {
 impl From<BudgetBody> for Budget {
     fn from(b: BudgetBody) -> Self {
         Budget {
-            limit_nanos: b.limit_nanos,
+            limit_nanos: NanoUsd::from_nanos(b.limit_nanos),
             period: b.period,
         }
     }

@@ -13,9 +13,10 @@
 
 mod body;
 
+use vocab::TokenUsage;
+
 use crate::dialect::Conversion;
 use crate::error::GatewayError;
-use crate::governance::usage::TokenUsage;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};

@@ -1,0 +1,172 @@
+//! Usage counters per budget period, budget resets, and request logs.
+
+use store::{Error, RequestLog, UsageDelta};
+use vocab::{BudgetPeriod, EntityRef, NanoUsd};
+
+use crate::{budget, new_customer, new_key, new_team, TestDb, NOW};
+
+backend_tests!(
+    usage_adds_up_per_period,
+    reset_budget_is_recorded,
+    concurrent_usage_from_two_nodes,
+    request_logs_batch_and_recent,
+);
+
+fn delta(entity: &EntityRef, ps: i64, spent: u64, req: u64) -> UsageDelta {
+    UsageDelta {
+        entity: entity.clone(),
+        period_start: ps,
+        spent_nanos: NanoUsd::from_nanos(spent),
+        requests: req,
+        prompt_tokens: 10 * req,
+        completion_tokens: 20 * req,
+    }
+}
+
+async fn usage_adds_up_per_period(db: TestDb) {
+    let s = &db.store;
+    let c = new_customer(s, "acme", budget(BudgetPeriod::Monthly, 10_000)).await;
+    let t = new_team(s, "no budget").await;
+    let ce = EntityRef::customer(&c.id);
+    let te = EntityRef::team(&t.id);
+    let month = BudgetPeriod::Monthly.start(NOW);
+    assert_eq!(s.current_period_start(&ce, NOW).await.unwrap(), month);
+    assert_eq!(s.current_period_start(&te, NOW).await.unwrap(), 0);
+    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap().nanos(), 0);
+
+    s.add_usage(&[
+        delta(&ce, month, 100, 1),
+        delta(&te, 0, 100, 1),
+        delta(&ce, month, 250, 2),
+    ])
+    .await
+    .unwrap();
+    s.add_usage(&[delta(&ce, month, 1, 1)]).await.unwrap();
+    s.add_usage(&[]).await.unwrap();
+    assert_eq!(s.budget_spent(&ce, NOW).await.unwrap().nanos(), 351);
+    assert_eq!(s.budget_spent(&te, NOW).await.unwrap().nanos(), 100);
+    let u = s.usage(&ce, month).await.unwrap().unwrap();
+    assert_eq!(
+        (u.requests, u.prompt_tokens, u.completion_tokens, u.reset_at),
+        (4, 40, 80, None)
+    );
+
+    // Next month starts from zero; the history keeps both periods.
+    let next_month = NOW + 31 * 86_400;
+    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap().nanos(), 0);
+    let ps2 = BudgetPeriod::Monthly.start(next_month);
+    s.add_usage(&[delta(&ce, ps2, 5, 1)]).await.unwrap();
+    assert_eq!(s.budget_spent(&ce, next_month).await.unwrap().nanos(), 5);
+    let hist = s.usage_history(&ce).await.unwrap();
+    assert_eq!(
+        hist.iter().map(|u| u.period_start).collect::<Vec<_>>(),
+        vec![ps2, month]
+    );
+
+    assert!(matches!(
+        s.budget_spent(&EntityRef::key("ghost"), NOW).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+async fn reset_budget_is_recorded(db: TestDb) {
+    let s = &db.store;
+    let k = new_key(s, "k", budget(BudgetPeriod::Daily, 1_000)).await;
+    let e = EntityRef::key(&k.id);
+    let day = BudgetPeriod::Daily.start(NOW);
+    s.add_usage(&[delta(&e, day, 700, 3)]).await.unwrap();
+    assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 700);
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 0);
+    let u = s.usage(&e, day).await.unwrap().unwrap();
+    assert_eq!((u.requests, u.reset_at), (3, Some(NOW)));
+    s.add_usage(&[delta(&e, day, 50, 1)]).await.unwrap();
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
+    // Resetting a period without usage records a zero reset.
+    assert_eq!(s.reset_budget(&e, NOW + 86_400).await.unwrap().nanos(), 0);
+    assert_eq!(s.budget_reset_count(&e).await.unwrap(), 2);
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
+}
+
+async fn concurrent_usage_from_two_nodes(db: TestDb) {
+    let node_b = db.another(None).await;
+    let e = EntityRef::team("shared-team");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 {
+            db.store.clone()
+        } else {
+            node_b.clone()
+        };
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                s.add_usage(&[delta(&e, 0, 3, 1), delta(&EntityRef::key("k"), 0, 1, 1)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let u = db.store.usage(&e, 0).await.unwrap().unwrap();
+    assert_eq!(
+        (u.spent_nanos.nanos(), u.requests, u.prompt_tokens),
+        (600, 200, 2000)
+    );
+    let k = db
+        .store
+        .usage(&EntityRef::key("k"), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(k.spent_nanos.nanos(), 200);
+}
+
+fn log(i: u32) -> RequestLog {
+    RequestLog {
+        id: format!("req-{i:04}"),
+        ts_ms: 1_718_000_000_000 + i64::from(i),
+        key_id: Some("key-1".into()),
+        team_id: (i % 2 == 0).then(|| "team-1".to_owned()),
+        customer_id: None,
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        status: if i % 10 == 0 { 502 } else { 200 },
+        prompt_tokens: u64::from(i),
+        completion_tokens: 2 * u64::from(i),
+        cost_nanos: NanoUsd::from_nanos(1_000 * u64::from(i)),
+        latency_us: 1_500,
+        overhead_us: 40,
+        stream: i % 3 == 0,
+        error_code: (i % 10 == 0).then(|| "upstream_error".to_owned()),
+    }
+}
+
+async fn request_logs_batch_and_recent(db: TestDb) {
+    let s = &db.store;
+    let logs: Vec<RequestLog> = (0..150).map(log).collect();
+    s.insert_request_logs(&logs).await.unwrap();
+    s.insert_request_logs(&[]).await.unwrap();
+    let recent = s.recent_request_logs(10).await.unwrap();
+    assert_eq!(recent.len(), 10);
+    assert_eq!(recent[0], logs[149]);
+    assert_eq!(recent[9], logs[140]);
+    let all = s.recent_request_logs(1000).await.unwrap();
+    assert_eq!(all.len(), 150);
+    assert_eq!(all[149], logs[0]);
+
+    // A batch with a duplicate id is rejected whole.
+    let batch = vec![log(500), log(3)];
+    assert!(matches!(
+        s.insert_request_logs(&batch).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(s.recent_request_logs(1000).await.unwrap().len(), 150);
+
+    assert_eq!(
+        s.purge_request_logs(1_718_000_000_000 + 100).await.unwrap(),
+        100
+    );
+    assert_eq!(s.recent_request_logs(1000).await.unwrap().len(), 50);
+}

@@ -1,0 +1,24 @@
+//! ringgate's shared vocabulary: the words the data plane (`shards`), the store and the
+//! coordinator all speak, defined once so that no two crates keep twins of them and no
+//! converter sits between such twins.
+//!
+//! - [`entity`]: who is governed — keys, teams and customers;
+//! - [`limit`]: the windows and budget periods limits are counted in, with the one
+//!   implementation of when a window or period starts, which epoch it is, and when it resets;
+//! - [`calendar`]: the UTC civil-date arithmetic behind monthly periods;
+//! - [`usage`]: what one request used, as the data plane reports it;
+//! - [`money`]: integer nano-dollars (money is never a float).
+//!
+//! Pure data and arithmetic: no I/O, no clock reads, no allocation on the hot-path calls
+//! (epochs, window starts), so the request path can use it freely.
+
+pub mod calendar;
+pub mod entity;
+pub mod limit;
+pub mod money;
+pub mod usage;
+
+pub use entity::{EntityKind, EntityRef};
+pub use limit::{BudgetPeriod, LimitKind, Window};
+pub use money::NanoUsd;
+pub use usage::{TokenUsage, UsageRecord};

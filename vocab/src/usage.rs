@@ -1,0 +1,75 @@
+//! What one request used, as the data plane reports it: token counts read from the
+//! provider's response, and the [`UsageRecord`] a shard sends the coordinator after each
+//! governed request. The coordinator folds records into the store's usage counters (per
+//! entity and budget period) and request log rows.
+
+use crate::entity::EntityKind;
+use crate::money::NanoUsd;
+
+/// Tokens of one response, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: u64,
+    pub completion: u64,
+    /// Prompt tokens served from the provider's cache (part of `prompt`, priced lower).
+    pub cached: u64,
+}
+
+/// One governed request, as the coordinator persists it.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    /// Unix milliseconds.
+    pub ts_ms: u64,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub provider: String,
+    pub model: String,
+    /// HTTP status returned to the client (499: the client went away).
+    pub status: u16,
+    pub usage: TokenUsage,
+    pub cost: NanoUsd,
+    pub latency_us: u64,
+    pub stream: bool,
+}
+
+impl UsageRecord {
+    /// The entities the request is charged to: its key, the key's team and the team's
+    /// customer, those that exist.
+    pub fn owners(&self) -> impl Iterator<Item = (EntityKind, &str)> {
+        [
+            (EntityKind::Key, &self.key_id),
+            (EntityKind::Team, &self.team_id),
+            (EntityKind::Customer, &self.customer_id),
+        ]
+        .into_iter()
+        .filter_map(|(kind, id)| Some((kind, id.as_deref()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_those_present() {
+        let record = UsageRecord {
+            ts_ms: 0,
+            key_id: Some("k".into()),
+            team_id: None,
+            customer_id: Some("c".into()),
+            provider: "p".into(),
+            model: "m".into(),
+            status: 200,
+            usage: TokenUsage::default(),
+            cost: NanoUsd::ZERO,
+            latency_us: 0,
+            stream: false,
+        };
+        let owners: Vec<_> = record.owners().collect();
+        assert_eq!(
+            owners,
+            [(EntityKind::Key, "k"), (EntityKind::Customer, "c")]
+        );
+    }
+}
