@@ -4,8 +4,8 @@
   optional resource on) is rendered by Helm's own engine (helm-python-sdk bundles the Helm
   SDK; no helm binary, no network) and linted strictly for two Kubernetes versions;
 - every rendered manifest validates against the Kubernetes schemas of both versions in
-  strict mode (kubernetes-validate; the ServiceMonitor against the Prometheus Operator's
-  schema written here for the fields the chart uses, equally strict);
+  strict mode (kubernetes-validate); the ServiceMonitor, a Prometheus Operator resource no
+  offline package describes, against a schema of the fields the chart writes, as strict;
 - the chart's own rules hold in what it renders, and values that break them fail to render;
 - `ringgate check-config` accepts every rendered config.yaml, and refuses it when any of the
   Secrets' variables is missing (so the env.NAME references and the Secret keys agree);
