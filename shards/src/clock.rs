@@ -1,12 +1,45 @@
 //! The wall clock, read where the request path needs it: usage timestamps, admission (which
 //! window a limit is in: `vocab::LimitKind`), key expiry and `created` fields. Calendar
 //! arithmetic lives in `vocab::calendar`.
+//!
+//! The clock never goes back within a process: a system clock stepped backwards (NTP, an
+//! operator) reads as the latest time already seen, so that a limit's window or a budget's
+//! period that has ended cannot open again. Cost: one load of a value that changes once a
+//! second (shared by every shard, so it stays in each core's cache), and one atomic
+//! `fetch_max` per shard per second.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch, now.
+/// The latest second any thread of this process has read.
+static LATEST: AtomicU64 = AtomicU64::new(0);
+
+/// Seconds since the Unix epoch, now, never less than a value returned before.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
+    let system = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    monotonic(system, &LATEST)
+}
+
+fn monotonic(system: u64, latest: &AtomicU64) -> u64 {
+    let seen = latest.load(Ordering::Relaxed);
+    if system > seen {
+        latest.fetch_max(system, Ordering::Relaxed).max(system)
+    } else {
+        seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_stepped_back_reads_as_the_latest_time_seen() {
+        let latest = AtomicU64::new(0);
+        assert_eq!(monotonic(1_000, &latest), 1_000);
+        assert_eq!(monotonic(940, &latest), 1_000, "stepped back a minute");
+        assert_eq!(monotonic(1_001, &latest), 1_001);
+    }
 }

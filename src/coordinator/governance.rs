@@ -318,7 +318,14 @@ impl GovRuntime {
                 }),
             );
         }
-        // Limits of deleted entities or changed values are dropped.
+        *self.periods.lock().unwrap_or_else(|e| e.into_inner()) = periods;
+        self.gov.snapshot.store(Arc::new(GovSnapshot {
+            require_key: self.settings.require_key,
+            keys: table,
+            prices: self.settings.prices.clone(),
+        }));
+        // Limits of deleted entities or changed values are dropped, after the snapshot that no
+        // longer holds them is out: the desk keeps answering shards still on the old one.
         {
             let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
             registry.retain(|key, r| {
@@ -329,12 +336,6 @@ impl GovRuntime {
                 keep
             });
         }
-        *self.periods.lock().unwrap_or_else(|e| e.into_inner()) = periods;
-        self.gov.snapshot.store(Arc::new(GovSnapshot {
-            require_key: self.settings.require_key,
-            keys: table,
-            prices: self.settings.prices.clone(),
-        }));
         tracing::debug!(
             keys = keys.len(),
             teams = teams.len(),
@@ -373,13 +374,9 @@ impl GovRuntime {
         while let Ok(event) = events.recv() {
             match event {
                 GovEvent::Refill { limit, shard, want } => {
-                    self.desk.refill(&limit, shard, want, now_unix())
+                    self.desk.refill(&limit, shard, want, desk_now())
                 }
-                GovEvent::Debt {
-                    limit,
-                    epoch,
-                    units,
-                } => self.desk.debt(&limit, epoch, units, now_unix()),
+                GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, desk_now()),
                 GovEvent::Usage(batch) => {
                     let _ = usage.send(batch);
                 }
@@ -491,4 +488,9 @@ impl GovRuntime {
             }
         }
     }
+}
+
+/// The desk's clock: the shards' own (it never steps back), so both count the same windows.
+fn desk_now() -> i64 {
+    i64::try_from(shards::clock::unix_now()).unwrap_or(i64::MAX)
 }

@@ -5,6 +5,17 @@
 //! it, and when nothing is left, unused slices are reclaimed from the other shards first — so
 //! the sum of slices never exceeds the limit and all of it stays reachable.
 //!
+//! A pool belongs to a limit's identity — whose limit, of what kind — not to one `Limit`
+//! object: a reload that changes a limit's value builds a new `Limit` (new leases), and the
+//! pool carries on with what this window already handed out and used, so a lowered limit is
+//! in force from the next grant and a raised one adds only the difference. Units still held
+//! in the replaced object's leases are taken back. A pool is created only by [`register`]
+//! (never by a refill of a limit the desk does not know), it never moves back to an earlier
+//! window (a clock that steps back cannot reopen one), and usage settled after its window
+//! ended is charged to the window the store charges it to: the current one.
+//!
+//! [`register`]: LeaseDesk::register
+//!
 //! It runs on its own thread, blocking on the shards' event queue: grants are memory
 //! operations and must not wait behind store I/O. In a cluster (PostgreSQL store) the node's
 //! own share of each limit is leased from a shared counter in the database — one atomic
@@ -16,10 +27,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use shards::governance::Limit;
-use vocab::LimitKind;
+use vocab::{EntityRef, LimitKind};
 
-#[derive(Debug, Default, Clone, Copy)]
+/// What a limit's pool is kept under: its identity across reloads.
+type PoolKey = (EntityRef, LimitKind);
+
+fn key(limit: &Limit) -> PoolKey {
+    (limit.entity.clone(), limit.kind)
+}
+
+#[derive(Debug)]
 struct Pool {
+    /// The `Limit` object shards are given now (its value is the limit in force).
+    current: Arc<Limit>,
     epoch: u32,
     granted: u64,
     debt: u64,
@@ -40,14 +60,47 @@ pub trait ClusterLeases: Send + Sync {
     fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64;
 }
 
-/// Limit identity for the desk: the address of its `Arc` (held by the registry).
-fn id(limit: &Arc<Limit>) -> usize {
-    Arc::as_ptr(limit) as usize
+impl Pool {
+    fn new(current: Arc<Limit>, epoch: u32, base: u64, generation: u64) -> Self {
+        Self {
+            current,
+            epoch,
+            granted: 0,
+            debt: 0,
+            base,
+            base_epoch: epoch,
+            node_quota: 0,
+            generation,
+        }
+    }
+
+    /// Moves the pool to `epoch` if that is later: a new window starts empty (spend from
+    /// before this process counts only in the period it was read for). An earlier epoch (the
+    /// clock stepped back) is not taken: the pool stays in its window.
+    fn advance(&mut self, epoch: u32) -> u32 {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.granted = 0;
+            self.debt = 0;
+            self.node_quota = 0;
+            if self.base_epoch != epoch {
+                self.base = 0;
+            }
+        }
+        self.epoch
+    }
+
+    /// Takes back what `old`'s leases still hold of this window.
+    fn reclaim_all(&mut self, old: &Limit) {
+        for lease in old.leases.iter() {
+            self.granted -= lease.reclaim(self.epoch).min(self.granted);
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct LeaseDesk {
-    pools: Mutex<HashMap<usize, Pool>>,
+    pools: Mutex<HashMap<PoolKey, Pool>>,
     /// Set in a cluster (PostgreSQL store): node shares come from the shared counter.
     cluster: Option<Box<dyn ClusterLeases>>,
 }
@@ -62,75 +115,97 @@ impl LeaseDesk {
     }
 
     /// What the node may still hand its shards: in a cluster, what it leased from the shared
-    /// counter; alone, what is left of the limit.
-    fn left(&self, limit: &Limit, pool: &Pool) -> u64 {
+    /// counter; alone, what is left of the limit in force (the current object's value).
+    fn left(&self, pool: &Pool) -> u64 {
         let budget = if self.cluster.is_some() {
             pool.node_quota
         } else {
-            limit.value.saturating_sub(pool.base)
+            pool.current.value.saturating_sub(pool.base)
         };
         budget.saturating_sub(pool.granted + pool.debt)
     }
 
     /// Registers a limit; `base` is what its entity already spent in the current period and
-    /// `generation` counts its budget resets.
+    /// `generation` counts its budget resets. A limit already known by its identity keeps its
+    /// pool (what this window handed out and used) and takes over from the object it
+    /// replaces, whose unused units come back; a budget reset (a new `generation`) starts
+    /// the pool afresh from `base`.
     pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: i64) {
         let epoch = limit.kind.epoch(now);
-        self.pools.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id(limit),
-            Pool {
-                epoch,
-                base,
-                base_epoch: epoch,
-                generation,
-                ..Pool::default()
-            },
-        );
-    }
-
-    pub fn forget(&self, limit: &Arc<Limit>) {
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id(limit));
-    }
-
-    fn with_pool<R>(&self, limit: &Arc<Limit>, now: i64, f: impl FnOnce(&mut Pool, u32) -> R) -> R {
-        let epoch = limit.kind.epoch(now);
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let pool = pools.entry(id(limit)).or_default();
-        if pool.epoch != epoch {
-            *pool = Pool {
-                epoch,
-                base: if pool.base_epoch == epoch {
-                    pool.base
-                } else {
-                    0
-                },
-                base_epoch: epoch,
-                ..Pool::default()
-            };
+        match pools.get_mut(&key(limit)) {
+            Some(pool) if pool.generation == generation => {
+                pool.advance(epoch);
+                if !Arc::ptr_eq(&pool.current, limit) {
+                    let old = std::mem::replace(&mut pool.current, limit.clone());
+                    pool.reclaim_all(&old);
+                }
+            }
+            Some(pool) => {
+                let old = pool.current.clone();
+                for lease in old.leases.iter() {
+                    lease.reclaim(pool.epoch);
+                }
+                *pool = Pool::new(limit.clone(), epoch, base, generation);
+            }
+            None => {
+                pools.insert(
+                    key(limit),
+                    Pool::new(limit.clone(), epoch, base, generation),
+                );
+            }
         }
-        f(pool, epoch)
+    }
+
+    /// A limit object the node no longer uses. Its pool goes only when no newer object of
+    /// the same identity took over (the limit itself is gone); otherwise what the old
+    /// object's leases still hold comes back to the pool.
+    pub fn forget(&self, limit: &Arc<Limit>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let id = key(limit);
+        match pools.get_mut(&id) {
+            Some(pool) if Arc::ptr_eq(&pool.current, limit) => {
+                pools.remove(&id);
+            }
+            Some(pool) => pool.reclaim_all(limit),
+            None => {}
+        }
+    }
+
+    /// Runs `f` on the limit's pool in its current window; `None` when the desk does not
+    /// know the limit (it was removed): nothing is created for it.
+    fn with_pool<R>(
+        &self,
+        limit: &Limit,
+        now: i64,
+        f: impl FnOnce(&mut Pool, u32) -> R,
+    ) -> Option<R> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pools.get_mut(&key(limit))?;
+        let epoch = pool.advance(limit.kind.epoch(now));
+        Some(f(pool, epoch))
     }
 
     /// A shard's lease ran low: grant it a slice of what is left (at least `want` if there
     /// is that much), reclaiming other shards' unused slices when the pool is empty.
     pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: i64) {
         // Reclaim idle slices first; in a cluster, see how much of the node's share is missing.
-        let (epoch, generation, short) = self.with_pool(limit, now, |pool, epoch| {
-            if self.left(limit, pool) < want {
+        let planned = self.with_pool(limit, now, |pool, epoch| {
+            if self.left(pool) < want {
                 for (i, lease) in limit.leases.iter().enumerate() {
                     if i != shard {
                         pool.granted -= lease.reclaim(epoch).min(pool.granted);
                     }
                 }
             }
-            let short = want
-                .max(limit.chunk())
-                .saturating_sub(self.left(limit, pool));
+            let short = want.max(limit.chunk()).saturating_sub(self.left(pool));
             (epoch, pool.generation, short)
         });
+        let Some((epoch, generation, short)) = planned else {
+            // A limit the desk no longer knows: nothing is granted from a pool made anew.
+            limit.leases[shard].refill_refused();
+            return;
+        };
         // The database call happens without the pools lock: the coordinator's runtime, which
         // drives the call, also takes that lock when it reloads.
         if let (Some(cluster), true) = (&self.cluster, short > 0) {
@@ -142,27 +217,29 @@ impl LeaseDesk {
                 }
             });
         }
-        self.with_pool(limit, now, |pool, epoch| {
-            let grant = want.max(limit.chunk()).min(self.left(limit, pool));
+        let granted = self.with_pool(limit, now, |pool, epoch| {
+            let grant = want.max(limit.chunk()).min(self.left(pool));
             if grant == 0 || grant < want {
-                limit.leases[shard].refill_refused();
-                return;
+                return false;
             }
             pool.granted += grant;
             limit.leases[shard].grant(epoch, grant);
+            true
         });
+        if granted != Some(true) {
+            limit.leases[shard].refill_refused();
+        }
     }
 
-    /// Usage beyond what a shard's lease held.
-    pub fn debt(&self, limit: &Arc<Limit>, epoch: u32, units: u64, now: i64) {
-        let generation = self.with_pool(limit, now, |pool, current| {
-            (current == epoch).then(|| {
-                pool.debt += units;
-                pool.generation
-            })
+    /// Usage beyond what a shard's lease held. It counts in the current window, whatever
+    /// window the request was admitted in: that is where the store charges it.
+    pub fn debt(&self, limit: &Arc<Limit>, units: u64, now: i64) {
+        let charged = self.with_pool(limit, now, |pool, epoch| {
+            pool.debt += units;
+            (epoch, pool.generation)
         });
         // In a cluster the overshoot is counted against the shared limit too (outside the lock).
-        if let (Some(cluster), Some(generation)) = (&self.cluster, generation) {
+        if let (Some(cluster), Some((epoch, generation))) = (&self.cluster, charged) {
             let leased = cluster.acquire(limit, generation, limit.kind.start(now), units);
             self.with_pool(limit, now, |pool, current| {
                 if current == epoch && pool.generation == generation {
@@ -177,8 +254,9 @@ impl LeaseDesk {
     pub fn remaining(&self, limit: &Arc<Limit>, now: i64) -> u64 {
         self.with_pool(limit, now, |pool, epoch| {
             let unused: u64 = limit.leases.iter().map(|l| l.available(epoch)).sum();
-            self.left(limit, pool).saturating_add(unused)
+            self.left(pool).saturating_add(unused)
         })
+        .unwrap_or(0)
     }
 }
 
@@ -264,5 +342,122 @@ mod tests {
         let later = now + 60;
         desk.refill(&l, 0, 1, later);
         assert!(l.leases[0].available(l.kind.epoch(later)) >= 1);
+    }
+
+    #[test]
+    fn a_refill_for_a_limit_the_desk_no_longer_knows_grants_nothing() {
+        let now = 1_000_000;
+        let desk = LeaseDesk::default();
+        let l = limit(10, 1);
+        desk.register(&l, 0, 0, now);
+        desk.forget(&l);
+        desk.refill(&l, 0, 1, now);
+        assert_eq!(l.leases[0].available(l.kind.epoch(now)), 0);
+        assert!(!l.leases[0].refill_pending(), "the shard was told at once");
+        assert_eq!(desk.remaining(&l, now), 0, "no pool was made anew");
+    }
+
+    /// Uses every unit shard 0 can get from the desk, one refill at a time.
+    fn drain(desk: &LeaseDesk, l: &Arc<Limit>, now: i64) -> u64 {
+        let epoch = l.kind.epoch(now);
+        let mut used = 0;
+        loop {
+            if l.leases[0].take(epoch, 1) {
+                used += 1;
+                continue;
+            }
+            desk.refill(l, 0, 1, now);
+            if l.leases[0].available(epoch) == 0 {
+                return used;
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_limit_keeps_what_its_window_used() {
+        let now = 1_000_000;
+        let desk = LeaseDesk::default();
+        let old = limit(10, 2);
+        desk.register(&old, 0, 0, now);
+        assert_eq!(drain(&desk, &old, now), 10);
+        // Lowered to 6 after 10 were used: nothing more this window, under the old object or
+        // the new one — and no window's worth is handed out again.
+        let lowered = limit(6, 2);
+        desk.register(&lowered, 0, 0, now);
+        desk.forget(&old);
+        assert_eq!(drain(&desk, &lowered, now), 0);
+        assert_eq!(drain(&desk, &old, now), 0);
+        // Raised to 15: only the difference is left.
+        let raised = limit(15, 2);
+        desk.register(&raised, 0, 0, now);
+        desk.forget(&lowered);
+        assert_eq!(drain(&desk, &raised, now), 5);
+    }
+
+    #[test]
+    fn a_replaced_limit_gives_back_what_its_leases_held() {
+        let now = 1_000_000;
+        let desk = LeaseDesk::default();
+        let old = limit(8, 1);
+        desk.register(&old, 0, 0, now);
+        desk.refill(&old, 0, 1, now);
+        let held = old.leases[0].available(old.kind.epoch(now));
+        assert!(held > 0);
+        let same = limit(8, 1);
+        desk.register(&same, 0, 0, now);
+        assert_eq!(old.leases[0].available(old.kind.epoch(now)), 0);
+        assert_eq!(
+            drain(&desk, &same, now),
+            8,
+            "all of the limit stays reachable"
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_reopen_a_window() {
+        let now = 1_000_020;
+        let desk = LeaseDesk::default();
+        let l = limit(3, 1);
+        desk.register(&l, 0, 0, now);
+        assert_eq!(drain(&desk, &l, now), 3);
+        let earlier = now - 60;
+        desk.refill(&l, 0, 1, earlier);
+        assert_eq!(l.leases[0].available(l.kind.epoch(earlier)), 0);
+        assert_eq!(drain(&desk, &l, now), 0);
+    }
+
+    #[test]
+    fn usage_settled_after_its_window_counts_in_the_current_one() {
+        let now = 1_000_020;
+        let desk = LeaseDesk::default();
+        let l = limit(10, 1);
+        desk.register(&l, 0, 0, now);
+        let next = now + 60;
+        desk.debt(&l, 4, next);
+        assert_eq!(drain(&desk, &l, next), 6);
+    }
+
+    #[test]
+    fn re_registering_a_spent_budget_grants_nothing_more() {
+        let now = 1_709_250_000;
+        let desk = LeaseDesk::default();
+        let budget = || {
+            Arc::new(Limit::new(
+                EntityRef::key("k"),
+                LimitKind::Budget(BudgetPeriod::Daily),
+                1_000,
+                1,
+            ))
+        };
+        let first = budget();
+        desk.register(&first, 0, 0, now);
+        desk.debt(&first, 1_000, now); // spent, not yet flushed to the store
+        for _ in 0..20 {
+            // A reload storm: each reload builds a new object; the store still says 0 spent.
+            let again = budget();
+            desk.register(&again, 0, 0, now);
+            desk.refill(&again, 0, 1, now);
+            assert_eq!(again.leases[0].available(again.kind.epoch(now)), 0);
+        }
     }
 }

@@ -148,7 +148,6 @@ impl Admission {
                 if got < extra {
                     let _ = gov.events.try_send(GovEvent::Debt {
                         limit: t.limit.clone(),
-                        epoch: t.epoch,
                         units: extra - got,
                     });
                 }

@@ -84,12 +84,9 @@ pub enum GovEvent {
         shard: usize,
         want: u64,
     },
-    /// Units used beyond what the lease held (usage larger than estimated).
-    Debt {
-        limit: Arc<Limit>,
-        epoch: u32,
-        units: u64,
-    },
+    /// Units used beyond what the lease held (usage larger than estimated). The desk counts
+    /// them in the window current when it gets them, as the store does.
+    Debt { limit: Arc<Limit>, units: u64 },
     /// Usage of requests, batched per shard (see [`usage::UsageBatcher`]).
     Usage(Vec<UsageRecord>),
 }
