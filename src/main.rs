@@ -117,11 +117,9 @@ fn serve(
     let node = Arc::new(NodeState::new(snapshot.clone()));
     let grace_ms = cfg.shutdown.grace_period_ms;
     let config_for_reload = Arc::new(cfg);
-    let shard_count = if plan.shards == 0 {
-        shards::runtime::allowed_cpus().len().max(1)
-    } else {
-        plan.shards
-    };
+    // Resolved here, once, because the coordinator sizes per-shard state before shards start.
+    plan.shards = shards::cpus::shard_count(plan.shards);
+    let shard_count = plan.shards;
     let gov_start = governance.map(|g| {
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
         let gov = Arc::new(shards::governance::Governance {
@@ -130,7 +128,6 @@ fn serve(
             lease_wait: g.lease_wait,
         });
         plan.gov = Some(gov.clone());
-        plan.shards = shard_count;
         coordinator::GovStart {
             gov,
             events: events_rx,

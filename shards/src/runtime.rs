@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::cpus::{allowed_cpus, shard_count};
 use crate::snapshot::{NodeState, Snapshot};
 use crate::state::stats::ShardStats;
 use crate::state::Shard;
@@ -86,20 +87,6 @@ impl Running {
     }
 }
 
-/// The CPUs this process may run on (its affinity mask; a container's cpuset).
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..std::thread::available_parallelism().map_or(1, usize::from)).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
 fn bind_listener(addr: SocketAddr, nonblocking: bool) -> Result<std::net::TcpListener, StartError> {
     let err = |source| StartError::Listen { addr, source };
     let socket =
@@ -162,11 +149,7 @@ pub fn start(
 ) -> Result<Running, StartError> {
     let driver = resolve_driver(plan.driver)?;
     let cpus = allowed_cpus();
-    let count = if plan.shards == 0 {
-        cpus.len().max(1)
-    } else {
-        plan.shards
-    };
+    let count = shard_count(plan.shards);
     let nonblocking = driver == DriverChoice::Epoll;
     let first = bind_listener(plan.listen, nonblocking)?;
     let local_addr = first.local_addr().map_err(|source| StartError::Listen {
