@@ -159,6 +159,7 @@ fn serve(
     coordinator.attach(coordinator::NodeView {
         shards: running.stats.clone(),
         node: node.clone(),
+        io_driver: running.driver,
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
