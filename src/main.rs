@@ -37,7 +37,8 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: PathBuf,
-        /// Number of shards (overrides `shards` in the config; 0 = one per core).
+        /// Number of shards (overrides `shards` in the config; 0 = one per allowed CPU, at most
+        /// the cgroup CPU quota).
         #[arg(long)]
         shards: Option<usize>,
         /// Do not pin shards to cores.

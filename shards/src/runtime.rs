@@ -44,7 +44,7 @@ impl IoDriver {
 #[derive(Debug, Clone)]
 pub struct ShardPlan {
     pub listen: SocketAddr,
-    /// 0: one per core the process may run on.
+    /// 0: one per CPU the process may run on, at most its cgroup CPU quota (`crate::cpus`).
     pub shards: usize,
     pub pin_cores: bool,
     pub driver: DriverChoice,
