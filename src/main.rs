@@ -37,7 +37,8 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: PathBuf,
-        /// Number of shards (overrides `shards` in the config; 0 = one per core).
+        /// Number of shards (overrides `shards` in the config; 0 = one per allowed CPU, at most
+        /// the cgroup CPU quota).
         #[arg(long)]
         shards: Option<usize>,
         /// Do not pin shards to cores.
@@ -117,11 +118,9 @@ fn serve(
     let node = Arc::new(NodeState::new(snapshot.clone()));
     let grace_ms = cfg.shutdown.grace_period_ms;
     let config_for_reload = Arc::new(cfg);
-    let shard_count = if plan.shards == 0 {
-        shards::runtime::allowed_cpus().len().max(1)
-    } else {
-        plan.shards
-    };
+    // Resolved here, once, because the coordinator sizes per-shard state before shards start.
+    plan.shards = shards::cpus::shard_count(plan.shards);
+    let shard_count = plan.shards;
     let gov_start = governance.map(|g| {
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
         let gov = Arc::new(shards::governance::Governance {
@@ -130,7 +129,6 @@ fn serve(
             lease_wait: g.lease_wait,
         });
         plan.gov = Some(gov.clone());
-        plan.shards = shard_count;
         coordinator::GovStart {
             gov,
             events: events_rx,
@@ -162,6 +160,7 @@ fn serve(
     coordinator.attach(coordinator::NodeView {
         shards: running.stats.clone(),
         node: node.clone(),
+        io_driver: running.driver,
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);

@@ -10,6 +10,7 @@
 //! benches use is public.
 
 pub mod clock;
+pub mod cpus;
 pub mod dialect;
 pub mod error;
 pub mod governance;

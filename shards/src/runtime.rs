@@ -10,11 +10,12 @@ use std::thread::JoinHandle;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::cpus::{allowed_cpus, shard_count};
 use crate::snapshot::{NodeState, Snapshot};
 use crate::state::stats::ShardStats;
 use crate::state::Shard;
 
-/// Which io driver shards run on.
+/// Which io driver shards should run on (`runtime.driver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
     /// io_uring when the kernel allows it, else epoll.
@@ -23,10 +24,27 @@ pub enum DriverChoice {
     Epoll,
 }
 
+/// The io driver shards run on, once [`DriverChoice`] met the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    /// The name in `/ready` and in the `ringgate_io_driver` metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ShardPlan {
     pub listen: SocketAddr,
-    /// 0: one per core the process may run on.
+    /// 0: one per CPU the process may run on, at most its cgroup CPU quota (`crate::cpus`).
     pub shards: usize,
     pub pin_cores: bool,
     pub driver: DriverChoice,
@@ -43,8 +61,14 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("io_uring was requested but is not available on this kernel")]
-    NoIoUring,
+    #[error(
+        "runtime.driver is io_uring, but io_uring is not available: {reason}. In a container, \
+         run with a seccomp profile that allows io_uring_setup, io_uring_enter and \
+         io_uring_register (Docker's default profile blocks them; see docs/deployment.md); on \
+         the host, /proc/sys/kernel/io_uring_disabled must be 0 and the kernel 5.12 or newer. \
+         Or set runtime.driver: auto to run on epoll"
+    )]
+    NoIoUring { reason: String },
     #[error("shard {index} failed to start: {detail}")]
     Shard { index: usize, detail: String },
 }
@@ -52,7 +76,7 @@ pub enum StartError {
 /// A running node's shards.
 pub struct Running {
     pub local_addr: SocketAddr,
-    pub driver: DriverChoice,
+    pub driver: IoDriver,
     pub handles: Vec<JoinHandle<()>>,
     /// Each shard's counters, for metrics and for draining.
     pub stats: Vec<Arc<ShardStats>>,
@@ -83,20 +107,6 @@ impl Running {
             }
         }
         left
-    }
-}
-
-/// The CPUs this process may run on (its affinity mask; a container's cpuset).
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..std::thread::available_parallelism().map_or(1, usize::from)).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
     }
 }
 
@@ -141,17 +151,48 @@ fn uring_runtime(
     }
 }
 
-fn resolve_driver(choice: DriverChoice) -> Result<DriverChoice, StartError> {
-    let uring = monoio::utils::detect_uring();
-    match (choice, uring) {
-        (DriverChoice::IoUring, false) => Err(StartError::NoIoUring),
-        (DriverChoice::Auto, true) | (DriverChoice::IoUring, true) => Ok(DriverChoice::IoUring),
-        (DriverChoice::Auto, false) => {
-            tracing::warn!("io_uring is not available (kernel, seccomp or io_uring_disabled); shards fall back to epoll");
-            Ok(DriverChoice::Epoll)
-        }
-        (DriverChoice::Epoll, _) => Ok(DriverChoice::Epoll),
+fn resolve_driver(choice: DriverChoice) -> Result<IoDriver, StartError> {
+    if choice == DriverChoice::Epoll {
+        return Ok(IoDriver::Epoll);
     }
+    if monoio::utils::detect_uring() {
+        return Ok(IoDriver::IoUring);
+    }
+    let reason = uring_unavailable_reason();
+    if choice == DriverChoice::IoUring {
+        return Err(StartError::NoIoUring { reason });
+    }
+    tracing::warn!(
+        %reason,
+        "io_uring is not available (kernel, seccomp or io_uring_disabled); shards fall back to \
+         epoll. In a container, a seccomp profile that allows io_uring_setup, io_uring_enter \
+         and io_uring_register keeps io_uring (docs/deployment.md)"
+    );
+    Ok(IoDriver::Epoll)
+}
+
+/// Why monoio's probe said no, for the log and the start error: the error of creating a ring
+/// (EPERM under a seccomp profile or `io_uring_disabled`, ENOSYS on old kernels and gVisor),
+/// or else the kernel's ring lacks an operation monoio uses.
+fn uring_unavailable_reason() -> String {
+    match io_uring::IoUring::new(2) {
+        Err(e) => format!("io_uring_setup failed: {e}"),
+        Ok(_) => "the kernel's io_uring lacks operations monoio needs, or \
+                  MONOIO_FORCE_LEGACY_DRIVER is set"
+            .to_owned(),
+    }
+}
+
+/// The body of `/ready` while the node takes traffic, made once per node: which driver
+/// serves and how many shards, so a probe or a person can tell a node that fell back to epoll.
+/// Written by hand so that `status` stays the first field (a JSON map would sort it last).
+fn ready_body(driver: IoDriver, shards: usize) -> Arc<[u8]> {
+    format!(
+        r#"{{"status":"ready","io_driver":"{}","shards":{shards}}}"#,
+        driver.as_str()
+    )
+    .into_bytes()
+    .into()
 }
 
 /// Binds the listeners and starts every shard; returns once all of them accept connections.
@@ -162,12 +203,8 @@ pub fn start(
 ) -> Result<Running, StartError> {
     let driver = resolve_driver(plan.driver)?;
     let cpus = allowed_cpus();
-    let count = if plan.shards == 0 {
-        cpus.len().max(1)
-    } else {
-        plan.shards
-    };
-    let nonblocking = driver == DriverChoice::Epoll;
+    let count = shard_count(plan.shards);
+    let nonblocking = driver == IoDriver::Epoll;
     let first = bind_listener(plan.listen, nonblocking)?;
     let local_addr = first.local_addr().map_err(|source| StartError::Listen {
         addr: plan.listen,
@@ -179,6 +216,7 @@ pub fn start(
     }
     tracing::info!(shards = count, driver = ?driver, pinned = plan.pin_cores, %local_addr, "starting shards");
 
+    let ready = ready_body(driver, count);
     let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(count);
     let stats: Vec<Arc<ShardStats>> = (0..count)
@@ -191,6 +229,7 @@ pub fn start(
         let snapshot = snapshot.clone();
         let node = node.clone();
         let tls = plan.tls.clone();
+        let ready = ready.clone();
         let started = started_tx.clone();
         let entries = plan.ring_entries;
         let handle = std::thread::Builder::new()
@@ -211,15 +250,24 @@ pub fn start(
                         }
                     };
                     let _ = started.send((index, Ok(())));
-                    let shard = std::rc::Rc::new(Shard::new(index, snapshot, node, shard_stats, gov));
+                    let shard = std::rc::Rc::new(Shard::new(
+                        index,
+                        snapshot,
+                        node,
+                        shard_stats,
+                        gov,
+                        ready,
+                    ));
                     crate::path::accept::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };
                 let built = match driver {
-                    DriverChoice::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+                    IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
                         .build()
                         .map(|mut rt| rt.block_on(body)),
-                    _ => uring_runtime(entries, index).map(|mut rt| rt.block_on(body)),
+                    IoDriver::IoUring => {
+                        uring_runtime(entries, index).map(|mut rt| rt.block_on(body))
+                    }
                 };
                 if let Err(e) = built {
                     let _ = report_build_error.send((index, Err(format!("cannot build its runtime: {e}"))));
@@ -250,4 +298,44 @@ pub fn start(
         handles,
         stats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_body_keeps_status_first() {
+        assert_eq!(
+            &ready_body(IoDriver::IoUring, 4)[..],
+            br#"{"status":"ready","io_driver":"io_uring","shards":4}"#
+        );
+        let epoll: serde_json::Value =
+            serde_json::from_slice(&ready_body(IoDriver::Epoll, 1)).unwrap();
+        assert_eq!(epoll["io_driver"], "epoll");
+    }
+
+    #[test]
+    fn epoll_is_taken_without_probing() {
+        assert_eq!(
+            resolve_driver(DriverChoice::Epoll).unwrap(),
+            IoDriver::Epoll
+        );
+    }
+
+    #[test]
+    fn refusal_says_how_to_fix_it() {
+        let text = StartError::NoIoUring {
+            reason: "io_uring_setup failed: Operation not permitted (os error 1)".into(),
+        }
+        .to_string();
+        for needle in [
+            "Operation not permitted",
+            "seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register",
+            "docs/deployment.md",
+            "runtime.driver: auto",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from: {text}");
+        }
+    }
 }

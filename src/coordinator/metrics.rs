@@ -58,6 +58,17 @@ pub fn render(view: &NodeView) -> String {
         "1 when the node takes traffic",
     );
     let _ = writeln!(out, "ringgate_ready {}", u8::from(view.node.is_ready()));
+    family(
+        &mut out,
+        "ringgate_io_driver",
+        "gauge",
+        "The io driver the shards run on (io_uring, or epoll as the fallback), always 1",
+    );
+    let _ = writeln!(
+        out,
+        "ringgate_io_driver{{driver=\"{}\"}} 1",
+        view.io_driver.as_str()
+    );
     per_shard(
         &mut out,
         view,

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use shards::governance::{GovEvent, Governance};
+use shards::runtime::IoDriver;
 use shards::snapshot::NodeState;
 use shards::stats::ShardStats;
 use tokio::sync::mpsc;
@@ -27,6 +28,8 @@ use governance::{GovRuntime, GovSettings};
 pub struct NodeView {
     pub shards: Vec<Arc<ShardStats>>,
     pub node: Arc<NodeState>,
+    /// The io driver the shards run on.
+    pub io_driver: IoDriver,
 }
 
 /// Governance to run, when it is on.

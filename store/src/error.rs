@@ -9,11 +9,19 @@ pub enum Error {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// An error reported by PostgreSQL or the connection to it.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// Could not get a connection from the PostgreSQL pool.
-    #[error("postgres pool: {0}")]
+    #[error("postgres pool: {}", with_causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// The first connection to PostgreSQL failed (address, credentials, TLS).
+    #[error("cannot connect to PostgreSQL at {target}: {}", connect_cause(source))]
+    Connect {
+        /// Hosts, ports and TLS settings tried, without credentials.
+        target: String,
+        /// What the pool reported.
+        source: deadpool_postgres::PoolError,
+    },
     /// The PostgreSQL pool could not be built.
     #[error("postgres pool setup: {0}")]
     PoolSetup(#[from] deadpool_postgres::BuildError),
@@ -70,6 +78,33 @@ pub enum Error {
     /// The blocking SQLite task panicked or was cancelled.
     #[error("background task: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// `error: cause: cause…`. tokio-postgres keeps the reason of a failure (the server's
+/// message, the TLS alert, the certificate problem) in its source, out of its `Display`, so
+/// without this an operator would read only "db error" or "error performing TLS handshake".
+/// A cause whose text is already shown is skipped (deadpool repeats its inner error's).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Why the pool could not connect: the backend's own error when there is one, without the
+/// pool's "Error occurred while creating a new object" in front.
+fn connect_cause(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => with_causes(e),
+        other => with_causes(other),
+    }
 }
 
 /// Shorthand for `Result<T, store::Error>`.

@@ -14,7 +14,7 @@
 use std::future::poll_fn;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::db::{Db, Stmt};
 use crate::error::Result;
@@ -98,7 +98,7 @@ impl Store {
                 Ok(ConfigSubscription { rx, _client: None })
             }
             Db::Postgres(pg) => {
-                let (client, mut conn) = pg.config().connect(NoTls).await?;
+                let (client, mut conn) = pg.connect_dedicated().await?;
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {

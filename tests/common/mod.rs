@@ -171,18 +171,22 @@ struct Process {
 impl Process {
     /// Runs `bin ARGS --ready-file DIR/ready.json` and waits for that file, which the
     /// binary writes (atomically) once it listens; returns the process and the file's JSON.
-    /// `context` is added to the panic message when it never gets ready.
+    /// `context` is added to the panic message when it never gets ready; `setup` may change
+    /// the command before it runs (e.g. confine the process).
     fn start(
         name: &'static str,
         bin: &Path,
         args: &[&str],
         dir: TempDir,
         context: &str,
+        setup: impl FnOnce(&mut Command),
     ) -> (Process, Value) {
         let log_path = dir.path().join(format!("{name}.log"));
         let ready_path = dir.path().join("ready.json");
         let log = File::create(&log_path).expect("create log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        setup(&mut command);
+        let child = command
             .args(args)
             .arg("--ready-file")
             .arg(&ready_path)
@@ -275,6 +279,7 @@ impl MockLlm {
             &args,
             TempDir::new("ringgate-mock"),
             &format!(" (a mock-llm older than its sources? {BUILD_HINT})"),
+            |_| {},
         );
         MockLlm {
             addr: ready_addr(&ready, "listen"),
@@ -349,6 +354,11 @@ impl Gateway {
     /// otherwise, both ports are 0 (the ports it got come from its ready file) and shards are
     /// not pinned (tests share cores with each other).
     pub fn start(config: Value) -> Gateway {
+        Gateway::start_with(config, |_| {})
+    }
+
+    /// [`Gateway::start`], with `setup` applied to the command before it runs.
+    pub fn start_with(config: Value, setup: impl FnOnce(&mut Command)) -> Gateway {
         let config = merged(
             json!({
                 "listen": "127.0.0.1:0",
@@ -370,6 +380,7 @@ impl Gateway {
             &["serve", "--config", &config_arg],
             dir,
             &context,
+            setup,
         );
         Gateway {
             addr: ready_addr(&ready, "data"),

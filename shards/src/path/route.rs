@@ -78,7 +78,7 @@ pub async fn answer(
     let keep_alive = req.head.keep_alive;
     let (status, json) = match local {
         Local::Health => (200, &br#"{"status":"ok"}"#[..]),
-        Local::Ready if scope.shard.node.is_ready() => (200, &br#"{"status":"ready"}"#[..]),
+        Local::Ready if scope.shard.node.is_ready() => (200, &scope.shard.ready_body[..]),
         Local::Ready => (503, &br#"{"status":"not ready"}"#[..]),
         Local::Models => match models_allowed(scope, conn) {
             Ok(()) => (200, &scope.snapshot.models_body[..]),

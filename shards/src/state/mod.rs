@@ -54,6 +54,9 @@ pub struct Shard {
     pub usage: UsageBatcher,
     /// Spare buffers lent to requests.
     pub buffers: BufferPool,
+    /// The `/ready` answer while the node takes traffic (driver and shard count), made once
+    /// per node.
+    pub ready_body: Arc<[u8]>,
 }
 
 impl Shard {
@@ -63,6 +66,7 @@ impl Shard {
         node: Arc<NodeState>,
         stats: Arc<ShardStats>,
         gov: Option<Arc<Governance>>,
+        ready_body: Arc<[u8]>,
     ) -> Self {
         let pool = Pool::new(MAX_PROVIDERS);
         let providers = (0..MAX_PROVIDERS)
@@ -83,6 +87,7 @@ impl Shard {
             gov,
             usage: UsageBatcher::default(),
             buffers: BufferPool::default(),
+            ready_body,
         }
     }
 

@@ -7,6 +7,7 @@
 //! (see [`sqlite_sql`]). Everything else used by the store (UPSERT with
 //! `ON CONFLICT … DO UPDATE`, `RETURNING`, `excluded.`) is common to both.
 
+pub(crate) mod pg_tls;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

@@ -1,14 +1,18 @@
 //! PostgreSQL backend: a `deadpool-postgres` pool of `tokio-postgres`
 //! connections (statement cache per connection), plus dedicated
-//! connections for `LISTEN`.
+//! connections for `LISTEN`, all over TLS as the URL's `sslmode` says
+//! ([`super::pg_tls`]).
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
+use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::pg_tls::PgUrl;
 use super::{Row, Stmt, Value};
 use crate::error::{Error, Result};
 use crate::migrations::Migration;
@@ -17,6 +21,9 @@ use crate::migrations::Migration;
 const MIGRATION_LOCK: i64 = 0x7269_6e67_6761_7465;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+/// A connection's stream: TLS or plain, as tokio-postgres negotiated under `sslmode`.
+type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
 impl ToSql for Value {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
@@ -84,15 +91,21 @@ fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 pub(crate) struct PgDb {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl PgDb {
-    /// Builds the pool. `schema`, if set, becomes every connection's
-    /// `search_path` (via the startup `options`) and is created if missing.
+    /// Builds the pool and opens its first connection, so that a wrong address, credential
+    /// or certificate fails here with the TLS settings named. `schema`, if set, becomes every
+    /// connection's `search_path` (via the startup `options`) and is created if missing.
     pub(crate) async fn connect(url: &str, pool_size: usize, schema: Option<&str>) -> Result<Self> {
+        let url = PgUrl::parse(url)?;
+        let tls = url.connector()?;
         let mut config: tokio_postgres::Config = url
+            .rest
             .parse()
             .map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;
+        url.configure(&mut config);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -107,7 +120,7 @@ impl PgDb {
         }
         let mgr = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -118,20 +131,24 @@ impl PgDb {
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(15)))
             .build()?;
-        let db = Self { pool, config };
+        let first = pool.get().await.map_err(|source| Error::Connect {
+            target: describe_target(&config, &url),
+            source,
+        })?;
         if let Some(schema) = schema {
-            db.pool
-                .get()
-                .await?
+            first
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .await?;
         }
-        Ok(db)
+        drop(first);
+        Ok(Self { pool, config, tls })
     }
 
-    /// The connection configuration (for dedicated LISTEN connections).
-    pub(crate) fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+    /// A connection outside the pool (for `LISTEN`), with the pool's settings and TLS.
+    pub(crate) async fn connect_dedicated(
+        &self,
+    ) -> Result<(Client, Connection<Socket, TlsStream>)> {
+        Ok(self.config.connect(self.tls.clone()).await?)
     }
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
@@ -200,6 +217,28 @@ impl PgDb {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `host:port, … (sslmode=…)` — where the store tried to connect, without credentials.
+fn describe_target(config: &tokio_postgres::Config, url: &PgUrl) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut places: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}:{}", dir.display(), port(i)),
+        })
+        .collect();
+    if places.is_empty() {
+        places = (config.get_hostaddrs().iter().enumerate())
+            .map(|(i, addr)| format!("{addr}:{}", port(i)))
+            .collect();
+    }
+    format!("{} ({})", places.join(", "), url.describe())
 }
 
 /// Accepts only plain lower-case identifiers, so the name can be used
