@@ -208,7 +208,7 @@ fn governance(c: &mut Criterion) {
     let snapshot = GovSnapshot {
         require_key: true,
         keys,
-        prices: Default::default(),
+        ..Default::default()
     };
     let presented = format!("rg-{:040}", 1234);
     c.bench_function("governance/authenticate", |b| {

@@ -161,6 +161,7 @@ fn serve(
         shards: running.stats.clone(),
         node: node.clone(),
         io_driver: running.driver,
+        gov: plan.gov.clone(),
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);

@@ -18,6 +18,9 @@ pub struct PriceConfig {
     pub output: String,
     #[serde(default)]
     pub cached_input: Option<String>,
+    /// The most output tokens one response of the model may have.
+    #[serde(default)]
+    pub max_output: Option<u64>,
 }
 
 fn price(name: &str, p: &PriceConfig) -> Result<Price, String> {
@@ -33,14 +36,19 @@ fn price(name: &str, p: &PriceConfig) -> Result<Price, String> {
             Some(v) => parse("cached_input", v)?,
             None => input,
         },
+        max_output: p.max_output,
     })
 }
 
-/// The shipped catalog with `overrides` applied.
-pub fn catalog(overrides: &BTreeMap<String, PriceConfig>) -> Result<Prices, String> {
+/// The shipped catalog with `overrides` applied; `default_max_output` stands for the output
+/// cap of models it does not know.
+pub fn catalog(
+    overrides: &BTreeMap<String, PriceConfig>,
+    default_max_output: u64,
+) -> Result<Prices, String> {
     let shipped: BTreeMap<String, PriceConfig> =
         serde_yaml::from_str(CATALOG).map_err(|e| format!("pricing/prices.yaml: {e}"))?;
-    let mut prices = Prices::default();
+    let mut prices = Prices::new(default_max_output);
     for (name, p) in shipped.iter().chain(overrides) {
         prices.insert(name, price(name, p)?);
     }
@@ -60,12 +68,17 @@ mod tests {
                 input: "1".into(),
                 output: "2".into(),
                 cached_input: None,
+                max_output: None,
             },
         );
-        let prices = catalog(&overrides).unwrap();
+        let prices = catalog(&overrides, 4096).unwrap();
         assert!(prices.len() > 10);
         let p = prices.lookup("openai", "gpt-4o-mini").unwrap();
         assert_eq!(p.input_per_mtok.nanos(), 1_000_000_000);
         assert_eq!(p.cached_input_per_mtok.nanos(), 1_000_000_000);
+        assert_eq!(prices.max_output("openai", "gpt-4o"), 16_384);
+        assert_eq!(prices.max_output("mock", "no-such-model"), 4096);
+        // An override without max_output replaces the entry: the default stands.
+        assert_eq!(prices.max_output("openai", "gpt-4o-mini"), 4096);
     }
 }

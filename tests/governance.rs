@@ -424,6 +424,139 @@ fn token_limit_holds_under_concurrency(database: &str) {
     assert!(admitted >= 4, "the limit is reachable: {admitted} admitted");
 }
 
+/// Waits until every admin write that returned before now is in force on the node: one more
+/// write (a customer nobody uses) makes a reload that starts after now, and the node reports
+/// when the snapshot it serves was read from the store.
+fn wait_writes_applied(gw: &Gateway) {
+    let since_ms = unix_ms();
+    let (status, v) = admin(gw, "POST", "/admin/customers", Some(r#"{"name":"nudge"}"#));
+    assert_eq!(status, 201, "{v}");
+    poll_until(Duration::from_secs(5), || {
+        let metrics = gw.metrics();
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ringgate_governance_snapshot_read_timestamp_seconds "))?;
+        let (secs, millis) = value.split_once('.')?;
+        let read_at = secs.parse::<u128>().ok()? * 1000 + millis.parse::<u128>().ok()?;
+        (read_at >= since_ms).then_some(())
+    })
+    .expect("the node reloads its keys after the write");
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Replaces a key's fields through the admin API and waits until the node serves them.
+fn replace_key(gw: &Gateway, id: &str, body: &str) {
+    let (status, v) = admin(gw, "PUT", &format!("/admin/keys/{id}"), Some(body));
+    assert_eq!(status, 200, "{v}");
+    wait_writes_applied(gw);
+}
+
+fn a_changed_limit_counts_what_its_window_used(database: &str) {
+    let node = node_with(database, json!({}));
+    let gw = &node.gw;
+    let (id, secret) = create_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
+    wait_known(gw, &secret);
+    within_one_minute_window();
+    for _ in 0..6 {
+        assert_eq!(chat_with(gw, &secret, false).status, 200);
+    }
+    // Lowered below what this minute already used: nothing more is admitted (a fresh window's
+    // worth for the new limit would admit 3).
+    replace_key(
+        gw,
+        &id,
+        r#"{"name":"rpm","limits":{"rpm":3},"active":true}"#,
+    );
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| chat_with(gw, &secret, false).status)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 429), "{statuses:?}");
+    // Raised to 8: the two units the window has left, then no more.
+    replace_key(
+        gw,
+        &id,
+        r#"{"name":"rpm","limits":{"rpm":8},"active":true}"#,
+    );
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| chat_with(gw, &secret, false).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+}
+
+fn a_spent_budget_stays_spent_through_a_reload_storm(database: &str) {
+    // Usage reaches the store only at the end (drain): until then the spend is known to the
+    // node's lease desk alone, and every reload reads 0 spent from the store.
+    let node = node_with(database, json!({"governance": {"flush_interval_ms": 600_000}}));
+    let gw = &node.gw;
+    // One "hello" costs 4,000,000 nanos (see the budget test above): the budget admits one.
+    let key = |limit: u64| {
+        format!(
+            r#"{{"name":"storm","budget":{{"limit_nanos":{limit},"period":"daily"}},"active":true}}"#
+        )
+    };
+    let (id, secret) = create_key(gw, &key(4_000_000));
+    wait_known(gw, &secret);
+    // One keep-alive connection: one shard, and each request is settled before the next is
+    // read, so nothing is in flight when the budget runs out.
+    let mut conn = HttpConn::connect(gw.addr, Duration::from_secs(10)).unwrap();
+    let auth = format!("Bearer {secret}");
+    let mut ask = |stream: bool| {
+        let body = chat_body("mock/gpt-4o-mini", "hello", stream);
+        conn.send(&build_request(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(body.as_bytes()),
+            false,
+        ))
+        .unwrap();
+        conn.read_response().unwrap().status
+    };
+    assert_eq!(ask(false), 200);
+    // Admin writes that rebuild the key's budget limit on every reload, while the key asks.
+    let (control, writer_id) = (gw.control, id.clone());
+    let writer = std::thread::spawn(move || {
+        for i in 0..20u64 {
+            let body = key(if i % 2 == 0 { 3_000_000 } else { 4_000_000 });
+            let req = build_request(
+                "PUT",
+                &format!("/admin/keys/{writer_id}"),
+                &[("authorization", &format!("Bearer {ADMIN}"))],
+                Some(body.as_bytes()),
+                true,
+            );
+            let (status, _, _) = http_request(control, &req, Duration::from_secs(10)).unwrap();
+            assert_eq!(status, 200);
+        }
+    });
+    let mut statuses = Vec::new();
+    while !writer.is_finished() || statuses.len() < 20 {
+        statuses.push(ask(statuses.len() % 2 == 0));
+    }
+    writer.join().unwrap();
+    wait_writes_applied(gw);
+    statuses.push(ask(false));
+    assert!(
+        statuses.iter().all(|s| *s == 402),
+        "not one more admission: {statuses:?}"
+    );
+    // Drained, the node writes its usage: the one request, and its cost.
+    gw.sigterm();
+    let mut node = node;
+    assert_eq!(node.gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let mock = MockLlm::start(&[]);
+    let after = Gateway::start(config(&mock, &node.database));
+    let (_, usage) = admin(&after, "GET", &format!("/admin/usage/key/{id}"), None);
+    assert_eq!(usage["requests"], 1, "{usage}");
+    assert_eq!(usage["spent_nanos"], 4_000_000, "{usage}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -452,6 +585,8 @@ on_both_backends!(
     budget_stops_spending_and_usage_survives_kill_9,
     streamed_usage_is_counted_but_not_shown,
     token_limit_holds_under_concurrency,
+    a_changed_limit_counts_what_its_window_used,
+    a_spent_budget_stays_spent_through_a_reload_storm,
 );
 
 /// A provider created through the admin API serves requests within 100 ms, its secret is

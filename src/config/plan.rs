@@ -65,7 +65,7 @@ impl GovernanceConfig {
             lease_wait: ms(self.lease_wait_ms),
             cluster_leases: self.cluster_leases,
             request_logs: self.request_logs,
-            prices: crate::pricing::catalog(&self.prices)
+            prices: crate::pricing::catalog(&self.prices, self.default_max_output_tokens)
                 .map_err(|e| invalid("governance.prices", e))?,
         })
     }

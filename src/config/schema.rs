@@ -101,6 +101,10 @@ pub struct GovernanceConfig {
     /// Price overrides and additions, USD per million tokens as decimal strings.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
+    /// Output tokens a request without `max_tokens` is estimated at when the catalog does not
+    /// know its model's maximum output.
+    #[serde(default = "default_max_output_tokens")]
+    pub default_max_output_tokens: u64,
 }
 
 /// Which requests get a row in the request log (read by the coordinator's flusher).
@@ -122,6 +126,9 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_lease_wait_ms() -> u64 {
     50
+}
+fn default_max_output_tokens() -> u64 {
+    4096
 }
 
 #[derive(Debug, Deserialize)]

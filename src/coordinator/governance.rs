@@ -252,6 +252,7 @@ impl GovRuntime {
 
     /// Reads every entity from the store and publishes a new snapshot.
     pub async fn reload(&self) -> store::Result<()> {
+        let read_at_ms = unix_ms();
         let now = now_unix();
         self.providers.apply(&self.store.list_providers().await?);
         let customers = self.store.list_customers().await?;
@@ -323,6 +324,7 @@ impl GovRuntime {
             require_key: self.settings.require_key,
             keys: table,
             prices: self.settings.prices.clone(),
+            read_at_ms,
         }));
         // Limits of deleted entities or changed values are dropped, after the snapshot that no
         // longer holds them is out: the desk keeps answering shards still on the old one.
@@ -493,4 +495,10 @@ impl GovRuntime {
 /// The desk's clock: the shards' own (it never steps back), so both count the same windows.
 fn desk_now() -> i64 {
     i64::try_from(shards::clock::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -58,6 +58,21 @@ pub fn render(view: &NodeView) -> String {
         "1 when the node takes traffic",
     );
     let _ = writeln!(out, "ringgate_ready {}", u8::from(view.node.is_ready()));
+    if let Some(gov) = &view.gov {
+        family(
+            &mut out,
+            "ringgate_governance_snapshot_read_timestamp_seconds",
+            "gauge",
+            "When the coordinator began reading the store for the keys and limits in force (every admin write committed before then applies)",
+        );
+        let read_at = gov.snapshot.load().read_at_ms;
+        let _ = writeln!(
+            out,
+            "ringgate_governance_snapshot_read_timestamp_seconds {}.{:03}",
+            read_at / 1000,
+            read_at % 1000
+        );
+    }
     family(
         &mut out,
         "ringgate_io_driver",

@@ -30,6 +30,8 @@ pub struct NodeView {
     pub node: Arc<NodeState>,
     /// The io driver the shards run on.
     pub io_driver: IoDriver,
+    /// Keys, limits and budgets, when governance is on.
+    pub gov: Option<Arc<shards::governance::Governance>>,
 }
 
 /// Governance to run, when it is on.

@@ -73,6 +73,9 @@ pub struct GovSnapshot {
     /// SHA-256 of the key → its policy.
     pub keys: HashMap<[u8; 32], Arc<KeyPolicy>>,
     pub prices: Prices,
+    /// Unix milliseconds at which the coordinator began reading the store for this snapshot:
+    /// every write committed before then is in it.
+    pub read_at_ms: u64,
 }
 
 /// What a shard sends the coordinator.

@@ -1,5 +1,6 @@
-//! Prices per model in integer nano-dollars per million tokens, and the cost of one request's
-//! usage computed exactly in integers.
+//! The model catalog the data plane reads: prices per model in integer nano-dollars per
+//! million tokens (the cost of one request's usage computed exactly in integers), and the most
+//! output tokens a model may produce (what a request without `max_tokens` is estimated at).
 
 use std::collections::HashMap;
 
@@ -11,6 +12,8 @@ pub struct Price {
     pub input_per_mtok: NanoUsd,
     pub output_per_mtok: NanoUsd,
     pub cached_input_per_mtok: NanoUsd,
+    /// The most output tokens one response may have, when known.
+    pub max_output: Option<u64>,
 }
 
 impl Price {
@@ -28,9 +31,26 @@ impl Price {
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
     by_name: HashMap<String, Price>,
+    /// Output cap assumed for models without `max_output`.
+    default_max_output: u64,
 }
 
 impl Prices {
+    pub fn new(default_max_output: u64) -> Self {
+        Self {
+            by_name: HashMap::new(),
+            default_max_output,
+        }
+    }
+
+    /// The most output tokens `model` at `provider` may produce: the catalog's, else the
+    /// configured default.
+    pub fn max_output(&self, provider: &str, model: &str) -> u64 {
+        self.lookup(provider, model)
+            .and_then(|p| p.max_output)
+            .unwrap_or(self.default_max_output)
+    }
+
     pub fn insert(&mut self, name: &str, price: Price) {
         self.by_name.insert(name.to_owned(), price);
     }
@@ -64,6 +84,7 @@ mod tests {
             input_per_mtok: NanoUsd::from_nanos(150_000_000),
             output_per_mtok: NanoUsd::from_nanos(600_000_000),
             cached_input_per_mtok: NanoUsd::from_nanos(75_000_000),
+            max_output: None,
         };
         let cost = |prompt, completion, cached| p.cost(prompt, completion, cached).nanos();
         assert_eq!(cost(1_000_000, 0, 0), 150_000_000);

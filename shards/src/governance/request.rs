@@ -104,7 +104,7 @@ mod tests {
         let snap = GovSnapshot {
             require_key: true,
             keys,
-            prices: Default::default(),
+            ..Default::default()
         };
         assert!(authenticate(&snap, Some(b"rg-secret"), 50)
             .unwrap()
