@@ -1,7 +1,8 @@
 //! The tokenizer choice, rerunnable: `bpe-openai` (the one `tokens` uses) against
 //! `tiktoken-rs` (a dev-dependency kept only for this comparison), counting o200k_base
 //! tokens in a 40-byte SSE delta, a 4 KB prompt, a 100 KB prompt and a 100 KB base64 blob;
-//! then `tokens::count` itself (bpe-openai's encoder behind our lock-free pre-tokenizer).
+//! then `tokens::count` itself (bpe-openai's encoder behind our lock-free pre-tokenizer),
+//! and `prompt_tokens` of a 4 KB chat request.
 //! The one-time vocabulary load is timed once per crate at start (it cannot be repeated
 //! inside one process) and printed, as are the counts (they must agree).
 //!
@@ -105,6 +106,18 @@ fn count(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    let body = serde_json::json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": text(4 * 1024)},
+        ],
+    })
+    .to_string();
+    c.bench_function("prompt_tokens_chat_4KB", |bn| {
+        bn.iter(|| tokens::prompt_tokens(Family::O200k, black_box(body.as_bytes())));
+    });
 }
 
 criterion_group!(benches, count);

@@ -4,6 +4,7 @@
 //!
 //! - [`Family`]: which tokenizer a model uses ([`Family::of_model`]).
 //! - [`count`]: the tokens of a text.
+//! - [`prompt_tokens`]: the prompt tokens of a chat/completions/embeddings request body.
 //!
 //! OpenAI families are counted exactly (as tiktoken's `encode_ordinary`); every other model
 //! is counted with cl100k_base, a documented approximation (see [`Family::Approx`] and
@@ -33,9 +34,15 @@
 //! dev-dependency only: for this bench and as a second reference in tests.
 
 mod family;
+mod json;
+mod prompt;
 mod vocab;
 
 pub use family::Family;
+pub use prompt::{
+    prompt_tokens, IMAGE_LOW_DETAIL_TOKENS, IMAGE_TOKENS, REPLY_PRIMING, TOKENS_PER_MESSAGE,
+    TOKENS_PER_NAME,
+};
 
 /// The tokens of `text` in `family`'s vocabulary (special-token strings such as
 /// `<|endoftext|>` count as ordinary text). The first call for a vocabulary loads it
