@@ -2,7 +2,7 @@
 //! `tiktoken-rs` (a dev-dependency kept only for this comparison), counting o200k_base
 //! tokens in a 40-byte SSE delta, a 4 KB prompt, a 100 KB prompt and a 100 KB base64 blob;
 //! then `tokens::count` itself (bpe-openai's encoder behind our lock-free pre-tokenizer),
-//! and `prompt_tokens` of a 4 KB chat request.
+//! one streamed event through `OutputCounter`, and `prompt_tokens` of a 4 KB chat request.
 //! The one-time vocabulary load is timed once per crate at start (it cannot be repeated
 //! inside one process) and printed, as are the counts (they must agree).
 //!
@@ -11,7 +11,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Instant;
-use tokens::Family;
+use tokens::{Family, OutputCounter};
 
 const PROSE: &str = "The gateway relays each server-sent event as it arrives, so the \
 client sees the first token as soon as the provider sends it. When a provider streams \
@@ -106,6 +106,16 @@ fn count(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    let event = format!(
+        "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n",
+        serde_json::to_string(&text(40)).unwrap_or_default()
+    );
+    let mut counter = OutputCounter::new(Family::O200k);
+    c.bench_function("output_counter_event_40B", |bn| {
+        bn.iter(|| counter.feed(black_box(event.as_bytes())));
+    });
+    c.bench_function("output_counter_tokens", |bn| bn.iter(|| counter.tokens()));
 
     let body = serde_json::json!({
         "model": "gpt-4o",

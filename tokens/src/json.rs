@@ -3,7 +3,7 @@
 //! without a schema that fails the whole parse.
 //!
 //! Cost: one allocation per array and object; strings without escapes are not copied.
-//! Numbers keep no value (the walkers only count them).
+//! Numbers keep their value only when it is a non-negative integer (an `index`).
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -13,7 +13,8 @@ use std::fmt;
 pub(crate) enum Json<'a> {
     /// `null` or a boolean.
     Atom,
-    Number,
+    /// A number: its value when it is a non-negative integer.
+    Number(Option<u64>),
     Str(Cow<'a, str>),
     Array(Vec<Json<'a>>),
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
@@ -36,6 +37,14 @@ impl<'a> Json<'a> {
     /// The string at `key`, when this is an object and that field is a string.
     pub(crate) fn str_at(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(Json::as_str)
+    }
+
+    /// The non-negative integer at `key`.
+    pub(crate) fn u64_at(&self, key: &str) -> Option<u64> {
+        match self.get(key) {
+            Some(Json::Number(n)) => *n,
+            _ => None,
+        }
     }
 
     pub(crate) fn as_str(&self) -> Option<&str> {
@@ -107,14 +116,14 @@ impl<'de> Deserialize<'de> for Json<'de> {
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Json::Atom)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Json::Number)
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Json::Number(u64::try_from(v).ok()))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Json::Number)
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Json::Number(Some(v)))
             }
             fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Json::Number)
+                Ok(Json::Number(None))
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Json::Str(Cow::Borrowed(v)))

@@ -5,6 +5,8 @@
 //! - [`Family`]: which tokenizer a model uses ([`Family::of_model`]).
 //! - [`count`]: the tokens of a text.
 //! - [`prompt_tokens`]: the prompt tokens of a chat/completions/embeddings request body.
+//! - [`OutputCounter`]: a running count of the generated text in an SSE stream;
+//!   [`count_body`]: the same for a whole response.
 //!
 //! OpenAI families are counted exactly (as tiktoken's `encode_ordinary`); every other model
 //! is counted with cl100k_base, a documented approximation (see [`Family::Approx`] and
@@ -35,10 +37,12 @@
 
 mod family;
 mod json;
+mod output;
 mod prompt;
 mod vocab;
 
 pub use family::Family;
+pub use output::{count_body, OutputCounter, MAX_EVENT_BYTES, MAX_UNSETTLED};
 pub use prompt::{
     prompt_tokens, IMAGE_LOW_DETAIL_TOKENS, IMAGE_TOKENS, REPLY_PRIMING, TOKENS_PER_MESSAGE,
     TOKENS_PER_NAME,

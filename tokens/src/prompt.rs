@@ -165,7 +165,7 @@ impl Counter {
     fn texts(&self, value: &Json) -> u64 {
         match value {
             Json::Str(s) => self.text(s),
-            Json::Number => 1,
+            Json::Number(_) => 1,
             Json::Array(items) => items.iter().map(|item| self.texts(item)).sum(),
             _ => 0,
         }
@@ -276,7 +276,7 @@ impl Counter {
     /// their tokens plus their quotes, one token per number, literal and bracket.
     fn json(&self, value: &Json) -> u64 {
         match value {
-            Json::Atom | Json::Number => 1,
+            Json::Atom | Json::Number(_) => 1,
             Json::Str(s) => self.text(s) + 1,
             Json::Array(items) => 1 + items.iter().map(|i| self.json(i)).sum::<u64>(),
             Json::Object(fields) => {

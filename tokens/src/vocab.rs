@@ -82,6 +82,27 @@ impl Vocab {
         total
     }
 
+    /// Counts the pieces of `text` that further text appended to it cannot change: all but
+    /// the last `keep` pre-tokenizer pieces. Returns their tokens and where the unsettled
+    /// rest begins.
+    pub(crate) fn count_settled(self, text: &str, keep: usize) -> (u64, usize) {
+        let loaded = self.loaded();
+        let mut starts = std::collections::VecDeque::with_capacity(keep + 1);
+        let mut total = 0u64;
+        let mut offset = 0usize;
+        self.for_each_piece(text, |piece| {
+            starts.push_back((offset, piece.len()));
+            offset += piece.len();
+            if starts.len() > keep {
+                if let Some((start, len)) = starts.pop_front() {
+                    total += loaded.piece_tokens(&text[start..start + len]);
+                }
+            }
+        });
+        let settled = starts.front().map_or(text.len(), |&(start, _)| start);
+        (total, settled)
+    }
+
     /// Calls `f` with each pre-tokenizer piece of `text`, in order; the pieces concatenate to
     /// `text`.
     fn for_each_piece(self, text: &str, mut f: impl FnMut(&str)) {
@@ -237,6 +258,18 @@ mod tests {
                     joined.push_str(p);
                 });
                 assert_eq!(&joined, text);
+            }
+        }
+    }
+
+    #[test]
+    fn settled_pieces_plus_the_rest_is_the_whole_count() {
+        for vocab in [Vocab::O200k, Vocab::Cl100k] {
+            for text in TRICKY {
+                for keep in 0..4 {
+                    let (settled, at) = vocab.count_settled(text, keep);
+                    assert_eq!(settled + vocab.count(&text[at..]), vocab.count(text));
+                }
             }
         }
     }
