@@ -22,19 +22,21 @@ COPY store/Cargo.toml store/
 COPY translate/Cargo.toml translate/
 COPY mock-llm/Cargo.toml mock-llm/
 COPY vocab/Cargo.toml vocab/
-RUN mkdir -p src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src \
+COPY tokens/Cargo.toml tokens/
+RUN mkdir -p src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > mock-llm/src/main.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
  && echo 'fn main() {}' > translate/benches/streams.rs \
- && touch shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs \
+ && echo 'fn main() {}' > tokens/benches/count.rs \
+ && touch shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs tokens/src/lib.rs \
  && cargo build --release --locked --bin ringgate \
- && rm -rf src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src
+ && rm -rf src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches
 
 # The sources. COPY keeps their timestamps, which may be older than the empty targets' build:
 # touch the crate roots so that cargo rebuilds the workspace's own crates.
 COPY . .
-RUN touch src/main.rs shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs \
+RUN touch src/main.rs shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs tokens/src/lib.rs \
  && cargo build --release --locked --bin ringgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -492,7 +492,10 @@ fn a_changed_limit_counts_what_its_window_used(database: &str) {
 fn a_spent_budget_stays_spent_through_a_reload_storm(database: &str) {
     // Usage reaches the store only at the end (drain): until then the spend is known to the
     // node's lease desk alone, and every reload reads 0 spent from the store.
-    let node = node_with(database, json!({"governance": {"flush_interval_ms": 600_000}}));
+    let node = node_with(
+        database,
+        json!({"governance": {"flush_interval_ms": 600_000}}),
+    );
     let gw = &node.gw;
     // One "hello" costs 4,000,000 nanos (see the budget test above): the budget admits one.
     let key = |limit: u64| {

@@ -12,6 +12,9 @@ pub struct Defaults {
     pub latency: Duration,
     pub stream_chunks: usize,
     pub stream_interval: Duration,
+    /// OpenAI dialect: report token usage (off: like the many compatible servers that send
+    /// none, even when asked with `stream_options.include_usage`).
+    pub usage: bool,
 }
 
 /// How a request should misbehave (`x-mock-fail`).
@@ -55,6 +58,8 @@ pub struct RequestOptions {
     /// Force a tool call with this name (`x-mock-tool-call`; native-API
     /// dialects only).
     pub tool_call: Option<String>,
+    /// OpenAI dialect: report token usage (`x-mock-usage: on|off`).
+    pub usage: bool,
 }
 
 impl RequestOptions {
@@ -69,6 +74,7 @@ impl RequestOptions {
             fail: FailMode::None,
             framing: Framing::Chunked,
             tool_call: None,
+            usage: defaults.usage,
         };
         if let Some(ms) = header_num::<u64>(headers, "x-mock-latency-ms")? {
             opts.latency = Duration::from_millis(ms);
@@ -99,6 +105,13 @@ impl RequestOptions {
                 "chunked" => Framing::Chunked,
                 "close" => Framing::Close,
                 other => return Err(format!("unknown x-mock-stream-framing {other:?}")),
+            };
+        }
+        if let Some(usage) = header_str(headers, "x-mock-usage")? {
+            opts.usage = match usage {
+                "on" => true,
+                "off" => false,
+                other => return Err(format!("unknown x-mock-usage {other:?}")),
             };
         }
         if let Some(name) = header_str(headers, "x-mock-tool-call")? {
@@ -201,6 +214,7 @@ mod tests {
             latency: Duration::from_millis(5),
             stream_chunks: 8,
             stream_interval: Duration::ZERO,
+            usage: true,
         }
     }
 

@@ -79,6 +79,10 @@ struct Cli {
     /// `Retry-After: 30`, as from a key whose quota is spent.
     #[arg(long)]
     rate_limited_key: Option<String>,
+    /// OpenAI dialect: never report token usage, in plain responses or streams (per request:
+    /// `x-mock-usage: off|on`).
+    #[arg(long)]
+    no_usage: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             latency: Duration::from_millis(cli.latency_ms),
             stream_chunks: cli.stream_chunks,
             stream_interval: Duration::from_millis(cli.stream_interval_ms),
+            usage: !cli.no_usage,
         },
         fail_rate: cli.fail_rate,
         fail_status: cli.fail_status,

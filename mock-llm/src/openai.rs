@@ -169,7 +169,8 @@ struct ChatCompletion<'a> {
     created: u64,
     model: &'a str,
     choices: [ChatChoice<'a>; 1],
-    usage: Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -319,6 +320,7 @@ pub fn chat_completions(
     body: &[u8],
     stream_chunks: usize,
     deployment: Option<&str>,
+    reports_usage: bool,
 ) -> Result<Output, String> {
     let req: ChatRequest = parse(body)?;
     let model = resolve_model(deployment, req.model)?;
@@ -347,7 +349,7 @@ pub fn chat_completions(
                 logprobs: None,
                 finish_reason: "stop",
             }],
-            usage,
+            usage: reports_usage.then_some(usage),
         })));
     }
 
@@ -381,7 +383,7 @@ pub fn chat_completions(
         events.push(chunk(delta, None, None));
     }
     events.push(chunk(Delta::default(), Some("stop"), None));
-    if include_usage(req.stream_options.as_ref()) {
+    if reports_usage && include_usage(req.stream_options.as_ref()) {
         events.push(chunk(Delta::default(), None, Some(usage)));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
@@ -393,6 +395,7 @@ pub fn completions(
     body: &[u8],
     stream_chunks: usize,
     deployment: Option<&str>,
+    reports_usage: bool,
 ) -> Result<Output, String> {
     let req: CompletionRequest = parse(body)?;
     let model = resolve_model(deployment, req.model)?;
@@ -418,7 +421,7 @@ pub fn completions(
                 logprobs: None,
                 finish_reason: Some("stop"),
             }],
-            usage: Some(usage),
+            usage: reports_usage.then_some(usage),
         })));
     }
 
@@ -440,7 +443,7 @@ pub fn completions(
     let pieces = split_text(&reply, stream_chunks);
     let mut events: Vec<Bytes> = pieces.iter().map(|p| chunk(p, None)).collect();
     events.push(chunk("", Some("stop")));
-    if include_usage(req.stream_options.as_ref()) {
+    if reports_usage && include_usage(req.stream_options.as_ref()) {
         #[derive(Serialize)]
         struct UsageChunk<'a> {
             id: &'a str,
@@ -631,7 +634,7 @@ mod tests {
             {"role":"assistant","content":null},
             {"role":"user","content":[{"type":"text","text":"hello "},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"world"}]}
         ]}"#;
-        let Output::Json(out) = chat_completions(body, 8, None).unwrap() else {
+        let Output::Json(out) = chat_completions(body, 8, None, true).unwrap() else {
             panic!("expected json")
         };
         let v = json(&out);
@@ -654,7 +657,7 @@ mod tests {
             "stream":true,"stream_options":{"include_usage":true}}"#;
         let Output::Stream(StreamOutput {
             events, content, ..
-        }) = chat_completions(body, 4, None).unwrap()
+        }) = chat_completions(body, 4, None, true).unwrap()
         else {
             panic!("expected stream")
         };
@@ -684,7 +687,8 @@ mod tests {
     #[test]
     fn chat_stream_without_usage() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true}"#;
-        let Output::Stream(StreamOutput { events, .. }) = chat_completions(body, 8, None).unwrap()
+        let Output::Stream(StreamOutput { events, .. }) =
+            chat_completions(body, 8, None, true).unwrap()
         else {
             panic!("expected stream")
         };
@@ -698,9 +702,9 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_errors() {
-        assert!(chat_completions(b"{not json", 8, None).is_err());
-        assert!(chat_completions(br#"{"messages":[]}"#, 8, None).is_err());
-        assert!(completions(b"[]", 8, None).is_err());
+        assert!(chat_completions(b"{not json", 8, None, true).is_err());
+        assert!(chat_completions(br#"{"messages":[]}"#, 8, None, true).is_err());
+        assert!(completions(b"[]", 8, None, true).is_err());
         assert!(embeddings(br#"{"model":"m","input":[]}"#, None).is_err());
         assert!(embeddings(br#"{"model":"m","input":{}}"#, None).is_err());
         assert!(embeddings(br#"{"model":"m","input":"x","dimensions":0}"#, None).is_err());
@@ -712,6 +716,7 @@ mod tests {
             br#"{"model":"gpt-3.5-turbo-instruct","prompt":["say hi","b"]}"#,
             8,
             None,
+            true,
         )
         .unwrap() else {
             panic!("expected json")
@@ -721,9 +726,13 @@ mod tests {
         assert_eq!(v["choices"][0]["text"], "echo: say hi");
         assert_eq!(v["usage"]["prompt_tokens"], 2);
 
-        let Output::Stream(StreamOutput { events, .. }) =
-            completions(br#"{"model":"m","prompt":"abc","stream":true}"#, 3, None).unwrap()
-        else {
+        let Output::Stream(StreamOutput { events, .. }) = completions(
+            br#"{"model":"m","prompt":"abc","stream":true}"#,
+            3,
+            None,
+            true,
+        )
+        .unwrap() else {
             panic!("expected stream")
         };
         let chunks = events_json(&events);

@@ -357,8 +357,10 @@ async fn route(
     let chunks = opts.stream_chunks;
     let forced_tool = opts.tool_call.as_deref();
     let output = match &endpoint {
-        Endpoint::OpenAi(op) => openai_op(*op, &body, chunks, None),
-        Endpoint::Azure { op, deployment } => openai_op(*op, &body, chunks, Some(deployment)),
+        Endpoint::OpenAi(op) => openai_op(*op, &body, chunks, None, opts.usage),
+        Endpoint::Azure { op, deployment } => {
+            openai_op(*op, &body, chunks, Some(deployment), opts.usage)
+        }
         Endpoint::Anthropic => anthropic::messages(&body, chunks, forced_tool),
         Endpoint::Gemini { model, method } => match method {
             GeminiMethod::Generate | GeminiMethod::Stream { .. } => {
@@ -391,11 +393,12 @@ fn openai_op(
     body: &[u8],
     chunks: usize,
     deployment: Option<&str>,
+    reports_usage: bool,
 ) -> Result<Output, String> {
     match op {
         OpenAiOp::Models => Ok(Output::Json(Bytes::from_static(openai::MODELS_BODY))),
-        OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment),
-        OpenAiOp::Completions => openai::completions(body, chunks, deployment),
+        OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment, reports_usage),
+        OpenAiOp::Completions => openai::completions(body, chunks, deployment, reports_usage),
         OpenAiOp::Embeddings => openai::embeddings(body, deployment),
         OpenAiOp::Responses => openai::responses(body),
     }

@@ -94,6 +94,8 @@ pub struct Conversion<'a> {
     pub include_usage: bool,
     /// Read token usage from the response (governed requests).
     pub capture_usage: bool,
+    /// The tokenizer that counts the output when the provider reports no usage.
+    pub family: tokens::Family,
     /// The client did not ask for the stream usage chunk: keep it out of its stream.
     pub strip_usage: bool,
     /// Gemini and Bedrock embeddings: the client asked for base64 vectors.
@@ -141,6 +143,12 @@ impl Conversion<'_> {
         } else {
             None
         };
+        // No usage from the provider: the gateway counts what it generated.
+        let output_tokens = if success && self.capture_usage && usage.is_none() {
+            tokens::count_body(self.family, &as_openai)
+        } else {
+            0
+        };
         let out = match (self.inbound, success) {
             (Inbound::AnthropicMessages, true) => {
                 translate::inbound::anthropic::response_from_chat(&as_openai, self.model)
@@ -156,11 +164,13 @@ impl Conversion<'_> {
                 status,
                 body,
                 usage,
+                output_tokens,
             },
             Err(e) => Converted {
                 status: 502,
                 body: self.inbound.error_body(502, openai_error(&e)),
                 usage,
+                output_tokens,
             },
         }
     }
@@ -201,7 +211,7 @@ impl Conversion<'_> {
             outbound,
             usage: self
                 .capture_usage
-                .then(|| StreamUsage::new(self.strip_usage)),
+                .then(|| StreamUsage::new(self.strip_usage, self.family)),
             inbound,
             mid: Vec::new(),
             mid2: Vec::new(),
@@ -225,6 +235,8 @@ pub struct Converted {
     pub status: u16,
     pub body: Vec<u8>,
     pub usage: Option<TokenUsage>,
+    /// Output tokens counted by the gateway when the provider reported no usage.
+    pub output_tokens: u64,
 }
 
 /// Provider stream → (OpenAI chat stream, usage read and maybe stripped) → client stream.
@@ -244,6 +256,14 @@ impl StreamChain {
     /// Token usage seen in the stream so far.
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage.as_ref().and_then(|u| u.usage)
+    }
+
+    /// Output tokens of the stream so far, counted by the gateway, when the provider has
+    /// reported no usage (else 0).
+    pub fn unreported_output_tokens(&mut self) -> u64 {
+        self.usage
+            .as_mut()
+            .map_or(0, StreamUsage::unreported_output_tokens)
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {

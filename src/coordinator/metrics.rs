@@ -135,6 +135,14 @@ pub fn render(view: &NodeView) -> String {
         "Usage records dropped on a full coordinator queue",
         |s| &s.usage_dropped,
     );
+    per_shard(
+        &mut out,
+        view,
+        "ringgate_usage_estimated_total",
+        "counter",
+        "Governed requests whose tokens the gateway counted itself (the provider reported none, or the client left first)",
+        |s| &s.usage_estimated,
+    );
     per_provider(
         &mut out,
         view,

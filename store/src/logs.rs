@@ -11,9 +11,10 @@ use crate::model::RequestLog;
 use crate::Store;
 
 const COLS: &str = "id, ts_ms, key_id, team_id, customer_id, provider, model, status, \
-    prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code";
-const NCOLS: usize = 15;
-/// Rows per INSERT statement (15 parameters each; well under both
+    prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code, \
+    usage_estimated";
+const NCOLS: usize = 16;
+/// Rows per INSERT statement (16 parameters each; well under both
 /// backends' parameter limits).
 pub const ROWS_PER_STATEMENT: usize = 64;
 
@@ -34,6 +35,7 @@ fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
         to_i64(log.overhead_us, "overhead_us")?.into(),
         log.stream.into(),
         log.error_code.as_deref().into(),
+        log.usage_estimated.into(),
     ]);
     Ok(())
 }
@@ -56,6 +58,7 @@ fn from_row(r: &Row) -> Result<RequestLog> {
         overhead_us: r.u64(12)?,
         stream: r.bool(13)?,
         error_code: r.opt_text(14)?,
+        usage_estimated: r.bool(15)?,
     })
 }
 
@@ -124,7 +127,7 @@ mod tests {
     fn insert_sql_numbers_placeholders() {
         let sql = super::insert_sql(2);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$15), ($16,"));
-        assert!(sql.ends_with("$30)"));
+        assert!(sql.contains("$16), ($17,"));
+        assert!(sql.ends_with("$32)"));
     }
 }

@@ -27,17 +27,31 @@ pub(crate) const POSTGRES_BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS schema_m
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) static SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "governance",
-    sql: include_str!("../migrations/sqlite/0001_governance.sql"),
-}];
+pub(crate) static SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "governance",
+        sql: include_str!("../migrations/sqlite/0001_governance.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "usage_estimated",
+        sql: include_str!("../migrations/sqlite/0002_usage_estimated.sql"),
+    },
+];
 
-pub(crate) static POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "governance",
-    sql: include_str!("../migrations/postgres/0001_governance.sql"),
-}];
+pub(crate) static POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "governance",
+        sql: include_str!("../migrations/postgres/0001_governance.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "usage_estimated",
+        sql: include_str!("../migrations/postgres/0002_usage_estimated.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -344,6 +344,8 @@ pub struct RequestLog {
     pub stream: bool,
     /// Error code, if the request failed.
     pub error_code: Option<String>,
+    /// The token counts were counted by the gateway, not reported by the provider.
+    pub usage_estimated: bool,
 }
 
 impl RequestLog {
@@ -366,6 +368,7 @@ impl RequestLog {
             overhead_us: 0,
             stream: record.stream,
             error_code: None,
+            usage_estimated: record.estimated,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct UsageRecord {
     pub cost: NanoUsd,
     pub latency_us: u64,
     pub stream: bool,
+    /// `usage` was counted by the gateway (the provider reported none, or the client left
+    /// before it could), not reported by the provider.
+    pub estimated: bool,
 }
 
 impl UsageRecord {
@@ -65,6 +68,7 @@ mod tests {
             cost: NanoUsd::ZERO,
             latency_us: 0,
             stream: false,
+            estimated: false,
         };
         let owners: Vec<_> = record.owners().collect();
         assert_eq!(

@@ -128,15 +128,11 @@ pub async fn admit(
 impl Admission {
     /// Charges what the request really used: tokens against token limits (the estimate is
     /// returned or topped up), `cost` against budgets.
-    pub fn settle(mut self, usage: Option<TokenUsage>, cost: NanoUsd, gov: &Governance) {
+    pub fn settle(mut self, usage: TokenUsage, cost: NanoUsd, gov: &Governance) {
         for t in &self.taken {
             let used = match t.limit.kind {
                 LimitKind::Requests(_) => continue,
-                LimitKind::Tokens(_) => match usage {
-                    Some(u) => u.prompt + u.completion,
-                    // No usage reported: the estimate stands.
-                    None => continue,
-                },
+                LimitKind::Tokens(_) => usage.prompt + usage.completion,
                 LimitKind::Budget(_) => cost.nanos(),
             };
             let lease = &t.limit.leases[self.shard];

@@ -10,9 +10,6 @@ use super::{GovSnapshot, KeyPolicy};
 use crate::error::GatewayError;
 use crate::http::request::{find_header, HeaderSpan};
 
-/// Output tokens assumed when a request sets no cap.
-pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
-
 /// The virtual key a request presents: `x-ringgate-key: <vk>`, `Authorization: Bearer <vk>`,
 /// or `x-api-key: <vk>` (what Anthropic clients send).
 pub fn presented_key<'b>(buf: &'b [u8], spans: &[HeaderSpan]) -> Option<&'b [u8]> {
@@ -72,11 +69,6 @@ pub fn allows(key: &KeyPolicy, provider: &str, model: &str, requested: &str) -> 
                     .is_some_and(|rest| rest == model)
         });
     provider_ok && model_ok
-}
-
-/// Tokens a request is expected to use: its prompt (about 4 bytes per token) and its output cap.
-pub fn token_estimate(body_len: usize, max_tokens: Option<u64>) -> u64 {
-    body_len as u64 / 4 + max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
 }
 
 #[cfg(test)]

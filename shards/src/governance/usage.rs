@@ -4,6 +4,7 @@
 //! chunk is read here and kept out of the client's stream.
 
 use serde::Deserialize;
+use tokens::{Family, OutputCounter};
 use vocab::{TokenUsage, UsageRecord};
 
 #[derive(Deserialize)]
@@ -50,26 +51,41 @@ pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
 }
 
 /// Watches an OpenAI chat stream event by event for its usage chunk, optionally removing
-/// that chunk from what the client gets.
-#[derive(Debug, Default)]
+/// that chunk from what the client gets, and keeps what it generated in case the provider
+/// reports no usage.
 pub struct StreamUsage {
     /// The start of an event not yet complete.
     pending: Vec<u8>,
     strip: bool,
     pub usage: Option<TokenUsage>,
+    generated: Generated,
 }
 
 impl StreamUsage {
-    pub fn new(strip: bool) -> Self {
+    /// `family`: the tokenizer that counts the output when the provider reports no usage.
+    pub fn new(strip: bool, family: Family) -> Self {
         Self {
+            pending: Vec::new(),
             strip,
-            ..Self::default()
+            usage: None,
+            generated: Generated::new(family),
+        }
+    }
+
+    /// Output tokens of what passed so far, counted by the gateway; 0 once the provider
+    /// reported usage (its count wins).
+    pub fn unreported_output_tokens(&mut self) -> u64 {
+        if self.usage.is_some() {
+            0
+        } else {
+            self.generated.tokens()
         }
     }
 
     /// Passes complete events of `input` to `out`, reading usage from them and dropping the
     /// usage-only chunk when stripping. An incomplete last event waits for the next call.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.generated.feed(input);
         self.pending.extend_from_slice(input);
         let mut start = 0;
         while let Some(end) = memchr::memmem::find(&self.pending[start..], b"\n\n") {
@@ -90,6 +106,51 @@ impl StreamUsage {
     /// Whatever is left at the end of the stream.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         out.append(&mut self.pending);
+    }
+}
+
+/// The text a stream generated, kept as its raw OpenAI-form events while they pass and counted
+/// only when asked (the provider reported no usage, or the client left). Most providers do
+/// report usage, and counting every event as it passes would cost about a microsecond each;
+/// keeping them costs a copy. Past [`Generated::MAX_KEPT`] bytes they are counted at once, so a
+/// long stream holds no more than that.
+struct Generated {
+    family: Family,
+    kept: Vec<u8>,
+    counter: Option<OutputCounter>,
+}
+
+impl Generated {
+    const MAX_KEPT: usize = 1 << 20;
+
+    fn new(family: Family) -> Self {
+        Self {
+            family,
+            kept: Vec::new(),
+            counter: None,
+        }
+    }
+
+    fn feed(&mut self, events: &[u8]) {
+        self.kept.extend_from_slice(events);
+        if self.kept.len() > Self::MAX_KEPT {
+            self.count_kept();
+        }
+    }
+
+    fn count_kept(&mut self) {
+        let family = self.family;
+        let counter = self
+            .counter
+            .get_or_insert_with(|| OutputCounter::new(family));
+        counter.feed(&self.kept);
+        self.kept.clear();
+    }
+
+    /// Tokens of the complete events fed so far.
+    fn tokens(&mut self) -> u64 {
+        self.count_kept();
+        self.counter.as_ref().map_or(0, OutputCounter::tokens)
     }
 }
 
@@ -199,7 +260,7 @@ mod tests {
     fn strips_the_usage_chunk_across_splits() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         for step in [1, 5, stream.len()] {
-            let mut s = StreamUsage::new(true);
+            let mut s = StreamUsage::new(true, Family::O200k);
             let mut out = Vec::new();
             for piece in stream.chunks(step) {
                 s.feed(piece, &mut out);
@@ -217,7 +278,7 @@ mod tests {
                 })
             );
         }
-        let mut keep = StreamUsage::new(false);
+        let mut keep = StreamUsage::new(false, Family::O200k);
         let mut out = Vec::new();
         keep.feed(stream, &mut out);
         assert!(String::from_utf8(out).unwrap().contains("usage"));

@@ -1,26 +1,55 @@
 //! Phase 7, admit: a governed request with a key takes one request, its token estimate and
 //! a budget slot from this shard's leases of every limit of its key, team and customer
 //! ([`crate::governance::admit`]); a limit that is spent is a 429 (with `Retry-After` and
-//! `x-ratelimit-*` headers), a spent budget a 402. Reads `caller`, `ask`; adds `admission`,
-//! an RAII ticket that gives back what it holds unless the settle phase charges it.
+//! `x-ratelimit-*` headers), a spent budget a 402. Reads `caller`, `ask`, `targets`; adds
+//! `admission`, an RAII ticket that gives back what it holds unless the settle phase charges
+//! it.
+//!
+//! The token estimate bounds what the request can use: its prompt, counted with its model's
+//! tokenizer, plus its output cap — the client's `max_tokens`, else the most its model may
+//! produce (the catalog's `max_output`, else `governance.default_max_output_tokens`). It is
+//! counted only for keys with a token limit.
+
+use vocab::LimitKind;
 
 use crate::governance::admit;
+use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
-pub async fn admit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(), Stop> {
-    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), &req.caller.key) else {
+pub async fn admit(
+    scope: Scope<'_>,
+    conn: &ClientConn,
+    req: &mut RequestCtx<'_>,
+) -> Result<(), Stop> {
+    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key.clone()) else {
         return Ok(());
     };
     req.times.enter(Phase::Admit);
-    let admission = admit::admit(
-        gov,
-        scope.shard.index,
-        key,
-        req.ask.token_estimate,
-        req.caller.now_unix,
-    )
-    .await?;
+    let counts_tokens = key
+        .limits
+        .iter()
+        .any(|l| matches!(l.kind, LimitKind::Tokens(_)));
+    let estimate = if counts_tokens {
+        token_estimate(scope, conn, req)
+    } else {
+        0
+    };
+    let admission =
+        admit::admit(gov, scope.shard.index, &key, estimate, req.caller.now_unix).await?;
     req.admission = Some(admission);
     Ok(())
+}
+
+/// The most tokens the request can use on its first target: prompt plus output cap.
+fn token_estimate(scope: Scope<'_>, conn: &ClientConn, req: &RequestCtx<'_>) -> u64 {
+    let (Some(target), Some(gov)) = (req.targets.first(), &req.caller.snapshot) else {
+        return 0;
+    };
+    let provider = &scope.snapshot.providers[target.provider].name;
+    let cap = req
+        .ask
+        .max_tokens
+        .unwrap_or_else(|| gov.prices.max_output(provider, target.model));
+    req.prompt_tokens(conn, target.model).saturating_add(cap)
 }

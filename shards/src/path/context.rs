@@ -16,7 +16,7 @@ use crate::dialect::Inbound;
 use crate::governance::admit::Admission;
 use crate::governance::{GovSnapshot, KeyPolicy};
 use crate::http::request::RequestHead;
-use crate::path::conn::BodyLocation;
+use crate::path::conn::{BodyLocation, ClientConn};
 use crate::route::Target;
 use crate::snapshot::Snapshot;
 use crate::state::Shard;
@@ -112,8 +112,8 @@ pub struct Ask<'s> {
     pub has_stream_options: bool,
     /// The request in OpenAI chat form when the client spoke another API.
     pub chat_body: Option<Vec<u8>>,
-    /// Tokens the request is expected to use (prompt and output cap), for token limits.
-    pub token_estimate: u64,
+    /// The output cap the client asked for, under any of its names.
+    pub max_tokens: Option<u64>,
     /// Extra fallbacks from `x-ringgate-fallbacks` (comma-separated model names).
     pub listed_fallbacks: Option<&'s str>,
     /// `x-ringgate-timeout-ms`.
@@ -135,15 +135,24 @@ pub struct ModelNames {
     pub listed_fallbacks: Option<String>,
 }
 
+/// What a governed response used, as far as it went (`capture_usage`): also when the client
+/// left or the stream broke midway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    /// Token usage the provider reported.
+    pub usage: Option<TokenUsage>,
+    /// Without that: output tokens of what was read, counted by the gateway.
+    pub output_tokens: u64,
+}
+
 /// A response that reached the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Served {
     pub keep_alive: bool,
     pub status: u16,
-    /// Index in [`RequestCtx::targets`] of the target that answered (`None`: a kept
-    /// failure of an earlier attempt was sent).
+    /// Index in [`RequestCtx::targets`] of the target that answered.
     pub target: Option<usize>,
-    pub usage: Option<TokenUsage>,
+    pub tally: Tally,
 }
 
 /// Everything one request has gathered, phase by phase (see [`crate::path`]).
@@ -169,6 +178,8 @@ pub struct RequestCtx<'s> {
     pub admission: Option<Admission>,
     /// attempt/relay: the answer sent, when one was.
     pub served: Option<Served>,
+    /// admit or settle: the prompt's tokens, once counted.
+    prompt_tokens: Cell<Option<u64>>,
 }
 
 impl<'s> RequestCtx<'s> {
@@ -192,6 +203,7 @@ impl<'s> RequestCtx<'s> {
             deadline: start,
             admission: None,
             served: None,
+            prompt_tokens: Cell::new(None),
         }
     }
 
@@ -200,6 +212,21 @@ impl<'s> RequestCtx<'s> {
         let names = self.names.get_or_init(|| names);
         self.ask.requested = &names.requested;
         self.ask.listed_fallbacks = names.listed_fallbacks.as_deref();
+    }
+
+    /// Prompt tokens of the request for `model`'s tokenizer, counted once (the admit phase
+    /// may need them for a token limit, the settle phase when the provider reports none).
+    pub fn prompt_tokens(&self, conn: &ClientConn, model: &str) -> u64 {
+        if let Some(n) = self.prompt_tokens.get() {
+            return n;
+        }
+        let body = match &self.ask.chat_body {
+            Some(chat) => &chat[..],
+            None => conn.body(&self.body),
+        };
+        let n = tokens::prompt_tokens(tokens::Family::of_model(model), body);
+        self.prompt_tokens.set(Some(n));
+        n
     }
 
     /// Whether governance judges this request (keys, limits, usage).

@@ -6,7 +6,6 @@
 
 use crate::dialect::Inbound;
 use crate::error::GatewayError;
-use crate::governance::request;
 use crate::path::conn::ClientConn;
 use crate::path::context::{ModelNames, Phase, RequestCtx};
 use crate::path::fields::extract_fields;
@@ -26,7 +25,7 @@ pub fn extract<'s>(conn: &ClientConn, req: &mut RequestCtx<'s>) -> Result<(), St
     ask.model_span = fields.model_span.clone();
     ask.stream = fields.stream;
     ask.has_stream_options = fields.has_stream_options;
-    ask.token_estimate = request::token_estimate(body.len(), fields.max_tokens);
+    ask.max_tokens = fields.max_tokens;
     // A client that does not speak OpenAI chat is served through its chat form.
     let converted = match req.endpoint {
         Inbound::AnthropicMessages => Some(translate::inbound::anthropic::request_to_chat(body)),

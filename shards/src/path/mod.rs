@@ -114,7 +114,7 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
                 }
                 Err(stop) => Some(stop),
             };
-            settle::settle(scope, req, stop.as_ref());
+            settle::settle(scope, conn, req, stop.as_ref());
             finish(scope, conn, req, stop).await
         }
     }
@@ -129,7 +129,7 @@ async fn proxy<'s>(
     authenticate::authenticate(scope, conn, req)?;
     extract::extract(conn, req)?;
     resolve::resolve(scope, req)?;
-    admit::admit(scope, req).await?;
+    admit::admit(scope, conn, req).await?;
     attempt::attempt(scope, conn, req).await
 }
 

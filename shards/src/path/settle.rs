@@ -1,16 +1,23 @@
-//! Phase 10, settle: a governed request's real usage and cost are charged to what its
-//! admission holds, and one usage record goes to the coordinator (batched per shard).
-//! Reads: `caller`, `ask`, `targets`, `admission`, `served`. Ungoverned requests, and those
-//! refused before the attempt phase (bad key, bad body, unknown model, spent limit), skip it.
+//! Phase 10, settle: a governed request's usage and cost are charged to what its admission
+//! holds, and one usage record goes to the coordinator (batched per shard). Reads: `caller`,
+//! `ask`, `targets`, `admission`, `served`. Ungoverned requests, and those refused before the
+//! attempt phase (bad key, bad body, unknown model, spent limit), skip it.
+//!
+//! What is charged, so that no use of a provider goes uncounted: the usage the provider
+//! reported, when it did; otherwise what the gateway counts itself (marked estimated) — the
+//! prompt, plus the output it read before the response ended, broke or the client left.
+//! A request the client abandoned after it was sent upstream is charged its prompt at least.
+//! A provider's failure response (4xx/5xx) is charged no tokens.
 
-use vocab::{NanoUsd, UsageRecord};
+use vocab::{NanoUsd, TokenUsage, UsageRecord};
 
 use crate::clock;
+use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
 /// `stop`: why proxying stopped short, when it did (else `req.served` holds the answer).
-pub fn settle(scope: Scope<'_>, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
+pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
     let (Some(gov), Some(gov_snapshot)) = (scope.shard.gov.as_deref(), &req.caller.snapshot) else {
         return;
     };
@@ -18,25 +25,47 @@ pub fn settle(scope: Scope<'_>, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
         return;
     }
     req.times.enter(Phase::Settle);
-    let served = req.served.as_ref();
+    let served = req.served;
     let target = served
         .and_then(|s| s.target)
         .and_then(|i| req.targets.get(i))
         .or(req.targets.first());
     let provider = target.map_or("", |t| &scope.snapshot.providers[t.provider].name[..]);
     let model = target.map_or(req.ask.requested, |t| t.model);
-    let usage = served.and_then(|s| s.usage);
+    // The provider worked on it: a success relayed (whole or in part), or a request sent
+    // upstream whose client left before the answer (a client can only be found gone once
+    // its request was sent).
+    let worked = served.is_some_and(|s| (200..300).contains(&s.status))
+        || matches!(stop, Some(Stop::ClientGone));
+    let tally = served.map(|s| s.tally).unwrap_or_default();
+    let (usage, estimated) = match tally.usage {
+        Some(reported) => (Some(reported), false),
+        None if worked => {
+            let counted = TokenUsage {
+                prompt: req.prompt_tokens(conn, model),
+                completion: tally.output_tokens,
+                cached: 0,
+            };
+            (Some(counted), true)
+        }
+        None => (None, false),
+    };
     let cost = usage.map_or(NanoUsd::ZERO, |u| {
         gov_snapshot
             .prices
             .lookup(provider, model)
             .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached))
     });
-    // A response reached the client (the provider's answer, or a kept failure of it):
-    // the admission is charged; otherwise dropping it gives back what it held.
-    let answered = matches!(stop, None | Some(Stop::Kept { .. }));
-    if let (Some(admission), true) = (req.admission.take(), answered) {
-        admission.settle(usage, cost, gov);
+    // Charged: a response reached the client (the provider's answer, or a kept failure of
+    // it), or the provider worked for a client that left. Otherwise dropping the admission
+    // gives back what it held.
+    let charged = worked || matches!(stop, None | Some(Stop::Kept { .. }));
+    if let (Some(admission), true) = (req.admission.take(), charged) {
+        // A failure response used no tokens: what was held for them comes back.
+        admission.settle(usage.unwrap_or_default(), cost, gov);
+    }
+    if estimated {
+        scope.shard.stats.usage_estimated.incr();
     }
     let key = req.caller.key.as_deref();
     let status = match (stop, served) {
@@ -55,6 +84,7 @@ pub fn settle(scope: Scope<'_>, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
         cost,
         latency_us: req.times.request_start().elapsed().as_micros() as u64,
         stream: req.ask.stream,
+        estimated,
     };
     let dropped = scope.shard.usage.push(record, &gov.events);
     scope.shard.stats.usage_dropped.add(dropped as u64);

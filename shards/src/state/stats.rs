@@ -76,6 +76,9 @@ pub struct ShardStats {
     pub client_gone: Counter,
     /// Usage records the coordinator's queue had no room for.
     pub usage_dropped: Counter,
+    /// Governed requests whose tokens the gateway counted (the provider reported none, or
+    /// the client left first).
+    pub usage_estimated: Counter,
     pub providers: Vec<ProviderStats>,
 }
 

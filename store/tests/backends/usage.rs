@@ -140,6 +140,7 @@ fn log(i: u32) -> RequestLog {
         overhead_us: 40,
         stream: i % 3 == 0,
         error_code: (i % 10 == 0).then(|| "upstream_error".to_owned()),
+        usage_estimated: false,
     }
 }
 

@@ -141,6 +141,7 @@ impl Tries<'_> {
             stream: req.ask.stream,
             include_usage: req.ask.include_usage || req.ask.inject_usage,
             capture_usage: req.governed(),
+            family: tokens::Family::of_model(self.target.model),
             strip_usage: req.ask.inject_usage,
             embed_base64: built.embed_base64,
         };
@@ -226,7 +227,7 @@ impl Tries<'_> {
             keep_alive: outcome.client_ok,
             status: relay.head.status,
             target: Some(self.index),
-            usage: outcome.usage,
+            tally: outcome.tally,
         })
     }
 

@@ -13,15 +13,14 @@
 
 mod body;
 
-use vocab::TokenUsage;
-
-use crate::dialect::Conversion;
+use crate::dialect::{Conversion, StreamChain};
 use crate::error::GatewayError;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::path::conn::ClientConn;
+use crate::path::context::Tally;
 use crate::path::outcome::Stop;
 use crate::snapshot::{Limits, Provider};
 use body::BodyReader;
@@ -44,14 +43,12 @@ pub struct RelayOutcome {
     pub client_ok: bool,
     /// The upstream connection, when its response was read exactly and it may be reused.
     pub reusable_upstream: Option<Stream>,
-    /// Token usage read from the response, when asked for (`capture_usage`).
-    pub usage: Option<TokenUsage>,
+    pub tally: Tally,
 }
 
-/// How a relay ended well: whether the upstream may be reused, and the usage it saw.
+/// How a relay ended well: whether the upstream may be reused.
 struct Relayed {
     reusable: bool,
-    usage: Option<TokenUsage>,
 }
 
 /// Relays one response; `conversion.passthrough` picks the fast path.
@@ -69,19 +66,20 @@ pub async fn relay_response(
     } = *r;
     let streaming = conversion.stream && (200..300).contains(&head.status);
     let chunked = matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
+    let mut tally = Tally::default();
     let result = if conversion.passthrough && !chunked {
-        relay_sized(conn, &mut upstream, r).await
+        relay_sized(conn, &mut upstream, r, &mut tally).await
     } else if conversion.passthrough || streaming {
-        relay_stream(conn, &mut upstream, r).await
+        relay_stream(conn, &mut upstream, r, &mut tally).await
     } else {
         let converted = collect_converted(conn, &mut upstream, r).await;
+        tally = converted.tally;
         let mut out = std::mem::take(&mut conn.out);
         converted.render(&mut out, keep_alive);
         conn.out = out;
         if conn.flush_out().await {
             Ok(Relayed {
                 reusable: converted.reusable,
-                usage: converted.usage,
             })
         } else {
             Err(Stop::ClientGone)
@@ -91,11 +89,11 @@ pub async fn relay_response(
         Ok(relayed) => RelayOutcome {
             client_ok: true,
             reusable_upstream: relayed.reusable.then_some(upstream),
-            usage: relayed.usage,
+            tally,
         },
         Err(Stop::ClientGone) => {
             tracing::info!(peer = %conn.peer, provider = %provider.name, "client left mid-response; upstream request cancelled");
-            closed()
+            closed(tally)
         }
         Err(broken) => {
             tracing::warn!(peer = %conn.peer, provider = %provider.name, error = ?broken, "upstream response broke mid-body");
@@ -116,19 +114,19 @@ pub async fn relay_response(
                 return RelayOutcome {
                     client_ok: conn.flush_out().await,
                     reusable_upstream: None,
-                    usage: None,
+                    tally,
                 };
             }
-            closed()
+            closed(tally)
         }
     }
 }
 
-fn closed() -> RelayOutcome {
+fn closed(tally: Tally) -> RelayOutcome {
     RelayOutcome {
         client_ok: false,
         reusable_upstream: None,
-        usage: None,
+        tally,
     }
 }
 
@@ -138,6 +136,7 @@ async fn relay_sized(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     r: &Relay<'_>,
+    tally: &mut Tally,
 ) -> Result<Relayed, Stop> {
     let Relay {
         head,
@@ -166,19 +165,39 @@ async fn relay_sized(
             return Err(Stop::ClientGone);
         }
         if !more {
+            if capture_usage && success {
+                tally.usage = crate::governance::usage::from_body(&seen);
+                if tally.usage.is_none() {
+                    tally.output_tokens = tokens::count_body(conversion.family, &seen);
+                }
+            }
             return Ok(Relayed {
                 reusable: reader.ended_exactly() && head.reusable,
-                usage: crate::governance::usage::from_body(&seen),
             });
         }
     }
 }
 
 /// A stream, re-framed as chunked: passed through as it is, or through the translators.
+/// What it used is tallied however it ends.
 async fn relay_stream(
     conn: &mut ClientConn,
     upstream: &mut Stream,
     r: &Relay<'_>,
+    tally: &mut Tally,
+) -> Result<Relayed, Stop> {
+    let mut chain = r.conversion.stream();
+    let result = relay_events(conn, upstream, r, &mut chain).await;
+    tally.usage = chain.usage();
+    tally.output_tokens = chain.unreported_output_tokens();
+    result
+}
+
+async fn relay_events(
+    conn: &mut ClientConn,
+    upstream: &mut Stream,
+    r: &Relay<'_>,
+    chain: &mut StreamChain,
 ) -> Result<Relayed, Stop> {
     let Relay {
         head,
@@ -200,7 +219,6 @@ async fn relay_stream(
     if !reader.has_buffered(conn) && !conn.flush_out().await {
         return Err(Stop::ClientGone);
     }
-    let mut chain = conversion.stream();
     let mut translated = Vec::new();
     loop {
         let more = reader.next(conn, upstream, provider, limits).await?;
@@ -233,7 +251,6 @@ async fn relay_stream(
         if !more {
             return Ok(Relayed {
                 reusable: reader.ended_exactly() && head.reusable,
-                usage: chain.usage(),
             });
         }
     }
@@ -278,7 +295,7 @@ struct Collected {
     body: Vec<u8>,
     retry_after: Option<String>,
     reusable: bool,
-    usage: Option<TokenUsage>,
+    tally: Tally,
 }
 
 impl Collected {
@@ -315,7 +332,10 @@ async fn collect_converted(
         body: converted.body,
         retry_after,
         reusable,
-        usage: converted.usage,
+        tally: Tally {
+            usage: converted.usage,
+            output_tokens: converted.output_tokens,
+        },
     }
 }
 

@@ -122,6 +122,7 @@ async fn request_logs_newest_first_with_a_limit() {
             overhead_us: 50,
             stream: false,
             error_code: None,
+            usage_estimated: false,
         })
         .collect();
     h.state.store.insert_request_logs(&logs).await.unwrap();
