@@ -8,6 +8,8 @@ mock-llm here never reports usage (like many OpenAI-compatible servers, even whe
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import openai
 import pytest
@@ -18,13 +20,20 @@ ADMIN = "python-usage-admin-token"
 MODEL = "mock/gpt-4o-mini"
 
 
-@pytest.fixture(scope="module")
-def silent(workdir):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def silent(request, workdir):
+    """The gateway on each store: embedded SQLite, and the suite's PostgreSQL (DATABASE_URL,
+    which scripts/test.sh always sets; without it the test fails rather than skips)."""
+    if request.param == "sqlite":
+        database = str(workdir / "usage.db")
+    else:
+        database = os.environ.get("DATABASE_URL")
+        assert database, "DATABASE_URL is not set: run `bash scripts/test.sh`, which finds or starts a PostgreSQL"
     mock = start_mock(workdir, ["--no-usage"])
     config = {
         "shards": 2,
         "governance": {
-            "database": str(workdir / "usage.db"),
+            "database": database,
             "require_virtual_key": True,
             "admin_token": "env.RG_PY_USAGE_ADMIN",
             "flush_interval_ms": 50,
@@ -40,10 +49,17 @@ def silent(workdir):
     mock.stop()
 
 
-def new_key(admin: httpx.Client, **fields) -> tuple[str, str]:
+def new_key(gw, admin: httpx.Client, **fields) -> tuple[str, str]:
+    """Creates a key and waits until the node knows it (`/v1/models` stops answering 401)."""
     r = admin.post("/admin/keys", json={"name": "usage", "active": True, **fields})
     assert r.status_code == 201, r.text
-    return r.json()["key"]["id"], r.json()["secret"]
+    secret = r.json()["secret"]
+    auth = {"authorization": f"Bearer {secret}"}
+    wait_for(
+        "the node to know the key",
+        lambda: httpx.get(f"{gw.origin}/v1/models", headers=auth, trust_env=False).status_code != 401 or None,
+    )
+    return r.json()["key"]["id"], secret
 
 
 def usage_of(admin: httpx.Client, key_id: str, requests: int) -> dict:
@@ -69,7 +85,7 @@ def stream_text(client: openai.OpenAI, prompt: str, **kw) -> str:
 
 def test_silent_streams_are_counted_and_budgets_bind(silent):
     gw, admin = silent
-    key_id, secret = new_key(admin, budget={"limit_nanos": 1, "period": "daily"})
+    key_id, secret = new_key(gw, admin, budget={"limit_nanos": 1, "period": "daily"})
     client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=secret, max_retries=0)
     assert stream_text(client, "count me please") == "echo: count me please"
     usage = usage_of(admin, key_id, 1)
@@ -94,7 +110,7 @@ def test_token_limits_bind_on_counted_tokens(silent):
     # Each request is admitted on its prompt plus max_tokens and charged what the gateway
     # counted (about a dozen tokens): a per-day limit of 40 admits a few, then refuses,
     # although the provider reports nothing.
-    key_id, secret = new_key(admin, limits={"tpd": 40})
+    key_id, secret = new_key(gw, admin, limits={"tpd": 40})
     client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=secret, max_retries=0)
     statuses = []
     for _ in range(8):
@@ -113,7 +129,7 @@ def test_without_max_tokens_the_estimate_is_the_models_max_output(silent):
     gw, admin = silent
     # No max_tokens: the estimate is the prompt plus the catalog's max_output (64 here), so
     # a limit below that admits nothing rather than overshoot by an unknown output.
-    _, secret = new_key(admin, limits={"tpd": 60})
+    _, secret = new_key(gw, admin, limits={"tpd": 60})
     client = openai.OpenAI(base_url=f"{gw.origin}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.RateLimitError):
         stream_text(client, "hi")
@@ -121,7 +137,7 @@ def test_without_max_tokens_the_estimate_is_the_models_max_output(silent):
 
 def test_a_client_that_leaves_mid_stream_is_charged_prompt_and_what_it_got(silent):
     gw, admin = silent
-    key_id, secret = new_key(admin)
+    key_id, secret = new_key(gw, admin)
     prompt = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
     body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
     headers = {"authorization": f"Bearer {secret}"}
