@@ -1,0 +1,86 @@
+//! Unit tests of `server.rs`, kept apart so that the module reads as what it serves.
+
+use super::*;
+
+fn at(uri: &str) -> Result<Endpoint, Dialect> {
+    resolve(&uri.parse::<Uri>().unwrap())
+}
+
+#[test]
+fn routes() {
+    assert_eq!(
+        at("/v1/chat/completions"),
+        Ok(Endpoint::OpenAi(OpenAiOp::Chat))
+    );
+    assert_eq!(at("/v1/models/"), Ok(Endpoint::OpenAi(OpenAiOp::Models)));
+    assert_eq!(at("/v1/nope"), Err(Dialect::OpenAi));
+    assert_eq!(at("/v1/messages"), Ok(Endpoint::Anthropic));
+    assert_eq!(at("/anthropic/v1/messages"), Ok(Endpoint::Anthropic));
+    assert_eq!(at("/anthropic/v1/complete"), Err(Dialect::Anthropic));
+    assert_eq!(
+        at("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse&key=k"),
+        Ok(Endpoint::Gemini {
+            model: "gemini-2.0-flash".into(),
+            method: GeminiMethod::Stream { sse: true }
+        })
+    );
+    assert_eq!(
+        at("/v1/models/g:streamGenerateContent"),
+        Ok(Endpoint::Gemini {
+            model: "g".into(),
+            method: GeminiMethod::Stream { sse: false }
+        })
+    );
+    assert_eq!(
+        at("/v1beta/models/e:batchEmbedContents"),
+        Ok(Endpoint::Gemini {
+            model: "e".into(),
+            method: GeminiMethod::BatchEmbed
+        })
+    );
+    assert_eq!(at("/v1beta/models/g:countTokens"), Err(Dialect::Gemini));
+    assert_eq!(at("/v1beta/models/g"), Err(Dialect::Gemini));
+    assert_eq!(
+        at("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"),
+        Ok(Endpoint::Bedrock { stream: true })
+    );
+    assert_eq!(
+        at("/model/m/converse"),
+        Ok(Endpoint::Bedrock { stream: false })
+    );
+    assert_eq!(
+        at("/model/amazon.titan-embed-text-v2%3A0/invoke"),
+        Ok(Endpoint::BedrockInvoke {
+            model: "amazon.titan-embed-text-v2:0".into()
+        })
+    );
+    assert_eq!(at("/model//invoke"), Err(Dialect::Bedrock));
+    assert_eq!(
+        at("/model/m/invoke-with-response-stream"),
+        Err(Dialect::Bedrock)
+    );
+    assert_eq!(
+        at("/openai/deployments/my%20gpt/chat/completions?api-version=2024-10-21"),
+        Ok(Endpoint::Azure {
+            op: OpenAiOp::Chat,
+            deployment: "my gpt".into()
+        })
+    );
+    assert_eq!(
+        at("/openai/deployments/d/embeddings"),
+        Ok(Endpoint::Azure {
+            op: OpenAiOp::Embeddings,
+            deployment: "d".into()
+        })
+    );
+    assert_eq!(at("/openai/deployments/d/images"), Err(Dialect::Azure));
+}
+
+#[test]
+fn query_and_decoding() {
+    let uri: Uri = "/x?alt=sse&key=a%2Bb+c&empty".parse().unwrap();
+    assert_eq!(query_param(&uri, "key").as_deref(), Some("a+b c"));
+    assert_eq!(query_param(&uri, "empty").as_deref(), Some(""));
+    assert_eq!(query_param(&uri, "missing"), None);
+    assert_eq!(percent_decode("a%3A0%zz%"), "a:0%zz%");
+}
