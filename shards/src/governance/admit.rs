@@ -29,7 +29,6 @@ struct Taken {
 pub struct Admission {
     taken: Vec<Taken>,
     shard: usize,
-    pub key: Arc<KeyPolicy>,
     settled: bool,
 }
 
@@ -83,7 +82,7 @@ async fn take_or_wait(
 pub async fn admit(
     gov: &Governance,
     shard: usize,
-    key: &Arc<KeyPolicy>,
+    key: &KeyPolicy,
     token_estimate: u64,
     now: u64,
 ) -> Result<Admission, GatewayError> {
@@ -91,7 +90,6 @@ pub async fn admit(
     let mut admission = Admission {
         taken: Vec::with_capacity(key.limits.len()),
         shard,
-        key: key.clone(),
         settled: false,
     };
     for limit in &key.limits {

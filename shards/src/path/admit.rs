@@ -22,7 +22,7 @@ pub async fn admit(
     conn: &ClientConn,
     req: &mut RequestCtx<'_>,
 ) -> Result<(), Stop> {
-    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key.clone()) else {
+    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key.as_ref()) else {
         return Ok(());
     };
     req.times.enter(Phase::Admit);
@@ -35,8 +35,10 @@ pub async fn admit(
     } else {
         0
     };
+    // The key is borrowed, not cloned: an `Arc` clone would write a cache line every shard
+    // serving this key shares.
     let admission =
-        admit::admit(gov, scope.shard.index, &key, estimate, req.caller.now_unix).await?;
+        admit::admit(gov, scope.shard.index, key, estimate, req.caller.now_unix).await?;
     req.admission = Some(admission);
     Ok(())
 }
