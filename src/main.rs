@@ -139,7 +139,7 @@ fn serve(
                 prices: g.prices,
                 flush_interval: g.flush_interval,
                 request_logs: g.request_logs,
-                cluster_leases: g.cluster_leases,
+                cluster: g.cluster,
             },
             admin_token: g.admin_token,
             shards: shard_count,

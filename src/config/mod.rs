@@ -17,6 +17,7 @@ mod snapshot;
 use std::path::Path;
 use std::time::Duration;
 
+pub use plan::ClusterPlan;
 pub use provider::stored_provider;
 pub use schema::*;
 pub use snapshot::Slots;

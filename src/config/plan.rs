@@ -1,14 +1,15 @@
 //! The plans the node runs from: the shards' [`ShardPlan`] (listener, TLS, runtime driver)
 //! and the coordinator's [`GovernancePlan`] (store, secrets, intervals, prices).
 
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shards::runtime::{DriverChoice, ShardPlan};
 
 use super::{
-    env_reference, invalid, literal_or_env, ms, Config, ConfigError, DriverName, GovernanceConfig,
-    RequestLogs,
+    env_reference, invalid, literal_or_env, ms, ClusterConfig, Config, ConfigError, DriverName,
+    GovernanceConfig, RequestLogs, StoreUnavailable,
 };
 
 /// Governance as the node runs it.
@@ -21,7 +22,80 @@ pub struct GovernancePlan {
     pub lease_wait: Duration,
     pub prices: shards::governance::Prices,
     pub request_logs: RequestLogs,
-    pub cluster_leases: bool,
+    /// Set with a PostgreSQL store: every limit and budget is fleet-wide.
+    pub cluster: Option<ClusterPlan>,
+}
+
+/// How this node runs in its fleet (docs/cluster.md).
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub node_id: String,
+    pub advertise_address: Option<String>,
+    pub region: String,
+    pub node_ttl: Duration,
+    pub heartbeat: Duration,
+    pub share_idle: Duration,
+    pub lease_timeout: Duration,
+    pub fail_open: bool,
+}
+
+impl ClusterConfig {
+    fn plan(&self) -> Result<ClusterPlan, ConfigError> {
+        for (field, value) in [
+            ("governance.cluster.node_ttl_ms", self.node_ttl_ms),
+            ("governance.cluster.heartbeat_ms", self.heartbeat_ms),
+            ("governance.cluster.share_idle_ms", self.share_idle_ms),
+            ("governance.cluster.lease_timeout_ms", self.lease_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if self.heartbeat_ms * 2 > self.node_ttl_ms {
+            return Err(invalid(
+                "governance.cluster.heartbeat_ms",
+                "must be at most half of node_ttl_ms, or a live node could be taken for dead",
+            ));
+        }
+        let node_id = match &self.node_id {
+            Some(id) if id.is_empty() || id.len() > 128 => {
+                return Err(invalid(
+                    "governance.cluster.node_id",
+                    "must be 1 to 128 characters",
+                ))
+            }
+            Some(id) => id.clone(),
+            None => default_node_id(),
+        };
+        Ok(ClusterPlan {
+            node_id,
+            advertise_address: self.advertise_address.clone(),
+            region: self.region.clone(),
+            node_ttl: ms(self.node_ttl_ms),
+            heartbeat: ms(self.heartbeat_ms),
+            share_idle: ms(self.share_idle_ms),
+            lease_timeout: ms(self.lease_timeout_ms),
+            fail_open: self.on_store_unavailable == StoreUnavailable::FailOpen,
+        })
+    }
+}
+
+/// The host name (a pod's name on Kubernetes) and a random suffix: a restarted node is a new
+/// member, so nothing of its previous life is mistaken for its own.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
+    seed.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    seed.write_u32(std::process::id());
+    format!("{host}-{:08x}", seed.finish() as u32)
 }
 
 impl GovernanceConfig {
@@ -44,12 +118,27 @@ impl GovernanceConfig {
             None => None,
         };
         let database = literal_or_env("governance.database", &self.database)?;
-        if self.cluster_leases && !database.starts_with("postgres") {
+        if self.cluster_leases.is_some() {
             return Err(invalid(
                 "governance.cluster_leases",
-                "needs a postgres:// database",
+                "was removed: with a postgres:// database every limit and budget is fleet-wide \
+                 (a single node is a fleet of one), and SQLite is single-node; delete the line",
             ));
         }
+        let mut database = store::DatabaseConfig::from_url(&database);
+        let cluster = match &mut database {
+            store::DatabaseConfig::Postgres(opts) => {
+                opts.schema.clone_from(&self.database_schema);
+                Some(self.cluster.plan()?)
+            }
+            store::DatabaseConfig::Sqlite { .. } if self.database_schema.is_some() => {
+                return Err(invalid(
+                    "governance.database_schema",
+                    "applies to a postgres:// database only",
+                ))
+            }
+            store::DatabaseConfig::Sqlite { .. } => None,
+        };
         if self.flush_interval_ms == 0 {
             return Err(invalid(
                 "governance.flush_interval_ms",
@@ -57,13 +146,13 @@ impl GovernanceConfig {
             ));
         }
         Ok(GovernancePlan {
-            database: store::DatabaseConfig::from_url(&database),
+            database,
             require_key: self.require_virtual_key,
             admin_token,
             secrets,
             flush_interval: ms(self.flush_interval_ms),
             lease_wait: ms(self.lease_wait_ms),
-            cluster_leases: self.cluster_leases,
+            cluster,
             request_logs: self.request_logs,
             prices: crate::pricing::catalog(&self.prices, self.default_max_output_tokens)
                 .map_err(|e| invalid("governance.prices", e))?,
@@ -137,7 +226,7 @@ mod tests {
         let name = "RINGGATE_TEST_PLAN_DATABASE_URL";
         let url = "postgres://ringgate:s3cret@db.internal:5432/ringgate";
         std::env::set_var(name, url);
-        let from_env = plan(&format!("database: env.{name}\ncluster_leases: true")).unwrap();
+        let from_env = plan(&format!("database: env.{name}")).unwrap();
         assert_eq!(
             from_env.database,
             DatabaseConfig::Postgres(PgOptions::new(url))
@@ -157,5 +246,24 @@ mod tests {
             missing.contains("governance.database") && missing.contains("RINGGATE_TEST_PLAN_UNSET"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn the_removed_cluster_flag_is_named_and_postgres_is_a_fleet() {
+        let Err(removed) = plan("database: postgres://x@h/db\ncluster_leases: true") else {
+            panic!("the removed flag must be refused");
+        };
+        assert!(removed.to_string().contains("was removed"), "{removed}");
+        let fleet = plan("database: postgres://x@h/db\ndatabase_schema: fleet_a").unwrap();
+        let cluster = fleet.cluster.expect("postgres is a fleet");
+        assert_eq!(cluster.node_ttl, Duration::from_secs(10));
+        assert!(!cluster.node_id.is_empty());
+        let DatabaseConfig::Postgres(opts) = fleet.database else {
+            panic!("postgres")
+        };
+        assert_eq!(opts.schema.as_deref(), Some("fleet_a"));
+        assert!(plan("database: a.db").unwrap().cluster.is_none());
+        assert!(plan("database: a.db\ndatabase_schema: x").is_err());
+        assert!(plan("database: postgres://x@h/db\ncluster: {heartbeat_ms: 6000}").is_err());
     }
 }

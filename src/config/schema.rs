@@ -94,10 +94,15 @@ pub struct GovernanceConfig {
     /// Which requests are written to the request log: `all`, `errors` or `none`.
     #[serde(default)]
     pub request_logs: RequestLogs,
-    /// Experimental: lease each node's share of every limit from PostgreSQL, so limits hold
-    /// across nodes. Off: every node enforces each limit on its own.
+    /// PostgreSQL only: the schema that holds ringgate's tables (created if missing), so
+    /// that several fleets can share one database. Default: the server's `search_path`.
+    pub database_schema: Option<String>,
+    /// Removed (limits are always fleet-wide on PostgreSQL); kept only to name the change
+    /// when an old config still sets it.
+    pub cluster_leases: Option<serde_yaml::Value>,
+    /// How this node takes part in a fleet (PostgreSQL only).
     #[serde(default)]
-    pub cluster_leases: bool,
+    pub cluster: ClusterConfig,
     /// Price overrides and additions, USD per million tokens as decimal strings.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::pricing::PriceConfig>,
@@ -105,6 +110,73 @@ pub struct GovernanceConfig {
     /// know its model's maximum output.
     #[serde(default = "default_max_output_tokens")]
     pub default_max_output_tokens: u64,
+}
+
+/// A node of a fleet: how it names itself and how it treats its peers and the database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique per node; default: the host name and a random suffix (new on every start).
+    pub node_id: Option<String>,
+    /// Where peers and operators reach this node's control port; default: its bound address.
+    pub advertise_address: Option<String>,
+    /// A label shown in the fleet listing (e.g. `eu-west-1`).
+    #[serde(default)]
+    pub region: String,
+    /// A node whose heartbeat is older than this is dead; its shares go back to the fleet.
+    #[serde(default = "default_node_ttl_ms")]
+    pub node_ttl_ms: u64,
+    /// How often the node proves it is alive (and reaps dead peers when it leads).
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A limit this node has not used for this long gives its unused share back.
+    #[serde(default = "default_share_idle_ms")]
+    pub share_idle_ms: u64,
+    /// Longest wait for one lease statement; a slower database counts as unavailable.
+    #[serde(default = "default_lease_timeout_ms")]
+    pub lease_timeout_ms: u64,
+    /// Rate limits (requests, tokens) when the database cannot be reached and this node's
+    /// shares are spent: `fail_closed` refuses, `fail_open` admits on this node's word.
+    /// Budgets always fail closed.
+    #[serde(default)]
+    pub on_store_unavailable: StoreUnavailable,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            advertise_address: None,
+            region: String::new(),
+            node_ttl_ms: default_node_ttl_ms(),
+            heartbeat_ms: default_heartbeat_ms(),
+            share_idle_ms: default_share_idle_ms(),
+            lease_timeout_ms: default_lease_timeout_ms(),
+            on_store_unavailable: StoreUnavailable::default(),
+        }
+    }
+}
+
+/// What rate limits do while the database is unreachable.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreUnavailable {
+    #[default]
+    FailClosed,
+    FailOpen,
+}
+
+fn default_node_ttl_ms() -> u64 {
+    10_000
+}
+fn default_heartbeat_ms() -> u64 {
+    2_000
+}
+fn default_share_idle_ms() -> u64 {
+    2_000
+}
+fn default_lease_timeout_ms() -> u64 {
+    250
 }
 
 /// Which requests get a row in the request log (read by the coordinator's flusher).

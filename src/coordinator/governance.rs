@@ -109,8 +109,8 @@ pub struct GovSettings {
     pub prices: Prices,
     pub flush_interval: Duration,
     pub request_logs: RequestLogs,
-    /// Lease node shares from PostgreSQL (experimental; see docs/governance.md).
-    pub cluster_leases: bool,
+    /// Set with PostgreSQL: node shares of every limit come from the fleet's counters.
+    pub cluster: Option<crate::config::ClusterPlan>,
 }
 
 struct Registered {
@@ -123,7 +123,7 @@ struct Registered {
 pub struct GovRuntime {
     pub gov: Arc<Governance>,
     pub desk: Arc<LeaseDesk>,
-    store: Store,
+    pub(super) store: Store,
     settings: GovSettings,
     shards: usize,
     registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
@@ -154,8 +154,7 @@ impl GovRuntime {
         providers: ProviderReload,
         runtime: tokio::runtime::Handle,
     ) -> Self {
-        // Opt-in: node shares from the shared PostgreSQL counter.
-        let desk = match (settings.cluster_leases, store.backend()) {
+        let desk = match (settings.cluster.is_some(), store.backend()) {
             (true, store::Backend::Postgres) => LeaseDesk::clustered(Box::new(StoreLeases {
                 store: store.clone(),
                 runtime,
@@ -345,25 +344,6 @@ impl GovRuntime {
             "governance snapshot published"
         );
         Ok(())
-    }
-
-    /// Reloads whenever the admin API (or another node, through the store) changes something.
-    pub async fn watch_changes(self: Arc<Self>) {
-        let mut subscription = self.store.subscribe_config_changes().await.ok();
-        loop {
-            match subscription.as_mut() {
-                Some(sub) => {
-                    tokio::select! {
-                        () = self.changed.notified() => {}
-                        change = sub.recv() => if change.is_none() { subscription = self.store.subscribe_config_changes().await.ok(); }
-                    }
-                }
-                None => self.changed.notified().await,
-            }
-            if let Err(e) = self.reload().await {
-                tracing::error!(error = %e, "governance reload failed; keeping the previous snapshot");
-            }
-        }
     }
 
     /// The lease desk: answers the shards' events until the queue closes. Usage goes on to

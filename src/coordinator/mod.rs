@@ -11,6 +11,7 @@ mod control;
 pub mod governance;
 pub mod leases;
 pub mod metrics;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -38,6 +38,11 @@ pub(crate) static SQLITE: &[Migration] = &[
         name: "usage_estimated",
         sql: include_str!("../migrations/sqlite/0002_usage_estimated.sql"),
     },
+    Migration {
+        version: 3,
+        name: "cluster",
+        sql: include_str!("../migrations/sqlite/0003_cluster.sql"),
+    },
 ];
 
 pub(crate) static POSTGRES: &[Migration] = &[
@@ -50,6 +55,11 @@ pub(crate) static POSTGRES: &[Migration] = &[
         version: 2,
         name: "usage_estimated",
         sql: include_str!("../migrations/postgres/0002_usage_estimated.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "cluster",
+        sql: include_str!("../migrations/postgres/0003_cluster.sql"),
     },
 ];
 
