@@ -19,6 +19,8 @@
 //! `RINGGATE_KEEP_LOGS=1` to keep the temp dirs around.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
