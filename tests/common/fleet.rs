@@ -57,7 +57,17 @@ pub fn unique_schema(prefix: &str) -> String {
 /// Runs `sql` with `psql` against `url`; its unaligned output.
 pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([url, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql runs (Debian package postgresql-client)");
     assert!(
@@ -79,10 +89,7 @@ pub fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16
         true,
     );
     let (status, _, body) = http_request(gw.control, &req, Duration::from_secs(10)).unwrap();
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// Creates a key through `gw`'s admin API; (id, secret).
@@ -184,14 +191,19 @@ impl Fleet {
     /// Waits until every running node accepts `secret` (or, with `known == false`, refuses it).
     pub fn wait_everywhere(&self, secret: &str, known: bool, timeout: Duration) {
         for gw in self.live() {
-            poll_until(timeout, || (key_status(gw, secret) != 401 == known).then_some(()))
-                .unwrap_or_else(|| panic!("a node did not learn the key's state (known: {known})"));
+            poll_until(timeout, || {
+                ((key_status(gw, secret) != 401) == known).then_some(())
+            })
+            .unwrap_or_else(|| panic!("a node did not learn the key's state (known: {known})"));
         }
     }
 
     /// Runs `sql` in this fleet's schema.
     pub fn sql(&self, sql: &str) -> String {
-        psql(&self.url, &format!("SET search_path TO {}; {sql}", self.schema))
+        psql(
+            &self.url,
+            &format!("SET search_path TO {}; {sql}", self.schema),
+        )
     }
 }
 
