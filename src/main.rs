@@ -193,6 +193,9 @@ fn serve(
     if !coordinator.flush(std::time::Duration::from_secs(5)) {
         tracing::warn!("usage flush did not finish before exit");
     }
+    if !coordinator.leave_fleet(std::time::Duration::from_secs(5)) {
+        tracing::warn!("leaving the fleet did not finish before exit");
+    }
     Ok(())
 }
 

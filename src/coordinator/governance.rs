@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, Prices};
+use store::leases::ShareSettle;
 use store::{now_unix, RequestLog, Store, UsageDelta};
 use tokio::sync::{mpsc, Notify};
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageRecord, Window};
 
-use super::leases::{is_budget, LeaseDesk};
+use super::fleet::{counter_name, Fleet};
+use super::leases::{is_budget, unix_now, LeaseDesk};
 use crate::config::RequestLogs;
 
 /// What the coordinator needs to rebuild the data plane's snapshot when providers are
@@ -73,36 +75,6 @@ impl ProviderReload {
     }
 }
 
-/// Node shares of limits from PostgreSQL's `limit_counters` (one atomic statement each).
-struct StoreLeases {
-    store: Store,
-    /// The coordinator's runtime, driven by the coordinator thread; the lease desk thread
-    /// waits on it.
-    runtime: tokio::runtime::Handle,
-}
-
-impl super::leases::ClusterLeases for StoreLeases {
-    fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64 {
-        let name = match generation {
-            0 => limit.kind.name().to_owned(),
-            g => format!("{}#{g}", limit.kind.name()),
-        };
-        match self.runtime.block_on(self.store.acquire_lease(
-            &limit.entity,
-            &name,
-            window_start,
-            limit.value,
-            want,
-        )) {
-            Ok(granted) => granted,
-            Err(e) => {
-                tracing::error!(error = %e, entity = %limit.entity.id, limit = %name, "cluster lease failed; refusing until it works");
-                0
-            }
-        }
-    }
-}
-
 /// How the coordinator runs governance.
 pub struct GovSettings {
     pub require_key: bool,
@@ -129,6 +101,10 @@ pub struct GovRuntime {
     registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
     /// Budget period per entity, for usage deltas.
     periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
+    /// Fleet: this node's membership, and the limits of each entity (with their budget
+    /// generation) whose shares flushed usage settles.
+    pub fleet: Option<Arc<Fleet>>,
+    shared_limits: Mutex<HashMap<EntityRef, Vec<(LimitKind, u64)>>>,
     pub changed: Arc<Notify>,
     log_seq: AtomicU64,
     providers: ProviderReload,
@@ -152,14 +128,11 @@ impl GovRuntime {
         settings: GovSettings,
         shards: usize,
         providers: ProviderReload,
-        runtime: tokio::runtime::Handle,
+        fleet: Option<Arc<Fleet>>,
     ) -> Self {
-        let desk = match (settings.cluster.is_some(), store.backend()) {
-            (true, store::Backend::Postgres) => LeaseDesk::clustered(Box::new(StoreLeases {
-                store: store.clone(),
-                runtime,
-            })),
-            _ => LeaseDesk::default(),
+        let desk = match &fleet {
+            Some(fleet) => LeaseDesk::clustered(Box::new(fleet.clone())),
+            None => LeaseDesk::default(),
         };
         Self {
             gov,
@@ -169,6 +142,8 @@ impl GovRuntime {
             shards,
             registry: Mutex::new(HashMap::new()),
             periods: Mutex::new(HashMap::new()),
+            fleet,
+            shared_limits: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             log_seq: AtomicU64::new(0),
             providers,
@@ -202,6 +177,7 @@ impl GovRuntime {
             wanted.push((LimitKind::Budget(b.period), b.limit_nanos.nanos()));
         }
         let mut out = Vec::with_capacity(wanted.len());
+        let mut shared = Vec::with_capacity(wanted.len());
         for (kind, value) in wanted {
             let resets = if is_budget(kind) {
                 self.store.budget_reset_count(entity).await?
@@ -225,6 +201,13 @@ impl GovRuntime {
                     } else {
                         0
                     };
+                    if let (Some(_), true) = (&self.fleet, is_budget(kind)) {
+                        // The fleet's counter starts from what was spent before it existed.
+                        let name = counter_name(kind, resets);
+                        self.store
+                            .seed_counter(entity, &name, kind.start(now), value, base)
+                            .await?;
+                    }
                     self.desk.register(&limit, base, resets, now);
                     let old = self
                         .registry
@@ -243,8 +226,15 @@ impl GovRuntime {
                     limit
                 }
             };
+            shared.push((kind, resets));
             live.push(key);
             out.push(limit);
+        }
+        if self.fleet.is_some() {
+            self.shared_limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(entity.clone(), shared);
         }
         Ok(out)
     }
@@ -329,6 +319,12 @@ impl GovRuntime {
         // longer holds them is out: the desk keeps answering shards still on the old one.
         {
             let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let entities: std::collections::HashSet<&EntityRef> =
+                live.iter().map(|(e, _, _)| e).collect();
+            self.shared_limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|e, _| entities.contains(e));
             registry.retain(|key, r| {
                 let keep = live.contains(key);
                 if !keep {
@@ -356,9 +352,9 @@ impl GovRuntime {
         while let Ok(event) = events.recv() {
             match event {
                 GovEvent::Refill { limit, shard, want } => {
-                    self.desk.refill(&limit, shard, want, desk_now())
+                    self.desk.refill(&limit, shard, want, unix_now())
                 }
-                GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, desk_now()),
+                GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
                 GovEvent::Usage(batch) => {
                     let _ = usage.send(batch);
                 }
@@ -382,15 +378,14 @@ impl GovRuntime {
         mut usage: mpsc::UnboundedReceiver<Vec<UsageRecord>>,
         mut flush_now: mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
     ) {
-        let mut deltas: HashMap<(EntityKind, String, i64), UsageDelta> = HashMap::new();
-        let mut logs: Vec<RequestLog> = Vec::new();
+        let mut pending = Pending::default();
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         loop {
             let mut reply = None;
             tokio::select! {
                 batch = usage.recv() => if let Some(batch) = batch {
                     for r in &batch {
-                        self.fold(r, &mut deltas, &mut logs);
+                        self.fold(r, &mut pending);
                     }
                     continue;
                 },
@@ -398,29 +393,25 @@ impl GovRuntime {
                 ack = flush_now.recv() => {
                     while let Ok(batch) = usage.try_recv() {
                         for r in &batch {
-                            self.fold(r, &mut deltas, &mut logs);
+                            self.fold(r, &mut pending);
                         }
                     }
                     reply = ack;
                 }
             }
-            self.flush(&mut deltas, &mut logs).await;
+            self.flush(&mut pending).await;
             if let Some(ack) = reply {
                 let _ = ack.send(());
             }
         }
     }
 
-    fn fold(
-        &self,
-        r: &UsageRecord,
-        deltas: &mut HashMap<(EntityKind, String, i64), UsageDelta>,
-        logs: &mut Vec<RequestLog>,
-    ) {
+    fn fold(&self, r: &UsageRecord, pending: &mut Pending) {
         let now = (r.ts_ms / 1000) as i64;
         for (kind, id) in r.owners() {
             let start = self.period_start(kind, id, now);
-            deltas
+            pending
+                .deltas
                 .entry((kind, id.to_owned(), start))
                 .or_insert_with(|| {
                     UsageDelta::new(
@@ -433,6 +424,9 @@ impl GovRuntime {
                 })
                 .add(r);
         }
+        if self.fleet.is_some() {
+            self.settle(r, now, &mut pending.settles);
+        }
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
             RequestLogs::Errors => r.status >= 400,
@@ -442,39 +436,91 @@ impl GovRuntime {
             return;
         }
         let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-        logs.push(RequestLog::new(
+        pending.logs.push(RequestLog::new(
             format!("req-{}-{}-{seq}", r.ts_ms, std::process::id()),
             r,
         ));
     }
 
-    async fn flush(
+    /// Fleet: what the record spent of this node's shares — a request of each request limit,
+    /// its tokens of each token limit, its cost of each budget — in the window it falls in.
+    fn settle(
         &self,
-        deltas: &mut HashMap<(EntityKind, String, i64), UsageDelta>,
-        logs: &mut Vec<RequestLog>,
+        r: &UsageRecord,
+        now: i64,
+        settles: &mut HashMap<(EntityRef, String, i64), u64>,
     ) {
-        if !deltas.is_empty() {
-            let batch: Vec<UsageDelta> = deltas.values().cloned().collect();
-            match self.store.add_usage(&batch).await {
-                Ok(()) => deltas.clear(),
+        let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
+        for (kind, id) in r.owners() {
+            let entity = EntityRef {
+                kind,
+                id: id.to_owned(),
+            };
+            let Some(limits) = shared.get(&entity) else {
+                continue;
+            };
+            for &(limit, generation) in limits {
+                let units = match limit {
+                    LimitKind::Requests(_) => 1,
+                    LimitKind::Tokens(_) => r.usage.prompt + r.usage.completion,
+                    LimitKind::Budget(_) => r.cost.nanos(),
+                };
+                let name = counter_name(limit, generation);
+                *settles
+                    .entry((entity.clone(), name, limit.start(now)))
+                    .or_default() += units;
+            }
+        }
+    }
+
+    async fn flush(&self, pending: &mut Pending) {
+        if !pending.deltas.is_empty() {
+            let batch: Vec<UsageDelta> = pending.deltas.values().cloned().collect();
+            let written = match &self.fleet {
+                Some(fleet) => {
+                    let settles: Vec<ShareSettle> = pending
+                        .settles
+                        .iter()
+                        .map(|((entity, name, window), units)| ShareSettle {
+                            entity: entity.clone(),
+                            limit_name: name.clone(),
+                            window_start: *window,
+                            units: *units,
+                        })
+                        .collect();
+                    self.store
+                        .add_usage_settling(&batch, fleet.node_id(), &settles)
+                        .await
+                }
+                None => self.store.add_usage(&batch).await,
+            };
+            match written {
+                Ok(()) => {
+                    pending.deltas.clear();
+                    pending.settles.clear();
+                }
                 Err(e) => tracing::error!(error = %e, "usage flush failed; retrying next interval"),
             }
         }
-        if !logs.is_empty() {
-            match self.store.insert_request_logs(logs).await {
-                Ok(()) => logs.clear(),
+        if !pending.logs.is_empty() {
+            match self.store.insert_request_logs(&pending.logs).await {
+                Ok(()) => pending.logs.clear(),
                 Err(e) => {
-                    tracing::error!(error = %e, dropped = logs.len(), "request log flush failed; logs dropped");
-                    logs.clear();
+                    tracing::error!(error = %e, dropped = pending.logs.len(), "request log flush failed; logs dropped");
+                    pending.logs.clear();
                 }
             }
         }
     }
 }
 
-/// The desk's clock: the shards' own (it never steps back), so both count the same windows.
-fn desk_now() -> i64 {
-    i64::try_from(shards::clock::unix_now()).unwrap_or(i64::MAX)
+/// Usage and request logs not written yet.
+#[derive(Default)]
+struct Pending {
+    deltas: HashMap<(EntityKind, String, i64), UsageDelta>,
+    /// Fleet: units spent of this node's shares, by (entity, counter name, window start).
+    settles: HashMap<(EntityRef, String, i64), u64>,
+    logs: Vec<RequestLog>,
 }
 
 fn unix_ms() -> u64 {

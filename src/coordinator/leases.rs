@@ -17,14 +17,17 @@
 //! [`register`]: LeaseDesk::register
 //!
 //! It runs on its own thread, blocking on the shards' event queue: grants are memory
-//! operations and must not wait behind store I/O. In a cluster (PostgreSQL store) the node's
-//! own share of each limit is leased from a shared counter in the database — one atomic
-//! statement per node lease, a few per window — and the desk hands slices of that share to
-//! the shards, so a limit holds across every node. Unused node shares are not returned at the
-//! end of a window (they lapse with it), which can only under-admit.
+//! operations and must not wait behind store I/O. In a fleet (PostgreSQL store) the node's
+//! own share of each limit is leased from a shared counter in the database (docs/cluster.md)
+//! and the desk hands slices of that share to the shards, so a limit holds across every node.
+//! The database is never called on the desk's thread: a refill that needs more of the share
+//! asks for it ([`ClusterLeases::acquire`]) and is completed when the answer comes; a pool
+//! running low tops itself up ahead of need. Unused units go back to the fleet when the node
+//! leaves, or when a limit has been idle on this node for a while ([`LeaseDesk::collect_unused`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use shards::governance::Limit;
 use vocab::{EntityRef, LimitKind};
@@ -46,18 +49,62 @@ struct Pool {
     /// Spent before this process (budgets), valid for `base_epoch`.
     base: u64,
     base_epoch: u32,
-    /// Cluster mode: units of this window this node has leased from the shared counter.
+    /// Fleet: units of this window this node has leased from the shared counter.
     node_quota: u64,
+    /// Fleet: units of `node_quota` admitted on this node's word while the database could not
+    /// be reached (`on_store_unavailable: fail_open`); never given back to the counter.
+    unbacked: u64,
+    /// Fleet: a top-up is on its way (one at a time).
+    fetching: bool,
+    /// Fleet: shards waiting for that top-up, with what each asked for.
+    waiters: Vec<Waiter>,
+    /// Fleet: when a shard last used or asked for this limit, as far as the desk can tell.
+    busy_at: Instant,
+    /// Fleet: what the shards' slices held at the last idle check.
+    seen_available: u64,
     /// Budget resets seen when the limit was registered: a reset starts a new shared counter.
     generation: u64,
 }
 
-/// Where a node gets its share of a limit in a cluster: a shared counter that grants at most
-/// what is left of the limit (`store::Store::acquire_lease`, one atomic statement).
+/// A node's request for more of its share of one limit's window.
+pub struct ShareRequest {
+    pub limit: Arc<Limit>,
+    /// Budget resets: a reset starts a new shared counter.
+    pub generation: u64,
+    pub window_start: i64,
+    /// Granted in full if that much is left.
+    pub need: u64,
+    /// The most worth taking now.
+    pub want: u64,
+}
+
+/// Where a node gets its share of a limit in a fleet: a shared counter that grants at most
+/// what is left of the limit (`store::Store::acquire_share`).
 pub trait ClusterLeases: Send + Sync {
-    /// Leases up to `want` units of `limit` (counter `generation`) for the window starting at
-    /// `window_start`.
-    fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64;
+    /// Asks for a share without blocking; `done` runs with the units granted, or `None` when
+    /// the database could not answer in time.
+    fn acquire(&self, ask: ShareRequest, done: Box<dyn FnOnce(Option<u64>) + Send>);
+    /// Rate limits may be admitted on the node's word while the database is unreachable.
+    fn fail_open(&self) -> bool;
+}
+
+/// A shard waiting for its pool's top-up: the limit object it asked on, the shard, its want.
+type Waiter = (Arc<Limit>, usize, u64);
+
+/// Tells waiting shards there is nothing for them (they may ask again).
+fn refuse(waiters: Vec<Waiter>) {
+    for (limit, shard, _) in waiters {
+        limit.leases[shard].refill_refused();
+    }
+}
+
+/// Units of a node's share handed back to the fleet.
+#[derive(Debug)]
+pub struct Unused {
+    pub limit: Arc<Limit>,
+    pub generation: u64,
+    pub window_start: i64,
+    pub units: u64,
 }
 
 impl Pool {
@@ -70,6 +117,11 @@ impl Pool {
             base,
             base_epoch: epoch,
             node_quota: 0,
+            unbacked: 0,
+            fetching: false,
+            waiters: Vec::new(),
+            busy_at: Instant::now(),
+            seen_available: 0,
             generation,
         }
     }
@@ -83,6 +135,7 @@ impl Pool {
             self.granted = 0;
             self.debt = 0;
             self.node_quota = 0;
+            self.unbacked = 0;
             if self.base_epoch != epoch {
                 self.base = 0;
             }
@@ -146,7 +199,8 @@ impl LeaseDesk {
                 for lease in old.leases.iter() {
                     lease.reclaim(pool.epoch);
                 }
-                *pool = Pool::new(limit.clone(), epoch, base, generation);
+                let fresh = Pool::new(limit.clone(), epoch, base, generation);
+                refuse(std::mem::replace(pool, fresh).waiters);
             }
             None => {
                 pools.insert(
@@ -165,7 +219,9 @@ impl LeaseDesk {
         let id = key(limit);
         match pools.get_mut(&id) {
             Some(pool) if Arc::ptr_eq(&pool.current, limit) => {
-                pools.remove(&id);
+                if let Some(pool) = pools.remove(&id) {
+                    refuse(pool.waiters);
+                }
             }
             Some(pool) => pool.reclaim_all(limit),
             None => {}
@@ -187,10 +243,12 @@ impl LeaseDesk {
     }
 
     /// A shard's lease ran low: grant it a slice of what is left (at least `want` if there
-    /// is that much), reclaiming other shards' unused slices when the pool is empty.
-    pub fn refill(&self, limit: &Arc<Limit>, shard: usize, want: u64, now: i64) {
-        // Reclaim idle slices first; in a cluster, see how much of the node's share is missing.
+    /// is that much), reclaiming other shards' unused slices when the pool is empty. In a
+    /// fleet, a pool without enough asks the database and the refill completes with its
+    /// answer; a pool running low is topped up ahead of need.
+    pub fn refill(self: &Arc<Self>, limit: &Arc<Limit>, shard: usize, want: u64, now: i64) {
         let planned = self.with_pool(limit, now, |pool, epoch| {
+            pool.busy_at = Instant::now();
             if self.left(pool) < want {
                 for (i, lease) in limit.leases.iter().enumerate() {
                     if i != shard {
@@ -198,54 +256,174 @@ impl LeaseDesk {
                     }
                 }
             }
-            let short = want.max(limit.chunk()).saturating_sub(self.left(pool));
-            (epoch, pool.generation, short)
+            let granted = self.grant(pool, limit, shard, want, epoch);
+            if self.cluster.is_none() {
+                return (epoch, pool.generation, granted, None);
+            }
+            if !granted {
+                // Answered when the share arrives: by the fetch on its way, or by a new one.
+                pool.waiters.push((limit.clone(), shard, want));
+            }
+            let share = limit.chunk() * limit.leases.len() as u64;
+            if pool.fetching || (granted && self.left(pool) >= share / 2) {
+                return (epoch, pool.generation, true, None);
+            }
+            pool.fetching = true;
+            let need: u64 = pool.waiters.iter().map(|w| w.2).sum();
+            let need = need.saturating_sub(self.left(pool));
+            (epoch, pool.generation, true, Some((need, share)))
         });
-        let Some((epoch, generation, short)) = planned else {
+        let Some((epoch, generation, answered, fetch)) = planned else {
             // A limit the desk no longer knows: nothing is granted from a pool made anew.
             limit.leases[shard].refill_refused();
             return;
         };
-        // The database call happens without the pools lock: the coordinator's runtime, which
-        // drives the call, also takes that lock when it reloads.
-        if let (Some(cluster), true) = (&self.cluster, short > 0) {
-            let node_share = short.max(limit.chunk() * limit.leases.len() as u64);
-            let leased = cluster.acquire(limit, generation, limit.kind.start(now), node_share);
-            self.with_pool(limit, now, |pool, current| {
-                if current == epoch && pool.generation == generation {
-                    pool.node_quota += leased;
-                }
-            });
-        }
-        let granted = self.with_pool(limit, now, |pool, epoch| {
-            let grant = want.max(limit.chunk()).min(self.left(pool));
-            if grant == 0 || grant < want {
-                return false;
-            }
-            pool.granted += grant;
-            limit.leases[shard].grant(epoch, grant);
-            true
-        });
-        if granted != Some(true) {
+        if !answered {
             limit.leases[shard].refill_refused();
         }
+        let (Some(cluster), Some((need, share))) = (&self.cluster, fetch) else {
+            return;
+        };
+        let desk = self.clone();
+        let asked = limit.clone();
+        cluster.acquire(
+            ShareRequest {
+                limit: limit.clone(),
+                generation,
+                window_start: limit.kind.start(now),
+                need,
+                want: share.max(need),
+            },
+            Box::new(move |leased| desk.fetched(&asked, epoch, generation, need, leased)),
+        );
+    }
+
+    /// The database answered a fetch: the share grows, and the shards that waited get their
+    /// slices or are told there are none.
+    fn fetched(
+        &self,
+        limit: &Arc<Limit>,
+        epoch: u32,
+        generation: u64,
+        need: u64,
+        leased: Option<u64>,
+    ) {
+        let fail_open =
+            self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !is_budget(limit.kind);
+        let refused = self.with_pool(limit, unix_now(), |pool, current| {
+            pool.fetching = false;
+            let waiters = std::mem::take(&mut pool.waiters);
+            if current != epoch || pool.generation != generation {
+                return waiters;
+            }
+            match leased {
+                Some(units) => pool.node_quota += units,
+                None if fail_open => {
+                    pool.node_quota += need;
+                    pool.unbacked += need;
+                }
+                None => {}
+            }
+            waiters
+                .into_iter()
+                .filter(|(limit, shard, want)| !self.grant(pool, limit, *shard, *want, current))
+                .collect()
+        });
+        refuse(refused.unwrap_or_default());
+    }
+
+    /// Grants shard `shard` a slice of at least `want` from the pool if there is that much.
+    fn grant(&self, pool: &mut Pool, limit: &Limit, shard: usize, want: u64, epoch: u32) -> bool {
+        let grant = want.max(limit.chunk()).min(self.left(pool));
+        if grant == 0 || grant < want {
+            return false;
+        }
+        pool.granted += grant;
+        limit.leases[shard].grant(epoch, grant);
+        true
     }
 
     /// Usage beyond what a shard's lease held. It counts in the current window, whatever
-    /// window the request was admitted in: that is where the store charges it.
-    pub fn debt(&self, limit: &Arc<Limit>, units: u64, now: i64) {
+    /// window the request was admitted in: that is where the store charges it. In a fleet the
+    /// overshoot is taken from the shared counter too.
+    pub fn debt(self: &Arc<Self>, limit: &Arc<Limit>, units: u64, now: i64) {
         let charged = self.with_pool(limit, now, |pool, epoch| {
             pool.debt += units;
+            pool.busy_at = Instant::now();
             (epoch, pool.generation)
         });
-        // In a cluster the overshoot is counted against the shared limit too (outside the lock).
         if let (Some(cluster), Some((epoch, generation))) = (&self.cluster, charged) {
-            let leased = cluster.acquire(limit, generation, limit.kind.start(now), units);
-            self.with_pool(limit, now, |pool, current| {
-                if current == epoch && pool.generation == generation {
-                    pool.node_quota += leased;
-                }
-            });
+            let desk = self.clone();
+            let asked = limit.clone();
+            cluster.acquire(
+                ShareRequest {
+                    limit: limit.clone(),
+                    generation,
+                    window_start: limit.kind.start(now),
+                    need: units,
+                    want: units,
+                },
+                Box::new(move |leased| {
+                    desk.with_pool(&asked, unix_now(), |pool, current| {
+                        if current == epoch && pool.generation == generation {
+                            pool.node_quota += leased.unwrap_or(0);
+                        }
+                    });
+                }),
+            );
+        }
+    }
+
+    /// Fleet: takes back the unused units of every limit no shard has touched for `idle`
+    /// (all limits with `Duration::ZERO`, when the node leaves) — the shards' slices and what
+    /// the node held beyond them — for the caller to give back to the fleet's counters.
+    pub fn collect_unused(&self, idle: Duration, now: i64) -> Vec<Unused> {
+        if self.cluster.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let at = Instant::now();
+        for pool in pools.values_mut() {
+            let epoch = pool.advance(pool.current.kind.epoch(now));
+            let limit = pool.current.clone();
+            let available: u64 = limit.leases.iter().map(|l| l.available(epoch)).sum();
+            if available != pool.seen_available {
+                pool.seen_available = available;
+                pool.busy_at = at;
+            }
+            if at.duration_since(pool.busy_at) < idle || pool.fetching {
+                continue;
+            }
+            for lease in limit.leases.iter() {
+                pool.granted -= lease.reclaim(epoch).min(pool.granted);
+            }
+            pool.seen_available = 0;
+            let units = self.left(pool).saturating_sub(pool.unbacked);
+            if units > 0 {
+                pool.node_quota -= units;
+                out.push(Unused {
+                    window_start: limit.kind.start(now),
+                    generation: pool.generation,
+                    limit,
+                    units,
+                });
+            }
+        }
+        out
+    }
+
+    /// Fleet: the node was taken for dead and its shares were handed back by a survivor:
+    /// nothing it holds is its own any more.
+    pub fn forfeit_all(&self, now: i64) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        for pool in pools.values_mut() {
+            let epoch = pool.advance(pool.current.kind.epoch(now));
+            for lease in pool.current.leases.iter() {
+                pool.granted -= lease.reclaim(epoch).min(pool.granted);
+            }
+            pool.node_quota = pool.granted + pool.debt;
+            pool.unbacked = 0;
         }
     }
 
@@ -258,6 +436,11 @@ impl LeaseDesk {
         })
         .unwrap_or(0)
     }
+}
+
+/// The desk's clock: the shards' own (it never steps back), so both count the same windows.
+pub fn unix_now() -> i64 {
+    i64::try_from(shards::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
 /// Whether usage of this kind is money (budgets) rather than requests or tokens.
@@ -282,7 +465,7 @@ mod tests {
     #[test]
     fn grants_never_exceed_the_limit_and_reclaim_keeps_it_reachable() {
         let now = 1_000_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let l = limit(10, 2);
         desk.register(&l, 0, 0, now);
         let epoch = l.kind.epoch(now);
@@ -313,7 +496,7 @@ mod tests {
             1_000,
             1,
         ));
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let evening = 1_709_250_000; // 2024-02-29T23:40Z
         desk.register(&budget, 1_000, 0, evening); // already spent today
         desk.refill(&budget, 0, 1, evening);
@@ -334,7 +517,7 @@ mod tests {
     #[test]
     fn base_spend_counts_and_a_new_window_starts_fresh() {
         let now = 1_000_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let l = limit(10, 1);
         desk.register(&l, 8, 0, now);
         desk.refill(&l, 0, 1, now);
@@ -347,7 +530,7 @@ mod tests {
     #[test]
     fn a_refill_for_a_limit_the_desk_no_longer_knows_grants_nothing() {
         let now = 1_000_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let l = limit(10, 1);
         desk.register(&l, 0, 0, now);
         desk.forget(&l);
@@ -358,7 +541,7 @@ mod tests {
     }
 
     /// Uses every unit shard 0 can get from the desk, one refill at a time.
-    fn drain(desk: &LeaseDesk, l: &Arc<Limit>, now: i64) -> u64 {
+    fn drain(desk: &Arc<LeaseDesk>, l: &Arc<Limit>, now: i64) -> u64 {
         let epoch = l.kind.epoch(now);
         let mut used = 0;
         loop {
@@ -376,7 +559,7 @@ mod tests {
     #[test]
     fn a_changed_limit_keeps_what_its_window_used() {
         let now = 1_000_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let old = limit(10, 2);
         desk.register(&old, 0, 0, now);
         assert_eq!(drain(&desk, &old, now), 10);
@@ -397,7 +580,7 @@ mod tests {
     #[test]
     fn a_replaced_limit_gives_back_what_its_leases_held() {
         let now = 1_000_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let old = limit(8, 1);
         desk.register(&old, 0, 0, now);
         desk.refill(&old, 0, 1, now);
@@ -416,7 +599,7 @@ mod tests {
     #[test]
     fn a_clock_stepped_back_does_not_reopen_a_window() {
         let now = 1_000_020;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let l = limit(3, 1);
         desk.register(&l, 0, 0, now);
         assert_eq!(drain(&desk, &l, now), 3);
@@ -429,7 +612,7 @@ mod tests {
     #[test]
     fn usage_settled_after_its_window_counts_in_the_current_one() {
         let now = 1_000_020;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let l = limit(10, 1);
         desk.register(&l, 0, 0, now);
         let next = now + 60;
@@ -440,7 +623,7 @@ mod tests {
     #[test]
     fn re_registering_a_spent_budget_grants_nothing_more() {
         let now = 1_709_250_000;
-        let desk = LeaseDesk::default();
+        let desk = Arc::new(LeaseDesk::default());
         let budget = || {
             Arc::new(Limit::new(
                 EntityRef::key("k"),

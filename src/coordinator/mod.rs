@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod control;
+pub mod fleet;
 pub mod governance;
 pub mod leases;
 pub mod metrics;
@@ -53,6 +54,8 @@ pub struct GovStart {
 pub struct ControlState {
     pub view: OnceLock<NodeView>,
     pub admin: Option<admin::AdminState>,
+    /// This node's membership, on a PostgreSQL store.
+    pub fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// A running coordinator.
@@ -60,6 +63,8 @@ pub struct Coordinator {
     pub control_addr: SocketAddr,
     state: Arc<ControlState>,
     flush: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>>,
+    /// Fleet: the runtime and desk to give shares back with when the node leaves.
+    leave: Option<(tokio::runtime::Handle, Arc<leases::LeaseDesk>)>,
 }
 
 impl Coordinator {
@@ -75,6 +80,21 @@ impl Coordinator {
         };
         let (tx, rx) = std::sync::mpsc::channel();
         flush.send(tx).is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Fleet: gives back every unused share and leaves the fleet (after the shards drained
+    /// and usage was flushed); waits up to `timeout`.
+    pub fn leave_fleet(&self, timeout: Duration) -> bool {
+        let (Some(fleet), Some((runtime, desk))) = (&self.state.fleet, &self.leave) else {
+            return true;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (fleet, desk) = (fleet.clone(), desk.clone());
+        runtime.spawn(async move {
+            fleet.leave(&desk).await;
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(timeout).is_ok()
     }
 }
 
@@ -94,6 +114,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
             Arc::new(ControlState {
                 view: OnceLock::new(),
                 admin: None,
+                fleet: None,
             }),
             None,
             None,
@@ -102,13 +123,30 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
             let store = runtime
                 .block_on(store::Store::open(g.database.clone(), g.secrets))
                 .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
+            let fleet = match &g.settings.cluster {
+                Some(plan) => {
+                    let fleet = Arc::new(fleet::Fleet::new(
+                        store.clone(),
+                        plan.clone(),
+                        control_addr.to_string(),
+                        g.shards,
+                        runtime.handle().clone(),
+                    ));
+                    runtime
+                        .block_on(fleet.join())
+                        .map_err(|e| anyhow::anyhow!("cannot join the fleet: {e}"))?;
+                    tracing::info!(node = fleet.node_id(), "joined the fleet");
+                    Some(fleet)
+                }
+                None => None,
+            };
             let rt = Arc::new(GovRuntime::new(
                 g.gov,
                 store.clone(),
                 g.settings,
                 g.shards,
                 g.providers,
-                runtime.handle().clone(),
+                fleet.clone(),
             ));
             runtime
                 .block_on(rt.reload())
@@ -122,6 +160,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                 Arc::new(ControlState {
                     view: OnceLock::new(),
                     admin,
+                    fleet,
                 }),
                 Some(rt),
                 Some(g.events),
@@ -130,6 +169,10 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
     };
     let thread_state = state.clone();
     let has_gov = gov_runtime.is_some();
+    let leave = gov_runtime
+        .as_ref()
+        .filter(|_| state.fleet.is_some())
+        .map(|rt| (runtime.handle().clone(), rt.desk.clone()));
     std::thread::Builder::new()
         .name("coordinator".into())
         .spawn(move || {
@@ -142,6 +185,9 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                         .spawn(move || desk.run_desk(&events, &usage_tx))
                         .expect("spawn lease desk");
                     tokio::spawn(rt.clone().flush_loop(usage_rx, flush_rx));
+                    if let Some(fleet) = rt.fleet.clone() {
+                        tokio::spawn(fleet.run(rt.desk.clone()));
+                    }
                     tokio::spawn(rt.watch_changes());
                 }
                 match tokio::net::TcpListener::from_std(listener) {
@@ -154,5 +200,6 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
         control_addr,
         state,
         flush: has_gov.then_some(flush_tx),
+        leave,
     })
 }

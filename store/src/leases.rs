@@ -1,54 +1,128 @@
-//! Leases on cluster-wide limit counters (exact rate limits across nodes).
+//! Node shares of fleet-wide limit counters (docs/cluster.md).
 //!
-//! A node asks for `want` units of a limit for a window; the database grants
-//! `min(want, limit_value - used)` (never negative) and adds it to `used`,
-//! atomically, in one statement (`$5` = limit_value, `$6` = want):
+//! A limit's counter (`limit_counters`, one row per limit and window) says how many units of
+//! the window are taken: `used` = what every live node holds (`limit_shares.held`, one row per
+//! node) plus what was spent. A node asks for a share with [`Store::acquire_share`]; the
+//! counter grants at most what is left, and the node's row records it. Units come back three
+//! ways: the node gives unused units back ([`Store::return_share`]: `used` and `held` both
+//! drop), its flushed usage settles what it spent ([`Store::add_usage_settling`]: `held` drops,
+//! `used` keeps it), and when a node dies a survivor hands its whole `held` back
+//! ([`Store::reap_dead_nodes`]). So `used` never counts a unit twice, and once a node's usage
+//! is flushed, whatever it still held goes back to the fleet when it dies.
 //!
-//! ```sql
-//! INSERT INTO limit_counters
-//!     (entity_kind, entity_id, limit_name, window_start, used, limit_value, last_grant)
-//! VALUES ($1, $2, $3, $4, LEAST($5, $6), $5, LEAST($5, $6))
-//! ON CONFLICT (entity_kind, entity_id, limit_name, window_start) DO UPDATE SET
-//!     last_grant  = GREATEST(0, LEAST(excluded.limit_value - limit_counters.used, $6)),
-//!     used        = limit_counters.used
-//!                   + GREATEST(0, LEAST(excluded.limit_value - limit_counters.used, $6)),
-//!     limit_value = excluded.limit_value
-//! RETURNING last_grant
-//! ```
+//! The grant is one upsert; on PostgreSQL `INSERT … ON CONFLICT DO UPDATE` locks the row and
+//! applies the SET to its latest committed version, so concurrent nodes serialise on the row
+//! and each sees the `used` left by the previous one. All SET expressions read the old row,
+//! so `last_grant` and the increment of `used` are the same number; the share row then adds
+//! that `last_grant` in the same transaction (the counter row is still locked by it).
 //!
-//! Why this is correct under concurrency on PostgreSQL: `INSERT … ON
-//! CONFLICT DO UPDATE` either inserts or locks the existing row and applies
-//! the SET to its latest committed version (even under READ COMMITTED), so
-//! concurrent requests serialise on the row lock and each sees the `used`
-//! left by the previous one. All SET expressions read the *old* row, so
-//! `last_grant` and the increment of `used` are the same number, which
-//! `RETURNING` reports (PostgreSQL < 18 cannot return old values, hence the
-//! `last_grant` column). A lowered limit never makes `used` shrink: the
-//! grant is clamped at 0. On SQLite the same statement runs (with
-//! `MIN`/`MAX`) under the single connection's lock.
+//! A share shrinks as the limit nears exhaustion: a node gets at least `need` (what the shard
+//! that asked needs now), at most `want`, and otherwise `left / spread` — a fraction of what
+//! is left — so the last units of a limit stay reachable from every node.
 //!
-//! Unused units go back with `used = GREATEST(0, used - unused)`.
+//! A stale node cannot raise a lowered limit: the counter keeps the limit value of the newest
+//! config version that leased from it, and a node on an older version is granted against that.
+
+use std::sync::LazyLock;
 
 use vocab::EntityRef;
 
-use crate::db::{to_i64, Value};
+use crate::db::{to_i64, Stmt, Value};
 use crate::error::{Error, Result};
-use crate::model::LeaseCounter;
+use crate::model::{LeaseCounter, UsageDelta};
 use crate::Store;
 
+/// One node's request for a share of a limit's window.
+#[derive(Debug, Clone)]
+pub struct ShareAsk<'a> {
+    pub node_id: &'a str,
+    pub entity: &'a EntityRef,
+    /// `rpm`, `tpd`, `budget`, … (with `#generation` after a budget reset).
+    pub limit_name: &'a str,
+    pub window_start: i64,
+    /// The limit as the node's config says it.
+    pub limit_value: u64,
+    /// The config version the node's limit value comes from.
+    pub config_version: u64,
+    /// Granted in full if that much is left.
+    pub need: u64,
+    /// The most the node takes.
+    pub want: u64,
+    /// At most `left / spread` beyond `need` (≥ 1; about twice the live nodes).
+    pub spread: u64,
+}
+
+/// What a node's flushed usage settles of one of its shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareSettle {
+    pub entity: EntityRef,
+    pub limit_name: String,
+    pub window_start: i64,
+    pub units: u64,
+}
+
+/// Cast placeholders: SQLite ignores the casts' type names, PostgreSQL needs them to infer
+/// arithmetic on parameters.
 const ACQUIRE_SQL: &str = "INSERT INTO limit_counters \
-    (entity_kind, entity_id, limit_name, window_start, used, limit_value, last_grant) \
-    VALUES ($1, $2, $3, $4, LEAST(CAST($5 AS BIGINT), CAST($6 AS BIGINT)), CAST($5 AS BIGINT), \
-            LEAST(CAST($5 AS BIGINT), CAST($6 AS BIGINT))) \
+    (entity_kind, entity_id, limit_name, window_start, used, limit_value, last_grant, config_version) \
+    VALUES ($1, $2, $3, $4, \
+        LEAST(CAST($5 AS BIGINT), GREATEST(CAST($7 AS BIGINT), LEAST(CAST($8 AS BIGINT), CAST($5 AS BIGINT) / CAST($9 AS BIGINT)))), \
+        CAST($5 AS BIGINT), \
+        LEAST(CAST($5 AS BIGINT), GREATEST(CAST($7 AS BIGINT), LEAST(CAST($8 AS BIGINT), CAST($5 AS BIGINT) / CAST($9 AS BIGINT)))), \
+        CAST($6 AS BIGINT)) \
     ON CONFLICT (entity_kind, entity_id, limit_name, window_start) DO UPDATE SET \
-    last_grant = GREATEST(0, LEAST(excluded.limit_value - limit_counters.used, CAST($6 AS BIGINT))), \
+    last_grant = LEAST(LEFT_UNITS, GREATEST(CAST($7 AS BIGINT), LEAST(CAST($8 AS BIGINT), LEFT_UNITS / CAST($9 AS BIGINT)))), \
     used = limit_counters.used \
-        + GREATEST(0, LEAST(excluded.limit_value - limit_counters.used, CAST($6 AS BIGINT))), \
-    limit_value = excluded.limit_value \
+        + LEAST(LEFT_UNITS, GREATEST(CAST($7 AS BIGINT), LEAST(CAST($8 AS BIGINT), LEFT_UNITS / CAST($9 AS BIGINT)))), \
+    limit_value = EFFECTIVE_LIMIT, \
+    config_version = GREATEST(limit_counters.config_version, excluded.config_version) \
     RETURNING last_grant";
 
-const RETURN_SQL: &str = "UPDATE limit_counters SET used = GREATEST(0, used - CAST($5 AS BIGINT)) \
+/// The limit in force: the newest config version's.
+const EFFECTIVE_LIMIT: &str =
+    "(CASE WHEN excluded.config_version >= limit_counters.config_version \
+    THEN excluded.limit_value ELSE limit_counters.limit_value END)";
+
+/// Adds this transaction's grant to the node's share (the counter row is locked by it).
+const ADD_SHARE_SQL: &str = "INSERT INTO limit_shares \
+    (entity_kind, entity_id, limit_name, window_start, node_id, held) \
+    SELECT entity_kind, entity_id, limit_name, window_start, $5, last_grant FROM limit_counters \
+    WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4 \
+        AND last_grant > 0 \
+    ON CONFLICT (entity_kind, entity_id, limit_name, window_start, node_id) \
+    DO UPDATE SET held = limit_shares.held + excluded.held";
+
+/// What a node gives back, up to what its share holds (a share already handed back by a
+/// survivor, after this node was taken for dead, is not handed back twice).
+const RETURN_COUNTER_SQL: &str =
+    "UPDATE limit_counters SET used = GREATEST(0, used - LEAST(CAST($6 AS BIGINT), \
+        COALESCE((SELECT held FROM limit_shares WHERE entity_kind = $1 AND entity_id = $2 \
+            AND limit_name = $3 AND window_start = $4 AND node_id = $5), 0))) \
     WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4";
+
+const RETURN_SHARE_SQL: &str =
+    "UPDATE limit_shares SET held = held - LEAST(held, CAST($6 AS BIGINT)) \
+    WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4 \
+        AND node_id = $5";
+
+const SETTLE_SQL: &str = "UPDATE limit_shares SET held = held - LEAST(held, CAST($6 AS BIGINT)) \
+    WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4 \
+        AND node_id = $5";
+
+const SEED_SQL: &str = "INSERT INTO limit_counters \
+    (entity_kind, entity_id, limit_name, window_start, used, limit_value, last_grant, config_version) \
+    VALUES ($1, $2, $3, $4, $5, $6, 0, 0) \
+    ON CONFLICT (entity_kind, entity_id, limit_name, window_start) DO NOTHING";
+
+/// [`ACQUIRE_SQL`] with its two named expressions written out.
+static ACQUIRE: LazyLock<String> = LazyLock::new(|| {
+    ACQUIRE_SQL
+        .replace(
+            "LEFT_UNITS",
+            &format!("GREATEST(0, {EFFECTIVE_LIMIT} - limit_counters.used)"),
+        )
+        .replace("EFFECTIVE_LIMIT", EFFECTIVE_LIMIT)
+});
 
 fn key(entity: &EntityRef, limit_name: &str, window_start: i64) -> Vec<Value> {
     vec![
@@ -59,34 +133,47 @@ fn key(entity: &EntityRef, limit_name: &str, window_start: i64) -> Vec<Value> {
     ]
 }
 
+fn share_key(entity: &EntityRef, limit_name: &str, window_start: i64, node: &str) -> Vec<Value> {
+    let mut p = key(entity, limit_name, window_start);
+    p.push(node.into());
+    p
+}
+
 impl Store {
-    /// Grants up to `want` units of `limit_name` (e.g. `"rpm"`) for the
-    /// window starting at `window_start`, never letting the window's total
-    /// exceed `limit_value`. Returns the units granted (0 when exhausted).
-    pub async fn acquire_lease(
-        &self,
-        entity: &EntityRef,
-        limit_name: &str,
-        window_start: i64,
-        limit_value: u64,
-        want: u64,
-    ) -> Result<u64> {
-        if want == 0 {
+    /// Grants node `ask.node_id` a share of a limit's window (see the module doc for how
+    /// much); records it as the node's. Returns the units granted (0 when nothing is left).
+    pub async fn acquire_share(&self, ask: &ShareAsk<'_>) -> Result<u64> {
+        if ask.want == 0 && ask.need == 0 {
             return Ok(0);
         }
-        let mut p = key(entity, limit_name, window_start);
-        p.push(to_i64(limit_value, "limit_value")?.into());
-        p.push(to_i64(want, "want")?.into());
-        let rows = self.db().query(ACQUIRE_SQL, p).await?;
-        rows.first()
+        let mut grant = key(ask.entity, ask.limit_name, ask.window_start);
+        grant.extend([
+            to_i64(ask.limit_value, "limit_value")?.into(),
+            to_i64(ask.config_version, "config_version")?.into(),
+            to_i64(ask.need, "need")?.into(),
+            to_i64(ask.want.max(ask.need), "want")?.into(),
+            to_i64(ask.spread.max(1), "spread")?.into(),
+        ]);
+        let out = self
+            .db()
+            .transaction(vec![
+                Stmt::new(ACQUIRE.as_str(), grant),
+                Stmt::new(
+                    ADD_SHARE_SQL,
+                    share_key(ask.entity, ask.limit_name, ask.window_start, ask.node_id),
+                ),
+            ])
+            .await?;
+        out.first()
+            .and_then(|rows| rows.first())
             .ok_or_else(|| Error::Corrupt("lease upsert returned no row".into()))?
             .u64(0)
     }
 
-    /// Gives back `unused` units of an earlier grant (`used` never drops
-    /// below 0; a missing counter is ignored).
-    pub async fn return_lease(
+    /// Gives back `unused` units of node `node_id`'s share (never more than it holds).
+    pub async fn return_share(
         &self,
+        node_id: &str,
         entity: &EntityRef,
         limit_name: &str,
         window_start: i64,
@@ -95,9 +182,51 @@ impl Store {
         if unused == 0 {
             return Ok(());
         }
-        let mut p = key(entity, limit_name, window_start);
+        let mut p = share_key(entity, limit_name, window_start, node_id);
         p.push(to_i64(unused, "unused")?.into());
-        self.db().execute(RETURN_SQL, p).await?;
+        self.db()
+            .transaction(vec![
+                Stmt::new(RETURN_COUNTER_SQL, p.clone()),
+                Stmt::new(RETURN_SHARE_SQL, p),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a counter at `spent` (a budget's spend before the fleet leased from it); a
+    /// counter that exists is left as it is.
+    pub async fn seed_counter(
+        &self,
+        entity: &EntityRef,
+        limit_name: &str,
+        window_start: i64,
+        limit_value: u64,
+        spent: u64,
+    ) -> Result<()> {
+        let mut p = key(entity, limit_name, window_start);
+        p.push(to_i64(spent, "spent")?.into());
+        p.push(to_i64(limit_value, "limit_value")?.into());
+        self.db().execute(SEED_SQL, p).await?;
+        Ok(())
+    }
+
+    /// Adds usage deltas and settles what they spent of node `node_id`'s shares, in one
+    /// transaction: a unit is either still held or spent, never both or neither.
+    pub async fn add_usage_settling(
+        &self,
+        deltas: &[UsageDelta],
+        node_id: &str,
+        settles: &[ShareSettle],
+    ) -> Result<()> {
+        let mut stmts = self.usage_stmts(deltas)?;
+        for s in settles.iter().filter(|s| s.units > 0) {
+            let mut p = share_key(&s.entity, &s.limit_name, s.window_start, node_id);
+            p.push(to_i64(s.units, "units")?.into());
+            stmts.push(Stmt::new(SETTLE_SQL, p));
+        }
+        if !stmts.is_empty() {
+            self.db().transaction(stmts).await?;
+        }
         Ok(())
     }
 
@@ -126,13 +255,42 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes counters of windows that started before `before_window_start`.
-    pub async fn purge_limit_counters(&self, before_window_start: i64) -> Result<u64> {
-        self.db()
-            .execute(
-                "DELETE FROM limit_counters WHERE window_start < $1",
-                vec![before_window_start.into()],
+    /// What node `node_id` holds of a window's counter (0 when it holds nothing).
+    pub async fn share_held(
+        &self,
+        node_id: &str,
+        entity: &EntityRef,
+        limit_name: &str,
+        window_start: i64,
+    ) -> Result<u64> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT held FROM limit_shares WHERE entity_kind = $1 AND entity_id = $2 \
+                 AND limit_name = $3 AND window_start = $4 AND node_id = $5",
+                share_key(entity, limit_name, window_start, node_id),
             )
-            .await
+            .await?;
+        rows.first().map_or(Ok(0), |r| r.u64(0))
+    }
+
+    /// Deletes counters (and shares) of windows that ended long ago: rate windows that started
+    /// before `rate_before`, budget periods that started before `budget_before` (a lifetime
+    /// budget's period starts at 0 and is kept).
+    pub async fn purge_limit_counters(&self, rate_before: i64, budget_before: i64) -> Result<u64> {
+        const OLD: &str = "(limit_name NOT LIKE 'budget%' AND window_start < $1) \
+            OR (limit_name LIKE 'budget%' AND window_start > 0 AND window_start < $2)";
+        let p = vec![rate_before.into(), budget_before.into()];
+        let out = self
+            .db()
+            .transaction(vec![
+                Stmt::new(format!("DELETE FROM limit_shares WHERE {OLD}"), p.clone()),
+                Stmt::new(
+                    format!("DELETE FROM limit_counters WHERE {OLD} RETURNING 1"),
+                    p,
+                ),
+            ])
+            .await?;
+        Ok(out.last().map_or(0, |rows| rows.len() as u64))
     }
 }

@@ -19,11 +19,12 @@
 //! # let _ = keys; Ok(()) }
 //! ```
 
+pub mod cluster;
 mod db;
 mod error;
 mod governance;
 pub mod keys;
-mod leases;
+pub mod leases;
 mod logs;
 mod migrations;
 mod model;

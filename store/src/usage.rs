@@ -88,6 +88,15 @@ impl Store {
     /// Adds the deltas, all in one transaction (all or nothing). Deltas
     /// for the same (entity, period) are merged first.
     pub async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        let stmts = self.usage_stmts(deltas)?;
+        if !stmts.is_empty() {
+            self.db().transaction(stmts).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements that add `deltas` (merged per entity and period).
+    pub(crate) fn usage_stmts(&self, deltas: &[UsageDelta]) -> Result<Vec<Stmt>> {
         let mut merged: BTreeMap<(EntityKind, &str, i64), Sum> = BTreeMap::new();
         for d in deltas {
             let s = merged
@@ -98,11 +107,8 @@ impl Store {
             s.prompt = add(s.prompt, d.prompt_tokens)?;
             s.completion = add(s.completion, d.completion_tokens)?;
         }
-        if merged.is_empty() {
-            return Ok(());
-        }
         let now = now_unix();
-        let stmts = merged
+        merged
             .into_iter()
             .map(|((kind, id, ps), s)| {
                 Ok(Stmt::new(
@@ -119,9 +125,7 @@ impl Store {
                     ],
                 ))
             })
-            .collect::<Result<Vec<_>>>()?;
-        self.db().transaction(stmts).await?;
-        Ok(())
+            .collect()
     }
 
     /// Usage of `entity` in the period starting at `period_start`.

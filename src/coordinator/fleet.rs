@@ -1,0 +1,302 @@
+//! This node as a member of its fleet (PostgreSQL store; docs/cluster.md): it registers and
+//! beats, gives back what it holds of limits it no longer uses, leads when it holds the
+//! leader's lock (reaping dead nodes so their shares come back, purging old counters), and
+//! leases its shares of limits for the lease desk without ever blocking it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store::cluster::{Leadership, NodeRecord};
+use store::leases::ShareAsk;
+use store::Store;
+use vocab::LimitKind;
+
+use super::leases::{unix_now, ClusterLeases, LeaseDesk, ShareRequest, Unused};
+use crate::config::ClusterPlan;
+
+/// Upper bounds (ms) of the lease-call latency histogram.
+pub const LEASE_BUCKETS_MS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0];
+
+/// What /metrics and /ready say about the fleet.
+#[derive(Default)]
+pub struct FleetStats {
+    pub nodes_alive: AtomicU64,
+    pub leader: AtomicBool,
+    /// The last database call (lease, heartbeat) succeeded in time.
+    pub store_available: AtomicBool,
+    pub lease_calls: AtomicU64,
+    pub lease_errors: AtomicU64,
+    /// Cumulative per bucket of [`LEASE_BUCKETS_MS`], then +Inf.
+    pub lease_latency: [AtomicU64; LEASE_BUCKETS_MS.len() + 1],
+    pub lease_latency_sum_us: AtomicU64,
+    pub shares_held: AtomicU64,
+    pub nodes_reaped: AtomicU64,
+}
+
+impl FleetStats {
+    fn lease_call(&self, took: Duration, ok: bool) {
+        self.lease_calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.lease_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store_available.store(ok, Ordering::Relaxed);
+        let ms = took.as_secs_f64() * 1000.0;
+        let first = LEASE_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LEASE_BUCKETS_MS.len());
+        for bucket in &self.lease_latency[first..] {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lease_latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// This node in its fleet.
+pub struct Fleet {
+    store: Store,
+    pub plan: ClusterPlan,
+    record: NodeRecord,
+    pub stats: FleetStats,
+    /// The config version the node's limits come from (a stale node cannot raise a limit).
+    pub config_version: AtomicU64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Fleet {
+    pub fn new(
+        store: Store,
+        plan: ClusterPlan,
+        address: String,
+        shards: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        let record = NodeRecord {
+            node_id: plan.node_id.clone(),
+            address: plan.advertise_address.clone().unwrap_or(address),
+            region: plan.region.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            shards: shards as u64,
+            started_at: store::now_unix(),
+            ttl_ms: plan.node_ttl.as_millis() as u64,
+            draining: false,
+        };
+        let stats = FleetStats {
+            nodes_alive: AtomicU64::new(1),
+            store_available: AtomicBool::new(true),
+            ..FleetStats::default()
+        };
+        Self {
+            store,
+            plan,
+            record,
+            stats,
+            config_version: AtomicU64::new(0),
+            runtime,
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.record.node_id
+    }
+
+    /// Registers the node (before it serves: its leases are then attributed to a member).
+    pub async fn join(&self) -> store::Result<()> {
+        self.store.heartbeat(&self.record, false).await.map(|_| ())
+    }
+
+    /// Beats, leads when it can, and gives back idle shares, every heartbeat, for as long as
+    /// the node runs.
+    pub async fn run(self: Arc<Self>, desk: Arc<LeaseDesk>) {
+        let mut tick = tokio::time::interval(self.plan.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leadership: Option<Leadership> = None;
+        let mut last_purge = Instant::now() - Duration::from_secs(3600);
+        loop {
+            tick.tick().await;
+            self.beat(&desk).await;
+            if self.lead(&mut leadership).await {
+                self.reap().await;
+                if last_purge.elapsed() >= Duration::from_secs(600) {
+                    last_purge = Instant::now();
+                    self.purge().await;
+                }
+            }
+            self.give_back(desk.collect_unused(self.plan.share_idle, unix_now()))
+                .await;
+            if let Ok(Ok(held)) = self.timed(self.store.shares_held(self.node_id())).await {
+                self.stats.shares_held.store(held, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A database call bounded by the lease timeout (a few of them for slower jobs).
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, tokio::time::error::Elapsed> {
+        tokio::time::timeout(self.plan.lease_timeout * 4, call).await
+    }
+
+    async fn beat(&self, desk: &LeaseDesk) {
+        match self.timed(self.store.heartbeat(&self.record, true)).await {
+            Ok(Ok(true)) => self.stats.store_available.store(true, Ordering::Relaxed),
+            Ok(Ok(false)) => {
+                tracing::warn!(
+                    node = self.node_id(),
+                    "this node was taken for dead and its shares were handed back; starting over"
+                );
+                desk.forfeit_all(unix_now());
+            }
+            Ok(Err(e)) => {
+                self.stats.store_available.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            Err(_) => {
+                self.stats.store_available.store(false, Ordering::Relaxed);
+                tracing::warn!("heartbeat timed out");
+            }
+        }
+        if let Ok(Ok(nodes)) = self.timed(self.store.list_nodes()).await {
+            let alive = nodes.iter().filter(|n| n.alive).count().max(1);
+            self.stats
+                .nodes_alive
+                .store(alive as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this node leads now (taking the lock when it is free).
+    async fn lead(&self, leadership: &mut Option<Leadership>) -> bool {
+        if leadership.is_none() {
+            *leadership = self
+                .timed(self.store.leadership())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        let leading = match leadership.as_mut() {
+            Some(l) => match self.timed(l.try_lead()).await {
+                Ok(Ok(leading)) => leading,
+                _ => {
+                    *leadership = None;
+                    false
+                }
+            },
+            None => false,
+        };
+        if leading != self.stats.leader.swap(leading, Ordering::Relaxed) {
+            tracing::info!(node = self.node_id(), leading, "fleet leadership changed");
+        }
+        leading
+    }
+
+    async fn reap(&self) {
+        match self.timed(self.store.reap_dead_nodes()).await {
+            Ok(Ok(reaped)) if !reaped.is_empty() => {
+                self.stats
+                    .nodes_reaped
+                    .fetch_add(reaped.len() as u64, Ordering::Relaxed);
+                tracing::warn!(nodes = ?reaped, "dead nodes removed; their shares are back in the fleet");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "reaping dead nodes failed"),
+            _ => {}
+        }
+    }
+
+    /// Counters of windows that ended more than a day ago (budget periods: 400 days).
+    async fn purge(&self) {
+        let now = store::now_unix();
+        match self
+            .timed(
+                self.store
+                    .purge_limit_counters(now - 86_400 * 2, now - 86_400 * 400),
+            )
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => tracing::info!(counters = n, "old limit counters purged"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging old limit counters failed"),
+            _ => {}
+        }
+    }
+
+    /// Gives unused units back to the fleet's counters. One that fails stays held by this
+    /// node in the database: it comes back when the node leaves, dies or the window ends.
+    async fn give_back(&self, unused: Vec<Unused>) {
+        for u in unused {
+            let name = counter_name(u.limit.kind, u.generation);
+            let call = self.store.return_share(
+                self.node_id(),
+                &u.limit.entity,
+                &name,
+                u.window_start,
+                u.units,
+            );
+            if !matches!(self.timed(call).await, Ok(Ok(()))) {
+                tracing::warn!(entity = %u.limit.entity.id, limit = %name, units = u.units, "giving back an unused share failed");
+            }
+        }
+    }
+
+    /// The node stops (after its shards drained and its usage was flushed): everything it
+    /// holds unused goes back, then it leaves the fleet.
+    pub async fn leave(&self, desk: &LeaseDesk) {
+        self.give_back(desk.collect_unused(Duration::ZERO, unix_now()))
+            .await;
+        match self.timed(self.store.leave_fleet(self.node_id())).await {
+            Ok(Ok(())) => tracing::info!(node = self.node_id(), "left the fleet"),
+            _ => tracing::warn!(
+                node = self.node_id(),
+                "could not leave the fleet cleanly; a survivor will reap this node"
+            ),
+        }
+    }
+}
+
+/// The shared counter's name of a limit: its kind, and the budget's reset count after a reset.
+pub fn counter_name(kind: LimitKind, generation: u64) -> String {
+    match generation {
+        0 => kind.name().to_owned(),
+        g => format!("{}#{g}", kind.name()),
+    }
+}
+
+impl ClusterLeases for Arc<Fleet> {
+    fn acquire(&self, ask: ShareRequest, done: Box<dyn FnOnce(Option<u64>) + Send>) {
+        let fleet = self.clone();
+        self.runtime.spawn(async move {
+            let name = counter_name(ask.limit.kind, ask.generation);
+            let started = Instant::now();
+            let share = ShareAsk {
+                node_id: fleet.node_id(),
+                entity: &ask.limit.entity,
+                limit_name: &name,
+                window_start: ask.window_start,
+                limit_value: ask.limit.value,
+                config_version: fleet.config_version.load(Ordering::Relaxed),
+                need: ask.need,
+                want: ask.want,
+                spread: 2 * fleet.stats.nodes_alive.load(Ordering::Relaxed).max(1),
+            };
+            let call = fleet.store.acquire_share(&share);
+            let granted = match tokio::time::timeout(fleet.plan.lease_timeout, call).await {
+                Ok(Ok(units)) => Some(units),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, entity = %ask.limit.entity.id, limit = %name, "lease failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(entity = %ask.limit.entity.id, limit = %name, "lease timed out");
+                    None
+                }
+            };
+            fleet.stats.lease_call(started.elapsed(), granted.is_some());
+            done(granted);
+        });
+    }
+
+    fn fail_open(&self) -> bool {
+        self.plan.fail_open
+    }
+}
