@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cpus::{allowed_cpus, shard_count};
 use crate::snapshot::{NodeState, Snapshot};
 use crate::state::stats::ShardStats;
-use crate::state::Shard;
+use crate::state::{ReadyBodies, Shard};
 
 /// Which io driver shards should run on (`runtime.driver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,16 +183,24 @@ fn uring_unavailable_reason() -> String {
     }
 }
 
-/// The body of `/ready` while the node takes traffic, made once per node: which driver
-/// serves and how many shards, so a probe or a person can tell a node that fell back to epoll.
+/// The bodies of `/ready` while the node takes traffic, made once per node: which driver
+/// serves and how many shards, so a probe or a person can tell a node that fell back to epoll;
+/// and, while the store cannot be reached (a fleet's database outage, during which the node
+/// keeps serving on the shares it holds), `"store":"unavailable"`.
 /// Written by hand so that `status` stays the first field (a JSON map would sort it last).
-fn ready_body(driver: IoDriver, shards: usize) -> Arc<[u8]> {
-    format!(
-        r#"{{"status":"ready","io_driver":"{}","shards":{shards}}}"#,
-        driver.as_str()
-    )
-    .into_bytes()
-    .into()
+fn ready_bodies(driver: IoDriver, shards: usize) -> ReadyBodies {
+    let body = |extra: &str| -> Arc<[u8]> {
+        format!(
+            r#"{{"status":"ready","io_driver":"{}","shards":{shards}{extra}}}"#,
+            driver.as_str()
+        )
+        .into_bytes()
+        .into()
+    };
+    ReadyBodies {
+        ok: body(""),
+        store_unavailable: body(r#","store":"unavailable""#),
+    }
 }
 
 /// Binds the listeners and starts every shard; returns once all of them accept connections.
@@ -216,7 +224,7 @@ pub fn start(
     }
     tracing::info!(shards = count, driver = ?driver, pinned = plan.pin_cores, %local_addr, "starting shards");
 
-    let ready = ready_body(driver, count);
+    let ready = ready_bodies(driver, count);
     let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
     let mut handles = Vec::with_capacity(count);
     let stats: Vec<Arc<ShardStats>> = (0..count)
@@ -306,12 +314,17 @@ mod tests {
 
     #[test]
     fn ready_body_keeps_status_first() {
+        let bodies = ready_bodies(IoDriver::IoUring, 4);
         assert_eq!(
-            &ready_body(IoDriver::IoUring, 4)[..],
+            &bodies.ok[..],
             br#"{"status":"ready","io_driver":"io_uring","shards":4}"#
         );
+        assert_eq!(
+            &bodies.store_unavailable[..],
+            br#"{"status":"ready","io_driver":"io_uring","shards":4,"store":"unavailable"}"#
+        );
         let epoll: serde_json::Value =
-            serde_json::from_slice(&ready_body(IoDriver::Epoll, 1)).unwrap();
+            serde_json::from_slice(&ready_bodies(IoDriver::Epoll, 1).ok).unwrap();
         assert_eq!(epoll["io_driver"], "epoll");
     }
 

@@ -252,6 +252,8 @@ fn render_models(providers: &[Provider], aliases: &[String]) -> Vec<u8> {
 pub struct NodeState {
     ready: AtomicBool,
     draining: AtomicBool,
+    /// False while the coordinator cannot reach its store (told on `/ready`).
+    store_available: AtomicBool,
     pub snapshot: arc_swap::ArcSwap<Snapshot>,
 }
 
@@ -263,6 +265,7 @@ impl NodeState {
         Self {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            store_available: AtomicBool::new(true),
             snapshot: arc_swap::ArcSwap::new(snapshot),
         }
     }
@@ -273,6 +276,14 @@ impl NodeState {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_store_available(&self, available: bool) {
+        self.store_available.store(available, Ordering::Relaxed);
+    }
+
+    pub fn store_available(&self) -> bool {
+        self.store_available.load(Ordering::Relaxed)
     }
 
     /// Starts a graceful stop: not ready, no new connections, no new keep-alive requests.

@@ -45,7 +45,11 @@ async fn handle(
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.view.get().map(metrics::render).unwrap_or_default(),
+            state
+                .view
+                .get()
+                .map(|view| metrics::render(view, state.fleet.as_deref()))
+                .unwrap_or_default(),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "application/json", r#"{"status":"ok"}"#.to_owned()),
         _ => (

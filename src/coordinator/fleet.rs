@@ -3,11 +3,13 @@
 //! leader's lock (reaping dead nodes so their shares come back, purging old counters), and
 //! leases its shares of limits for the lease desk without ever blocking it.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use store::cluster::{Leadership, NodeRecord};
+use shards::snapshot::NodeState;
+use store::cluster::{Leadership, NodeInfo, NodeRecord};
 use store::leases::ShareAsk;
 use store::Store;
 use vocab::LimitKind;
@@ -57,6 +59,8 @@ impl FleetStats {
 /// This node in its fleet.
 pub struct Fleet {
     store: Store,
+    /// Told whether the store answers (`/ready` says so).
+    node: Arc<NodeState>,
     pub plan: ClusterPlan,
     record: NodeRecord,
     pub stats: FleetStats,
@@ -71,6 +75,7 @@ impl Fleet {
         plan: ClusterPlan,
         address: String,
         shards: usize,
+        node: Arc<NodeState>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         let record = NodeRecord {
@@ -82,6 +87,7 @@ impl Fleet {
             started_at: store::now_unix(),
             ttl_ms: plan.node_ttl.as_millis() as u64,
             draining: false,
+            leader: false,
         };
         let stats = FleetStats {
             nodes_alive: AtomicU64::new(1),
@@ -90,6 +96,7 @@ impl Fleet {
         };
         Self {
             store,
+            node,
             plan,
             record,
             stats,
@@ -140,9 +147,21 @@ impl Fleet {
         tokio::time::timeout(self.plan.lease_timeout * 4, call).await
     }
 
+    /// Whether the store answers, for metrics and `/ready`.
+    fn store_answers(&self, ok: bool) {
+        self.stats.store_available.store(ok, Ordering::Relaxed);
+        self.node.set_store_available(ok);
+    }
+
     async fn beat(&self, desk: &LeaseDesk) {
-        match self.timed(self.store.heartbeat(&self.record, true)).await {
-            Ok(Ok(true)) => self.stats.store_available.store(true, Ordering::Relaxed),
+        let record = NodeRecord {
+            leader: self.stats.leader.load(Ordering::Relaxed),
+            ..self.record.clone()
+        };
+        let beat = self.timed(self.store.heartbeat(&record, true)).await;
+        self.store_answers(matches!(beat, Ok(Ok(_))));
+        match beat {
+            Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
                 tracing::warn!(
                     node = self.node_id(),
@@ -150,14 +169,8 @@ impl Fleet {
                 );
                 desk.forfeit_all(unix_now());
             }
-            Ok(Err(e)) => {
-                self.stats.store_available.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-            Err(_) => {
-                self.stats.store_available.store(false, Ordering::Relaxed);
-                tracing::warn!("heartbeat timed out");
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(_) => tracing::warn!("heartbeat timed out"),
         }
         if let Ok(Ok(nodes)) = self.timed(self.store.list_nodes()).await {
             let alive = nodes.iter().filter(|n| n.alive).count().max(1);
@@ -254,6 +267,58 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// The fleet as the database lists it (the admin API's `GET /admin/cluster`).
+    pub async fn nodes(&self) -> store::Result<Vec<NodeInfo>> {
+        self.store.list_nodes().await
+    }
+
+    /// The `ringgate_cluster_*` families of `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let s = &self.stats;
+        let node = &self.record.node_id;
+        let gauges: [(&str, &str, u64); 5] = [
+            ("ringgate_cluster_nodes_alive", "Nodes of the fleet whose heartbeat is within their ttl, as this node last saw", s.nodes_alive.load(Ordering::Relaxed)),
+            ("ringgate_cluster_leader", "1 when this node holds the fleet's leader lock", u64::from(s.leader.load(Ordering::Relaxed))),
+            ("ringgate_cluster_store_available", "1 when the last database call (lease, heartbeat) answered in time", u64::from(s.store_available.load(Ordering::Relaxed))),
+            ("ringgate_cluster_shares_held", "Units of fleet-wide limits this node holds in the database (leased, not given back nor settled)", s.shares_held.load(Ordering::Relaxed)),
+            ("ringgate_cluster_nodes_reaped_total", "Dead nodes this node removed as leader, handing their shares back", s.nodes_reaped.load(Ordering::Relaxed)),
+        ];
+        for (name, help, value) in gauges {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}"
+            );
+        }
+        let _ = writeln!(out, "# HELP ringgate_cluster_lease_calls_total Share requests to the database\n# TYPE ringgate_cluster_lease_calls_total counter\nringgate_cluster_lease_calls_total {}", s.lease_calls.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP ringgate_cluster_lease_errors_total Share requests that failed or timed out\n# TYPE ringgate_cluster_lease_errors_total counter\nringgate_cluster_lease_errors_total {}", s.lease_errors.load(Ordering::Relaxed));
+        let name = "ringgate_cluster_lease_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of one share request to the database\n# TYPE {name} histogram"
+        );
+        for (i, bucket) in LEASE_BUCKETS_MS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                bucket / 1000.0,
+                s.lease_latency[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = s.lease_latency[LEASE_BUCKETS_MS.len()].load(Ordering::Relaxed);
+        let sum = s.lease_latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        );
+    }
+}
+
 /// The shared counter's name of a limit: its kind, and the budget's reset count after a reset.
 pub fn counter_name(kind: LimitKind, generation: u64) -> String {
     match generation {
@@ -292,6 +357,7 @@ impl ClusterLeases for Arc<Fleet> {
                 }
             };
             fleet.stats.lease_call(started.elapsed(), granted.is_some());
+            fleet.node.set_store_available(granted.is_some());
             done(granted);
         });
     }

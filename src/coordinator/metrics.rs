@@ -49,8 +49,11 @@ fn per_provider(
     }
 }
 
-pub fn render(view: &NodeView) -> String {
+pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
     let mut out = String::with_capacity(4096);
+    if let Some(fleet) = fleet {
+        fleet.render_metrics(&mut out);
+    }
     family(
         &mut out,
         "ringgate_ready",

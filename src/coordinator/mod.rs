@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod governance;
 pub mod leases;
 pub mod metrics;
+mod single_node;
 mod watch;
 
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct Coordinator {
     flush: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>>,
     /// Fleet: the runtime and desk to give shares back with when the node leaves.
     leave: Option<(tokio::runtime::Handle, Arc<leases::LeaseDesk>)>,
+    /// SQLite: this node's exclusive claim on the database file.
+    _sqlite: Option<single_node::SqliteClaim>,
 }
 
 impl Coordinator {
@@ -109,6 +112,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
         .enable_all()
         .build()?;
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+    let mut sqlite = None;
     let (state, gov_runtime, events) = match gov {
         None => (
             Arc::new(ControlState {
@@ -120,6 +124,9 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
             None,
         ),
         Some(g) => {
+            if let store::DatabaseConfig::Sqlite { path } = &g.database {
+                sqlite = Some(single_node::claim(path)?);
+            }
             let store = runtime
                 .block_on(store::Store::open(g.database.clone(), g.secrets))
                 .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
@@ -130,6 +137,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                         plan.clone(),
                         control_addr.to_string(),
                         g.shards,
+                        g.providers.node.clone(),
                         runtime.handle().clone(),
                     ));
                     runtime
@@ -155,6 +163,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                 store,
                 admin_token: token,
                 changed: rt.changed.clone(),
+                fleet: fleet.clone(),
             });
             (
                 Arc::new(ControlState {
@@ -201,5 +210,6 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
         state,
         flush: has_gov.then_some(flush_tx),
         leave,
+        _sqlite: sqlite,
     })
 }

@@ -27,6 +27,8 @@ pub struct NodeRecord {
     pub started_at: i64,
     pub ttl_ms: u64,
     pub draining: bool,
+    /// It held the leader's lock at this heartbeat.
+    pub leader: bool,
 }
 
 /// A node as the fleet sees it.
@@ -42,6 +44,7 @@ pub struct NodeInfo {
     pub heartbeat_age_ms: i64,
     pub alive: bool,
     pub draining: bool,
+    pub leader: bool,
 }
 
 /// The database's clock in unix milliseconds.
@@ -59,11 +62,11 @@ impl Store {
         let now = now_ms_sql(self.db());
         let upsert = format!(
             "INSERT INTO cluster_nodes (node_id, address, region, version, shards, started_at, \
-                heartbeat_ms, ttl_ms, draining) \
-             VALUES ($1, $2, $3, $4, $5, $6, {now}, $7, $8) \
+                heartbeat_ms, ttl_ms, draining, leader) \
+             VALUES ($1, $2, $3, $4, $5, $6, {now}, $7, $8, $9) \
              ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, \
                 heartbeat_ms = excluded.heartbeat_ms, ttl_ms = excluded.ttl_ms, \
-                draining = excluded.draining"
+                draining = excluded.draining, leader = excluded.leader"
         );
         let params: Vec<Value> = vec![
             node.node_id.as_str().into(),
@@ -74,6 +77,7 @@ impl Store {
             node.started_at.into(),
             crate::db::to_i64(node.ttl_ms, "ttl_ms")?.into(),
             node.draining.into(),
+            node.leader.into(),
         ];
         let out = self
             .db()
@@ -102,7 +106,7 @@ impl Store {
             .query(
                 &format!(
                     "SELECT node_id, address, region, version, shards, started_at, \
-                        {now} - heartbeat_ms, ttl_ms, draining \
+                        {now} - heartbeat_ms, ttl_ms, draining, leader \
                      FROM cluster_nodes ORDER BY started_at, node_id"
                 ),
                 vec![],
@@ -121,6 +125,7 @@ impl Store {
                     heartbeat_age_ms: age,
                     alive: age <= r.i64(7)?,
                     draining: r.bool(8)?,
+                    leader: r.bool(9)?,
                 })
             })
             .collect()

@@ -78,7 +78,13 @@ pub async fn answer(
     let keep_alive = req.head.keep_alive;
     let (status, json) = match local {
         Local::Health => (200, &br#"{"status":"ok"}"#[..]),
-        Local::Ready if scope.shard.node.is_ready() => (200, &scope.shard.ready_body[..]),
+        Local::Ready if scope.shard.node.is_ready() => {
+            let bodies = &scope.shard.ready_bodies;
+            match scope.shard.node.store_available() {
+                true => (200, &bodies.ok[..]),
+                false => (200, &bodies.store_unavailable[..]),
+            }
+        }
         Local::Ready => (503, &br#"{"status":"not ready"}"#[..]),
         Local::Models => match models_allowed(scope, conn) {
             Ok(()) => (200, &scope.snapshot.models_body[..]),

@@ -54,9 +54,15 @@ pub struct Shard {
     pub usage: UsageBatcher,
     /// Spare buffers lent to requests.
     pub buffers: BufferPool,
-    /// The `/ready` answer while the node takes traffic (driver and shard count), made once
-    /// per node.
-    pub ready_body: Arc<[u8]>,
+    /// The `/ready` answers while the node takes traffic, made once per node.
+    pub ready_bodies: ReadyBodies,
+}
+
+/// `/ready` while the node takes traffic: with its store, or serving without it.
+#[derive(Clone)]
+pub struct ReadyBodies {
+    pub ok: Arc<[u8]>,
+    pub store_unavailable: Arc<[u8]>,
 }
 
 impl Shard {
@@ -66,7 +72,7 @@ impl Shard {
         node: Arc<NodeState>,
         stats: Arc<ShardStats>,
         gov: Option<Arc<Governance>>,
-        ready_body: Arc<[u8]>,
+        ready_bodies: ReadyBodies,
     ) -> Self {
         let pool = Pool::new(MAX_PROVIDERS);
         let providers = (0..MAX_PROVIDERS)
@@ -87,7 +93,7 @@ impl Shard {
             gov,
             usage: UsageBatcher::default(),
             buffers: BufferPool::default(),
-            ready_body,
+            ready_bodies,
         }
     }
 

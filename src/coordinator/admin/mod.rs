@@ -54,6 +54,8 @@ pub struct AdminState {
     pub admin_token: String,
     /// Woken after every successful mutation so the shards pick up the change.
     pub changed: Arc<tokio::sync::Notify>,
+    /// This node's membership (PostgreSQL store), for `GET /admin/cluster`.
+    pub fleet: Option<Arc<crate::coordinator::fleet::Fleet>>,
 }
 
 /// Handles any request whose path starts with `/admin/`.

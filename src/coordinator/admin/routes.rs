@@ -30,6 +30,8 @@ pub(super) enum Resource<'a> {
     BudgetReset(&'a str, &'a str),
     /// `/admin/request-logs`
     RequestLogs,
+    /// `/admin/cluster`
+    Cluster,
 }
 
 impl<'a> Resource<'a> {
@@ -51,6 +53,7 @@ impl<'a> Resource<'a> {
         };
         Some(match segs.as_slice() {
             ["request-logs"] => Resource::RequestLogs,
+            ["cluster"] => Resource::Cluster,
             ["usage", kind, id] => Resource::Usage(kind, id),
             ["budgets", kind, id, "reset"] => Resource::BudgetReset(kind, id),
             [c] => Resource::List(collection(c)?),
@@ -63,13 +66,25 @@ impl<'a> Resource<'a> {
         match self {
             Resource::List(_) => "GET, POST",
             Resource::Item(..) => "GET, PUT, DELETE",
-            Resource::Usage(..) | Resource::RequestLogs => "GET",
+            Resource::Usage(..) | Resource::RequestLogs | Resource::Cluster => "GET",
             Resource::BudgetReset(..) => "POST",
         }
     }
 
     pub(super) fn allows(self, method: &Method) -> bool {
         self.allowed().split(", ").any(|m| m == method.as_str())
+    }
+}
+
+/// The fleet this node belongs to; an SQLite node is a fleet of one by definition.
+async fn cluster(state: &AdminState) -> Result<Reply, ApiError> {
+    match &state.fleet {
+        Some(fleet) => super::reply::ok(serde_json::json!({
+            "mode": "fleet",
+            "node_id": fleet.node_id(),
+            "nodes": fleet.nodes().await?,
+        })),
+        None => super::reply::ok(serde_json::json!({"mode": "single_node", "nodes": []})),
     }
 }
 
@@ -93,6 +108,7 @@ pub(super) async fn dispatch(
             usage::reset_budget(store, usage::entity(kind, id)?).await
         }
         (Resource::RequestLogs, _) => usage::request_logs(store, query).await,
+        (Resource::Cluster, _) => cluster(state).await,
         // `route` only dispatches methods the resource allows.
         _ => Err(ApiError::internal()),
     }

@@ -12,7 +12,9 @@ CREATE TABLE cluster_nodes (
     started_at   BIGINT NOT NULL,
     heartbeat_ms BIGINT NOT NULL,
     ttl_ms       BIGINT NOT NULL,
-    draining     BOOLEAN NOT NULL DEFAULT FALSE
+    draining     BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Said by the node itself at its last heartbeat: it held the leader's lock.
+    leader       BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- What each node holds of each shared limit counter: units leased and neither given back

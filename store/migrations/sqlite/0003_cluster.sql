@@ -12,7 +12,9 @@ CREATE TABLE cluster_nodes (
     started_at   INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL,
     ttl_ms       INTEGER NOT NULL,
-    draining     INTEGER NOT NULL DEFAULT 0
+    draining     INTEGER NOT NULL DEFAULT 0,
+    -- Said by the node itself at its last heartbeat: it held the leader's lock.
+    leader       INTEGER NOT NULL DEFAULT 0
 );
 
 -- What each node holds of each shared limit counter: units leased and neither given back

@@ -267,6 +267,7 @@ async fn a_dead_nodes_shares_come_back_and_leadership_moves() {
             started_at: 1,
             ttl_ms,
             draining: false,
+            leader: false,
         };
         assert!(s.heartbeat(&node("live", 60_000), false).await.unwrap());
         assert!(s.heartbeat(&node("doomed", 1), false).await.unwrap());

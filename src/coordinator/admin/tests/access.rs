@@ -192,6 +192,7 @@ async fn handle_over_http() {
     let state = Arc::new(AdminState {
         store: h.state.store.clone(),
         admin_token: TOKEN.to_owned(),
+        fleet: None,
         changed: h.state.changed.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -52,6 +52,7 @@ async fn harness() -> Harness {
         state: AdminState {
             store,
             admin_token: TOKEN.to_owned(),
+            fleet: None,
             changed: Arc::new(tokio::sync::Notify::new()),
         },
         dir,
