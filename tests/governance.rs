@@ -47,26 +47,58 @@ fn postgres_url() -> String {
 struct Node {
     gw: Gateway,
     _mock: MockLlm,
-    database: String,
+    database: Database,
 }
 
 /// `patch` is laid over [`config`].
-fn node_with(database: &str, patch: Value) -> Node {
+fn node_with(database: &Database, patch: Value) -> Node {
     let mock = MockLlm::start(&[]);
     std::env::set_var("RG_TEST_ADMIN_TOKEN", ADMIN);
     let gw = Gateway::start(merged(config(&mock, database), patch));
     Node {
         gw,
         _mock: mock,
-        database: database.to_owned(),
+        database: database.clone(),
     }
 }
 
-fn config(mock: &MockLlm, database: &str) -> Value {
+/// Where a scenario keeps its data: an SQLite file, or a PostgreSQL schema of its own, so that
+/// tests never see each other's keys, counters or notifications.
+#[derive(Clone)]
+struct Database {
+    url: String,
+    schema: Option<String>,
+}
+
+impl Database {
+    fn postgres() -> Database {
+        Database {
+            url: postgres_url(),
+            schema: Some(common::fleet::unique_schema("gov")),
+        }
+    }
+}
+
+/// Drops a scenario's PostgreSQL schema when the scenario ends (passed or not).
+struct DropSchema(Database);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.0.schema {
+            common::fleet::psql(
+                &self.0.url,
+                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            );
+        }
+    }
+}
+
+fn config(mock: &MockLlm, database: &Database) -> Value {
     json!({
         "shards": 2,
         "governance": {
-            "database": database,
+            "database": database.url,
+            "database_schema": database.schema,
             "require_virtual_key": true,
             "admin_token": "env.RG_TEST_ADMIN_TOKEN",
             "flush_interval_ms": 100,
@@ -153,13 +185,13 @@ fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
     ))
 }
 
-fn sqlite_path(tag: &str) -> (TempDir, String) {
+fn sqlite_path(tag: &str) -> (TempDir, Database) {
     let dir = TempDir::new(tag);
-    let path = dir.path().join("ringgate.db").display().to_string();
-    (dir, path)
+    let url = dir.path().join("ringgate.db").display().to_string();
+    (dir, Database { url, schema: None })
 }
 
-fn keys_and_auth(database: &str) {
+fn keys_and_auth(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     // No key, a wrong key: 401 in OpenAI's shape.
@@ -228,7 +260,7 @@ fn keys_and_auth(database: &str) {
     }
 }
 
-fn exact_request_limit_across_shards(database: &str) {
+fn exact_request_limit_across_shards(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     const LIMIT: usize = 50;
@@ -286,7 +318,7 @@ fn exact_request_limit_across_shards(database: &str) {
     }
 }
 
-fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
+fn budget_stops_spending_and_usage_survives_kill_9(database: &Database) {
     let mut node = node_with(database, json!({}));
     // Prices are $1000 per million tokens: 1,000,000 nanos per token. "hello" costs
     // 2 prompt + 2 completion tokens = 4,000,000 nanos. A 10,000,000 budget admits 3
@@ -343,7 +375,7 @@ fn budget_stops_spending_and_usage_survives_kill_9(database: &str) {
     .expect("the reset takes effect");
 }
 
-fn streamed_usage_is_counted_but_not_shown(database: &str) {
+fn streamed_usage_is_counted_but_not_shown(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     let (id, secret) = create_key(
@@ -370,7 +402,7 @@ fn streamed_usage_is_counted_but_not_shown(database: &str) {
     );
 }
 
-fn token_limit_holds_under_concurrency(database: &str) {
+fn token_limit_holds_under_concurrency(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
@@ -457,7 +489,7 @@ fn replace_key(gw: &Gateway, id: &str, body: &str) {
     wait_writes_applied(gw);
 }
 
-fn a_changed_limit_counts_what_its_window_used(database: &str) {
+fn a_changed_limit_counts_what_its_window_used(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     let (id, secret) = create_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
@@ -489,7 +521,7 @@ fn a_changed_limit_counts_what_its_window_used(database: &str) {
     assert_eq!(statuses, [200, 200, 429, 429, 429]);
 }
 
-fn a_spent_budget_stays_spent_through_a_reload_storm(database: &str) {
+fn a_spent_budget_stays_spent_through_a_reload_storm(database: &Database) {
     // Usage reaches the store only at the end (drain): until then the spend is known to the
     // node's lease desk alone, and every reload reads 0 spent from the store.
     let node = node_with(
@@ -575,7 +607,9 @@ macro_rules! on_both_backends {
             $(
                 #[test]
                 fn $name() {
-                    super::$name(&super::postgres_url());
+                    let database = super::Database::postgres();
+                    let _drop = super::DropSchema(database.clone());
+                    super::$name(&database);
                 }
             )*
         }

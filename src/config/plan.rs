@@ -151,7 +151,13 @@ impl GovernanceConfig {
             admin_token,
             secrets,
             flush_interval: ms(self.flush_interval_ms),
-            lease_wait: ms(self.lease_wait_ms),
+            // In a fleet a shard's refill may wait for the database (a cold node's first
+            // request on a limit, a share run dry): waiting less than a lease may take would
+            // refuse requests as if their limit were spent.
+            lease_wait: match &cluster {
+                Some(c) => ms(self.lease_wait_ms).max(c.lease_timeout),
+                None => ms(self.lease_wait_ms),
+            },
             cluster,
             request_logs: self.request_logs,
             prices: crate::pricing::catalog(&self.prices, self.default_max_output_tokens)

@@ -66,6 +66,8 @@ pub struct Fleet {
     pub stats: FleetStats,
     /// The config version the node's limits come from (a stale node cannot raise a limit).
     pub config_version: AtomicU64,
+    /// Set when the node leaves: its heartbeats stop.
+    leaving: AtomicBool,
     runtime: tokio::runtime::Handle,
 }
 
@@ -101,6 +103,7 @@ impl Fleet {
             record,
             stats,
             config_version: AtomicU64::new(0),
+            leaving: AtomicBool::new(false),
             runtime,
         }
     }
@@ -123,6 +126,10 @@ impl Fleet {
         let mut last_purge = Instant::now() - Duration::from_secs(3600);
         loop {
             tick.tick().await;
+            if self.leaving.load(Ordering::Relaxed) {
+                // Gone from the fleet: a beat now would register the node again.
+                return;
+            }
             self.beat(&desk).await;
             if self.lead(&mut leadership).await {
                 self.reap().await;
@@ -173,10 +180,10 @@ impl Fleet {
             Err(_) => tracing::warn!("heartbeat timed out"),
         }
         if let Ok(Ok(nodes)) = self.timed(self.store.list_nodes()).await {
-            let alive = nodes.iter().filter(|n| n.alive).count().max(1);
-            self.stats
-                .nodes_alive
-                .store(alive as u64, Ordering::Relaxed);
+            let alive = nodes.iter().filter(|n| n.alive).count().max(1) as u64;
+            if self.stats.nodes_alive.swap(alive, Ordering::Relaxed) != alive {
+                desk.share_among(alive);
+            }
         }
     }
 
@@ -236,7 +243,7 @@ impl Fleet {
 
     /// Gives unused units back to the fleet's counters. One that fails stays held by this
     /// node in the database: it comes back when the node leaves, dies or the window ends.
-    async fn give_back(&self, unused: Vec<Unused>) {
+    pub async fn give_back(&self, unused: Vec<Unused>) {
         for u in unused {
             let name = counter_name(u.limit.kind, u.generation);
             let call = self.store.return_share(
@@ -255,6 +262,7 @@ impl Fleet {
     /// The node stops (after its shards drained and its usage was flushed): everything it
     /// holds unused goes back, then it leaves the fleet.
     pub async fn leave(&self, desk: &LeaseDesk) {
+        self.leaving.store(true, Ordering::Relaxed);
         self.give_back(desk.collect_unused(Duration::ZERO, unix_now()))
             .await;
         match self.timed(self.store.leave_fleet(self.node_id())).await {
@@ -364,5 +372,9 @@ impl ClusterLeases for Arc<Fleet> {
 
     fn fail_open(&self) -> bool {
         self.plan.fail_open
+    }
+
+    fn nodes(&self) -> u64 {
+        self.stats.nodes_alive.load(Ordering::Relaxed)
     }
 }

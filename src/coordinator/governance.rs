@@ -208,7 +208,10 @@ impl GovRuntime {
                             .seed_counter(entity, &name, kind.start(now), value, base)
                             .await?;
                     }
-                    self.desk.register(&limit, base, resets, now);
+                    let unused = self.desk.register(&limit, base, resets, now);
+                    if let (Some(fleet), Some(unused)) = (&self.fleet, unused) {
+                        fleet.give_back(vec![unused]).await;
+                    }
                     let old = self
                         .registry
                         .lock()
@@ -342,12 +345,12 @@ impl GovRuntime {
         Ok(())
     }
 
-    /// The lease desk: answers the shards' events until the queue closes. Usage goes on to
-    /// the flusher.
+    /// The lease desk: answers the shards' events until the queue closes. Usage (and flush
+    /// requests, in their order) go on to the flusher.
     pub fn run_desk(
         &self,
         events: &crossbeam_channel::Receiver<GovEvent>,
-        usage: &mpsc::UnboundedSender<Vec<UsageRecord>>,
+        flusher: &mpsc::UnboundedSender<ToFlusher>,
     ) {
         while let Ok(event) = events.recv() {
             match event {
@@ -356,7 +359,10 @@ impl GovRuntime {
                 }
                 GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
                 GovEvent::Usage(batch) => {
-                    let _ = usage.send(batch);
+                    let _ = flusher.send(ToFlusher::Usage(batch));
+                }
+                GovEvent::Flush(ack) => {
+                    let _ = flusher.send(ToFlusher::Now(ack));
                 }
             }
         }
@@ -372,33 +378,24 @@ impl GovRuntime {
     }
 
     /// Folds usage records into per-entity deltas and writes them, with the request logs,
-    /// every flush interval; `flush_now` requests (shutdown) flush at once and are answered.
-    pub async fn flush_loop(
-        self: Arc<Self>,
-        mut usage: mpsc::UnboundedReceiver<Vec<UsageRecord>>,
-        mut flush_now: mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
-    ) {
+    /// every flush interval; a flush request (shutdown) flushes at once and is answered.
+    pub async fn flush_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<ToFlusher>) {
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         loop {
-            let mut reply = None;
-            tokio::select! {
-                batch = usage.recv() => if let Some(batch) = batch {
-                    for r in &batch {
-                        self.fold(r, &mut pending);
-                    }
-                    continue;
-                },
-                _ = tick.tick() => {}
-                ack = flush_now.recv() => {
-                    while let Ok(batch) = usage.try_recv() {
+            let reply = tokio::select! {
+                next = queue.recv() => match next {
+                    Some(ToFlusher::Usage(batch)) => {
                         for r in &batch {
                             self.fold(r, &mut pending);
                         }
+                        continue;
                     }
-                    reply = ack;
-                }
-            }
+                    Some(ToFlusher::Now(ack)) => Some(ack),
+                    None => None,
+                },
+                _ = tick.tick() => None,
+            };
             self.flush(&mut pending).await;
             if let Some(ack) = reply {
                 let _ = ack.send(());
@@ -512,6 +509,13 @@ impl GovRuntime {
             }
         }
     }
+}
+
+/// What the lease desk passes on to the flusher, in the order the shards sent it.
+pub enum ToFlusher {
+    Usage(Vec<UsageRecord>),
+    /// Write everything now and answer.
+    Now(std::sync::mpsc::Sender<()>),
 }
 
 /// Usage and request logs not written yet.

@@ -86,6 +86,8 @@ pub trait ClusterLeases: Send + Sync {
     fn acquire(&self, ask: ShareRequest, done: Box<dyn FnOnce(Option<u64>) + Send>);
     /// Rate limits may be admitted on the node's word while the database is unreachable.
     fn fail_open(&self) -> bool;
+    /// Live nodes of the fleet (shares are sized for them).
+    fn nodes(&self) -> u64;
 }
 
 /// A shard waiting for its pool's top-up: the limit object it asked on, the shard, its want.
@@ -183,7 +185,21 @@ impl LeaseDesk {
     /// pool (what this window handed out and used) and takes over from the object it
     /// replaces, whose unused units come back; a budget reset (a new `generation`) starts
     /// the pool afresh from `base`.
-    pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: i64) {
+    ///
+    /// In a fleet, a limit whose value changed gives back what the node held of it unused
+    /// (returned for the caller to hand back to the counter before it publishes the change):
+    /// that share was sized and leased under the old value, and the counter grants anew
+    /// against the new one.
+    pub fn register(
+        &self,
+        limit: &Arc<Limit>,
+        base: u64,
+        generation: u64,
+        now: i64,
+    ) -> Option<Unused> {
+        if let Some(cluster) = &self.cluster {
+            limit.share_among(cluster.nodes());
+        }
         let epoch = limit.kind.epoch(now);
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         match pools.get_mut(&key(limit)) {
@@ -192,6 +208,21 @@ impl LeaseDesk {
                 if !Arc::ptr_eq(&pool.current, limit) {
                     let old = std::mem::replace(&mut pool.current, limit.clone());
                     pool.reclaim_all(&old);
+                    if self.cluster.is_some() && old.value != limit.value {
+                        for lease in old.leases.iter().chain(limit.leases.iter()) {
+                            pool.granted -= lease.reclaim(epoch).min(pool.granted);
+                        }
+                        let units = self.left(pool).saturating_sub(pool.unbacked);
+                        if units > 0 {
+                            pool.node_quota -= units;
+                            return Some(Unused {
+                                limit: limit.clone(),
+                                generation,
+                                window_start: limit.kind.start(now),
+                                units,
+                            });
+                        }
+                    }
                 }
             }
             Some(pool) => {
@@ -209,6 +240,7 @@ impl LeaseDesk {
                 );
             }
         }
+        None
     }
 
     /// A limit object the node no longer uses. Its pool goes only when no newer object of
@@ -411,6 +443,14 @@ impl LeaseDesk {
             }
         }
         out
+    }
+
+    /// Fleet: the number of live nodes changed; slices and shares are sized for it.
+    pub fn share_among(&self, nodes: u64) {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        for pool in pools.values() {
+            pool.current.share_among(nodes);
+        }
     }
 
     /// Fleet: the node was taken for dead and its shares were handed back by a survivor:

@@ -63,7 +63,8 @@ pub struct ControlState {
 pub struct Coordinator {
     pub control_addr: SocketAddr,
     state: Arc<ControlState>,
-    flush: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>>,
+    /// The shards' event queue, for the flush request at shutdown (behind their usage).
+    flush: Option<crossbeam_channel::Sender<GovEvent>>,
     /// Fleet: the runtime and desk to give shares back with when the node leaves.
     leave: Option<(tokio::runtime::Handle, Arc<leases::LeaseDesk>)>,
     /// SQLite: this node's exclusive claim on the database file.
@@ -82,7 +83,7 @@ impl Coordinator {
             return true;
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        flush.send(tx).is_ok() && rx.recv_timeout(timeout).is_ok()
+        flush.send_timeout(GovEvent::Flush(tx), timeout).is_ok() && rx.recv_timeout(timeout).is_ok()
     }
 
     /// Fleet: gives back every unused share and leaves the fleet (after the shards drained
@@ -111,7 +112,6 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let mut sqlite = None;
     let (state, gov_runtime, events) = match gov {
         None => (
@@ -177,7 +177,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
         }
     };
     let thread_state = state.clone();
-    let has_gov = gov_runtime.is_some();
+    let events_tx = gov_runtime.as_ref().map(|rt| rt.gov.events.clone());
     let leave = gov_runtime
         .as_ref()
         .filter(|_| state.fleet.is_some())
@@ -193,7 +193,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                         .name("lease-desk".into())
                         .spawn(move || desk.run_desk(&events, &usage_tx))
                         .expect("spawn lease desk");
-                    tokio::spawn(rt.clone().flush_loop(usage_rx, flush_rx));
+                    tokio::spawn(rt.clone().flush_loop(usage_rx));
                     if let Some(fleet) = rt.fleet.clone() {
                         tokio::spawn(fleet.run(rt.desk.clone()));
                     }
@@ -208,7 +208,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
     Ok(Coordinator {
         control_addr,
         state,
-        flush: has_gov.then_some(flush_tx),
+        flush: events_tx,
         leave,
         _sqlite: sqlite,
     })

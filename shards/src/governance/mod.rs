@@ -14,6 +14,7 @@ pub mod request;
 pub mod usage;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Limit {
     pub value: u64,
     /// Indexed by shard.
     pub leases: Box<[Lease]>,
+    /// Nodes that share the limit (a fleet's live nodes; 1 alone), set by the coordinator.
+    nodes: AtomicU64,
 }
 
 impl Limit {
@@ -40,12 +43,20 @@ impl Limit {
             kind,
             value,
             leases: (0..shards).map(|_| Lease::default()).collect(),
+            nodes: AtomicU64::new(1),
         }
     }
 
-    /// The slice the coordinator grants at a time: a quarter of a fair share.
+    /// The slice the coordinator grants at a time: a quarter of a fair share of every shard
+    /// of every node, so that what shards hold unused stays a small part of the limit.
     pub fn chunk(&self) -> u64 {
-        (self.value / (4 * self.leases.len() as u64).max(1)).clamp(1, lease::MAX_SLICE)
+        let sharers = self.leases.len() as u64 * self.nodes.load(Ordering::Relaxed);
+        (self.value / (4 * sharers).max(1)).clamp(1, lease::MAX_SLICE)
+    }
+
+    /// Coordinator: how many nodes share the limit now.
+    pub fn share_among(&self, nodes: u64) {
+        self.nodes.store(nodes.max(1), Ordering::Relaxed);
     }
 }
 
@@ -92,6 +103,9 @@ pub enum GovEvent {
     Debt { limit: Arc<Limit>, units: u64 },
     /// Usage of requests, batched per shard (see [`usage::UsageBatcher`]).
     Usage(Vec<UsageRecord>),
+    /// The node stops: write everything queued before this event, then answer. It travels
+    /// the same queue as usage, so nothing a shard sent before it is left behind.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Node-wide governance state shared by the coordinator and the shards.

@@ -1,0 +1,342 @@
+//! A fleet of ringgate nodes on one PostgreSQL behaves like one big node: a request limit
+//! admits exactly its value whatever node the load lands on, the shares of a node killed
+//! with `kill -9` come back to the survivors, a rolling restart loses no request, no usage and
+//! no share, and SQLite refuses to be shared. Each test runs its own fleet on its own schema
+//! (tests/common/fleet.rs).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::fleet::*;
+use common::*;
+use serde_json::json;
+
+/// Waits, when the current hour is about to end, for the next one: the tests count requests
+/// of one `rph` window.
+fn within_one_hour_window() {
+    let into_hour = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 3600
+    };
+    if into_hour() > 3540 {
+        poll_until(Duration::from_secs(70), || (into_hour() < 60).then_some(()))
+            .expect("a new hour");
+    }
+}
+
+/// Units every node holds of every limit, summed (0 once all unused shares came back).
+fn held(fleet: &Fleet) -> u64 {
+    fleet
+        .sql("SELECT COALESCE(SUM(held), 0) FROM limit_shares")
+        .parse()
+        .unwrap()
+}
+
+/// Units every node holds of `limit` of key `id`.
+fn held_of(fleet: &Fleet, id: &str, limit: &str) -> u64 {
+    fleet
+        .sql(&format!(
+            "SELECT COALESCE(SUM(held), 0) FROM limit_shares WHERE entity_id = '{id}' \
+             AND limit_name = '{limit}'"
+        ))
+        .parse()
+        .unwrap()
+}
+
+/// The counter of `limit` of key `id` in the current window.
+fn counter(fleet: &Fleet, id: &str, limit: &str) -> u64 {
+    fleet
+        .sql(&format!(
+            "SELECT COALESCE(SUM(used), 0) FROM limit_counters WHERE entity_id = '{id}' \
+             AND limit_name = '{limit}' AND window_start = (SELECT MAX(window_start) \
+             FROM limit_counters WHERE entity_id = '{id}' AND limit_name = '{limit}')"
+        ))
+        .parse()
+        .unwrap()
+}
+
+/// Requests with `secret` to the given nodes in turn until each refuses in the same round;
+/// the number admitted.
+fn use_up(nodes: &[&Gateway], secret: &str) -> u64 {
+    let mut admitted = 0;
+    loop {
+        let mut refused = 0;
+        for gw in nodes {
+            match chat(gw, secret) {
+                200 => admitted += 1,
+                // A spent rate limit, a spent budget.
+                429 | 402 => refused += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        if refused == nodes.len() {
+            return admitted;
+        }
+    }
+}
+
+#[test]
+fn a_request_limit_admits_exactly_its_value_under_uneven_load_on_three_nodes() {
+    let fleet = Fleet::start(3, json!({}));
+    within_one_hour_window();
+    let (id, secret) = create_key(fleet.node(0), r#"{"name":"fleet","limits":{"rph":120}}"#);
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    // 6 clients on node 0, 3 on node 1, 1 on node 2, each until its node refuses.
+    let admitted = Arc::new(AtomicU64::new(0));
+    thread::scope(|scope| {
+        for (node, clients) in [(0, 6), (1, 3), (2, 1)] {
+            for _ in 0..clients {
+                let (gw, admitted, secret) = (fleet.node(node), &admitted, &secret);
+                scope.spawn(move || loop {
+                    match chat(gw, secret) {
+                        200 => admitted.fetch_add(1, Ordering::Relaxed),
+                        429 => return,
+                        other => panic!("unexpected status {other}"),
+                    };
+                });
+            }
+        }
+    });
+    // What a node still holds unused comes back once the limit is idle there; then every
+    // last unit is reachable from any node.
+    poll_until(Duration::from_secs(10), || {
+        (held(&fleet) == 0).then_some(())
+    })
+    .expect("unused shares come back");
+    let nodes: Vec<&Gateway> = fleet.live().collect();
+    let total = admitted.load(Ordering::Relaxed) + use_up(&nodes, &secret);
+    assert_eq!(total, 120, "exactly the limit, over three nodes");
+    assert_eq!(counter(&fleet, &id, "rph"), 120);
+}
+
+/// Spend recorded for key `id` (nano-dollars), over all its periods.
+fn spent(fleet: &Fleet, id: &str) -> u64 {
+    fleet
+        .sql(&format!(
+            "SELECT COALESCE(SUM(spent_nanos), 0) FROM usage WHERE entity_kind = 'key' AND entity_id = '{id}'"
+        ))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
+    // Shares stay with a node that is idle (no give-back): only its death frees them.
+    let mut fleet = Fleet::start(
+        3,
+        json!({"governance": {"cluster": {"share_idle_ms": 600_000}}}),
+    );
+    within_one_hour_window();
+    let (rate_id, rate) = create_key(fleet.node(0), r#"{"name":"rate","limits":{"rph":100}}"#);
+    let (budget_id, budget) = create_key(
+        fleet.node(0),
+        r#"{"name":"budget","budget":{"limit_nanos":1000000000,"period":"monthly"}}"#,
+    );
+    fleet.wait_everywhere(&rate, true, Duration::from_secs(5));
+    fleet.wait_everywhere(&budget, true, Duration::from_secs(5));
+    for _ in 0..10 {
+        assert_eq!(chat(fleet.node(2), &rate), 200);
+        assert_eq!(chat(fleet.node(2), &budget), 200);
+    }
+    // Node 2's usage is flushed (its shares settled): it holds only what it did not spend.
+    let spent_before = poll_until(Duration::from_secs(10), || {
+        let settled = counter(&fleet, &rate_id, "rph") - held_of(&fleet, &rate_id, "rph");
+        (settled == 10 && spent(&fleet, &budget_id) > 0).then(|| spent(&fleet, &budget_id))
+    })
+    .expect("node 2's usage reaches the store");
+    assert!(
+        counter(&fleet, &rate_id, "rph") > 10,
+        "node 2 holds an unused share"
+    );
+    fleet.nodes[2].as_mut().unwrap().kill9();
+    fleet.nodes[2] = None;
+    // The leader reaps it within node_ttl (2 s) and a heartbeat.
+    poll_until(Duration::from_secs(10), || {
+        (fleet.sql("SELECT COUNT(*) FROM cluster_nodes") == "2").then_some(())
+    })
+    .expect("the dead node is reaped");
+    let survivors: Vec<&Gateway> = fleet.live().collect();
+    let admitted = use_up(&survivors, &rate);
+    assert_eq!(
+        admitted,
+        90,
+        "everything node 2 did not spend; counter {}, held by node {}",
+        counter(&fleet, &rate_id, "rph"),
+        fleet.sql(&format!(
+            "SELECT string_agg(node_id || ':' || held, ',') FROM limit_shares WHERE entity_id = '{rate_id}'"
+        ))
+    );
+    let admitted = use_up(&survivors, &budget);
+    // Once every served request's cost is stored: a budget admits while any of it is left
+    // and charges the real cost, so each shard that still held a slice when it ran out may
+    // admit one more request (two survivors, two shards each: four) — docs/cluster.md.
+    let limit = 1_000_000_000;
+    let total = poll_until(Duration::from_secs(10), || {
+        (requests(&fleet, &budget_id) == 10 + admitted).then(|| spent(&fleet, &budget_id))
+    })
+    .expect("the survivors' usage reaches the store");
+    let per_request = spent_before / 10;
+    assert!(
+        (limit - 2 * per_request..=limit + 4 * 2 * per_request).contains(&total),
+        "all of the budget the dead node did not spend is reachable, and no more: spent \
+         {total} of {limit} ({per_request} a request)"
+    );
+}
+
+/// Requests recorded for key `id`.
+fn requests(fleet: &Fleet, id: &str) -> u64 {
+    fleet
+        .sql(&format!(
+            "SELECT COALESCE(SUM(requests), 0) FROM usage WHERE entity_kind = 'key' AND entity_id = '{id}'"
+        ))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_rolling_restart_under_load_loses_no_request_usage_or_share() {
+    let mut fleet = Fleet::start(3, json!({"shutdown": {"grace_period_ms": 5000}}));
+    within_one_hour_window();
+    let (id, secret) = create_key(
+        fleet.node(0),
+        r#"{"name":"rolling","limits":{"rph":100000}}"#,
+    );
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    let addrs: Arc<Mutex<Vec<SocketAddr>>> =
+        Arc::new(Mutex::new(fleet.live().map(|g| g.addr).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (addrs, stop, served, secret) =
+                (addrs.clone(), stop.clone(), served.clone(), secret.clone());
+            thread::spawn(move || {
+                let mut turn = c;
+                while !stop.load(Ordering::Relaxed) {
+                    turn += 1;
+                    let addr = {
+                        let addrs = addrs.lock().unwrap();
+                        addrs[turn % addrs.len()]
+                    };
+                    // A client that retries elsewhere when a node refuses connections.
+                    let Ok(mut conn) = HttpConn::connect(addr, Duration::from_secs(5)) else {
+                        continue;
+                    };
+                    let auth = format!("Bearer {secret}");
+                    let body = chat_body("mock/gpt-4o-mini", "hi", false);
+                    let req = build_request(
+                        "POST",
+                        "/v1/chat/completions",
+                        &[
+                            ("authorization", &auth),
+                            ("content-type", "application/json"),
+                        ],
+                        Some(body.as_bytes()),
+                        false,
+                    );
+                    if conn.send(&req).is_err() {
+                        continue;
+                    }
+                    match conn.read_response() {
+                        Ok(resp) => {
+                            assert_eq!(resp.status, 200, "{}", resp.text());
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Accepted just as the node closed its listener: never answered, so
+                        // never charged; the client tries again.
+                        Err(e) if is_disconnect(&e) => {}
+                        Err(e) => panic!("request failed: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..3 {
+        let before = served.load(Ordering::Relaxed);
+        poll_until(Duration::from_secs(10), || {
+            (served.load(Ordering::Relaxed) > before + 20).then_some(())
+        })
+        .expect("traffic flows");
+        let mut old = fleet.nodes[i].take().unwrap();
+        old.sigterm();
+        assert_eq!(
+            old.wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{}",
+            old.stderr()
+        );
+        let new = fleet.add_node();
+        fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+        addrs.lock().unwrap()[i] = fleet.node(new).addr;
+    }
+    let before = served.load(Ordering::Relaxed);
+    poll_until(Duration::from_secs(10), || {
+        (served.load(Ordering::Relaxed) > before + 20).then_some(())
+    })
+    .expect("traffic flows after the restart");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("no client saw a failed request");
+    }
+    let served = served.load(Ordering::Relaxed);
+    // Every served request is in the stored usage, once; no share is stranded.
+    poll_until(Duration::from_secs(10), || {
+        (requests(&fleet, &id) == served
+            && held(&fleet) == 0
+            && counter(&fleet, &id, "rph") == served)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "served {served}; stored usage, held shares and the counter: {}, {}, {}",
+            fleet.sql(&format!(
+                "SELECT SUM(requests) FROM usage WHERE entity_id = '{id}'"
+            )),
+            held(&fleet),
+            counter(&fleet, &id, "rph")
+        )
+    });
+    assert_eq!(fleet.sql("SELECT COUNT(*) FROM cluster_nodes"), "3");
+}
+
+#[test]
+fn two_nodes_on_one_sqlite_file_are_refused() {
+    let mock = MockLlm::start(&[]);
+    let dir = TempDir::new("ringgate-sqlite-shared");
+    let db = dir.path().join("shared.db").display().to_string();
+    let config = json!({
+        "governance": {"database": db},
+        "providers": {"mock": {"base_url": mock.base_url()}},
+    });
+    let _first = Gateway::start(config.clone());
+    let second = std::process::Command::new(ringgate_bin())
+        .args(["serve", "--config"])
+        .arg(write_config_file(&dir, "second.yaml", &config))
+        .output()
+        .expect("run a second node");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("single-node") && stderr.contains("postgres://"),
+        "{stderr}"
+    );
+}
+
+/// Writes `config` (with loopback ports 0) as `name` in `dir`; its path.
+fn write_config_file(dir: &TempDir, name: &str, config: &serde_json::Value) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    let config = merged(
+        json!({"listen": "127.0.0.1:0", "control": {"listen": "127.0.0.1:0"}, "pin_cores": false}),
+        config.clone(),
+    );
+    write_config(&path, &config);
+    path
+}
