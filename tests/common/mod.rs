@@ -548,6 +548,19 @@ pub fn build_request(
     bytes
 }
 
+/// A `POST /v1/chat/completions` request carrying `body` (usually [`chat_body`]). The tests
+/// that drive the wire themselves send this one request over and over, differing only in
+/// `headers` (an authorization, the mock's `x-mock-*` controls) and `close`.
+pub fn chat_request(body: &str, headers: &[(&str, &str)], close: bool) -> Vec<u8> {
+    build_request(
+        "POST",
+        "/v1/chat/completions",
+        headers,
+        Some(body.as_bytes()),
+        close,
+    )
+}
+
 /// One client connection; responses are read in order, so several requests
 /// can share it (keep-alive).
 pub struct HttpConn {
