@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,15 +142,32 @@ fn within_one_minute_window() {
     }
 }
 
-fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
+/// A chat request carrying `body`, authorised by the key `secret`: every request these
+/// tests make as a key holder.
+fn keyed_chat(secret: &str, body: &str, close: bool) -> Vec<u8> {
     let auth = format!("Bearer {secret}");
-    gw.request(&build_request(
-        "POST",
-        "/v1/chat/completions",
-        &[("authorization", &auth)],
-        Some(chat_body("mock/gpt-4o-mini", "hello", stream).as_bytes()),
-        true,
-    ))
+    chat_request(body, &[("authorization", &auth)], close)
+}
+
+fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
+    let body = chat_body("mock/gpt-4o-mini", "hello", stream);
+    gw.request(&keyed_chat(secret, &body, true))
+}
+
+/// The status of one keyed chat request on a new connection: concurrent ones spread over
+/// both shards.
+fn keyed_status(addr: SocketAddr, secret: &str, body: &str) -> u16 {
+    let req = keyed_chat(secret, body, true);
+    http_request(addr, &req, Duration::from_secs(10)).unwrap().0
+}
+
+/// A new key with `body`'s limits, once the node knows it, at the start of a minute window:
+/// the rate-limit tests begin here.
+fn limited_key(gw: &Gateway, body: &str) -> (String, String) {
+    let (id, secret) = create_key(gw, body);
+    wait_known(gw, &secret);
+    within_one_minute_window();
+    (id, secret)
 }
 
 fn sqlite_path(tag: &str) -> (TempDir, String) {
@@ -232,12 +249,10 @@ fn exact_request_limit_across_shards(database: &str) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     const LIMIT: usize = 50;
-    let (_, secret) = create_key(
+    let (_, secret) = limited_key(
         gw,
         &format!(r#"{{"name":"rpm","limits":{{"rpm":{LIMIT}}},"active":true}}"#),
     );
-    wait_known(gw, &secret);
-    within_one_minute_window();
     let ok = Arc::new(AtomicUsize::new(0));
     let limited = Arc::new(AtomicUsize::new(0));
     let addr = gw.addr;
@@ -246,17 +261,8 @@ fn exact_request_limit_across_shards(database: &str) {
             let (ok, limited, secret) = (ok.clone(), limited.clone(), secret.clone());
             std::thread::spawn(move || {
                 for i in 0..10 {
-                    let auth = format!("Bearer {secret}");
-                    let req = build_request(
-                        "POST",
-                        "/v1/chat/completions",
-                        &[("authorization", &auth)],
-                        Some(chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0).as_bytes()),
-                        true,
-                    );
-                    // A new connection per request spreads them over both shards.
-                    let (status, _, _) = http_request(addr, &req, Duration::from_secs(10)).unwrap();
-                    match status {
+                    let body = chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0);
+                    match keyed_status(addr, &secret, &body) {
                         200 => ok.fetch_add(1, Ordering::Relaxed),
                         429 => limited.fetch_add(1, Ordering::Relaxed),
                         other => panic!("unexpected status {other}"),
@@ -375,12 +381,10 @@ fn token_limit_holds_under_concurrency(database: &str) {
     let gw = &node.gw;
     // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
     const TPM: u64 = 100;
-    let (id, secret) = create_key(
+    let (id, secret) = limited_key(
         gw,
         &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
     );
-    wait_known(gw, &secret);
-    within_one_minute_window();
     let addr = gw.addr;
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -395,15 +399,7 @@ fn token_limit_holds_under_concurrency(database: &str) {
                         "messages": [{"role": "user", "content": "hello"}],
                     })
                     .to_string();
-                    let auth = format!("Bearer {secret}");
-                    let req = build_request(
-                        "POST",
-                        "/v1/chat/completions",
-                        &[("authorization", &auth)],
-                        Some(body.as_bytes()),
-                        true,
-                    );
-                    let (status, _, _) = http_request(addr, &req, Duration::from_secs(10)).unwrap();
+                    let status = keyed_status(addr, &secret, &body);
                     assert!(status == 200 || status == 429, "status {status}");
                     ok += u64::from(status == 200);
                 }
@@ -460,9 +456,7 @@ fn replace_key(gw: &Gateway, id: &str, body: &str) {
 fn a_changed_limit_counts_what_its_window_used(database: &str) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
-    let (id, secret) = create_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
-    wait_known(gw, &secret);
-    within_one_minute_window();
+    let (id, secret) = limited_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
     for _ in 0..6 {
         assert_eq!(chat_with(gw, &secret, false).status, 200);
     }
@@ -508,17 +502,9 @@ fn a_spent_budget_stays_spent_through_a_reload_storm(database: &str) {
     // One keep-alive connection: one shard, and each request is settled before the next is
     // read, so nothing is in flight when the budget runs out.
     let mut conn = HttpConn::connect(gw.addr, Duration::from_secs(10)).unwrap();
-    let auth = format!("Bearer {secret}");
     let mut ask = |stream: bool| {
         let body = chat_body("mock/gpt-4o-mini", "hello", stream);
-        conn.send(&build_request(
-            "POST",
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-            false,
-        ))
-        .unwrap();
+        conn.send(&keyed_chat(&secret, &body, false)).unwrap();
         conn.read_response().unwrap().status
     };
     assert_eq!(ask(false), 200);
@@ -623,16 +609,8 @@ fn providers_added_through_the_admin_api_are_routed_live() {
         !v.to_string().contains("sk-stored-secret"),
         "secret echoed: {v}"
     );
-    let auth = format!("Bearer {secret}");
-    let request = || {
-        gw.request(&build_request(
-            "POST",
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(chat_body("live/gpt-4o-mini", "from the store", false).as_bytes()),
-            true,
-        ))
-    };
+    let body = chat_body("live/gpt-4o-mini", "from the store", false);
+    let request = || gw.request(&keyed_chat(&secret, &body, true));
     let mut last = String::new();
     let resp = poll_until(Duration::from_millis(100), || {
         let resp = request();
