@@ -460,27 +460,22 @@ fn a_changed_limit_counts_what_its_window_used(database: &str) {
     for _ in 0..6 {
         assert_eq!(chat_with(gw, &secret, false).status, 200);
     }
+    // The key's rpm limit replaced by `rpm`, then the statuses of five more requests.
+    let with_rpm = |rpm: u32| -> Vec<u16> {
+        replace_key(
+            gw,
+            &id,
+            &format!(r#"{{"name":"rpm","limits":{{"rpm":{rpm}}},"active":true}}"#),
+        );
+        (0..5)
+            .map(|_| chat_with(gw, &secret, false).status)
+            .collect()
+    };
     // Lowered below what this minute already used: nothing more is admitted (a fresh window's
     // worth for the new limit would admit 3).
-    replace_key(
-        gw,
-        &id,
-        r#"{"name":"rpm","limits":{"rpm":3},"active":true}"#,
-    );
-    let statuses: Vec<u16> = (0..5)
-        .map(|_| chat_with(gw, &secret, false).status)
-        .collect();
-    assert!(statuses.iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(with_rpm(3), [429; 5]);
     // Raised to 8: the two units the window has left, then no more.
-    replace_key(
-        gw,
-        &id,
-        r#"{"name":"rpm","limits":{"rpm":8},"active":true}"#,
-    );
-    let statuses: Vec<u16> = (0..5)
-        .map(|_| chat_with(gw, &secret, false).status)
-        .collect();
-    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    assert_eq!(with_rpm(8), [200, 200, 429, 429, 429]);
 }
 
 fn a_spent_budget_stays_spent_through_a_reload_storm(database: &str) {
