@@ -7,6 +7,13 @@ use serde_json::{json, Value};
 use translate::bedrock::eventstream::encode_frame;
 use translate::{StreamTranslator, TranslateError};
 
+/// Asserts `r` failed with [`TranslateError::UpstreamPayload`]: what every translator answers
+/// to a provider body or event it cannot read.
+#[track_caller]
+pub fn assert_upstream_payload<T>(r: Result<T, TranslateError>) {
+    assert!(matches!(r, Err(TranslateError::UpstreamPayload(_))));
+}
+
 pub fn fixture(path: &str) -> Vec<u8> {
     let p = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
