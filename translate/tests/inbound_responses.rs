@@ -103,10 +103,7 @@ fn response_golden() {
         v["incomplete_details"],
         json!({"reason": "max_output_tokens"})
     );
-    assert!(matches!(
-        responses::response_from_chat(b"{}", "m"),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(responses::response_from_chat(b"{}", "m"));
 }
 
 fn check_sequence(events: &[(String, Value)]) {
@@ -116,30 +113,45 @@ fn check_sequence(events: &[(String, Value)]) {
     }
 }
 
-#[test]
-fn stream_text_golden() {
+/// How both golden streams open: the response, then a message item and its text part.
+const MESSAGE_OPENING: [&str; 4] = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+];
+
+/// Runs the translator (reporting `created`) over an OpenAI chat stream fixture, writes the
+/// output to `dump_as` for inspection, and returns its events once every event's `type` and
+/// `sequence_number` check out.
+fn stream_golden(created: u64, fixture_name: &str, dump_as: &str) -> Vec<(String, Value)> {
     let out = run_all(
-        || StreamFromChat::new("gpt-x".into(), 99),
-        &fixture("openai/stream_text.sse"),
+        || StreamFromChat::new("gpt-x".into(), created),
+        &fixture(fixture_name),
     );
-    dump("responses_text.sse", &out);
+    dump(dump_as, &out);
     let ev = parse_sse(&out);
     check_sequence(&ev);
-    let names = event_names(&ev);
+    ev
+}
+
+#[test]
+fn stream_text_golden() {
+    let ev = stream_golden(99, "openai/stream_text.sse", "responses_text.sse");
     assert_eq!(
-        names,
+        event_names(&ev),
         [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            "response.output_text.delta",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.completed"
+            &MESSAGE_OPENING[..],
+            &[
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ],
         ]
+        .concat()
     );
     assert_eq!(ev[0].1["response"]["id"], "resp_123");
     assert_eq!(ev[0].1["response"]["status"], "in_progress");
@@ -164,36 +176,29 @@ fn stream_text_golden() {
 
 #[test]
 fn stream_tool_golden() {
-    let out = run_all(
-        || StreamFromChat::new("gpt-x".into(), 1),
-        &fixture("openai/stream_tool.sse"),
-    );
-    dump("responses_tool.sse", &out);
-    let ev = parse_sse(&out);
-    check_sequence(&ev);
-    let names = event_names(&ev);
+    let ev = stream_golden(1, "openai/stream_tool.sse", "responses_tool.sse");
     assert_eq!(
-        names,
+        event_names(&ev),
         [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.done",
-            "response.output_item.done",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.done",
-            "response.output_item.done",
-            "response.completed"
+            &MESSAGE_OPENING[..],
+            &[
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ],
         ]
+        .concat()
     );
     assert_eq!(
         ev[8].1,
@@ -233,10 +238,7 @@ fn stream_incomplete_truncated_malformed() {
     );
 
     let mut s = StreamFromChat::new("m".into(), 1);
-    assert!(matches!(
-        s.feed(b"data: nope\n\n", &mut out),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(s.feed(b"data: nope\n\n", &mut out));
 
     let mut s = StreamFromChat::new("m".into(), 1);
     let mut out = Vec::new();
