@@ -30,6 +30,24 @@ pub enum Output {
     Stream(StreamOutput),
 }
 
+/// For the dialects' unit tests, which know which kind of reply they get.
+#[cfg(test)]
+impl Output {
+    pub fn into_json(self) -> Bytes {
+        match self {
+            Output::Json(body) => body,
+            Output::Stream(_) => panic!("expected json"),
+        }
+    }
+
+    pub fn into_stream(self) -> StreamOutput {
+        match self {
+            Output::Stream(out) => out,
+            Output::Json(_) => panic!("expected stream"),
+        }
+    }
+}
+
 /// A streamed reply, already encoded, plus what fault injection needs to
 /// know about it.
 #[derive(Debug)]
