@@ -229,10 +229,7 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     /// (event name, data) of every SSE event.
     fn parse_events(events: &[Bytes]) -> Vec<(String, Value)> {

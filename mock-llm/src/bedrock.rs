@@ -288,10 +288,7 @@ pub fn error_body(message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     /// Decode frames back into (event type, payload), checking both CRCs.
     fn decode(frames: &[Bytes]) -> Vec<(String, Value)> {

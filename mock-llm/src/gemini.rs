@@ -299,10 +299,7 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     const BODY: &[u8] = br#"{
         "systemInstruction":{"parts":[{"text":"be brief"}]},

@@ -30,6 +30,12 @@ pub enum Output {
     Stream(StreamOutput),
 }
 
+/// A reply body (or an event's data) as JSON, for the dialects' unit tests.
+#[cfg(test)]
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
 /// For the dialects' unit tests, which know which kind of reply they get.
 #[cfg(test)]
 impl Output {

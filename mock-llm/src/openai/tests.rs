@@ -1,10 +1,7 @@
 //! Unit tests of `openai.rs`, kept apart so that the module reads as what it serves.
 
 use super::*;
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap()
-}
+use crate::reply::json;
 
 fn events_json(events: &[Bytes]) -> Vec<Value> {
     events
