@@ -6,8 +6,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -161,10 +159,40 @@ fn keyed_status(addr: SocketAddr, secret: &str, body: &str) -> u16 {
     http_request(addr, &req, Duration::from_secs(10)).unwrap().0
 }
 
-/// A new key with `body`'s limits, once the node knows it, at the start of a minute window:
-/// the rate-limit tests begin here.
-fn limited_key(gw: &Gateway, body: &str) -> (String, String) {
-    let (id, secret) = create_key(gw, body);
+/// The statuses of 10 keyed chat requests from each of `threads` threads at once, the
+/// request `i` of thread `t` carrying `body(t, i)`, each on a new connection (so they spread
+/// over both shards). Every one is admitted (200) or limited (429).
+fn concurrent_statuses(
+    addr: SocketAddr,
+    secret: &str,
+    threads: usize,
+    body: fn(usize, usize) -> String,
+) -> Vec<u16> {
+    let threads: Vec<_> = (0..threads)
+        .map(|t| {
+            let secret = secret.to_owned();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| keyed_status(addr, &secret, &body(t, i)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    for status in &statuses {
+        assert!(*status == 200 || *status == 429, "status {status}");
+    }
+    statuses
+}
+
+/// A new key named after its one limit, `kind` (`rpm`, `tpm` …) at `limit`, once the node
+/// knows it, at the start of a minute window: the rate-limit tests begin here.
+fn limited_key(gw: &Gateway, kind: &str, limit: u64) -> (String, String) {
+    let body = json!({"name": kind, "limits": {kind: limit}, "active": true}).to_string();
+    let (id, secret) = create_key(gw, &body);
     wait_known(gw, &secret);
     within_one_minute_window();
     (id, secret)
@@ -249,37 +277,13 @@ fn exact_request_limit_across_shards(database: &str) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     const LIMIT: usize = 50;
-    let (_, secret) = limited_key(
-        gw,
-        &format!(r#"{{"name":"rpm","limits":{{"rpm":{LIMIT}}},"active":true}}"#),
-    );
-    let ok = Arc::new(AtomicUsize::new(0));
-    let limited = Arc::new(AtomicUsize::new(0));
-    let addr = gw.addr;
-    let threads: Vec<_> = (0..16)
-        .map(|t| {
-            let (ok, limited, secret) = (ok.clone(), limited.clone(), secret.clone());
-            std::thread::spawn(move || {
-                for i in 0..10 {
-                    let body = chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0);
-                    match keyed_status(addr, &secret, &body) {
-                        200 => ok.fetch_add(1, Ordering::Relaxed),
-                        429 => limited.fetch_add(1, Ordering::Relaxed),
-                        other => panic!("unexpected status {other}"),
-                    };
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_eq!(
-        ok.load(Ordering::Relaxed),
-        LIMIT,
-        "exactly the limit is admitted"
-    );
-    assert_eq!(limited.load(Ordering::Relaxed), 160 - LIMIT);
+    let (_, secret) = limited_key(gw, "rpm", LIMIT as u64);
+    let statuses = concurrent_statuses(gw.addr, &secret, 16, |t, i| {
+        chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0)
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, LIMIT, "exactly the limit is admitted");
+    assert_eq!(statuses.len() - ok, 160 - LIMIT);
     let metrics = gw.metrics();
     for shard in 0..2 {
         let line = format!("ringgate_responses_total{{class=\"2xx\",shard=\"{shard}\"}}");
@@ -381,33 +385,17 @@ fn token_limit_holds_under_concurrency(database: &str) {
     let gw = &node.gw;
     // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
     const TPM: u64 = 100;
-    let (id, secret) = limited_key(
-        gw,
-        &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
-    );
-    let addr = gw.addr;
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let secret = secret.clone();
-            std::thread::spawn(move || {
-                let mut ok = 0u64;
-                for i in 0..10 {
-                    let body = serde_json::json!({
-                        "model": "mock/gpt-4o-mini",
-                        "max_tokens": 2,
-                        "stream": (t + i) % 2 == 0,
-                        "messages": [{"role": "user", "content": "hello"}],
-                    })
-                    .to_string();
-                    let status = keyed_status(addr, &secret, &body);
-                    assert!(status == 200 || status == 429, "status {status}");
-                    ok += u64::from(status == 200);
-                }
-                ok
-            })
+    let (id, secret) = limited_key(gw, "tpm", TPM);
+    let statuses = concurrent_statuses(gw.addr, &secret, 8, |t, i| {
+        serde_json::json!({
+            "model": "mock/gpt-4o-mini",
+            "max_tokens": 2,
+            "stream": (t + i) % 2 == 0,
+            "messages": [{"role": "user", "content": "hello"}],
         })
-        .collect();
-    let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        .to_string()
+    });
+    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
     let usage = usage_after(gw, &id, admitted);
     let used =
         usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
@@ -456,7 +444,7 @@ fn replace_key(gw: &Gateway, id: &str, body: &str) {
 fn a_changed_limit_counts_what_its_window_used(database: &str) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
-    let (id, secret) = limited_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
+    let (id, secret) = limited_key(gw, "rpm", 10);
     for _ in 0..6 {
         assert_eq!(chat_with(gw, &secret, false).status, 200);
     }
