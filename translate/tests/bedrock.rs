@@ -377,8 +377,6 @@ fn converse_stream_errors() {
     );
     assert_upstream_payload(s.feed(&f, &mut Vec::new()));
     // exception frame
-    let mut s = ChatStream::new("c".into(), 0, false);
-    let mut out = Vec::new();
     let f = encode_frame(
         &[
             (":exception-type", "throttlingException"),
@@ -386,14 +384,11 @@ fn converse_stream_errors() {
         ],
         br#"{"message":"Too many requests, please wait before trying again."}"#,
     );
-    s.feed(&f, &mut out).unwrap();
-    assert_eq!(
-        data_only(&out),
-        vec![
-            json!({"error": {"message": "Too many requests, please wait before trying again.", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}})
-        ]
+    assert_error_chunk(
+        ChatStream::new("c".into(), 0, false),
+        &f,
+        json!({"error": {"message": "Too many requests, please wait before trying again.", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}}),
     );
-    assert!(s.finish(&mut out).is_err());
 }
 
 #[test]

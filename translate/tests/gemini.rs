@@ -183,16 +183,11 @@ fn stream_truncated_malformed_error() {
     }
     let mut s = ChatStream::new("g".into(), 0, false);
     assert_upstream_payload(s.feed(b"data: {\"candidates\": [\n\n", &mut out));
-    let mut s = ChatStream::new("g".into(), 0, false);
-    let mut out = Vec::new();
-    s.feed(b"data: {\"error\": {\"code\": 429, \"message\": \"Quota\", \"status\": \"RESOURCE_EXHAUSTED\"}}\n\n", &mut out).unwrap();
-    assert_eq!(
-        data_only(&out),
-        vec![
-            json!({"error": {"message": "Quota", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}})
-        ]
+    assert_error_chunk(
+        ChatStream::new("g".into(), 0, false),
+        b"data: {\"error\": {\"code\": 429, \"message\": \"Quota\", \"status\": \"RESOURCE_EXHAUSTED\"}}\n\n",
+        json!({"error": {"message": "Quota", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}}),
     );
-    assert!(s.finish(&mut out).is_err());
 }
 
 #[test]

@@ -9,11 +9,10 @@ use translate::TranslateError;
 
 #[test]
 fn request_golden() {
-    let (body, stream, model) =
-        responses::request_to_chat(&fixture("responses/request.json")).unwrap();
-    assert!(stream);
-    assert_eq!(model, "gpt-4.1");
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let v = streamed_chat(
+        responses::request_to_chat(&fixture("responses/request.json")),
+        "gpt-4.1",
+    );
     assert_eq!(
         v,
         json!({
@@ -121,23 +120,22 @@ const MESSAGE_OPENING: [&str; 4] = [
     "response.content_part.added",
 ];
 
-/// Runs the translator (reporting `created`) over an OpenAI chat stream fixture, writes the
-/// output to `dump_as` for inspection, and returns its events once every event's `type` and
+/// [`sse_golden`] of the OpenAI stream fixture `openai/stream_{kind}.sse`, dumped as
+/// `responses_{kind}.sse` (the response reports `created`), once every event's `type` and
 /// `sequence_number` check out.
-fn stream_golden(created: u64, fixture_name: &str, dump_as: &str) -> Vec<(String, Value)> {
-    let out = run_all(
+fn stream_golden(created: u64, kind: &str) -> Vec<(String, Value)> {
+    let ev = sse_golden(
         || StreamFromChat::new("gpt-x".into(), created),
-        &fixture(fixture_name),
+        &format!("openai/stream_{kind}.sse"),
+        &format!("responses_{kind}.sse"),
     );
-    dump(dump_as, &out);
-    let ev = parse_sse(&out);
     check_sequence(&ev);
     ev
 }
 
 #[test]
 fn stream_text_golden() {
-    let ev = stream_golden(99, "openai/stream_text.sse", "responses_text.sse");
+    let ev = stream_golden(99, "text");
     assert_eq!(
         event_names(&ev),
         [
@@ -176,7 +174,7 @@ fn stream_text_golden() {
 
 #[test]
 fn stream_tool_golden() {
-    let ev = stream_golden(1, "openai/stream_tool.sse", "responses_tool.sse");
+    let ev = stream_golden(1, "tool");
     assert_eq!(
         event_names(&ev),
         [
