@@ -6,7 +6,8 @@ use crate::db::{Row, Value};
 use crate::error::{Error, Result};
 use crate::keys::{generate_key, hash_key, key_prefix};
 use crate::model::{
-    ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, Team, TeamInput, VirtualKey,
+    Budget, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, Limits, Team, TeamInput,
+    VirtualKey,
 };
 use crate::Store;
 
@@ -120,34 +121,42 @@ fn key_from_row(r: &Row) -> Result<VirtualKey> {
     })
 }
 
-/// A customer input's mutable columns but `updated_at`.
-fn customer_fields(input: &CustomerInput) -> Result<Vec<Value>> {
-    let mut p = vec![input.name.as_str().into()];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
+/// An input's mutable columns but `updated_at`, laid out as [`entity_table!`] lays out the
+/// table: its own `fields`, the budget and limit columns, then the `then` ones.
+fn mutable_columns<const F: usize, const T: usize>(
+    fields: [Value; F],
+    budget: Option<&Budget>,
+    limits: &Limits,
+    then: [Value; T],
+) -> Result<Vec<Value>> {
+    let mut p = Vec::from(fields);
+    p.extend(budget_limit_params(budget, limits)?);
+    p.extend(then);
     Ok(p)
 }
 
-/// A team input's mutable columns but `updated_at`.
+fn customer_fields(input: &CustomerInput) -> Result<Vec<Value>> {
+    let fields = [input.name.as_str().into()];
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, [])
+}
+
 fn team_fields(input: &TeamInput) -> Result<Vec<Value>> {
-    let mut p = vec![
+    let fields = [
         input.name.as_str().into(),
         input.customer_id.as_deref().into(),
     ];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-    Ok(p)
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, [])
 }
 
-/// A key input's mutable columns but `updated_at`.
 fn key_fields(input: &KeyInput) -> Result<Vec<Value>> {
-    let mut p = vec![
+    let fields = [
         input.name.as_str().into(),
         input.team_id.as_deref().into(),
         list_json(&input.allowed_providers),
         list_json(&input.allowed_models),
     ];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-    p.extend([input.expires_at.into(), input.active.into()]);
-    Ok(p)
+    let then = [input.expires_at.into(), input.active.into()];
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, then)
 }
 
 /// The public get, list, update and delete of one entity, each a call of the generic table
