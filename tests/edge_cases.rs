@@ -152,24 +152,29 @@ fn unknown_model_is_404_model_not_found() {
 
 // ---------------------------------------------------------------- streaming failures
 
+/// Sends a streamed chat request for `prompt` (with the mock's `x-mock-*` controls) on a new
+/// connection and hands the connection back, for the test to read at its own pace or hang up.
+fn send_stream(gw: &Gateway, prompt: &str, mock: &[(&str, &str)], close: bool) -> HttpConn {
+    let mut conn = HttpConn::connect(gw.addr, DEFAULT_TIMEOUT).unwrap();
+    conn.send(&chat_request(&chat_body(MODEL, prompt, true), mock, close))
+        .unwrap();
+    conn
+}
+
 #[test]
 fn client_disconnect_mid_stream_leaves_gateway_healthy() {
     let s = stack();
 
     // A long, slow stream: 200 chunks, 20 ms apart (~4 s in total).
-    let body = chat_body(MODEL, "a long story that the client will abandon", true);
-    let req = build_request(
-        "POST",
-        "/v1/chat/completions",
+    let mut conn = send_stream(
+        &s.gw,
+        "a long story that the client will abandon",
         &[
             ("x-mock-stream-chunks", "200"),
             ("x-mock-stream-interval-ms", "20"),
         ],
-        Some(body.as_bytes()),
         false,
     );
-    let mut conn = HttpConn::connect(s.gw.addr, DEFAULT_TIMEOUT).unwrap();
-    conn.send(&req).unwrap();
     let (status, headers) = conn.read_head().unwrap();
     assert_eq!(status, 200);
     assert!(
@@ -203,19 +208,15 @@ fn client_disconnect_mid_stream_leaves_gateway_healthy() {
 #[test]
 fn upstream_reset_mid_stream_ends_with_error_event_not_done() {
     let s = stack();
-    let body = chat_body(MODEL, "this stream will be cut off upstream", true);
-    let req = build_request(
-        "POST",
-        "/v1/chat/completions",
+    let mut conn = send_stream(
+        &s.gw,
+        "this stream will be cut off upstream",
         &[
             ("x-mock-fail", "reset-mid-stream"),
             ("x-mock-stream-chunks", "8"),
         ],
-        Some(body.as_bytes()),
         true,
     );
-    let mut conn = HttpConn::connect(s.gw.addr, DEFAULT_TIMEOUT).unwrap();
-    conn.send(&req).unwrap();
     let resp = conn
         .read_response()
         .expect("gateway must end the stream, not hang");
@@ -299,15 +300,8 @@ fn keep_alive_serves_two_requests_on_one_connection() {
     let mut conn = HttpConn::connect(s.gw.addr, DEFAULT_TIMEOUT).unwrap();
 
     for prompt in ["first on this socket", "second on this socket"] {
-        let body = chat_body(MODEL, prompt, false);
-        conn.send(&build_request(
-            "POST",
-            "/v1/chat/completions",
-            &[],
-            Some(body.as_bytes()),
-            false,
-        ))
-        .unwrap();
+        conn.send(&chat_request(&chat_body(MODEL, prompt, false), &[], false))
+            .unwrap();
         let resp = conn
             .read_response()
             .unwrap_or_else(|e| panic!("request {prompt:?}: {e}"));
@@ -327,14 +321,7 @@ fn keep_alive_serves_two_requests_on_one_connection() {
 
     // A streamed response on the same connection, then one more plain request.
     let body = chat_body(MODEL, "streamed third", true);
-    conn.send(&build_request(
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        Some(body.as_bytes()),
-        false,
-    ))
-    .unwrap();
+    conn.send(&chat_request(&body, &[], false)).unwrap();
     let resp = conn.read_response().unwrap();
     assert_eq!(resp.status, 200);
     assert!(

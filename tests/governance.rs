@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use common::*;
@@ -174,15 +172,62 @@ fn within_one_minute_window() {
     }
 }
 
-fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
+/// A chat request carrying `body`, authorised by the key `secret`: every request these
+/// tests make as a key holder.
+fn keyed_chat(secret: &str, body: &str, close: bool) -> Vec<u8> {
     let auth = format!("Bearer {secret}");
-    gw.request(&build_request(
-        "POST",
-        "/v1/chat/completions",
-        &[("authorization", &auth)],
-        Some(chat_body("mock/gpt-4o-mini", "hello", stream).as_bytes()),
-        true,
-    ))
+    chat_request(body, &[("authorization", &auth)], close)
+}
+
+fn chat_with(gw: &Gateway, secret: &str, stream: bool) -> Response {
+    let body = chat_body("mock/gpt-4o-mini", "hello", stream);
+    gw.request(&keyed_chat(secret, &body, true))
+}
+
+/// The status of one keyed chat request on a new connection: concurrent ones spread over
+/// both shards.
+fn keyed_status(addr: SocketAddr, secret: &str, body: &str) -> u16 {
+    let req = keyed_chat(secret, body, true);
+    http_request(addr, &req, Duration::from_secs(10)).unwrap().0
+}
+
+/// The statuses of 10 keyed chat requests from each of `threads` threads at once, the
+/// request `i` of thread `t` carrying `body(t, i)`, each on a new connection (so they spread
+/// over both shards). Every one is admitted (200) or limited (429).
+fn concurrent_statuses(
+    addr: SocketAddr,
+    secret: &str,
+    threads: usize,
+    body: fn(usize, usize) -> String,
+) -> Vec<u16> {
+    let threads: Vec<_> = (0..threads)
+        .map(|t| {
+            let secret = secret.to_owned();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| keyed_status(addr, &secret, &body(t, i)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    for status in &statuses {
+        assert!(*status == 200 || *status == 429, "status {status}");
+    }
+    statuses
+}
+
+/// A new key named after its one limit, `kind` (`rpm`, `tpm` …) at `limit`, once the node
+/// knows it, at the start of a minute window: the rate-limit tests begin here.
+fn limited_key(gw: &Gateway, kind: &str, limit: u64) -> (String, String) {
+    let body = json!({"name": kind, "limits": {kind: limit}, "active": true}).to_string();
+    let (id, secret) = create_key(gw, &body);
+    wait_known(gw, &secret);
+    within_one_minute_window();
+    (id, secret)
 }
 
 fn sqlite_path(tag: &str) -> (TempDir, Database) {
@@ -264,48 +309,13 @@ fn exact_request_limit_across_shards(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
     const LIMIT: usize = 50;
-    let (_, secret) = create_key(
-        gw,
-        &format!(r#"{{"name":"rpm","limits":{{"rpm":{LIMIT}}},"active":true}}"#),
-    );
-    wait_known(gw, &secret);
-    within_one_minute_window();
-    let ok = Arc::new(AtomicUsize::new(0));
-    let limited = Arc::new(AtomicUsize::new(0));
-    let addr = gw.addr;
-    let threads: Vec<_> = (0..16)
-        .map(|t| {
-            let (ok, limited, secret) = (ok.clone(), limited.clone(), secret.clone());
-            std::thread::spawn(move || {
-                for i in 0..10 {
-                    let auth = format!("Bearer {secret}");
-                    let req = build_request(
-                        "POST",
-                        "/v1/chat/completions",
-                        &[("authorization", &auth)],
-                        Some(chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0).as_bytes()),
-                        true,
-                    );
-                    // A new connection per request spreads them over both shards.
-                    let (status, _, _) = http_request(addr, &req, Duration::from_secs(10)).unwrap();
-                    match status {
-                        200 => ok.fetch_add(1, Ordering::Relaxed),
-                        429 => limited.fetch_add(1, Ordering::Relaxed),
-                        other => panic!("unexpected status {other}"),
-                    };
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_eq!(
-        ok.load(Ordering::Relaxed),
-        LIMIT,
-        "exactly the limit is admitted"
-    );
-    assert_eq!(limited.load(Ordering::Relaxed), 160 - LIMIT);
+    let (_, secret) = limited_key(gw, "rpm", LIMIT as u64);
+    let statuses = concurrent_statuses(gw.addr, &secret, 16, |t, i| {
+        chat_body("mock/gpt-4o-mini", "go", (t + i) % 3 == 0)
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, LIMIT, "exactly the limit is admitted");
+    assert_eq!(statuses.len() - ok, 160 - LIMIT);
     let metrics = gw.metrics();
     for shard in 0..2 {
         let line = format!("ringgate_responses_total{{class=\"2xx\",shard=\"{shard}\"}}");
@@ -407,43 +417,17 @@ fn token_limit_holds_under_concurrency(database: &Database) {
     let gw = &node.gw;
     // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
     const TPM: u64 = 100;
-    let (id, secret) = create_key(
-        gw,
-        &format!(r#"{{"name":"tpm","limits":{{"tpm":{TPM}}},"active":true}}"#),
-    );
-    wait_known(gw, &secret);
-    within_one_minute_window();
-    let addr = gw.addr;
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let secret = secret.clone();
-            std::thread::spawn(move || {
-                let mut ok = 0u64;
-                for i in 0..10 {
-                    let body = serde_json::json!({
-                        "model": "mock/gpt-4o-mini",
-                        "max_tokens": 2,
-                        "stream": (t + i) % 2 == 0,
-                        "messages": [{"role": "user", "content": "hello"}],
-                    })
-                    .to_string();
-                    let auth = format!("Bearer {secret}");
-                    let req = build_request(
-                        "POST",
-                        "/v1/chat/completions",
-                        &[("authorization", &auth)],
-                        Some(body.as_bytes()),
-                        true,
-                    );
-                    let (status, _, _) = http_request(addr, &req, Duration::from_secs(10)).unwrap();
-                    assert!(status == 200 || status == 429, "status {status}");
-                    ok += u64::from(status == 200);
-                }
-                ok
-            })
+    let (id, secret) = limited_key(gw, "tpm", TPM);
+    let statuses = concurrent_statuses(gw.addr, &secret, 8, |t, i| {
+        serde_json::json!({
+            "model": "mock/gpt-4o-mini",
+            "max_tokens": 2,
+            "stream": (t + i) % 2 == 0,
+            "messages": [{"role": "user", "content": "hello"}],
         })
-        .collect();
-    let admitted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        .to_string()
+    });
+    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
     let usage = usage_after(gw, &id, admitted);
     let used =
         usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
@@ -492,33 +476,26 @@ fn replace_key(gw: &Gateway, id: &str, body: &str) {
 fn a_changed_limit_counts_what_its_window_used(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
-    let (id, secret) = create_key(gw, r#"{"name":"rpm","limits":{"rpm":10},"active":true}"#);
-    wait_known(gw, &secret);
-    within_one_minute_window();
+    let (id, secret) = limited_key(gw, "rpm", 10);
     for _ in 0..6 {
         assert_eq!(chat_with(gw, &secret, false).status, 200);
     }
+    // The key's rpm limit replaced by `rpm`, then the statuses of five more requests.
+    let with_rpm = |rpm: u32| -> Vec<u16> {
+        replace_key(
+            gw,
+            &id,
+            &format!(r#"{{"name":"rpm","limits":{{"rpm":{rpm}}},"active":true}}"#),
+        );
+        (0..5)
+            .map(|_| chat_with(gw, &secret, false).status)
+            .collect()
+    };
     // Lowered below what this minute already used: nothing more is admitted (a fresh window's
     // worth for the new limit would admit 3).
-    replace_key(
-        gw,
-        &id,
-        r#"{"name":"rpm","limits":{"rpm":3},"active":true}"#,
-    );
-    let statuses: Vec<u16> = (0..5)
-        .map(|_| chat_with(gw, &secret, false).status)
-        .collect();
-    assert!(statuses.iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(with_rpm(3), [429; 5]);
     // Raised to 8: the two units the window has left, then no more.
-    replace_key(
-        gw,
-        &id,
-        r#"{"name":"rpm","limits":{"rpm":8},"active":true}"#,
-    );
-    let statuses: Vec<u16> = (0..5)
-        .map(|_| chat_with(gw, &secret, false).status)
-        .collect();
-    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    assert_eq!(with_rpm(8), [200, 200, 429, 429, 429]);
 }
 
 fn a_spent_budget_stays_spent_through_a_reload_storm(database: &Database) {
@@ -540,17 +517,9 @@ fn a_spent_budget_stays_spent_through_a_reload_storm(database: &Database) {
     // One keep-alive connection: one shard, and each request is settled before the next is
     // read, so nothing is in flight when the budget runs out.
     let mut conn = HttpConn::connect(gw.addr, Duration::from_secs(10)).unwrap();
-    let auth = format!("Bearer {secret}");
     let mut ask = |stream: bool| {
         let body = chat_body("mock/gpt-4o-mini", "hello", stream);
-        conn.send(&build_request(
-            "POST",
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-            false,
-        ))
-        .unwrap();
+        conn.send(&keyed_chat(&secret, &body, false)).unwrap();
         conn.read_response().unwrap().status
     };
     assert_eq!(ask(false), 200);
@@ -657,16 +626,8 @@ fn providers_added_through_the_admin_api_are_routed_live() {
         !v.to_string().contains("sk-stored-secret"),
         "secret echoed: {v}"
     );
-    let auth = format!("Bearer {secret}");
-    let request = || {
-        gw.request(&build_request(
-            "POST",
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(chat_body("live/gpt-4o-mini", "from the store", false).as_bytes()),
-            true,
-        ))
-    };
+    let body = chat_body("live/gpt-4o-mini", "from the store", false);
+    let request = || gw.request(&keyed_chat(&secret, &body, true));
     let mut last = String::new();
     let resp = poll_until(Duration::from_millis(100), || {
         let resp = request();

@@ -229,10 +229,7 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     /// (event name, data) of every SSE event.
     fn parse_events(events: &[Bytes]) -> Vec<(String, Value)> {
@@ -259,9 +256,7 @@ mod tests {
 
     #[test]
     fn plain_message() {
-        let Output::Json(out) = messages(BODY, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = messages(BODY, 8, None).unwrap().into_json();
         let v = json(&out);
         assert!(v["id"].as_str().unwrap().starts_with("msg_mock_"));
         assert_eq!(v["type"], "message");
@@ -283,9 +278,7 @@ mod tests {
         let body =
             br#"{"model":"m","max_tokens":5,"tools":[{"name":"get_weather","input_schema":{}}],
             "messages":[{"role":"user","content":"weather in Paris?"}]}"#;
-        let Output::Json(out) = messages(body, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = messages(body, 8, None).unwrap().into_json();
         let v = json(&out);
         assert_eq!(v["stop_reason"], "tool_use");
         assert_eq!(
@@ -301,9 +294,7 @@ mod tests {
         // A tool result answers the call: back to an echo.
         let body = br#"{"model":"m","max_tokens":5,"tools":[{"name":"get_weather"}],
             "messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"weather: sunny"}]}]}"#;
-        let Output::Json(out) = messages(body, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = messages(body, 8, None).unwrap().into_json();
         let v = json(&out);
         assert_eq!(v["stop_reason"], "end_turn");
         assert_eq!(v["content"][0]["text"], "echo: weather: sunny");
@@ -312,9 +303,7 @@ mod tests {
     #[test]
     fn stream_events() {
         let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi there"}]}"#;
-        let Output::Stream(out) = messages(body, 4, None).unwrap() else {
-            panic!("expected stream")
-        };
+        let out = messages(body, 4, None).unwrap().into_stream();
         let events = parse_events(&out.events);
         let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
@@ -346,9 +335,7 @@ mod tests {
     #[test]
     fn stream_tool_use_forced_by_header() {
         let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-        let Output::Stream(out) = messages(body, 2, Some("calc")).unwrap() else {
-            panic!("expected stream")
-        };
+        let out = messages(body, 2, Some("calc")).unwrap().into_stream();
         let events = parse_events(&out.events);
         let start = events
             .iter()

@@ -288,10 +288,7 @@ pub fn error_body(message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     /// Decode frames back into (event type, payload), checking both CRCs.
     fn decode(frames: &[Bytes]) -> Vec<(String, Value)> {
@@ -323,9 +320,7 @@ mod tests {
 
     #[test]
     fn converse_plain() {
-        let Output::Json(out) = converse(BODY, false, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = converse(BODY, false, 8, None).unwrap().into_json();
         assert_eq!(
             json(&out),
             serde_json::json!({
@@ -341,9 +336,7 @@ mod tests {
     fn converse_tool_use() {
         let body = br#"{"messages":[{"role":"user","content":[{"text":"weather in Paris"}]}],
             "toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","inputSchema":{"json":{}}}}]}}"#;
-        let Output::Json(out) = converse(body, false, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = converse(body, false, 8, None).unwrap().into_json();
         let v = json(&out);
         assert_eq!(v["stopReason"], "tool_use");
         let tool = &v["output"]["message"]["content"][1]["toolUse"];
@@ -357,9 +350,7 @@ mod tests {
 
     #[test]
     fn converse_stream_frames() {
-        let Output::Stream(out) = converse(BODY, true, 3, Some("calc")).unwrap() else {
-            panic!("expected stream")
-        };
+        let out = converse(BODY, true, 3, Some("calc")).unwrap().into_stream();
         assert!(out.crc_framed);
         let events = decode(&out.events);
         let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
@@ -403,43 +394,38 @@ mod tests {
 
     #[test]
     fn invoke_titan_and_cohere() {
-        let Output::Json(out) = invoke(
+        let out = invoke(
             br#"{"inputText":"hello world","dimensions":8,"normalize":true}"#,
             "amazon.titan-embed-text-v2:0",
         )
-        .unwrap() else {
-            panic!("expected json")
-        };
+        .unwrap()
+        .into_json();
         let v = json(&out);
         assert_eq!(v["inputTextTokenCount"], 3);
         assert_eq!(floats(&v["embedding"]), embedding_vector("hello world", 8));
 
-        let Output::Json(out) =
-            invoke(br#"{"inputText":"a"}"#, "amazon.titan-embed-text-v1").unwrap()
-        else {
-            panic!("expected json")
-        };
+        let out = invoke(br#"{"inputText":"a"}"#, "amazon.titan-embed-text-v1")
+            .unwrap()
+            .into_json();
         assert_eq!(json(&out)["embedding"].as_array().unwrap().len(), 16);
 
-        let Output::Json(out) = invoke(
+        let out = invoke(
             br#"{"texts":["a","b"],"input_type":"search_document","truncate":"NONE"}"#,
             "arn:aws:bedrock:us-east-1::foundation-model/cohere.embed-english-v3",
         )
-        .unwrap() else {
-            panic!("expected json")
-        };
+        .unwrap()
+        .into_json();
         let v = json(&out);
         assert_eq!(v["response_type"], "embeddings_floats");
         assert_eq!(v["texts"], serde_json::json!(["a", "b"]));
         assert_eq!(floats(&v["embeddings"][1]), embedding_vector("b", 16));
 
-        let Output::Json(out) = invoke(
+        let out = invoke(
             br#"{"texts":["a"],"input_type":"search_query","embedding_types":["float"]}"#,
             "cohere.embed-multilingual-v3",
         )
-        .unwrap() else {
-            panic!("expected json")
-        };
+        .unwrap()
+        .into_json();
         let v = json(&out);
         assert_eq!(v["response_type"], "embeddings_by_type");
         assert_eq!(

@@ -299,10 +299,7 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn json(bytes: &[u8]) -> Value {
-        serde_json::from_slice(bytes).unwrap()
-    }
+    use crate::reply::json;
 
     const BODY: &[u8] = br#"{
         "systemInstruction":{"parts":[{"text":"be brief"}]},
@@ -313,10 +310,9 @@ mod tests {
 
     #[test]
     fn generate_content() {
-        let Output::Json(out) = generate(BODY, "gemini-x", Method::Generate, 8, None).unwrap()
-        else {
-            panic!("expected json")
-        };
+        let out = generate(BODY, "gemini-x", Method::Generate, 8, None)
+            .unwrap()
+            .into_json();
         let v = json(&out);
         let c = &v["candidates"][0];
         assert_eq!(
@@ -336,9 +332,9 @@ mod tests {
     fn function_call() {
         let body = br#"{"contents":[{"role":"user","parts":[{"text":"weather?"}]}],
             "tools":[{"functionDeclarations":[{"name":"get_weather","parameters":{}}]}]}"#;
-        let Output::Json(out) = generate(body, "g", Method::Generate, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = generate(body, "g", Method::Generate, 8, None)
+            .unwrap()
+            .into_json();
         let v = json(&out);
         assert_eq!(
             v["candidates"][0]["content"]["parts"],
@@ -349,9 +345,9 @@ mod tests {
         // The function response is answered with an echo.
         let body = br#"{"contents":[{"role":"user","parts":[{"functionResponse":{"name":"get_weather","response":{"weather":"sunny"}}}]}],
             "tools":[{"functionDeclarations":[{"name":"get_weather"}]}]}"#;
-        let Output::Json(out) = generate(body, "g", Method::Generate, 8, None).unwrap() else {
-            panic!("expected json")
-        };
+        let out = generate(body, "g", Method::Generate, 8, None)
+            .unwrap()
+            .into_json();
         let v = json(&out);
         assert_eq!(
             v["candidates"][0]["content"]["parts"][0]["text"],
@@ -361,11 +357,9 @@ mod tests {
 
     #[test]
     fn stream_sse() {
-        let Output::Stream(out) =
-            generate(BODY, "g", Method::Stream { sse: true }, 4, None).unwrap()
-        else {
-            panic!("expected stream")
-        };
+        let out = generate(BODY, "g", Method::Stream { sse: true }, 4, None)
+            .unwrap()
+            .into_stream();
         assert_eq!(out.content, 0..4);
         let chunks: Vec<Value> = out
             .events
@@ -398,11 +392,9 @@ mod tests {
 
     #[test]
     fn stream_json_array() {
-        let Output::Stream(out) =
-            generate(BODY, "g", Method::Stream { sse: false }, 3, None).unwrap()
-        else {
-            panic!("expected stream")
-        };
+        let out = generate(BODY, "g", Method::Stream { sse: false }, 3, None)
+            .unwrap()
+            .into_stream();
         let body: Vec<u8> = out.events.concat();
         let v = json(&body);
         assert_eq!(v.as_array().unwrap().len(), 3);
@@ -413,20 +405,16 @@ mod tests {
     fn embeddings_match_openai_vectors() {
         let body = br#"{"requests":[{"model":"models/e","content":{"parts":[{"text":"a"}]}},
             {"model":"models/e","content":{"parts":[{"text":"b"}]},"outputDimensionality":4}]}"#;
-        let Output::Json(out) = embed(body, Method::BatchEmbed).unwrap() else {
-            panic!("expected json")
-        };
+        let out = embed(body, Method::BatchEmbed).unwrap().into_json();
         let v = json(&out);
         // Same bytes as the OpenAI mode writes for the same vector.
         let expected_a = serde_json::to_string(&embedding_vector("a", DEFAULT_DIMENSIONS)).unwrap();
         assert_eq!(v["embeddings"][0]["values"].to_string(), expected_a);
         assert_eq!(v["embeddings"][1]["values"].as_array().unwrap().len(), 4);
 
-        let Output::Json(out) =
-            embed(br#"{"content":{"parts":[{"text":"a"}]}}"#, Method::Embed).unwrap()
-        else {
-            panic!("expected json")
-        };
+        let out = embed(br#"{"content":{"parts":[{"text":"a"}]}}"#, Method::Embed)
+            .unwrap()
+            .into_json();
         assert_eq!(json(&out)["embedding"]["values"].to_string(), expected_a);
         assert!(embed(br#"{"requests":[]}"#, Method::BatchEmbed).is_err());
     }

@@ -30,6 +30,30 @@ pub enum Output {
     Stream(StreamOutput),
 }
 
+/// A reply body (or an event's data) as JSON, for the dialects' unit tests.
+#[cfg(test)]
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// For the dialects' unit tests, which know which kind of reply they get.
+#[cfg(test)]
+impl Output {
+    pub fn into_json(self) -> Bytes {
+        match self {
+            Output::Json(body) => body,
+            Output::Stream(_) => panic!("expected json"),
+        }
+    }
+
+    pub fn into_stream(self) -> StreamOutput {
+        match self {
+            Output::Stream(out) => out,
+            Output::Json(_) => panic!("expected stream"),
+        }
+    }
+}
+
 /// A streamed reply, already encoded, plus what fault injection needs to
 /// know about it.
 #[derive(Debug)]

@@ -251,10 +251,7 @@ fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
         let (model, method) = rest.rsplit_once(':').ok_or(Dialect::Gemini)?;
         let sse = query_param(uri, "alt").as_deref() == Some("sse");
         let method = GeminiMethod::parse(method, sse).ok_or(Dialect::Gemini)?;
-        let model = percent_decode(model);
-        if model.is_empty() {
-            return Err(Dialect::Gemini);
-        }
+        let model = path_name(model, Dialect::Gemini)?;
         return Ok(Endpoint::Gemini { model, method });
     }
     if path.starts_with("/v1beta/") {
@@ -285,10 +282,7 @@ fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
             "embeddings" => OpenAiOp::Embeddings,
             _ => return Err(Dialect::Azure),
         };
-        let deployment = percent_decode(deployment);
-        if deployment.is_empty() {
-            return Err(Dialect::Azure);
-        }
+        let deployment = path_name(deployment, Dialect::Azure)?;
         return Ok(Endpoint::Azure { op, deployment });
     }
     if path.starts_with("/openai/") {
@@ -548,6 +542,16 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
 
 /// Decode `%XX` escapes; invalid escapes and non-UTF-8 results are kept as
 /// they are (lossily), which is enough to echo names back.
+/// A model or deployment name from the path, percent-decoded; an empty one is an unknown URL
+/// of `dialect`.
+fn path_name(raw: &str, dialect: Dialect) -> Result<String, Dialect> {
+    let name = percent_decode(raw);
+    if name.is_empty() {
+        return Err(dialect);
+    }
+    Ok(name)
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -550,6 +550,19 @@ pub fn build_request(
     bytes
 }
 
+/// A `POST /v1/chat/completions` request carrying `body` (usually [`chat_body`]). The tests
+/// that drive the wire themselves send this one request over and over, differing only in
+/// `headers` (an authorization, the mock's `x-mock-*` controls) and `close`.
+pub fn chat_request(body: &str, headers: &[(&str, &str)], close: bool) -> Vec<u8> {
+    build_request(
+        "POST",
+        "/v1/chat/completions",
+        headers,
+        Some(body.as_bytes()),
+        close,
+    )
+}
+
 /// One client connection; responses are read in order, so several requests
 /// can share it (keep-alive).
 pub struct HttpConn {
@@ -584,13 +597,7 @@ impl HttpConn {
     /// Status line and headers (skipping any 1xx interim responses).
     pub fn read_head(&mut self) -> io::Result<(u16, Headers)> {
         loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before status line",
-                ));
-            }
+            let line = self.head_line("before status line")?;
             let mut parts = line.trim_end().splitn(3, ' ');
             let version = parts.next().unwrap_or_default();
             if !version.starts_with("HTTP/1.") {
@@ -602,13 +609,7 @@ impl HttpConn {
                 .ok_or_else(|| invalid(format!("bad status line {line:?}")))?;
             let mut headers = Vec::new();
             loop {
-                let mut h = String::new();
-                if self.reader.read_line(&mut h)? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed inside headers",
-                    ));
-                }
+                let h = self.head_line("inside headers")?;
                 let h = h.trim_end_matches(['\r', '\n']);
                 if h.is_empty() {
                     break;
@@ -623,6 +624,19 @@ impl HttpConn {
             }
             return Ok((status, headers));
         }
+    }
+
+    /// The next line of a response head; the connection closing first is an `UnexpectedEof`
+    /// saying where (`before status line`, `inside headers`).
+    fn head_line(&mut self, at: &str) -> io::Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("connection closed {at}"),
+            ));
+        }
+        Ok(line)
     }
 
     /// Read whatever body bytes arrive next (up to `max`), without any framing:

@@ -11,26 +11,20 @@ import httpx
 import openai
 import pytest
 
-from conftest import start_gateway
+from conftest import start_governed
 
 ADMIN = "python-governance-admin-token"
 
 
 @pytest.fixture(scope="module")
 def governed(workdir, mock_llm):
-    config = {
-        "shards": 2,
-        "governance": {
-            "database": str(workdir / "governance.db"),
-            "require_virtual_key": True,
-            "admin_token": "env.RG_PY_ADMIN",
-            "flush_interval_ms": 100,
-            "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000"}},
-        },
-        "providers": {"mock": {"base_url": mock_llm.base_url, "models": ["gpt-4o-mini"]}},
-    }
-    gw = start_gateway(workdir, config, env={"RG_PY_ADMIN": ADMIN})
-    admin = httpx.Client(base_url=gw.control_origin, headers={"authorization": f"Bearer {ADMIN}"}, trust_env=False)
+    gw, admin = start_governed(
+        workdir,
+        mock_llm.base_url,
+        str(workdir / "governance.db"),
+        ADMIN,
+        {"flush_interval_ms": 100, "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000"}}},
+    )
     yield gw, admin
     admin.close()
     gw.stop()

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import start_gateway, start_mock, wait_for
+from conftest import start_governed, start_mock, wait_for
 
 ADMIN = "python-usage-admin-token"
 MODEL = "mock/gpt-4o-mini"
@@ -30,19 +30,13 @@ def silent(request, workdir):
         database = os.environ.get("DATABASE_URL")
         assert database, "DATABASE_URL is not set: run `bash scripts/test.sh`, which finds or starts a PostgreSQL"
     mock = start_mock(workdir, ["--no-usage"])
-    config = {
-        "shards": 2,
-        "governance": {
-            "database": database,
-            "require_virtual_key": True,
-            "admin_token": "env.RG_PY_USAGE_ADMIN",
-            "flush_interval_ms": 50,
-            "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000", "max_output": 64}},
-        },
-        "providers": {"mock": {"base_url": mock.base_url, "models": ["gpt-4o-mini"]}},
-    }
-    gw = start_gateway(workdir, config, env={"RG_PY_USAGE_ADMIN": ADMIN})
-    admin = httpx.Client(base_url=gw.control_origin, headers={"authorization": f"Bearer {ADMIN}"}, trust_env=False)
+    gw, admin = start_governed(
+        workdir,
+        mock.base_url,
+        database,
+        ADMIN,
+        {"flush_interval_ms": 50, "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000", "max_output": 64}}},
+    )
     yield gw, admin
     admin.close()
     gw.stop()

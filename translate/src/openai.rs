@@ -297,27 +297,37 @@ pub(crate) fn read_error(body: &[u8]) -> (String, Option<String>, Option<String>
 
 // ---- JSON helpers shared by the request translators -------------------------------------
 
+/// A client's request body as a JSON object; otherwise [`TranslateError::InvalidRequest`].
 pub(crate) fn parse_request(body: &[u8]) -> Result<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(TranslateError::invalid(
-            "request body must be a JSON object",
-        )),
-        Err(e) => Err(TranslateError::invalid(format!(
-            "request body is not valid JSON: {e}"
-        ))),
-    }
+    json_object(
+        body,
+        "request body must be a JSON object",
+        "request body is not valid JSON",
+        TranslateError::InvalidRequest,
+    )
 }
 
+/// A provider's response body as a JSON object; otherwise [`TranslateError::UpstreamPayload`].
 pub(crate) fn parse_upstream(body: &[u8]) -> Result<Map<String, Value>> {
+    json_object(
+        body,
+        "response body is not a JSON object",
+        "response body is not valid JSON",
+        TranslateError::UpstreamPayload,
+    )
+}
+
+/// `body` as a JSON object, or `error` saying `not_object`, or `not_json` and why.
+fn json_object(
+    body: &[u8],
+    not_object: &str,
+    not_json: &str,
+    error: fn(String) -> TranslateError,
+) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(TranslateError::upstream(
-            "response body is not a JSON object",
-        )),
-        Err(e) => Err(TranslateError::upstream(format!(
-            "response body is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(error(not_object.to_owned())),
+        Err(e) => Err(error(format!("{not_json}: {e}"))),
     }
 }
 

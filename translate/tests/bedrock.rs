@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use translate::bedrock::eventstream::{encode_frame, Decoder, HeaderValue};
 use translate::bedrock::sigv4::{self, SigningParams};
 use translate::bedrock::{self, ChatStream};
-use translate::TranslateError;
 
 const AKID: &str = "AKIDEXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -185,10 +184,7 @@ fn eventstream_bad_crc_and_lengths() {
     for bad in [bad_prelude, bad_msg, bad_len] {
         let mut d = Decoder::new();
         d.push(&bad);
-        assert!(matches!(
-            d.next_frame(),
-            Err(TranslateError::UpstreamPayload(_))
-        ));
+        assert_upstream_payload(d.next_frame());
     }
     // truncated: needs more input, no error
     let mut d = Decoder::new();
@@ -260,10 +256,7 @@ fn converse_response_golden() {
             "usage": {"prompt_tokens": 375, "completion_tokens": 36, "total_tokens": 411}
         })
     );
-    assert!(matches!(
-        bedrock::chat_response(b"{}", "c", 0),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(bedrock::chat_response(b"{}", "c", 0));
 }
 
 pub fn converse_stream_fixture() -> Vec<u8> {
@@ -372,10 +365,7 @@ fn converse_stream_errors() {
     let mut bad = input.clone();
     bad[40] ^= 0xff;
     let mut s = ChatStream::new("c".into(), 0, false);
-    assert!(matches!(
-        s.feed(&bad, &mut Vec::new()),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(s.feed(&bad, &mut Vec::new()));
     // bad JSON payload with valid CRCs
     let mut s = ChatStream::new("c".into(), 0, false);
     let f = encode_frame(
@@ -385,13 +375,8 @@ fn converse_stream_errors() {
         ],
         b"{not json",
     );
-    assert!(matches!(
-        s.feed(&f, &mut Vec::new()),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(s.feed(&f, &mut Vec::new()));
     // exception frame
-    let mut s = ChatStream::new("c".into(), 0, false);
-    let mut out = Vec::new();
     let f = encode_frame(
         &[
             (":exception-type", "throttlingException"),
@@ -399,14 +384,11 @@ fn converse_stream_errors() {
         ],
         br#"{"message":"Too many requests, please wait before trying again."}"#,
     );
-    s.feed(&f, &mut out).unwrap();
-    assert_eq!(
-        data_only(&out),
-        vec![
-            json!({"error": {"message": "Too many requests, please wait before trying again.", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}})
-        ]
+    assert_error_chunk(
+        ChatStream::new("c".into(), 0, false),
+        &f,
+        json!({"error": {"message": "Too many requests, please wait before trying again.", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}}),
     );
-    assert!(s.finish(&mut out).is_err());
 }
 
 #[test]

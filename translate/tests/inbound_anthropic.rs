@@ -9,11 +9,10 @@ use translate::TranslateError;
 
 #[test]
 fn request_golden() {
-    let (body, stream, model) =
-        anthropic::request_to_chat(&fixture("anthropic/messages_request.json")).unwrap();
-    assert!(stream);
-    assert_eq!(model, "claude-sonnet-4-5");
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let v = streamed_chat(
+        anthropic::request_to_chat(&fixture("anthropic/messages_request.json")),
+        "claude-sonnet-4-5",
+    );
     assert_eq!(
         v,
         json!({
@@ -105,24 +104,23 @@ fn response_golden() {
         })
     );
     let bad = br#"{"id":"x","choices":[{"message":{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{oops"}}]},"finish_reason":"tool_calls"}]}"#;
-    assert!(matches!(
-        anthropic::response_from_chat(bad, "m"),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
-    assert!(matches!(
-        anthropic::response_from_chat(b"{}", "m"),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(anthropic::response_from_chat(bad, "m"));
+    assert_upstream_payload(anthropic::response_from_chat(b"{}", "m"));
+}
+
+/// [`sse_golden`] of the OpenAI stream fixture `openai/stream_{kind}.sse`, dumped as
+/// `anthropic_{kind}.sse`.
+fn stream_golden(kind: &str) -> Vec<(String, Value)> {
+    sse_golden(
+        || StreamFromChat::new("claude-x".into()),
+        &format!("openai/stream_{kind}.sse"),
+        &format!("anthropic_{kind}.sse"),
+    )
 }
 
 #[test]
 fn stream_text_golden() {
-    let out = run_all(
-        || StreamFromChat::new("claude-x".into()),
-        &fixture("openai/stream_text.sse"),
-    );
-    dump("anthropic_text.sse", &out);
-    let ev = parse_sse(&out);
+    let ev = stream_golden("text");
     let names = event_names(&ev);
     assert_eq!(
         names,
@@ -159,12 +157,8 @@ fn stream_text_golden() {
 
 #[test]
 fn stream_tool_golden() {
-    let out = run_all(
-        || StreamFromChat::new("claude-x".into()),
-        &fixture("openai/stream_tool.sse"),
-    );
-    dump("anthropic_tool.sse", &out);
-    let ev: Vec<Value> = parse_sse(&out).into_iter().map(|(_, d)| d).collect();
+    let ev = stream_golden("tool");
+    let ev: Vec<Value> = ev.into_iter().map(|(_, d)| d).collect();
     let expected = vec![
         json!({"type": "message_start", "message": {"id": "msg_abc", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}}),
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
@@ -206,10 +200,7 @@ fn stream_malformed_and_truncated() {
     }
     // invalid JSON chunk
     let mut s = StreamFromChat::new("m".into());
-    assert!(matches!(
-        s.feed(b"data: {\"id\":\n\n", &mut out),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(s.feed(b"data: {\"id\":\n\n", &mut out));
     // error event mid-stream
     let mut s = StreamFromChat::new("m".into());
     let mut out = Vec::new();

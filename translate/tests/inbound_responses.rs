@@ -9,11 +9,10 @@ use translate::TranslateError;
 
 #[test]
 fn request_golden() {
-    let (body, stream, model) =
-        responses::request_to_chat(&fixture("responses/request.json")).unwrap();
-    assert!(stream);
-    assert_eq!(model, "gpt-4.1");
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let v = streamed_chat(
+        responses::request_to_chat(&fixture("responses/request.json")),
+        "gpt-4.1",
+    );
     assert_eq!(
         v,
         json!({
@@ -103,10 +102,7 @@ fn response_golden() {
         v["incomplete_details"],
         json!({"reason": "max_output_tokens"})
     );
-    assert!(matches!(
-        responses::response_from_chat(b"{}", "m"),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(responses::response_from_chat(b"{}", "m"));
 }
 
 fn check_sequence(events: &[(String, Value)]) {
@@ -116,30 +112,44 @@ fn check_sequence(events: &[(String, Value)]) {
     }
 }
 
+/// How both golden streams open: the response, then a message item and its text part.
+const MESSAGE_OPENING: [&str; 4] = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+];
+
+/// [`sse_golden`] of the OpenAI stream fixture `openai/stream_{kind}.sse`, dumped as
+/// `responses_{kind}.sse` (the response reports `created`), once every event's `type` and
+/// `sequence_number` check out.
+fn stream_golden(created: u64, kind: &str) -> Vec<(String, Value)> {
+    let ev = sse_golden(
+        || StreamFromChat::new("gpt-x".into(), created),
+        &format!("openai/stream_{kind}.sse"),
+        &format!("responses_{kind}.sse"),
+    );
+    check_sequence(&ev);
+    ev
+}
+
 #[test]
 fn stream_text_golden() {
-    let out = run_all(
-        || StreamFromChat::new("gpt-x".into(), 99),
-        &fixture("openai/stream_text.sse"),
-    );
-    dump("responses_text.sse", &out);
-    let ev = parse_sse(&out);
-    check_sequence(&ev);
-    let names = event_names(&ev);
+    let ev = stream_golden(99, "text");
     assert_eq!(
-        names,
+        event_names(&ev),
         [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            "response.output_text.delta",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.completed"
+            &MESSAGE_OPENING[..],
+            &[
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ],
         ]
+        .concat()
     );
     assert_eq!(ev[0].1["response"]["id"], "resp_123");
     assert_eq!(ev[0].1["response"]["status"], "in_progress");
@@ -164,36 +174,29 @@ fn stream_text_golden() {
 
 #[test]
 fn stream_tool_golden() {
-    let out = run_all(
-        || StreamFromChat::new("gpt-x".into(), 1),
-        &fixture("openai/stream_tool.sse"),
-    );
-    dump("responses_tool.sse", &out);
-    let ev = parse_sse(&out);
-    check_sequence(&ev);
-    let names = event_names(&ev);
+    let ev = stream_golden(1, "tool");
     assert_eq!(
-        names,
+        event_names(&ev),
         [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.done",
-            "response.output_item.done",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.done",
-            "response.output_item.done",
-            "response.completed"
+            &MESSAGE_OPENING[..],
+            &[
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ],
         ]
+        .concat()
     );
     assert_eq!(
         ev[8].1,
@@ -233,10 +236,7 @@ fn stream_incomplete_truncated_malformed() {
     );
 
     let mut s = StreamFromChat::new("m".into(), 1);
-    assert!(matches!(
-        s.feed(b"data: nope\n\n", &mut out),
-        Err(TranslateError::UpstreamPayload(_))
-    ));
+    assert_upstream_payload(s.feed(b"data: nope\n\n", &mut out));
 
     let mut s = StreamFromChat::new("m".into(), 1);
     let mut out = Vec::new();

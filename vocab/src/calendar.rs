@@ -48,22 +48,11 @@ mod tests {
     fn before_1970_and_leap_years() {
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(civil_from_days(-719_468), (0, 3, 1));
-        // 2000 is a leap year (divisible by 400), 1900 and 2100 are not.
-        assert_eq!(
-            civil_from_days(days_from_civil(2000, 2, 28) + 1),
-            (2000, 2, 29)
-        );
-        assert_eq!(
-            civil_from_days(days_from_civil(1900, 2, 28) + 1),
-            (1900, 3, 1)
-        );
-        assert_eq!(
-            civil_from_days(days_from_civil(2100, 2, 28) + 1),
-            (2100, 3, 1)
-        );
-        assert_eq!(
-            civil_from_days(days_from_civil(2024, 2, 28) + 1),
-            (2024, 2, 29)
-        );
+        // The day after 28 February: 2000 is a leap year (divisible by 400), 1900 and 2100
+        // are not, 2024 is (divisible by 4).
+        for day_after in [(2000, 2, 29), (1900, 3, 1), (2100, 3, 1), (2024, 2, 29)] {
+            let feb_28 = days_from_civil(day_after.0, 2, 28);
+            assert_eq!(civil_from_days(feb_28 + 1), day_after);
+        }
     }
 }

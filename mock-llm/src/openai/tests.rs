@@ -1,10 +1,7 @@
 //! Unit tests of `openai.rs`, kept apart so that the module reads as what it serves.
 
 use super::*;
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap()
-}
+use crate::reply::json;
 
 fn events_json(events: &[Bytes]) -> Vec<Value> {
     events
@@ -30,9 +27,7 @@ fn chat_non_stream() {
         {"role":"assistant","content":null},
         {"role":"user","content":[{"type":"text","text":"hello "},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"world"}]}
     ]}"#;
-    let Output::Json(out) = chat_completions(body, 8, None, true).unwrap() else {
-        panic!("expected json")
-    };
+    let out = chat_completions(body, 8, None, true).unwrap().into_json();
     let v = json(&out);
     assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-mock-"));
     assert_eq!(v["object"], "chat.completion");
@@ -51,12 +46,9 @@ fn chat_non_stream() {
 fn chat_stream_events() {
     let body = br#"{"model":"m/x","messages":[{"role":"user","content":"hi there"}],
         "stream":true,"stream_options":{"include_usage":true}}"#;
-    let Output::Stream(StreamOutput {
+    let StreamOutput {
         events, content, ..
-    }) = chat_completions(body, 4, None, true).unwrap()
-    else {
-        panic!("expected stream")
-    };
+    } = chat_completions(body, 4, None, true).unwrap().into_stream();
     assert_eq!(content, 0..4);
     assert_eq!(events.last().unwrap().as_ref(), b"data: [DONE]\n\n");
     let chunks = events_json(&events);
@@ -83,11 +75,7 @@ fn chat_stream_events() {
 #[test]
 fn chat_stream_without_usage() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true}"#;
-    let Output::Stream(StreamOutput { events, .. }) =
-        chat_completions(body, 8, None, true).unwrap()
-    else {
-        panic!("expected stream")
-    };
+    let StreamOutput { events, .. } = chat_completions(body, 8, None, true).unwrap().into_stream();
     let chunks = events_json(&events);
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
     assert_eq!(
@@ -108,29 +96,27 @@ fn malformed_requests_are_errors() {
 
 #[test]
 fn completions_plain_and_stream() {
-    let Output::Json(out) = completions(
+    let out = completions(
         br#"{"model":"gpt-3.5-turbo-instruct","prompt":["say hi","b"]}"#,
         8,
         None,
         true,
     )
-    .unwrap() else {
-        panic!("expected json")
-    };
+    .unwrap()
+    .into_json();
     let v = json(&out);
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["choices"][0]["text"], "echo: say hi");
     assert_eq!(v["usage"]["prompt_tokens"], 2);
 
-    let Output::Stream(StreamOutput { events, .. }) = completions(
+    let StreamOutput { events, .. } = completions(
         br#"{"model":"m","prompt":"abc","stream":true}"#,
         3,
         None,
         true,
     )
-    .unwrap() else {
-        panic!("expected stream")
-    };
+    .unwrap()
+    .into_stream();
     let chunks = events_json(&events);
     let text: String = chunks
         .iter()
@@ -145,13 +131,12 @@ fn completions_plain_and_stream() {
 
 #[test]
 fn embeddings_float_and_base64() {
-    let Output::Json(out) = embeddings(
+    let out = embeddings(
         br#"{"model":"text-embedding-3-small","input":["a","b",[1,2,3]]}"#,
         None,
     )
-    .unwrap() else {
-        panic!("expected json")
-    };
+    .unwrap()
+    .into_json();
     let v = json(&out);
     assert_eq!(v["model"], "text-embedding-3-small");
     let data = v["data"].as_array().unwrap();
@@ -162,13 +147,12 @@ fn embeddings_float_and_base64() {
     assert_ne!(data[0]["embedding"], data[1]["embedding"]);
     assert_eq!(v["usage"]["prompt_tokens"], 1 + 1 + 3);
 
-    let Output::Json(out) = embeddings(
+    let out = embeddings(
         br#"{"model":"m","input":"a","dimensions":4,"encoding_format":"base64"}"#,
         None,
     )
-    .unwrap() else {
-        panic!("expected json")
-    };
+    .unwrap()
+    .into_json();
     let v = json(&out);
     let expected: Vec<u8> = embedding_vector("a", 4)
         .iter()

@@ -6,128 +6,66 @@ use crate::db::{Row, Value};
 use crate::error::{Error, Result};
 use crate::keys::{generate_key, hash_key, key_prefix};
 use crate::model::{
-    ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, Team, TeamInput, VirtualKey,
+    Budget, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, Limits, Team, TeamInput,
+    VirtualKey,
 };
 use crate::Store;
 
 use super::limits::{budget_limit_params, read_budget_limits};
 use super::{new_id, Table};
 
-pub(super) const CUSTOMERS: Table<Customer> = Table {
-    name: "customers",
-    kind: "customer",
-    config_kind: ConfigKind::Customer,
-    cols: &[
-        "id",
-        "name",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "created_at",
-        "updated_at",
-    ],
-    mutable: &[
-        "name",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "updated_at",
-    ],
-    order: "created_at, id",
-    read: |_, r| customer_from_row(r),
-};
+/// A customer, team or key table. Its columns are laid out as [`Table`] requires: `created`
+/// (set only at creation, the `id` first), then the mutable `fields` with the budget and
+/// rate-limit columns all three share (see [`super::limits`]) and the `then` ones after them,
+/// then the timestamps. `mutable` is made from the same lists, so the two cannot drift apart,
+/// and the budget and limit columns are named once for all three tables.
+macro_rules! entity_table {
+    (
+        $name:literal, $kind:literal, $config_kind:ident, $read:ident,
+        created: [$($created:literal),*],
+        fields: [$($field:literal),*],
+        then: [$($then:literal),*] $(,)?
+    ) => {
+        entity_table!(@ $name, $kind, $config_kind, $read, [$($created),*], [
+            $($field,)*
+            "budget_limit_nanos", "budget_period", "rpm", "rph", "rpd", "tpm", "tph", "tpd"
+            $(, $then)*
+        ])
+    };
+    (@ $name:literal, $kind:literal, $config_kind:ident, $read:ident,
+        [$($created:literal),*], [$($mutable:literal),*]) => {
+        Table {
+            name: $name,
+            kind: $kind,
+            config_kind: ConfigKind::$config_kind,
+            cols: &[$($created,)* $($mutable,)* "created_at", "updated_at"],
+            mutable: &[$($mutable,)* "updated_at"],
+            order: "created_at, id",
+            read: |_, r| $read(r),
+        }
+    };
+}
 
-pub(super) const TEAMS: Table<Team> = Table {
-    name: "teams",
-    kind: "team",
-    config_kind: ConfigKind::Team,
-    cols: &[
-        "id",
-        "name",
-        "customer_id",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "created_at",
-        "updated_at",
-    ],
-    mutable: &[
-        "name",
-        "customer_id",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "updated_at",
-    ],
-    order: "created_at, id",
-    read: |_, r| team_from_row(r),
-};
+pub(super) const CUSTOMERS: Table<Customer> = entity_table!(
+    "customers", "customer", Customer, customer_from_row,
+    created: ["id"],
+    fields: ["name"],
+    then: [],
+);
 
-pub(super) const KEYS: Table<VirtualKey> = Table {
-    name: "virtual_keys",
-    kind: "key",
-    config_kind: ConfigKind::Key,
-    cols: &[
-        "id",
-        "key_hash",
-        "key_prefix",
-        "name",
-        "team_id",
-        "allowed_providers",
-        "allowed_models",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "expires_at",
-        "active",
-        "created_at",
-        "updated_at",
-    ],
-    mutable: &[
-        "name",
-        "team_id",
-        "allowed_providers",
-        "allowed_models",
-        "budget_limit_nanos",
-        "budget_period",
-        "rpm",
-        "rph",
-        "rpd",
-        "tpm",
-        "tph",
-        "tpd",
-        "expires_at",
-        "active",
-        "updated_at",
-    ],
-    order: "created_at, id",
-    read: |_, r| key_from_row(r),
-};
+pub(super) const TEAMS: Table<Team> = entity_table!(
+    "teams", "team", Team, team_from_row,
+    created: ["id"],
+    fields: ["name", "customer_id"],
+    then: [],
+);
+
+pub(super) const KEYS: Table<VirtualKey> = entity_table!(
+    "virtual_keys", "key", Key, key_from_row,
+    created: ["id", "key_hash", "key_prefix"],
+    fields: ["name", "team_id", "allowed_providers", "allowed_models"],
+    then: ["expires_at", "active"],
+);
 
 fn customer_from_row(r: &Row) -> Result<Customer> {
     let (budget, limits) = read_budget_limits(r, 2)?;
@@ -183,94 +121,109 @@ fn key_from_row(r: &Row) -> Result<VirtualKey> {
     })
 }
 
-/// A customer input's mutable columns but `updated_at`.
-fn customer_fields(input: &CustomerInput) -> Result<Vec<Value>> {
-    let mut p = vec![input.name.as_str().into()];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
+/// An input's mutable columns but `updated_at`, laid out as [`entity_table!`] lays out the
+/// table: its own `fields`, the budget and limit columns, then the `then` ones.
+fn mutable_columns<const F: usize, const T: usize>(
+    fields: [Value; F],
+    budget: Option<&Budget>,
+    limits: &Limits,
+    then: [Value; T],
+) -> Result<Vec<Value>> {
+    let mut p = Vec::from(fields);
+    p.extend(budget_limit_params(budget, limits)?);
+    p.extend(then);
     Ok(p)
 }
 
-/// A team input's mutable columns but `updated_at`.
+fn customer_fields(input: &CustomerInput) -> Result<Vec<Value>> {
+    let fields = [input.name.as_str().into()];
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, [])
+}
+
 fn team_fields(input: &TeamInput) -> Result<Vec<Value>> {
-    let mut p = vec![
+    let fields = [
         input.name.as_str().into(),
         input.customer_id.as_deref().into(),
     ];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-    Ok(p)
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, [])
 }
 
-/// A key input's mutable columns but `updated_at`.
 fn key_fields(input: &KeyInput) -> Result<Vec<Value>> {
-    let mut p = vec![
+    let fields = [
         input.name.as_str().into(),
         input.team_id.as_deref().into(),
         list_json(&input.allowed_providers),
         list_json(&input.allowed_models),
     ];
-    p.extend(budget_limit_params(input.budget.as_ref(), &input.limits)?);
-    p.extend([input.expires_at.into(), input.active.into()]);
-    Ok(p)
+    let then = [input.expires_at.into(), input.active.into()];
+    mutable_columns(fields, input.budget.as_ref(), &input.limits, then)
 }
 
-impl Store {
-    // ---------------------------------------------------------------- customers
+/// The public get, list, update and delete of one entity, each a call of the generic table
+/// operation in [`super`]. Customers, teams and keys share them word for word, so they are
+/// written once here and cannot drift apart; creation differs (a key has a secret) and stays
+/// written out below. `$fields` makes an input's mutable columns; `$delete_doc` says what
+/// keeps the entity from being deleted.
+macro_rules! entity_crud {
+    (
+        $table:ident: $entity:ty, $input:ty, $fields:ident, $kind:literal, $plural:literal,
+        $get:ident, $list:ident, $update:ident, $delete:ident, $delete_doc:literal $(,)?
+    ) => {
+        impl Store {
+            #[doc = concat!("The ", $kind, " with `id`, if any.")]
+            pub async fn $get(&self, id: &str) -> Result<Option<$entity>> {
+                self.get(&$table, id).await
+            }
 
+            #[doc = concat!("All ", $plural, ", oldest first.")]
+            pub async fn $list(&self) -> Result<Vec<$entity>> {
+                self.list(&$table).await
+            }
+
+            #[doc = concat!("Replaces a ", $kind, "'s fields; [`Error::NotFound`] if absent.")]
+            pub async fn $update(&self, id: &str, input: &$input) -> Result<$entity> {
+                self.update(&$table, id, $fields(input)?).await
+            }
+
+            #[doc = $delete_doc]
+            pub async fn $delete(&self, id: &str) -> Result<()> {
+                self.delete(&$table, id).await
+            }
+        }
+    };
+}
+
+entity_crud!(
+    CUSTOMERS: Customer, CustomerInput, customer_fields, "customer", "customers",
+    get_customer, list_customers, update_customer, delete_customer,
+    "Deletes a customer; [`Error::InUse`] while teams reference it.",
+);
+
+entity_crud!(
+    TEAMS: Team, TeamInput, team_fields, "team", "teams",
+    get_team, list_teams, update_team, delete_team,
+    "Deletes a team; [`Error::InUse`] while keys reference it.",
+);
+
+// A key's update replaces its fields, never its secret.
+entity_crud!(
+    KEYS: VirtualKey, KeyInput, key_fields, "key", "keys",
+    get_key, list_keys, update_key, delete_key,
+    "Deletes a key.",
+);
+
+impl Store {
     /// Creates a customer with a new UUID.
     pub async fn create_customer(&self, input: &CustomerInput) -> Result<Customer> {
         let fields = customer_fields(input)?;
         self.insert(&CUSTOMERS, vec![new_id().into()], fields).await
     }
 
-    /// The customer with `id`, if any.
-    pub async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
-        self.get(&CUSTOMERS, id).await
-    }
-
-    /// All customers, oldest first.
-    pub async fn list_customers(&self) -> Result<Vec<Customer>> {
-        self.list(&CUSTOMERS).await
-    }
-
-    /// Replaces a customer's fields; [`Error::NotFound`] if absent.
-    pub async fn update_customer(&self, id: &str, input: &CustomerInput) -> Result<Customer> {
-        self.update(&CUSTOMERS, id, customer_fields(input)?).await
-    }
-
-    /// Deletes a customer; [`Error::InUse`] while teams reference it.
-    pub async fn delete_customer(&self, id: &str) -> Result<()> {
-        self.delete(&CUSTOMERS, id).await
-    }
-
-    // -------------------------------------------------------------------- teams
-
     /// Creates a team with a new UUID.
     pub async fn create_team(&self, input: &TeamInput) -> Result<Team> {
         let fields = team_fields(input)?;
         self.insert(&TEAMS, vec![new_id().into()], fields).await
     }
-
-    /// The team with `id`, if any.
-    pub async fn get_team(&self, id: &str) -> Result<Option<Team>> {
-        self.get(&TEAMS, id).await
-    }
-
-    /// All teams, oldest first.
-    pub async fn list_teams(&self) -> Result<Vec<Team>> {
-        self.list(&TEAMS).await
-    }
-
-    /// Replaces a team's fields; [`Error::NotFound`] if absent.
-    pub async fn update_team(&self, id: &str, input: &TeamInput) -> Result<Team> {
-        self.update(&TEAMS, id, team_fields(input)?).await
-    }
-
-    /// Deletes a team; [`Error::InUse`] while keys reference it.
-    pub async fn delete_team(&self, id: &str) -> Result<()> {
-        self.delete(&TEAMS, id).await
-    }
-
-    // --------------------------------------------------------------------- keys
 
     /// Creates a key with a freshly generated secret (returned once, never
     /// stored: only its SHA-256 and first 8 characters are kept).
@@ -294,11 +247,6 @@ impl Store {
         self.insert(&KEYS, created, key_fields(input)?).await
     }
 
-    /// The key with `id`, if any.
-    pub async fn get_key(&self, id: &str) -> Result<Option<VirtualKey>> {
-        self.get(&KEYS, id).await
-    }
-
     /// The key whose secret hashes to `key_hash` (see [`crate::keys::hash_key`]).
     pub async fn find_key_by_hash(&self, key_hash: &str) -> Result<Option<VirtualKey>> {
         let sql = format!("{} WHERE key_hash = $1", KEYS.select());
@@ -307,20 +255,5 @@ impl Store {
             .query(&sql, vec![key_hash.to_ascii_lowercase().into()])
             .await?;
         rows.first().map(key_from_row).transpose()
-    }
-
-    /// All keys, oldest first.
-    pub async fn list_keys(&self) -> Result<Vec<VirtualKey>> {
-        self.list(&KEYS).await
-    }
-
-    /// Replaces a key's fields (not its secret); [`Error::NotFound`] if absent.
-    pub async fn update_key(&self, id: &str, input: &KeyInput) -> Result<VirtualKey> {
-        self.update(&KEYS, id, key_fields(input)?).await
-    }
-
-    /// Deletes a key.
-    pub async fn delete_key(&self, id: &str) -> Result<()> {
-        self.delete(&KEYS, id).await
     }
 }

@@ -6,9 +6,12 @@
 //! `document` blocks, `cache_control`, images inside `tool_result` (their text is kept),
 //! `tool_result.is_error`. `max_tokens` becomes OpenAI `max_tokens`.
 
-use super::{ChatStreamState, FromChatStream};
+use super::{
+    chat_body, content_text, finished_chat, first_choice, insert_tools, nested_str, required_model,
+    ChatStreamState, FromChatStream,
+};
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, ChunkIn, Usage};
+use crate::openai::{self, ToolCallIn, Usage};
 use crate::sse;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -19,11 +22,7 @@ use serde_json::{json, Map, Value};
 /// chat body asks for `stream_options.include_usage` so usage can be reported.
 pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
     let req = openai::parse_request(body)?;
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid("model is required"))?
-        .to_owned();
+    let model = required_model(&req)?;
     let max_tokens = req
         .get("max_tokens")
         .and_then(Value::as_u64)
@@ -68,59 +67,42 @@ pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
         }
     }
 
-    let mut chat = Map::new();
-    chat.insert("model".into(), model.clone().into());
-    chat.insert("messages".into(), Value::Array(messages));
+    let mut chat = chat_body(&model, messages, &req);
     chat.insert("max_tokens".into(), max_tokens.into());
-    for k in ["temperature", "top_p"] {
-        if let Some(v) = req.get(k).filter(|v| v.is_number()) {
-            chat.insert(k.into(), v.clone());
-        }
-    }
     if let Some(s) = req.get("stop_sequences").and_then(Value::as_array) {
         if !s.is_empty() {
             chat.insert("stop".into(), Value::Array(s.clone()));
         }
     }
-    if let Some(u) = req
-        .get("metadata")
-        .and_then(|m| m.get("user_id"))
-        .and_then(Value::as_str)
-    {
+    if let Some(u) = nested_str(&req, "metadata", "user_id") {
         chat.insert("user".into(), u.into());
     }
-    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
-        let mut ts = Vec::with_capacity(tools.len());
-        for t in tools {
-            match t.get("type").and_then(Value::as_str) {
-                None | Some("custom") => {}
-                Some(other) => {
-                    return Err(TranslateError::invalid(format!(
-                        "tool type {other:?} is not supported through this gateway"
-                    )))
-                }
+    insert_tools(&mut chat, &req, |t| {
+        match t.get("type").and_then(Value::as_str) {
+            None | Some("custom") => {}
+            Some(other) => {
+                return Err(TranslateError::invalid(format!(
+                    "tool type {other:?} is not supported through this gateway"
+                )))
             }
-            let name = t
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid("tools[].name missing"))?;
-            let mut f = Map::new();
-            f.insert("name".into(), name.into());
-            if let Some(d) = t.get("description").and_then(Value::as_str) {
-                f.insert("description".into(), d.into());
-            }
-            f.insert(
-                "parameters".into(),
-                t.get("input_schema")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            );
-            ts.push(json!({"type": "function", "function": f}));
         }
-        if !ts.is_empty() {
-            chat.insert("tools".into(), Value::Array(ts));
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TranslateError::invalid("tools[].name missing"))?;
+        let mut f = Map::new();
+        f.insert("name".into(), name.into());
+        if let Some(d) = t.get("description").and_then(Value::as_str) {
+            f.insert("description".into(), d.into());
         }
-    }
+        f.insert(
+            "parameters".into(),
+            t.get("input_schema")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        );
+        Ok(f)
+    })?;
     if let Some(tc) = req.get("tool_choice").filter(|v| v.is_object()) {
         let choice = match tc.get("type").and_then(Value::as_str) {
             Some("auto") => json!("auto"),
@@ -146,11 +128,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
             chat.insert("parallel_tool_calls".into(), false.into());
         }
     }
-    if stream {
-        chat.insert("stream".into(), true.into());
-        chat.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok((openai::to_body(&Value::Object(chat)), stream, model))
+    finished_chat(chat, stream, model)
 }
 
 fn blocks_text(blocks: &[Value]) -> Result<String> {
@@ -323,21 +301,9 @@ fn anthropic_usage(u: &Usage) -> Value {
 /// Tool-call arguments that aren't a JSON object make it fail with `UpstreamPayload`.
 pub fn response_from_chat(openai_body: &[u8], model: &str) -> Result<Vec<u8>> {
     let chat = openai::parse_upstream(openai_body)?;
-    let choice = chat
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| TranslateError::upstream("chat completion has no choices"))?;
-    let msg = choice
-        .get("message")
-        .ok_or_else(|| TranslateError::upstream("chat completion choice has no message"))?;
+    let (choice, msg) = first_choice(&chat)?;
     let mut content = Vec::new();
-    let text = match msg.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(c @ Value::Array(_)) => {
-            openai::content_text(c).map_err(|e| TranslateError::upstream(e.message()))?
-        }
-        _ => String::new(),
-    };
+    let text = content_text(msg)?.unwrap_or_default();
     let refusal = msg.get("refusal").and_then(Value::as_str).unwrap_or("");
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
@@ -437,15 +403,8 @@ enum Open {
 #[derive(Debug)]
 struct InState {
     model: String,
-    started: bool,
     open: Open,
     next_block: u32,
-    /// OpenAI tool-call index → whether it was already given a block.
-    seen_tools: Vec<u32>,
-    stop_reason: Option<&'static str>,
-    usage: Option<Usage>,
-    done: bool,
-    failed: Option<String>,
 }
 
 /// OpenAI chat chunk SSE → Anthropic Messages SSE (`event:` + `data:` frames), in the order
@@ -466,133 +425,16 @@ impl StreamFromChat {
     pub fn new(model: String) -> Self {
         StreamFromChat(FromChatStream::new(InState {
             model,
-            started: false,
             open: Open::None,
             next_block: 0,
-            seen_tools: Vec::new(),
-            stop_reason: None,
-            usage: None,
-            done: false,
-            failed: None,
         }))
     }
-
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.0.feed(input, out)
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        self.0.finish(out)
-    }
 }
+
+driver_feed_finish!(StreamFromChat);
 
 impl ChatStreamState for InState {
-    fn chunk(&mut self, c: ChunkIn<'_>, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(err) = &c.error {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream stream error")
-                .to_owned();
-            let t = match err.get("type").and_then(Value::as_str) {
-                Some("rate_limit_error") => "rate_limit_error",
-                Some("invalid_request_error") => "invalid_request_error",
-                _ => "api_error",
-            };
-            sse::write_event(
-                out,
-                "error",
-                &json!({"type": "error", "error": {"type": t, "message": msg}}),
-            );
-            self.failed = Some(msg);
-            return Ok(());
-        }
-        if !self.started {
-            self.start(c.id.as_deref().unwrap_or(""), out);
-        }
-        if let Some(u) = c.usage {
-            self.usage = Some(u);
-        }
-        let Some(choice) = c.choices else {
-            return Ok(());
-        };
-        if let Some(d) = &choice.delta {
-            if let Some(t) = &d.content {
-                self.text(t, out);
-            }
-            if let Some(t) = &d.refusal {
-                self.text(t, out);
-            }
-            for tc in d.tool_calls.iter().flatten() {
-                let is_new = !self.seen_tools.contains(&tc.index);
-                let f = tc.function.as_ref();
-                if is_new {
-                    self.seen_tools.push(tc.index);
-                    let name = f.and_then(|f| f.name.as_deref()).unwrap_or("");
-                    let id = tc.id.as_deref().unwrap_or("");
-                    self.open_block(
-                        Open::Tool(tc.index),
-                        json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                        out,
-                    );
-                } else if self.open != Open::Tool(tc.index) {
-                    return Err(TranslateError::upstream(
-                        "interleaved tool call deltas can't be expressed as Anthropic blocks",
-                    ));
-                }
-                if let Some(a) = f.and_then(|f| f.arguments.as_deref()) {
-                    if !a.is_empty() {
-                        self.delta(out, DeltaOut::Json { partial_json: a });
-                    }
-                }
-            }
-        }
-        if let Some(r) = &choice.finish_reason {
-            self.stop_reason = Some(stop_reason(r));
-            self.close(out);
-        }
-        Ok(())
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.start("", out);
-        }
-        self.close(out);
-        let u = self.usage.unwrap_or_default();
-        let mut usage = anthropic_usage(&u);
-        if self.usage.is_none() {
-            usage = json!({"output_tokens": 0});
-        }
-        sse::write_event(
-            out,
-            "message_delta",
-            &json!({
-                "type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                "usage": usage,
-            }),
-        );
-        sse::write_event(out, "message_stop", &json!({"type": "message_stop"}));
-        self.done = true;
-    }
-
-    fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
-    }
-
-    fn is_done(&self) -> bool {
-        self.done
-    }
-
-    fn saw_finish_reason(&self) -> bool {
-        self.stop_reason.is_some()
-    }
-}
-
-impl InState {
     fn start(&mut self, id: &str, out: &mut Vec<u8>) {
-        self.started = true;
         let msg = json!({
             "type": "message_start",
             "message": {
@@ -609,6 +451,52 @@ impl InState {
         sse::write_event(out, "message_start", &msg);
     }
 
+    fn error(&mut self, err: &Value, message: &str, _started: bool, out: &mut Vec<u8>) {
+        let t = match err.get("type").and_then(Value::as_str) {
+            Some("rate_limit_error") => "rate_limit_error",
+            Some("invalid_request_error") => "invalid_request_error",
+            _ => "api_error",
+        };
+        sse::write_event(
+            out,
+            "error",
+            &json!({"type": "error", "error": {"type": t, "message": message}}),
+        );
+    }
+
+    fn text(&mut self, t: &str, out: &mut Vec<u8>) {
+        if t.is_empty() {
+            return;
+        }
+        if self.open != Open::Text {
+            self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
+        }
+        self.delta(out, DeltaOut::Text { text: t });
+    }
+
+    fn tool_call(&mut self, tc: &ToolCallIn<'_>, is_new: bool, out: &mut Vec<u8>) -> Result<()> {
+        let f = tc.function.as_ref();
+        if is_new {
+            let name = f.and_then(|f| f.name.as_deref()).unwrap_or("");
+            let id = tc.id.as_deref().unwrap_or("");
+            self.open_block(
+                Open::Tool(tc.index),
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                out,
+            );
+        } else if self.open != Open::Tool(tc.index) {
+            return Err(TranslateError::upstream(
+                "interleaved tool call deltas can't be expressed as Anthropic blocks",
+            ));
+        }
+        if let Some(a) = f.and_then(|f| f.arguments.as_deref()) {
+            if !a.is_empty() {
+                self.delta(out, DeltaOut::Json { partial_json: a });
+            }
+        }
+        Ok(())
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         if self.open != Open::None {
             let idx = self.next_block - 1;
@@ -621,6 +509,26 @@ impl InState {
         }
     }
 
+    fn end(&mut self, usage: Option<Usage>, finish_reason: Option<&str>, out: &mut Vec<u8>) {
+        let usage = match usage {
+            Some(u) => anthropic_usage(&u),
+            None => json!({"output_tokens": 0}),
+        };
+        let reason = finish_reason.map_or("end_turn", stop_reason);
+        sse::write_event(
+            out,
+            "message_delta",
+            &json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": null},
+                "usage": usage,
+            }),
+        );
+        sse::write_event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+}
+
+impl InState {
     fn open_block(&mut self, kind: Open, block: Value, out: &mut Vec<u8>) -> u32 {
         self.close(out);
         let idx = self.next_block;
@@ -644,15 +552,5 @@ impl InState {
                 delta,
             },
         );
-    }
-
-    fn text(&mut self, t: &str, out: &mut Vec<u8>) {
-        if t.is_empty() {
-            return;
-        }
-        if self.open != Open::Text {
-            self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
-        }
-        self.delta(out, DeltaOut::Text { text: t });
     }
 }

@@ -9,9 +9,12 @@
 //! `max_output_tokens` becomes chat `max_tokens`; `reasoning.effort` becomes
 //! `reasoning_effort`.
 
-use super::{ChatStreamState, FromChatStream};
+use super::{
+    chat_body, content_text, finished_chat, first_choice, insert_tools, nested_str, required_model,
+    ChatStreamState, FromChatStream,
+};
 use crate::error::{Result, TranslateError};
-use crate::openai::{self, ChunkIn, Usage};
+use crate::openai::{self, ToolCallIn, Usage};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -20,11 +23,7 @@ use serde_json::{json, Map, Value};
 /// Responses API request → (OpenAI chat body, `stream`, `model`).
 pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
     let req = openai::parse_request(body)?;
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::invalid("model is required"))?
-        .to_owned();
+    let model = required_model(&req)?;
     for k in ["previous_response_id", "conversation", "prompt"] {
         if req.get(k).is_some_and(|v| !v.is_null()) {
             return Err(TranslateError::invalid(format!(
@@ -54,16 +53,9 @@ pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
         }
     }
 
-    let mut chat = Map::new();
-    chat.insert("model".into(), model.clone().into());
-    chat.insert("messages".into(), Value::Array(messages));
+    let mut chat = chat_body(&model, messages, &req);
     if let Some(m) = req.get("max_output_tokens").and_then(Value::as_u64) {
         chat.insert("max_tokens".into(), m.into());
-    }
-    for k in ["temperature", "top_p"] {
-        if let Some(v) = req.get(k).filter(|v| v.is_number()) {
-            chat.insert(k.into(), v.clone());
-        }
     }
     if let Some(u) = req.get("user").and_then(Value::as_str) {
         chat.insert("user".into(), u.into());
@@ -71,37 +63,27 @@ pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
     if let Some(p) = req.get("parallel_tool_calls").and_then(Value::as_bool) {
         chat.insert("parallel_tool_calls".into(), p.into());
     }
-    if let Some(e) = req
-        .get("reasoning")
-        .and_then(|r| r.get("effort"))
-        .and_then(Value::as_str)
-    {
+    if let Some(e) = nested_str(&req, "reasoning", "effort") {
         chat.insert("reasoning_effort".into(), e.into());
     }
-    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
-        let mut ts = Vec::with_capacity(tools.len());
-        for t in tools {
-            if t.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(TranslateError::invalid(format!(
-                    "tool type {} is not supported through this gateway",
-                    t.get("type").unwrap_or(&Value::Null)
-                )));
-            }
-            let mut f = Map::new();
-            for k in ["name", "description", "parameters", "strict"] {
-                if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
-                    f.insert(k.into(), v.clone());
-                }
-            }
-            if !f.contains_key("name") {
-                return Err(TranslateError::invalid("tools[].name missing"));
-            }
-            ts.push(json!({"type": "function", "function": f}));
+    insert_tools(&mut chat, &req, |t| {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(TranslateError::invalid(format!(
+                "tool type {} is not supported through this gateway",
+                t.get("type").unwrap_or(&Value::Null)
+            )));
         }
-        if !ts.is_empty() {
-            chat.insert("tools".into(), Value::Array(ts));
+        let mut f = Map::new();
+        for k in ["name", "description", "parameters", "strict"] {
+            if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
+                f.insert(k.into(), v.clone());
+            }
         }
-    }
+        if !f.contains_key("name") {
+            return Err(TranslateError::invalid("tools[].name missing"));
+        }
+        Ok(f)
+    })?;
     match req.get("tool_choice") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if matches!(s.as_str(), "auto" | "none" | "required") => {
@@ -143,11 +125,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, bool, String)> {
             _ => {}
         }
     }
-    if stream {
-        chat.insert("stream".into(), true.into());
-        chat.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok((openai::to_body(&Value::Object(chat)), stream, model))
+    finished_chat(chat, stream, model)
 }
 
 fn input_item(i: usize, item: &Value, messages: &mut Vec<Value>) -> Result<()> {
@@ -342,20 +320,11 @@ pub fn response_from_chat(openai_body: &[u8], model: &str) -> Result<Vec<u8>> {
     let chat = openai::parse_upstream(openai_body)?;
     let id = chat.get("id").and_then(Value::as_str).unwrap_or("");
     let created = chat.get("created").and_then(Value::as_u64).unwrap_or(0);
-    let choice = chat
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| TranslateError::upstream("chat completion has no choices"))?;
-    let msg = choice
-        .get("message")
-        .ok_or_else(|| TranslateError::upstream("chat completion choice has no message"))?;
+    let (choice, msg) = first_choice(&chat)?;
     let mut output = Vec::new();
-    let text = match msg.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(c @ Value::Array(_)) => {
-            openai::content_text(c).map_err(|e| TranslateError::upstream(e.message()))?
-        }
-        _ => msg
+    let text = match content_text(msg)? {
+        Some(text) => text,
+        None => msg
             .get("refusal")
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -441,15 +410,9 @@ struct RState {
     created: u64,
     id: String,
     seq: u64,
-    started: bool,
     open: Item,
     output_index: u32,
     done_items: Vec<Value>,
-    seen_tools: Vec<u32>,
-    finish_reason: Option<String>,
-    usage: Option<Usage>,
-    done: bool,
-    failed: Option<String>,
 }
 
 /// OpenAI chat chunk SSE → Responses API stream events, as the official `openai` SDK's
@@ -474,237 +437,44 @@ impl StreamFromChat {
             created,
             id: String::new(),
             seq: 0,
-            started: false,
             open: Item::None,
             output_index: 0,
             done_items: Vec::new(),
-            seen_tools: Vec::new(),
-            finish_reason: None,
-            usage: None,
-            done: false,
-            failed: None,
         }))
     }
-
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.0.feed(input, out)
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        self.0.finish(out)
-    }
 }
+
+driver_feed_finish!(StreamFromChat);
 
 impl ChatStreamState for RState {
-    fn chunk(&mut self, c: ChunkIn<'_>, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(err) = &c.error {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream stream error")
-                .to_owned();
-            let code = err.get("code").cloned().unwrap_or(Value::Null);
-            if !self.started {
-                self.start("", out);
-            }
-            self.emit(
-                out,
-                "error",
-                json!({"code": code, "message": msg, "param": null}),
-            );
-            let mut r = response_object(
-                &self.id,
-                self.created,
-                &self.model,
-                "failed",
-                Value::Null,
-                Vec::new(),
-                None,
-            );
-            r["error"] = json!({"code": "server_error", "message": msg});
-            self.emit(out, "response.failed", json!({"response": r}));
-            self.failed = Some(msg);
-            return Ok(());
+    fn start(&mut self, chat_id: &str, out: &mut Vec<u8>) {
+        self.id = format!("resp_{}", core_id(chat_id));
+        for kind in ["response.created", "response.in_progress"] {
+            self.lifecycle(out, kind, "in_progress", Value::Null, Vec::new(), None);
         }
-        if !self.started {
-            self.start(c.id.as_deref().unwrap_or(""), out);
-        }
-        if let Some(u) = c.usage {
-            self.usage = Some(u);
-        }
-        let Some(choice) = c.choices else {
-            return Ok(());
-        };
-        if let Some(d) = &choice.delta {
-            if let Some(t) = &d.content {
-                self.text(t, out);
-            }
-            if let Some(t) = &d.refusal {
-                self.text(t, out);
-            }
-            for tc in d.tool_calls.iter().flatten() {
-                let f = tc.function.as_ref();
-                if !self.seen_tools.contains(&tc.index) {
-                    self.seen_tools.push(tc.index);
-                    self.close(out);
-                    let call_id = tc.id.as_deref().unwrap_or("").to_owned();
-                    let name = f.and_then(|f| f.name.as_deref()).unwrap_or("").to_owned();
-                    let oi = self.output_index;
-                    self.emit(out, "response.output_item.added", json!({"output_index": oi, "item": call_item(&call_id, &name, "", "in_progress")}));
-                    self.open = Item::Call {
-                        chat_index: tc.index,
-                        call_id,
-                        name,
-                        args: String::new(),
-                    };
-                } else if !matches!(&self.open, Item::Call { chat_index, .. } if *chat_index == tc.index)
-                {
-                    return Err(TranslateError::upstream(
-                        "interleaved tool call deltas are not supported",
-                    ));
-                }
-                let frag = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
-                if let (false, Item::Call { call_id, args, .. }) = (frag.is_empty(), &mut self.open)
-                {
-                    args.push_str(frag);
-                    let item_id = format!("fc_{call_id}");
-                    crate::sse::write_event(
-                        out,
-                        "response.function_call_arguments.delta",
-                        &ArgsDelta {
-                            kind: "response.function_call_arguments.delta",
-                            sequence_number: self.seq,
-                            item_id: &item_id,
-                            output_index: self.output_index,
-                            delta: frag,
-                        },
-                    );
-                    self.seq += 1;
-                }
-            }
-        }
-        if let Some(r) = &choice.finish_reason {
-            self.finish_reason = Some(r.to_string());
-            self.close(out);
-        }
-        Ok(())
     }
 
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
+    fn error(&mut self, err: &Value, message: &str, started: bool, out: &mut Vec<u8>) {
+        let code = err.get("code").cloned().unwrap_or(Value::Null);
+        if !started {
             self.start("", out);
         }
-        self.close(out);
-        let (status, incomplete) = status_for(self.finish_reason.as_deref());
-        let kind = if status == "completed" {
-            "response.completed"
-        } else {
-            "response.incomplete"
-        };
-        let items = std::mem::take(&mut self.done_items);
-        self.lifecycle(out, kind, status, incomplete, items);
-        self.done = true;
-    }
-
-    fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
-    }
-
-    fn is_done(&self) -> bool {
-        self.done
-    }
-
-    fn saw_finish_reason(&self) -> bool {
-        self.finish_reason.is_some()
-    }
-}
-
-impl RState {
-    /// Writes `event: TYPE\ndata: {..., "type": TYPE, "sequence_number": n}\n\n`.
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut v: Value) {
-        v["type"] = kind.into();
-        v["sequence_number"] = self.seq.into();
-        self.seq += 1;
-        crate::sse::write_event(out, kind, &v);
-    }
-
-    fn lifecycle(
-        &mut self,
-        out: &mut Vec<u8>,
-        kind: &str,
-        status: &str,
-        incomplete: Value,
-        output: Vec<Value>,
-    ) {
-        let usage = if status == "in_progress" {
-            None
-        } else {
-            self.usage
-        };
-        let r = response_object(
+        self.emit(
+            out,
+            "error",
+            json!({"code": code, "message": message, "param": null}),
+        );
+        let mut r = response_object(
             &self.id,
             self.created,
             &self.model,
-            status,
-            incomplete,
-            output,
-            usage.as_ref(),
-        );
-        self.emit(out, kind, json!({"response": r}));
-    }
-
-    fn start(&mut self, chat_id: &str, out: &mut Vec<u8>) {
-        self.started = true;
-        self.id = format!("resp_{}", core_id(chat_id));
-        self.lifecycle(
-            out,
-            "response.created",
-            "in_progress",
+            "failed",
             Value::Null,
             Vec::new(),
+            None,
         );
-        self.lifecycle(
-            out,
-            "response.in_progress",
-            "in_progress",
-            Value::Null,
-            Vec::new(),
-        );
-    }
-
-    fn close(&mut self, out: &mut Vec<u8>) {
-        let oi = self.output_index;
-        match std::mem::replace(&mut self.open, Item::None) {
-            Item::None => return,
-            Item::Message { id, text } => {
-                self.emit(out, "response.output_text.done", json!({"item_id": id, "output_index": oi, "content_index": 0, "text": text, "logprobs": []}));
-                self.emit(out, "response.content_part.done", json!({"item_id": id, "output_index": oi, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}));
-                let item = message_item(&id, &text, "completed");
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    json!({"output_index": oi, "item": item}),
-                );
-                self.done_items.push(item);
-            }
-            Item::Call {
-                call_id,
-                name,
-                args,
-                ..
-            } => {
-                let item_id = format!("fc_{call_id}");
-                self.emit(out, "response.function_call_arguments.done", json!({"item_id": item_id, "output_index": oi, "name": name, "arguments": args}));
-                let item = call_item(&call_id, &name, &args, "completed");
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    json!({"output_index": oi, "item": item}),
-                );
-                self.done_items.push(item);
-            }
-        }
-        self.output_index += 1;
+        r["error"] = json!({"code": "server_error", "message": message});
+        self.emit(out, "response.failed", json!({"response": r}));
     }
 
     fn text(&mut self, t: &str, out: &mut Vec<u8>) {
@@ -748,5 +518,125 @@ impl RState {
             );
             self.seq += 1;
         }
+    }
+
+    fn tool_call(&mut self, tc: &ToolCallIn<'_>, is_new: bool, out: &mut Vec<u8>) -> Result<()> {
+        let f = tc.function.as_ref();
+        if is_new {
+            self.close(out);
+            let call_id = tc.id.as_deref().unwrap_or("").to_owned();
+            let name = f.and_then(|f| f.name.as_deref()).unwrap_or("").to_owned();
+            let oi = self.output_index;
+            self.emit(
+                out,
+                "response.output_item.added",
+                json!({"output_index": oi, "item": call_item(&call_id, &name, "", "in_progress")}),
+            );
+            self.open = Item::Call {
+                chat_index: tc.index,
+                call_id,
+                name,
+                args: String::new(),
+            };
+        } else if !matches!(&self.open, Item::Call { chat_index, .. } if *chat_index == tc.index) {
+            return Err(TranslateError::upstream(
+                "interleaved tool call deltas are not supported",
+            ));
+        }
+        let frag = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+        if let (false, Item::Call { call_id, args, .. }) = (frag.is_empty(), &mut self.open) {
+            args.push_str(frag);
+            let item_id = format!("fc_{call_id}");
+            crate::sse::write_event(
+                out,
+                "response.function_call_arguments.delta",
+                &ArgsDelta {
+                    kind: "response.function_call_arguments.delta",
+                    sequence_number: self.seq,
+                    item_id: &item_id,
+                    output_index: self.output_index,
+                    delta: frag,
+                },
+            );
+            self.seq += 1;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        let oi = self.output_index;
+        match std::mem::replace(&mut self.open, Item::None) {
+            Item::None => return,
+            Item::Message { id, text } => {
+                self.emit(out, "response.output_text.done", json!({"item_id": id, "output_index": oi, "content_index": 0, "text": text, "logprobs": []}));
+                self.emit(out, "response.content_part.done", json!({"item_id": id, "output_index": oi, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}));
+                let item = message_item(&id, &text, "completed");
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.done_items.push(item);
+            }
+            Item::Call {
+                call_id,
+                name,
+                args,
+                ..
+            } => {
+                let item_id = format!("fc_{call_id}");
+                self.emit(out, "response.function_call_arguments.done", json!({"item_id": item_id, "output_index": oi, "name": name, "arguments": args}));
+                let item = call_item(&call_id, &name, &args, "completed");
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.done_items.push(item);
+            }
+        }
+        self.output_index += 1;
+    }
+
+    fn end(&mut self, usage: Option<Usage>, finish_reason: Option<&str>, out: &mut Vec<u8>) {
+        let (status, incomplete) = status_for(finish_reason);
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        let items = std::mem::take(&mut self.done_items);
+        self.lifecycle(out, kind, status, incomplete, items, usage.as_ref());
+    }
+}
+
+impl RState {
+    /// Writes `event: TYPE\ndata: {..., "type": TYPE, "sequence_number": n}\n\n`.
+    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut v: Value) {
+        v["type"] = kind.into();
+        v["sequence_number"] = self.seq.into();
+        self.seq += 1;
+        crate::sse::write_event(out, kind, &v);
+    }
+
+    fn lifecycle(
+        &mut self,
+        out: &mut Vec<u8>,
+        kind: &str,
+        status: &str,
+        incomplete: Value,
+        output: Vec<Value>,
+        usage: Option<&Usage>,
+    ) {
+        let r = response_object(
+            &self.id,
+            self.created,
+            &self.model,
+            status,
+            incomplete,
+            output,
+            usage,
+        );
+        self.emit(out, kind, json!({"response": r}));
     }
 }

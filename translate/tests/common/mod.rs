@@ -7,6 +7,47 @@ use serde_json::{json, Value};
 use translate::bedrock::eventstream::encode_frame;
 use translate::{StreamTranslator, TranslateError};
 
+/// Asserts `r` failed with [`TranslateError::UpstreamPayload`]: what every translator answers
+/// to a provider body or event it cannot read.
+#[track_caller]
+pub fn assert_upstream_payload<T>(r: Result<T, TranslateError>) {
+    assert!(matches!(r, Err(TranslateError::UpstreamPayload(_))));
+}
+
+/// Feeds one upstream error event to a fresh translator: the client gets `expected`, the
+/// OpenAI error chunk for it, and nothing else, and the stream cannot finish properly.
+#[track_caller]
+pub fn assert_error_chunk<T: StreamTranslator>(mut s: T, event: &[u8], expected: Value) {
+    let mut out = Vec::new();
+    s.feed(event, &mut out).unwrap();
+    assert_eq!(data_only(&out), vec![expected]);
+    assert!(s.finish(&mut out).is_err());
+}
+
+/// A translated request's chat body, once it is checked to stream as `model`.
+#[track_caller]
+pub fn streamed_chat(
+    translated: Result<(Vec<u8>, bool, String), TranslateError>,
+    model: &str,
+) -> Value {
+    let (body, stream, got) = translated.unwrap();
+    assert!(stream);
+    assert_eq!(got, model);
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The SSE events a translator makes of a fixture stream, its output written to `dump_as`
+/// for inspection: how the inbound stream goldens begin.
+pub fn sse_golden<T: StreamTranslator>(
+    make: impl Fn() -> T,
+    fixture_name: &str,
+    dump_as: &str,
+) -> Vec<(String, Value)> {
+    let out = run_all(make, &fixture(fixture_name));
+    dump(dump_as, &out);
+    parse_sse(&out)
+}
+
 pub fn fixture(path: &str) -> Vec<u8> {
     let p = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))

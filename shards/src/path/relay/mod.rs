@@ -138,44 +138,63 @@ async fn relay_sized(
     r: &Relay<'_>,
     tally: &mut Tally,
 ) -> Result<Relayed, Stop> {
-    let Relay {
-        head,
-        provider,
-        limits,
-        keep_alive,
-        conversion,
-    } = *r;
-    let capture_usage = conversion.capture_usage;
+    let (head, conversion) = (r.head, r.conversion);
     let total = match head.framing {
         InFraming::Length(n) => n,
         _ => 0,
     };
-    push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
-    finish_head(&mut conn.out, OutFraming::Length(total), keep_alive);
-    let mut reader = BodyReader::new(head, conn);
-    let success = (200..300).contains(&head.status);
+    let mut reader = start_body(conn, r, OutFraming::Length(total));
+    let capture_usage = conversion.capture_usage && (200..300).contains(&head.status);
     let mut seen = Vec::new();
     loop {
-        let more = reader.next(conn, upstream, provider, limits).await?;
-        if capture_usage && success {
+        let more = reader.next(conn, upstream, r.provider, r.limits).await?;
+        if capture_usage {
             seen.extend_from_slice(&conn.payload);
         }
         conn.out.extend_from_slice(&conn.payload);
-        if !conn.out.is_empty() && !conn.flush_out().await {
-            return Err(Stop::ClientGone);
-        }
-        if !more {
-            if capture_usage && success {
+        if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
+            if capture_usage {
                 tally.usage = crate::governance::usage::from_body(&seen);
                 if tally.usage.is_none() {
                     tally.output_tokens = tokens::count_body(conversion.family, &seen);
                 }
             }
-            return Ok(Relayed {
-                reusable: reader.ended_exactly() && head.reusable,
-            });
+            return Ok(relayed);
         }
     }
+}
+
+/// Writes the client's response head and starts reading the provider's body, for the two
+/// relays that pass a body on as it arrives. Pass-through keeps the provider's own status and
+/// header lines; a converted stream gets the status and the SSE headers of the client's API.
+fn start_body(conn: &mut ClientConn, r: &Relay<'_>, framing: OutFraming) -> BodyReader {
+    let head = r.head;
+    if r.conversion.passthrough {
+        push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
+    } else {
+        push_status_line(&mut conn.out, head.status);
+        conn.out
+            .extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache\r\n");
+    }
+    finish_head(&mut conn.out, framing, r.keep_alive);
+    BodyReader::new(head, conn)
+}
+
+/// Sends the piece `conn.out` holds (nothing when empty) and, after the body's last piece
+/// (`more` false), says how the relay ended: the upstream may be reused when its body ended
+/// exactly. Each read of the two as-it-arrives relays ends here.
+async fn send_piece(
+    conn: &mut ClientConn,
+    reader: &BodyReader,
+    head: &ResponseHead,
+    more: bool,
+) -> Result<Option<Relayed>, Stop> {
+    if !conn.out.is_empty() && !conn.flush_out().await {
+        return Err(Stop::ClientGone);
+    }
+    Ok((!more).then(|| Relayed {
+        reusable: reader.ended_exactly() && head.reusable,
+    }))
 }
 
 /// A stream, re-framed as chunked: passed through as it is, or through the translators.
@@ -199,29 +218,15 @@ async fn relay_events(
     r: &Relay<'_>,
     chain: &mut StreamChain,
 ) -> Result<Relayed, Stop> {
-    let Relay {
-        head,
-        provider,
-        limits,
-        keep_alive,
-        conversion,
-    } = *r;
-    if conversion.passthrough {
-        push_proxied_lines(&mut conn.out, head.status, &conn.upbuf, &conn.spans_up);
-    } else {
-        push_status_line(&mut conn.out, head.status);
-        conn.out
-            .extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache\r\n");
-    }
-    finish_head(&mut conn.out, OutFraming::Chunked, keep_alive);
-    let mut reader = BodyReader::new(head, conn);
+    let (head, provider) = (r.head, r.provider);
+    let mut reader = start_body(conn, r, OutFraming::Chunked);
     // The head goes out at once unless body bytes came with it (then they share a write).
     if !reader.has_buffered(conn) && !conn.flush_out().await {
         return Err(Stop::ClientGone);
     }
     let mut translated = Vec::new();
     loop {
-        let more = reader.next(conn, upstream, provider, limits).await?;
+        let more = reader.next(conn, upstream, provider, r.limits).await?;
         let piece: &[u8] = if chain.is_identity() {
             &conn.payload
         } else {
@@ -245,13 +250,8 @@ async fn relay_events(
         if !more {
             conn.out.extend_from_slice(LAST_CHUNK);
         }
-        if !conn.out.is_empty() && !conn.flush_out().await {
-            return Err(Stop::ClientGone);
-        }
-        if !more {
-            return Ok(Relayed {
-                reusable: reader.ended_exactly() && head.reusable,
-            });
+        if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
+            return Ok(relayed);
         }
     }
 }

@@ -275,30 +275,28 @@ async fn bad_bodies_are_400_and_name_the_field() {
             None => assert_eq!(err["param"], Value::Null, "{body}: {}", reply.1),
         }
     }
-    // References to missing parents.
-    let reply = h
-        .post(
+    // References to missing parents: the error names the field that refers.
+    for (path, body, field) in [
+        (
             "/admin/teams",
             json!({"name": "t", "customer_id": "missing"}),
-        )
-        .await;
-    assert_error(
-        &reply,
-        StatusCode::BAD_REQUEST,
-        "invalid_request_error",
-        "invalid_reference",
-    );
-    assert_eq!(reply.1["error"]["param"], "customer_id");
-    let reply = h
-        .post("/admin/keys", json!({"name": "k", "team_id": "missing"}))
-        .await;
-    assert_error(
-        &reply,
-        StatusCode::BAD_REQUEST,
-        "invalid_request_error",
-        "invalid_reference",
-    );
-    assert_eq!(reply.1["error"]["param"], "team_id");
+            "customer_id",
+        ),
+        (
+            "/admin/keys",
+            json!({"name": "k", "team_id": "missing"}),
+            "team_id",
+        ),
+    ] {
+        let reply = h.post(path, body).await;
+        assert_error(
+            &reply,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_reference",
+        );
+        assert_eq!(reply.1["error"]["param"], field, "{path}");
+    }
     // A reset accepts only an empty body or `{}`.
     let reply = h
         .post("/admin/budgets/key/x/reset", json!({"force": true}))
