@@ -81,12 +81,30 @@ struct StoreLeases {
     runtime: tokio::runtime::Handle,
 }
 
+/// The shared counter of `limit` after `generation` budget resets.
+fn counter_name(limit: &Limit, generation: u64) -> String {
+    match generation {
+        0 => limit.kind.name().to_owned(),
+        g => format!("{}#{g}", limit.kind.name()),
+    }
+}
+
 impl super::leases::ClusterLeases for StoreLeases {
+    fn give_back(&self, limit: &Limit, generation: u64, window_start: i64, units: u64) {
+        let (store, entity, name) = (
+            self.store.clone(),
+            limit.entity.clone(),
+            counter_name(limit, generation),
+        );
+        self.runtime.spawn(async move {
+            if let Err(e) = store.return_lease(&entity, &name, window_start, units).await {
+                tracing::warn!(error = %e, entity = %entity.id, limit = %name, units, "returning a cluster lease failed; the units lapse with the window");
+            }
+        });
+    }
+
     fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64 {
-        let name = match generation {
-            0 => limit.kind.name().to_owned(),
-            g => format!("{}#{g}", limit.kind.name()),
-        };
+        let name = counter_name(limit, generation);
         match self.runtime.block_on(self.store.acquire_lease(
             &limit.entity,
             &name,

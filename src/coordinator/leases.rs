@@ -58,6 +58,10 @@ pub trait ClusterLeases: Send + Sync {
     /// Leases up to `want` units of `limit` (counter `generation`) for the window starting at
     /// `window_start`.
     fn acquire(&self, limit: &Limit, generation: u64, window_start: i64, want: u64) -> u64;
+
+    /// Gives back `units` of an earlier lease that were never handed to a shard. Must not
+    /// block: it is called while the coordinator reloads.
+    fn give_back(&self, limit: &Limit, generation: u64, window_start: i64, units: u64);
 }
 
 impl Pool {
@@ -132,6 +136,7 @@ impl LeaseDesk {
     /// the pool afresh from `base`.
     pub fn register(&self, limit: &Arc<Limit>, base: u64, generation: u64, now: i64) {
         let epoch = limit.kind.epoch(now);
+        let mut surplus = 0;
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         match pools.get_mut(&key(limit)) {
             Some(pool) if pool.generation == generation => {
@@ -139,6 +144,13 @@ impl LeaseDesk {
                 if !Arc::ptr_eq(&pool.current, limit) {
                     let old = std::mem::replace(&mut pool.current, limit.clone());
                     pool.reclaim_all(&old);
+                    // Cluster: a lowered limit is in force from the next lease, not once this
+                    // node's share of the old value is spent. What the share holds beyond
+                    // what was handed out goes back to the shared counter.
+                    if self.cluster.is_some() && limit.value < old.value {
+                        surplus = pool.node_quota.saturating_sub(pool.granted + pool.debt);
+                        pool.node_quota -= surplus;
+                    }
                 }
             }
             Some(pool) => {
@@ -154,6 +166,10 @@ impl LeaseDesk {
                     Pool::new(limit.clone(), epoch, base, generation),
                 );
             }
+        }
+        drop(pools);
+        if let (Some(cluster), true) = (&self.cluster, surplus > 0) {
+            cluster.give_back(limit, generation, limit.kind.start(now), surplus);
         }
     }
 
@@ -392,6 +408,48 @@ mod tests {
         desk.register(&raised, 0, 0, now);
         desk.forget(&lowered);
         assert_eq!(drain(&desk, &raised, now), 5);
+    }
+
+    /// A shared counter of one limit, as PostgreSQL keeps it.
+    #[derive(Default)]
+    struct Counter(Mutex<u64>);
+
+    impl ClusterLeases for Arc<Counter> {
+        fn acquire(&self, limit: &Limit, _: u64, _: i64, want: u64) -> u64 {
+            let mut used = self.0.lock().unwrap();
+            let grant = want.min(limit.value.saturating_sub(*used));
+            *used += grant;
+            grant
+        }
+
+        fn give_back(&self, _: &Limit, _: u64, _: i64, units: u64) {
+            let mut used = self.0.lock().unwrap();
+            *used = used.saturating_sub(units);
+        }
+    }
+
+    #[test]
+    fn a_lowered_limit_is_in_force_from_the_next_cluster_lease() {
+        let now = 1_000_000;
+        let counter = Arc::new(Counter::default());
+        let desk = LeaseDesk::clustered(Box::new(counter.clone()));
+        let old = limit(1_000, 2);
+        desk.register(&old, 0, 0, now);
+        let epoch = old.kind.epoch(now);
+        desk.refill(&old, 0, 1, now);
+        assert!(old.leases[0].take(epoch, 1));
+        assert!(*counter.0.lock().unwrap() > 100, "the node leased a share");
+        // Lowered to 1, which the one request used: the share goes back, nothing more.
+        let lowered = limit(1, 2);
+        desk.register(&lowered, 0, 0, now);
+        desk.forget(&old);
+        assert_eq!(*counter.0.lock().unwrap(), 1);
+        assert_eq!(drain(&desk, &lowered, now), 0);
+        // Raised again: the node leases what is left.
+        let raised = limit(3, 2);
+        desk.register(&raised, 0, 0, now);
+        desk.forget(&lowered);
+        assert_eq!(drain(&desk, &raised, now), 2);
     }
 
     #[test]
