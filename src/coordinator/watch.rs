@@ -137,8 +137,8 @@ impl GovRuntime {
 
     /// Takes whatever is already queued (notifications, the local signal): the reload about
     /// to run reads all of it.
-    async fn drain(&self, mut subscription: Option<&mut ConfigSubscription>) {
-        if let Some(sub) = subscription.as_deref_mut() {
+    async fn drain(&self, subscription: Option<&mut ConfigSubscription>) {
+        if let Some(sub) = subscription {
             while sub.try_next_event().is_some() {}
         }
         tokio::select! {
