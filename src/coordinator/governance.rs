@@ -96,7 +96,7 @@ pub struct GovRuntime {
     pub gov: Arc<Governance>,
     pub desk: Arc<LeaseDesk>,
     pub(super) store: Store,
-    settings: GovSettings,
+    pub(super) settings: GovSettings,
     shards: usize,
     registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
     /// Budget period per entity, for usage deltas.

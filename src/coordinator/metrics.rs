@@ -76,6 +76,7 @@ pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
             read_at % 1000
         );
     }
+    config_watch(&mut out);
     family(
         &mut out,
         "ringgate_io_driver",
@@ -211,4 +212,35 @@ pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
         |p| p.ewma_latency_us.get(),
     );
     out
+}
+
+/// The config watch (src/coordinator/watch.rs), once it runs.
+fn config_watch(out: &mut String) {
+    let w = &super::watch::WATCH;
+    if !w.running.load(Ordering::Relaxed) {
+        return;
+    }
+    for (name, kind, help, value) in [
+        (
+            "ringgate_cluster_config_version",
+            "gauge",
+            "Config version the keys and limits in force were loaded at",
+            w.version.load(Ordering::Relaxed),
+        ),
+        (
+            "ringgate_cluster_listen_connected",
+            "gauge",
+            "1 while the node's LISTEN connection for config changes is up",
+            u64::from(w.connected.load(Ordering::Relaxed)),
+        ),
+        (
+            "ringgate_cluster_config_reloads_total",
+            "counter",
+            "Reloads of keys and limits from the store",
+            w.reloads.load(Ordering::Relaxed),
+        ),
+    ] {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }

@@ -215,7 +215,7 @@ impl Store {
                 "leadership needs PostgreSQL: SQLite is single-node".into(),
             ));
         };
-        let (client, mut conn) = pg.connect_dedicated().await?;
+        let (client, mut conn) = pg.connect_dedicated("ringgate-leader").await?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             // Drives the connection until it closes; the lock goes with it.

@@ -42,7 +42,9 @@ pub use model::{
     Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, LeaseCounter,
     Limits, Provider, ProviderInput, RequestLog, Team, TeamInput, Usage, UsageDelta, VirtualKey,
 };
-pub use notify::{ConfigSubscription, CONFIG_CHANNEL};
+pub use notify::{
+    config_channel, ConfigEvent, ConfigSubscription, CONFIG_CHANNEL, LISTEN_APPLICATION_NAME,
+};
 pub use secrets::{redact, SecretBox, SecretError};
 
 use db::Db;
@@ -116,7 +118,7 @@ struct Inner {
     db: Db,
     secrets: Option<SecretBox>,
     /// In-process config-change subscribers (SQLite only).
-    local_subs: Mutex<Vec<UnboundedSender<ConfigChange>>>,
+    local_subs: Mutex<Vec<UnboundedSender<ConfigEvent>>>,
 }
 
 impl std::fmt::Debug for Store {

@@ -421,18 +421,35 @@ pub struct ConfigChange {
 }
 
 impl ConfigChange {
-    /// The notification payload: `kind:id`.
+    /// The notification payload without a version: `kind:id` (what nodes before config
+    /// versions sent). Stored notifications carry `kind:id@v<version>`.
     pub fn payload(&self) -> String {
         format!("{}:{}", self.kind.as_str(), self.id)
     }
 
-    /// Parses a `kind:id` payload.
+    /// Parses a `kind:id` or `kind:id@v<version>` payload, dropping the version.
     pub fn parse_payload(payload: &str) -> Option<Self> {
-        let (kind, id) = payload.split_once(':')?;
-        Some(Self {
-            kind: ConfigKind::parse(kind)?,
-            id: id.to_owned(),
-        })
+        Self::parse_versioned_payload(payload).map(|(change, _)| change)
+    }
+
+    /// Parses a `kind:id@v<version>` payload; the version is `None` in the older `kind:id`
+    /// form (a node without config versions). Nodes that only know `kind:id` read the
+    /// version as part of the id and still reload.
+    pub fn parse_versioned_payload(payload: &str) -> Option<(Self, Option<u64>)> {
+        let (kind, rest) = payload.split_once(':')?;
+        let (id, version) = match rest.rsplit_once("@v") {
+            Some((id, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                (id, v.parse().ok())
+            }
+            _ => (rest, None),
+        };
+        Some((
+            Self {
+                kind: ConfigKind::parse(kind)?,
+                id: id.to_owned(),
+            },
+            version,
+        ))
     }
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct PgDb {
     pool: Pool,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// The config-change channel of this database schema ([`crate::notify::config_channel`]).
+    channel: String,
 }
 
 impl PgDb {
@@ -141,14 +143,35 @@ impl PgDb {
                 .await?;
         }
         drop(first);
-        Ok(Self { pool, config, tls })
+        Ok(Self {
+            pool,
+            config,
+            tls,
+            channel: crate::notify::config_channel(schema),
+        })
     }
 
-    /// A connection outside the pool (for `LISTEN`), with the pool's settings and TLS.
+    /// The config-change notification channel of this database schema.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// A connection outside the pool (for `LISTEN`), with the pool's settings and TLS, named
+    /// `application_name` in `pg_stat_activity`. TCP keepalives are short so that a peer that
+    /// vanished without closing (a dropped route, a frozen server) is noticed within about
+    /// 25 s rather than the system's default two hours.
     pub(crate) async fn connect_dedicated(
         &self,
+        application_name: &str,
     ) -> Result<(Client, Connection<Socket, TlsStream>)> {
-        Ok(self.config.connect(self.tls.clone()).await?)
+        let mut config = self.config.clone();
+        config
+            .application_name(application_name)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        Ok(config.connect(self.tls.clone()).await?)
     }
 
     pub(crate) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {

@@ -90,18 +90,16 @@ fn new_id() -> String {
 }
 
 impl Store {
-    /// Runs `stmt` in a transaction that also emits `change` (PostgreSQL:
-    /// `pg_notify` inside the same transaction, so it is delivered iff the
-    /// write commits; SQLite: in-process subscribers after commit).
+    /// Runs `stmt` in a transaction that also bumps the config version and
+    /// emits `change` at that version (PostgreSQL: `pg_notify` inside the
+    /// same transaction, so it is delivered iff the write commits; SQLite:
+    /// in-process subscribers after commit).
     async fn write_notify(&self, stmt: Stmt, change: ConfigChange) -> Result<Vec<Row>> {
-        let mut stmts = vec![stmt];
-        let pg = matches!(self.backend(), crate::Backend::Postgres);
-        if pg {
-            stmts.push(crate::notify::pg_notify_stmt(&change));
-        }
+        let stmts = vec![stmt, crate::notify::bump_stmt(self.db(), &change)];
         let mut out = self.db().transaction(stmts).await?;
-        if !pg {
-            self.notify_local(&change);
+        let version = crate::notify::bumped_version(&out[1])?;
+        if !matches!(self.backend(), crate::Backend::Postgres) {
+            self.notify_local(&change, version);
         }
         Ok(out.swap_remove(0))
     }

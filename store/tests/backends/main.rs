@@ -183,6 +183,7 @@ macro_rules! backend_tests {
 
 // After the macro: modules see only macros defined above them.
 mod cluster;
+mod config_version;
 mod entities;
 mod usage;
 
