@@ -9,6 +9,8 @@ mock-llm here never reports usage (like many OpenAI-compatible servers, even whe
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import httpx
 import openai
@@ -24,23 +26,24 @@ MODEL = "mock/gpt-4o-mini"
 def silent(request, workdir):
     """The gateway on each store: embedded SQLite, and the suite's PostgreSQL (DATABASE_URL,
     which scripts/test.sh always sets; without it the test fails rather than skips)."""
+    governance = {"flush_interval_ms": 50, "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000", "max_output": 64}}}
+    schema = None
     if request.param == "sqlite":
         database = str(workdir / "usage.db")
     else:
         database = os.environ.get("DATABASE_URL")
         assert database, "DATABASE_URL is not set: run `bash scripts/test.sh`, which finds or starts a PostgreSQL"
+        # A schema of its own: no other test hears its notifications or sees its counters.
+        schema = f"py_usage_{os.getpid()}_{time.monotonic_ns()}"
+        governance["database_schema"] = schema
     mock = start_mock(workdir, ["--no-usage"])
-    gw, admin = start_governed(
-        workdir,
-        mock.base_url,
-        database,
-        ADMIN,
-        {"flush_interval_ms": 50, "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000", "max_output": 64}}},
-    )
+    gw, admin = start_governed(workdir, mock.base_url, database, ADMIN, governance)
     yield gw, admin
     admin.close()
     gw.stop()
     mock.stop()
+    if schema:
+        subprocess.run(["psql", database, "-X", "-q", "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], check=True)
 
 
 def new_key(gw, admin: httpx.Client, **fields) -> tuple[str, str]:
