@@ -32,35 +32,48 @@ fn within_one_hour_window() {
     }
 }
 
+/// A number the fleet's schema answers `sql` with.
+fn number(fleet: &Fleet, sql: &str) -> u64 {
+    fleet.sql(sql).parse().unwrap()
+}
+
 /// Units every node holds of every limit, summed (0 once all unused shares came back).
 fn held(fleet: &Fleet) -> u64 {
-    fleet
-        .sql("SELECT COALESCE(SUM(held), 0) FROM limit_shares")
-        .parse()
-        .unwrap()
+    number(fleet, "SELECT COALESCE(SUM(held), 0) FROM limit_shares")
 }
 
 /// Units every node holds of `limit` of key `id`.
 fn held_of(fleet: &Fleet, id: &str, limit: &str) -> u64 {
-    fleet
-        .sql(&format!(
+    number(
+        fleet,
+        &format!(
             "SELECT COALESCE(SUM(held), 0) FROM limit_shares WHERE entity_id = '{id}' \
              AND limit_name = '{limit}'"
-        ))
-        .parse()
-        .unwrap()
+        ),
+    )
 }
 
 /// The counter of `limit` of key `id` in the current window.
 fn counter(fleet: &Fleet, id: &str, limit: &str) -> u64 {
-    fleet
-        .sql(&format!(
+    number(
+        fleet,
+        &format!(
             "SELECT COALESCE(SUM(used), 0) FROM limit_counters WHERE entity_id = '{id}' \
              AND limit_name = '{limit}' AND window_start = (SELECT MAX(window_start) \
              FROM limit_counters WHERE entity_id = '{id}' AND limit_name = '{limit}')"
-        ))
-        .parse()
-        .unwrap()
+        ),
+    )
+}
+
+/// Usage recorded for key `id` over all its periods: `column` is `requests` or `spent_nanos`.
+fn recorded(fleet: &Fleet, id: &str, column: &str) -> u64 {
+    number(
+        fleet,
+        &format!(
+            "SELECT COALESCE(SUM({column}), 0) FROM usage WHERE entity_kind = 'key' \
+             AND entity_id = '{id}'"
+        ),
+    )
 }
 
 /// Requests with `secret` to the given nodes in turn until each refuses in the same round;
@@ -117,16 +130,6 @@ fn a_request_limit_admits_exactly_its_value_under_uneven_load_on_three_nodes() {
     assert_eq!(counter(&fleet, &id, "rph"), 120);
 }
 
-/// Spend recorded for key `id` (nano-dollars), over all its periods.
-fn spent(fleet: &Fleet, id: &str) -> u64 {
-    fleet
-        .sql(&format!(
-            "SELECT COALESCE(SUM(spent_nanos), 0) FROM usage WHERE entity_kind = 'key' AND entity_id = '{id}'"
-        ))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
     // Shares stay with a node that is idle (no give-back): only its death frees them.
@@ -149,7 +152,8 @@ fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
     // Node 2's usage is flushed (its shares settled): it holds only what it did not spend.
     let spent_before = poll_until(Duration::from_secs(10), || {
         let settled = counter(&fleet, &rate_id, "rph") - held_of(&fleet, &rate_id, "rph");
-        (settled == 10 && spent(&fleet, &budget_id) > 0).then(|| spent(&fleet, &budget_id))
+        (settled == 10 && recorded(&fleet, &budget_id, "spent_nanos") > 0)
+            .then(|| recorded(&fleet, &budget_id, "spent_nanos"))
     })
     .expect("node 2's usage reaches the store");
     assert!(
@@ -180,7 +184,8 @@ fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
     // admit one more request (two survivors, two shards each: four) — docs/cluster.md.
     let limit = 1_000_000_000;
     let total = poll_until(Duration::from_secs(10), || {
-        (requests(&fleet, &budget_id) == 10 + admitted).then(|| spent(&fleet, &budget_id))
+        (recorded(&fleet, &budget_id, "requests") == 10 + admitted)
+            .then(|| recorded(&fleet, &budget_id, "spent_nanos"))
     })
     .expect("the survivors' usage reaches the store");
     let per_request = spent_before / 10;
@@ -189,16 +194,6 @@ fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
         "all of the budget the dead node did not spend is reachable, and no more: spent \
          {total} of {limit} ({per_request} a request)"
     );
-}
-
-/// Requests recorded for key `id`.
-fn requests(fleet: &Fleet, id: &str) -> u64 {
-    fleet
-        .sql(&format!(
-            "SELECT COALESCE(SUM(requests), 0) FROM usage WHERE entity_kind = 'key' AND entity_id = '{id}'"
-        ))
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -289,7 +284,7 @@ fn a_rolling_restart_under_load_loses_no_request_usage_or_share() {
     let served = served.load(Ordering::Relaxed);
     // Every served request is in the stored usage, once; no share is stranded.
     poll_until(Duration::from_secs(10), || {
-        (requests(&fleet, &id) == served
+        (recorded(&fleet, &id, "requests") == served
             && held(&fleet) == 0
             && counter(&fleet, &id, "rph") == served)
             .then_some(())

@@ -76,25 +76,21 @@ fn changes_on_one_node_are_in_force_on_all_within_a_second() {
     }
 
     // Lowered on node 0 to one request a minute, which is used up: refused everywhere.
-    let (status, v) = admin(
+    put_key(
         fleet.node(0),
-        "PUT",
-        &format!("/admin/keys/{id}"),
-        Some(r#"{"name":"roaming","limits":{"rpm":1},"active":true}"#),
+        &id,
+        r#"{"name":"roaming","limits":{"rpm":1},"active":true}"#,
     );
-    assert_eq!(status, 200, "{v}");
     in_force_on(&fleet, &others, "a lowered limit", |gw| {
         chat(gw, &secret) == 429
     });
 
     // Deactivated on node 0: refused everywhere (403 key_not_usable).
-    let (status, v) = admin(
+    put_key(
         fleet.node(0),
-        "PUT",
-        &format!("/admin/keys/{id}"),
-        Some(r#"{"name":"roaming","limits":{"rpm":1},"active":false}"#),
+        &id,
+        r#"{"name":"roaming","limits":{"rpm":1},"active":false}"#,
     );
-    assert_eq!(status, 200, "{v}");
     in_force_on(&fleet, &others, "a deactivated key", |gw| {
         chat(gw, &secret) == 403
     });
@@ -168,4 +164,10 @@ fn a_change_without_a_notification_is_found_by_the_version_check() {
             .then_some(())
     })
     .expect("every node reloads when the stored version moves");
+}
+
+/// Replaces key `id` through `gw`'s admin API.
+fn put_key(gw: &Gateway, id: &str, body: &str) {
+    let (status, v) = admin(gw, "PUT", &format!("/admin/keys/{id}"), Some(body));
+    assert_eq!(status, 200, "{v}");
 }

@@ -5,41 +5,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::fleet::{admin, create_key, postgres_url, ADMIN_TOKEN};
 use common::*;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "governance-test-admin-token";
-
-/// The PostgreSQL of the `postgres` tests: `DATABASE_URL`, else the machine's default
-/// server. When nothing answers there the test fails (never skips) and says how to get one.
-fn postgres_url() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let authority = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = if host.contains(':') && !host.ends_with(']') {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    };
-    let answers = host
-        .to_socket_addrs()
-        .into_iter()
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok());
-    assert!(
-        answers,
-        "no PostgreSQL answers at {url}, and these tests need one: run `bash scripts/test.sh` \
-         (it starts a throwaway PostgreSQL) or set DATABASE_URL"
-    );
-    url
-}
+const ADMIN: &str = ADMIN_TOKEN;
 
 /// A mock, and a gateway with governance on the given database.
 struct Node {
@@ -104,32 +77,6 @@ fn config(mock: &MockLlm, database: &Database) -> Value {
         },
         "providers": {"mock": {"base_url": mock.base_url()}},
     })
-}
-
-fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {ADMIN}");
-    let req = build_request(
-        method,
-        path,
-        &[("authorization", &auth)],
-        body.map(str::as_bytes),
-        true,
-    );
-    let (status, _, body) = http_request(gw.control, &req, Duration::from_secs(10)).unwrap();
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// Creates a key; returns (id, secret).
-fn create_key(gw: &Gateway, body: &str) -> (String, String) {
-    let (status, v) = admin(gw, "POST", "/admin/keys", Some(body));
-    assert_eq!(status, 201, "{v}");
-    (
-        v["key"]["id"].as_str().unwrap().to_owned(),
-        v["secret"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// Waits until the node knows the key (`/v1/models` stops answering 401), without using any

@@ -58,6 +58,9 @@ struct Pool {
     fetching: bool,
     /// Fleet: shards waiting for that top-up, with what each asked for.
     waiters: Vec<Waiter>,
+    /// Fleet: units leased under a limit object that was replaced before the answer came
+    /// (the limit changed); never handed out, given back at the next heartbeat.
+    stale: u64,
     /// Fleet: when a shard last used or asked for this limit, as far as the desk can tell.
     busy_at: Instant,
     /// Fleet: what the shards' slices held at the last idle check.
@@ -122,6 +125,7 @@ impl Pool {
             unbacked: 0,
             fetching: false,
             waiters: Vec::new(),
+            stale: 0,
             busy_at: Instant::now(),
             seen_available: 0,
             generation,
@@ -303,7 +307,10 @@ impl LeaseDesk {
             pool.fetching = true;
             let need: u64 = pool.waiters.iter().map(|w| w.2).sum();
             let need = need.saturating_sub(self.left(pool));
-            (epoch, pool.generation, true, Some((need, share)))
+            // Leased for the limit in force, whatever object the shard asked on: a shard still
+            // on the previous snapshot must not lease under a changed limit's old value.
+            let current = pool.current.clone();
+            (epoch, pool.generation, true, Some((need, share, current)))
         });
         let Some((epoch, generation, answered, fetch)) = planned else {
             // A limit the desk no longer knows: nothing is granted from a pool made anew.
@@ -313,20 +320,38 @@ impl LeaseDesk {
         if !answered {
             limit.leases[shard].refill_refused();
         }
-        let (Some(cluster), Some((need, share))) = (&self.cluster, fetch) else {
+        let (Some(cluster), Some((need, share, current))) = (&self.cluster, fetch) else {
             return;
         };
-        let desk = self.clone();
-        let asked = limit.clone();
+        self.ask_fleet(
+            cluster.as_ref(),
+            &current,
+            (generation, now),
+            (need, share.max(need)),
+            move |desk, limit, leased| desk.fetched(limit, epoch, generation, need, leased),
+        );
+    }
+
+    /// Asks the fleet's counter for `need`..`want` units of `limit` (counter `generation`,
+    /// window of `now`); `then` runs on the desk with the answer.
+    fn ask_fleet(
+        self: &Arc<Self>,
+        cluster: &dyn ClusterLeases,
+        limit: &Arc<Limit>,
+        (generation, now): (u64, i64),
+        (need, want): (u64, u64),
+        then: impl FnOnce(&LeaseDesk, &Arc<Limit>, Option<u64>) + Send + 'static,
+    ) {
+        let (desk, asked) = (self.clone(), limit.clone());
         cluster.acquire(
             ShareRequest {
                 limit: limit.clone(),
                 generation,
                 window_start: limit.kind.start(now),
                 need,
-                want: share.max(need),
+                want,
             },
-            Box::new(move |leased| desk.fetched(&asked, epoch, generation, need, leased)),
+            Box::new(move |leased| then(&desk, &asked, leased)),
         );
     }
 
@@ -346,6 +371,12 @@ impl LeaseDesk {
             pool.fetching = false;
             let waiters = std::mem::take(&mut pool.waiters);
             if current != epoch || pool.generation != generation {
+                return waiters;
+            }
+            if !Arc::ptr_eq(&pool.current, limit) {
+                // Leased under a limit that changed meanwhile: none of it is used; it goes
+                // back at the next heartbeat, and the waiting shards ask again.
+                pool.stale += leased.unwrap_or(0);
                 return waiters;
             }
             match leased {
@@ -382,26 +413,25 @@ impl LeaseDesk {
         let charged = self.with_pool(limit, now, |pool, epoch| {
             pool.debt += units;
             pool.busy_at = Instant::now();
-            (epoch, pool.generation)
+            (epoch, pool.generation, pool.current.clone())
         });
-        if let (Some(cluster), Some((epoch, generation))) = (&self.cluster, charged) {
-            let desk = self.clone();
-            let asked = limit.clone();
-            cluster.acquire(
-                ShareRequest {
-                    limit: limit.clone(),
-                    generation,
-                    window_start: limit.kind.start(now),
-                    need: units,
-                    want: units,
-                },
-                Box::new(move |leased| {
-                    desk.with_pool(&asked, unix_now(), |pool, current| {
-                        if current == epoch && pool.generation == generation {
-                            pool.node_quota += leased.unwrap_or(0);
+        if let (Some(cluster), Some((epoch, generation, current))) = (&self.cluster, charged) {
+            self.ask_fleet(
+                cluster.as_ref(),
+                &current,
+                (generation, now),
+                (units, units),
+                move |desk, limit, leased| {
+                    desk.with_pool(limit, unix_now(), |pool, current| {
+                        if current != epoch || pool.generation != generation {
+                            return;
+                        }
+                        match Arc::ptr_eq(&pool.current, limit) {
+                            true => pool.node_quota += leased.unwrap_or(0),
+                            false => pool.stale += leased.unwrap_or(0),
                         }
                     });
-                }),
+                },
             );
         }
     }
@@ -423,6 +453,14 @@ impl LeaseDesk {
             if available != pool.seen_available {
                 pool.seen_available = available;
                 pool.busy_at = at;
+            }
+            if pool.stale > 0 {
+                out.push(Unused {
+                    window_start: limit.kind.start(now),
+                    generation: pool.generation,
+                    limit: limit.clone(),
+                    units: std::mem::take(&mut pool.stale),
+                });
             }
             if at.duration_since(pool.busy_at) < idle || pool.fetching {
                 continue;

@@ -151,14 +151,16 @@ impl GovRuntime {
     /// Reads the config version, then everything: the snapshot holds at least that version.
     async fn reload_versioned(&self) -> store::Result<u64> {
         let version = self.store.config_version().await?;
+        self.reload().await?;
         if let Some(fleet) = &self.fleet {
-            // Leases from here on carry this version: the fleet's counters keep the limit
-            // value of the newest version that leased, so a node behind cannot raise it.
+            // Leases from here on carry this version (not before: a lease for a limit object
+            // of the previous snapshot would carry its old value under the new version). The
+            // fleet's counters keep the limit value of the newest version that leased, so a
+            // node behind cannot raise it back.
             fleet
                 .config_version
                 .store(version, std::sync::atomic::Ordering::Relaxed);
         }
-        self.reload().await?;
         WATCH.version.store(version, Ordering::Relaxed);
         WATCH.reloads.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(version, "governance reloaded at config version");

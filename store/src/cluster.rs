@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::Store;
 
 /// What a node says about itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeRecord {
     pub node_id: String,
     /// Where its control port is reached.
@@ -31,20 +31,14 @@ pub struct NodeRecord {
     pub leader: bool,
 }
 
-/// A node as the fleet sees it.
+/// A node as the fleet sees it: what it said at its last heartbeat, and how long ago.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeInfo {
-    pub node_id: String,
-    pub address: String,
-    pub region: String,
-    pub version: String,
-    pub shards: u64,
-    pub started_at: i64,
+    #[serde(flatten)]
+    pub node: NodeRecord,
     /// Milliseconds since its last heartbeat (database clock).
     pub heartbeat_age_ms: i64,
     pub alive: bool,
-    pub draining: bool,
-    pub leader: bool,
 }
 
 /// The database's clock in unix milliseconds.
@@ -114,18 +108,21 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
-                let age = r.i64(6)?;
+                let (age, ttl_ms) = (r.i64(6)?, r.u64(7)?);
                 Ok(NodeInfo {
-                    node_id: r.text(0)?,
-                    address: r.text(1)?,
-                    region: r.text(2)?,
-                    version: r.text(3)?,
-                    shards: r.u64(4)?,
-                    started_at: r.i64(5)?,
+                    node: NodeRecord {
+                        node_id: r.text(0)?,
+                        address: r.text(1)?,
+                        region: r.text(2)?,
+                        version: r.text(3)?,
+                        shards: r.u64(4)?,
+                        started_at: r.i64(5)?,
+                        ttl_ms,
+                        draining: r.bool(8)?,
+                        leader: r.bool(9)?,
+                    },
                     heartbeat_age_ms: age,
-                    alive: age <= r.i64(7)?,
-                    draining: r.bool(8)?,
-                    leader: r.bool(9)?,
+                    alive: age <= ttl_ms as i64,
                 })
             })
             .collect()

@@ -211,13 +211,7 @@ async fn next_change(sub: &mut store::ConfigSubscription, id: &str) -> ConfigCha
 }
 
 async fn config_changes_are_notified(db: TestDb) {
-    // PostgreSQL: another node's writes arrive. SQLite: this process's.
-    let listener = if db.is_pg() {
-        db.another(None).await
-    } else {
-        db.store.clone()
-    };
-    let mut sub = listener.subscribe_config_changes().await.unwrap();
+    let (_listener, mut sub) = crate::other_node_subscription(&db).await;
     let s = &db.store;
     let c = new_customer(s, "acme", None).await;
     assert_eq!(
@@ -303,7 +297,10 @@ async fn a_dead_nodes_shares_come_back_and_leadership_moves() {
         );
         let nodes = s.list_nodes().await.unwrap();
         assert_eq!(
-            nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
+            nodes
+                .iter()
+                .map(|n| n.node.node_id.as_str())
+                .collect::<Vec<_>>(),
             ["live"]
         );
         assert!(nodes[0].alive);

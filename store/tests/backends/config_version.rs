@@ -48,12 +48,7 @@ async fn change_of_without(
 }
 
 async fn version_rises_with_each_write(db: TestDb) {
-    let listener = if db.is_pg() {
-        db.another(None).await
-    } else {
-        db.store.clone()
-    };
-    let mut sub = listener.subscribe_config_changes().await.unwrap();
+    let (listener, mut sub) = crate::other_node_subscription(&db).await;
     let s = &db.store;
     let v0 = s.config_version().await.unwrap();
     let second = Duration::from_secs(1);
@@ -138,14 +133,8 @@ async fn subscription_survives_terminated_connection(db: TestDb) {
     assert!(sub.is_connected());
     let admin = admin_client(&pg_url()).await;
     let app_name = format!("{LISTEN_APPLICATION_NAME} {node}");
-    let killed = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&app_name],
-        )
-        .await
-        .unwrap();
-    assert_eq!(killed.len(), 1, "one LISTEN connection named {app_name:?}");
+    let killed = connections(&admin, &app_name, "pg_terminate_backend(pid)").await;
+    assert_eq!(killed, 1, "one LISTEN connection named {app_name:?}");
 
     // It comes back by itself and says so (what happened in between was missed).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -163,27 +152,14 @@ async fn subscription_survives_terminated_connection(db: TestDb) {
     assert!(change_of(&mut sub, &c.id, Duration::from_secs(1))
         .await
         .is_some());
-    let rows = admin
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-            &[&app_name],
-        )
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1, "one LISTEN connection again");
+    let rows = connections(&admin, &app_name, "pid").await;
+    assert_eq!(rows, 1, "one LISTEN connection again");
 
     // Dropping the subscription closes its connection.
     drop(sub);
     let gone = async {
         loop {
-            let rows = admin
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-                    &[&app_name],
-                )
-                .await
-                .unwrap();
-            if rows.is_empty() {
+            if connections(&admin, &app_name, "pid").await == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -192,4 +168,16 @@ async fn subscription_survives_terminated_connection(db: TestDb) {
     tokio::time::timeout(Duration::from_secs(5), gone)
         .await
         .expect("the LISTEN connection closes when the subscription drops");
+}
+
+/// Runs `SELECT {what}` over the connections named `app_name`; how many there were.
+async fn connections(admin: &tokio_postgres::Client, app_name: &str, what: &str) -> usize {
+    admin
+        .query(
+            &format!("SELECT {what} FROM pg_stat_activity WHERE application_name = $1"),
+            &[&app_name],
+        )
+        .await
+        .unwrap()
+        .len()
 }

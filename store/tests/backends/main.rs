@@ -147,6 +147,18 @@ impl TestDb {
     }
 }
 
+/// Another node and its subscription to `db`'s config changes: on PostgreSQL a second store
+/// on the same schema, on SQLite this process's own store (it hears its own writes).
+async fn other_node_subscription(db: &TestDb) -> (Store, store::ConfigSubscription) {
+    let listener = if db.is_pg() {
+        db.another(None).await
+    } else {
+        db.store.clone()
+    };
+    let sub = listener.subscribe_config_changes().await.unwrap();
+    (listener, sub)
+}
+
 /// Runs `body`, then cleans up even if it panicked, then re-raises.
 async fn run<F, Fut>(db: TestDb, body: F)
 where
