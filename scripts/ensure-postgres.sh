@@ -16,7 +16,21 @@
 #      `apt-get install -y postgresql` is run first.
 # Stop a throwaway cluster with:
 #   pg_ctl -D /tmp/ringgate-pg/data stop   (as its owner)
+#
+# Options (for tests that take a database down, e.g. tests/cluster_outage.rs):
+#   --own    skip 1 and 2: always the throwaway cluster in $RINGGATE_PG_DIR
+#   --stop   stop the throwaway cluster in $RINGGATE_PG_DIR (fast shutdown) and exit
 set -euo pipefail
+
+OWN=0
+STOP=0
+for arg in "$@"; do
+    case "$arg" in
+        --own) OWN=1 ;;
+        --stop) STOP=1; OWN=1 ;;
+        *) printf 'ensure-postgres: unknown option %s\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 DEFAULT_URL="${ENSURE_PG_DEFAULT_URL:-postgres://postgres@127.0.0.1:5432/test}"
 PG_DIR="${RINGGATE_PG_DIR:-/tmp/ringgate-pg}"
@@ -78,7 +92,7 @@ create_test_db() {
 }
 
 # 1. DATABASE_URL
-if [[ -n "${DATABASE_URL:-}" ]]; then
+if [[ $OWN -eq 0 && -n "${DATABASE_URL:-}" ]]; then
     if reachable "$DATABASE_URL"; then
         echo "$DATABASE_URL"
         exit 0
@@ -87,11 +101,13 @@ if [[ -n "${DATABASE_URL:-}" ]]; then
 fi
 
 # 2. The machine's server on 127.0.0.1:5432.
-if reachable "$DEFAULT_URL" || create_test_db "$DEFAULT_URL"; then
-    echo "$DEFAULT_URL"
-    exit 0
+if [[ $OWN -eq 0 ]]; then
+    if reachable "$DEFAULT_URL" || create_test_db "$DEFAULT_URL"; then
+        echo "$DEFAULT_URL"
+        exit 0
+    fi
+    log "no server answers at $DEFAULT_URL"
 fi
-log "no server answers at $DEFAULT_URL"
 
 # 3. A throwaway cluster of our own.
 # A port is taken if anything listens there or any socket (even TIME-WAIT)
@@ -146,6 +162,10 @@ as_owner() {
 }
 
 DATA="$PG_DIR/data"
+if [[ $STOP -eq 1 ]]; then
+    as_owner "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || die "pg_ctl stop failed"
+    exit 0
+fi
 mkdir -p "$PG_DIR"
 [[ $EUID -eq 0 ]] && chown "$OWNER" "$PG_DIR"
 chmod 700 "$PG_DIR"
@@ -160,7 +180,9 @@ fi
 PORT=""
 [[ -f "$PG_DIR/port" ]] && PORT="$(cat "$PG_DIR/port")"
 if ! as_owner "$PG_BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-    if [[ -z "$PORT" ]] || port_in_use "$PORT"; then
+    # --own keeps its port across restarts (clients are configured with it); PostgreSQL
+    # binds with SO_REUSEADDR, so its own TIME-WAIT sockets do not stop it.
+    if [[ -z "$PORT" ]] || { [[ $OWN -eq 0 ]] && port_in_use "$PORT"; }; then
         PORT=""
         for p in $(seq 25432 25532); do
             if ! port_in_use "$p"; then PORT="$p"; break; fi

@@ -140,6 +140,7 @@ fn serve(
                 flush_interval: g.flush_interval,
                 request_logs: g.request_logs,
                 cluster: g.cluster,
+                spool_dir: g.spool_dir,
             },
             admin_token: g.admin_token,
             shards: shard_count,

@@ -335,3 +335,41 @@ fn write_config_file(dir: &TempDir, name: &str, config: &serde_json::Value) -> s
     write_config(&path, &config);
     path
 }
+
+#[test]
+fn usage_spooled_before_a_kill_9_is_written_once_by_the_restarted_node() {
+    let dir = TempDir::new("ringgate-spool-kill");
+    // Nothing reaches the store by itself: usage waits in the spool until the node stops.
+    let mut fleet = Fleet::start(
+        1,
+        json!({"governance": {"flush_interval_ms": 600_000, "spool_dir": dir.path().join("spool")}}),
+    );
+    let (id, secret) = create_key(fleet.node(0), r#"{"name":"spooled","limits":{"rph":1000}}"#);
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    for _ in 0..25 {
+        assert_eq!(chat(fleet.node(0), &secret), 200);
+    }
+    // Every record reached the spool (a header line, then one line a request).
+    let open = dir.path().join("spool").join("open.jsonl");
+    poll_until(Duration::from_secs(10), || {
+        let lines = std::fs::read_to_string(&open).map_or(0, |t| t.lines().count());
+        (lines == 26).then_some(())
+    })
+    .expect("the records reach the spool");
+    fleet.nodes[0].as_mut().unwrap().kill9();
+    fleet.nodes[0] = None;
+    assert_eq!(recorded(&fleet, &id, "requests"), 0, "nothing was flushed");
+    // The node comes back on the same spool: it writes what the killed process left, once.
+    fleet.add_node();
+    poll_until(Duration::from_secs(10), || {
+        (recorded(&fleet, &id, "requests") == 25).then_some(())
+    })
+    .expect("the spooled usage reaches the store");
+    assert_eq!(
+        number(
+            &fleet,
+            &format!("SELECT COUNT(*) FROM request_logs WHERE key_id = '{id}'")
+        ),
+        25
+    );
+}

@@ -24,6 +24,7 @@ pub struct GovernancePlan {
     pub request_logs: RequestLogs,
     /// Set with a PostgreSQL store: every limit and budget is fleet-wide.
     pub cluster: Option<ClusterPlan>,
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// How this node runs in its fleet (docs/cluster.md).
@@ -139,6 +140,17 @@ impl GovernanceConfig {
             }
             store::DatabaseConfig::Sqlite { .. } => None,
         };
+        let spool_dir = match (&self.spool_dir, &database) {
+            (Some(dir), _) => dir.into(),
+            (None, store::DatabaseConfig::Sqlite { path }) => {
+                let mut dir = path.clone().into_os_string();
+                dir.push(".spool");
+                dir.into()
+            }
+            (None, store::DatabaseConfig::Postgres(_)) => {
+                std::env::temp_dir().join("ringgate-spool")
+            }
+        };
         if self.flush_interval_ms == 0 {
             return Err(invalid(
                 "governance.flush_interval_ms",
@@ -159,6 +171,7 @@ impl GovernanceConfig {
                 None => ms(self.lease_wait_ms),
             },
             cluster,
+            spool_dir,
             request_logs: self.request_logs,
             prices: crate::pricing::catalog(&self.prices, self.default_max_output_tokens)
                 .map_err(|e| invalid("governance.prices", e))?,

@@ -100,6 +100,10 @@ pub struct GovernanceConfig {
     /// Removed (limits are always fleet-wide on PostgreSQL); kept only to name the change
     /// when an old config still sets it.
     pub cluster_leases: Option<serde_yaml::Value>,
+    /// Where usage waits on local disk until the store has it (one directory per node).
+    /// Default: beside an SQLite database (`ringgate.db.spool`); with PostgreSQL,
+    /// `ringgate-spool` in the system's temporary directory.
+    pub spool_dir: Option<String>,
     /// How this node takes part in a fleet (PostgreSQL only).
     #[serde(default)]
     pub cluster: ClusterConfig,

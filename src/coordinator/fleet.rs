@@ -124,15 +124,21 @@ impl Fleet {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leadership: Option<Leadership> = None;
         let mut last_purge = Instant::now() - Duration::from_secs(3600);
+        let mut connected_since: Option<Instant> = None;
         loop {
             tick.tick().await;
             if self.leaving.load(Ordering::Relaxed) {
                 // Gone from the fleet: a beat now would register the node again.
                 return;
             }
-            self.beat(&desk).await;
+            let connected = self.beat(&desk).await;
+            connected_since = connected.then(|| connected_since.unwrap_or_else(Instant::now));
             if self.lead(&mut leadership).await {
-                self.reap().await;
+                // After an outage, peers need a ttl to beat again before any is taken for
+                // dead: reaping earlier would hand back shares of live nodes.
+                if connected_since.is_some_and(|t| t.elapsed() >= self.plan.node_ttl) {
+                    self.reap().await;
+                }
                 if last_purge.elapsed() >= Duration::from_secs(600) {
                     last_purge = Instant::now();
                     self.purge().await;
@@ -160,13 +166,15 @@ impl Fleet {
         self.node.set_store_available(ok);
     }
 
-    async fn beat(&self, desk: &LeaseDesk) {
+    /// One heartbeat; whether the store took it.
+    async fn beat(&self, desk: &LeaseDesk) -> bool {
         let record = NodeRecord {
             leader: self.stats.leader.load(Ordering::Relaxed),
             ..self.record.clone()
         };
         let beat = self.timed(self.store.heartbeat(&record, true)).await;
-        self.store_answers(matches!(beat, Ok(Ok(_))));
+        let connected = matches!(beat, Ok(Ok(_)));
+        self.store_answers(connected);
         match beat {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
@@ -185,6 +193,7 @@ impl Fleet {
                 desk.share_among(alive);
             }
         }
+        connected
     }
 
     /// Whether this node leads now (taking the lock when it is free).

@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, Prices};
-use store::leases::ShareSettle;
-use store::{now_unix, RequestLog, Store, UsageDelta};
+use store::{now_unix, Store};
 use tokio::sync::{mpsc, Notify};
-use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageRecord, Window};
+use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, Window};
 
 use super::fleet::{counter_name, Fleet};
 use super::leases::{is_budget, unix_now, LeaseDesk};
@@ -83,6 +82,8 @@ pub struct GovSettings {
     pub request_logs: RequestLogs,
     /// Set with PostgreSQL: node shares of every limit come from the fleet's counters.
     pub cluster: Option<crate::config::ClusterPlan>,
+    /// Where usage waits on local disk until the store has it.
+    pub spool_dir: std::path::PathBuf,
 }
 
 struct Registered {
@@ -101,12 +102,15 @@ pub struct GovRuntime {
     registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
     /// Budget period per entity, for usage deltas.
     periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
+    /// Random per process: part of usage batch and request log ids.
+    pub(super) process_token: String,
+    batch_seq: AtomicU64,
     /// Fleet: this node's membership, and the limits of each entity (with their budget
     /// generation) whose shares flushed usage settles.
     pub fleet: Option<Arc<Fleet>>,
-    shared_limits: Mutex<HashMap<EntityRef, Vec<(LimitKind, u64)>>>,
+    pub(super) shared_limits: Mutex<HashMap<EntityRef, Vec<(LimitKind, u64)>>>,
     pub changed: Arc<Notify>,
-    log_seq: AtomicU64,
+    pub(super) log_seq: AtomicU64,
     providers: ProviderReload,
 }
 
@@ -146,6 +150,8 @@ impl GovRuntime {
             shared_limits: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             log_seq: AtomicU64::new(0),
+            process_token: process_token(),
+            batch_seq: AtomicU64::new(0),
             providers,
         }
     }
@@ -350,7 +356,7 @@ impl GovRuntime {
     pub fn run_desk(
         &self,
         events: &crossbeam_channel::Receiver<GovEvent>,
-        flusher: &mpsc::UnboundedSender<ToFlusher>,
+        flusher: &mpsc::UnboundedSender<super::flusher::ToFlusher>,
     ) {
         while let Ok(event) = events.recv() {
             match event {
@@ -359,16 +365,16 @@ impl GovRuntime {
                 }
                 GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
                 GovEvent::Usage(batch) => {
-                    let _ = flusher.send(ToFlusher::Usage(batch));
+                    let _ = flusher.send(super::flusher::ToFlusher::Usage(batch));
                 }
                 GovEvent::Flush(ack) => {
-                    let _ = flusher.send(ToFlusher::Now(ack));
+                    let _ = flusher.send(super::flusher::ToFlusher::Now(ack));
                 }
             }
         }
     }
 
-    fn period_start(&self, kind: EntityKind, id: &str, now: i64) -> i64 {
+    pub(super) fn period_start(&self, kind: EntityKind, id: &str, now: i64) -> i64 {
         let periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
         periods
             .get(&(kind, id.to_owned()))
@@ -377,154 +383,22 @@ impl GovRuntime {
             .start(now)
     }
 
-    /// Folds usage records into per-entity deltas and writes them, with the request logs,
-    /// every flush interval; a flush request (shutdown) flushes at once and is answered.
-    pub async fn flush_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<ToFlusher>) {
-        let mut pending = Pending::default();
-        let mut tick = tokio::time::interval(self.settings.flush_interval);
-        loop {
-            let reply = tokio::select! {
-                next = queue.recv() => match next {
-                    Some(ToFlusher::Usage(batch)) => {
-                        for r in &batch {
-                            self.fold(r, &mut pending);
-                        }
-                        continue;
-                    }
-                    Some(ToFlusher::Now(ack)) => Some(ack),
-                    None => None,
-                },
-                _ = tick.tick() => None,
-            };
-            self.flush(&mut pending).await;
-            if let Some(ack) = reply {
-                let _ = ack.send(());
-            }
-        }
-    }
-
-    fn fold(&self, r: &UsageRecord, pending: &mut Pending) {
-        let now = (r.ts_ms / 1000) as i64;
-        for (kind, id) in r.owners() {
-            let start = self.period_start(kind, id, now);
-            pending
-                .deltas
-                .entry((kind, id.to_owned(), start))
-                .or_insert_with(|| {
-                    UsageDelta::new(
-                        EntityRef {
-                            kind,
-                            id: id.to_owned(),
-                        },
-                        start,
-                    )
-                })
-                .add(r);
-        }
-        if self.fleet.is_some() {
-            self.settle(r, now, &mut pending.settles);
-        }
-        let wanted = match self.settings.request_logs {
-            RequestLogs::All => true,
-            RequestLogs::Errors => r.status >= 400,
-            RequestLogs::None => false,
-        };
-        if !wanted {
-            return;
-        }
-        let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-        pending.logs.push(RequestLog::new(
-            format!("req-{}-{}-{seq}", r.ts_ms, std::process::id()),
-            r,
-        ));
-    }
-
-    /// Fleet: what the record spent of this node's shares — a request of each request limit,
-    /// its tokens of each token limit, its cost of each budget — in the window it falls in.
-    fn settle(
-        &self,
-        r: &UsageRecord,
-        now: i64,
-        settles: &mut HashMap<(EntityRef, String, i64), u64>,
-    ) {
-        let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
-        for (kind, id) in r.owners() {
-            let entity = EntityRef {
-                kind,
-                id: id.to_owned(),
-            };
-            let Some(limits) = shared.get(&entity) else {
-                continue;
-            };
-            for &(limit, generation) in limits {
-                let units = match limit {
-                    LimitKind::Requests(_) => 1,
-                    LimitKind::Tokens(_) => r.usage.prompt + r.usage.completion,
-                    LimitKind::Budget(_) => r.cost.nanos(),
-                };
-                let name = counter_name(limit, generation);
-                *settles
-                    .entry((entity.clone(), name, limit.start(now)))
-                    .or_default() += units;
-            }
-        }
-    }
-
-    async fn flush(&self, pending: &mut Pending) {
-        if !pending.deltas.is_empty() {
-            let batch: Vec<UsageDelta> = pending.deltas.values().cloned().collect();
-            let written = match &self.fleet {
-                Some(fleet) => {
-                    let settles: Vec<ShareSettle> = pending
-                        .settles
-                        .iter()
-                        .map(|((entity, name, window), units)| ShareSettle {
-                            entity: entity.clone(),
-                            limit_name: name.clone(),
-                            window_start: *window,
-                            units: *units,
-                        })
-                        .collect();
-                    self.store
-                        .add_usage_settling(&batch, fleet.node_id(), &settles)
-                        .await
-                }
-                None => self.store.add_usage(&batch).await,
-            };
-            match written {
-                Ok(()) => {
-                    pending.deltas.clear();
-                    pending.settles.clear();
-                }
-                Err(e) => tracing::error!(error = %e, "usage flush failed; retrying next interval"),
-            }
-        }
-        if !pending.logs.is_empty() {
-            match self.store.insert_request_logs(&pending.logs).await {
-                Ok(()) => pending.logs.clear(),
-                Err(e) => {
-                    tracing::error!(error = %e, dropped = pending.logs.len(), "request log flush failed; logs dropped");
-                    pending.logs.clear();
-                }
-            }
-        }
+    /// A batch id no other batch of any node or process has: this process's random token
+    /// and a sequence number.
+    pub(super) fn next_batch_id(&self) -> String {
+        let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{seq:010}", self.process_token)
     }
 }
 
-/// What the lease desk passes on to the flusher, in the order the shards sent it.
-pub enum ToFlusher {
-    Usage(Vec<UsageRecord>),
-    /// Write everything now and answer.
-    Now(std::sync::mpsc::Sender<()>),
-}
-
-/// Usage and request logs not written yet.
-#[derive(Default)]
-struct Pending {
-    deltas: HashMap<(EntityKind, String, i64), UsageDelta>,
-    /// Fleet: units spent of this node's shares, by (entity, counter name, window start).
-    settles: HashMap<(EntityRef, String, i64), u64>,
-    logs: Vec<RequestLog>,
+/// 64 random bits for this process, in hex: with a sequence number, ids (usage batches,
+/// request logs) that no other node or restart repeats.
+fn process_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(unix_ms() as u128);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 fn unix_ms() -> u64 {

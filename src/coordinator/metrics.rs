@@ -68,6 +68,17 @@ pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
             "gauge",
             "When the coordinator began reading the store for the keys and limits in force (every admin write committed before then applies)",
         );
+        family(
+            &mut out,
+            "ringgate_usage_spool_backlog_batches",
+            "gauge",
+            "Usage batches waiting in the local spool for the store (above 0 while the store refuses writes)",
+        );
+        let _ = writeln!(
+            out,
+            "ringgate_usage_spool_backlog_batches {}",
+            super::flusher::SPOOL_BACKLOG.load(std::sync::atomic::Ordering::Relaxed)
+        );
         let read_at = gov.snapshot.load().read_at_ms;
         let _ = writeln!(
             out,

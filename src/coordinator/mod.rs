@@ -9,10 +9,12 @@
 pub mod admin;
 mod control;
 pub mod fleet;
+pub mod flusher;
 pub mod governance;
 pub mod leases;
 pub mod metrics;
 mod single_node;
+mod spool;
 mod watch;
 
 use std::net::SocketAddr;
@@ -148,6 +150,10 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                 }
                 None => None,
             };
+            let spool = spool::Spool::open(
+                &g.settings.spool_dir,
+                fleet.as_ref().map(|f| f.node_id().to_owned()),
+            )?;
             let rt = Arc::new(GovRuntime::new(
                 g.gov,
                 store.clone(),
@@ -172,7 +178,7 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                     fleet,
                 }),
                 Some(rt),
-                Some(g.events),
+                Some((g.events, spool)),
             )
         }
     };
@@ -186,14 +192,15 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
         .name("coordinator".into())
         .spawn(move || {
             runtime.block_on(async move {
-                if let (Some(rt), Some(events)) = (gov_runtime, events) {
+                if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
                     let (usage_tx, usage_rx) = mpsc::unbounded_channel();
                     let desk = rt.clone();
                     std::thread::Builder::new()
                         .name("lease-desk".into())
                         .spawn(move || desk.run_desk(&events, &usage_tx))
                         .expect("spawn lease desk");
-                    tokio::spawn(rt.clone().flush_loop(usage_rx));
+                    let flusher = flusher::Flusher::new(spool, &rt);
+                    tokio::spawn(rt.clone().flush_loop(usage_rx, flusher));
                     if let Some(fleet) = rt.fleet.clone() {
                         tokio::spawn(fleet.run(rt.desk.clone()));
                     }

@@ -118,6 +118,24 @@ pub(crate) enum Constraint {
 }
 
 impl Error {
+    /// The database could not be reached or went away (not: it refused the statement). A
+    /// caller may retry once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Pool(_) | Error::Connect { .. } => true,
+            Error::Postgres(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|c| {
+                        c.code().starts_with("08") // connection exception
+                            || *c == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN
+                            || *c == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
+                    })
+                    || (e.code().is_none() && std::error::Error::source(e).is_some())
+            }
+            _ => false,
+        }
+    }
+
     /// The violated constraint, if this is a constraint violation.
     pub(crate) fn constraint(&self) -> Option<Constraint> {
         match self {

@@ -52,6 +52,18 @@ pub struct ShareAsk<'a> {
     pub spread: u64,
 }
 
+/// One flush of a node's usage (see [`Store::write_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UsageBatch<'a> {
+    /// Unique per batch: a batch written twice counts once.
+    pub id: &'a str,
+    /// The node whose shares `settles` settle (a fleet node; `None` alone).
+    pub node_id: Option<&'a str>,
+    pub deltas: &'a [UsageDelta],
+    pub settles: &'a [ShareSettle],
+    pub logs: &'a [crate::RequestLog],
+}
+
 /// What a node's flushed usage settles of one of its shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareSettle {
@@ -210,24 +222,53 @@ impl Store {
         Ok(())
     }
 
-    /// Adds usage deltas and settles what they spent of node `node_id`'s shares, in one
-    /// transaction: a unit is either still held or spent, never both or neither.
-    pub async fn add_usage_settling(
-        &self,
-        deltas: &[UsageDelta],
-        node_id: &str,
-        settles: &[ShareSettle],
-    ) -> Result<()> {
-        let mut stmts = self.usage_stmts(deltas)?;
-        for s in settles.iter().filter(|s| s.units > 0) {
-            let mut p = share_key(&s.entity, &s.limit_name, s.window_start, node_id);
-            p.push(to_i64(s.units, "units")?.into());
-            stmts.push(Stmt::new(SETTLE_SQL, p));
+    /// Writes one flush of a node's usage — counters, what it spent of its shares (a fleet
+    /// node), request logs — in one transaction, at most once: a unit is either still held
+    /// or spent, never both or neither, and a batch replayed after a crash or an outage is
+    /// not counted twice. Returns false when a batch with this id was written before.
+    pub async fn write_batch(&self, batch: &UsageBatch<'_>) -> Result<bool> {
+        let mut stmts = vec![Stmt::new(
+            "INSERT INTO usage_batches (batch_id, applied_at) VALUES ($1, $2)",
+            vec![batch.id.into(), crate::now_unix().into()],
+        )];
+        stmts.extend(self.usage_stmts(batch.deltas)?);
+        if let Some(node) = batch.node_id {
+            for s in batch.settles.iter().filter(|s| s.units > 0) {
+                let mut p = share_key(&s.entity, &s.limit_name, s.window_start, node);
+                p.push(to_i64(s.units, "units")?.into());
+                stmts.push(Stmt::new(SETTLE_SQL, p));
+            }
         }
-        if !stmts.is_empty() {
-            self.db().transaction(stmts).await?;
+        stmts.extend(crate::logs::log_stmts(batch.logs)?);
+        match self.db().transaction(stmts).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.constraint() == Some(crate::error::Constraint::Unique) => {
+                // Either this batch was written before, or a log id collided: tell which.
+                let seen = self
+                    .db()
+                    .query(
+                        "SELECT 1 FROM usage_batches WHERE batch_id = $1",
+                        vec![batch.id.into()],
+                    )
+                    .await?;
+                if seen.is_empty() {
+                    Err(e)
+                } else {
+                    Ok(false)
+                }
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
+    }
+
+    /// Forgets batch ids older than `before` (unix seconds): replays come within hours.
+    pub async fn purge_usage_batches(&self, before: i64) -> Result<u64> {
+        self.db()
+            .execute(
+                "DELETE FROM usage_batches WHERE applied_at < $1",
+                vec![before.into()],
+            )
+            .await
     }
 
     /// The counter of one window, if it exists.

@@ -76,18 +76,24 @@ fn insert_sql(rows: usize) -> String {
     format!("INSERT INTO request_logs ({COLS}) VALUES {groups}")
 }
 
+/// The statements that insert `logs` (many rows a statement).
+pub(crate) fn log_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
+    let mut stmts = Vec::new();
+    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+        let mut p = Vec::with_capacity(chunk.len() * NCOLS);
+        for log in chunk {
+            params(log, &mut p)?;
+        }
+        stmts.push(Stmt::new(insert_sql(chunk.len()), p));
+    }
+    Ok(stmts)
+}
+
 impl Store {
     /// Inserts the logs in one transaction (all or nothing; a duplicate id
     /// fails the batch with [`Error::Conflict`]).
     pub async fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<()> {
-        let mut stmts = Vec::new();
-        for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Vec::with_capacity(chunk.len() * NCOLS);
-            for log in chunk {
-                params(log, &mut p)?;
-            }
-            stmts.push(Stmt::new(insert_sql(chunk.len()), p));
-        }
+        let stmts = log_stmts(logs)?;
         if stmts.is_empty() {
             return Ok(());
         }

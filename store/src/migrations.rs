@@ -43,6 +43,11 @@ pub(crate) static SQLITE: &[Migration] = &[
         name: "cluster",
         sql: include_str!("../migrations/sqlite/0003_cluster.sql"),
     },
+    Migration {
+        version: 4,
+        name: "usage_batches",
+        sql: include_str!("../migrations/sqlite/0004_usage_batches.sql"),
+    },
 ];
 
 pub(crate) static POSTGRES: &[Migration] = &[
@@ -60,6 +65,11 @@ pub(crate) static POSTGRES: &[Migration] = &[
         version: 3,
         name: "cluster",
         sql: include_str!("../migrations/postgres/0003_cluster.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "usage_batches",
+        sql: include_str!("../migrations/postgres/0004_usage_batches.sql"),
     },
 ];
 

@@ -138,11 +138,16 @@ pub struct Fleet {
 impl Fleet {
     /// `n` nodes of two shards each; `patch` is laid over every node's config.
     pub fn start(n: usize, patch: Value) -> Fleet {
+        Fleet::start_on(postgres_url(), n, patch)
+    }
+
+    /// [`Fleet::start`] on the PostgreSQL at `url`.
+    pub fn start_on(url: String, n: usize, patch: Value) -> Fleet {
         std::env::set_var("RG_FLEET_ADMIN_TOKEN", ADMIN_TOKEN);
         let mut fleet = Fleet {
             nodes: Vec::new(),
             mock: MockLlm::start(&[]),
-            url: postgres_url(),
+            url,
             schema: unique_schema("fleet"),
             patch,
         };

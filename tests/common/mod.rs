@@ -370,6 +370,14 @@ impl Gateway {
             config,
         );
         let dir = TempDir::new("ringgate-gw");
+        // Every governed node spools usage in its own directory (the default is shared).
+        let config = match config.get("governance") {
+            Some(g) if g.get("spool_dir").is_none() => merged(
+                config,
+                json!({"governance": {"spool_dir": dir.path().join("spool")}}),
+            ),
+            _ => config,
+        };
         let config_path = dir.path().join("ringgate.yaml");
         let context = format!(
             "\n----- config -----\n{}",

@@ -215,8 +215,11 @@ def start_gateway(workdir: Path, config: dict, env: dict | None = None) -> Gatew
     over https."""
     binary = find_binary("ringgate", "RINGGATE_BIN")
     config = merged({"listen": "127.0.0.1:0", "control": {"listen": "127.0.0.1:0"}, "pin_cores": False}, config)
-    text = yaml.safe_dump(config, sort_keys=False)
     run_dir = Path(tempfile.mkdtemp(prefix="ringgate-", dir=workdir))
+    if "governance" in config and "spool_dir" not in config["governance"]:
+        # Every governed node spools usage in its own directory (the default is shared).
+        config = merged(config, {"governance": {"spool_dir": str(run_dir / "spool")}})
+    text = yaml.safe_dump(config, sort_keys=False)
     config_path = run_dir / "ringgate.yaml"
     config_path.write_text(text)
     svc, ready = _launch(

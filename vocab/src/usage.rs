@@ -3,11 +3,13 @@
 //! governed request. The coordinator folds records into the store's usage counters (per
 //! entity and budget period) and request log rows.
 
+use serde::{Deserialize, Serialize};
+
 use crate::entity::EntityKind;
 use crate::money::NanoUsd;
 
 /// Tokens of one response, as the provider reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
     pub prompt: u64,
     pub completion: u64,
@@ -16,7 +18,8 @@ pub struct TokenUsage {
 }
 
 /// One governed request, as the coordinator persists it.
-#[derive(Debug, Clone)]
+/// Serialized in a node's usage spool (until written to the store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Unix milliseconds.
     pub ts_ms: u64,

@@ -154,6 +154,16 @@ impl From<store::Error> for ApiError {
                     e.to_string(),
                 )
             }
+            unavailable if unavailable.is_unavailable() => {
+                tracing::warn!(error = %unavailable, "admin: the store cannot be reached");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "store_unavailable",
+                    "the store cannot be reached; nothing was changed: retry once it is back"
+                        .to_owned(),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "admin: store error");
                 Self::internal()

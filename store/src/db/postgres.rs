@@ -130,8 +130,8 @@ impl PgDb {
         let pool = Pool::builder(mgr)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(15)))
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
             .build()?;
         let first = pool.get().await.map_err(|source| Error::Connect {
             target: describe_target(&config, &url),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use store::cluster::NodeRecord;
-use store::leases::{ShareAsk, ShareSettle};
+use store::leases::{ShareAsk, ShareSettle, UsageBatch};
 use store::{ConfigChange, ConfigKind, CustomerInput};
 use vocab::EntityRef;
 
@@ -38,6 +38,17 @@ fn ask<'a>(
 }
 
 const WINDOW: i64 = 1_718_000_040;
+
+/// A usage batch that only settles `spent` of `node`'s shares.
+fn settling<'a>(id: &'a str, node: &'a str, spent: &'a [ShareSettle]) -> UsageBatch<'a> {
+    UsageBatch {
+        id,
+        node_id: Some(node),
+        deltas: &[],
+        settles: spent,
+        logs: &[],
+    }
+}
 
 async fn shares_never_exceed_limit_under_concurrency(db: TestDb) {
     let node_b = db.another(None).await;
@@ -132,18 +143,15 @@ async fn shares_come_back_settle_and_follow_the_newest_limit(db: TestDb) {
     s.return_share("b", &e, "rpd", WINDOW, 10).await.unwrap();
     assert_eq!(used("rpd").await, 20, "node b holds nothing to give back");
     // Spent (settled by flushed usage): the share drops, the counter keeps it.
-    s.add_usage_settling(
-        &[],
-        "a",
-        &[ShareSettle {
-            entity: e.clone(),
-            limit_name: "rpd".into(),
-            window_start: WINDOW,
-            units: 5,
-        }],
-    )
-    .await
-    .unwrap();
+    let spent = [ShareSettle {
+        entity: e.clone(),
+        limit_name: "rpd".into(),
+        window_start: WINDOW,
+        units: 5,
+    }];
+    assert!(s.write_batch(&settling("b1", "a", &spent)).await.unwrap());
+    // The same batch again (a replay after a crash) counts once.
+    assert!(!s.write_batch(&settling("b1", "a", &spent)).await.unwrap());
     assert_eq!(
         (
             used("rpd").await,
@@ -284,7 +292,10 @@ async fn a_dead_nodes_shares_come_back_and_leadership_moves() {
             window_start: WINDOW,
             units: 10,
         };
-        s.add_usage_settling(&[], "doomed", &[spent]).await.unwrap();
+        assert!(s
+            .write_batch(&settling("b2", "doomed", &[spent]))
+            .await
+            .unwrap());
         // "doomed" misses its 1 ms ttl: the next reap returns the 20 it did not spend.
         let reaped =
             poll(|| async { Some(s.reap_dead_nodes().await.unwrap()).filter(|r| !r.is_empty()) })

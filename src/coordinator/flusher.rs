@@ -1,0 +1,236 @@
+//! The flusher: usage on its way from the shards to the store. Records arrive from the lease
+//! desk (in the order shards sent them), go to the local spool at once, and are written every
+//! flush interval as one batch — counters, settled fleet shares and request logs, all or
+//! nothing, at most once. A batch the store refuses (an outage) stays sealed, on disk and in
+//! memory, and is retried in order every interval until it is written: nothing is dropped
+//! and nothing is counted twice. At start, batches a previous process left in the spool are
+//! written first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use store::leases::{ShareSettle, UsageBatch};
+use store::{RequestLog, UsageDelta};
+use tokio::sync::mpsc;
+use vocab::{EntityKind, EntityRef, LimitKind, UsageRecord};
+
+use super::fleet::counter_name;
+use super::governance::GovRuntime;
+use super::spool::{Sealed, Spool};
+use crate::config::RequestLogs;
+
+/// Sealed usage batches not yet in the store (one node per process), for `/metrics`.
+pub static SPOOL_BACKLOG: AtomicU64 = AtomicU64::new(0);
+
+/// What the lease desk passes on to the flusher, in the order the shards sent it.
+pub enum ToFlusher {
+    Usage(Vec<UsageRecord>),
+    /// Write everything now and answer.
+    Now(std::sync::mpsc::Sender<()>),
+}
+
+/// One batch folded for the store.
+#[derive(Default)]
+struct Pending {
+    deltas: HashMap<(EntityKind, String, i64), UsageDelta>,
+    /// Fleet: units spent of the node's shares, by (entity, counter name, window start).
+    settles: HashMap<(EntityRef, String, i64), u64>,
+    logs: Vec<RequestLog>,
+}
+
+/// The flusher's state: records not sealed yet, sealed batches not written yet.
+pub struct Flusher {
+    spool: Spool,
+    open: Vec<UsageRecord>,
+    sealed: VecDeque<Sealed>,
+    /// The store refused the last write (logged once per outage).
+    failing: bool,
+}
+
+impl Flusher {
+    /// With `spool`, batches a previous process left there are written first.
+    pub fn new(mut spool: Spool, rt: &GovRuntime) -> Self {
+        let sealed = spool.recover(|| rt.next_batch_id());
+        if !sealed.is_empty() {
+            let records: usize = sealed.iter().map(|b| b.records.len()).sum();
+            tracing::warn!(
+                batches = sealed.len(),
+                records,
+                "usage spooled by an earlier process will be written"
+            );
+        }
+        Self {
+            spool,
+            open: Vec::new(),
+            sealed: sealed.into(),
+            failing: false,
+        }
+    }
+}
+
+impl GovRuntime {
+    /// Receives usage until the queue closes, writing it every flush interval; a flush request
+    /// (shutdown) writes at once and is answered.
+    pub async fn flush_loop(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<ToFlusher>,
+        mut flusher: Flusher,
+    ) {
+        let mut tick = tokio::time::interval(self.settings.flush_interval);
+        loop {
+            let reply = tokio::select! {
+                next = queue.recv() => match next {
+                    Some(ToFlusher::Usage(batch)) => {
+                        if let Err(e) = flusher.spool.append(&batch) {
+                            tracing::error!(error = %e, "cannot write usage to the spool; it is kept in memory");
+                        }
+                        flusher.open.extend(batch);
+                        continue;
+                    }
+                    Some(ToFlusher::Now(ack)) => Some(ack),
+                    None => None,
+                },
+                _ = tick.tick() => None,
+            };
+            self.flush(&mut flusher).await;
+            SPOOL_BACKLOG.store(flusher.sealed.len() as u64, Ordering::Relaxed);
+            if let Some(ack) = reply {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    /// Seals what came since the last flush, then writes sealed batches in order until the
+    /// store refuses one.
+    async fn flush(&self, flusher: &mut Flusher) {
+        if !flusher.open.is_empty() {
+            let id = self.next_batch_id();
+            if let Err(e) = flusher.spool.seal(&id) {
+                tracing::error!(error = %e, "cannot seal the usage spool's open file");
+            }
+            flusher.sealed.push_back(Sealed {
+                id,
+                node: self.fleet.as_ref().map(|f| f.node_id().to_owned()),
+                records: std::mem::take(&mut flusher.open),
+            });
+        }
+        while let Some(batch) = flusher.sealed.front() {
+            match self.write(batch).await {
+                Ok(written) => {
+                    if !written {
+                        tracing::info!(batch = %batch.id, "usage batch was already in the store");
+                    }
+                    if flusher.failing {
+                        tracing::info!("the store takes usage again");
+                        flusher.failing = false;
+                    }
+                    flusher.spool.remove(&batch.id);
+                    flusher.sealed.pop_front();
+                }
+                Err(e) => {
+                    if !flusher.failing {
+                        tracing::error!(error = %e, backlog = flusher.sealed.len(), "usage flush failed; kept in the spool and retried every interval");
+                        flusher.failing = true;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Folds a sealed batch and writes it (false: it was written before).
+    async fn write(&self, batch: &Sealed) -> store::Result<bool> {
+        let mut pending = Pending::default();
+        for r in &batch.records {
+            self.fold(r, &mut pending);
+        }
+        let deltas: Vec<UsageDelta> = pending.deltas.into_values().collect();
+        let settles: Vec<ShareSettle> = pending
+            .settles
+            .into_iter()
+            .map(|((entity, limit_name, window_start), units)| ShareSettle {
+                entity,
+                limit_name,
+                window_start,
+                units,
+            })
+            .collect();
+        self.store
+            .write_batch(&UsageBatch {
+                id: &batch.id,
+                node_id: batch.node.as_deref(),
+                deltas: &deltas,
+                settles: &settles,
+                logs: &pending.logs,
+            })
+            .await
+    }
+
+    fn fold(&self, r: &UsageRecord, pending: &mut Pending) {
+        let now = (r.ts_ms / 1000) as i64;
+        for (kind, id) in r.owners() {
+            let start = self.period_start(kind, id, now);
+            pending
+                .deltas
+                .entry((kind, id.to_owned(), start))
+                .or_insert_with(|| {
+                    UsageDelta::new(
+                        EntityRef {
+                            kind,
+                            id: id.to_owned(),
+                        },
+                        start,
+                    )
+                })
+                .add(r);
+        }
+        if self.fleet.is_some() {
+            self.settle(r, now, &mut pending.settles);
+        }
+        let wanted = match self.settings.request_logs {
+            RequestLogs::All => true,
+            RequestLogs::Errors => r.status >= 400,
+            RequestLogs::None => false,
+        };
+        if !wanted {
+            return;
+        }
+        let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+        pending.logs.push(RequestLog::new(
+            format!("req-{}-{}-{seq}", r.ts_ms, self.process_token),
+            r,
+        ));
+    }
+
+    /// Fleet: what the record spent of this node's shares — a request of each request limit,
+    /// its tokens of each token limit, its cost of each budget — in the window it falls in.
+    fn settle(
+        &self,
+        r: &UsageRecord,
+        now: i64,
+        settles: &mut HashMap<(EntityRef, String, i64), u64>,
+    ) {
+        let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
+        for (kind, id) in r.owners() {
+            let entity = EntityRef {
+                kind,
+                id: id.to_owned(),
+            };
+            let Some(limits) = shared.get(&entity) else {
+                continue;
+            };
+            for &(limit, generation) in limits {
+                let units = match limit {
+                    LimitKind::Requests(_) => 1,
+                    LimitKind::Tokens(_) => r.usage.prompt + r.usage.completion,
+                    LimitKind::Budget(_) => r.cost.nanos(),
+                };
+                let name = counter_name(limit, generation);
+                *settles
+                    .entry((entity.clone(), name, limit.start(now)))
+                    .or_default() += units;
+            }
+        }
+    }
+}
