@@ -75,25 +75,16 @@ fn changes_on_one_node_are_in_force_on_all_within_a_second() {
         assert_eq!(chat(fleet.node(i), &secret), 200);
     }
 
-    // Lowered on node 0 to one request a minute, which is used up: refused everywhere.
-    put_key(
-        fleet.node(0),
-        &id,
-        r#"{"name":"roaming","limits":{"rpm":1},"active":true}"#,
-    );
-    in_force_on(&fleet, &others, "a lowered limit", |gw| {
-        chat(gw, &secret) == 429
-    });
-
-    // Deactivated on node 0: refused everywhere (403 key_not_usable).
-    put_key(
-        fleet.node(0),
-        &id,
-        r#"{"name":"roaming","limits":{"rpm":1},"active":false}"#,
-    );
-    in_force_on(&fleet, &others, "a deactivated key", |gw| {
-        chat(gw, &secret) == 403
-    });
+    // Lowered on node 0 to one request a minute, which is used up: refused everywhere (429).
+    // Then deactivated on node 0: refused everywhere (403 key_not_usable).
+    for (what, active, status) in [
+        ("a lowered limit", true, 429),
+        ("a deactivated key", false, 403),
+    ] {
+        let body = format!(r#"{{"name":"roaming","limits":{{"rpm":1}},"active":{active}}}"#);
+        put_key(fleet.node(0), &id, &body);
+        in_force_on(&fleet, &others, what, |gw| chat(gw, &secret) == status);
+    }
     // Deleted on node 0: unknown everywhere.
     let (status, v) = admin(fleet.node(0), "DELETE", &format!("/admin/keys/{id}"), None);
     assert!(status < 300, "{status} {v}");

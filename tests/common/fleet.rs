@@ -3,6 +3,7 @@
 //! the admin calls the tests make on any node. The schema is dropped when the fleet drops.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,8 +57,8 @@ pub fn unique_schema(prefix: &str) -> String {
 
 /// Runs `sql` with `psql` against `url`; its unaligned output.
 pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
+    stdout_of(
+        Command::new("psql").args([
             url,
             "-X",
             "-A",
@@ -67,12 +68,32 @@ pub fn psql(url: &str, sql: &str) -> String {
             "ON_ERROR_STOP=1",
             "-c",
             sql,
-        ])
+        ]),
+        &format!("psql {sql}"),
+    )
+}
+
+/// scripts/ensure-postgres.sh with `args` for the throwaway cluster in `dir` (`--own`:
+/// start it, print its URL; `--stop`: stop it).
+pub fn own_postgres(dir: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-postgres.sh");
+    stdout_of(
+        Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("RINGGATE_PG_DIR", dir),
+        &format!("ensure-postgres.sh {args:?}"),
+    )
+}
+
+/// Runs `command`; its trimmed stdout. Panics with its stderr when it fails.
+fn stdout_of(command: &mut Command, what: &str) -> String {
+    let out = command
         .output()
-        .expect("psql runs (Debian package postgresql-client)");
+        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
     assert!(
         out.status.success(),
-        "psql failed on {sql}: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()

@@ -51,17 +51,10 @@ fn settling<'a>(id: &'a str, node: &'a str, spent: &'a [ShareSettle]) -> UsageBa
 }
 
 async fn shares_never_exceed_limit_under_concurrency(db: TestDb) {
-    let node_b = db.another(None).await;
     let e = EntityRef::key("hot-key");
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let s = if i % 2 == 0 {
-            db.store.clone()
-        } else {
-            node_b.clone()
-        };
+    let totals = crate::on_two_nodes(&db, |s, i| {
         let e = e.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let node = format!("n{}", i % 2);
             let mut total = 0;
             loop {
@@ -75,12 +68,10 @@ async fn shares_never_exceed_limit_under_concurrency(db: TestDb) {
                     return total;
                 }
             }
-        }));
-    }
-    let mut granted = 0;
-    for t in tasks {
-        granted += t.await.unwrap();
-    }
+        }
+    })
+    .await;
+    let granted: u64 = totals.iter().sum();
     assert_eq!(granted, 50);
     let c = db
         .store

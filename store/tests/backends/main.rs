@@ -159,6 +159,32 @@ async fn other_node_subscription(db: &TestDb) -> (Store, store::ConfigSubscripti
     (listener, sub)
 }
 
+/// Runs `task` 8 times at once, alternately on `db`'s store and on a second node's; the
+/// results in task order. `task` gets its store and its index.
+async fn on_two_nodes<T, F, Fut>(db: &TestDb, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Store, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let node_b = db.another(None).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = if i % 2 == 0 {
+                db.store.clone()
+            } else {
+                node_b.clone()
+            };
+            tokio::spawn(task(s, i))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 /// Runs `body`, then cleans up even if it panicked, then re-raises.
 async fn run<F, Fut>(db: TestDb, body: F)
 where

@@ -88,27 +88,18 @@ async fn reset_budget_is_recorded(db: TestDb) {
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {
-    let node_b = db.another(None).await;
     let e = EntityRef::team("shared-team");
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let s = if i % 2 == 0 {
-            db.store.clone()
-        } else {
-            node_b.clone()
-        };
+    crate::on_two_nodes(&db, |s, _| {
         let e = e.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for _ in 0..25 {
                 s.add_usage(&[delta(&e, 0, 3, 1), delta(&EntityRef::key("k"), 0, 1, 1)])
                     .await
                     .unwrap();
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+        }
+    })
+    .await;
     let u = db.store.usage(&e, 0).await.unwrap().unwrap();
     assert_eq!(
         (u.spent_nanos.nanos(), u.requests, u.prompt_tokens),
