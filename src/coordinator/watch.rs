@@ -1,5 +1,5 @@
 //! Config changes reach this node: the admin API's writes on this node and, through the
-//! store's notifications, every other node's — and none is missed (docs/cluster-config.md).
+//! store's notifications, every other node's — and none is missed (docs/cluster.md, "Config changes").
 //!
 //! One task, so reloads never overlap. It wakes on the local `changed` signal, on a
 //! notification, on the LISTEN connection coming back (changes in between were missed) and

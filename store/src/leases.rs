@@ -136,6 +136,14 @@ static ACQUIRE: LazyLock<String> = LazyLock::new(|| {
         .replace("EFFECTIVE_LIMIT", EFFECTIVE_LIMIT)
 });
 
+/// The two statements of one share request, in order, with their `$n` parameters as
+/// [`Store::acquire_share`] binds them: entity kind, entity id, limit name, window start,
+/// limit value, config version, need, want, spread; then the same first four and the node id.
+/// For load tests of the database itself (perf/leases.sh).
+pub fn acquire_statements() -> [&'static str; 2] {
+    [ACQUIRE.as_str(), ADD_SHARE_SQL]
+}
+
 fn key(entity: &EntityRef, limit_name: &str, window_start: i64) -> Vec<Value> {
     vec![
         entity.kind.as_str().into(),

@@ -397,6 +397,12 @@ def test_store_decides_the_workload(case):
         assert rel.one("Deployment") and not rel.kinds("StatefulSet")
         assert cfg["governance"]["database"] == "env.RINGGATE_DATABASE_URL"
         assert "RINGGATE_DATABASE_URL" in rel.secret_env()
+        # Each pod's usage spool is an emptyDir of its own (it outlives container restarts).
+        (mount,) = [m for m in rel.container["volumeMounts"] if m["name"] == "spool"]
+        assert cfg["governance"]["spool_dir"] == mount["mountPath"]
+        pod = rel.one("Deployment")["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "spool"]
+        assert volume["emptyDir"]["sizeLimit"] == rel.merged["store"]["postgres"]["spoolSizeLimit"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -65,6 +65,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ringgate.configDir" -}}/etc/ringgate{{- end -}}
 {{- define "ringgate.dataDir" -}}/var/lib/ringgate{{- end -}}
 {{- define "ringgate.tlsDir" -}}/etc/ringgate-tls{{- end -}}
+{{- define "ringgate.spoolDir" -}}/var/lib/ringgate/spool{{- end -}}
 
 {{/* Environment variables the chart itself fills from Secrets, by name. */}}
 {{- define "ringgate.ownedSecretEnv" -}}
@@ -153,9 +154,9 @@ The chart's rules. Every template includes this, so a release that breaks one ne
 {{- fail (printf "config.%s is set by the chart; use %s instead" $key (get (dict "listen" "ports.data" "control" "ports.control" "shards" "cpu.mode and resources.limits.cpu" "pin_cores" "cpu.mode" "shutdown" "termination.drainGraceSeconds" "tls" "tls.enabled and tls.existingSecret") $key)) -}}
 {{- end -}}
 {{- end -}}
-{{- range $key := list "database" "admin_token" "secret_key" -}}
+{{- range $key := list "database" "admin_token" "secret_key" "spool_dir" -}}
 {{- if hasKey ($cfg.governance | default dict) $key -}}
-{{- fail (printf "config.governance.%s is set by the chart; use %s instead" $key (get (dict "database" "store.type and secrets.databaseUrl" "admin_token" "secrets.adminToken" "secret_key" "secrets.secretKey") $key)) -}}
+{{- fail (printf "config.governance.%s is set by the chart; use %s instead" $key (get (dict "database" "store.type and secrets.databaseUrl" "admin_token" "secrets.adminToken" "secret_key" "secrets.secretKey" "spool_dir" "store.postgres.spoolSizeLimit (sqlite: beside the database)") $key)) -}}
 {{- end -}}
 {{- end -}}
 {{- /* Config: secrets only as env.NAME references. */ -}}
@@ -220,6 +221,7 @@ The chart's rules. Every template includes this, so a release that breaks one ne
 {{- $gov := deepCopy ($cfg.governance | default dict) -}}
 {{- if eq $v.store.type "postgres" -}}
 {{- $_ := set $gov "database" "env.RINGGATE_DATABASE_URL" -}}
+{{- $_ := set $gov "spool_dir" (include "ringgate.spoolDir" .) -}}
 {{- else -}}
 {{- $_ := set $gov "database" (printf "%s/ringgate.db" (include "ringgate.dataDir" .)) -}}
 {{- end -}}
