@@ -14,7 +14,7 @@ use store::leases::ShareAsk;
 use store::Store;
 use vocab::LimitKind;
 
-use super::leases::{unix_now, ClusterLeases, LeaseDesk, ShareRequest, Unused};
+use super::leases::{unix_now, ClusterLeases, LeaseDesk, ShareAnswer, ShareRequest, Unused};
 use crate::config::ClusterPlan;
 
 /// Upper bounds (ms) of the lease-call latency histogram.
@@ -345,7 +345,7 @@ pub fn counter_name(kind: LimitKind, generation: u64) -> String {
 }
 
 impl ClusterLeases for Arc<Fleet> {
-    fn acquire(&self, ask: ShareRequest, done: Box<dyn FnOnce(Option<u64>) + Send>) {
+    fn acquire(&self, ask: ShareRequest, done: ShareAnswer) {
         let fleet = self.clone();
         self.runtime.spawn(async move {
             let name = counter_name(ask.limit.kind, ask.generation);

@@ -69,6 +69,10 @@ struct Pool {
     generation: u64,
 }
 
+/// What to do with a share request's answer: the units granted, or `None` when the database
+/// could not answer in time.
+pub type ShareAnswer = Box<dyn FnOnce(Option<u64>) + Send>;
+
 /// A node's request for more of its share of one limit's window.
 pub struct ShareRequest {
     pub limit: Arc<Limit>,
@@ -86,11 +90,20 @@ pub struct ShareRequest {
 pub trait ClusterLeases: Send + Sync {
     /// Asks for a share without blocking; `done` runs with the units granted, or `None` when
     /// the database could not answer in time.
-    fn acquire(&self, ask: ShareRequest, done: Box<dyn FnOnce(Option<u64>) + Send>);
+    fn acquire(&self, ask: ShareRequest, done: ShareAnswer);
     /// Rate limits may be admitted on the node's word while the database is unreachable.
     fn fail_open(&self) -> bool;
     /// Live nodes of the fleet (shares are sized for them).
     fn nodes(&self) -> u64;
+}
+
+/// The window, counter and time a share was asked for in: its answer counts there or not
+/// at all (a window that ended meanwhile does not get it).
+#[derive(Debug, Clone, Copy)]
+struct AskedIn {
+    epoch: u32,
+    generation: u64,
+    now: i64,
 }
 
 /// A shard waiting for its pool's top-up: the limit object it asked on, the shard, its want.
@@ -323,51 +336,54 @@ impl LeaseDesk {
         let (Some(cluster), Some((need, share, current))) = (&self.cluster, fetch) else {
             return;
         };
+        let asked = AskedIn {
+            epoch,
+            generation,
+            now,
+        };
         self.ask_fleet(
             cluster.as_ref(),
             &current,
-            (generation, now),
+            asked,
             (need, share.max(need)),
-            move |desk, limit, leased| desk.fetched(limit, epoch, generation, need, leased),
+            move |desk, limit, leased| desk.fetched(limit, asked, need, leased),
         );
     }
 
-    /// Asks the fleet's counter for `need`..`want` units of `limit` (counter `generation`,
-    /// window of `now`); `then` runs on the desk with the answer.
+    /// Asks the fleet's counter for `need`..`want` units of `limit` in the counter and window
+    /// of `asked`; `then` runs on the desk with the answer.
     fn ask_fleet(
         self: &Arc<Self>,
         cluster: &dyn ClusterLeases,
         limit: &Arc<Limit>,
-        (generation, now): (u64, i64),
+        asked: AskedIn,
         (need, want): (u64, u64),
         then: impl FnOnce(&LeaseDesk, &Arc<Limit>, Option<u64>) + Send + 'static,
     ) {
-        let (desk, asked) = (self.clone(), limit.clone());
+        let (desk, object) = (self.clone(), limit.clone());
         cluster.acquire(
             ShareRequest {
                 limit: limit.clone(),
-                generation,
-                window_start: limit.kind.start(now),
+                generation: asked.generation,
+                window_start: limit.kind.start(asked.now),
                 need,
                 want,
             },
-            Box::new(move |leased| then(&desk, &asked, leased)),
+            Box::new(move |leased| then(&desk, &object, leased)),
         );
     }
 
     /// The database answered a fetch: the share grows, and the shards that waited get their
     /// slices or are told there are none.
-    fn fetched(
-        &self,
-        limit: &Arc<Limit>,
-        epoch: u32,
-        generation: u64,
-        need: u64,
-        leased: Option<u64>,
-    ) {
+    fn fetched(&self, limit: &Arc<Limit>, asked: AskedIn, need: u64, leased: Option<u64>) {
+        let AskedIn {
+            epoch,
+            generation,
+            now,
+        } = asked;
         let fail_open =
             self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !is_budget(limit.kind);
-        let refused = self.with_pool(limit, unix_now(), |pool, current| {
+        let refused = self.with_pool(limit, now, |pool, current| {
             pool.fetching = false;
             let waiters = std::mem::take(&mut pool.waiters);
             if current != epoch || pool.generation != generation {
@@ -416,13 +432,18 @@ impl LeaseDesk {
             (epoch, pool.generation, pool.current.clone())
         });
         if let (Some(cluster), Some((epoch, generation, current))) = (&self.cluster, charged) {
+            let asked = AskedIn {
+                epoch,
+                generation,
+                now,
+            };
             self.ask_fleet(
                 cluster.as_ref(),
                 &current,
-                (generation, now),
+                asked,
                 (units, units),
                 move |desk, limit, leased| {
-                    desk.with_pool(limit, unix_now(), |pool, current| {
+                    desk.with_pool(limit, now, |pool, current| {
                         if current != epoch || pool.generation != generation {
                             return;
                         }
@@ -527,198 +548,4 @@ pub fn is_budget(kind: LimitKind) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use vocab::{BudgetPeriod, EntityRef, Window};
-
-    fn limit(value: u64, shards: usize) -> Arc<Limit> {
-        Arc::new(Limit::new(
-            EntityRef::key("k"),
-            LimitKind::Requests(Window::Minute),
-            value,
-            shards,
-        ))
-    }
-
-    #[test]
-    fn grants_never_exceed_the_limit_and_reclaim_keeps_it_reachable() {
-        let now = 1_000_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let l = limit(10, 2);
-        desk.register(&l, 0, 0, now);
-        let epoch = l.kind.epoch(now);
-        desk.refill(&l, 0, 1, now);
-        desk.refill(&l, 1, 1, now);
-        let a = l.leases[0].available(epoch);
-        let b = l.leases[1].available(epoch);
-        assert!(a + b <= 10);
-        // Shard 1 uses everything it can, shard 0 holds its slice unused.
-        while l.leases[1].take(epoch, 1) {
-            if l.leases[1].available(epoch) == 0 {
-                desk.refill(&l, 1, 1, now);
-            }
-        }
-        assert_eq!(
-            l.leases[0].available(epoch),
-            0,
-            "shard 0's idle slice was reclaimed"
-        );
-        assert_eq!(desk.remaining(&l, now), 0);
-    }
-
-    #[test]
-    fn a_spent_daily_budget_comes_back_at_midnight_utc() {
-        let budget = Arc::new(Limit::new(
-            EntityRef::key("k"),
-            LimitKind::Budget(BudgetPeriod::Daily),
-            1_000,
-            1,
-        ));
-        let desk = Arc::new(LeaseDesk::default());
-        let evening = 1_709_250_000; // 2024-02-29T23:40Z
-        desk.register(&budget, 1_000, 0, evening); // already spent today
-        desk.refill(&budget, 0, 1, evening);
-        assert_eq!(
-            budget.leases[0].available(budget.kind.epoch(evening)),
-            0,
-            "spent: nothing to grant"
-        );
-        let morning = 1_709_251_260; // 2024-03-01T00:01Z
-        desk.refill(&budget, 0, 1, morning);
-        assert!(
-            budget.leases[0].available(budget.kind.epoch(morning)) > 0,
-            "a new day, a new budget"
-        );
-        assert_eq!(budget.kind.start(morning), 1_709_251_200);
-    }
-
-    #[test]
-    fn base_spend_counts_and_a_new_window_starts_fresh() {
-        let now = 1_000_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let l = limit(10, 1);
-        desk.register(&l, 8, 0, now);
-        desk.refill(&l, 0, 1, now);
-        assert_eq!(l.leases[0].available(l.kind.epoch(now)), 2);
-        let later = now + 60;
-        desk.refill(&l, 0, 1, later);
-        assert!(l.leases[0].available(l.kind.epoch(later)) >= 1);
-    }
-
-    #[test]
-    fn a_refill_for_a_limit_the_desk_no_longer_knows_grants_nothing() {
-        let now = 1_000_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let l = limit(10, 1);
-        desk.register(&l, 0, 0, now);
-        desk.forget(&l);
-        desk.refill(&l, 0, 1, now);
-        assert_eq!(l.leases[0].available(l.kind.epoch(now)), 0);
-        assert!(!l.leases[0].refill_pending(), "the shard was told at once");
-        assert_eq!(desk.remaining(&l, now), 0, "no pool was made anew");
-    }
-
-    /// Uses every unit shard 0 can get from the desk, one refill at a time.
-    fn drain(desk: &Arc<LeaseDesk>, l: &Arc<Limit>, now: i64) -> u64 {
-        let epoch = l.kind.epoch(now);
-        let mut used = 0;
-        loop {
-            if l.leases[0].take(epoch, 1) {
-                used += 1;
-                continue;
-            }
-            desk.refill(l, 0, 1, now);
-            if l.leases[0].available(epoch) == 0 {
-                return used;
-            }
-        }
-    }
-
-    #[test]
-    fn a_changed_limit_keeps_what_its_window_used() {
-        let now = 1_000_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let old = limit(10, 2);
-        desk.register(&old, 0, 0, now);
-        assert_eq!(drain(&desk, &old, now), 10);
-        // Lowered to 6 after 10 were used: nothing more this window, under the old object or
-        // the new one — and no window's worth is handed out again.
-        let lowered = limit(6, 2);
-        desk.register(&lowered, 0, 0, now);
-        desk.forget(&old);
-        assert_eq!(drain(&desk, &lowered, now), 0);
-        assert_eq!(drain(&desk, &old, now), 0);
-        // Raised to 15: only the difference is left.
-        let raised = limit(15, 2);
-        desk.register(&raised, 0, 0, now);
-        desk.forget(&lowered);
-        assert_eq!(drain(&desk, &raised, now), 5);
-    }
-
-    #[test]
-    fn a_replaced_limit_gives_back_what_its_leases_held() {
-        let now = 1_000_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let old = limit(8, 1);
-        desk.register(&old, 0, 0, now);
-        desk.refill(&old, 0, 1, now);
-        let held = old.leases[0].available(old.kind.epoch(now));
-        assert!(held > 0);
-        let same = limit(8, 1);
-        desk.register(&same, 0, 0, now);
-        assert_eq!(old.leases[0].available(old.kind.epoch(now)), 0);
-        assert_eq!(
-            drain(&desk, &same, now),
-            8,
-            "all of the limit stays reachable"
-        );
-    }
-
-    #[test]
-    fn a_clock_stepped_back_does_not_reopen_a_window() {
-        let now = 1_000_020;
-        let desk = Arc::new(LeaseDesk::default());
-        let l = limit(3, 1);
-        desk.register(&l, 0, 0, now);
-        assert_eq!(drain(&desk, &l, now), 3);
-        let earlier = now - 60;
-        desk.refill(&l, 0, 1, earlier);
-        assert_eq!(l.leases[0].available(l.kind.epoch(earlier)), 0);
-        assert_eq!(drain(&desk, &l, now), 0);
-    }
-
-    #[test]
-    fn usage_settled_after_its_window_counts_in_the_current_one() {
-        let now = 1_000_020;
-        let desk = Arc::new(LeaseDesk::default());
-        let l = limit(10, 1);
-        desk.register(&l, 0, 0, now);
-        let next = now + 60;
-        desk.debt(&l, 4, next);
-        assert_eq!(drain(&desk, &l, next), 6);
-    }
-
-    #[test]
-    fn re_registering_a_spent_budget_grants_nothing_more() {
-        let now = 1_709_250_000;
-        let desk = Arc::new(LeaseDesk::default());
-        let budget = || {
-            Arc::new(Limit::new(
-                EntityRef::key("k"),
-                LimitKind::Budget(BudgetPeriod::Daily),
-                1_000,
-                1,
-            ))
-        };
-        let first = budget();
-        desk.register(&first, 0, 0, now);
-        desk.debt(&first, 1_000, now); // spent, not yet flushed to the store
-        for _ in 0..20 {
-            // A reload storm: each reload builds a new object; the store still says 0 spent.
-            let again = budget();
-            desk.register(&again, 0, 0, now);
-            desk.refill(&again, 0, 1, now);
-            assert_eq!(again.leases[0].available(again.kind.epoch(now)), 0);
-        }
-    }
-}
+mod tests;
