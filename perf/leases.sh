@@ -9,15 +9,11 @@
 #        LEASE_SECONDS=10 bash perf/leases.sh
 # Prints a markdown table; about 1 minute. Loopback only; the schema is dropped at the end.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-URL="${DATABASE_URL:-$(bash scripts/ensure-postgres.sh)}"
-SECONDS_EACH="${LEASE_SECONDS:-10}"
-SCHEMA="perf_leases_$$"
-WORK="$(mktemp -d)"
-trap 'psql "$URL" -Xq -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-
 command -v pgbench >/dev/null || { echo "pgbench is needed (Debian: postgresql-client)" >&2; exit 1; }
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+URL="${DATABASE_URL:-$(bash scripts/ensure-postgres.sh)}"
+SCHEMA="perf_leases_$$" WORK="$(mktemp -d)" SECONDS_EACH="${LEASE_SECONDS:-10}"
+trap 'psql "$URL" -Xq -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 psql "$URL" -Xq -v ON_ERROR_STOP=1 -c "CREATE SCHEMA $SCHEMA" >/dev/null
 for m in store/migrations/postgres/*.sql; do
     PGOPTIONS="-c search_path=$SCHEMA" psql "$URL" -Xq -v ON_ERROR_STOP=1 -f "$m" >/dev/null

@@ -106,6 +106,16 @@ struct AskedIn {
     now: i64,
 }
 
+impl AskedIn {
+    fn new(epoch: u32, generation: u64, now: i64) -> Self {
+        Self {
+            epoch,
+            generation,
+            now,
+        }
+    }
+}
+
 /// A shard waiting for its pool's top-up: the limit object it asked on, the shard, its want.
 type Waiter = (Arc<Limit>, usize, u64);
 
@@ -333,33 +343,29 @@ impl LeaseDesk {
         if !answered {
             limit.leases[shard].refill_refused();
         }
-        let (Some(cluster), Some((need, share, current))) = (&self.cluster, fetch) else {
-            return;
-        };
-        let asked = AskedIn {
-            epoch,
-            generation,
-            now,
-        };
-        self.ask_fleet(
-            cluster.as_ref(),
-            &current,
-            asked,
-            (need, share.max(need)),
-            move |desk, limit, leased| desk.fetched(limit, asked, need, leased),
-        );
+        if let Some((need, share, current)) = fetch {
+            let asked = AskedIn::new(epoch, generation, now);
+            self.ask_fleet(
+                &current,
+                asked,
+                (need, share.max(need)),
+                move |desk, limit, got| desk.fetched(limit, asked, need, got),
+            );
+        }
     }
 
     /// Asks the fleet's counter for `need`..`want` units of `limit` in the counter and window
     /// of `asked`; `then` runs on the desk with the answer.
     fn ask_fleet(
         self: &Arc<Self>,
-        cluster: &dyn ClusterLeases,
         limit: &Arc<Limit>,
         asked: AskedIn,
         (need, want): (u64, u64),
         then: impl FnOnce(&LeaseDesk, &Arc<Limit>, Option<u64>) + Send + 'static,
     ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
         let (desk, object) = (self.clone(), limit.clone());
         cluster.acquire(
             ShareRequest {
@@ -431,14 +437,9 @@ impl LeaseDesk {
             pool.busy_at = Instant::now();
             (epoch, pool.generation, pool.current.clone())
         });
-        if let (Some(cluster), Some((epoch, generation, current))) = (&self.cluster, charged) {
-            let asked = AskedIn {
-                epoch,
-                generation,
-                now,
-            };
+        if let Some((epoch, generation, current)) = charged {
+            let asked = AskedIn::new(epoch, generation, now);
             self.ask_fleet(
-                cluster.as_ref(),
                 &current,
                 asked,
                 (units, units),
