@@ -5,7 +5,7 @@
 //!
 //! Usage reaches the store at most one flush interval late: that is all a `kill -9` can lose.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +72,14 @@ impl ProviderReload {
             }
         }
     }
+}
+
+/// One reload's reading of the store: its time, the limits still in use, budget resets.
+struct Reading {
+    now: i64,
+    /// Every limit the new snapshot holds, by identity and value.
+    live: HashSet<(EntityRef, LimitKind, u64)>,
+    resets: HashMap<EntityRef, u64>,
 }
 
 /// How the coordinator runs governance.
@@ -162,9 +170,9 @@ impl GovRuntime {
         entity: &EntityRef,
         limits: &store::Limits,
         budget: Option<store::Budget>,
-        now: i64,
-        live: &mut Vec<(EntityRef, LimitKind, u64)>,
+        reading: &mut Reading,
     ) -> store::Result<Vec<Arc<Limit>>> {
+        let now = reading.now;
         let mut wanted = Vec::new();
         let windows = [
             (limits.rpm, LimitKind::Requests(Window::Minute)),
@@ -186,7 +194,7 @@ impl GovRuntime {
         let mut shared = Vec::with_capacity(wanted.len());
         for (kind, value) in wanted {
             let resets = if is_budget(kind) {
-                self.store.budget_reset_count(entity).await?
+                reading.resets.get(entity).copied().unwrap_or(0)
             } else {
                 0
             };
@@ -236,7 +244,7 @@ impl GovRuntime {
                 }
             };
             shared.push((kind, resets));
-            live.push(key);
+            reading.live.insert(key);
             out.push(limit);
         }
         if self.fleet.is_some() {
@@ -256,14 +264,18 @@ impl GovRuntime {
         let customers = self.store.list_customers().await?;
         let teams = self.store.list_teams().await?;
         let keys = self.store.list_keys().await?;
-        let mut live = Vec::new();
+        let mut reading = Reading {
+            now,
+            live: HashSet::new(),
+            resets: self.store.budget_reset_counts().await?,
+        };
         let mut periods = HashMap::new();
         let mut customer_limits = HashMap::new();
         for c in &customers {
             let entity = EntityRef::customer(&c.id);
             customer_limits.insert(
                 c.id.clone(),
-                self.limits_of(&entity, &c.limits, c.budget, now, &mut live)
+                self.limits_of(&entity, &c.limits, c.budget, &mut reading)
                     .await?,
             );
             if let Some(b) = c.budget {
@@ -274,7 +286,7 @@ impl GovRuntime {
         for t in &teams {
             let entity = EntityRef::team(&t.id);
             let mut limits = self
-                .limits_of(&entity, &t.limits, t.budget, now, &mut live)
+                .limits_of(&entity, &t.limits, t.budget, &mut reading)
                 .await?;
             if let Some(c) = t.customer_id.as_ref().and_then(|c| customer_limits.get(c)) {
                 limits.extend(c.iter().cloned());
@@ -292,7 +304,7 @@ impl GovRuntime {
             };
             let entity = EntityRef::key(&k.id);
             let mut limits = self
-                .limits_of(&entity, &k.limits, k.budget, now, &mut live)
+                .limits_of(&entity, &k.limits, k.budget, &mut reading)
                 .await?;
             let (customer_id, team_limits) = match k.team_id.as_ref().and_then(|t| team_info.get(t))
             {
@@ -328,14 +340,13 @@ impl GovRuntime {
         // longer holds them is out: the desk keeps answering shards still on the old one.
         {
             let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-            let entities: std::collections::HashSet<&EntityRef> =
-                live.iter().map(|(e, _, _)| e).collect();
+            let entities: HashSet<&EntityRef> = reading.live.iter().map(|(e, _, _)| e).collect();
             self.shared_limits
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|e, _| entities.contains(e));
             registry.retain(|key, r| {
-                let keep = live.contains(key);
+                let keep = reading.live.contains(key);
                 if !keep {
                     self.desk.forget(&r.limit);
                 }

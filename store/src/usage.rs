@@ -213,6 +213,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Budget resets of every entity that had any (one query, for a whole reload).
+    pub async fn budget_reset_counts(&self) -> Result<std::collections::HashMap<EntityRef, u64>> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT entity_kind, entity_id, COUNT(*) FROM budget_resets \
+                 GROUP BY entity_kind, entity_id",
+                vec![],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = r.text(0)?;
+                let kind = EntityKind::parse(&kind)
+                    .ok_or_else(|| Error::Corrupt(format!("unknown entity kind {kind:?}")))?;
+                Ok((
+                    EntityRef {
+                        kind,
+                        id: r.text(1)?,
+                    },
+                    r.u64(2)?,
+                ))
+            })
+            .collect()
+    }
+}
+
 fn key_params(entity: &EntityRef, period_start: i64) -> Vec<Value> {
     vec![
         entity.kind.as_str().into(),

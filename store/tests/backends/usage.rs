@@ -84,6 +84,7 @@ async fn reset_budget_is_recorded(db: TestDb) {
     // Resetting a period without usage records a zero reset.
     assert_eq!(s.reset_budget(&e, NOW + 86_400).await.unwrap().nanos(), 0);
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 2);
+    assert_eq!(s.budget_reset_counts().await.unwrap().get(&e), Some(&2));
     assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
 }
 
