@@ -62,6 +62,16 @@ fn changes_on_one_node_are_in_force_on_all_within_a_second() {
     let (fleet, ids) = fleet_of(3);
     let others = [1, 2];
 
+    // Each node's first reload (at start) is done; what follows is the key's doing.
+    let reloads: Vec<u64> = others
+        .iter()
+        .map(|&i| {
+            poll_until(IN_FORCE, || {
+                metric(fleet.node(i), "ringgate_cluster_config_reloads_total").filter(|&n| n >= 1)
+            })
+            .expect("the first reload")
+        })
+        .collect();
     // Created on node 0: accepted everywhere.
     let (id, secret) = create_key(
         fleet.node(0),
@@ -70,6 +80,17 @@ fn changes_on_one_node_are_in_force_on_all_within_a_second() {
     in_force_on(&fleet, &others, "a new key", |gw| {
         key_status(gw, &secret) != 401
     });
+    // The other nodes applied the key alone, without reading everything again.
+    in_force_on(&fleet, &others, "the key applied alone", |gw| {
+        metric(gw, "ringgate_cluster_config_key_changes_applied_total").unwrap_or(0) >= 1
+    });
+    for (&i, before) in others.iter().zip(reloads) {
+        assert_eq!(
+            metric(fleet.node(i), "ringgate_cluster_config_reloads_total"),
+            Some(before),
+            "no full reload on node {i}"
+        );
+    }
     // Nodes 1 and 2 hold shares of the large limit, which would go on admitting.
     for &i in &others {
         assert_eq!(chat(fleet.node(i), &secret), 200);

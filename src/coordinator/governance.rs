@@ -74,6 +74,9 @@ impl ProviderReload {
     }
 }
 
+/// A team's customer and its limits followed by its customer's.
+type TeamLimits = (Option<String>, Vec<Arc<Limit>>);
+
 /// One reload's reading of the store: its time, the limits still in use, budget resets.
 struct Reading {
     now: i64,
@@ -117,6 +120,9 @@ pub struct GovRuntime {
     /// generation) whose shares flushed usage settles.
     pub fleet: Option<Arc<Fleet>>,
     pub(super) shared_limits: Mutex<HashMap<EntityRef, Vec<(LimitKind, u64)>>>,
+    /// Each team's customer and limits (its own, then its customer's) as last loaded: what a
+    /// key change needs without reading every entity.
+    teams: Mutex<HashMap<String, TeamLimits>>,
     pub changed: Arc<Notify>,
     pub(super) log_seq: AtomicU64,
     providers: ProviderReload,
@@ -156,6 +162,7 @@ impl GovRuntime {
             periods: Mutex::new(HashMap::new()),
             fleet,
             shared_limits: Mutex::new(HashMap::new()),
+            teams: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             log_seq: AtomicU64::new(0),
             process_token: process_token(),
@@ -256,6 +263,104 @@ impl GovRuntime {
         Ok(out)
     }
 
+    /// A key as the shards see it: its own limits, then its team's and its customer's. `None`
+    /// when its stored hash is malformed (it cannot be presented).
+    async fn key_policy(
+        &self,
+        k: &store::VirtualKey,
+        teams: &HashMap<String, TeamLimits>,
+        reading: &mut Reading,
+    ) -> store::Result<Option<([u8; 32], Arc<KeyPolicy>)>> {
+        let Some(hash) = hash_bytes(&k.key_hash) else {
+            tracing::warn!(key = %k.id, "stored key hash is malformed; key skipped");
+            return Ok(None);
+        };
+        let entity = EntityRef::key(&k.id);
+        let mut limits = self
+            .limits_of(&entity, &k.limits, k.budget, reading)
+            .await?;
+        let (customer_id, team_limits) = match k.team_id.as_ref().and_then(|t| teams.get(t)) {
+            Some((customer, limits)) => (customer.clone(), limits.clone()),
+            None => (None, Vec::new()),
+        };
+        limits.extend(team_limits);
+        let policy = KeyPolicy {
+            id: k.id.clone(),
+            team_id: k.team_id.clone(),
+            customer_id,
+            allowed_providers: k.allowed_providers.clone(),
+            allowed_models: k.allowed_models.clone(),
+            expires_at: k.expires_at.map(|t| t.max(0) as u64),
+            active: k.active,
+            limits,
+        };
+        Ok(Some((hash, Arc::new(policy))))
+    }
+
+    /// Applies changes to the keys `ids` alone (created, changed or deleted) to the snapshot
+    /// in force: each is read again, the others are kept as they are. What a full reload
+    /// would do for them, at the cost of a few queries per key instead of reading every
+    /// entity. The snapshot keeps its read time: it claims no other write.
+    pub async fn apply_key_changes(&self, ids: &HashSet<String>) -> store::Result<()> {
+        let mut reading = Reading {
+            now: now_unix(),
+            live: HashSet::new(),
+            resets: HashMap::new(),
+        };
+        let mut changed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let entity = EntityRef::key(id);
+            let resets = self.store.budget_reset_count(&entity).await?;
+            reading.resets.insert(entity, resets);
+            changed.push((id, self.store.get_key(id).await?));
+        }
+        let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = self.gov.snapshot.load_full();
+        let mut table = current.keys.clone();
+        table.retain(|_, policy| !ids.contains(&policy.id));
+        let mut periods = Vec::with_capacity(changed.len());
+        for (id, stored) in &changed {
+            let period = stored.as_ref().and_then(|k| k.budget).map(|b| b.period);
+            periods.push(((EntityKind::Key, (*id).clone()), period));
+            let Some(k) = stored else { continue };
+            if let Some((hash, policy)) = self.key_policy(k, &teams, &mut reading).await? {
+                table.insert(hash, policy);
+            }
+        }
+        {
+            let mut known = self.periods.lock().unwrap_or_else(|e| e.into_inner());
+            for (entity, period) in periods {
+                match period {
+                    Some(p) => known.insert(entity, p),
+                    None => known.remove(&entity),
+                };
+            }
+        }
+        self.gov.snapshot.store(Arc::new(GovSnapshot {
+            require_key: current.require_key,
+            keys: table,
+            prices: current.prices.clone(),
+            read_at_ms: current.read_at_ms,
+        }));
+        // The keys' limits no longer in force go, as in a full reload (after publishing).
+        let gone = |entity: &EntityRef| entity.kind == EntityKind::Key && ids.contains(&entity.id);
+        self.shared_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|e, _| !gone(e) || reading.live.iter().any(|(l, _, _)| l == e));
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, r| {
+                let keep = !gone(&key.0) || reading.live.contains(key);
+                if !keep {
+                    self.desk.forget(&r.limit);
+                }
+                keep
+            });
+        Ok(())
+    }
+
     /// Reads every entity from the store and publishes a new snapshot.
     pub async fn reload(&self) -> store::Result<()> {
         let read_at_ms = unix_ms();
@@ -298,37 +403,14 @@ impl GovRuntime {
         }
         let mut table = HashMap::with_capacity(keys.len());
         for k in &keys {
-            let Some(hash) = hash_bytes(&k.key_hash) else {
-                tracing::warn!(key = %k.id, "stored key hash is malformed; key skipped");
-                continue;
-            };
-            let entity = EntityRef::key(&k.id);
-            let mut limits = self
-                .limits_of(&entity, &k.limits, k.budget, &mut reading)
-                .await?;
-            let (customer_id, team_limits) = match k.team_id.as_ref().and_then(|t| team_info.get(t))
-            {
-                Some((customer, limits)) => (customer.clone(), limits.clone()),
-                None => (None, Vec::new()),
-            };
-            limits.extend(team_limits);
+            if let Some((hash, policy)) = self.key_policy(k, &team_info, &mut reading).await? {
+                table.insert(hash, policy);
+            }
             if let Some(b) = k.budget {
                 periods.insert((EntityKind::Key, k.id.clone()), b.period);
             }
-            table.insert(
-                hash,
-                Arc::new(KeyPolicy {
-                    id: k.id.clone(),
-                    team_id: k.team_id.clone(),
-                    customer_id,
-                    allowed_providers: k.allowed_providers.clone(),
-                    allowed_models: k.allowed_models.clone(),
-                    expires_at: k.expires_at.map(|t| t.max(0) as u64),
-                    active: k.active,
-                    limits,
-                }),
-            );
         }
+        *self.teams.lock().unwrap_or_else(|e| e.into_inner()) = team_info;
         *self.periods.lock().unwrap_or_else(|e| e.into_inner()) = periods;
         self.gov.snapshot.store(Arc::new(GovSnapshot {
             require_key: self.settings.require_key,

@@ -247,8 +247,14 @@ fn config_watch(out: &mut String) {
         (
             "ringgate_cluster_config_reloads_total",
             "counter",
-            "Reloads of keys and limits from the store",
+            "Reloads of keys and limits from the store (every entity read)",
             w.reloads.load(Ordering::Relaxed),
+        ),
+        (
+            "ringgate_cluster_config_key_changes_applied_total",
+            "counter",
+            "Other nodes' key changes applied alone (only the changed keys read)",
+            w.applied.load(Ordering::Relaxed),
         ),
     ] {
         family(out, name, kind, help);

@@ -4,15 +4,19 @@
 //! One task, so reloads never overlap. It wakes on the local `changed` signal, on a
 //! notification, on the LISTEN connection coming back (changes in between were missed) and
 //! every second to compare the stored config version with the version the snapshot was
-//! loaded at. Whatever is queued when it wakes is drained first and answered by one reload; a
-//! notification of a version the snapshot already holds (this node's own writes, mostly)
-//! causes none.
+//! loaded at. Whatever is queued when it wakes is drained first and answered at once: other
+//! nodes' key changes whose versions follow the snapshot's without a gap are applied alone
+//! (only those keys are read); anything else — a team, customer or provider, a missing
+//! version, this node's own write, a reconnect, a version that stayed ahead for a whole check
+//! interval — by one full reload. A notification of a version the snapshot already holds
+//! causes nothing.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{ConfigEvent, ConfigSubscription};
+use store::{ConfigEvent, ConfigKind, ConfigSubscription};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::governance::GovRuntime;
@@ -35,6 +39,8 @@ pub struct WatchStats {
     pub connected: AtomicBool,
     /// Reloads completed since start (the first one included).
     pub reloads: AtomicU64,
+    /// Batches of key changes applied without a reload.
+    pub applied: AtomicU64,
 }
 
 pub static WATCH: WatchStats = WatchStats {
@@ -42,14 +48,59 @@ pub static WATCH: WatchStats = WatchStats {
     version: AtomicU64::new(0),
     connected: AtomicBool::new(false),
     reloads: AtomicU64::new(0),
+    applied: AtomicU64::new(0),
 };
 
 /// Why the watch woke up.
 enum Wake {
-    /// Something may have changed: reload (after draining what else is queued).
+    /// Something may have changed, nobody says what: reload everything (after draining what
+    /// else is queued).
     Reload,
+    /// Another node's write, by entity and version: maybe applied alone.
+    Changed(ConfigEvent),
     /// Nothing to do but look at the subscription again.
     Idle,
+}
+
+/// What a wake-up leads to.
+enum Todo {
+    Nothing,
+    Reload,
+    /// These changes, and whatever else is queued by the time they are looked at.
+    Apply(Vec<ConfigEvent>),
+}
+
+/// Keys whose changes, with `loaded`, make every version up to the newest (returned) known:
+/// then applying those keys alone brings the snapshot to that version. `None` when anything
+/// else changed, or a version is missing (a notification lost or still on its way), or the
+/// loaded version is unknown: a full reload is due.
+fn keys_alone(events: &[ConfigEvent], loaded: Option<u64>) -> Option<(HashSet<String>, u64)> {
+    let loaded = loaded?;
+    let mut versions = Vec::with_capacity(events.len());
+    let mut keys = HashSet::new();
+    for event in events {
+        let ConfigEvent::Changed {
+            change,
+            version: Some(v),
+        } = event
+        else {
+            return None;
+        };
+        if *v <= loaded {
+            continue;
+        }
+        if change.kind != ConfigKind::Key {
+            return None;
+        }
+        versions.push(*v);
+        keys.insert(change.id.clone());
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    let Some(&newest) = versions.last() else {
+        return Some((keys, loaded));
+    };
+    (newest - loaded == versions.len() as u64).then_some((keys, newest))
 }
 
 impl GovRuntime {
@@ -65,7 +116,9 @@ impl GovRuntime {
         let mut loaded: Option<u64> = None;
         let mut check = tokio::time::interval(VERSION_CHECK);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut pending = true;
+        let mut todo = Todo::Reload;
+        // A stored version the last check found ahead of the snapshot.
+        let mut lagging: Option<u64> = None;
         loop {
             if subscription.is_none() && Instant::now() >= retry_at {
                 match self
@@ -77,7 +130,7 @@ impl GovRuntime {
                         subscription = Some(sub);
                         retry_delay = RESUBSCRIBE_MIN;
                         // Listening from now on; what came before is read by this reload.
-                        pending = true;
+                        todo = Todo::Reload;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = retry_delay.as_millis() as u64, "cannot LISTEN for config changes; retrying (the version check still runs)");
@@ -90,26 +143,39 @@ impl GovRuntime {
                 subscription.as_ref().is_some_and(|s| s.is_connected()),
                 Ordering::Relaxed,
             );
-            if pending {
-                self.drain(subscription.as_mut()).await;
+            if let Todo::Apply(events) = &mut todo {
+                let mut events = std::mem::take(events);
+                todo = Todo::Nothing;
+                let local = self.drain(subscription.as_mut(), &mut events).await;
+                match keys_alone(&events, loaded).filter(|_| !local) {
+                    Some((keys, version)) => match self.apply_versioned(&keys, version).await {
+                        Ok(()) => loaded = Some(version),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "applying key changes failed; reloading everything");
+                            todo = Todo::Reload;
+                        }
+                    },
+                    None => todo = Todo::Reload,
+                }
+                continue;
+            }
+            if matches!(todo, Todo::Reload) {
+                self.drain(subscription.as_mut(), &mut Vec::new()).await;
                 match self.reload_versioned().await {
-                    Ok(version) => {
-                        loaded = Some(version);
-                        pending = false;
-                    }
+                    Ok(version) => loaded = Some(version),
                     // Retried by the version check, which sees `loaded` is stale.
                     Err(e) => {
                         tracing::error!(error = %e, "governance reload failed; keeping the previous snapshot");
                         loaded = None;
-                        pending = false;
                     }
                 }
+                todo = Todo::Nothing;
                 continue;
             }
             let wake = tokio::select! {
                 () = self.changed.notified() => Wake::Reload,
                 event = next_event(subscription.as_mut()) => match event {
-                    Some(event) if needs_reload(&event, loaded) => Wake::Reload,
+                    Some(event) if needs_reload(&event, loaded) => Wake::Changed(event),
                     Some(_) => Wake::Idle,
                     None => {
                         subscription = None;
@@ -117,13 +183,26 @@ impl GovRuntime {
                     }
                 },
                 _ = check.tick() => match self.store.config_version().await {
-                    Ok(v) if Some(v) != loaded => {
-                        if loaded.is_some() {
-                            tracing::info!(stored = v, loaded = ?loaded, "config version moved without a notification; reloading");
-                        }
+                    Ok(v) if loaded.is_none() => {
+                        lagging = Some(v);
                         Wake::Reload
                     }
-                    Ok(_) => Wake::Idle,
+                    // Behind: reload once a version seen at the last check is still not in —
+                    // a notification gets one check interval to arrive and be applied alone.
+                    Ok(v) if Some(v) != loaded => match lagging {
+                        Some(seen) if loaded.is_some_and(|l| l < seen) => {
+                            tracing::info!(stored = v, loaded = ?loaded, "config version moved without a notification; reloading");
+                            Wake::Reload
+                        }
+                        _ => {
+                            lagging = Some(v);
+                            Wake::Idle
+                        }
+                    },
+                    Ok(_) => {
+                        lagging = None;
+                        Wake::Idle
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "config version check failed");
                         Wake::Idle
@@ -131,40 +210,63 @@ impl GovRuntime {
                 },
                 () = tokio::time::sleep_until(retry_at), if subscription.is_none() => Wake::Idle,
             };
-            pending = matches!(wake, Wake::Reload);
+            todo = match wake {
+                Wake::Reload => Todo::Reload,
+                Wake::Changed(event) => Todo::Apply(vec![event]),
+                Wake::Idle => Todo::Nothing,
+            };
         }
     }
 
-    /// Takes whatever is already queued (notifications, the local signal): the reload about
-    /// to run reads all of it.
-    async fn drain(&self, subscription: Option<&mut ConfigSubscription>) {
+    /// Takes whatever is already queued — notifications into `events`, the local signal — so
+    /// that what follows covers all of it. Returns whether the local signal was up (this
+    /// node's own admin write, which does not say what it changed).
+    async fn drain(
+        &self,
+        subscription: Option<&mut ConfigSubscription>,
+        events: &mut Vec<ConfigEvent>,
+    ) -> bool {
         if let Some(sub) = subscription {
-            while sub.try_next_event().is_some() {}
+            while let Some(event) = sub.try_next_event() {
+                events.push(event);
+            }
         }
         tokio::select! {
             biased;
-            () = self.changed.notified() => {}
-            () = std::future::ready(()) => {}
+            () = self.changed.notified() => true,
+            () = std::future::ready(()) => false,
         }
+    }
+
+    /// Applies changes of `keys` alone; the snapshot then holds `version`.
+    async fn apply_versioned(&self, keys: &HashSet<String>, version: u64) -> store::Result<()> {
+        self.apply_key_changes(keys).await?;
+        self.loaded(version);
+        WATCH.applied.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(version, keys = keys.len(), "key changes applied");
+        Ok(())
     }
 
     /// Reads the config version, then everything: the snapshot holds at least that version.
     async fn reload_versioned(&self) -> store::Result<u64> {
         let version = self.store.config_version().await?;
         self.reload().await?;
+        self.loaded(version);
+        WATCH.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(version, "governance reloaded at config version");
+        Ok(version)
+    }
+
+    /// The snapshot in force holds config `version`.
+    fn loaded(&self, version: u64) {
         if let Some(fleet) = &self.fleet {
             // Leases from here on carry this version (not before: a lease for a limit object
             // of the previous snapshot would carry its old value under the new version). The
             // fleet's counters keep the limit value of the newest version that leased, so a
             // node behind cannot raise it back.
-            fleet
-                .config_version
-                .store(version, std::sync::atomic::Ordering::Relaxed);
+            fleet.config_version.store(version, Ordering::Relaxed);
         }
         WATCH.version.store(version, Ordering::Relaxed);
-        WATCH.reloads.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(version, "governance reloaded at config version");
-        Ok(version)
     }
 }
 
@@ -211,5 +313,51 @@ mod tests {
         assert!(needs_reload(&changed(None), Some(5)));
         assert!(needs_reload(&changed(Some(1)), None));
         assert!(needs_reload(&ConfigEvent::Resubscribed, Some(5)));
+    }
+
+    fn change(kind: ConfigKind, id: &str, version: Option<u64>) -> ConfigEvent {
+        ConfigEvent::Changed {
+            change: ConfigChange {
+                kind,
+                id: id.into(),
+            },
+            version,
+        }
+    }
+
+    #[test]
+    fn key_changes_are_applied_alone_only_when_no_version_is_missing() {
+        let key = |id, v| change(ConfigKind::Key, id, Some(v));
+        let keys = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        // 6 and 7 after 5 (in any order, an old one ignored): both keys, at 7.
+        assert_eq!(
+            keys_alone(&[key("b", 7), key("a", 6), key("a", 4)], Some(5)),
+            Some((keys(&["a", "b"]), 7))
+        );
+        // 7 without 6 (lost, or still on its way): reload.
+        assert_eq!(keys_alone(&[key("a", 7)], Some(5)), None);
+        // A team, a provider, an unversioned node, a reconnect, an unknown snapshot: reload.
+        assert_eq!(
+            keys_alone(
+                &[key("a", 6), change(ConfigKind::Team, "t", Some(7))],
+                Some(5)
+            ),
+            None
+        );
+        assert_eq!(
+            keys_alone(&[change(ConfigKind::Provider, "p", Some(6))], Some(5)),
+            None
+        );
+        assert_eq!(
+            keys_alone(&[change(ConfigKind::Key, "a", None)], Some(5)),
+            None
+        );
+        assert_eq!(
+            keys_alone(&[key("a", 6), ConfigEvent::Resubscribed], Some(5)),
+            None
+        );
+        assert_eq!(keys_alone(&[key("a", 6)], None), None);
+        // Nothing newer than the snapshot: nothing to apply.
+        assert_eq!(keys_alone(&[key("a", 5)], Some(5)), Some((keys(&[]), 5)));
     }
 }
