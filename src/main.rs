@@ -141,6 +141,7 @@ fn serve(
                 request_logs: g.request_logs,
                 cluster: g.cluster,
                 spool_dir: g.spool_dir,
+                request_log_retention: g.request_log_retention,
             },
             admin_token: g.admin_token,
             shards: shard_count,

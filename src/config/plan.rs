@@ -25,6 +25,7 @@ pub struct GovernancePlan {
     /// Set with a PostgreSQL store: every limit and budget is fleet-wide.
     pub cluster: Option<ClusterPlan>,
     pub spool_dir: std::path::PathBuf,
+    pub request_log_retention: Option<Duration>,
 }
 
 /// How this node runs in its fleet (docs/cluster.md).
@@ -172,6 +173,8 @@ impl GovernanceConfig {
             },
             cluster,
             spool_dir,
+            request_log_retention: (self.request_log_retention_days > 0)
+                .then(|| Duration::from_secs(self.request_log_retention_days * 86_400)),
             request_logs: self.request_logs,
             prices: crate::pricing::catalog(&self.prices, self.default_max_output_tokens)
                 .map_err(|e| invalid("governance.prices", e))?,

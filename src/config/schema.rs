@@ -100,6 +100,10 @@ pub struct GovernanceConfig {
     /// Removed (limits are always fleet-wide on PostgreSQL); kept only to name the change
     /// when an old config still sets it.
     pub cluster_leases: Option<serde_yaml::Value>,
+    /// Request logs older than this many days are deleted (by the fleet's leader); 0 keeps
+    /// them forever.
+    #[serde(default = "default_request_log_retention_days")]
+    pub request_log_retention_days: u64,
     /// Where usage waits on local disk until the store has it (one directory per node).
     /// Default: beside an SQLite database (`ringgate.db.spool`); with PostgreSQL,
     /// `ringgate-spool` in the system's temporary directory.
@@ -202,6 +206,9 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_lease_wait_ms() -> u64 {
     50
+}
+fn default_request_log_retention_days() -> u64 {
+    30
 }
 fn default_max_output_tokens() -> u64 {
     4096

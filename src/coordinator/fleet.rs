@@ -112,6 +112,11 @@ impl Fleet {
         &self.record.node_id
     }
 
+    /// Whether this node held the leader's lock at its last heartbeat.
+    pub fn is_leader(&self) -> bool {
+        self.stats.leader.load(Ordering::Relaxed)
+    }
+
     /// Registers the node (before it serves: its leases are then attributed to a member).
     pub async fn join(&self) -> store::Result<()> {
         self.store.heartbeat(&self.record, false).await.map(|_| ())
@@ -123,7 +128,6 @@ impl Fleet {
         let mut tick = tokio::time::interval(self.plan.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leadership: Option<Leadership> = None;
-        let mut last_purge = Instant::now() - Duration::from_secs(3600);
         let mut connected_since: Option<Instant> = None;
         loop {
             tick.tick().await;
@@ -138,10 +142,6 @@ impl Fleet {
                 // dead: reaping earlier would hand back shares of live nodes.
                 if connected_since.is_some_and(|t| t.elapsed() >= self.plan.node_ttl) {
                     self.reap().await;
-                }
-                if last_purge.elapsed() >= Duration::from_secs(600) {
-                    last_purge = Instant::now();
-                    self.purge().await;
                 }
             }
             self.give_back(desk.collect_unused(self.plan.share_idle, unix_now()))
@@ -169,7 +169,7 @@ impl Fleet {
     /// One heartbeat; whether the store took it.
     async fn beat(&self, desk: &LeaseDesk) -> bool {
         let record = NodeRecord {
-            leader: self.stats.leader.load(Ordering::Relaxed),
+            leader: self.is_leader(),
             ..self.record.clone()
         };
         let beat = self.timed(self.store.heartbeat(&record, true)).await;
@@ -230,22 +230,6 @@ impl Fleet {
                 tracing::warn!(nodes = ?reaped, "dead nodes removed; their shares are back in the fleet");
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "reaping dead nodes failed"),
-            _ => {}
-        }
-    }
-
-    /// Counters of windows that ended more than a day ago (budget periods: 400 days).
-    async fn purge(&self) {
-        let now = store::now_unix();
-        match self
-            .timed(
-                self.store
-                    .purge_limit_counters(now - 86_400 * 2, now - 86_400 * 400),
-            )
-            .await
-        {
-            Ok(Ok(n)) if n > 0 => tracing::info!(counters = n, "old limit counters purged"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "purging old limit counters failed"),
             _ => {}
         }
     }

@@ -95,6 +95,8 @@ pub struct GovSettings {
     pub cluster: Option<crate::config::ClusterPlan>,
     /// Where usage waits on local disk until the store has it.
     pub spool_dir: std::path::PathBuf,
+    /// Request logs older than this are purged (`None`: kept forever).
+    pub request_log_retention: Option<Duration>,
 }
 
 struct Registered {

@@ -11,6 +11,7 @@ mod control;
 pub mod fleet;
 pub mod flusher;
 pub mod governance;
+mod housekeeping;
 pub mod leases;
 pub mod metrics;
 mod single_node;
@@ -204,6 +205,11 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                     if let Some(fleet) = rt.fleet.clone() {
                         tokio::spawn(fleet.run(rt.desk.clone()));
                     }
+                    tokio::spawn(housekeeping::run(
+                        rt.store.clone(),
+                        rt.fleet.clone(),
+                        rt.settings.request_log_retention,
+                    ));
                     tokio::spawn(rt.watch_changes());
                 }
                 match tokio::net::TcpListener::from_std(listener) {

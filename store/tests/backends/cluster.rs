@@ -143,6 +143,9 @@ async fn shares_come_back_settle_and_follow_the_newest_limit(db: TestDb) {
     assert!(s.write_batch(&settling("b1", "a", &spent)).await.unwrap());
     // The same batch again (a replay after a crash) counts once.
     assert!(!s.write_batch(&settling("b1", "a", &spent)).await.unwrap());
+    // Batch ids are forgotten once no spool can replay them.
+    assert_eq!(s.purge_usage_batches(0).await.unwrap(), 0);
+    assert_eq!(s.purge_usage_batches(i64::MAX).await.unwrap(), 1);
     assert_eq!(
         (
             used("rpd").await,
