@@ -39,31 +39,47 @@ struct Pending {
     logs: Vec<RequestLog>,
 }
 
+/// Sealed batches kept in memory as well as on disk; those beyond wait on disk alone (a long
+/// outage grows the spool, not the process).
+const IN_MEMORY: usize = 4;
+
+/// A sealed batch waiting for the store: in memory, or on disk alone.
+struct Queued {
+    id: String,
+    batch: Option<Sealed>,
+}
+
 /// The flusher's state: records not sealed yet, sealed batches not written yet.
 pub struct Flusher {
     spool: Spool,
     open: Vec<UsageRecord>,
-    sealed: VecDeque<Sealed>,
+    /// Whether every record of `open` reached the spool (else it must stay in memory).
+    open_on_disk: bool,
+    sealed: VecDeque<Queued>,
     /// The store refused the last write (logged once per outage).
     failing: bool,
 }
 
 impl Flusher {
-    /// With `spool`, batches a previous process left there are written first.
+    /// With `spool`, batches a previous process left there are written first (read from disk
+    /// one at a time).
     pub fn new(mut spool: Spool, rt: &GovRuntime) -> Self {
-        let sealed = spool.recover(|| rt.next_batch_id());
-        if !sealed.is_empty() {
-            let records: usize = sealed.iter().map(|b| b.records.len()).sum();
+        let left: VecDeque<Queued> = spool
+            .recover(|| rt.next_batch_id())
+            .into_iter()
+            .map(|id| Queued { id, batch: None })
+            .collect();
+        if !left.is_empty() {
             tracing::warn!(
-                batches = sealed.len(),
-                records,
+                batches = left.len(),
                 "usage spooled by an earlier process will be written"
             );
         }
         Self {
             spool,
             open: Vec::new(),
-            sealed: sealed.into(),
+            open_on_disk: true,
+            sealed: left,
             failing: false,
         }
     }
@@ -84,6 +100,7 @@ impl GovRuntime {
                     Some(ToFlusher::Usage(batch)) => {
                         if let Err(e) = flusher.spool.append(&batch) {
                             tracing::error!(error = %e, "cannot write usage to the spool; it is kept in memory");
+                            flusher.open_on_disk = false;
                         }
                         flusher.open.extend(batch);
                         continue;
@@ -106,16 +123,31 @@ impl GovRuntime {
     async fn flush(&self, flusher: &mut Flusher) {
         if !flusher.open.is_empty() {
             let id = self.next_batch_id();
+            let mut on_disk = std::mem::replace(&mut flusher.open_on_disk, true);
             if let Err(e) = flusher.spool.seal(&id) {
                 tracing::error!(error = %e, "cannot seal the usage spool's open file");
+                on_disk = false;
             }
-            flusher.sealed.push_back(Sealed {
+            let records = std::mem::take(&mut flusher.open);
+            let keep = !on_disk || flusher.sealed.len() < IN_MEMORY;
+            flusher.sealed.push_back(Queued {
+                batch: keep.then(|| Sealed {
+                    id: id.clone(),
+                    node: self.fleet.as_ref().map(|f| f.node_id().to_owned()),
+                    records,
+                }),
                 id,
-                node: self.fleet.as_ref().map(|f| f.node_id().to_owned()),
-                records: std::mem::take(&mut flusher.open),
             });
         }
-        while let Some(batch) = flusher.sealed.front() {
+        while let Some(queued) = flusher.sealed.front_mut() {
+            if queued.batch.is_none() {
+                queued.batch = flusher.spool.load(&queued.id);
+            }
+            let Some(batch) = &queued.batch else {
+                tracing::error!(batch = %queued.id, "a spooled usage batch cannot be read; skipped");
+                flusher.sealed.pop_front();
+                continue;
+            };
             match self.write(batch).await {
                 Ok(written) => {
                     if !written {

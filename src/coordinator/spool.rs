@@ -110,9 +110,14 @@ impl Spool {
         }
     }
 
-    /// Batches files hold that no store has confirmed (from an earlier process), oldest first;
-    /// an open file left behind is sealed under `next_id()`.
-    pub fn recover(&mut self, mut next_id: impl FnMut() -> String) -> Vec<Sealed> {
+    /// Sealed batch `id`, read back from disk.
+    pub fn load(&self, id: &str) -> Option<Sealed> {
+        read(&self.file(id))
+    }
+
+    /// Ids of the batches that files hold and no store has confirmed (from an earlier
+    /// process), oldest first; an open file left behind is sealed under `next_id()`.
+    pub fn recover(&mut self, mut next_id: impl FnMut() -> String) -> Vec<String> {
         if self.dir.join(OPEN).exists() {
             let id = next_id();
             if let Err(e) = fs::rename(self.dir.join(OPEN), self.file(&id)) {
@@ -137,7 +142,7 @@ impl Spool {
         files.sort();
         files
             .into_iter()
-            .filter_map(|(_, path)| read(&path))
+            .filter_map(|(_, path)| Some(path.file_stem()?.to_str()?.to_owned()))
             .collect()
     }
 
@@ -199,10 +204,11 @@ mod tests {
         spool.append(&[record(3)]).unwrap();
         drop(spool); // as a kill would: b1 unconfirmed, record 3 still open
         let mut again = Spool::open(&dir, Some("n2".into())).unwrap();
-        let batches = again.recover(|| "b2".into());
-        let got: Vec<(String, Option<String>, usize)> = batches
+        let got: Vec<(String, Option<String>, usize)> = again
+            .recover(|| "b2".into())
             .iter()
-            .map(|b| (b.id.clone(), b.node.clone(), b.records.len()))
+            .map(|id| again.load(id).unwrap())
+            .map(|b| (b.id, b.node, b.records.len()))
             .collect();
         assert_eq!(
             got,
