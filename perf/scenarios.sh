@@ -76,7 +76,7 @@ start_gateway 1 "providers:
 read -r off_rps off_cpu off_err <<< "$(load "" "${PLAIN}" "${CONNS}")"
 stop_gateway
 governed() {  # request_logs -> "req/s cpu non2xx"
-    rm -f "${TMP}/gov.db"*
+    rm -rf "${TMP}/gov.db"*
     start_gateway 1 "governance:
   database: ${TMP}/gov.db
   admin_token: env.RG_SCENARIO_ADMIN

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{admin, chat, create_key, key_status, Fleet};
+use common::fleet::{admin, chat, create, create_key, key_status, put, Fleet};
 use common::{merged, poll_until, Gateway};
 use serde_json::json;
 
@@ -82,7 +82,7 @@ fn changes_on_one_node_are_in_force_on_all_within_a_second() {
     });
     // The other nodes applied the key alone, without reading everything again.
     in_force_on(&fleet, &others, "the key applied alone", |gw| {
-        metric(gw, "ringgate_cluster_config_key_changes_applied_total").unwrap_or(0) >= 1
+        metric(gw, "ringgate_cluster_config_changes_applied_total").unwrap_or(0) >= 1
     });
     for (&i, before) in others.iter().zip(reloads) {
         assert_eq!(
@@ -180,6 +180,61 @@ fn a_change_without_a_notification_is_found_by_the_version_check() {
 
 /// Replaces key `id` through `gw`'s admin API.
 fn put_key(gw: &Gateway, id: &str, body: &str) {
-    let (status, v) = admin(gw, "PUT", &format!("/admin/keys/{id}"), Some(body));
-    assert_eq!(status, 200, "{v}");
+    put(gw, &format!("/admin/keys/{id}"), body);
+}
+
+#[test]
+fn a_team_or_customer_changed_on_one_node_binds_its_keys_on_all_without_a_reload() {
+    let (fleet, _) = fleet_of(3);
+    let others = [1, 2];
+    let customer = create(fleet.node(0), "customers", r#"{"name":"acme"}"#)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team_body = |rpm: u64| {
+        format!(r#"{{"name":"search","customer_id":"{customer}","limits":{{"rpm":{rpm}}}}}"#)
+    };
+    let team = create(fleet.node(0), "teams", &team_body(1_000_000))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, secret) = create_key(
+        fleet.node(0),
+        &format!(r#"{{"name":"member","team_id":"{team}","active":true}}"#),
+    );
+    in_force_on(&fleet, &others, "a key of the team", |gw| {
+        key_status(gw, &secret) != 401
+    });
+    for &i in &others {
+        assert_eq!(chat(fleet.node(i), &secret), 200);
+    }
+    let counters = |name: &str| -> Vec<u64> {
+        others
+            .iter()
+            .map(|&i| metric(fleet.node(i), name).unwrap_or(0))
+            .collect()
+    };
+    let reloads = counters("ringgate_cluster_config_reloads_total");
+    // The team's limit lowered on node 0 (to one a minute, used up): its key is refused
+    // everywhere.
+    let path = format!("/admin/teams/{team}");
+    put(fleet.node(0), &path, &team_body(1));
+    in_force_on(&fleet, &others, "a lowered team limit", |gw| {
+        chat(gw, &secret) == 429
+    });
+    // The customer's budget spent on node 0 (a budget of 0): refused everywhere, for it.
+    put(
+        fleet.node(0),
+        &format!("/admin/customers/{customer}"),
+        r#"{"name":"acme","budget":{"limit_nanos":0,"period":"monthly"}}"#,
+    );
+    put(fleet.node(0), &path, &team_body(1_000_000));
+    in_force_on(&fleet, &others, "a customer's spent budget", |gw| {
+        chat(gw, &secret) == 402
+    });
+    assert_eq!(
+        counters("ringgate_cluster_config_reloads_total"),
+        reloads,
+        "no full reload"
+    );
 }

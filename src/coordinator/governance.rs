@@ -75,14 +75,14 @@ impl ProviderReload {
 }
 
 /// A team's customer and its limits followed by its customer's.
-type TeamLimits = (Option<String>, Vec<Arc<Limit>>);
+pub(super) type TeamLimits = (Option<String>, Vec<Arc<Limit>>);
 
 /// One reload's reading of the store: its time, the limits still in use, budget resets.
-struct Reading {
-    now: i64,
+pub(super) struct Reading {
+    pub(super) now: i64,
     /// Every limit the new snapshot holds, by identity and value.
-    live: HashSet<(EntityRef, LimitKind, u64)>,
-    resets: HashMap<EntityRef, u64>,
+    pub(super) live: HashSet<(EntityRef, LimitKind, u64)>,
+    pub(super) resets: HashMap<EntityRef, u64>,
 }
 
 /// How the coordinator runs governance.
@@ -99,8 +99,8 @@ pub struct GovSettings {
     pub request_log_retention: Option<Duration>,
 }
 
-struct Registered {
-    limit: Arc<Limit>,
+pub(super) struct Registered {
+    pub(super) limit: Arc<Limit>,
     /// Budget resets seen when the limit was made; a new reset makes a new limit.
     resets: u64,
 }
@@ -112,9 +112,9 @@ pub struct GovRuntime {
     pub(super) store: Store,
     pub(super) settings: GovSettings,
     shards: usize,
-    registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
+    pub(super) registry: Mutex<HashMap<(EntityRef, LimitKind, u64), Registered>>,
     /// Budget period per entity, for usage deltas.
-    periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
+    pub(super) periods: Mutex<HashMap<(EntityKind, String), BudgetPeriod>>,
     /// Random per process: part of usage batch and request log ids.
     pub(super) process_token: String,
     batch_seq: AtomicU64,
@@ -122,9 +122,10 @@ pub struct GovRuntime {
     /// generation) whose shares flushed usage settles.
     pub fleet: Option<Arc<Fleet>>,
     pub(super) shared_limits: Mutex<HashMap<EntityRef, Vec<(LimitKind, u64)>>>,
-    /// Each team's customer and limits (its own, then its customer's) as last loaded: what a
-    /// key change needs without reading every entity.
-    teams: Mutex<HashMap<String, TeamLimits>>,
+    /// Each team's customer and limits (its own, then its customer's), and each customer's
+    /// limits, as last loaded: what a change applied alone needs without reading every entity.
+    pub(super) teams: Mutex<HashMap<String, TeamLimits>>,
+    pub(super) customers: Mutex<HashMap<String, Vec<Arc<Limit>>>>,
     pub changed: Arc<Notify>,
     pub(super) log_seq: AtomicU64,
     providers: ProviderReload,
@@ -165,6 +166,7 @@ impl GovRuntime {
             fleet,
             shared_limits: Mutex::new(HashMap::new()),
             teams: Mutex::new(HashMap::new()),
+            customers: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             log_seq: AtomicU64::new(0),
             process_token: process_token(),
@@ -174,7 +176,7 @@ impl GovRuntime {
     }
 
     /// The limits of one entity, reusing those already registered (their leases carry on).
-    async fn limits_of(
+    pub(super) async fn limits_of(
         &self,
         entity: &EntityRef,
         limits: &store::Limits,
@@ -267,7 +269,7 @@ impl GovRuntime {
 
     /// A key as the shards see it: its own limits, then its team's and its customer's. `None`
     /// when its stored hash is malformed (it cannot be presented).
-    async fn key_policy(
+    pub(super) async fn key_policy(
         &self,
         k: &store::VirtualKey,
         teams: &HashMap<String, TeamLimits>,
@@ -297,70 +299,6 @@ impl GovRuntime {
             limits,
         };
         Ok(Some((hash, Arc::new(policy))))
-    }
-
-    /// Applies changes to the keys `ids` alone (created, changed or deleted) to the snapshot
-    /// in force: each is read again, the others are kept as they are. What a full reload
-    /// would do for them, at the cost of a few queries per key instead of reading every
-    /// entity. The snapshot keeps its read time: it claims no other write.
-    pub async fn apply_key_changes(&self, ids: &HashSet<String>) -> store::Result<()> {
-        let mut reading = Reading {
-            now: now_unix(),
-            live: HashSet::new(),
-            resets: HashMap::new(),
-        };
-        let mut changed = Vec::with_capacity(ids.len());
-        for id in ids {
-            let entity = EntityRef::key(id);
-            let resets = self.store.budget_reset_count(&entity).await?;
-            reading.resets.insert(entity, resets);
-            changed.push((id, self.store.get_key(id).await?));
-        }
-        let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let current = self.gov.snapshot.load_full();
-        let mut table = current.keys.clone();
-        table.retain(|_, policy| !ids.contains(&policy.id));
-        let mut periods = Vec::with_capacity(changed.len());
-        for (id, stored) in &changed {
-            let period = stored.as_ref().and_then(|k| k.budget).map(|b| b.period);
-            periods.push(((EntityKind::Key, (*id).clone()), period));
-            let Some(k) = stored else { continue };
-            if let Some((hash, policy)) = self.key_policy(k, &teams, &mut reading).await? {
-                table.insert(hash, policy);
-            }
-        }
-        {
-            let mut known = self.periods.lock().unwrap_or_else(|e| e.into_inner());
-            for (entity, period) in periods {
-                match period {
-                    Some(p) => known.insert(entity, p),
-                    None => known.remove(&entity),
-                };
-            }
-        }
-        self.gov.snapshot.store(Arc::new(GovSnapshot {
-            require_key: current.require_key,
-            keys: table,
-            prices: current.prices.clone(),
-            read_at_ms: current.read_at_ms,
-        }));
-        // The keys' limits no longer in force go, as in a full reload (after publishing).
-        let gone = |entity: &EntityRef| entity.kind == EntityKind::Key && ids.contains(&entity.id);
-        self.shared_limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|e, _| !gone(e) || reading.live.iter().any(|(l, _, _)| l == e));
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|key, r| {
-                let keep = !gone(&key.0) || reading.live.contains(key);
-                if !keep {
-                    self.desk.forget(&r.limit);
-                }
-                keep
-            });
-        Ok(())
     }
 
     /// Reads every entity from the store and publishes a new snapshot.
@@ -413,6 +351,7 @@ impl GovRuntime {
             }
         }
         *self.teams.lock().unwrap_or_else(|e| e.into_inner()) = team_info;
+        *self.customers.lock().unwrap_or_else(|e| e.into_inner()) = customer_limits;
         *self.periods.lock().unwrap_or_else(|e| e.into_inner()) = periods;
         self.gov.snapshot.store(Arc::new(GovSnapshot {
             require_key: self.settings.require_key,

@@ -251,9 +251,9 @@ fn config_watch(out: &mut String) {
             w.reloads.load(Ordering::Relaxed),
         ),
         (
-            "ringgate_cluster_config_key_changes_applied_total",
+            "ringgate_cluster_config_changes_applied_total",
             "counter",
-            "Other nodes' key changes applied alone (only the changed keys read)",
+            "Other nodes' changes applied alone (only the changed keys, teams and customers read)",
             w.applied.load(Ordering::Relaxed),
         ),
     ] {

@@ -7,6 +7,7 @@
 //! is attached once the shards run.
 
 pub mod admin;
+mod apply;
 mod control;
 pub mod fleet;
 pub mod flusher;

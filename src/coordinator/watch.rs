@@ -5,13 +5,12 @@
 //! notification, on the LISTEN connection coming back (changes in between were missed) and
 //! every second to compare the stored config version with the version the snapshot was
 //! loaded at. Whatever is queued when it wakes is drained first and answered at once: other
-//! nodes' key changes whose versions follow the snapshot's without a gap are applied alone
-//! (only those keys are read); anything else — a team, customer or provider, a missing
-//! version, this node's own write, a reconnect, a version that stayed ahead for a whole check
-//! interval — by one full reload. A notification of a version the snapshot already holds
+//! nodes' changes to keys, teams and customers whose versions follow the snapshot's without a
+//! gap are applied alone (src/coordinator/apply.rs: only those entities are read); anything
+//! else — a provider, a missing version, this node's own write, a reconnect, a version that
+//! stayed ahead for a whole check interval — by one full reload. A notification of a version the snapshot already holds
 //! causes nothing.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use store::{ConfigEvent, ConfigKind, ConfigSubscription};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::apply::Changes;
 use super::governance::GovRuntime;
 
 /// How often the stored config version is compared with the loaded one.
@@ -70,14 +70,14 @@ enum Todo {
     Apply(Vec<ConfigEvent>),
 }
 
-/// Keys whose changes, with `loaded`, make every version up to the newest (returned) known:
-/// then applying those keys alone brings the snapshot to that version. `None` when anything
-/// else changed, or a version is missing (a notification lost or still on its way), or the
+/// Entities whose changes, with `loaded`, make every version up to the newest (returned)
+/// known: then applying those alone brings the snapshot to that version. `None` when a
+/// provider changed, a version is missing (a notification lost or still on its way), or the
 /// loaded version is unknown: a full reload is due.
-fn keys_alone(events: &[ConfigEvent], loaded: Option<u64>) -> Option<(HashSet<String>, u64)> {
+fn entities_alone(events: &[ConfigEvent], loaded: Option<u64>) -> Option<(Changes, u64)> {
     let loaded = loaded?;
     let mut versions = Vec::with_capacity(events.len());
-    let mut keys = HashSet::new();
+    let mut changes = Changes::default();
     for event in events {
         let ConfigEvent::Changed {
             change,
@@ -89,18 +89,21 @@ fn keys_alone(events: &[ConfigEvent], loaded: Option<u64>) -> Option<(HashSet<St
         if *v <= loaded {
             continue;
         }
-        if change.kind != ConfigKind::Key {
-            return None;
-        }
+        let ids = match change.kind {
+            ConfigKind::Key => &mut changes.keys,
+            ConfigKind::Team => &mut changes.teams,
+            ConfigKind::Customer => &mut changes.customers,
+            ConfigKind::Provider => return None,
+        };
+        ids.insert(change.id.clone());
         versions.push(*v);
-        keys.insert(change.id.clone());
     }
     versions.sort_unstable();
     versions.dedup();
     let Some(&newest) = versions.last() else {
-        return Some((keys, loaded));
+        return Some((changes, loaded));
     };
-    (newest - loaded == versions.len() as u64).then_some((keys, newest))
+    (newest - loaded == versions.len() as u64).then_some((changes, newest))
 }
 
 impl GovRuntime {
@@ -147,11 +150,12 @@ impl GovRuntime {
                 let mut events = std::mem::take(events);
                 todo = Todo::Nothing;
                 let local = self.drain(subscription.as_mut(), &mut events).await;
-                match keys_alone(&events, loaded).filter(|_| !local) {
-                    Some((keys, version)) => match self.apply_versioned(&keys, version).await {
+                match entities_alone(&events, loaded).filter(|_| !local) {
+                    Some((changes, version)) => match self.apply_versioned(&changes, version).await
+                    {
                         Ok(()) => loaded = Some(version),
                         Err(e) => {
-                            tracing::warn!(error = %e, "applying key changes failed; reloading everything");
+                            tracing::warn!(error = %e, "applying changes failed; reloading everything");
                             todo = Todo::Reload;
                         }
                     },
@@ -238,12 +242,12 @@ impl GovRuntime {
         }
     }
 
-    /// Applies changes of `keys` alone; the snapshot then holds `version`.
-    async fn apply_versioned(&self, keys: &HashSet<String>, version: u64) -> store::Result<()> {
-        self.apply_key_changes(keys).await?;
+    /// Applies `changes` alone; the snapshot then holds `version`.
+    async fn apply_versioned(&self, changes: &Changes, version: u64) -> store::Result<()> {
+        self.apply_changes(changes).await?;
         self.loaded(version);
         WATCH.applied.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(version, keys = keys.len(), "key changes applied");
+        tracing::debug!(version, ?changes, "changes applied alone");
         Ok(())
     }
 
@@ -293,6 +297,8 @@ fn needs_reload(event: &ConfigEvent, loaded: Option<u64>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use store::{ConfigChange, ConfigKind};
 
     use super::*;
@@ -326,38 +332,34 @@ mod tests {
     }
 
     #[test]
-    fn key_changes_are_applied_alone_only_when_no_version_is_missing() {
+    fn changes_are_applied_alone_only_when_no_version_is_missing() {
         let key = |id, v| change(ConfigKind::Key, id, Some(v));
-        let keys = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
-        // 6 and 7 after 5 (in any order, an old one ignored): both keys, at 7.
-        assert_eq!(
-            keys_alone(&[key("b", 7), key("a", 6), key("a", 4)], Some(5)),
-            Some((keys(&["a", "b"]), 7))
-        );
+        let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        // 6, 7 and 8 after 5 (in any order, an old one ignored): each entity, at 8.
+        let (changes, version) = entities_alone(
+            &[
+                key("b", 7),
+                key("a", 6),
+                key("a", 4),
+                change(ConfigKind::Team, "t", Some(8)),
+            ],
+            Some(5),
+        )
+        .unwrap();
+        assert_eq!(version, 8);
+        assert_eq!(changes.keys, ids(&["a", "b"]));
+        assert_eq!(changes.teams, ids(&["t"]));
         // 7 without 6 (lost, or still on its way): reload.
-        assert_eq!(keys_alone(&[key("a", 7)], Some(5)), None);
-        // A team, a provider, an unversioned node, a reconnect, an unknown snapshot: reload.
-        assert_eq!(
-            keys_alone(
-                &[key("a", 6), change(ConfigKind::Team, "t", Some(7))],
-                Some(5)
-            ),
-            None
-        );
-        assert_eq!(
-            keys_alone(&[change(ConfigKind::Provider, "p", Some(6))], Some(5)),
-            None
-        );
-        assert_eq!(
-            keys_alone(&[change(ConfigKind::Key, "a", None)], Some(5)),
-            None
-        );
-        assert_eq!(
-            keys_alone(&[key("a", 6), ConfigEvent::Resubscribed], Some(5)),
-            None
-        );
-        assert_eq!(keys_alone(&[key("a", 6)], None), None);
+        assert!(entities_alone(&[key("a", 7)], Some(5)).is_none());
+        // A provider, an unversioned node, a reconnect, an unknown snapshot: reload.
+        assert!(entities_alone(&[change(ConfigKind::Provider, "p", Some(6))], Some(5)).is_none());
+        assert!(entities_alone(&[change(ConfigKind::Key, "a", None)], Some(5)).is_none());
+        assert!(entities_alone(&[key("a", 6), ConfigEvent::Resubscribed], Some(5)).is_none());
+        assert!(entities_alone(&[key("a", 6)], None).is_none());
         // Nothing newer than the snapshot: nothing to apply.
-        assert_eq!(keys_alone(&[key("a", 5)], Some(5)), Some((keys(&[]), 5)));
+        assert_eq!(
+            entities_alone(&[key("a", 5)], Some(5)),
+            Some((Changes::default(), 5))
+        );
     }
 }

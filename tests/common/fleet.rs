@@ -113,10 +113,23 @@ pub fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// Creates an entity in `collection` (`keys`, `teams`, `customers`) through `gw`'s admin API;
+/// the answer.
+pub fn create(gw: &Gateway, collection: &str, body: &str) -> Value {
+    let (status, v) = admin(gw, "POST", &format!("/admin/{collection}"), Some(body));
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// Replaces the entity at `path` (`/admin/teams/ID`, …) through `gw`'s admin API.
+pub fn put(gw: &Gateway, path: &str, body: &str) {
+    let (status, v) = admin(gw, "PUT", path, Some(body));
+    assert_eq!(status, 200, "{v}");
+}
+
 /// Creates a key through `gw`'s admin API; (id, secret).
 pub fn create_key(gw: &Gateway, body: &str) -> (String, String) {
-    let (status, v) = admin(gw, "POST", "/admin/keys", Some(body));
-    assert_eq!(status, 201, "{v}");
+    let v = create(gw, "keys", body);
     (
         v["key"]["id"].as_str().unwrap().to_owned(),
         v["secret"].as_str().unwrap().to_owned(),

@@ -61,7 +61,7 @@ impl Limit {
 }
 
 /// A virtual key as the shards see it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyPolicy {
     pub id: String,
     pub team_id: Option<String>,
