@@ -39,7 +39,7 @@ pub struct WatchStats {
     pub connected: AtomicBool,
     /// Reloads completed since start (the first one included).
     pub reloads: AtomicU64,
-    /// Batches of key changes applied without a reload.
+    /// Batches of other nodes' changes applied alone, without a reload.
     pub applied: AtomicU64,
 }
 
