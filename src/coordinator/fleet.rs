@@ -68,6 +68,8 @@ pub struct Fleet {
     pub config_version: AtomicU64,
     /// Set when the node leaves: its heartbeats stop.
     leaving: AtomicBool,
+    /// Held by each heartbeat round, and by the node leaving.
+    round: tokio::sync::Mutex<()>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -104,6 +106,7 @@ impl Fleet {
             stats,
             config_version: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
+            round: tokio::sync::Mutex::new(()),
             runtime,
         }
     }
@@ -131,8 +134,10 @@ impl Fleet {
         let mut connected_since: Option<Instant> = None;
         loop {
             tick.tick().await;
+            // Held through the round: a node that leaves waits for it, so no beat of this
+            // round can register the node again after it left.
+            let _round = self.round.lock().await;
             if self.leaving.load(Ordering::Relaxed) {
-                // Gone from the fleet: a beat now would register the node again.
                 return;
             }
             let connected = self.beat(&desk).await;
@@ -256,6 +261,7 @@ impl Fleet {
     /// holds unused goes back, then it leaves the fleet.
     pub async fn leave(&self, desk: &LeaseDesk) {
         self.leaving.store(true, Ordering::Relaxed);
+        let _round = self.round.lock().await;
         self.give_back(desk.collect_unused(Duration::ZERO, unix_now()))
             .await;
         match self.timed(self.store.leave_fleet(self.node_id())).await {
