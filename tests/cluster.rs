@@ -131,6 +131,67 @@ fn a_request_limit_admits_exactly_its_value_under_uneven_load_on_three_nodes() {
 }
 
 #[test]
+fn a_token_limit_holds_over_three_nodes_and_all_of_it_is_reachable() {
+    let fleet = Fleet::start(3, json!({}));
+    within_one_hour_window();
+    let limit = 3_000;
+    let (id, secret) = create_key(
+        fleet.node(0),
+        &format!(r#"{{"name":"tokens","limits":{{"tph":{limit}}}}}"#),
+    );
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    // Uneven load until every node refuses, then, once unused shares are back, a sweep.
+    let admitted = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for (node, clients) in [(0, 4), (1, 2), (2, 1)] {
+            for _ in 0..clients {
+                let (gw, secret, admitted) = (fleet.node(node), &secret, &admitted);
+                scope.spawn(move || {
+                    while chat(gw, secret) == 200 {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+    });
+    // Sweeps, each once unused shares are back, until one admits nothing: a node refuses when
+    // what it holds is less than a request's reservation, so the last units of a token limit
+    // can be spread over nodes, each too few, until they go back.
+    let nodes: Vec<&Gateway> = fleet.live().collect();
+    let mut requests = admitted.load(Ordering::Relaxed);
+    loop {
+        poll_until(Duration::from_secs(10), || {
+            (held(&fleet) == 0).then_some(())
+        })
+        .expect("unused shares come back");
+        match use_up(&nodes, &secret) {
+            0 => break,
+            swept => requests += swept,
+        }
+    }
+    poll_until(Duration::from_secs(10), || {
+        (recorded(&fleet, &id, "requests") == requests).then_some(())
+    })
+    .expect("every admitted request's usage is stored");
+    let spent = number(
+        &fleet,
+        &format!(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage \
+             WHERE entity_kind = 'key' AND entity_id = '{id}'"
+        ),
+    );
+    // The fleet never granted more than the limit; what it admitted used all of it but less
+    // than a request's reservation (its tokens and its 8-token output cap), twice for slack.
+    let per_request = spent / requests;
+    assert!(counter(&fleet, &id, "tph") <= limit);
+    assert!(
+        spent > limit - 2 * (per_request + 8) && spent <= limit + per_request,
+        "{spent} tokens spent of {limit} ({requests} requests); counter {}",
+        counter(&fleet, &id, "tph")
+    );
+}
+
+#[test]
 fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
     // Shares stay with a node that is idle (no give-back): only its death frees them.
     let mut fleet = Fleet::start(
