@@ -45,6 +45,10 @@ fn a_twenty_second_database_outage_loses_nothing_and_counts_nothing_twice() {
         r#"{"name":"outage","limits":{"rph":1000000}}"#,
     );
     fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    // A key whose one request an hour is used up before the outage.
+    let (_, small) = create_key(fleet.node(0), r#"{"name":"small","limits":{"rph":1}}"#);
+    fleet.wait_everywhere(&small, true, Duration::from_secs(5));
+    assert_eq!(chat(fleet.node(0), &small), 200);
 
     // One paced client per node; every answer must be a 200.
     let stop = Arc::new(AtomicBool::new(false));
@@ -94,6 +98,15 @@ fn a_twenty_second_database_outage_loses_nothing_and_counts_nothing_twice() {
     );
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["code"], "store_unavailable", "{v}");
+    // A limit that runs out now cannot be checked: refused, as unavailable, not as spent.
+    for gw in fleet.live() {
+        let auth = format!("Bearer {small}");
+        let body = chat_body("mock/gpt-4o-mini", "hi", false);
+        let resp = gw.post_json("/v1/chat/completions", &body, &[("authorization", &auth)]);
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(resp.json()["error"]["code"], "limits_unavailable");
+        assert_eq!(resp.header("retry-after"), Some("1"));
+    }
     until("usage waits in the spool", Duration::from_secs(10), &|| {
         fleet
             .live()

@@ -110,6 +110,15 @@ pub enum GatewayError {
     },
     #[error("The {entity}'s budget is spent")]
     BudgetExceeded { entity: &'static str },
+    /// A limit ran out on this node while the store that holds the fleet's share of it could
+    /// not be reached: not known to be spent, not granted either (fail closed).
+    #[error(
+        "The {entity}'s {limit} cannot be checked: the gateway's store is unreachable; retry shortly"
+    )]
+    LimitsUnavailable {
+        limit: &'static str,
+        entity: &'static str,
+    },
 }
 
 impl GatewayError {
@@ -129,7 +138,10 @@ impl GatewayError {
             | Self::UpstreamProtocol { .. }
             | Self::UpstreamStreamError { .. }
             | Self::UpstreamBroken { .. } => 502,
-            Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => 503,
+            Self::Overloaded { .. }
+            | Self::CircuitOpen { .. }
+            | Self::NoKeyAvailable { .. }
+            | Self::LimitsUnavailable { .. } => 503,
             Self::UpstreamTimeout { .. } | Self::DeadlineExceeded => 504,
             Self::MissingKey | Self::InvalidKey => 401,
             Self::KeyNotUsable(_) | Self::ModelNotAllowed(_) => 403,
@@ -181,6 +193,7 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::LimitsUnavailable { .. } => "limits_unavailable",
         }
     }
 
@@ -203,7 +216,8 @@ impl GatewayError {
             Self::Overloaded { .. }
             | Self::CircuitOpen { .. }
             | Self::NoKeyAvailable { .. }
-            | Self::DeadlineExceeded => ErrorSource::Gateway,
+            | Self::DeadlineExceeded
+            | Self::LimitsUnavailable { .. } => ErrorSource::Gateway,
             _ => ErrorSource::Client,
         }
     }
@@ -226,9 +240,10 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { resets_in, .. } => Some(*resets_in),
-            Self::Overloaded { .. } | Self::CircuitOpen { .. } | Self::NoKeyAvailable { .. } => {
-                Some(1)
-            }
+            Self::Overloaded { .. }
+            | Self::CircuitOpen { .. }
+            | Self::NoKeyAvailable { .. }
+            | Self::LimitsUnavailable { .. } => Some(1),
             _ => None,
         }
     }

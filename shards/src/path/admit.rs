@@ -12,6 +12,7 @@
 
 use vocab::LimitKind;
 
+use crate::error::GatewayError;
 use crate::governance::admit;
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
@@ -37,10 +38,29 @@ pub async fn admit(
     };
     // The key is borrowed, not cloned: an `Arc` clone would write a cache line every shard
     // serving this key shares.
-    let admission =
-        admit::admit(gov, scope.shard.index, key, estimate, req.caller.now_unix).await?;
+    let admission = admit::admit(gov, scope.shard.index, key, estimate, req.caller.now_unix)
+        .await
+        .map_err(|refused| unverifiable(scope, refused))?;
     req.admission = Some(admission);
     Ok(())
+}
+
+/// A limit that ran out while the store cannot be reached is not known to be spent: the
+/// refusal says so (503, retry shortly) instead of claiming the limit was reached.
+fn unverifiable(scope: Scope<'_>, refused: GatewayError) -> GatewayError {
+    if scope.shard.node.store_available() {
+        return refused;
+    }
+    match refused {
+        GatewayError::RateLimited { limit, entity, .. } => {
+            GatewayError::LimitsUnavailable { limit, entity }
+        }
+        GatewayError::BudgetExceeded { entity } => GatewayError::LimitsUnavailable {
+            limit: "budget",
+            entity,
+        },
+        other => other,
+    }
 }
 
 /// The most tokens the request can use on its first target: prompt plus output cap.
