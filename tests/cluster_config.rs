@@ -238,3 +238,32 @@ fn a_team_or_customer_changed_on_one_node_binds_its_keys_on_all_without_a_reload
         "no full reload"
     );
 }
+
+#[test]
+fn a_budget_reset_on_one_node_reopens_the_budget_on_all() {
+    let (fleet, _) = fleet_of(3);
+    let others = [1, 2];
+    // A few requests' worth ($0.01; one costs a few thousandths), spent on node 1.
+    let (id, secret) = create_key(
+        fleet.node(0),
+        r#"{"name":"tight","budget":{"limit_nanos":10000000,"period":"monthly"},"active":true}"#,
+    );
+    in_force_on(&fleet, &others, "a new key", |gw| {
+        key_status(gw, &secret) != 401
+    });
+    while chat(fleet.node(1), &secret) == 200 {}
+    in_force_on(&fleet, &[0, 1, 2], "a spent budget", |gw| {
+        chat(gw, &secret) == 402
+    });
+    let (status, v) = admin(
+        fleet.node(0),
+        "POST",
+        &format!("/admin/budgets/key/{id}/reset"),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    // Applied alone on the other nodes: a fresh period, with a fleet counter of its own.
+    in_force_on(&fleet, &others, "a reset budget", |gw| {
+        chat(gw, &secret) == 200
+    });
+}
