@@ -37,13 +37,18 @@ def silent(request, workdir):
         schema = f"py_usage_{os.getpid()}_{time.monotonic_ns()}"
         governance["database_schema"] = schema
     mock = start_mock(workdir, ["--no-usage"])
-    gw, admin = start_governed(workdir, mock.base_url, database, ADMIN, governance)
-    yield gw, admin
-    admin.close()
-    gw.stop()
-    mock.stop()
-    if schema:
-        subprocess.run(["psql", database, "-X", "-q", "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], check=True)
+    try:
+        gw, admin = start_governed(workdir, mock.base_url, database, ADMIN, governance)
+        try:
+            yield gw, admin
+        finally:
+            admin.close()
+            gw.stop()
+    finally:
+        # Also when the gateway never started: nothing the fixture started outlives it.
+        mock.stop()
+        if schema:
+            subprocess.run(["psql", database, "-X", "-q", "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], check=True)
 
 
 def new_key(gw, admin: httpx.Client, **fields) -> tuple[str, str]:
