@@ -1,5 +1,5 @@
 //! OpenAI Chat Completions, the gateway's canonical form: request peeking, the completion
-//! writer the outbound translators share (their request readers are in [`request`]), the chunk writer every outbound
+//! writer the outbound translators share (their request readers are in `openai/request.rs`), the chunk writer every outbound
 //! stream translator uses, borrowed views of incoming chunks for the inbound translators,
 //! usage, and error bodies.
 
