@@ -25,8 +25,6 @@ pub const LEASE_BUCKETS_MS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 10
 pub struct FleetStats {
     pub nodes_alive: AtomicU64,
     pub leader: AtomicBool,
-    /// The last database call (lease, heartbeat) succeeded in time.
-    pub store_available: AtomicBool,
     pub lease_calls: AtomicU64,
     pub lease_errors: AtomicU64,
     /// Cumulative per bucket of [`LEASE_BUCKETS_MS`], then +Inf.
@@ -42,7 +40,6 @@ impl FleetStats {
         if !ok {
             self.lease_errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.store_available.store(ok, Ordering::Relaxed);
         let ms = took.as_secs_f64() * 1000.0;
         let first = LEASE_BUCKETS_MS
             .iter()
@@ -64,8 +61,6 @@ pub struct Fleet {
     pub plan: ClusterPlan,
     record: NodeRecord,
     pub stats: FleetStats,
-    /// The config version the node's limits come from (a stale node cannot raise a limit).
-    pub config_version: AtomicU64,
     /// Set when the node leaves: its heartbeats stop.
     leaving: AtomicBool,
     /// Held by each heartbeat round, and by the node leaving.
@@ -95,7 +90,6 @@ impl Fleet {
         };
         let stats = FleetStats {
             nodes_alive: AtomicU64::new(1),
-            store_available: AtomicBool::new(true),
             ..FleetStats::default()
         };
         Self {
@@ -104,7 +98,6 @@ impl Fleet {
             plan,
             record,
             stats,
-            config_version: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
             round: tokio::sync::Mutex::new(()),
             runtime,
@@ -167,7 +160,6 @@ impl Fleet {
 
     /// Whether the store answers, for metrics and `/ready`.
     fn store_answers(&self, ok: bool) {
-        self.stats.store_available.store(ok, Ordering::Relaxed);
         self.node.set_store_available(ok);
     }
 
@@ -287,7 +279,7 @@ impl Fleet {
         let gauges: [(&str, &str, u64); 5] = [
             ("ringgate_cluster_nodes_alive", "Nodes of the fleet whose heartbeat is within their ttl, as this node last saw", s.nodes_alive.load(Ordering::Relaxed)),
             ("ringgate_cluster_leader", "1 when this node holds the fleet's leader lock", u64::from(s.leader.load(Ordering::Relaxed))),
-            ("ringgate_cluster_store_available", "1 when the last database call (lease, heartbeat) answered in time", u64::from(s.store_available.load(Ordering::Relaxed))),
+            ("ringgate_cluster_store_available", "1 when the last database call (lease, heartbeat) answered in time", u64::from(self.node.store_available())),
             ("ringgate_cluster_shares_held", "Units of fleet-wide limits this node holds in the database (leased, not given back nor settled)", s.shares_held.load(Ordering::Relaxed)),
             ("ringgate_cluster_nodes_reaped_total", "Dead nodes this node removed as leader, handing their shares back", s.nodes_reaped.load(Ordering::Relaxed)),
         ];
@@ -346,7 +338,8 @@ impl ClusterLeases for Arc<Fleet> {
                 limit_name: &name,
                 window_start: ask.window_start,
                 limit_value: ask.limit.value,
-                config_version: fleet.config_version.load(Ordering::Relaxed),
+                // The version the snapshot in force holds (a stale node cannot raise a limit).
+                config_version: super::watch::WATCH.version.load(Ordering::Relaxed),
                 need: ask.need,
                 want: ask.want,
                 spread: 2 * fleet.stats.nodes_alive.load(Ordering::Relaxed).max(1),
@@ -364,7 +357,7 @@ impl ClusterLeases for Arc<Fleet> {
                 }
             };
             fleet.stats.lease_call(started.elapsed(), granted.is_some());
-            fleet.node.set_store_available(granted.is_some());
+            fleet.store_answers(granted.is_some());
             done(granted);
         });
     }

@@ -33,7 +33,7 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 pub struct WatchStats {
     /// Set once the watch runs.
     pub running: AtomicBool,
-    /// The config version the snapshot in force was loaded at.
+    /// The config version the snapshot in force was loaded at (and that leases carry).
     pub version: AtomicU64,
     /// Whether this node's LISTEN connection is up (always on SQLite).
     pub connected: AtomicBool,
@@ -263,13 +263,10 @@ impl GovRuntime {
 
     /// The snapshot in force holds config `version`.
     fn loaded(&self, version: u64) {
-        if let Some(fleet) = &self.fleet {
-            // Leases from here on carry this version (not before: a lease for a limit object
-            // of the previous snapshot would carry its old value under the new version). The
-            // fleet's counters keep the limit value of the newest version that leased, so a
-            // node behind cannot raise it back.
-            fleet.config_version.store(version, Ordering::Relaxed);
-        }
+        // Also what a fleet node's leases carry from here on (not before: a lease for a limit
+        // object of the previous snapshot would carry its old value under the new version).
+        // The fleet's counters keep the limit value of the newest version that leased, so a
+        // node behind cannot raise it back.
         WATCH.version.store(version, Ordering::Relaxed);
     }
 }

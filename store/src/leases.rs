@@ -112,12 +112,10 @@ const RETURN_COUNTER_SQL: &str =
             AND limit_name = $3 AND window_start = $4 AND node_id = $5), 0))) \
     WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4";
 
-const RETURN_SHARE_SQL: &str =
+/// Lowers a node's `held` by `$6` (never below 0): units it gave back (with the counter,
+/// [`RETURN_COUNTER_SQL`]) or spent (settled by its flushed usage; the counter keeps them).
+const LOWER_HELD_SQL: &str =
     "UPDATE limit_shares SET held = held - LEAST(held, CAST($6 AS BIGINT)) \
-    WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4 \
-        AND node_id = $5";
-
-const SETTLE_SQL: &str = "UPDATE limit_shares SET held = held - LEAST(held, CAST($6 AS BIGINT)) \
     WHERE entity_kind = $1 AND entity_id = $2 AND limit_name = $3 AND window_start = $4 \
         AND node_id = $5";
 
@@ -207,7 +205,7 @@ impl Store {
         self.db()
             .transaction(vec![
                 Stmt::new(RETURN_COUNTER_SQL, p.clone()),
-                Stmt::new(RETURN_SHARE_SQL, p),
+                Stmt::new(LOWER_HELD_SQL, p),
             ])
             .await?;
         Ok(())
@@ -244,7 +242,7 @@ impl Store {
             for s in batch.settles.iter().filter(|s| s.units > 0) {
                 let mut p = share_key(&s.entity, &s.limit_name, s.window_start, node);
                 p.push(to_i64(s.units, "units")?.into());
-                stmts.push(Stmt::new(SETTLE_SQL, p));
+                stmts.push(Stmt::new(LOWER_HELD_SQL, p));
             }
         }
         stmts.extend(crate::logs::log_stmts(batch.logs)?);

@@ -4,8 +4,8 @@
 //! Applied versions are recorded in `schema_migrations`; pending ones run in
 //! order inside one transaction at [`Store::open`](crate::Store::open)
 //! (on PostgreSQL under an advisory lock so that nodes starting together
-//! don't race). Never edit a released migration: add a new file and list it
-//! below with the next version number, in both dialects.
+//! don't race). Never edit a released migration: add a new file in both dialects and
+//! list it below (one line) with the next version number.
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]
@@ -27,51 +27,29 @@ pub(crate) const POSTGRES_BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS schema_m
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) static SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "governance",
-        sql: include_str!("../migrations/sqlite/0001_governance.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "usage_estimated",
-        sql: include_str!("../migrations/sqlite/0002_usage_estimated.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "cluster",
-        sql: include_str!("../migrations/sqlite/0003_cluster.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "usage_batches",
-        sql: include_str!("../migrations/sqlite/0004_usage_batches.sql"),
-    },
-];
+/// Both dialects' lists from one table: `version "file prefix" "name"` per migration, so that a
+/// new migration is one line and the dialects cannot fall out of step.
+macro_rules! migrations {
+    ($($version:literal $prefix:literal $name:literal),* $(,)?) => {
+        pub(crate) static SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/sqlite/", $prefix, "_", $name, ".sql")),
+        }),*];
+        pub(crate) static POSTGRES: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/postgres/", $prefix, "_", $name, ".sql")),
+        }),*];
+    };
+}
 
-pub(crate) static POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "governance",
-        sql: include_str!("../migrations/postgres/0001_governance.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "usage_estimated",
-        sql: include_str!("../migrations/postgres/0002_usage_estimated.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "cluster",
-        sql: include_str!("../migrations/postgres/0003_cluster.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "usage_batches",
-        sql: include_str!("../migrations/postgres/0004_usage_batches.sql"),
-    },
-];
+migrations! {
+    1 "0001" "governance",
+    2 "0002" "usage_estimated",
+    3 "0003" "cluster",
+    4 "0004" "usage_batches",
+}
 
 #[cfg(test)]
 mod tests {
