@@ -200,6 +200,11 @@ impl GovRuntime {
     }
 
     fn fold(&self, r: &UsageRecord, pending: &mut Pending) {
+        self.log(r, pending);
+        // A refused request is only logged: it used nothing and held no share.
+        if !r.admitted {
+            return;
+        }
         let now = (r.ts_ms / 1000) as i64;
         for (kind, id) in r.owners() {
             let start = self.period_start(kind, id, now);
@@ -220,6 +225,10 @@ impl GovRuntime {
         if self.fleet.is_some() {
             self.settle(r, now, &mut pending.settles);
         }
+    }
+
+    /// The record's request log row, when the config wants one.
+    fn log(&self, r: &UsageRecord, pending: &mut Pending) {
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
             RequestLogs::Errors => r.status >= 400,
@@ -228,11 +237,14 @@ impl GovRuntime {
         if !wanted {
             return;
         }
-        let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-        pending.logs.push(RequestLog::new(
-            format!("req-{}-{}-{seq}", r.ts_ms, self.process_token),
-            r,
-        ));
+        // Records spooled by a version whose shards gave no id get one here.
+        let id = if r.id.is_empty() {
+            let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+            format!("req-{}-{}-{seq}", r.ts_ms, self.process_token)
+        } else {
+            r.id.clone()
+        };
+        pending.logs.push(RequestLog::new(id, r));
     }
 
     /// Fleet: what the record spent of this node's shares — a request of each request limit,

@@ -178,6 +178,8 @@ mod tests {
 
     fn record(ts_ms: u64) -> UsageRecord {
         UsageRecord {
+            id: format!("r{ts_ms}"),
+            client_request_id: None,
             ts_ms,
             key_id: Some("k".into()),
             team_id: None,
@@ -190,6 +192,9 @@ mod tests {
             latency_us: 1,
             stream: false,
             estimated: false,
+            overhead_us: 0,
+            error_code: None,
+            admitted: true,
         }
     }
 

@@ -350,7 +350,7 @@ pub struct RequestLog {
 
 impl RequestLog {
     /// The log row of one request, under `id`. Cached tokens are not kept (they are part of
-    /// the prompt tokens); overhead and error code are not measured yet.
+    /// the prompt tokens).
     pub fn new(id: String, record: &UsageRecord) -> Self {
         Self {
             id,
@@ -365,9 +365,9 @@ impl RequestLog {
             completion_tokens: record.usage.completion,
             cost_nanos: record.cost,
             latency_us: record.latency_us,
-            overhead_us: 0,
+            overhead_us: record.overhead_us,
             stream: record.stream,
-            error_code: None,
+            error_code: record.error_code.clone(),
             usage_estimated: record.estimated,
         }
     }

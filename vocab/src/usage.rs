@@ -18,9 +18,17 @@ pub struct TokenUsage {
 }
 
 /// One governed request, as the coordinator persists it.
-/// Serialized in a node's usage spool (until written to the store).
+/// Serialized in a node's usage spool (until written to the store); fields added later have
+/// defaults, so that a spool written by an older version still reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageRecord {
+    /// The gateway's id of the request, unique across nodes and restarts (the request log's
+    /// id).
+    #[serde(default)]
+    pub id: String,
+    /// The client's own `x-request-id`, when it sent one (the response echoes it).
+    #[serde(default)]
+    pub client_request_id: Option<String>,
     /// Unix milliseconds.
     pub ts_ms: u64,
     pub key_id: Option<String>,
@@ -37,6 +45,21 @@ pub struct UsageRecord {
     /// `usage` was counted by the gateway (the provider reported none, or the client left
     /// before it could), not reported by the provider.
     pub estimated: bool,
+    /// Time spent inside the gateway (total minus time waiting on the provider).
+    #[serde(default)]
+    pub overhead_us: u64,
+    /// The error code of a failed request (as in its OpenAI-shaped error body).
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// The request was admitted by its limits: its usage counts, and it spent a request of
+    /// each request limit. False for a request refused before it reached a provider (bad
+    /// model, spent limit), which is only logged.
+    #[serde(default = "admitted_by_default")]
+    pub admitted: bool,
+}
+
+fn admitted_by_default() -> bool {
+    true
 }
 
 impl UsageRecord {
@@ -60,6 +83,8 @@ mod tests {
     #[test]
     fn owners_are_those_present() {
         let record = UsageRecord {
+            id: "r".into(),
+            client_request_id: None,
             ts_ms: 0,
             key_id: Some("k".into()),
             team_id: None,
@@ -72,6 +97,9 @@ mod tests {
             latency_us: 0,
             stream: false,
             estimated: false,
+            overhead_us: 0,
+            error_code: None,
+            admitted: true,
         };
         let owners: Vec<_> = record.owners().collect();
         assert_eq!(

@@ -73,6 +73,8 @@ pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, sto
         (None, served) => served.map_or(0, |s| s.status),
     };
     let record = UsageRecord {
+        id: String::new(),
+        client_request_id: None,
         ts_ms: clock::unix_now() * 1000,
         key_id: key.map(|k| k.id.clone()),
         team_id: key.and_then(|k| k.team_id.clone()),
@@ -85,6 +87,9 @@ pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, sto
         latency_us: req.times.request_start().elapsed().as_micros() as u64,
         stream: req.ask.stream,
         estimated,
+        overhead_us: 0,
+        error_code: None,
+        admitted: true,
     };
     let dropped = scope.shard.usage.push(record, &gov.events);
     scope.shard.stats.usage_dropped.add(dropped as u64);
