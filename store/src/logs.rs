@@ -1,8 +1,20 @@
-//! Request logs: batched inserts and recent-first reads.
+//! Request logs: batched inserts, and searches newest first a page at a time.
 //!
 //! A batch is written in one transaction as multi-row `INSERT … VALUES
 //! (…), (…)` statements of up to [`ROWS_PER_STATEMENT`] rows each.
+//!
+//! [`Store::query_request_logs`] reads the rows a [`LogQuery`] selects in the order
+//! `ts_ms DESC, id DESC` (ids are unique, so this order is total) and pages by keyset: a
+//! [`LogCursor`] is the `(ts_ms, id)` of the last row of a page, and the next page is the rows
+//! strictly after it in that order. Paging never skips nor repeats a row, however many rows
+//! share one `ts_ms`, and rows written meanwhile cannot shift it (newer rows come before the
+//! cursor, not after it). Filters go to the SQL as fixed clauses with their values bound as
+//! parameters; migration 0005 adds the indexes they use.
 
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
 use vocab::NanoUsd;
 
 use crate::db::{to_i64, Row, Stmt, Value};
@@ -12,9 +24,9 @@ use crate::Store;
 
 const COLS: &str = "id, ts_ms, key_id, team_id, customer_id, provider, model, status, \
     prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code, \
-    usage_estimated";
-const NCOLS: usize = 16;
-/// Rows per INSERT statement (16 parameters each; well under both
+    usage_estimated, client_request_id";
+const NCOLS: usize = 17;
+/// Rows per INSERT statement (17 parameters each; well under both
 /// backends' parameter limits).
 pub const ROWS_PER_STATEMENT: usize = 64;
 
@@ -36,6 +48,7 @@ fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
         log.stream.into(),
         log.error_code.as_deref().into(),
         log.usage_estimated.into(),
+        log.client_request_id.as_deref().into(),
     ]);
     Ok(())
 }
@@ -59,6 +72,7 @@ fn from_row(r: &Row) -> Result<RequestLog> {
         stream: r.bool(13)?,
         error_code: r.opt_text(14)?,
         usage_estimated: r.bool(15)?,
+        client_request_id: r.opt_text(16)?,
     })
 }
 
@@ -89,6 +103,255 @@ pub(crate) fn log_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
     Ok(stmts)
 }
 
+/// Most rows a page holds ([`LogQuery::limit`] is clamped to `1..=MAX_PAGE`).
+const MAX_PAGE: u32 = 1000;
+/// Rows a page holds by default.
+const DEFAULT_PAGE: u32 = 100;
+
+/// Which request logs to read, a page at a time: every filter that is set must match (`None`
+/// matches everything). Start from [`Store::request_log_query`] (or `LogQuery::default()`),
+/// set fields, run it with [`Store::query_request_logs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// The virtual key's id.
+    pub key_id: Option<String>,
+    /// The key's team.
+    pub team_id: Option<String>,
+    /// The team's customer.
+    pub customer_id: Option<String>,
+    /// The provider's name.
+    pub provider: Option<String>,
+    /// The model name as logged (exactly; `provider/model` addressing is logged as `model`).
+    pub model: Option<String>,
+    /// The status returned to the client: one code, or a class.
+    pub status: Option<StatusFilter>,
+    /// The error code (exactly).
+    pub error_code: Option<String>,
+    /// Either the gateway's request id (`id`) or the client's `x-request-id`
+    /// (`client_request_id`).
+    pub request_id: Option<String>,
+    /// Rows at or after this instant (Unix milliseconds, inclusive).
+    pub since_ms: Option<i64>,
+    /// Rows before this instant (Unix milliseconds, exclusive).
+    pub until_ms: Option<i64>,
+    /// Rows per page, clamped to 1..=1000 (default 100).
+    pub limit: u32,
+    /// Continue after this row (a previous page's [`LogPage::next_cursor`]); `None` starts
+    /// with the newest row.
+    pub cursor: Option<LogCursor>,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        Self {
+            key_id: None,
+            team_id: None,
+            customer_id: None,
+            provider: None,
+            model: None,
+            status: None,
+            error_code: None,
+            request_id: None,
+            since_ms: None,
+            until_ms: None,
+            limit: DEFAULT_PAGE,
+            cursor: None,
+        }
+    }
+}
+
+/// A filter on the status returned to the client; parsed from `429` or `4xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Exactly this status (100..=999).
+    Code(u16),
+    /// Every status of this class: `Class(4)` is 400..=499 (1..=9).
+    Class(u8),
+}
+
+impl StatusFilter {
+    /// The statuses it matches, `[low, high)`.
+    fn range(self) -> (i64, i64) {
+        match self {
+            StatusFilter::Code(c) => (i64::from(c), i64::from(c) + 1),
+            StatusFilter::Class(d) => (i64::from(d) * 100, i64::from(d) * 100 + 100),
+        }
+    }
+}
+
+/// A status filter that is neither a code 100..=999 nor a class `1xx`..=`9xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidStatus;
+
+impl fmt::Display for InvalidStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected a status code 100..999 (e.g. 429) or a class 1xx..9xx (e.g. 5xx)")
+    }
+}
+
+impl std::error::Error for InvalidStatus {}
+
+impl FromStr for StatusFilter {
+    type Err = InvalidStatus;
+
+    /// `429` (exactly three digits, 100..=999) or `4xx` (`X` also accepted).
+    fn from_str(s: &str) -> Result<Self, InvalidStatus> {
+        let b = s.as_bytes();
+        if b.len() != 3 || !(b'1'..=b'9').contains(&b[0]) {
+            return Err(InvalidStatus);
+        }
+        let digit = b[0] - b'0';
+        if b[1..].iter().all(|c| c.eq_ignore_ascii_case(&b'x')) {
+            return Ok(StatusFilter::Class(digit));
+        }
+        if b[1..].iter().all(u8::is_ascii_digit) {
+            let code =
+                u16::from(digit) * 100 + u16::from(b[1] - b'0') * 10 + u16::from(b[2] - b'0');
+            return Ok(StatusFilter::Code(code));
+        }
+        Err(InvalidStatus)
+    }
+}
+
+impl fmt::Display for StatusFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusFilter::Code(c) => write!(f, "{c}"),
+            StatusFilter::Class(d) => write!(f, "{d}xx"),
+        }
+    }
+}
+
+/// Where a page ended: the `(ts_ms, id)` of its last row. Shown and parsed as an opaque
+/// string (URL-safe base64 of `"{ts_ms}:{id}"`, any id text), and serialized as that string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCursor {
+    ts_ms: i64,
+    id: String,
+}
+
+impl LogCursor {
+    fn after(log: &RequestLog) -> Self {
+        Self {
+            ts_ms: log.ts_ms,
+            id: log.id.clone(),
+        }
+    }
+}
+
+const CURSOR_B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+impl fmt::Display for LogCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&CURSOR_B64.encode(format!("{}:{}", self.ts_ms, self.id)))
+    }
+}
+
+/// A cursor that this store did not make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidCursor;
+
+impl fmt::Display for InvalidCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a cursor returned by a previous page (pass next_cursor unchanged)")
+    }
+}
+
+impl std::error::Error for InvalidCursor {}
+
+impl FromStr for LogCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, InvalidCursor> {
+        let bytes = CURSOR_B64.decode(s).map_err(|_| InvalidCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| InvalidCursor)?;
+        let (ts, id) = text.split_once(':').ok_or(InvalidCursor)?;
+        let digits = ts.strip_prefix('-').unwrap_or(ts);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidCursor);
+        }
+        Ok(Self {
+            ts_ms: ts.parse().map_err(|_| InvalidCursor)?,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl serde::Serialize for LogCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One page of request logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The rows, newest first (`ts_ms DESC, id DESC`).
+    pub data: Vec<RequestLog>,
+    /// Set when more rows follow: pass it as [`LogQuery::cursor`] (with the same filters) for
+    /// the next page.
+    pub next_cursor: Option<LogCursor>,
+}
+
+/// The SELECT for `q` (one row more than a page, to tell whether another follows) and its
+/// parameters. Only fixed SQL text is assembled; every value is a parameter.
+fn select_sql(q: &LogQuery) -> (String, Vec<Value>) {
+    let mut params: Vec<Value> = Vec::new();
+    let mut bind = |v: Value| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    let mut conds: Vec<String> = Vec::new();
+    let exact = [
+        ("key_id", &q.key_id),
+        ("team_id", &q.team_id),
+        ("customer_id", &q.customer_id),
+        ("provider", &q.provider),
+        ("model", &q.model),
+        ("error_code", &q.error_code),
+    ];
+    for (col, v) in exact {
+        if let Some(v) = v {
+            conds.push(format!("{col} = {}", bind(v.into())));
+        }
+    }
+    if let Some(status) = q.status {
+        let (low, high) = status.range();
+        conds.push(format!(
+            "status >= {} AND status < {}",
+            bind(low.into()),
+            bind(high.into())
+        ));
+    }
+    if let Some(rid) = &q.request_id {
+        let p = bind(rid.into());
+        conds.push(format!("(id = {p} OR client_request_id = {p})"));
+    }
+    if let Some(since) = q.since_ms {
+        conds.push(format!("ts_ms >= {}", bind(since.into())));
+    }
+    if let Some(until) = q.until_ms {
+        conds.push(format!("ts_ms < {}", bind(until.into())));
+    }
+    if let Some(c) = &q.cursor {
+        // `(ts_ms, id) < (c.ts_ms, c.id)`, with `ts_ms <= c.ts_ms` on its own so that the
+        // timestamp indexes bound the scan on both backends.
+        let (ts, id) = (bind(c.ts_ms.into()), bind((&c.id).into()));
+        conds.push(format!("ts_ms <= {ts} AND (ts_ms < {ts} OR id < {id})"));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let fetch = i64::from(q.limit.clamp(1, MAX_PAGE)) + 1;
+    let sql = format!(
+        "SELECT {COLS} FROM request_logs{filter} ORDER BY ts_ms DESC, id DESC LIMIT {}",
+        bind(fetch.into())
+    );
+    (sql, params)
+}
+
 impl Store {
     /// Inserts the logs in one transaction (all or nothing; a duplicate id
     /// fails the batch with [`Error::Conflict`]).
@@ -109,11 +372,26 @@ impl Store {
         Ok(())
     }
 
-    /// The `limit` most recent logs, newest first.
-    pub async fn recent_request_logs(&self, limit: u32) -> Result<Vec<RequestLog>> {
-        let sql = format!("SELECT {COLS} FROM request_logs ORDER BY ts_ms DESC, id DESC LIMIT $1");
-        let rows = self.db().query(&sql, vec![i64::from(limit).into()]).await?;
-        rows.iter().map(from_row).collect()
+    /// A query for every request log with the default page size: set its fields, then run it
+    /// with [`Store::query_request_logs`]. (The same as `LogQuery::default()`.)
+    pub fn request_log_query() -> LogQuery {
+        LogQuery::default()
+    }
+
+    /// One page of the logs `query` selects, newest first (`ts_ms DESC, id DESC`), starting
+    /// after `query.cursor`; [`LogPage::next_cursor`] is set when more rows follow.
+    pub async fn query_request_logs(&self, query: &LogQuery) -> Result<LogPage> {
+        let (sql, params) = select_sql(query);
+        let rows = self.db().query(&sql, params).await?;
+        let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        let page = query.limit.clamp(1, MAX_PAGE) as usize;
+        let next_cursor = if data.len() > page {
+            data.truncate(page);
+            data.last().map(LogCursor::after)
+        } else {
+            None
+        };
+        Ok(LogPage { data, next_cursor })
     }
 
     /// Deletes logs older than `before_ts_ms`; returns how many.
@@ -129,11 +407,127 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filters_parse() {
+        assert_eq!("429".parse(), Ok(StatusFilter::Code(429)));
+        assert_eq!("100".parse(), Ok(StatusFilter::Code(100)));
+        assert_eq!("5xx".parse(), Ok(StatusFilter::Class(5)));
+        assert_eq!("2XX".parse(), Ok(StatusFilter::Class(2)));
+        for bad in [
+            "",
+            "4",
+            "42",
+            "4290",
+            "099",
+            "0xx",
+            "4x0",
+            "4xX0",
+            "abc",
+            "+42",
+            " 429",
+            "４２９",
+        ] {
+            assert_eq!(bad.parse::<StatusFilter>(), Err(InvalidStatus), "{bad:?}");
+        }
+        assert_eq!(StatusFilter::Class(4).range(), (400, 500));
+        assert_eq!(StatusFilter::Code(429).range(), (429, 430));
+        assert_eq!(StatusFilter::Class(5).to_string(), "5xx");
+    }
+
+    #[test]
+    fn cursors_round_trip_any_id() {
+        for (ts, id) in [
+            (1_718_000_000_000, "0123456789abcdef0123456789abcdef"),
+            (0, ""),
+            (-5, "a:b:c"),
+            (i64::MAX, "ünïcödé / ? & = % +"),
+            (i64::MIN, "req-1"),
+        ] {
+            let c = LogCursor {
+                ts_ms: ts,
+                id: id.to_owned(),
+            };
+            let text = c.to_string();
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "URL-safe: {text}"
+            );
+            assert_eq!(text.parse(), Ok(c.clone()));
+            assert_eq!(serde_json::to_value(&c).unwrap(), serde_json::json!(text));
+        }
+        let enc = |s: &str| CURSOR_B64.encode(s);
+        for bad in [
+            String::new(),
+            "!!!".into(),
+            "abc=".into(),
+            enc("no separator"),
+            enc(":id"),
+            enc("12x:id"),
+            enc("+12:id"),
+            enc("-:id"),
+            enc("99999999999999999999:id"),
+            CURSOR_B64.encode([0xff, b'1', b':', b'x']),
+        ] {
+            assert_eq!(bad.parse::<LogCursor>(), Err(InvalidCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn select_binds_every_value() {
+        let (sql, params) = select_sql(&LogQuery::default());
+        assert_eq!(
+            sql,
+            format!("SELECT {COLS} FROM request_logs ORDER BY ts_ms DESC, id DESC LIMIT $1")
+        );
+        assert_eq!(params, vec![Value::I64(101)]);
+
+        let nasty = "x' OR '1'='1";
+        let q = LogQuery {
+            key_id: Some(nasty.into()),
+            model: Some("openai/gpt-4o".into()),
+            status: Some(StatusFilter::Class(4)),
+            request_id: Some("r".into()),
+            since_ms: Some(10),
+            until_ms: Some(20),
+            limit: 5000,
+            cursor: Some(LogCursor {
+                ts_ms: 15,
+                id: nasty.into(),
+            }),
+            ..LogQuery::default()
+        };
+        let (sql, params) = select_sql(&q);
+        assert!(!sql.contains(nasty), "{sql}");
+        assert_eq!(
+            sql,
+            format!(
+                "SELECT {COLS} FROM request_logs WHERE key_id = $1 AND model = $2 \
+                 AND status >= $3 AND status < $4 AND (id = $5 OR client_request_id = $5) \
+                 AND ts_ms >= $6 AND ts_ms < $7 AND ts_ms <= $8 AND (ts_ms < $8 OR id < $9) \
+                 ORDER BY ts_ms DESC, id DESC LIMIT $10"
+            )
+        );
+        assert_eq!(params.len(), 10);
+        assert_eq!(
+            params[9],
+            Value::I64(1001),
+            "the page is clamped to 1000, plus one"
+        );
+        let (_, params) = select_sql(&LogQuery {
+            limit: 0,
+            ..LogQuery::default()
+        });
+        assert_eq!(params, vec![Value::I64(2)]);
+    }
+
     #[test]
     fn insert_sql_numbers_placeholders() {
-        let sql = super::insert_sql(2);
+        let sql = insert_sql(2);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$16), ($17,"));
-        assert!(sql.ends_with("$32)"));
+        assert!(sql.contains("$17), ($18,"));
+        assert!(sql.ends_with("$34)"));
     }
 }

@@ -49,6 +49,7 @@ migrations! {
     2 "0002" "usage_estimated",
     3 "0003" "cluster",
     4 "0004" "usage_batches",
+    5 "0005" "request_log_queries",
 }
 
 #[cfg(test)]

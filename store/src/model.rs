@@ -314,8 +314,11 @@ pub struct Usage {
 /// One proxied request, for the request log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestLog {
-    /// Unique id (e.g. UUID or request id).
+    /// Unique id: the gateway's request id (32 hex characters).
     pub id: String,
+    /// The `x-request-id` the client sent, if any (not unique: clients choose it).
+    #[serde(default)]
+    pub client_request_id: Option<String>,
     /// Unix milliseconds.
     pub ts_ms: i64,
     /// Virtual key used.
@@ -354,6 +357,7 @@ impl RequestLog {
     pub fn new(id: String, record: &UsageRecord) -> Self {
         Self {
             id,
+            client_request_id: record.client_request_id.clone(),
             ts_ms: i64::try_from(record.ts_ms).unwrap_or(i64::MAX),
             key_id: record.key_id.clone(),
             team_id: record.team_id.clone(),

@@ -85,7 +85,9 @@ pub(super) async fn request_logs(store: &Store, query: Option<&str>) -> Result<R
             limit = parse_limit(v)?;
         }
     }
-    list_of(store.recent_request_logs(limit).await?)
+    let mut q = Store::request_log_query();
+    q.limit = limit;
+    list_of(store.query_request_logs(&q).await?.data)
 }
 
 /// A positive `limit`, clamped to [`MAX_LOG_LIMIT`].

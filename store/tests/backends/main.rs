@@ -1,8 +1,9 @@
 //! Store tests, written once and run against SQLite (a temp file) and
 //! PostgreSQL (a throwaway schema per test) via `backend_tests!`, grouped
 //! by what they store: [`entities`] (customers, teams, keys, providers),
-//! [`usage`] (usage counters, budget resets, request logs) and [`cluster`]
-//! (what nodes share: limit leases, config-change notifications). This file
+//! [`usage`] (usage counters, budget resets), [`request_logs`] (request logs
+//! and their search) and [`cluster`] (what nodes share: limit leases,
+//! config-change notifications). This file
 //! holds the harness and the helpers they share.
 //!
 //! PostgreSQL: `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/test`.
@@ -223,6 +224,7 @@ macro_rules! backend_tests {
 mod cluster;
 mod config_version;
 mod entities;
+mod request_logs;
 mod usage;
 
 const NOW: i64 = 1_718_000_000; // 2024-06-10 (a Monday) 06:13:20 UTC

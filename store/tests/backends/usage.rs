@@ -1,6 +1,6 @@
-//! Usage counters per budget period, budget resets, and request logs.
+//! Usage counters per budget period and budget resets.
 
-use store::{Error, RequestLog, UsageDelta};
+use store::{Error, UsageDelta};
 use vocab::{BudgetPeriod, EntityRef, NanoUsd};
 
 use crate::{budget, new_customer, new_key, new_team, TestDb, NOW};
@@ -9,7 +9,6 @@ backend_tests!(
     usage_adds_up_per_period,
     reset_budget_is_recorded,
     concurrent_usage_from_two_nodes,
-    request_logs_batch_and_recent,
 );
 
 fn delta(entity: &EntityRef, ps: i64, spent: u64, req: u64) -> UsageDelta {
@@ -113,53 +112,4 @@ async fn concurrent_usage_from_two_nodes(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(k.spent_nanos.nanos(), 200);
-}
-
-fn log(i: u32) -> RequestLog {
-    RequestLog {
-        id: format!("req-{i:04}"),
-        ts_ms: 1_718_000_000_000 + i64::from(i),
-        key_id: Some("key-1".into()),
-        team_id: (i % 2 == 0).then(|| "team-1".to_owned()),
-        customer_id: None,
-        provider: "openai".into(),
-        model: "gpt-4o".into(),
-        status: if i % 10 == 0 { 502 } else { 200 },
-        prompt_tokens: u64::from(i),
-        completion_tokens: 2 * u64::from(i),
-        cost_nanos: NanoUsd::from_nanos(1_000 * u64::from(i)),
-        latency_us: 1_500,
-        overhead_us: 40,
-        stream: i % 3 == 0,
-        error_code: (i % 10 == 0).then(|| "upstream_error".to_owned()),
-        usage_estimated: false,
-    }
-}
-
-async fn request_logs_batch_and_recent(db: TestDb) {
-    let s = &db.store;
-    let logs: Vec<RequestLog> = (0..150).map(log).collect();
-    s.insert_request_logs(&logs).await.unwrap();
-    s.insert_request_logs(&[]).await.unwrap();
-    let recent = s.recent_request_logs(10).await.unwrap();
-    assert_eq!(recent.len(), 10);
-    assert_eq!(recent[0], logs[149]);
-    assert_eq!(recent[9], logs[140]);
-    let all = s.recent_request_logs(1000).await.unwrap();
-    assert_eq!(all.len(), 150);
-    assert_eq!(all[149], logs[0]);
-
-    // A batch with a duplicate id is rejected whole.
-    let batch = vec![log(500), log(3)];
-    assert!(matches!(
-        s.insert_request_logs(&batch).await,
-        Err(Error::Conflict(_))
-    ));
-    assert_eq!(s.recent_request_logs(1000).await.unwrap().len(), 150);
-
-    assert_eq!(
-        s.purge_request_logs(1_718_000_000_000 + 100).await.unwrap(),
-        100
-    );
-    assert_eq!(s.recent_request_logs(1000).await.unwrap().len(), 50);
 }

@@ -108,6 +108,7 @@ async fn request_logs_newest_first_with_a_limit() {
     let logs: Vec<RequestLog> = (0..3)
         .map(|i| RequestLog {
             id: format!("req-{i}"),
+            client_request_id: None,
             ts_ms: 1_700_000_000_000 + i,
             key_id: None,
             team_id: None,
