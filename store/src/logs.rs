@@ -379,7 +379,7 @@ impl Store {
     }
 
     /// One page of the logs `query` selects, newest first (`ts_ms DESC, id DESC`), starting
-    /// after `query.cursor`; [`LogPage::next_cursor`] is set when more rows follow.
+    /// after `query.cursor`; the page's `next_cursor` is set when more rows follow.
     pub async fn query_request_logs(&self, query: &LogQuery) -> Result<LogPage> {
         let (sql, params) = select_sql(query);
         let rows = self.db().query(&sql, params).await?;
