@@ -56,20 +56,41 @@ enum Command {
     CheckConfig { config: PathBuf },
 }
 
+/// Logs to stderr, as text or JSON lines. `RUST_LOG` overrides the default filter, which
+/// leaves the access log (target `access`) off unless the config turns it on.
+fn init_logging(format: config::LogFormat, access_log: bool) {
+    let default = if access_log {
+        "info"
+    } else {
+        "info,access=off"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match Cli::parse().command {
         Command::CheckConfig { config } => {
+            init_logging(config::LogFormat::Text, false);
             let cfg = config::load(&config)?;
             cfg.snapshot()?;
             cfg.shard_plan()?;
             cfg.control_listen()?;
+            cfg.observability.plan()?;
             if let Some(g) = &cfg.governance {
                 g.plan()?;
             }
@@ -94,6 +115,8 @@ fn serve(
     ready_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut cfg = config::load(path)?;
+    let observability = cfg.observability.plan()?;
+    init_logging(observability.log_format, observability.access_log);
     if let Some(n) = shards {
         cfg.shards = n;
     }
@@ -142,6 +165,10 @@ fn serve(
                 cluster: g.cluster,
                 spool_dir: g.spool_dir,
                 request_log_retention: g.request_log_retention,
+                usage_labels: coordinator::metrics::usage::Labelling {
+                    keys: observability.key_labels,
+                    max_keys: observability.max_key_labels,
+                },
             },
             admin_token: g.admin_token,
             shards: shard_count,
@@ -153,7 +180,11 @@ fn serve(
             },
         }
     });
-    let coordinator = coordinator::start(control_listen, gov_start)?;
+    let coordinator = coordinator::start(
+        control_listen,
+        gov_start,
+        observability.metrics_token.clone(),
+    )?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     // The coordinator may have added providers from the store to the snapshot.
     let snapshot = node.snapshot.load_full();

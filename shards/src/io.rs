@@ -129,15 +129,28 @@ pub enum WaitError {
 
 /// Reads once from `upstream` within `timeout`, checking every `check` that the client
 /// (`client_fd`) is still connected. The read stays in flight across checks, so no upstream
-/// byte is lost; it is dropped only together with the upstream connection.
+/// byte is lost; it is dropped only together with the upstream connection. The time it took
+/// is added to `waited` (the request's time waiting on its provider).
 pub async fn read_watching(
     upstream: &mut Stream,
     buf: &mut Vec<u8>,
     client_fd: RawFd,
-    timeout: Duration,
+    (timeout, check): (Duration, Duration),
+    waited: &mut Duration,
+) -> Result<usize, WaitError> {
+    let start = Instant::now();
+    let result = read_within(upstream, buf, client_fd, start + timeout, check).await;
+    *waited += start.elapsed();
+    result
+}
+
+async fn read_within(
+    upstream: &mut Stream,
+    buf: &mut Vec<u8>,
+    client_fd: RawFd,
+    deadline: Instant,
     check: Duration,
 ) -> Result<usize, WaitError> {
-    let deadline = Instant::now() + timeout;
     let read = upstream.read_into(buf);
     let mut read = std::pin::pin!(read);
     loop {

@@ -23,7 +23,7 @@ pub mod snapshot;
 mod state;
 pub mod tls;
 
-pub use state::stats;
+pub use state::{histogram, series, stats};
 
 /// Hot-path pieces that the criterion benches in `benches/` measure; not an API.
 #[doc(hidden)]

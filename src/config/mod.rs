@@ -9,6 +9,7 @@
 //! This module knows nothing of the coordinator: the coordinator reads what it needs from
 //! here (plans, [`RequestLogs`], providers stored through the admin API), never the reverse.
 
+mod observability;
 mod plan;
 mod provider;
 mod schema;
@@ -17,6 +18,7 @@ mod snapshot;
 use std::path::Path;
 use std::time::Duration;
 
+pub use observability::{LogFormat, ObservabilityConfig};
 pub use plan::ClusterPlan;
 pub use provider::stored_provider;
 pub use schema::*;

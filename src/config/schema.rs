@@ -39,6 +39,9 @@ pub struct Config {
     pub control: ControlConfig,
     /// Virtual keys, limits, budgets and the admin API; off when absent.
     pub governance: Option<GovernanceConfig>,
+    /// Logs, metrics and traces.
+    #[serde(default)]
+    pub observability: super::ObservabilityConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 

@@ -41,14 +41,34 @@ async fn handle(
             return Ok(admin::handle(req, admin).await);
         }
     }
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    let scrape = matches!(path, "/metrics" | "/latency");
+    let (status, content_type, body) = match (req.method(), path) {
+        _ if scrape && !may_scrape(&req, state.metrics_token.as_deref()) => (
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            r#"{"error":{"message":"this endpoint requires `Authorization: Bearer <observability.metrics_token>`","type":"invalid_request_error","param":null,"code":"invalid_metrics_token"}}"#.to_owned(),
+        ),
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
             state
                 .view
                 .get()
-                .map(|view| metrics::render(view, state.fleet.as_deref()))
+                .map(|view| {
+                    metrics::render(view, state.fleet.as_deref(), state.usage.as_deref())
+                })
+                .unwrap_or_default(),
+        ),
+        (&Method::GET, "/latency") => (
+            StatusCode::OK,
+            "application/json",
+            state
+                .view
+                .get()
+                .map(|view| {
+                    metrics::latency::quantiles(&metrics::latency::merge(&view.shards)).to_string()
+                })
                 .unwrap_or_default(),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "application/json", r#"{"status":"ok"}"#.to_owned()),
@@ -59,10 +79,28 @@ async fn handle(
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+    }
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
     Ok(resp)
+}
+
+/// Whether a scrape may read the metrics: always without a token, else with it.
+fn may_scrape(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    admin::authorized(header, token)
 }

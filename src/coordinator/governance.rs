@@ -17,6 +17,7 @@ use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, Window};
 
 use super::fleet::{counter_name, Fleet};
 use super::leases::{is_budget, unix_now, LeaseDesk};
+use super::metrics::usage::UsageMetrics;
 use crate::config::RequestLogs;
 
 /// What the coordinator needs to rebuild the data plane's snapshot when providers are
@@ -97,6 +98,8 @@ pub struct GovSettings {
     pub spool_dir: std::path::PathBuf,
     /// Request logs older than this are purged (`None`: kept forever).
     pub request_log_retention: Option<Duration>,
+    /// Which labels the token and spend metrics carry.
+    pub usage_labels: super::metrics::usage::Labelling,
 }
 
 pub(super) struct Registered {
@@ -127,6 +130,8 @@ pub struct GovRuntime {
     pub(super) teams: Mutex<HashMap<String, TeamLimits>>,
     pub(super) customers: Mutex<HashMap<String, Vec<Arc<Limit>>>>,
     pub changed: Arc<Notify>,
+    /// Tokens and spend by provider, model, key and team, for `/metrics`.
+    pub usage_metrics: Arc<UsageMetrics>,
     pub(super) log_seq: AtomicU64,
     providers: ProviderReload,
 }
@@ -159,6 +164,7 @@ impl GovRuntime {
             gov,
             desk: Arc::new(desk),
             store,
+            usage_metrics: Arc::new(UsageMetrics::new(settings.usage_labels)),
             settings,
             shards,
             registry: Mutex::new(HashMap::new()),
@@ -399,6 +405,7 @@ impl GovRuntime {
                 }
                 GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
                 GovEvent::Usage(batch) => {
+                    self.usage_metrics.record(&batch);
                     let _ = flusher.send(super::flusher::ToFlusher::Usage(batch));
                 }
                 GovEvent::Flush(ack) => {

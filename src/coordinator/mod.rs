@@ -61,6 +61,10 @@ pub struct ControlState {
     pub admin: Option<admin::AdminState>,
     /// This node's membership, on a PostgreSQL store.
     pub fleet: Option<Arc<fleet::Fleet>>,
+    /// Tokens and spend by key, when governance is on.
+    pub usage: Option<Arc<metrics::usage::UsageMetrics>>,
+    /// `/metrics` and `/latency` require `Authorization: Bearer` with this token.
+    pub metrics_token: Option<String>,
 }
 
 /// A running coordinator.
@@ -108,7 +112,12 @@ impl Coordinator {
 
 /// Binds the control port, starts the coordinator thread, and (with governance) waits until
 /// the store is open and the first snapshot is published.
-pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordinator> {
+/// `metrics_token`: see [`ControlState::metrics_token`].
+pub fn start(
+    listen: SocketAddr,
+    gov: Option<GovStart>,
+    metrics_token: Option<String>,
+) -> anyhow::Result<Coordinator> {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on control address {listen}: {e}"))?;
     listener.set_nonblocking(true)?;
@@ -123,6 +132,8 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                 view: OnceLock::new(),
                 admin: None,
                 fleet: None,
+                usage: None,
+                metrics_token,
             }),
             None,
             None,
@@ -178,6 +189,8 @@ pub fn start(listen: SocketAddr, gov: Option<GovStart>) -> anyhow::Result<Coordi
                     view: OnceLock::new(),
                     admin,
                     fleet,
+                    usage: Some(rt.usage_metrics.clone()),
+                    metrics_token,
                 }),
                 Some(rt),
                 Some((g.events, spool)),

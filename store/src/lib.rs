@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use error::{Error, Result};
+pub use logs::{InvalidCursor, InvalidStatus, LogCursor, LogPage, LogQuery, StatusFilter};
 pub use model::{
     Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, LeaseCounter,
     Limits, Provider, ProviderInput, RequestLog, Team, TeamInput, Usage, UsageDelta, VirtualKey,

@@ -46,8 +46,10 @@ pub fn push_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Framing and connection headers, then the blank line that ends the head.
-pub fn finish_head(out: &mut Vec<u8>, framing: OutFraming, keep_alive: bool) {
+/// `extra` (the lines the gateway adds to every response, such as `x-request-id`), framing
+/// and connection headers, then the blank line that ends the head.
+pub fn finish_head(out: &mut Vec<u8>, framing: OutFraming, keep_alive: bool, extra: &[u8]) {
+    out.extend_from_slice(extra);
     match framing {
         OutFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -63,16 +65,33 @@ pub fn finish_head(out: &mut Vec<u8>, framing: OutFraming, keep_alive: bool) {
 }
 
 /// A complete local JSON response.
-pub fn push_json_response(out: &mut Vec<u8>, status: u16, body: &[u8], keep_alive: bool) {
+pub fn push_json_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[u8],
+) {
     push_status_line(out, status);
     out.extend_from_slice(b"content-type: application/json\r\n");
-    finish_head(out, OutFraming::Length(body.len() as u64), keep_alive);
+    finish_head(
+        out,
+        OutFraming::Length(body.len() as u64),
+        keep_alive,
+        extra,
+    );
     out.extend_from_slice(body);
 }
 
 /// The head of an error response whose JSON body of `body_len` bytes follows: the error's
 /// status, and `Retry-After` and `x-ratelimit-*` when the error has them.
-pub fn push_error_head(out: &mut Vec<u8>, err: &GatewayError, body_len: usize, keep_alive: bool) {
+pub fn push_error_head(
+    out: &mut Vec<u8>,
+    err: &GatewayError,
+    body_len: usize,
+    keep_alive: bool,
+    extra: &[u8],
+) {
     push_status_line(out, err.status());
     out.extend_from_slice(b"content-type: application/json\r\n");
     if let Some(secs) = err.retry_after() {
@@ -81,20 +100,7 @@ pub fn push_error_head(out: &mut Vec<u8>, err: &GatewayError, body_len: usize, k
         out.extend_from_slice(b"\r\n");
     }
     err.push_rate_limit_headers(out);
-    finish_head(out, OutFraming::Length(body_len as u64), keep_alive);
-}
-
-/// A proxied head: the upstream's status and end-to-end headers, the gateway's framing.
-pub fn push_proxied_head(
-    out: &mut Vec<u8>,
-    status: u16,
-    upstream_buf: &[u8],
-    headers: &[HeaderSpan],
-    framing: OutFraming,
-    keep_alive: bool,
-) {
-    push_proxied_lines(out, status, upstream_buf, headers);
-    finish_head(out, framing, keep_alive);
+    finish_head(out, OutFraming::Length(body_len as u64), keep_alive, extra);
 }
 
 /// The status line and end-to-end headers of a proxied head, without framing.
@@ -110,7 +116,13 @@ pub fn push_proxied_lines(
         if std::str::from_utf8(name).is_ok_and(is_hop_by_hop) {
             continue;
         }
-        out.extend_from_slice(name);
+        // The gateway's own `x-request-id` is the one the client sees; the provider's is
+        // kept under another name.
+        if name.eq_ignore_ascii_case(b"x-request-id") {
+            out.extend_from_slice(b"x-upstream-request-id");
+        } else {
+            out.extend_from_slice(name);
+        }
         out.extend_from_slice(b": ");
         out.extend_from_slice(&upstream_buf[h.value.clone()]);
         out.extend_from_slice(b"\r\n");
@@ -118,9 +130,12 @@ pub fn push_proxied_lines(
 }
 
 pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut [0; 20]));
+}
+
+/// `n` in decimal, written at the end of `digits`.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
-    let mut n = n;
     loop {
         i -= 1;
         digits[i] = b'0' + (n % 10) as u8;
@@ -129,7 +144,7 @@ pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 #[cfg(test)]
@@ -139,16 +154,16 @@ mod tests {
     #[test]
     fn json_response_is_complete() {
         let mut out = Vec::new();
-        push_json_response(&mut out, 200, b"{}", false);
+        push_json_response(&mut out, 200, b"{}", false, b"x-request-id: 7\r\n");
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: 7\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
         );
     }
 
     #[test]
-    fn proxied_head_drops_hop_by_hop() {
-        let up = b"Content-Type: text/event-streamTransfer-Encoding: chunkedX-Req: 7";
+    fn proxied_head_drops_hop_by_hop_and_renames_the_provider_request_id() {
+        let up = b"Content-Type: text/event-streamTransfer-Encoding: chunkedX-Request-Id: 7";
         let spans = [
             HeaderSpan {
                 name: 0..12,
@@ -159,15 +174,19 @@ mod tests {
                 value: 50..57,
             },
             HeaderSpan {
-                name: 57..62,
-                value: 64..65,
+                name: 57..69,
+                value: 71..72,
             },
         ];
         let mut out = Vec::new();
-        push_proxied_head(&mut out, 200, up, &spans, OutFraming::Chunked, true);
+        push_proxied_lines(&mut out, 200, up, &spans);
+        finish_head(&mut out, OutFraming::Chunked, true, b"x-request-id: 8\r\n");
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Content-Type: text/event-stream\r\n"));
-        assert!(text.contains("X-Req: 7\r\n"));
+        assert!(
+            text.contains("x-upstream-request-id: 7\r\nx-request-id: 8\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("chunkedX"));
         assert_eq!(text.matches("transfer-encoding").count(), 1);
     }

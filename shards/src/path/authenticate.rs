@@ -24,12 +24,13 @@ pub fn authenticate(
     let snapshot = gov.snapshot.load();
     // Wall-clock time matters only to governance (key expiry, limit windows).
     let now = clock::unix_now();
+    req.caller.now_unix = now;
+    // Set before the key is judged, so that a refused request is still logged.
+    let snapshot = req.caller.snapshot.insert(snapshot);
     req.caller.key = request::authenticate(
-        &snapshot,
+        snapshot,
         request::presented_key(&conn.inbuf, &conn.spans),
         now,
     )?;
-    req.caller.now_unix = now;
-    req.caller.snapshot = Some(snapshot);
     Ok(())
 }

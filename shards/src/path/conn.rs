@@ -7,9 +7,11 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Instant;
 
 use crate::http::request::{find_header, HeaderSpan};
 use crate::io::Stream;
+use crate::path::tracker::{RequestId, Tracker};
 use crate::state::buffers::BufferPool;
 
 /// Buffers and stream of one client connection.
@@ -30,6 +32,8 @@ pub struct ClientConn {
     pub spans_up: Vec<HeaderSpan>,
     /// Decoded upstream body piece, framed again for the client.
     pub payload: Vec<u8>,
+    /// The request in progress: its id and timings.
+    pub tracker: Tracker,
 }
 
 /// Where the current request's body is.
@@ -53,6 +57,7 @@ impl ClientConn {
             upbuf: Vec::new(),
             spans_up: Vec::new(),
             payload: Vec::new(),
+            tracker: Tracker::new(RequestId::default(), Instant::now()),
         }
     }
 
@@ -75,6 +80,7 @@ impl ClientConn {
 
     /// Writes `self.out` to the client and clears it. False when the client is gone.
     pub async fn flush_out(&mut self) -> bool {
+        self.tracker.first_write.get_or_insert_with(Instant::now);
         let out = std::mem::take(&mut self.out);
         let (res, mut out) = self.stream.write_all(out).await;
         out.clear();

@@ -34,7 +34,14 @@
 //!    an error event; a fully read upstream connection goes back to the pool. Adds: `served`
 //!    (status, usage).
 //! 10. **settle** ([`settle`]) — when governed: the real usage and cost charged to the
-//!     admission, and one usage record queued for the coordinator.
+//!     admission, and the request's usage record made (also for a refused request, which
+//!     is only logged).
+//! 11. **observe** ([`observe`]) — once the response is written: the latency histograms of
+//!     the provider and model, refusal counters, the access log line, and the usage record,
+//!     with its timings, queued for the coordinator.
+//!
+//! Every response carries `x-request-id` ([`tracker`]), and the connection's tracker keeps
+//! the request's timings (time waiting on the provider, first byte written) for phase 11.
 //!
 //! A phase that fails returns a [`outcome::Stop`]; [`respond`] answers it in the client's API
 //! (or closes, when the client is gone). Nothing reaches the client before the attempt
@@ -48,6 +55,7 @@ pub(crate) mod conn;
 pub(crate) mod context;
 mod extract;
 pub(crate) mod fields;
+mod observe;
 mod outcome;
 mod read;
 mod relay;
@@ -55,34 +63,43 @@ mod resolve;
 mod respond;
 mod route;
 mod settle;
+pub(crate) mod tracker;
 
 use std::time::Instant;
 
+use crate::state::stats::Held;
 use crate::state::Shard;
 use conn::ClientConn;
 use context::{PhaseTimes, RequestCtx, Scope, Served};
 use outcome::Stop;
 use route::Route;
+use tracker::Tracker;
 
 /// Serves requests on one client connection until it closes (phases 2–10, repeated).
 pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accepted: Instant) {
     loop {
         let snapshot = shard.snapshot();
         let mut times = PhaseTimes::new(accepted);
-        let (head, body, used) = match read::request(conn, &snapshot.limits, &mut times).await {
+        let read = read::request(conn, &snapshot.limits, &mut times).await;
+        conn.tracker = Tracker::new(shard.ids.next(), Instant::now());
+        let (head, body, used) = match read {
             Ok(request) => request,
             Err(Stop::Error(err)) => {
-                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "rejected request");
+                tracing::warn!(peer = %conn.peer, request_id = %conn.tracker.id, status = err.status(), error = %err, "rejected request");
                 respond::error(conn, &err, crate::dialect::Inbound::Chat, false).await;
                 break;
             }
             Err(_) => break,
         };
+        conn.tracker.client_id = tracker::client_id(conn.request_header("x-request-id"));
+        conn.tracker.report_overhead = conn
+            .request_header("x-ringgate-overhead")
+            .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
         let names = std::cell::OnceCell::new();
         let mut req = RequestCtx::new(times, head, body, &names);
         // A draining node answers what it has read, then closes the connection.
         req.head.keep_alive &= !shard.node.is_draining();
-        let in_flight = InFlight::new(&shard.stats);
+        let in_flight = Held::new(&shard.stats.in_flight);
         conn.lend_buffers(&shard.buffers);
         let scope = Scope {
             shard,
@@ -114,8 +131,11 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
                 }
                 Err(stop) => Some(stop),
             };
-            settle::settle(scope, conn, req, stop.as_ref());
-            finish(scope, conn, req, stop).await
+            let record = settle::settle(scope, conn, req, stop.as_ref());
+            let outcome = observe::Outcome::of(stop.as_ref(), req.served);
+            let keep_alive = finish(scope, conn, req, stop).await;
+            observe::observe(scope, conn, req, outcome, record);
+            keep_alive
         }
     }
 }
@@ -165,21 +185,5 @@ async fn finish(
             scope.shard.stats.record_status(err.status());
             respond::error(conn, &err, req.endpoint, keep_alive).await && keep_alive
         }
-    }
-}
-
-/// Counts a request as in flight until dropped (also when its task is dropped mid-way).
-struct InFlight<'a>(&'a crate::state::stats::ShardStats);
-
-impl<'a> InFlight<'a> {
-    fn new(stats: &'a crate::state::stats::ShardStats) -> Self {
-        stats.in_flight.incr();
-        Self(stats)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.decr();
     }
 }

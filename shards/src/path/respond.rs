@@ -20,7 +20,8 @@ pub async fn error(
     err.write_body(&mut openai);
     let body = endpoint.error_body(err.status(), openai);
     conn.out.clear();
-    push_error_head(&mut conn.out, err, body.len(), keep_alive);
+    let lines = conn.tracker.head_lines();
+    push_error_head(&mut conn.out, err, body.len(), keep_alive, &lines);
     conn.out.extend_from_slice(&body);
     conn.flush_out().await
 }

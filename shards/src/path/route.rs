@@ -95,7 +95,8 @@ pub async fn answer(
     if status == 200 {
         scope.shard.stats.record_status(200);
     }
-    push_json_response(&mut conn.out, status, json, keep_alive);
+    let lines = conn.tracker.head_lines();
+    push_json_response(&mut conn.out, status, json, keep_alive, &lines);
     conn.flush_out().await && keep_alive
 }
 

@@ -1,7 +1,8 @@
 //! Phase 10, settle: a governed request's usage and cost are charged to what its admission
-//! holds, and one usage record goes to the coordinator (batched per shard). Reads: `caller`,
-//! `ask`, `targets`, `admission`, `served`. Ungoverned requests, and those refused before the
-//! attempt phase (bad key, bad body, unknown model, spent limit), skip it.
+//! holds, and its usage record is made (sent to the coordinator once the response is written,
+//! by [`crate::path::observe`]). Reads: `caller`, `ask`, `targets`, `admission`, `served`.
+//! Ungoverned requests skip it; those refused before the attempt phase (bad key, bad body,
+//! unknown model, spent limit) are charged nothing and get a record only for the request log.
 //!
 //! What is charged, so that no use of a provider goes uncounted: the usage the provider
 //! reported, when it did; otherwise what the gateway counts itself (marked estimated) — the
@@ -17,14 +18,22 @@ use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
 /// `stop`: why proxying stopped short, when it did (else `req.served` holds the answer).
-pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, stop: Option<&Stop>) {
+/// Returns the request's usage record (its timings are filled in once the response is
+/// written: [`crate::path::observe`]). A governed request refused before the attempt phase
+/// is charged nothing and its record says it was not admitted, so that it is only logged.
+pub fn settle(
+    scope: Scope<'_>,
+    conn: &ClientConn,
+    req: &mut RequestCtx<'_>,
+    stop: Option<&Stop>,
+) -> Option<UsageRecord> {
     let (Some(gov), Some(gov_snapshot)) = (scope.shard.gov.as_deref(), &req.caller.snapshot) else {
-        return;
+        return None;
     };
-    if req.times.started(Phase::Attempt).is_none() {
-        return;
+    let admitted = req.times.started(Phase::Attempt).is_some();
+    if admitted {
+        req.times.enter(Phase::Settle);
     }
-    req.times.enter(Phase::Settle);
     let served = req.served;
     let target = served
         .and_then(|s| s.target)
@@ -68,11 +77,7 @@ pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, sto
         scope.shard.stats.usage_estimated.incr();
     }
     let key = req.caller.key.as_deref();
-    let status = match (stop, served) {
-        (Some(stop), _) => stop.status(),
-        (None, served) => served.map_or(0, |s| s.status),
-    };
-    let record = UsageRecord {
+    Some(UsageRecord {
         id: String::new(),
         client_request_id: None,
         ts_ms: clock::unix_now() * 1000,
@@ -81,16 +86,14 @@ pub fn settle(scope: Scope<'_>, conn: &ClientConn, req: &mut RequestCtx<'_>, sto
         customer_id: key.and_then(|k| k.customer_id.clone()),
         provider: provider.to_owned(),
         model: model.to_owned(),
-        status,
+        status: 0,
         usage: usage.unwrap_or_default(),
         cost,
-        latency_us: req.times.request_start().elapsed().as_micros() as u64,
+        latency_us: 0,
         stream: req.ask.stream,
         estimated,
         overhead_us: 0,
         error_code: None,
-        admitted: true,
-    };
-    let dropped = scope.shard.usage.push(record, &gov.events);
-    scope.shard.stats.usage_dropped.add(dropped as u64);
+        admitted,
+    })
 }

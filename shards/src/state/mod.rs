@@ -9,7 +9,9 @@ pub mod balance;
 pub mod buffers;
 pub mod gate;
 pub mod health;
+pub mod histogram;
 pub mod pool;
+pub mod series;
 pub mod stats;
 pub mod upkeep;
 
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use crate::governance::usage::UsageBatcher;
 use crate::governance::Governance;
+use crate::path::tracker::RequestIds;
 use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS};
 use balance::{KeyStates, Rng};
 use buffers::BufferPool;
@@ -56,6 +59,10 @@ pub struct Shard {
     pub buffers: BufferPool,
     /// The `/ready` answers while the node takes traffic, made once per node.
     pub ready_bodies: ReadyBodies,
+    /// This shard's request ids.
+    pub ids: RequestIds,
+    /// Where each model's series sits in `stats.series`.
+    pub series: series::SeriesIndex,
 }
 
 /// `/ready` while the node takes traffic: with its store, or serving without it.
@@ -74,7 +81,7 @@ impl Shard {
         gov: Option<Arc<Governance>>,
         ready_bodies: ReadyBodies,
     ) -> Self {
-        let pool = Pool::new(MAX_PROVIDERS);
+        let pool = Pool::new(MAX_PROVIDERS, stats.clone());
         let providers = (0..MAX_PROVIDERS)
             .map(|_| ProviderRuntime::default())
             .collect();
@@ -94,6 +101,8 @@ impl Shard {
             usage: UsageBatcher::default(),
             buffers: BufferPool::default(),
             ready_bodies,
+            ids: RequestIds::new(index),
+            series: series::SeriesIndex::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
@@ -13,6 +14,7 @@ use monoio::net::TcpStream;
 use crate::error::GatewayError;
 use crate::io::Stream;
 use crate::snapshot::Provider;
+use crate::state::stats::ShardStats;
 
 struct Idle {
     conn: Stream,
@@ -26,15 +28,24 @@ pub struct Leased {
     pub reused: bool,
 }
 
-#[derive(Default)]
+/// Idle connections per provider slot; their number and the connections opened are kept in
+/// the shard's counters for `/metrics`.
 pub struct Pool {
     idle: RefCell<Vec<Vec<Idle>>>,
+    stats: Arc<ShardStats>,
 }
 
 impl Pool {
-    pub fn new(providers: usize) -> Self {
+    pub fn new(providers: usize, stats: Arc<ShardStats>) -> Self {
         Self {
             idle: RefCell::new((0..providers).map(|_| Vec::new()).collect()),
+            stats,
+        }
+    }
+
+    fn counted(&self, slot: usize, list: &[Idle]) {
+        if let Some(s) = self.stats.providers.get(slot) {
+            s.idle_connections.set(list.len() as u64);
         }
     }
 
@@ -42,12 +53,15 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(slot)?;
         let now = Instant::now();
+        let mut found = None;
         while let Some(entry) = list.pop() {
             if now.duration_since(entry.since) < idle_timeout {
-                return Some(entry.conn);
+                found = Some(entry.conn);
+                break;
             }
         }
-        None
+        self.counted(slot, list);
+        found
     }
 
     /// A pooled connection to `provider`, or a new one.
@@ -55,8 +69,12 @@ impl Pool {
         if let Some(conn) = self.take_idle(provider.slot, provider.pool.idle_timeout) {
             return Ok(Leased { conn, reused: true });
         }
+        let conn = dial(provider).await?;
+        if let Some(s) = self.stats.providers.get(provider.slot) {
+            s.connections_opened.incr();
+        }
         Ok(Leased {
-            conn: dial(provider).await?,
+            conn,
             reused: false,
         })
     }
@@ -70,6 +88,7 @@ impl Pool {
                     conn,
                     since: Instant::now(),
                 });
+                self.counted(provider.slot, list);
             }
         }
     }
@@ -81,6 +100,7 @@ impl Pool {
         for p in providers {
             if let Some(list) = idle.get_mut(p.slot) {
                 list.retain(|e| now.duration_since(e.since) < p.pool.idle_timeout);
+                self.counted(p.slot, list);
             }
         }
     }

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+use super::series::SeriesTable;
+
 /// A counter with exactly one writer.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -37,6 +39,22 @@ impl Counter {
     }
 }
 
+/// A gauge raised while this value lives (also when its task is dropped mid-way).
+pub struct Held<'a>(&'a Counter);
+
+impl<'a> Held<'a> {
+    pub fn new(gauge: &'a Counter) -> Self {
+        gauge.incr();
+        Self(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.decr();
+    }
+}
+
 /// What one shard did with one provider.
 #[derive(Debug, Default)]
 pub struct ProviderStats {
@@ -56,6 +74,14 @@ pub struct ProviderStats {
     pub breaker_state: AtomicU8,
     /// EWMA latency in microseconds (updated per attempt).
     pub ewma_latency_us: Counter,
+    /// Requests sent to this provider now (holding a slot of its admission gate).
+    pub active: Counter,
+    /// Requests waiting for a slot of its admission gate now.
+    pub queued: Counter,
+    /// Upstream connections idle in this shard's pool now.
+    pub idle_connections: Counter,
+    /// Upstream connections opened.
+    pub connections_opened: Counter,
 }
 
 /// One shard's counters, aligned so two shards never share a cache line.
@@ -79,14 +105,37 @@ pub struct ShardStats {
     /// Governed requests whose tokens the gateway counted (the provider reported none, or
     /// the client left first).
     pub usage_estimated: Counter,
+    /// Requests refused by governance, by reason ([`REFUSALS`]).
+    pub refusals: [Counter; REFUSALS.len()],
     pub providers: Vec<ProviderStats>,
+    /// Latency histograms per provider and model.
+    pub series: SeriesTable,
 }
+
+/// Why governance refuses a request: the error codes of its refusals, which are the `reason`
+/// label of `ringgate_governance_refusals_total`.
+pub const REFUSALS: [&str; 7] = [
+    "missing_api_key",
+    "invalid_api_key",
+    "key_not_usable",
+    "model_not_allowed",
+    "rate_limit_exceeded",
+    "budget_exceeded",
+    "limits_unavailable",
+];
 
 impl ShardStats {
     pub fn new(providers: usize) -> Self {
         Self {
             providers: (0..providers).map(|_| ProviderStats::default()).collect(),
             ..Self::default()
+        }
+    }
+
+    /// Counts a refusal when `code` is one of governance's.
+    pub fn record_refusal(&self, code: &str) {
+        if let Some(i) = REFUSALS.iter().position(|r| *r == code) {
+            self.refusals[i].incr();
         }
     }
 

@@ -181,7 +181,7 @@ pub async fn route(
 }
 
 /// Whether the `Authorization` header carries the admin token (`Bearer`, any case).
-fn authorized(header: Option<&[u8]>, token: &str) -> bool {
+pub(super) fn authorized(header: Option<&[u8]>, token: &str) -> bool {
     if token.is_empty() {
         return false;
     }

@@ -31,7 +31,12 @@ pub async fn exchange(
     let client_fd = conn.stream.raw_fd();
     let mut retried = false;
     loop {
+        let asked = Instant::now();
         let leased = shard.pool.checkout(provider).await?;
+        if !leased.reused {
+            // Connecting (and the TLS handshake) is waiting on the provider.
+            conn.tracker.waited_upstream(asked);
+        }
         let mut upstream = leased.conn;
         let request = std::mem::take(&mut conn.out);
         let (written, request) = upstream.write_all(request).await;
@@ -40,15 +45,13 @@ pub async fn exchange(
         let result = match written {
             Ok(()) => {
                 let wait = provider.timeouts.first_byte.min(budget);
-                read_head(
-                    &mut upstream,
-                    &mut conn.upbuf,
-                    &mut conn.spans_up,
-                    client_fd,
-                    limits,
-                    wait,
-                )
-                .await
+                let up = Upstream {
+                    stream: &mut upstream,
+                    buf: &mut conn.upbuf,
+                    spans: &mut conn.spans_up,
+                    waited: &mut conn.tracker.upstream_wait,
+                };
+                read_head(up, client_fd, limits, wait).await
             }
             Err(e) => Err(HeadError::Io(e)),
         };
@@ -99,14 +102,27 @@ impl HeadError {
     }
 }
 
+/// The upstream connection a response head is read from, and where it goes.
+struct Upstream<'a> {
+    stream: &'a mut Stream,
+    buf: &'a mut Vec<u8>,
+    spans: &'a mut Vec<crate::http::request::HeaderSpan>,
+    /// The request's time waiting on its provider.
+    waited: &'a mut Duration,
+}
+
 async fn read_head(
-    upstream: &mut Stream,
-    buf: &mut Vec<u8>,
-    spans: &mut Vec<crate::http::request::HeaderSpan>,
+    up: Upstream<'_>,
     client_fd: RawFd,
     limits: &Limits,
     wait: Duration,
 ) -> Result<ResponseHead, HeadError> {
+    let Upstream {
+        stream: upstream,
+        buf,
+        spans,
+        waited,
+    } = up;
     let deadline = Instant::now() + wait;
     let mut head = ResponseHead::default();
     loop {
@@ -129,8 +145,8 @@ async fn read_head(
             upstream,
             buf,
             client_fd,
-            left,
-            limits.disconnect_check_interval,
+            (left, limits.disconnect_check_interval),
+            waited,
         )
         .await
         {

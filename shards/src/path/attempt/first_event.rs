@@ -53,7 +53,16 @@ pub async fn check(
         let budget = deadline.saturating_duration_since(Instant::now());
         let wait = provider.timeouts.first_byte.min(budget);
         let check = Duration::from_millis(500);
-        match read_watching(&mut upstream, &mut conn.upbuf, client_fd, wait, check).await {
+        let waited = &mut conn.tracker.upstream_wait;
+        match read_watching(
+            &mut upstream,
+            &mut conn.upbuf,
+            client_fd,
+            (wait, check),
+            waited,
+        )
+        .await
+        {
             Ok(n) if n > 0 => {}
             Ok(_) => return Err(broken("stream ended before its first event".into())),
             Err(WaitError::ClientGone) => return Err(Stop::ClientGone),

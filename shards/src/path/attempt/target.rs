@@ -7,6 +7,7 @@
 //! provider's health and is retried after a **backoff** with full jitter, up to
 //! `max_retries`; anything else is the answer and is relayed.
 
+use crate::state::stats::Held;
 use std::time::{Duration, Instant};
 
 use crate::dialect::Conversion;
@@ -59,16 +60,20 @@ pub async fn try_target<'s>(
         }
         .into());
     }
+    let stats = &scope.shard.stats.providers[provider.slot];
+    let queued = Held::new(&stats.queued);
     let _permit = runtime
         .gate
         .acquire(&provider.backpressure)
         .await
         .map_err(|_| {
-            scope.shard.stats.providers[provider.slot].shed.incr();
+            stats.shed.incr();
             GatewayError::Overloaded {
                 provider: provider.name.clone(),
             }
         })?;
+    drop(queued);
+    let _active = Held::new(&stats.active);
     let mut tries = Tries {
         scope,
         index,

@@ -112,8 +112,8 @@ impl BodyReader {
                 upstream,
                 &mut conn.upbuf,
                 self.client_fd,
-                provider.timeouts.idle,
-                limits.disconnect_check_interval,
+                (provider.timeouts.idle, limits.disconnect_check_interval),
+                &mut conn.tracker.upstream_wait,
             )
             .await
             .map_err(|e| match e {

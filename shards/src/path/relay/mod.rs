@@ -75,7 +75,7 @@ pub async fn relay_response(
         let converted = collect_converted(conn, &mut upstream, r).await;
         tally = converted.tally;
         let mut out = std::mem::take(&mut conn.out);
-        converted.render(&mut out, keep_alive);
+        converted.render(&mut out, keep_alive, &conn.tracker.head_lines());
         conn.out = out;
         if conn.flush_out().await {
             Ok(Relayed {
@@ -176,7 +176,8 @@ fn start_body(conn: &mut ClientConn, r: &Relay<'_>, framing: OutFraming) -> Body
         conn.out
             .extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache\r\n");
     }
-    finish_head(&mut conn.out, framing, r.keep_alive);
+    let lines = conn.tracker.head_lines();
+    finish_head(&mut conn.out, framing, r.keep_alive, &lines);
     BodyReader::new(head, conn)
 }
 
@@ -299,7 +300,7 @@ struct Collected {
 }
 
 impl Collected {
-    fn render(&self, out: &mut Vec<u8>, keep_alive: bool) {
+    fn render(&self, out: &mut Vec<u8>, keep_alive: bool, extra: &[u8]) {
         push_status_line(out, self.status);
         out.extend_from_slice(b"content-type: application/json\r\n");
         if let Some(v) = &self.retry_after {
@@ -307,7 +308,12 @@ impl Collected {
             out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        finish_head(out, OutFraming::Length(self.body.len() as u64), keep_alive);
+        finish_head(
+            out,
+            OutFraming::Length(self.body.len() as u64),
+            keep_alive,
+            extra,
+        );
         out.extend_from_slice(&self.body);
     }
 }
@@ -362,12 +368,13 @@ pub async fn keep_response(
             &mut response,
             OutFraming::Length(body.len() as u64),
             keep_alive,
+            &conn.tracker.head_lines(),
         );
         response.extend_from_slice(&body);
         reusable
     } else {
         let converted = collect_converted(conn, &mut upstream, r).await;
-        converted.render(&mut response, keep_alive);
+        converted.render(&mut response, keep_alive, &conn.tracker.head_lines());
         converted.reusable
     };
     (response, reusable.then_some(upstream))

@@ -1,6 +1,11 @@
 //! Prometheus text exposition of the node's counters. Each shard's block is read as it is
-//! (no locks; values may lag by an instant), labelled by shard, so imbalance between shards
-//! — SO_REUSEPORT hashing few connections unevenly — is visible.
+//! (no locks; values may lag by an instant). Counters are labelled by shard, so imbalance
+//! between shards — SO_REUSEPORT hashing few connections unevenly — is visible; the latency
+//! histograms ([`latency`]) are merged across shards; tokens and spend ([`usage`]) are
+//! counted by the coordinator from usage records. docs/observability.md lists every family.
+
+pub mod latency;
+pub mod usage;
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -11,6 +16,18 @@ use super::NodeView;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it (`\`, `"` and newlines escaped).
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
 }
 
 fn per_shard(
@@ -49,8 +66,30 @@ fn per_provider(
     }
 }
 
-pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
-    let mut out = String::with_capacity(4096);
+pub fn render(
+    view: &NodeView,
+    fleet: Option<&super::fleet::Fleet>,
+    usage: Option<&usage::UsageMetrics>,
+) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    family(
+        &mut out,
+        "ringgate_build_info",
+        "gauge",
+        "The running build: version and io driver, always 1",
+    );
+    let _ = writeln!(
+        out,
+        "ringgate_build_info{{version=\"{}\",io_driver=\"{}\",shards=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        view.io_driver.as_str(),
+        view.shards.len()
+    );
+    latency::render(&mut out, &latency::merge(&view.shards));
+    if let Some(usage) = usage {
+        usage.render(&mut out);
+    }
+    refusals(&mut out, view);
     if let Some(fleet) = fleet {
         fleet.render_metrics(&mut out);
     }
@@ -222,7 +261,56 @@ pub fn render(view: &NodeView, fleet: Option<&super::fleet::Fleet>) -> String {
         "Moving average of time to response head",
         |p| p.ewma_latency_us.get(),
     );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_requests_active",
+        "gauge",
+        "Requests sent to the provider now (holding a slot of its admission gate)",
+        |p| p.active.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_requests_queued",
+        "gauge",
+        "Requests waiting for a slot of the provider's admission gate",
+        |p| p.queued.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_pool_idle_connections",
+        "gauge",
+        "Upstream connections idle in the shard's pool",
+        |p| p.idle_connections.get(),
+    );
+    per_provider(
+        &mut out,
+        view,
+        "ringgate_provider_connections_opened_total",
+        "counter",
+        "Upstream connections opened (a pool that works keeps this flat under steady load)",
+        |p| p.connections_opened.get(),
+    );
     out
+}
+
+/// Governance refusals by reason, summed over shards.
+fn refusals(out: &mut String, view: &NodeView) {
+    family(
+        out,
+        "ringgate_governance_refusals_total",
+        "counter",
+        "Requests refused by governance, by reason (the error code)",
+    );
+    for (i, reason) in shards::stats::REFUSALS.iter().enumerate() {
+        let n: u64 = view.shards.iter().map(|s| s.refusals[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "ringgate_governance_refusals_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
 }
 
 /// The config watch (src/coordinator/watch.rs), once it runs.

@@ -1,0 +1,163 @@
+//! The `observability` section: log format and access log, who may scrape `/metrics`, which
+//! labels the usage metrics carry, and where traces go.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{env_reference, invalid, literal_or_env, ConfigError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// `text` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// One log line per request (target `access`): id, path, provider, model, status,
+    /// timings.
+    #[serde(default)]
+    pub access_log: bool,
+    /// `env.NAME`: `/metrics` then requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// Token and spend metrics by virtual key and team (governance only).
+    #[serde(default = "default_true")]
+    pub key_labels: bool,
+    /// Distinct keys labelled at most; the rest are summed under `key="other"`.
+    #[serde(default = "default_max_key_labels")]
+    pub max_key_labels: usize,
+    /// OpenTelemetry traces over OTLP/HTTP; off when absent.
+    pub traces: Option<TracesConfig>,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::default(),
+            access_log: false,
+            metrics_token: None,
+            key_labels: true,
+            max_key_labels: default_max_key_labels(),
+            traces: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// The OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`.
+    pub endpoint: String,
+    /// Share of requests traced when the client sent no sampling decision (0 to 1).
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// `service.name` of the spans' resource.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Extra request headers for the collector (literal or `env.NAME`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How often buffered spans are sent.
+    #[serde(default = "default_export_interval_ms")]
+    pub export_interval_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_key_labels() -> usize {
+    1000
+}
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_service_name() -> String {
+    "ringgate".into()
+}
+fn default_export_interval_ms() -> u64 {
+    1000
+}
+
+/// The section, checked and with its secrets resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Observability {
+    pub log_format: LogFormat,
+    pub access_log: bool,
+    pub metrics_token: Option<String>,
+    pub key_labels: bool,
+    pub max_key_labels: usize,
+    #[allow(dead_code)] // Read by the OTLP exporter, which lands next.
+    pub traces: Option<Traces>,
+}
+
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // Read by the OTLP exporter, which lands next.
+pub struct Traces {
+    pub endpoint: String,
+    pub sample_ratio: f64,
+    pub service_name: String,
+    pub headers: Vec<(String, String)>,
+    pub export_interval: Duration,
+}
+
+impl ObservabilityConfig {
+    pub fn plan(&self) -> Result<Observability, ConfigError> {
+        let metrics_token = self
+            .metrics_token
+            .as_deref()
+            .map(|v| env_reference("observability.metrics_token", v))
+            .transpose()?;
+        let traces = self.traces.as_ref().map(TracesConfig::plan).transpose()?;
+        Ok(Observability {
+            log_format: self.log_format,
+            access_log: self.access_log,
+            metrics_token,
+            key_labels: self.key_labels,
+            max_key_labels: self.max_key_labels,
+            traces,
+        })
+    }
+}
+
+impl TracesConfig {
+    fn plan(&self) -> Result<Traces, ConfigError> {
+        if !self.endpoint.starts_with("http://") {
+            return Err(invalid(
+                "observability.traces.endpoint",
+                format!(
+                    "`{}` must be an http:// URL (an OTLP/HTTP collector; https is not supported yet)",
+                    self.endpoint
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(invalid(
+                "observability.traces.sample_ratio",
+                format!("{} is not between 0 and 1", self.sample_ratio),
+            ));
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let field = format!("observability.traces.headers.{name}");
+                Ok((name.clone(), literal_or_env(&field, value)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Traces {
+            endpoint: self.endpoint.clone(),
+            sample_ratio: self.sample_ratio,
+            service_name: self.service_name.clone(),
+            headers,
+            export_interval: Duration::from_millis(self.export_interval_ms.max(10)),
+        })
+    }
+}
