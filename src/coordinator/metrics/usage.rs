@@ -25,6 +25,9 @@ pub struct Labelling {
     pub max_keys: usize,
 }
 
+/// A family with one sample per series: its name, help, and value.
+type PerSeries = (&'static str, &'static str, fn(&Totals) -> f64);
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
     requests: u64,
@@ -110,7 +113,7 @@ impl UsageMetrics {
                 let _ = writeln!(out, "ringgate_tokens_total{{{l},type=\"{kind}\"}} {n}");
             }
         }
-        let per_series: [(&str, &str, fn(&Totals) -> f64); 2] = [
+        let per_series: [PerSeries; 2] = [
             (
                 "ringgate_cost_usd_total",
                 "Spend of governed requests, US dollars, at the pricing catalog's prices",
