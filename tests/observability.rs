@@ -344,3 +344,69 @@ fn request_logs_find_each_response_by_its_id_with_overhead_error_code_and_spend_
         );
     }
 }
+
+/// The metric names `text` mentions (`ringgate_…`, histogram suffixes dropped).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("ringgate_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        names.insert(base.trim_end_matches('_').to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn every_metric_family_served_or_charted_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/observability.md")).unwrap()
+        + &std::fs::read_to_string(root.join("docs/cluster.md")).unwrap();
+    let documented = metric_names(&docs);
+
+    let mock = MockLlm::start(&[]);
+    let dir = TempDir::new("rg-obs-docs");
+    std::env::set_var("RG_TEST_ADMIN_TOKEN", ADMIN_TOKEN);
+    let gw = Gateway::start(json!({
+        "governance": {
+            "database": dir.path().join("rg.db"),
+            "admin_token": "env.RG_TEST_ADMIN_TOKEN",
+        },
+        "providers": {"mock": {"base_url": mock.base_url()}},
+    }));
+    assert_eq!(chat(&gw, &[]).status, 200);
+    let served: Vec<String> = gw
+        .metrics()
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("# TYPE ")?
+                .split(' ')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(served.len() > 20, "{served:?}");
+    for name in &served {
+        assert!(
+            documented.contains(name),
+            "{name} is served but not in docs/observability.md"
+        );
+    }
+
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+    let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    for name in metric_names(&dashboard) {
+        assert!(
+            documented.contains(&name),
+            "the dashboard charts {name}, which is not documented"
+        );
+    }
+}

@@ -85,7 +85,7 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         let (head, body, used) = match read {
             Ok(request) => request,
             Err(Stop::Error(err)) => {
-                tracing::warn!(peer = %conn.peer, request_id = %conn.tracker.id, status = err.status(), error = %err, "rejected request");
+                tracing::warn!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), status = err.status(), error = %err, "rejected request");
                 respond::error(conn, &err, crate::dialect::Inbound::Chat, false).await;
                 break;
             }
@@ -178,9 +178,9 @@ async fn finish(
         }
         Stop::Error(err) => {
             if err.source() == crate::error::ErrorSource::Client {
-                tracing::info!(peer = %conn.peer, status = err.status(), error = %err, "bad request");
+                tracing::info!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), status = err.status(), error = %err, "bad request");
             } else {
-                tracing::warn!(peer = %conn.peer, status = err.status(), error = %err, "request failed");
+                tracing::warn!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), status = err.status(), error = %err, "request failed");
             }
             scope.shard.stats.record_status(err.status());
             respond::error(conn, &err, req.endpoint, keep_alive).await && keep_alive

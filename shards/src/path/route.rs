@@ -107,7 +107,7 @@ async fn refuse(
     keep_alive: bool,
 ) -> bool {
     scope.shard.stats.record_status(err.status());
-    tracing::debug!(peer = %conn.peer, error = %err, "no such route");
+    tracing::debug!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), error = %err, "no such route");
     respond::error(conn, err, Inbound::Chat, keep_alive).await && keep_alive
 }
 

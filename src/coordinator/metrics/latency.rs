@@ -120,8 +120,9 @@ pub fn render(out: &mut String, merged: &Merged) {
     }
 }
 
-/// Quantiles of every series for `GET /latency` (JSON), in microseconds: what `perf/`
-/// reports beside its client-side figures, finer than the Prometheus buckets.
+/// Quantiles of every series for `GET /latency` (JSON), in microseconds, with the fine
+/// buckets they come from: what `perf/` reports beside its client-side figures, finer than
+/// the Prometheus buckets.
 pub fn quantiles(merged: &Merged) -> serde_json::Value {
     let rows: Vec<_> = merged
         .iter()
@@ -144,12 +145,24 @@ pub fn quantiles(merged: &Merged) -> serde_json::Value {
                     "p99_us": c.quantile(0.99),
                     "p999_us": c.quantile(0.999),
                     "mean_us": if c.count() == 0 { 0.0 } else { c.sum as f64 / c.count() as f64 },
+                    "buckets": sparse(c),
                 });
             }
             row
         })
         .collect();
     serde_json::json!({ "object": "list", "data": rows })
+}
+
+/// The non-empty fine buckets as `[upper bound µs (exclusive), count]`: two readings
+/// subtract to the quantiles of what happened between them.
+fn sparse(c: &Counts) -> Vec<[u64; 2]> {
+    c.buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &n)| [shards::histogram::upper_edge(i), n])
+        .collect()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub async fn attempt(
         if index > 0 {
             let provider = &scope.snapshot.providers[t.provider];
             scope.shard.stats.providers[provider.slot].fallbacks.incr();
-            tracing::debug!(provider = %provider.name, model = t.model, "falling back");
+            tracing::debug!(request_id = conn.tracker.echoed_id(), provider = %provider.name, model = t.model, "falling back");
         }
         match target::try_target(scope, conn, req, index).await {
             Ok(served) => return Ok(served),

@@ -92,11 +92,11 @@ pub async fn relay_response(
             tally,
         },
         Err(Stop::ClientGone) => {
-            tracing::info!(peer = %conn.peer, provider = %provider.name, "client left mid-response; upstream request cancelled");
+            tracing::info!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), provider = %provider.name, "client left mid-response; upstream request cancelled");
             closed(tally)
         }
         Err(broken) => {
-            tracing::warn!(peer = %conn.peer, provider = %provider.name, error = ?broken, "upstream response broke mid-body");
+            tracing::warn!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), provider = %provider.name, error = ?broken, "upstream response broke mid-body");
             let reframed =
                 streaming || matches!(head.framing, InFraming::Chunked | InFraming::UntilClose);
             if reframed && (head.event_stream || streaming) {
