@@ -228,5 +228,29 @@ fn governance(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_side, relay_side, routing, governance);
+/// Phase 11's metrics per request: the model's series found among 50, and its four
+/// histograms recorded into (what `path/observe.rs` does after every response).
+fn observe(c: &mut Criterion) {
+    use shards::series::{SeriesIndex, SeriesTable};
+    let table = SeriesTable::default();
+    let index = SeriesIndex::default();
+    let models: Vec<String> = (0..50).map(|i| format!("model-{i}")).collect();
+    for m in &models {
+        index.series(&table, 0, "openai", m);
+    }
+    let mut micros = 0u64;
+    c.bench_function("observe/record_series", |b| {
+        b.iter(|| {
+            micros = (micros + 7919) % 5_000_000;
+            let series = index.series(&table, 0, "openai", black_box(&models[17]));
+            let t = series.class(0);
+            t.duration.record(micros);
+            t.first_byte.record(micros / 2);
+            t.upstream.record(micros - micros / 10);
+            t.overhead.record(black_box(9));
+        })
+    });
+}
+
+criterion_group!(benches, request_side, relay_side, routing, governance, observe);
 criterion_main!(benches);

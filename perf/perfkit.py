@@ -470,6 +470,65 @@ def _mib(kb):
     return "n/a" if kb is None else f"{kb / 1024:.1f} MiB"
 
 
+def _overhead_buckets(p: Path) -> dict[int, int]:
+    """ringgate's `GET /latency`: the gateway-overhead fine buckets of every 2xx series, summed
+    (upper bound in µs → count)."""
+    j = _load(p)
+    out: dict[int, int] = {}
+    for row in (j or {}).get("data", []):
+        if row.get("class") != "2xx":
+            continue
+        for upper, n in row.get("gateway_overhead", {}).get("buckets", []):
+            out[upper] = out.get(upper, 0) + n
+    return out
+
+
+def _bucket_quantile(buckets: dict[int, int], q: float):
+    """The upper bound of the bucket holding quantile q (at most 12.5 % above the value)."""
+    total = sum(buckets.values())
+    if total <= 0:
+        return None
+    seen = 0
+    for upper in sorted(buckets):
+        seen += buckets[upper]
+        if seen >= q * total:
+            return upper
+    return max(buckets)
+
+
+def overhead_section(w, raw: Path, rates, ol) -> None:
+    """ringgate's overhead as it measures it (total minus time waiting on the mock), per open-loop
+    rate, from the difference of two `/latency` readings, beside the client-side added latency."""
+    w("### ringgate's overhead, measured inside (`GET /latency`, difference over the run)")
+    w("")
+    w("| rate | requests | overhead p50 | p90 | p99 | p99.9 | client-side added p50 | added p99 |")
+    w("|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for rate in rates:
+        d = raw / "ringgate"
+        before = _overhead_buckets(d / f"open_{rate}.latency_before.json")
+        after = _overhead_buckets(d / f"open_{rate}.latency_after.json")
+        if not after:
+            w(f"| {rate} | n/a | | | | | | |")
+            continue
+        diff = {u: n - before.get(u, 0) for u, n in after.items() if n - before.get(u, 0) > 0}
+        cells = [_bucket_quantile(diff, q) for q in (0.5, 0.9, 0.99, 0.999)]
+        base, g = ol.get((rate, "mock"), {}), ol.get((rate, "ringgate"), {})
+        added = []
+        for p in ("p50", "p99"):
+            if base.get(p) is not None and g.get(p) is not None:
+                added.append(_fmt_signed_us(g[p] - base[p]))
+            else:
+                added.append("n/a")
+        w(f"| {rate} | {sum(diff.values()):,} | " + " | ".join(f"≤ {c} µs" if c is not None else "n/a" for c in cells)
+          + f" | {added[0]} | {added[1]} |")
+    w("")
+    w("The overhead is what ringgate spends per request between reading the request whole and writing the "
+      "response's last byte, minus the time it waits on the mock (docs/observability.md); each figure is the upper "
+      "bound of its fine bucket (within 12.5 %). The client-side added latency also holds the extra hop's "
+      "kernel and scheduling time, which the gateway cannot see.")
+    w("")
+
+
 def cmd_report(args) -> None:
     raw = Path(args.raw)
     meta = _load(raw / "meta.json") or {}
@@ -746,6 +805,9 @@ def cmd_report(args) -> None:
                     cells.append("n/a")
             w(f"| {rate} | " + " | ".join(cells) + " |")
         w("")
+
+    if "ringgate" in targets:
+        overhead_section(w, raw, rates, ol)
 
     # ---------------- memory ----------------
     w(f"## 5. Memory (process tree, after the runs above; idle test = {env.get('idle_conns')} keep-alive "

@@ -278,6 +278,10 @@ EOF
         || die "ringgate did not come up: $(tail -5 "${dir}/ringgate.stderr.log")"
 }
 
+latency_snapshot() {  # out: ringgate's GET /latency (older builds without it: no file)
+    curl -sf "http://127.0.0.1:${CONTROL_PORT}/latency" -o "$1" || rm -f "$1"
+}
+
 forget_pid() {
     local keep=() p
     for p in "${PIDS[@]:-}"; do [[ -n "${p}" && "${p}" != "$1" ]] && keep+=("${p}"); done
@@ -366,7 +370,10 @@ run_target() {
 
     for rate in ${RATES}; do
         sleep 1
+        # ringgate's own view of its overhead: /latency before and after (the report subtracts).
+        [[ "${t}" == ringgate ]] && latency_snapshot "${dir}/open_${rate}.latency_before.json"
         measure "${dir}" "open_${rate}" run_oha "${url}" "${rate}" "${dir}/open_${rate}.oha.json"
+        [[ "${t}" == ringgate ]] && latency_snapshot "${dir}/open_${rate}.latency_after.json"
         log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
         check_alive "${t}" "open loop ${rate}" || { stop_target; return 0; }
     done
