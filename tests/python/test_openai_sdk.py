@@ -241,3 +241,16 @@ def test_unknown_model_error_shape(http):
     err = r.json()["error"]
     assert set(err) >= {"message", "type", "param", "code"}
     assert err["code"] == "model_not_found"
+
+
+def test_request_ids_reach_the_sdk_on_answers_and_errors(client, client_no_retry):
+    """The SDK reads `x-request-id` as `_request_id`: the gateway's own id, or the client's."""
+    resp = client.chat.completions.create(model=CHAT_MODEL, messages=user("id please"))
+    assert resp._request_id and len(resp._request_id) == 32, resp._request_id
+    mine = client.chat.completions.create(
+        model=CHAT_MODEL, messages=user("id please"), extra_headers={"x-request-id": "sdk-chosen-7"}
+    )
+    assert mine._request_id == "sdk-chosen-7"
+    with pytest.raises(openai.NotFoundError) as exc:
+        client_no_retry.chat.completions.create(model="mock/no-such-model", messages=user("x"))
+    assert exc.value.request_id and len(exc.value.request_id) == 32
