@@ -226,6 +226,7 @@ impl Config {
             ring_entries: self.runtime.ring_entries,
             tls,
             gov: None,
+            traces: None,
         })
     }
 }
