@@ -20,6 +20,7 @@
 use std::time::Instant;
 
 use crate::clock;
+use crate::dialect::Wire;
 use crate::http::upstream::TraceHeaders;
 use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope};
@@ -143,7 +144,11 @@ pub fn record(
             (host_of(&p.host_header).to_owned(), port)
         }),
         request_model: target.map_or(req.ask.requested, |t| t.model).to_owned(),
-        response_model: tally.and_then(|t| t.model.clone()),
+        // A translated response names the model the client asked for; only an
+        // OpenAI-speaking provider's body names the one that answered.
+        response_model: tally
+            .and_then(|t| t.model.clone())
+            .filter(|_| provider.is_some_and(|p| matches!(p.wire, Wire::OpenAi | Wire::Azure))),
         max_tokens: req.ask.max_tokens,
         usage: tally.and_then(|t| t.usage),
         counted_output_tokens: tally.map_or(0, |t| t.output_tokens),
