@@ -26,6 +26,7 @@ use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope};
 use crate::path::observe::Outcome;
 use crate::route::Target;
+use crate::state::balance::Rng;
 use crate::state::Shard;
 use crate::trace::{hex, parse_traceparent, SpanRecord, TraceContext, HEADER_LINE_LEN};
 
@@ -98,18 +99,21 @@ pub fn begin(shard: &Shard, conn: &mut ClientConn) {
             span_id: span_id(),
             flags: client.flags,
         }),
-        // 53 random bits as a fraction of 1: ratio 0 never samples, ratio 1 always does.
-        None if ((shard.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < sink.sample_ratio => {
-            Some(TraceContext {
-                trace_id: conn.tracker.id.digits(),
-                parent: None,
-                span_id: span_id(),
-                flags: *b"01",
-            })
-        }
+        None if drawn(&shard.rng, sink.sample_ratio) => Some(TraceContext {
+            trace_id: conn.tracker.id.digits(),
+            parent: None,
+            span_id: span_id(),
+            flags: *b"01",
+        }),
         None => None,
     };
     conn.tracker.trace = Tracing::On(context);
+}
+
+/// A draw with probability `ratio`: 53 random bits as a fraction of 1, so that ratio 0 never
+/// samples and ratio 1 always does.
+fn drawn(rng: &Rng, ratio: f64) -> bool {
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < ratio
 }
 
 /// Sends a sampled request's span to the coordinator (phase 11). `target`: the target that
@@ -122,12 +126,12 @@ pub fn record(
     target: Option<&Target<'_>>,
     now: Instant,
 ) {
-    let (Tracing::On(Some(context)), Some(sink)) = (conn.tracker.trace, &scope.shard.traces) else {
+    let Tracing::On(Some(context)) = conn.tracker.trace else {
         return;
     };
-    if !context.sampled() {
+    let Some(sink) = scope.shard.traces.as_ref().filter(|_| context.sampled()) else {
         return;
-    }
+    };
     let provider = target.map(|t| &scope.snapshot.providers[t.provider]);
     let tally = req.served.as_ref().map(|s| &s.tally);
     let end = clock::unix_nanos_at(now);
@@ -175,6 +179,15 @@ fn host_of(host_header: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_zero_and_one_are_never_and_always() {
+        let rng = Rng::new(11);
+        assert!((0..1000).all(|_| drawn(&rng, 1.0)));
+        assert!((0..1000).all(|_| !drawn(&rng, 0.0)));
+        let half = (0..10_000).filter(|_| drawn(&rng, 0.5)).count();
+        assert!((4_500..5_500).contains(&half), "{half}");
+    }
 
     #[test]
     fn server_address_is_the_host_without_its_port() {

@@ -15,7 +15,7 @@ use shards::stats::{Counter, ProviderStats, ShardStats};
 
 use super::NodeView;
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 

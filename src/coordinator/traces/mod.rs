@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use shards::trace::SpanRecord;
 
+use super::metrics::family;
 use super::NodeView;
 use crate::config::Traces;
 
@@ -49,22 +50,27 @@ impl TraceMetrics {
     pub fn render(&self, out: &mut String, view: &NodeView) {
         let queue_full: u64 = view.shards.iter().map(|s| s.traces_dropped.get()).sum();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
+        let name = "ringgate_traces_spans_exported_total";
+        family(out, name, "counter", "Spans the collector accepted");
+        let _ = writeln!(out, "{name} {}", load(&self.exported));
+        let name = "ringgate_traces_spans_dropped_total";
+        family(
             out,
-            "# HELP ringgate_traces_spans_exported_total Spans the collector accepted\n\
-             # TYPE ringgate_traces_spans_exported_total counter\n\
-             ringgate_traces_spans_exported_total {}\n\
-             # HELP ringgate_traces_spans_dropped_total Spans not exported: the shards' queue was full, or the collector failed their export\n\
-             # TYPE ringgate_traces_spans_dropped_total counter\n\
-             ringgate_traces_spans_dropped_total{{reason=\"queue_full\"}} {queue_full}\n\
-             ringgate_traces_spans_dropped_total{{reason=\"export_failed\"}} {}\n\
-             # HELP ringgate_traces_exports_failed_total Export requests the collector failed (refused, timed out, or answered non-2xx)\n\
-             # TYPE ringgate_traces_exports_failed_total counter\n\
-             ringgate_traces_exports_failed_total {}",
-            load(&self.exported),
-            load(&self.dropped_export_failed),
-            load(&self.exports_failed),
+            name,
+            "counter",
+            "Spans not exported: the shards' queue was full, or the collector failed their export",
         );
+        let _ = writeln!(out, "{name}{{reason=\"queue_full\"}} {queue_full}");
+        let failed = load(&self.dropped_export_failed);
+        let _ = writeln!(out, "{name}{{reason=\"export_failed\"}} {failed}");
+        let name = "ringgate_traces_exports_failed_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Export requests the collector failed (refused, timed out, or answered non-2xx)",
+        );
+        let _ = writeln!(out, "{name} {}", load(&self.exports_failed));
     }
 }
 
@@ -94,7 +100,12 @@ pub async fn run(export: TraceExport, resource: otlp::Resource, metrics: Arc<Tra
                         .fetch_add(n, Ordering::Relaxed);
                     if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                         warned = Some(Instant::now());
-                        tracing::warn!(endpoint = %settings.endpoint, %error, spans = n, "trace export failed; spans dropped (logged at most once a minute)");
+                        tracing::warn!(
+                            endpoint = %settings.endpoint,
+                            %error,
+                            spans = n,
+                            "trace export failed; spans dropped (logged at most once a minute)"
+                        );
                     }
                     break;
                 }
