@@ -176,10 +176,12 @@ pub fn encode(resource: &Resource, spans: &[SpanRecord]) -> Vec<u8> {
 fn span(record: &SpanRecord) -> Span<'_> {
     let context = &record.context;
     let operation = operation(record.endpoint);
-    let mut attributes = vec![
-        str_value("gen_ai.operation.name", operation),
-        str_value("gen_ai.request.model", &record.request_model),
-    ];
+    let model = &record.request_model;
+    let mut attributes = vec![str_value("gen_ai.operation.name", operation)];
+    // A request refused before its body was read names no model.
+    if !model.is_empty() {
+        attributes.push(str_value("gen_ai.request.model", model));
+    }
     if let Some(wire) = record.wire {
         // `gen_ai.system` is the name before semantic conventions 1.37; both are sent.
         attributes.push(str_value("gen_ai.provider.name", provider_name(wire)));
@@ -236,7 +238,11 @@ fn span(record: &SpanRecord) -> Span<'_> {
         span_id: ascii(&context.span_id),
         parent_span_id: context.parent.as_ref().map(|p| ascii(p)),
         flags: u32::from_str_radix(ascii(&context.flags), 16).unwrap_or_default(),
-        name: format!("{operation} {}", record.request_model),
+        name: if model.is_empty() {
+            operation.to_owned()
+        } else {
+            format!("{operation} {model}")
+        },
         kind: KIND_CLIENT,
         start_time_unix_nano: record.start_unix_nanos.to_string(),
         end_time_unix_nano: record.end_unix_nanos.to_string(),
@@ -364,12 +370,18 @@ mod tests {
             error_code: Some("upstream_connect_failed"),
             ..record()
         };
+        let unnamed = SpanRecord {
+            request_model: String::new(),
+            status: 401,
+            error_code: Some("invalid_api_key"),
+            ..record()
+        };
         let resource = Resource {
             service_name: "gw".into(),
             host_name: None,
             instance_id: Some("node-a".into()),
         };
-        let body: Value = serde_json::from_slice(&encode(&resource, &[failed])).unwrap();
+        let body: Value = serde_json::from_slice(&encode(&resource, &[failed, unnamed])).unwrap();
         let rs = &body["resourceSpans"][0];
         assert_eq!(
             rs["resource"]["attributes"][2],
@@ -397,5 +409,8 @@ mod tests {
         ] {
             assert!(!a.contains_key(absent), "{absent}");
         }
+        let unnamed = &rs["scopeSpans"][0]["spans"][1];
+        assert_eq!(unnamed["name"], "chat");
+        assert!(!attributes(unnamed).contains_key("gen_ai.request.model"));
     }
 }
