@@ -134,13 +134,18 @@ impl TracesConfig {
             .endpoint
             .parse::<hyper::Uri>()
             .ok()
-            .filter(|uri| uri.scheme_str() == Some("http") && uri.host().is_some())
+            // No `user:password@`: the URL is logged when exports fail (headers carry secrets).
+            .filter(|uri| {
+                uri.scheme_str() == Some("http")
+                    && uri.host().is_some()
+                    && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+            })
             .ok_or_else(|| {
                 invalid(
                     "observability.traces.endpoint",
                     format!(
-                        "`{}` must be an http:// URL with a host (an OTLP/HTTP collector; https \
-                         is not supported yet)",
+                        "`{}` must be an http:// URL with a host and no credentials (an \
+                         OTLP/HTTP collector; https is not supported yet; secrets go in headers)",
                         self.endpoint
                     ),
                 )
@@ -194,6 +199,7 @@ mod tests {
             ("endpoint: https://collector/v1/traces", "endpoint"),
             ("endpoint: collector:4318", "endpoint"),
             ("endpoint: http:///v1/traces", "endpoint"),
+            ("endpoint: http://user:pw@c/v1/traces", "endpoint"),
             ("endpoint: http://c/\nsample_ratio: 1.5", "sample_ratio"),
             (
                 "endpoint: http://c/\nheaders: {'bad name': x}",
