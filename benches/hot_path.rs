@@ -54,6 +54,7 @@ fn request_side(c: &mut Criterion) {
         fixed_headers: b"",
         key_line: b"authorization: Bearer sk-provider-key\r\n",
         extra: &[],
+        trace: None,
     };
     let mut out = Vec::with_capacity(8192);
     c.bench_function("build_upstream_request", |b| {

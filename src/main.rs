@@ -180,11 +180,23 @@ fn serve(
             },
         }
     });
-    let coordinator = coordinator::start(
+    let traces = observability.traces.clone().map(|settings| {
+        let (spans_tx, spans_rx) = crossbeam_channel::bounded(coordinator::traces::QUEUE);
+        plan.traces = Some(shards::trace::TraceSink {
+            spans: spans_tx,
+            sample_ratio: settings.sample_ratio,
+        });
+        coordinator::traces::TraceExport {
+            spans: spans_rx,
+            settings,
+        }
+    });
+    let coordinator = coordinator::start(coordinator::Start {
         control_listen,
-        gov_start,
-        observability.metrics_token.clone(),
-    )?;
+        gov: gov_start,
+        metrics_token: observability.metrics_token.clone(),
+        traces,
+    })?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     // The coordinator may have added providers from the store to the snapshot.
     let snapshot = node.snapshot.load_full();

@@ -12,6 +12,9 @@
 //! | Anthropic | `POST /v1/messages`, `/anthropic/v1/messages` (`anthropic-version` header required) |
 //! | Gemini    | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents` (also under `/v1/models/`) |
 //! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
+//!
+//! Every response echoes the W3C trace context the request carried, as `x-mock-traceparent`
+//! and `x-mock-tracestate` ([`trace_echo`]), so that tests see what a gateway propagated.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -148,6 +151,7 @@ async fn handle(
             _ => method_not_allowed(Dialect::OpenAi, &req, "GET"),
         });
     }
+    let echo = trace_echo(req.headers());
     let endpoint = resolve(req.uri());
     let dialect = match &endpoint {
         Ok(e) => e.dialect(),
@@ -168,7 +172,27 @@ async fn handle(
                 .insert(HeaderName::from_static(name), value);
         }
     }
+    res.headers_mut().extend(echo);
     Ok(res)
+}
+
+/// `x-mock-traceparent` and `x-mock-tracestate`: the request's `traceparent` and `tracestate`
+/// headers, each name's values in order joined by ", " (so a duplicated `traceparent` shows).
+fn trace_echo(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    [
+        ("traceparent", "x-mock-traceparent"),
+        ("tracestate", "x-mock-tracestate"),
+    ]
+    .into_iter()
+    .filter_map(|(name, echo)| {
+        let values: Vec<&[u8]> = headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        if values.is_empty() {
+            return None;
+        }
+        let value = HeaderValue::from_bytes(&values.join(&b", "[..])).ok()?;
+        Some((HeaderName::from_static(echo), value))
+    })
+    .collect()
 }
 
 /// The provider API a request speaks, which decides auth and error shapes.

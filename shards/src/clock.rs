@@ -1,6 +1,6 @@
 //! The wall clock, read where the request path needs it: usage timestamps, admission (which
-//! window a limit is in: `vocab::LimitKind`), key expiry and `created` fields. Calendar
-//! arithmetic lives in `vocab::calendar`.
+//! window a limit is in: `vocab::LimitKind`), key expiry and `created` fields, span times.
+//! Calendar arithmetic lives in `vocab::calendar`.
 //!
 //! The clock never goes back within a process: a system clock stepped backwards (NTP, an
 //! operator) reads as the latest time already seen, so that a limit's window or a budget's
@@ -9,7 +9,7 @@
 //! `fetch_max` per shard per second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The latest second any thread of this process has read.
 static LATEST: AtomicU64 = AtomicU64::new(0);
@@ -20,6 +20,17 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     monotonic(system, &LATEST)
+}
+
+/// Nanoseconds since the Unix epoch at `at`, an instant already read: the wall clock now less
+/// how long ago `at` was. For span times, which (unlike limits' windows) just follow the
+/// system clock.
+pub fn unix_nanos_at(at: Instant) -> u64 {
+    let (wall, now) = (SystemTime::now(), Instant::now());
+    let wall = wall
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    wall.saturating_sub(now.saturating_duration_since(at).as_nanos() as u64)
 }
 
 fn monotonic(system: u64, latest: &AtomicU64) -> u64 {

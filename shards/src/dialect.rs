@@ -9,10 +9,9 @@
 //! picks them and chains the stream translators.
 
 use translate::{StreamTranslator, TranslateError};
-use vocab::TokenUsage;
 
 use crate::error::write_error_json;
-use crate::governance::usage::StreamUsage;
+use crate::governance::usage::{StreamUsage, Tally};
 
 /// A provider's API family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +91,8 @@ pub struct Conversion<'a> {
     pub stream: bool,
     /// Translators emit the usage chunk (the client asked, or the gateway needs it).
     pub include_usage: bool,
-    /// Read token usage from the response (governed requests).
+    /// Read token usage, finish reason and model from the response (governed or sampled
+    /// requests).
     pub capture_usage: bool,
     /// The tokenizer that counts the output when the provider reports no usage.
     pub family: tokens::Family,
@@ -138,16 +138,10 @@ impl Conversion<'_> {
                 Wire::Bedrock => translate::bedrock::error_to_openai(status, error_type, body),
             }
         };
-        let usage = if success && self.capture_usage {
-            crate::governance::usage::from_body(&as_openai)
+        let tally = if success && self.capture_usage {
+            Tally::of_body(&as_openai, self.family)
         } else {
-            None
-        };
-        // No usage from the provider: the gateway counts what it generated.
-        let output_tokens = if success && self.capture_usage && usage.is_none() {
-            tokens::count_body(self.family, &as_openai)
-        } else {
-            0
+            Tally::default()
         };
         let out = match (self.inbound, success) {
             (Inbound::AnthropicMessages, true) => {
@@ -163,14 +157,12 @@ impl Conversion<'_> {
             Ok(body) => Converted {
                 status,
                 body,
-                usage,
-                output_tokens,
+                tally,
             },
             Err(e) => Converted {
                 status: 502,
                 body: self.inbound.error_body(502, openai_error(&e)),
-                usage,
-                output_tokens,
+                tally,
             },
         }
     }
@@ -234,9 +226,8 @@ fn openai_error(e: &TranslateError) -> Vec<u8> {
 pub struct Converted {
     pub status: u16,
     pub body: Vec<u8>,
-    pub usage: Option<TokenUsage>,
-    /// Output tokens counted by the gateway when the provider reported no usage.
-    pub output_tokens: u64,
+    /// What a success used (when capturing).
+    pub tally: Tally,
 }
 
 /// Provider stream → (OpenAI chat stream, usage read and maybe stripped) → client stream.
@@ -253,17 +244,12 @@ impl StreamChain {
         self.outbound.is_none() && self.usage.is_none() && self.inbound.is_none()
     }
 
-    /// Token usage seen in the stream so far.
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage.as_ref().and_then(|u| u.usage)
-    }
-
-    /// Output tokens of the stream so far, counted by the gateway, when the provider has
-    /// reported no usage (else 0).
-    pub fn unreported_output_tokens(&mut self) -> u64 {
+    /// What the stream used and how it ended so far (when capturing).
+    pub fn tally(&mut self) -> Tally {
         self.usage
             .as_mut()
-            .map_or(0, StreamUsage::unreported_output_tokens)
+            .map(StreamUsage::tally)
+            .unwrap_or_default()
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod snapshot;
 mod state;
 pub mod tls;
+pub mod trace;
 
 pub use state::{histogram, series, stats};
 

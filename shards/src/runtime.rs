@@ -52,6 +52,8 @@ pub struct ShardPlan {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Governance shared with the coordinator; `None` when off.
     pub gov: Option<Arc<crate::governance::Governance>>,
+    /// The coordinator's span queue; `None` when traces are off.
+    pub traces: Option<crate::trace::TraceSink>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +235,7 @@ pub fn start(
     for (index, listener) in listeners.into_iter().enumerate() {
         let shard_stats = stats[index].clone();
         let gov = plan.gov.clone();
+        let traces = plan.traces.clone();
         let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
         let snapshot = snapshot.clone();
         let node = node.clone();
@@ -265,6 +268,7 @@ pub fn start(
                         shard_stats,
                         gov,
                         ready,
+                        traces,
                     ));
                     crate::path::accept::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };

@@ -18,8 +18,8 @@ mod snapshot;
 use std::path::Path;
 use std::time::Duration;
 
-pub use observability::{LogFormat, ObservabilityConfig};
-pub use plan::ClusterPlan;
+pub use observability::{LogFormat, ObservabilityConfig, Traces};
+pub use plan::{host_name, ClusterPlan};
 pub use provider::stored_provider;
 pub use schema::*;
 pub use snapshot::Slots;

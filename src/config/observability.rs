@@ -94,17 +94,18 @@ pub struct Observability {
     pub metrics_token: Option<String>,
     pub key_labels: bool,
     pub max_key_labels: usize,
-    #[allow(dead_code)] // Read by the OTLP exporter, which lands next.
     pub traces: Option<Traces>,
 }
 
+/// Where and how spans are exported (src/coordinator/traces/).
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // Read by the OTLP exporter, which lands next.
 pub struct Traces {
-    pub endpoint: String,
+    /// `http://host[:port]/path`.
+    pub endpoint: hyper::Uri,
     pub sample_ratio: f64,
     pub service_name: String,
-    pub headers: Vec<(String, String)>,
+    /// Sent with every export; values are marked sensitive, so `Debug` does not print them.
+    pub headers: hyper::HeaderMap,
     pub export_interval: Duration,
 }
 
@@ -129,35 +130,85 @@ impl ObservabilityConfig {
 
 impl TracesConfig {
     fn plan(&self) -> Result<Traces, ConfigError> {
-        if !self.endpoint.starts_with("http://") {
-            return Err(invalid(
-                "observability.traces.endpoint",
-                format!(
-                    "`{}` must be an http:// URL (an OTLP/HTTP collector; https is not supported yet)",
-                    self.endpoint
-                ),
-            ));
-        }
+        let endpoint = self
+            .endpoint
+            .parse::<hyper::Uri>()
+            .ok()
+            // No `user:password@`: the URL is logged when exports fail (headers carry secrets).
+            .filter(|uri| {
+                uri.scheme_str() == Some("http")
+                    && uri.host().is_some()
+                    && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "observability.traces.endpoint",
+                    format!(
+                        "`{}` must be an http:// URL with a host and no credentials (an \
+                         OTLP/HTTP collector; https is not supported yet; secrets go in headers)",
+                        self.endpoint
+                    ),
+                )
+            })?;
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err(invalid(
                 "observability.traces.sample_ratio",
                 format!("{} is not between 0 and 1", self.sample_ratio),
             ));
         }
-        let headers = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let field = format!("observability.traces.headers.{name}");
-                Ok((name.clone(), literal_or_env(&field, value)?))
-            })
-            .collect::<Result<_, ConfigError>>()?;
+        let mut headers = hyper::HeaderMap::new();
+        for (name, value) in &self.headers {
+            let field = format!("observability.traces.headers.{name}");
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(&field, "is not a valid header name"))?;
+            let mut value = hyper::header::HeaderValue::try_from(literal_or_env(&field, value)?)
+                .map_err(|_| invalid(&field, "is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         Ok(Traces {
-            endpoint: self.endpoint.clone(),
+            endpoint,
             sample_ratio: self.sample_ratio,
             service_name: self.service_name.clone(),
             headers,
             export_interval: Duration::from_millis(self.export_interval_ms.max(10)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn traces(yaml: &str) -> Result<Traces, ConfigError> {
+        let config: TracesConfig = serde_yaml::from_str(yaml).expect("valid YAML");
+        config.plan()
+    }
+
+    #[test]
+    fn traces_need_an_http_collector_and_valid_headers() {
+        let t = traces(
+            "endpoint: http://collector:4318/v1/traces\nheaders: {x-token: secret-value}\nexport_interval_ms: 1",
+        )
+        .unwrap();
+        assert_eq!(t.endpoint.host(), Some("collector"));
+        assert_eq!(t.endpoint.path(), "/v1/traces");
+        assert_eq!(t.export_interval, Duration::from_millis(10));
+        assert!(!format!("{t:?}").contains("secret-value"));
+        for (yaml, field) in [
+            ("endpoint: https://collector/v1/traces", "endpoint"),
+            ("endpoint: collector:4318", "endpoint"),
+            ("endpoint: http:///v1/traces", "endpoint"),
+            ("endpoint: http://user:pw@c/v1/traces", "endpoint"),
+            ("endpoint: http://c/\nsample_ratio: 1.5", "sample_ratio"),
+            (
+                "endpoint: http://c/\nheaders: {'bad name': x}",
+                "headers.bad name",
+            ),
+            ("endpoint: http://c/\nheaders: {x: \"a\\nb\"}", "headers.x"),
+        ] {
+            let e = traces(yaml).unwrap_err().to_string();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
     }
 }

@@ -82,14 +82,18 @@ impl ClusterConfig {
     }
 }
 
-/// The host name (a pod's name on Kubernetes) and a random suffix: a restarted node is a new
-/// member, so nothing of its previous life is mistaken for its own.
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// The machine's host name (a pod's name on Kubernetes), when the kernel tells it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
+}
+
+/// The host name and a random suffix: a restarted node is a new member, so nothing of its
+/// previous life is mistaken for its own.
+fn default_node_id() -> String {
+    let host = host_name().unwrap_or_else(|| "node".into());
     let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
     seed.write_u128(
         std::time::SystemTime::now()
@@ -226,6 +230,7 @@ impl Config {
             ring_entries: self.runtime.ring_entries,
             tls,
             gov: None,
+            traces: None,
         })
     }
 }

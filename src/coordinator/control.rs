@@ -56,7 +56,12 @@ async fn handle(
                 .view
                 .get()
                 .map(|view| {
-                    metrics::render(view, state.fleet.as_deref(), state.usage.as_deref())
+                    metrics::render(
+                        view,
+                        state.fleet.as_deref(),
+                        state.usage.as_deref(),
+                        state.traces.as_deref(),
+                    )
                 })
                 .unwrap_or_default(),
         ),

@@ -1,6 +1,7 @@
 //! The per-node coordinator: one thread running tokio, owning everything slow or blocking so
 //! the shards never wait on it — the store, governance (virtual keys, leases, usage flushes),
-//! and the control port: `GET /metrics`, `GET /health` and the admin API under `/admin/`.
+//! trace export ([`traces`]), and the control port: `GET /metrics`, `GET /health` and the
+//! admin API under `/admin/`.
 //!
 //! Start order: [`start`] opens the store and publishes the first governance snapshot before
 //! it returns, so shards never serve a request without it; the node's view (shard counters)
@@ -17,6 +18,7 @@ pub mod leases;
 pub mod metrics;
 mod single_node;
 mod spool;
+pub mod traces;
 mod watch;
 
 use std::net::SocketAddr;
@@ -55,6 +57,18 @@ pub struct GovStart {
     pub providers: governance::ProviderReload,
 }
 
+/// What to start the coordinator with.
+pub struct Start {
+    /// The control port's address.
+    pub control_listen: SocketAddr,
+    /// Governance to run, when it is on.
+    pub gov: Option<GovStart>,
+    /// See [`ControlState::metrics_token`].
+    pub metrics_token: Option<String>,
+    /// Traces to export, when they are on.
+    pub traces: Option<traces::TraceExport>,
+}
+
 /// State shared by the control port's handlers.
 pub struct ControlState {
     pub view: OnceLock<NodeView>,
@@ -65,6 +79,8 @@ pub struct ControlState {
     pub usage: Option<Arc<metrics::usage::UsageMetrics>>,
     /// `/metrics` and `/latency` require `Authorization: Bearer` with this token.
     pub metrics_token: Option<String>,
+    /// The trace exporter's counts, when traces are on.
+    pub traces: Option<Arc<traces::TraceMetrics>>,
 }
 
 /// A running coordinator.
@@ -112,12 +128,16 @@ impl Coordinator {
 
 /// Binds the control port, starts the coordinator thread, and (with governance) waits until
 /// the store is open and the first snapshot is published.
-/// `metrics_token`: see [`ControlState::metrics_token`].
-pub fn start(
-    listen: SocketAddr,
-    gov: Option<GovStart>,
-    metrics_token: Option<String>,
-) -> anyhow::Result<Coordinator> {
+pub fn start(start: Start) -> anyhow::Result<Coordinator> {
+    let Start {
+        control_listen: listen,
+        gov,
+        metrics_token,
+        traces,
+    } = start;
+    let trace_metrics = traces
+        .as_ref()
+        .map(|_| Arc::new(traces::TraceMetrics::default()));
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on control address {listen}: {e}"))?;
     listener.set_nonblocking(true)?;
@@ -134,6 +154,7 @@ pub fn start(
                 fleet: None,
                 usage: None,
                 metrics_token,
+                traces: trace_metrics.clone(),
             }),
             None,
             None,
@@ -191,6 +212,7 @@ pub fn start(
                     fleet,
                     usage: Some(rt.usage_metrics.clone()),
                     metrics_token,
+                    traces: trace_metrics.clone(),
                 }),
                 Some(rt),
                 Some((g.events, spool)),
@@ -198,6 +220,14 @@ pub fn start(
         }
     };
     let thread_state = state.clone();
+    let exporter = traces.zip(trace_metrics).map(|(export, metrics)| {
+        let resource = traces::otlp::Resource {
+            service_name: export.settings.service_name.clone(),
+            host_name: crate::config::host_name(),
+            instance_id: state.fleet.as_ref().map(|f| f.node_id().to_owned()),
+        };
+        traces::run(export, resource, metrics)
+    });
     let events_tx = gov_runtime.as_ref().map(|rt| rt.gov.events.clone());
     let leave = gov_runtime
         .as_ref()
@@ -225,6 +255,9 @@ pub fn start(
                         rt.settings.request_log_retention,
                     ));
                     tokio::spawn(rt.watch_changes());
+                }
+                if let Some(exporter) = exporter {
+                    tokio::spawn(exporter);
                 }
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => control::serve(listener, thread_state).await,

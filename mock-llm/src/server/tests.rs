@@ -84,3 +84,26 @@ fn query_and_decoding() {
     assert_eq!(query_param(&uri, "missing"), None);
     assert_eq!(percent_decode("a%3A0%zz%"), "a:0%zz%");
 }
+
+#[test]
+fn echoes_the_trace_context_it_received() {
+    let mut headers = HeaderMap::new();
+    assert!(trace_echo(&headers).is_empty());
+    headers.append("traceparent", HeaderValue::from_static("00-a-b-01"));
+    headers.append("traceparent", HeaderValue::from_static("00-c-d-00"));
+    headers.append("tracestate", HeaderValue::from_static("k=v"));
+    let echo: Vec<(String, String)> = trace_echo(&headers)
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        echo,
+        [
+            (
+                "x-mock-traceparent".to_owned(),
+                "00-a-b-01, 00-c-d-00".to_owned()
+            ),
+            ("x-mock-tracestate".to_owned(), "k=v".to_owned()),
+        ]
+    );
+}

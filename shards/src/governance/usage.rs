@@ -1,7 +1,9 @@
-//! Usage: reading token counts from OpenAI-shaped responses (whole bodies and streams), and
-//! batching the records of requests ([`vocab::UsageRecord`]) for the coordinator. When the gateway asked a provider
-//! for stream usage the client did not ask for (`stream_options.include_usage`), the usage
-//! chunk is read here and kept out of the client's stream.
+//! Usage: reading what an OpenAI-shaped response used — token counts, and how it ended (the
+//! first choice's `finish_reason`) and which model it names — from whole bodies and streams
+//! ([`Tally`]), and batching the records of requests ([`vocab::UsageRecord`]) for the
+//! coordinator. When the gateway asked a provider for stream usage the client did not ask for
+//! (`stream_options.include_usage`), the usage chunk is read here and kept out of the client's
+//! stream. Read only for requests that need it (`capture_usage`: governed or traced).
 
 use serde::Deserialize;
 use tokens::{Family, OutputCounter};
@@ -50,14 +52,116 @@ pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
     parse(body).map(|(u, _)| u)
 }
 
-/// Watches an OpenAI chat stream event by event for its usage chunk, optionally removing
-/// that chunk from what the client gets, and keeps what it generated in case the provider
-/// reports no usage.
+/// Why a generation ended, in OpenAI's words (`finish_reason`; the translators turn other
+/// APIs' reasons into these). A value outside OpenAI's set is [`FinishReason::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    FunctionCall,
+    Other,
+}
+
+impl FinishReason {
+    fn of(value: &[u8]) -> Self {
+        match value {
+            b"stop" => Self::Stop,
+            b"length" => Self::Length,
+            b"tool_calls" => Self::ToolCalls,
+            b"content_filter" => Self::ContentFilter,
+            b"function_call" => Self::FunctionCall,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::ContentFilter => "content_filter",
+            Self::FunctionCall => "function_call",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// What a response used and how it ended, as far as it was read (`capture_usage`): also when
+/// the client left or the stream broke midway.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Token usage the provider reported.
+    pub usage: Option<TokenUsage>,
+    /// Without that: output tokens of what was read, counted by the gateway.
+    pub output_tokens: u64,
+    /// Why the first choice ended.
+    pub finish_reason: Option<FinishReason>,
+    /// The model the response names.
+    pub model: Option<Box<str>>,
+}
+
+impl Tally {
+    /// Reads a whole OpenAI-form body; `family` counts its output when it reports no usage.
+    pub fn of_body(body: &[u8], family: Family) -> Self {
+        let usage = from_body(body);
+        Self {
+            usage,
+            output_tokens: if usage.is_none() {
+                tokens::count_body(family, body)
+            } else {
+                0
+            },
+            finish_reason: string_field(body, b"finish_reason").map(FinishReason::of),
+            model: string_field(body, b"model").map(text),
+        }
+    }
+}
+
+fn text(raw: &[u8]) -> Box<str> {
+    String::from_utf8_lossy(raw).into()
+}
+
+/// The raw string value (escapes as they are) of the first `"key":` in `json`; `None` when the
+/// key is absent or its value is not a string (`null`). A scan, not a parse, because streams
+/// are read this way event by event: a key's quotes cannot stand unescaped inside a string
+/// value, so the first match is a key — in OpenAI's shapes the top-level `model`, and the
+/// first choice's `finish_reason` (in a stream, the first to end).
+fn string_field<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut from = 0;
+    loop {
+        let at = from + memchr::memmem::find(&json[from..], key)?;
+        from = at + key.len();
+        let quoted = at > 0 && json[at - 1] == b'"' && json.get(from) == Some(&b'"');
+        if !quoted {
+            continue;
+        }
+        let rest = json[from + 1..].trim_ascii_start();
+        let Some(value) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        let value = value.trim_ascii_start().strip_prefix(b"\"")?;
+        let mut escaped = false;
+        let end = value.iter().position(|&b| {
+            let closes = b == b'"' && !escaped;
+            escaped = b == b'\\' && !escaped;
+            closes
+        })?;
+        return Some(&value[..end]);
+    }
+}
+
+/// Watches an OpenAI chat stream event by event for its usage chunk (and its finish reason
+/// and model), optionally removing that chunk from what the client gets, and keeps what it
+/// generated in case the provider reports no usage.
 pub struct StreamUsage {
     /// The start of an event not yet complete.
     pending: Vec<u8>,
     strip: bool,
-    pub usage: Option<TokenUsage>,
+    usage: Option<TokenUsage>,
+    finish_reason: Option<FinishReason>,
+    model: Option<Box<str>>,
     generated: Generated,
 }
 
@@ -68,17 +172,24 @@ impl StreamUsage {
             pending: Vec::new(),
             strip,
             usage: None,
+            finish_reason: None,
+            model: None,
             generated: Generated::new(family),
         }
     }
 
-    /// Output tokens of what passed so far, counted by the gateway; 0 once the provider
-    /// reported usage (its count wins).
-    pub fn unreported_output_tokens(&mut self) -> u64 {
-        if self.usage.is_some() {
-            0
-        } else {
-            self.generated.tokens()
+    /// What the stream used and how it ended, so far. Output tokens are counted by the
+    /// gateway only when the provider reported no usage (its count wins).
+    pub fn tally(&mut self) -> Tally {
+        Tally {
+            usage: self.usage,
+            output_tokens: if self.usage.is_some() {
+                0
+            } else {
+                self.generated.tokens()
+            },
+            finish_reason: self.finish_reason,
+            model: self.model.clone(),
         }
     }
 
@@ -94,6 +205,12 @@ impl StreamUsage {
             let (keep, usage) = inspect(event, self.strip);
             if usage.is_some() {
                 self.usage = usage;
+            }
+            if self.model.is_none() {
+                self.model = string_field(event, b"model").map(text);
+            }
+            if self.finish_reason.is_none() {
+                self.finish_reason = string_field(event, b"finish_reason").map(FinishReason::of);
             }
             if keep {
                 out.extend_from_slice(event);
@@ -254,6 +371,49 @@ mod tests {
             })
         );
         assert_eq!(from_body(br#"{"usage":null}"#), None);
+    }
+
+    #[test]
+    fn reads_the_finish_reason_and_model_of_bodies() {
+        // OpenAI's own bodies are pretty-printed; a content that quotes a key is not a key.
+        let body = br#"{
+  "id": "x", "model": "gpt-4o-mini-2024-07-18",
+  "choices": [{"message": {"content": "say \"finish_reason\": \"no\""}, "finish_reason" : "length"},
+              {"finish_reason": "stop"}],
+  "usage": {"prompt_tokens": 3, "completion_tokens": 2}
+}"#;
+        let tally = Tally::of_body(body, Family::O200k);
+        assert_eq!(tally.finish_reason, Some(FinishReason::Length));
+        assert_eq!(tally.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(tally.usage.map(|u| u.completion), Some(2));
+        let bare = Tally::of_body(
+            br#"{"choices":[{"finish_reason":null}],"model":null}"#,
+            Family::O200k,
+        );
+        assert_eq!((bare.finish_reason, bare.model), (None, None));
+        assert_eq!(
+            string_field(br#"{"finish_reason":"something_new"}"#, b"finish_reason")
+                .map(FinishReason::of),
+            Some(FinishReason::Other)
+        );
+        assert_eq!(
+            string_field(br#"{"model":"a\"b"}"#, b"model"),
+            Some(&br#"a\"b"#[..])
+        );
+    }
+
+    #[test]
+    fn streams_tell_their_finish_reason_and_model() {
+        let stream = b"data: {\"model\":\"m-1\",\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"model\":\"m-1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let mut s = StreamUsage::new(false, Family::O200k);
+        let mut out = Vec::new();
+        for piece in stream.chunks(7) {
+            s.feed(piece, &mut out);
+        }
+        let tally = s.tally();
+        assert_eq!(tally.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(tally.model.as_deref(), Some("m-1"));
+        assert!(tally.usage.is_none() && tally.output_tokens > 0);
     }
 
     #[test]

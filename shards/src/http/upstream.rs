@@ -131,6 +131,26 @@ pub struct UpstreamHead<'a> {
     /// Headers of a converted request (content type, API version, signature); client
     /// headers of the same names are not forwarded.
     pub extra: &'a [(String, String)],
+    /// The gateway's trace context, when traces are on (else the client's passes through).
+    pub trace: Option<TraceHeaders<'a>>,
+}
+
+/// W3C trace context of an upstream request while traces are on: the gateway's
+/// `traceparent` replaces the client's, and the client's `tracestate` goes along only when
+/// the client's `traceparent` was valid (it describes that trace, and no other).
+#[derive(Debug, Clone, Copy)]
+pub struct TraceHeaders<'a> {
+    /// `traceparent: …\r\n`, or empty when the request is in no trace.
+    pub line: &'a [u8],
+    pub client_tracestate: bool,
+}
+
+impl TraceHeaders<'_> {
+    /// A client header these replace.
+    fn replaces(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case("traceparent")
+            || (!self.client_tracestate && name.eq_ignore_ascii_case("tracestate"))
+    }
 }
 
 /// Client headers the gateway never forwards: credentials for the gateway itself, and
@@ -167,6 +187,9 @@ pub fn push_upstream_request_head(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(up.fixed_headers);
     out.extend_from_slice(up.key_line);
+    if let Some(trace) = up.trace {
+        out.extend_from_slice(trace.line);
+    }
     for (name, value) in up.extra {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -180,6 +203,7 @@ pub fn push_upstream_request_head(
         };
         if is_hop_by_hop(name_str)
             || is_gateway_owned(name_str)
+            || up.trace.is_some_and(|t| t.replaces(name_str))
             || up
                 .extra
                 .iter()
@@ -261,6 +285,7 @@ mod tests {
             fixed_headers: b"",
             key_line: b"authorization: Bearer sk\r\n",
             extra: &[],
+            trace: None,
         };
         push_upstream_request_head(
             &mut out,
@@ -276,5 +301,55 @@ mod tests {
             text,
             "POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com\r\nauthorization: Bearer sk\r\nX-Mock-Fail: reset\r\ncontent-length: 17\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_gateways_trace_context_replaces_the_clients() {
+        let mut client = Vec::new();
+        let mut spans = Vec::new();
+        for (name, value) in [("traceparent", "00-client"), ("tracestate", "k=v")] {
+            let n = client.len();
+            client.extend_from_slice(name.as_bytes());
+            let v = client.len();
+            client.extend_from_slice(value.as_bytes());
+            spans.push(HeaderSpan {
+                name: n..n + name.len(),
+                value: v..v + value.len(),
+            });
+        }
+        let head = |trace: Option<TraceHeaders<'_>>| {
+            let up = UpstreamHead {
+                host: "h",
+                fixed_headers: b"",
+                key_line: b"",
+                extra: &[],
+                trace,
+            };
+            let mut out = Vec::new();
+            push_upstream_request_head(&mut out, b"POST", &[b"/"], &up, &client, &spans, None);
+            String::from_utf8(out).unwrap()
+        };
+        let ours = |client_tracestate| TraceHeaders {
+            line: b"traceparent: 00-ours\r\n",
+            client_tracestate,
+        };
+        let lines = "POST / HTTP/1.1\r\nhost: h\r\n";
+        assert_eq!(
+            head(None),
+            format!("{lines}traceparent: 00-client\r\ntracestate: k=v\r\n\r\n")
+        );
+        assert_eq!(
+            head(Some(ours(true))),
+            format!("{lines}traceparent: 00-ours\r\ntracestate: k=v\r\n\r\n")
+        );
+        assert_eq!(
+            head(Some(ours(false))),
+            format!("{lines}traceparent: 00-ours\r\n\r\n")
+        );
+        let none = TraceHeaders {
+            line: b"",
+            client_tracestate: false,
+        };
+        assert_eq!(head(Some(none)), format!("{lines}\r\n"));
     }
 }

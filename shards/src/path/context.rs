@@ -10,10 +10,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vocab::TokenUsage;
-
 use crate::dialect::Inbound;
 use crate::governance::admit::Admission;
+use crate::governance::usage::Tally;
 use crate::governance::{GovSnapshot, KeyPolicy};
 use crate::http::request::RequestHead;
 use crate::path::conn::{BodyLocation, ClientConn};
@@ -135,18 +134,8 @@ pub struct ModelNames {
     pub listed_fallbacks: Option<String>,
 }
 
-/// What a governed response used, as far as it went (`capture_usage`): also when the client
-/// left or the stream broke midway.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tally {
-    /// Token usage the provider reported.
-    pub usage: Option<TokenUsage>,
-    /// Without that: output tokens of what was read, counted by the gateway.
-    pub output_tokens: u64,
-}
-
 /// A response that reached the client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Served {
     pub keep_alive: bool,
     pub status: u16,

@@ -42,7 +42,8 @@ pub fn extract<'s>(conn: &ClientConn, req: &mut RequestCtx<'s>) -> Result<(), St
     ask.include_usage = (ask.has_stream_options || ask.chat_body.is_some())
         && translate::openai::peek_request(ask.chat_body.as_deref().unwrap_or(body))
             .is_ok_and(|info| info.include_usage);
-    ask.inject_usage = req.caller.snapshot.is_some()
+    // Governed and traced streams need the provider's usage (the span reports its tokens).
+    ask.inject_usage = (req.caller.snapshot.is_some() || conn.tracker.trace.sampled())
         && ask.stream
         && !ask.include_usage
         && !ask.has_stream_options

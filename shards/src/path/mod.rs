@@ -37,11 +37,14 @@
 //!     admission, and the request's usage record made (also for a refused request, which
 //!     is only logged).
 //! 11. **observe** ([`observe`]) — once the response is written: the latency histograms of
-//!     the provider and model, refusal counters, the access log line, and the usage record,
-//!     with its timings, queued for the coordinator.
+//!     the provider and model, refusal counters, the access log line, the usage record, with
+//!     its timings, queued for the coordinator, and a sampled request's span.
 //!
 //! Every response carries `x-request-id` ([`tracker`]), and the connection's tracker keeps
 //! the request's timings (time waiting on the provider, first byte written) for phase 11.
+//! When traces are on, a routed API request's trace context is decided before phase 4
+//! ([`trace`]): it rides in the tracker, goes upstream with every attempt (build), and
+//! phase 11 records the span of a sampled request.
 //!
 //! A phase that fails returns a [`outcome::Stop`]; [`respond`] answers it in the client's API
 //! (or closes, when the client is gone). Nothing reaches the client before the attempt
@@ -63,6 +66,7 @@ mod resolve;
 mod respond;
 mod route;
 mod settle;
+pub(crate) mod trace;
 pub(crate) mod tracker;
 
 use std::time::Instant;
@@ -124,6 +128,7 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
         Route::Local(answer) => route::answer(scope, conn, req, answer).await,
         Route::Api(endpoint) => {
             req.endpoint = endpoint;
+            trace::begin(scope.shard, conn);
             let stop = match proxy(scope, conn, req).await {
                 Ok(served) => {
                     req.served = Some(served);
@@ -132,7 +137,7 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
                 Err(stop) => Some(stop),
             };
             let record = settle::settle(scope, conn, req, stop.as_ref());
-            let outcome = observe::Outcome::of(stop.as_ref(), req.served);
+            let outcome = observe::Outcome::of(stop.as_ref(), req.served.as_ref());
             let keep_alive = finish(scope, conn, req, stop).await;
             observe::observe(scope, conn, req, outcome, record);
             keep_alive
@@ -163,7 +168,7 @@ async fn finish(
 ) -> bool {
     let keep_alive = req.head.keep_alive;
     let Some(stop) = stop else {
-        return req.served.is_some_and(|s| s.keep_alive) && keep_alive;
+        return req.served.as_ref().is_some_and(|s| s.keep_alive) && keep_alive;
     };
     match stop {
         Stop::ClientGone => {

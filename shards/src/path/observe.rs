@@ -1,9 +1,10 @@
 //! Phase 11, observe: once the response is written, what the request took goes where an
 //! operator looks — the latency histograms of its provider and model (duration, time to first
 //! byte, upstream time, gateway overhead, by status class), the governance refusal counters,
-//! the access log line (target `access`, off unless `logging.access_log`), and a governed
-//! request's usage record, now with its timings, to the coordinator. Reads everything the
-//! request gathered and the connection's [`Tracker`](crate::path::tracker::Tracker).
+//! the access log line (target `access`, off unless `logging.access_log`), a governed
+//! request's usage record, now with its timings, to the coordinator, and a sampled request's
+//! span ([`trace::record`]). Reads everything the request gathered and the connection's
+//! [`Tracker`](crate::path::tracker::Tracker).
 //!
 //! Hot-path cost: a hash lookup of the model's series, four histogram records (a shift and
 //! a store each), a few clock reads; the access log costs nothing when it is off.
@@ -15,6 +16,7 @@ use vocab::UsageRecord;
 use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope, Served};
 use crate::path::outcome::Stop;
+use crate::path::trace;
 use crate::state::series::class_of;
 
 /// How a request ended, as its logs and metrics say it.
@@ -29,7 +31,7 @@ impl Outcome {
     /// A provider's own failure response (relayed or kept) has no code of the gateway's.
     const PROVIDER_ERROR: &'static str = "provider_error";
 
-    pub fn of(stop: Option<&Stop>, served: Option<Served>) -> Self {
+    pub fn of(stop: Option<&Stop>, served: Option<&Served>) -> Self {
         let status = match stop {
             Some(stop) => stop.status(),
             None => served.map_or(0, |s| s.status),
@@ -61,6 +63,7 @@ pub fn observe(
     }
     let target = req
         .served
+        .as_ref()
         .and_then(|s| s.target)
         .and_then(|i| req.targets.get(i))
         .or(req.targets.first());
@@ -98,6 +101,7 @@ pub fn observe(
         overhead_us = overhead.as_micros() as u64,
         "request"
     );
+    trace::record(scope, conn, req, outcome, target, now);
     if let (Some(mut record), Some(gov)) = (record, shard.gov.as_deref()) {
         record.id = tracker.id.as_str().to_owned();
         record.client_request_id.clone_from(&tracker.client_id);

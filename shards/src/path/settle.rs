@@ -34,7 +34,7 @@ pub fn settle(
     if admitted {
         req.times.enter(Phase::Settle);
     }
-    let served = req.served;
+    let served = req.served.as_ref();
     let target = served
         .and_then(|s| s.target)
         .and_then(|i| req.targets.get(i))
@@ -46,13 +46,14 @@ pub fn settle(
     // its request was sent).
     let worked = served.is_some_and(|s| (200..300).contains(&s.status))
         || matches!(stop, Some(Stop::ClientGone));
-    let tally = served.map(|s| s.tally).unwrap_or_default();
-    let (usage, estimated) = match tally.usage {
+    let (reported, output_tokens) =
+        served.map_or((None, 0), |s| (s.tally.usage, s.tally.output_tokens));
+    let (usage, estimated) = match reported {
         Some(reported) => (Some(reported), false),
         None if worked => {
             let counted = TokenUsage {
                 prompt: req.prompt_tokens(conn, model),
-                completion: tally.output_tokens,
+                completion: output_tokens,
                 cached: 0,
             };
             (Some(counted), true)

@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::http::response::decimal;
+use crate::path::trace::Tracing;
 
 /// A request id: 128 bits as 32 lowercase hex characters (the shape of a W3C trace id).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,14 +35,15 @@ impl RequestId {
         std::str::from_utf8(&self.0).expect("hex digits")
     }
 
+    /// The id's hex digits, which are also a W3C trace id.
+    pub fn digits(&self) -> [u8; 32] {
+        self.0
+    }
+
     fn from_parts(high: u64, low: u64) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 32];
-        let value = (u128::from(high) << 64) | u128::from(low);
-        for (i, byte) in text.iter_mut().enumerate() {
-            *byte = HEX[((value >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        Self(text)
+        Self(crate::trace::hex(
+            (u128::from(high) << 64) | u128::from(low),
+        ))
     }
 }
 
@@ -116,6 +118,8 @@ pub struct Tracker {
     pub upstream_wait: Duration,
     /// When the first response byte was written to the client.
     pub first_write: Option<Instant>,
+    /// The request's trace context, when traces are on.
+    pub trace: Tracing,
 }
 
 impl Tracker {
@@ -127,6 +131,7 @@ impl Tracker {
             read_done,
             upstream_wait: Duration::ZERO,
             first_write: None,
+            trace: Tracing::Off,
         }
     }
 

@@ -1,6 +1,6 @@
 //! One shard's state: what a core's thread owns (its snapshot handle, upstream pool,
 //! per-provider health, key cooldowns and admission gates, counters, spare buffers, usage
-//! batch) and the background tasks that keep it current ([`upkeep`]). Everything here is
+//! batch, span queue) and the background tasks that keep it current ([`upkeep`]). Everything here is
 //! `!Send` on purpose; shards share nothing but the read-only snapshot, the node's flags,
 //! and their own counter blocks, which only they write. The request path
 //! ([`crate::path`]) reads it through [`Shard`].
@@ -23,6 +23,7 @@ use crate::governance::usage::UsageBatcher;
 use crate::governance::Governance;
 use crate::path::tracker::RequestIds;
 use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS};
+use crate::trace::TraceSink;
 use balance::{KeyStates, Rng};
 use buffers::BufferPool;
 use gate::Gate;
@@ -63,6 +64,8 @@ pub struct Shard {
     pub ids: RequestIds,
     /// Where each model's series sits in `stats.series`.
     pub series: series::SeriesIndex,
+    /// Where sampled spans go; `None` when traces are off.
+    pub traces: Option<TraceSink>,
 }
 
 /// `/ready` while the node takes traffic: with its store, or serving without it.
@@ -80,6 +83,7 @@ impl Shard {
         stats: Arc<ShardStats>,
         gov: Option<Arc<Governance>>,
         ready_bodies: ReadyBodies,
+        traces: Option<TraceSink>,
     ) -> Self {
         let pool = Pool::new(MAX_PROVIDERS, stats.clone());
         let providers = (0..MAX_PROVIDERS)
@@ -103,6 +107,7 @@ impl Shard {
             ready_bodies,
             ids: RequestIds::new(index),
             series: series::SeriesIndex::default(),
+            traces,
         }
     }
 

@@ -105,6 +105,8 @@ pub struct ShardStats {
     /// Governed requests whose tokens the gateway counted (the provider reported none, or
     /// the client left first).
     pub usage_estimated: Counter,
+    /// Sampled spans the coordinator's trace queue had no room for.
+    pub traces_dropped: Counter,
     /// Requests refused by governance, by reason ([`REFUSALS`]).
     pub refusals: [Counter; REFUSALS.len()],
     pub providers: Vec<ProviderStats>,

@@ -2,7 +2,8 @@
 //! (no locks; values may lag by an instant). Counters are labelled by shard, so imbalance
 //! between shards — SO_REUSEPORT hashing few connections unevenly — is visible; the latency
 //! histograms ([`latency`]) are merged across shards; tokens and spend ([`usage`]) are
-//! counted by the coordinator from usage records. docs/observability.md lists every family.
+//! counted by the coordinator from usage records; traces ([`super::traces`]) by the exporter.
+//! docs/observability.md lists every family.
 
 pub mod latency;
 pub mod usage;
@@ -14,7 +15,7 @@ use shards::stats::{Counter, ProviderStats, ShardStats};
 
 use super::NodeView;
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -70,6 +71,7 @@ pub fn render(
     view: &NodeView,
     fleet: Option<&super::fleet::Fleet>,
     usage: Option<&usage::UsageMetrics>,
+    traces: Option<&super::traces::TraceMetrics>,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
     family(
@@ -92,6 +94,9 @@ pub fn render(
     refusals(&mut out, view);
     if let Some(fleet) = fleet {
         fleet.render_metrics(&mut out);
+    }
+    if let Some(traces) = traces {
+        traces.render(&mut out, view);
     }
     family(
         &mut out,

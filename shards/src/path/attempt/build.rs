@@ -3,7 +3,8 @@
 //! the model name spliced in when it changes (and, for a governed stream, a request for the
 //! usage chunk). Otherwise the request is converted (through OpenAI chat) into the
 //! provider's API, its path and headers are the provider's, and Bedrock requests are signed.
-//! Reads `head`, `body`, `endpoint`, `ask`.
+//! Either way it carries the request's trace context (`path/trace.rs`).
+//! Reads `head`, `body`, `endpoint`, `ask`, the tracker's trace context.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -94,6 +95,7 @@ pub fn build(
         spans,
         decoded_body,
         out,
+        tracker,
         ..
     } = conn;
     let client_body = match &req.body {
@@ -110,11 +112,13 @@ pub fn build(
             translated_request(client_body, req, provider, model, &mut built)?
         }
     };
+    let propagation = tracker.trace.propagation();
     let upstream_head = UpstreamHead {
         host: &provider.host_header,
         fixed_headers: &provider.fixed_headers,
         key_line: key_line.unwrap_or_default(),
         extra: &outgoing.extra,
+        trace: propagation.as_ref().map(|p| p.headers()),
     };
     out.clear();
     push_upstream_request_head(

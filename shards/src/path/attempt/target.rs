@@ -145,7 +145,7 @@ impl Tries<'_> {
             created: crate::clock::unix_now(),
             stream: req.ask.stream,
             include_usage: req.ask.include_usage || req.ask.inject_usage,
-            capture_usage: req.governed(),
+            capture_usage: req.governed() || conn.tracker.trace.sampled(),
             family: tokens::Family::of_model(self.target.model),
             strip_usage: req.ask.inject_usage,
             embed_base64: built.embed_base64,

@@ -15,12 +15,12 @@ mod body;
 
 use crate::dialect::{Conversion, StreamChain};
 use crate::error::GatewayError;
+use crate::governance::usage::Tally;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
 use crate::path::conn::ClientConn;
-use crate::path::context::Tally;
 use crate::path::outcome::Stop;
 use crate::snapshot::{Limits, Provider};
 use body::BodyReader;
@@ -73,10 +73,10 @@ pub async fn relay_response(
         relay_stream(conn, &mut upstream, r, &mut tally).await
     } else {
         let converted = collect_converted(conn, &mut upstream, r).await;
-        tally = converted.tally;
         let mut out = std::mem::take(&mut conn.out);
         converted.render(&mut out, keep_alive, &conn.tracker.head_lines());
         conn.out = out;
+        tally = converted.tally;
         if conn.flush_out().await {
             Ok(Relayed {
                 reusable: converted.reusable,
@@ -154,10 +154,7 @@ async fn relay_sized(
         conn.out.extend_from_slice(&conn.payload);
         if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
             if capture_usage {
-                tally.usage = crate::governance::usage::from_body(&seen);
-                if tally.usage.is_none() {
-                    tally.output_tokens = tokens::count_body(conversion.family, &seen);
-                }
+                *tally = Tally::of_body(&seen, conversion.family);
             }
             return Ok(relayed);
         }
@@ -208,8 +205,7 @@ async fn relay_stream(
 ) -> Result<Relayed, Stop> {
     let mut chain = r.conversion.stream();
     let result = relay_events(conn, upstream, r, &mut chain).await;
-    tally.usage = chain.usage();
-    tally.output_tokens = chain.unreported_output_tokens();
+    *tally = chain.tally();
     result
 }
 
@@ -338,10 +334,7 @@ async fn collect_converted(
         body: converted.body,
         retry_after,
         reusable,
-        tally: Tally {
-            usage: converted.usage,
-            output_tokens: converted.output_tokens,
-        },
+        tally: converted.tally,
     }
 }
 
