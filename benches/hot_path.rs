@@ -253,5 +253,12 @@ fn observe(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_side, relay_side, routing, governance, observe);
+criterion_group!(
+    benches,
+    request_side,
+    relay_side,
+    routing,
+    governance,
+    observe
+);
 criterion_main!(benches);
