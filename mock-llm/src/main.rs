@@ -25,6 +25,7 @@ mod openai;
 mod reply;
 mod server;
 mod stream;
+mod trace_echo;
 mod wire;
 
 use std::path::PathBuf;

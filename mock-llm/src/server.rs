@@ -14,7 +14,7 @@
 //! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
 //!
 //! Every response echoes the W3C trace context the request carried, as `x-mock-traceparent`
-//! and `x-mock-tracestate` ([`trace_echo`]), so that tests see what a gateway propagated.
+//! and `x-mock-tracestate` ([`crate::trace_echo`]), so that tests see what a gateway propagated.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -151,7 +151,7 @@ async fn handle(
             _ => method_not_allowed(Dialect::OpenAi, &req, "GET"),
         });
     }
-    let echo = trace_echo(req.headers());
+    let echo = crate::trace_echo::echo(req.headers());
     let endpoint = resolve(req.uri());
     let dialect = match &endpoint {
         Ok(e) => e.dialect(),
@@ -174,25 +174,6 @@ async fn handle(
     }
     res.headers_mut().extend(echo);
     Ok(res)
-}
-
-/// `x-mock-traceparent` and `x-mock-tracestate`: the request's `traceparent` and `tracestate`
-/// headers, each name's values in order joined by ", " (so a duplicated `traceparent` shows).
-fn trace_echo(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    [
-        ("traceparent", "x-mock-traceparent"),
-        ("tracestate", "x-mock-tracestate"),
-    ]
-    .into_iter()
-    .filter_map(|(name, echo)| {
-        let values: Vec<&[u8]> = headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
-        if values.is_empty() {
-            return None;
-        }
-        let value = HeaderValue::from_bytes(&values.join(&b", "[..])).ok()?;
-        Some((HeaderName::from_static(echo), value))
-    })
-    .collect()
 }
 
 /// The provider API a request speaks, which decides auth and error shapes.

@@ -88,11 +88,11 @@ fn query_and_decoding() {
 #[test]
 fn echoes_the_trace_context_it_received() {
     let mut headers = HeaderMap::new();
-    assert!(trace_echo(&headers).is_empty());
+    assert!(crate::trace_echo::echo(&headers).is_empty());
     headers.append("traceparent", HeaderValue::from_static("00-a-b-01"));
     headers.append("traceparent", HeaderValue::from_static("00-c-d-00"));
     headers.append("tracestate", HeaderValue::from_static("k=v"));
-    let echo: Vec<(String, String)> = trace_echo(&headers)
+    let echo: Vec<(String, String)> = crate::trace_echo::echo(&headers)
         .into_iter()
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
         .collect();
