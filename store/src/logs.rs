@@ -109,8 +109,7 @@ const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
 
 /// Which request logs to read, a page at a time: every filter that is set must match (`None`
-/// matches everything). Start from [`Store::request_log_query`] (or `LogQuery::default()`),
-/// set fields, run it with [`Store::query_request_logs`].
+/// matches everything). Start from `LogQuery::default()`, set fields, run it with [`Store::query_request_logs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogQuery {
     /// The virtual key's id.
@@ -370,12 +369,6 @@ impl Store {
                 _ => e,
             })?;
         Ok(())
-    }
-
-    /// A query for every request log with the default page size: set its fields, then run it
-    /// with [`Store::query_request_logs`]. (The same as `LogQuery::default()`.)
-    pub fn request_log_query() -> LogQuery {
-        LogQuery::default()
     }
 
     /// One page of the logs `query` selects, newest first (`ts_ms DESC, id DESC`), starting

@@ -2,7 +2,7 @@
 //! budget resets (announced to every node), and the request-log search.
 
 use serde_json::json;
-use store::{ConfigKind, Store};
+use store::{ConfigKind, LogQuery, Store};
 use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
 
 use super::reply::{ok, to_json, ApiError, Reply};
@@ -86,8 +86,10 @@ const LOG_PARAMS: &str = "key_id, team_id, customer_id, provider, model, status,
 /// percent-decoded (`+` is a space); an unknown, repeated, empty or malformed parameter is a
 /// 400 naming it.
 pub(super) async fn request_logs(store: &Store, query: Option<&str>) -> Result<Reply, ApiError> {
-    let mut q = Store::request_log_query();
-    q.limit = DEFAULT_LOG_LIMIT;
+    let mut q = LogQuery {
+        limit: DEFAULT_LOG_LIMIT,
+        ..LogQuery::default()
+    };
     let mut seen: Vec<String> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use store::{Error, RequestLog, Store};
+use store::{Error, LogPage, LogQuery, RequestLog, Store};
 use vocab::NanoUsd;
 
 use crate::TestDb;
@@ -60,54 +60,55 @@ fn ids(logs: &[RequestLog]) -> Vec<&str> {
     logs.iter().map(|l| l.id.as_str()).collect()
 }
 
-/// One page (up to 1000 rows) of the logs a query selects: `query!(store, |q| { q.x = …; })`.
-/// (A macro, because the query's type is not exported by name.)
-macro_rules! query {
-    ($s:expr, |$q:ident| $set:block) => {{
-        let mut $q = Store::request_log_query();
-        $q.limit = 1000;
-        $set
-        $s.query_request_logs(&$q).await.unwrap()
-    }};
-    ($s:expr) => {
-        query!($s, |q| {})
+/// One page (up to 1000 rows) of the logs a query selects: `query(&s, |q| q.x = …)`.
+async fn query(s: &Store, set: impl FnOnce(&mut LogQuery)) -> LogPage {
+    let mut q = LogQuery {
+        limit: 1000,
+        ..LogQuery::default()
     };
+    set(&mut q);
+    s.query_request_logs(&q).await.unwrap()
 }
 
 /// Every row a query selects, `limit` rows a page, following `next_cursor` (through its text
 /// form, as an HTTP client would); also the number of pages. After the first page, `between`
 /// runs once (to write rows while a client is paging).
-macro_rules! all_pages {
-    ($s:expr, $limit:expr, |$q:ident| $set:block, $between:expr) => {{
-        let mut out: Vec<RequestLog> = Vec::new();
-        let mut cursor = None;
-        let mut pages = 0usize;
-        loop {
-            let mut $q = Store::request_log_query();
-            $set
-            $q.limit = $limit;
-            $q.cursor = cursor.take();
-            let page = $s.query_request_logs(&$q).await.unwrap();
-            assert!(page.data.len() <= $limit as usize);
-            pages += 1;
-            out.extend(page.data);
-            if pages == 1 {
-                $between.await;
-            }
-            match page.next_cursor {
-                Some(c) => {
-                    assert_eq!(out.len(), pages * $limit as usize, "only the last page is short");
-                    cursor = Some(c.to_string().parse().unwrap());
-                }
-                None => break,
-            }
-            assert!(pages <= 10_000, "paging does not end");
+async fn all_pages(
+    s: &Store,
+    limit: u32,
+    set: impl Fn(&mut LogQuery),
+    between: impl std::future::Future<Output = ()>,
+) -> (Vec<RequestLog>, usize) {
+    let mut out: Vec<RequestLog> = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0usize;
+    let mut between = Some(between);
+    loop {
+        let mut q = LogQuery::default();
+        set(&mut q);
+        q.limit = limit;
+        q.cursor = cursor.take();
+        let page = s.query_request_logs(&q).await.unwrap();
+        assert!(page.data.len() <= limit as usize);
+        pages += 1;
+        out.extend(page.data);
+        if let Some(between) = between.take() {
+            between.await;
         }
-        (out, pages)
-    }};
-    ($s:expr, $limit:expr, |$q:ident| $set:block) => {
-        all_pages!($s, $limit, |$q| $set, async {})
-    };
+        match page.next_cursor {
+            Some(c) => {
+                assert_eq!(
+                    out.len(),
+                    pages * limit as usize,
+                    "only the last page is short"
+                );
+                cursor = Some(c.to_string().parse().unwrap());
+            }
+            None => break,
+        }
+        assert!(pages <= 10_000, "paging does not end");
+    }
+    (out, pages)
 }
 
 async fn request_logs_batch_and_purge(db: TestDb) {
@@ -132,28 +133,28 @@ async fn request_logs_batch_and_purge(db: TestDb) {
     s.insert_request_logs(&[]).await.unwrap();
 
     // Every column reads back as written.
-    let page = query!(s, |q| {
+    let page = query(&s, |q| {
         q.limit = 10;
-    });
+    })
+    .await;
     assert_eq!(page.data, newest_first(&logs)[..10]);
     assert!(page.next_cursor.is_some());
-    let all = query!(s);
+    let all = query(&s, |_| {}).await;
     assert_eq!(all.data, newest_first(&logs));
     assert_eq!(all.next_cursor, None);
 
     // The default page is 100 rows; 0 is taken as 1, and more than 1000 as 1000.
-    let page = s
-        .query_request_logs(&Store::request_log_query())
-        .await
-        .unwrap();
+    let page = s.query_request_logs(&LogQuery::default()).await.unwrap();
     assert_eq!(page.data.len(), 100);
-    let page = query!(s, |q| {
+    let page = query(&s, |q| {
         q.limit = 0;
-    });
+    })
+    .await;
     assert_eq!(page.data.len(), 1);
-    let page = query!(s, |q| {
+    let page = query(&s, |q| {
         q.limit = u32::MAX;
-    });
+    })
+    .await;
     assert_eq!(page.data.len(), 150);
 
     // A batch with a duplicate id is rejected whole.
@@ -162,17 +163,19 @@ async fn request_logs_batch_and_purge(db: TestDb) {
         s.insert_request_logs(&batch).await,
         Err(Error::Conflict(_))
     ));
-    assert_eq!(query!(s).data.len(), 150);
+    assert_eq!(query(&s, |_| {}).await.data.len(), 150);
 
     // Purging old rows while a client pages: the next page is what is left after its cursor.
-    let first = query!(s, |q| {
+    let first = query(&s, |q| {
         q.limit = 30;
-    });
+    })
+    .await;
     assert_eq!(s.purge_request_logs(BASE_MS + 100).await.unwrap(), 100);
-    assert_eq!(query!(s).data, newest_first(&logs)[..50]);
-    let rest = query!(s, |q| {
+    assert_eq!(query(&s, |_| {}).await.data, newest_first(&logs)[..50]);
+    let rest = query(&s, |q| {
         q.cursor = first.next_cursor.clone();
-    });
+    })
+    .await;
     assert_eq!(rest.data, newest_first(&logs)[30..50]);
     assert_eq!(rest.next_cursor, None);
 }
@@ -218,38 +221,45 @@ async fn request_log_filters(db: TestDb) {
     };
     let some = |v: &str| Some(v.to_owned());
 
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.key_id = some("key-1");
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.key_id.as_deref() == Some("key-1")));
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.team_id = some("team-0");
-    });
+    })
+    .await;
     assert_eq!(
         got.data,
         expect(&|l| l.team_id.as_deref() == Some("team-0"))
     );
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.customer_id = some("customer-1");
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.customer_id.is_some()));
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.provider = some("anthropic");
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.provider == "anthropic"));
     for model in ["openai/gpt-4o-mini", "llama3:70b-instruct/q4 v2", "gpt-4o"] {
-        let got = query!(s, |q| {
+        let got = query(&s, |q| {
             q.model = some(model);
-        });
+        })
+        .await;
         assert_eq!(got.data, expect(&|l| l.model == model), "{model}");
     }
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.status = Some("429".parse().unwrap());
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.status == 429));
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.error_code = some("upstream_error");
-    });
+    })
+    .await;
     assert_eq!(
         got.data,
         expect(&|l| l.error_code.as_deref() == Some("upstream_error"))
@@ -257,29 +267,33 @@ async fn request_log_filters(db: TestDb) {
 
     // since is inclusive, until exclusive: both bounds are timestamps of rows.
     let (since, until) = (logs[12].ts_ms, logs[40].ts_ms);
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.since_ms = Some(since);
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.ts_ms >= since));
     assert!(got.data.iter().any(|l| l.ts_ms == since));
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.until_ms = Some(until);
-    });
+    })
+    .await;
     assert_eq!(got.data, expect(&|l| l.ts_ms < until));
     assert!(got.data.iter().all(|l| l.ts_ms != until));
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.since_ms = Some(until);
         q.until_ms = Some(since);
-    });
+    })
+    .await;
     assert_eq!(got.data, Vec::<RequestLog>::new());
 
     // Filters combine with AND.
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.key_id = some("key-2");
         q.status = Some("5xx".parse().unwrap());
         q.since_ms = Some(since);
         q.until_ms = Some(until);
-    });
+    })
+    .await;
     assert_eq!(
         got.data,
         expect(&|l| l.key_id.as_deref() == Some("key-2")
@@ -289,14 +303,16 @@ async fn request_log_filters(db: TestDb) {
 
     // Values are matched exactly, never as SQL or patterns.
     for v in ["key-%", "key-1' OR '1'='1", "KEY-1", "key-1 ", ""] {
-        let got = query!(s, |q| {
+        let got = query(&s, |q| {
             q.key_id = some(v);
-        });
+        })
+        .await;
         assert_eq!(got.data, Vec::<RequestLog>::new(), "{v:?}");
     }
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.model = some("gpt-4o%");
-    });
+    })
+    .await;
     assert_eq!(got.data, Vec::<RequestLog>::new());
 }
 
@@ -329,9 +345,10 @@ async fn request_log_status_classes(db: TestDb) {
         ("200", vec![200]),
         ("201", vec![]),
     ] {
-        let got = query!(s, |q| {
+        let got = query(&s, |q| {
             q.status = Some(class.parse().unwrap());
-        });
+        })
+        .await;
         assert_eq!(statuses_of(&got.data), want, "{class}");
     }
 }
@@ -352,9 +369,10 @@ async fn request_log_request_id_matches_both_ids(db: TestDb) {
     let by = |rid: &str| {
         let rid = rid.to_owned();
         async move {
-            query!(s, |q| {
+            query(&s, |q| {
                 q.request_id = Some(rid);
             })
+            .await
             .data
         }
     };
@@ -372,10 +390,11 @@ async fn request_log_request_id_matches_both_ids(db: TestDb) {
     assert_eq!(by("client").await, Vec::<RequestLog>::new());
     assert_eq!(by(&logs[3].id[..31]).await, Vec::<RequestLog>::new());
     // Combined with another filter.
-    let got = query!(s, |q| {
+    let got = query(&s, |q| {
         q.request_id = Some(logs[1].id.clone());
         q.until_ms = Some(logs[5].ts_ms);
-    });
+    })
+    .await;
     assert_eq!(got.data, [logs[1].clone()]);
 }
 
@@ -396,7 +415,7 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
     let want = newest_first(&logs);
 
     for (limit, pages) in [(7u32, 36), (1, 250), (40, 7), (249, 2), (250, 1), (1000, 1)] {
-        let (got, n) = all_pages!(s, limit, |q| {});
+        let (got, n) = all_pages(&s, limit, |_| {}, async {}).await;
         assert_eq!(ids(&got), ids(&want), "limit {limit}");
         assert_eq!(n, pages, "limit {limit}");
         let unique: HashSet<&str> = got.iter().map(|l| l.id.as_str()).collect();
@@ -404,29 +423,42 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
     }
 
     // Paging a filtered listing.
-    let (got, _) = all_pages!(s, 9, |q| {
-        q.team_id = Some("team-a".into());
-    });
+    let (got, _) = all_pages(
+        &s,
+        9,
+        |q| {
+            q.team_id = Some("team-a".into());
+        },
+        async {},
+    )
+    .await;
     let team_a: Vec<RequestLog> = want
         .iter()
         .filter(|l| l.team_id.as_deref() == Some("team-a"))
         .cloned()
         .collect();
     assert_eq!(got, team_a);
-    let (got, _) = all_pages!(s, 11, |q| {
-        q.since_ms = Some(BASE_MS + 2);
-        q.until_ms = Some(BASE_MS + 5);
-    });
+    let (got, _) = all_pages(
+        &s,
+        11,
+        |q| {
+            q.since_ms = Some(BASE_MS + 2);
+            q.until_ms = Some(BASE_MS + 5);
+        },
+        async {},
+    )
+    .await;
     assert_eq!(ids(&got), ids(&want[50..170]));
 
     // Rows written while a client pages (newer than any) neither shift the pages nor repeat
     // a row: the client sees exactly the rows that followed its cursor.
-    let (got, _) = all_pages!(s, 30, |q| {}, async {
+    let (got, _) = all_pages(&s, 30, |_| {}, async {
         let late: Vec<RequestLog> = (1000..1005u64)
             .map(|i| log_at(hex_id(i), BASE_MS + 100))
             .collect();
         s.insert_request_logs(&late).await.unwrap();
-    });
+    })
+    .await;
     assert_eq!(ids(&got), ids(&want));
 }
 
@@ -457,10 +489,10 @@ async fn request_log_paging_with_any_id_text(db: TestDb) {
     s.insert_request_logs(&logs).await.unwrap();
     // The order of ids within a timestamp is the database's collation: compare with one
     // unpaged read.
-    let whole = query!(s).data;
+    let whole = query(&s, |_| {}).await.data;
     assert_eq!(whole.len(), odd.len());
     for limit in [1u32, 2, 4] {
-        let (got, _) = all_pages!(s, limit, |q| {});
+        let (got, _) = all_pages(&s, limit, |_| {}, async {}).await;
         assert_eq!(got, whole, "limit {limit}");
     }
 }
@@ -471,7 +503,7 @@ async fn request_log_bad_cursors_are_errors(db: TestDb) {
         .map(|i| log_at(hex_id(i), BASE_MS + i as i64))
         .collect();
     s.insert_request_logs(&logs).await.unwrap();
-    let mut q = Store::request_log_query();
+    let mut q = LogQuery::default();
     for bad in ["", "not a cursor", "!!!!", "MTIz", "eDp5", "MTIzOmFi="] {
         // "MTIz" is base64 of "123" (no id), "eDp5" of "x:y" (no timestamp).
         let parsed = bad.parse().map(|c| q.cursor = Some(c));

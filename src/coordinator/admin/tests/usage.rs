@@ -109,22 +109,8 @@ async fn request_logs_newest_first_with_a_limit() {
     let logs: Vec<RequestLog> = (0..3)
         .map(|i| RequestLog {
             id: format!("req-{i}"),
-            client_request_id: None,
-            ts_ms: 1_700_000_000_000 + i,
-            key_id: None,
-            team_id: None,
-            customer_id: None,
-            provider: "openai".into(),
             model: "gpt-4o-mini".into(),
-            status: 200,
-            prompt_tokens: 10,
-            completion_tokens: 5,
-            cost_nanos: NanoUsd::from_nanos(1500),
-            latency_us: 1000,
-            overhead_us: 50,
-            stream: false,
-            error_code: None,
-            usage_estimated: false,
+            ..log(i as u32, 1_700_000_000_000 + i)
         })
         .collect();
     h.state.store.insert_request_logs(&logs).await.unwrap();
