@@ -60,7 +60,7 @@ fn ids(logs: &[RequestLog]) -> Vec<&str> {
     logs.iter().map(|l| l.id.as_str()).collect()
 }
 
-/// One page (up to 1000 rows) of the logs a query selects: `query(&s, |q| q.x = …)`.
+/// One page (up to 1000 rows) of the logs a query selects: `query(s, |q| q.x = …)`.
 async fn query(s: &Store, set: impl FnOnce(&mut LogQuery)) -> LogPage {
     let mut q = LogQuery {
         limit: 1000,
@@ -133,25 +133,25 @@ async fn request_logs_batch_and_purge(db: TestDb) {
     s.insert_request_logs(&[]).await.unwrap();
 
     // Every column reads back as written.
-    let page = query(&s, |q| {
+    let page = query(s, |q| {
         q.limit = 10;
     })
     .await;
     assert_eq!(page.data, newest_first(&logs)[..10]);
     assert!(page.next_cursor.is_some());
-    let all = query(&s, |_| {}).await;
+    let all = query(s, |_| {}).await;
     assert_eq!(all.data, newest_first(&logs));
     assert_eq!(all.next_cursor, None);
 
     // The default page is 100 rows; 0 is taken as 1, and more than 1000 as 1000.
     let page = s.query_request_logs(&LogQuery::default()).await.unwrap();
     assert_eq!(page.data.len(), 100);
-    let page = query(&s, |q| {
+    let page = query(s, |q| {
         q.limit = 0;
     })
     .await;
     assert_eq!(page.data.len(), 1);
-    let page = query(&s, |q| {
+    let page = query(s, |q| {
         q.limit = u32::MAX;
     })
     .await;
@@ -163,16 +163,16 @@ async fn request_logs_batch_and_purge(db: TestDb) {
         s.insert_request_logs(&batch).await,
         Err(Error::Conflict(_))
     ));
-    assert_eq!(query(&s, |_| {}).await.data.len(), 150);
+    assert_eq!(query(s, |_| {}).await.data.len(), 150);
 
     // Purging old rows while a client pages: the next page is what is left after its cursor.
-    let first = query(&s, |q| {
+    let first = query(s, |q| {
         q.limit = 30;
     })
     .await;
     assert_eq!(s.purge_request_logs(BASE_MS + 100).await.unwrap(), 100);
-    assert_eq!(query(&s, |_| {}).await.data, newest_first(&logs)[..50]);
-    let rest = query(&s, |q| {
+    assert_eq!(query(s, |_| {}).await.data, newest_first(&logs)[..50]);
+    let rest = query(s, |q| {
         q.cursor = first.next_cursor.clone();
     })
     .await;
@@ -221,12 +221,12 @@ async fn request_log_filters(db: TestDb) {
     };
     let some = |v: &str| Some(v.to_owned());
 
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.key_id = some("key-1");
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.key_id.as_deref() == Some("key-1")));
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.team_id = some("team-0");
     })
     .await;
@@ -234,29 +234,29 @@ async fn request_log_filters(db: TestDb) {
         got.data,
         expect(&|l| l.team_id.as_deref() == Some("team-0"))
     );
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.customer_id = some("customer-1");
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.customer_id.is_some()));
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.provider = some("anthropic");
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.provider == "anthropic"));
     for model in ["openai/gpt-4o-mini", "llama3:70b-instruct/q4 v2", "gpt-4o"] {
-        let got = query(&s, |q| {
+        let got = query(s, |q| {
             q.model = some(model);
         })
         .await;
         assert_eq!(got.data, expect(&|l| l.model == model), "{model}");
     }
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.status = Some("429".parse().unwrap());
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.status == 429));
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.error_code = some("upstream_error");
     })
     .await;
@@ -267,19 +267,19 @@ async fn request_log_filters(db: TestDb) {
 
     // since is inclusive, until exclusive: both bounds are timestamps of rows.
     let (since, until) = (logs[12].ts_ms, logs[40].ts_ms);
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.since_ms = Some(since);
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.ts_ms >= since));
     assert!(got.data.iter().any(|l| l.ts_ms == since));
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.until_ms = Some(until);
     })
     .await;
     assert_eq!(got.data, expect(&|l| l.ts_ms < until));
     assert!(got.data.iter().all(|l| l.ts_ms != until));
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.since_ms = Some(until);
         q.until_ms = Some(since);
     })
@@ -287,7 +287,7 @@ async fn request_log_filters(db: TestDb) {
     assert_eq!(got.data, Vec::<RequestLog>::new());
 
     // Filters combine with AND.
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.key_id = some("key-2");
         q.status = Some("5xx".parse().unwrap());
         q.since_ms = Some(since);
@@ -303,13 +303,13 @@ async fn request_log_filters(db: TestDb) {
 
     // Values are matched exactly, never as SQL or patterns.
     for v in ["key-%", "key-1' OR '1'='1", "KEY-1", "key-1 ", ""] {
-        let got = query(&s, |q| {
+        let got = query(s, |q| {
             q.key_id = some(v);
         })
         .await;
         assert_eq!(got.data, Vec::<RequestLog>::new(), "{v:?}");
     }
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.model = some("gpt-4o%");
     })
     .await;
@@ -345,7 +345,7 @@ async fn request_log_status_classes(db: TestDb) {
         ("200", vec![200]),
         ("201", vec![]),
     ] {
-        let got = query(&s, |q| {
+        let got = query(s, |q| {
             q.status = Some(class.parse().unwrap());
         })
         .await;
@@ -369,7 +369,7 @@ async fn request_log_request_id_matches_both_ids(db: TestDb) {
     let by = |rid: &str| {
         let rid = rid.to_owned();
         async move {
-            query(&s, |q| {
+            query(s, |q| {
                 q.request_id = Some(rid);
             })
             .await
@@ -390,7 +390,7 @@ async fn request_log_request_id_matches_both_ids(db: TestDb) {
     assert_eq!(by("client").await, Vec::<RequestLog>::new());
     assert_eq!(by(&logs[3].id[..31]).await, Vec::<RequestLog>::new());
     // Combined with another filter.
-    let got = query(&s, |q| {
+    let got = query(s, |q| {
         q.request_id = Some(logs[1].id.clone());
         q.until_ms = Some(logs[5].ts_ms);
     })
@@ -415,7 +415,7 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
     let want = newest_first(&logs);
 
     for (limit, pages) in [(7u32, 36), (1, 250), (40, 7), (249, 2), (250, 1), (1000, 1)] {
-        let (got, n) = all_pages(&s, limit, |_| {}, async {}).await;
+        let (got, n) = all_pages(s, limit, |_| {}, async {}).await;
         assert_eq!(ids(&got), ids(&want), "limit {limit}");
         assert_eq!(n, pages, "limit {limit}");
         let unique: HashSet<&str> = got.iter().map(|l| l.id.as_str()).collect();
@@ -424,7 +424,7 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
 
     // Paging a filtered listing.
     let (got, _) = all_pages(
-        &s,
+        s,
         9,
         |q| {
             q.team_id = Some("team-a".into());
@@ -439,7 +439,7 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
         .collect();
     assert_eq!(got, team_a);
     let (got, _) = all_pages(
-        &s,
+        s,
         11,
         |q| {
             q.since_ms = Some(BASE_MS + 2);
@@ -452,7 +452,7 @@ async fn request_log_paging_through_equal_timestamps(db: TestDb) {
 
     // Rows written while a client pages (newer than any) neither shift the pages nor repeat
     // a row: the client sees exactly the rows that followed its cursor.
-    let (got, _) = all_pages(&s, 30, |_| {}, async {
+    let (got, _) = all_pages(s, 30, |_| {}, async {
         let late: Vec<RequestLog> = (1000..1005u64)
             .map(|i| log_at(hex_id(i), BASE_MS + 100))
             .collect();
@@ -489,10 +489,10 @@ async fn request_log_paging_with_any_id_text(db: TestDb) {
     s.insert_request_logs(&logs).await.unwrap();
     // The order of ids within a timestamp is the database's collation: compare with one
     // unpaged read.
-    let whole = query(&s, |_| {}).await.data;
+    let whole = query(s, |_| {}).await.data;
     assert_eq!(whole.len(), odd.len());
     for limit in [1u32, 2, 4] {
-        let (got, _) = all_pages(&s, limit, |_| {}, async {}).await;
+        let (got, _) = all_pages(s, limit, |_| {}, async {}).await;
         assert_eq!(got, whole, "limit {limit}");
     }
 }
