@@ -362,7 +362,9 @@ fn streamed_usage_is_counted_but_not_shown(database: &Database) {
 fn token_limit_holds_under_concurrency(database: &Database) {
     let node = node_with(database, json!({}));
     let gw = &node.gw;
-    // Each request is estimated at ~25 tokens (body/4 + max_tokens 2) and uses 4.
+    // Each request's body (~90 bytes) bounds it at ~95 tokens, more than most leases of a
+    // 100-token limit hold: those requests are counted exactly (~8 + max_tokens 2) and use
+    // about that; a request judged on its bound alone would leave room for one at a time.
     const TPM: u64 = 100;
     let (id, secret) = limited_key(gw, "tpm", TPM);
     let statuses = concurrent_statuses(gw.addr, &secret, 8, |t, i| {

@@ -1,6 +1,6 @@
 //! The flusher: usage on its way from the shards to the store. Records arrive from the lease
 //! desk (in the order shards sent them), go to the local spool at once, and are written every
-//! flush interval as one batch — counters, settled fleet shares and request logs, all or
+//! flush interval (or as soon as [`FLUSH_AT`] records wait) as one batch — counters, settled fleet shares and request logs, all or
 //! nothing, at most once. A batch the store refuses (an outage) stays sealed, on disk and in
 //! memory, and is retried in order every interval until it is written: nothing is dropped
 //! and nothing is counted twice. At start, batches a previous process left in the spool are
@@ -38,6 +38,12 @@ struct Pending {
     settles: HashMap<(EntityRef, String, i64), u64>,
     logs: Vec<RequestLog>,
 }
+
+/// Records that make a batch be written at once rather than at the next interval: at tens
+/// of thousands of requests a second, a whole interval's records (and their request-log
+/// rows and statement parameters, built at flush) would hold tens of megabytes at a time;
+/// batches of this size keep the coordinator's memory flat and each transaction short.
+const FLUSH_AT: usize = 2048;
 
 /// Sealed batches kept in memory as well as on disk; those beyond wait on disk alone (a long
 /// outage grows the spool, not the process).
@@ -103,7 +109,11 @@ impl GovRuntime {
                             flusher.open_on_disk = false;
                         }
                         flusher.open.extend(batch);
-                        continue;
+                        // While the store refuses, retries keep to the interval.
+                        if flusher.open.len() < FLUSH_AT || flusher.failing {
+                            continue;
+                        }
+                        None
                     }
                     Some(ToFlusher::Now(ack)) => Some(ack),
                     None => None,

@@ -44,8 +44,8 @@ mod vocab;
 pub use family::Family;
 pub use output::{count_body, OutputCounter, MAX_EVENT_BYTES, MAX_UNSETTLED};
 pub use prompt::{
-    prompt_tokens, IMAGE_LOW_DETAIL_TOKENS, IMAGE_TOKENS, REPLY_PRIMING, TOKENS_PER_MESSAGE,
-    TOKENS_PER_NAME,
+    prompt_tokens, prompt_tokens_at_most, IMAGE_LOW_DETAIL_TOKENS, IMAGE_TOKENS, REPLY_PRIMING,
+    TOKENS_PER_MESSAGE, TOKENS_PER_NAME,
 };
 
 /// The tokens of `text` in `family`'s vocabulary (special-token strings such as

@@ -72,6 +72,20 @@ pub fn prompt_tokens(family: Family, body: &[u8]) -> u64 {
     }
 }
 
+/// An upper bound of [`prompt_tokens`] for any tokenizer family, read without a vocabulary:
+/// the body's length in bytes (every token of a byte-level BPE covers at least one byte, and
+/// the JSON around each message, tool or number is longer than the tokens the formulas add
+/// for it), plus the reply priming, plus [`IMAGE_TOKENS`] for every `image` in the body (an
+/// image part costs more than its short URL's bytes). Costs one scan of the body: admission
+/// holds this bound when it fits and counts exactly only when it does not
+/// (`shards/src/path/admit.rs`).
+pub fn prompt_tokens_at_most(body: &[u8]) -> u64 {
+    let images = memchr::memmem::find_iter(body, b"image").count() as u64;
+    (body.len() as u64)
+        .saturating_add(REPLY_PRIMING)
+        .saturating_add(images.saturating_mul(IMAGE_TOKENS))
+}
+
 struct Counter {
     vocab: Vocab,
     family: Family,
@@ -399,6 +413,34 @@ mod tests {
                 + (TOKENS_PER_MESSAGE + v.count("Be brief."))
                 + (TOKENS_PER_MESSAGE + v.count("user") + 2)
         );
+    }
+
+    #[test]
+    fn the_bound_holds_for_every_shape_and_family() {
+        let args = r#"{\"city\":\"Paris\"}"#;
+        let tool_call = format!(
+            r#"{{"messages":[{{"role":"assistant","content":null,"tool_calls":[{{"id":"c","type":"function","function":{{"name":"get_weather","arguments":"{args}"}}}}]}}]}}"#
+        );
+        let bodies = [
+            r#"{"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","name":"u","content":"Hello, world!"}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://e.com/a.png"}},{"type":"input_image","image_url":"x"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"u"}}]}],"system":"s"}"#,
+            r#"{"messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","enum":["x","y"]}}}}}]}"#,
+            r#"{"prompt":[1,2,3,4,5,6,7,8,9]}"#,
+            r#"{"input":["a",[1,2]],"instructions":"b"}"#,
+            r#"{"messages":42}"#,
+            r#"{"messages":[42,null,{"role":7,"content":{"x":1}}]}"#,
+            "hello world, plain text",
+            "日本語のテキストと emoji 🎉🎉🎉",
+            tool_call.as_str(),
+        ];
+        for body in bodies {
+            for family in [Family::O200k, Family::Cl100k, Family::Approx] {
+                let exact = prompt_tokens(family, body.as_bytes());
+                let bound = prompt_tokens_at_most(body.as_bytes());
+                assert!(bound >= exact, "{family:?} {body}: {bound} < {exact}");
+            }
+        }
     }
 
     #[test]

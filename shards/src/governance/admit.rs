@@ -48,6 +48,29 @@ fn ask_refill(gov: &Governance, shard: usize, limit: &Arc<Limit>, want: u64) {
     }
 }
 
+/// Takes `units` from this shard's lease if it holds them now, asking the coordinator for
+/// the next chunk ahead of need when the lease runs low.
+fn take_now(gov: &Governance, shard: usize, limit: &Arc<Limit>, epoch: u32, units: u64) -> bool {
+    let lease = &limit.leases[shard];
+    if !lease.take(epoch, units) {
+        return false;
+    }
+    if lease.available(epoch) < limit.chunk() / 2 {
+        ask_refill(gov, shard, limit, limit.chunk());
+    }
+    true
+}
+
+/// How a take that may wait ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Take {
+    Taken,
+    /// The coordinator answered, and what is left of the limit was not enough.
+    Short,
+    /// No answer within `lease_wait`.
+    NoAnswer,
+}
+
 /// Takes `units` from this shard's lease, asking the coordinator and waiting when it is dry.
 async fn take_or_wait(
     gov: &Governance,
@@ -55,35 +78,54 @@ async fn take_or_wait(
     limit: &Arc<Limit>,
     epoch: u32,
     units: u64,
-) -> bool {
-    let lease = &limit.leases[shard];
-    if lease.take(epoch, units) {
-        if lease.available(epoch) < limit.chunk() / 2 {
-            ask_refill(gov, shard, limit, limit.chunk());
-        }
-        return true;
+) -> Take {
+    if take_now(gov, shard, limit, epoch, units) {
+        return Take::Taken;
     }
+    let lease = &limit.leases[shard];
     ask_refill(gov, shard, limit, units);
     let deadline = Instant::now() + gov.lease_wait;
     while Instant::now() < deadline {
         monoio::time::sleep(POLL).await;
         if lease.take(epoch, units) {
-            return true;
+            return Take::Taken;
         }
-        // The coordinator answered, and what it could grant was not enough.
         if !lease.refill_pending() {
-            return lease.take(epoch, units);
+            return if lease.take(epoch, units) {
+                Take::Taken
+            } else {
+                Take::Short
+            };
         }
     }
-    false
+    Take::NoAnswer
 }
 
-/// Admits a request for `key` at time `now` (unix seconds), with `token_estimate` tokens.
+/// The most tokens a request may use, as token limits hold it: a cheap upper bound, taken
+/// when what is left of the limit has room for it, and the exact count (prompt counted with
+/// its model's tokenizer, plus the output cap), made only when it has not. Both are settled
+/// to the real usage afterwards; the bound saves the tokenizer's time and memory on every
+/// request that is not near its limit.
+pub struct TokenEstimate<'a> {
+    pub at_most: u64,
+    pub exact: &'a dyn Fn() -> u64,
+}
+
+impl TokenEstimate<'_> {
+    /// For keys without a token limit: nothing to count.
+    pub const NONE: TokenEstimate<'static> = TokenEstimate {
+        at_most: 0,
+        exact: &|| 0,
+    };
+}
+
+/// Admits a request for `key` at time `now` (unix seconds), holding `tokens` of every token
+/// limit.
 pub async fn admit(
     gov: &Governance,
     shard: usize,
     key: &KeyPolicy,
-    token_estimate: u64,
+    tokens: TokenEstimate<'_>,
     now: u64,
 ) -> Result<Admission, GatewayError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
@@ -94,11 +136,19 @@ pub async fn admit(
     };
     for limit in &key.limits {
         let epoch = limit.kind.epoch(now);
-        let units = match limit.kind {
+        let mut units = match limit.kind {
             LimitKind::Requests(_) | LimitKind::Budget(_) => 1,
-            LimitKind::Tokens(_) => token_estimate.max(1),
+            LimitKind::Tokens(_) => tokens.at_most.max(1),
         };
-        if !take_or_wait(gov, shard, limit, epoch, units).await {
+        let mut took = take_or_wait(gov, shard, limit, epoch, units).await;
+        if took == Take::Short && matches!(limit.kind, LimitKind::Tokens(_)) {
+            let exact = (tokens.exact)().max(1);
+            if exact < units {
+                units = exact;
+                took = take_or_wait(gov, shard, limit, epoch, units).await;
+            }
+        }
+        if took != Take::Taken {
             // `admission` drops here and gives back what it took.
             return Err(match limit.kind {
                 LimitKind::Budget(_) => GatewayError::BudgetExceeded {

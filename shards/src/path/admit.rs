@@ -5,15 +5,17 @@
 //! `admission`, an RAII ticket that gives back what it holds unless the settle phase charges
 //! it.
 //!
-//! The token estimate bounds what the request can use: its prompt, counted with its model's
-//! tokenizer, plus its output cap — the client's `max_tokens`, else the most its model may
-//! produce (the catalog's `max_output`, else `governance.default_max_output_tokens`). It is
-//! counted only for keys with a token limit.
+//! The token estimate bounds what the request can use: its prompt plus its output cap — the
+//! client's `max_tokens`, else the most its model may produce (the catalog's `max_output`,
+//! else `governance.default_max_output_tokens`). The prompt is first bounded from the body's
+//! bytes without a tokenizer ([`tokens::prompt_tokens_at_most`]); only when a lease has no
+//! room for that bound is it counted with its model's tokenizer, so that a request near its
+//! limit is judged on its exact count. Only for keys with a token limit.
 
 use vocab::LimitKind;
 
 use crate::error::GatewayError;
-use crate::governance::admit;
+use crate::governance::admit::{self, TokenEstimate};
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
@@ -31,10 +33,18 @@ pub async fn admit(
         .limits
         .iter()
         .any(|l| matches!(l.kind, LimitKind::Tokens(_)));
+    let exact = || {
+        token_estimate(scope, req, |req| {
+            req.prompt_tokens(conn, req.targets[0].model)
+        })
+    };
     let estimate = if counts_tokens {
-        token_estimate(scope, conn, req)
+        TokenEstimate {
+            at_most: token_estimate(scope, req, |req| req.prompt_tokens_at_most(conn)),
+            exact: &exact,
+        }
     } else {
-        0
+        TokenEstimate::NONE
     };
     // The key is borrowed, not cloned: an `Arc` clone would write a cache line every shard
     // serving this key shares.
@@ -63,8 +73,12 @@ fn unverifiable(scope: Scope<'_>, refused: GatewayError) -> GatewayError {
     }
 }
 
-/// The most tokens the request can use on its first target: prompt plus output cap.
-fn token_estimate(scope: Scope<'_>, conn: &ClientConn, req: &RequestCtx<'_>) -> u64 {
+/// The most tokens the request can use on its first target: `prompt` plus output cap.
+fn token_estimate(
+    scope: Scope<'_>,
+    req: &RequestCtx<'_>,
+    prompt: impl FnOnce(&RequestCtx<'_>) -> u64,
+) -> u64 {
     let (Some(target), Some(gov)) = (req.targets.first(), &req.caller.snapshot) else {
         return 0;
     };
@@ -73,5 +87,5 @@ fn token_estimate(scope: Scope<'_>, conn: &ClientConn, req: &RequestCtx<'_>) -> 
         .ask
         .max_tokens
         .unwrap_or_else(|| gov.prices.max_output(provider, target.model));
-    req.prompt_tokens(conn, target.model).saturating_add(cap)
+    prompt(req).saturating_add(cap)
 }

@@ -209,13 +209,23 @@ impl<'s> RequestCtx<'s> {
         if let Some(n) = self.prompt_tokens.get() {
             return n;
         }
-        let body = match &self.ask.chat_body {
-            Some(chat) => &chat[..],
-            None => conn.body(&self.body),
-        };
-        let n = tokens::prompt_tokens(tokens::Family::of_model(model), body);
+        let n = tokens::prompt_tokens(tokens::Family::of_model(model), self.prompt_body(conn));
         self.prompt_tokens.set(Some(n));
         n
+    }
+
+    /// An upper bound of the prompt's tokens for any model, read without a tokenizer.
+    pub fn prompt_tokens_at_most(&self, conn: &ClientConn) -> u64 {
+        tokens::prompt_tokens_at_most(self.prompt_body(conn))
+    }
+
+    /// The body the prompt is read from: the chat form of a converted request, else the
+    /// client's.
+    fn prompt_body<'c>(&'c self, conn: &'c ClientConn) -> &'c [u8] {
+        match &self.ask.chat_body {
+            Some(chat) => &chat[..],
+            None => conn.body(&self.body),
+        }
     }
 
     /// Whether governance judges this request (keys, limits, usage).
