@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Regression guard: compare fresh measurements with baselines saved in the repository.
+
+  check.py run RAWDIR [--baseline perf/baseline.json] [--save]
+      The ratios of a perf/run.sh run (report.key_figures: ringgate/nginx and governed/… CPU per
+      request and throughput, added p99 ratios per rate, peak RSS) against perf/baseline.json.
+      Ratios rather than absolute numbers: on a shared, noisy machine the load shifts both
+      targets of a ratio, so the ratio moves far less than either. --save writes the file.
+
+  check.py bench CRITERION_DIR --since EPOCH [--baseline benches/baselines/hot_path.json]
+                 [--save | --slower-out FILE [--partial]]
+      The criterion estimates written since EPOCH (one `cargo bench` run; perf/bench-guard.sh)
+      against the saved ones, by median time. --save writes the file. --slower-out writes a
+      criterion filter (a regex) matching the benches that got slower, so that they can be
+      measured again; --partial compares only the benches measured since EPOCH (that re-run).
+
+Both print a markdown table of the figures that moved beyond their tolerance, in either
+direction, and exit 3 when one moved the wrong way (slower, costlier, bigger), else 0.
+CHECK_TOLERANCE (percent) overrides every saved tolerance. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import perfkit
+import report
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REGRESSED = 3  # exit status when something got worse (1 and 2 are Python's and argparse's errors)
+
+# How far a run figure may move before it is reported, by kind: the spread of repeated runs on
+# the 2-core development machine (docs/perf.md: CPU per request ±5 %, throughput ±5–10 %, tail
+# latency far more), with room so that a flagged move is rarely noise.
+RUN_TOLERANCE = {"CPU/req": 0.10, "req/s": 0.10, "added p99": 0.50, "peak RSS": 0.15}
+BENCH_TOLERANCE = 0.20
+
+
+def _tolerance_override() -> float | None:
+    v = os.environ.get("CHECK_TOLERANCE")
+    return float(v) / 100 if v else None
+
+
+def compare(saved: dict[str, dict], now: dict[str, dict], worse_word: str, better_word: str) -> tuple[list[str], list[str]]:
+    """Markdown lines for the figures that moved beyond tolerance, and the names of those that got worse.
+    saved: name -> {"value", "better": "lower"|"higher", "tolerance"}; now: name -> {"value", "noisy"?}."""
+    override = _tolerance_override()
+    moved, missing = [], []
+    worse = []
+    for name, s in saved.items():
+        n = now.get(name)
+        if n is None:
+            missing.append(name)
+            continue
+        tol = override if override is not None else s["tolerance"]
+        change = n["value"] / s["value"] - 1 if s["value"] else 0.0
+        got_worse = change > tol if s["better"] == "lower" else change < -tol
+        got_better = change < -tol if s["better"] == "lower" else change > tol
+        if not (got_worse or got_better):
+            continue
+        if got_worse:
+            worse.append(name)
+        verdict = f"**{worse_word}**" if got_worse else better_word
+        moved.append(f"| {name} | {s['value']:.4g} | {n['value']:.4g}{report.NOISE_MARK if n.get('noisy') else ''} | "
+                     f"{change * 100:+.1f} % | ±{tol * 100:.0f} % | {verdict} |")
+    lines = [f"{len(saved) - len(missing)} figures compared; {len(moved)} moved beyond tolerance, {len(worse)} of them "
+             f"{worse_word}" + (f" (tolerance overridden: CHECK_TOLERANCE={os.environ['CHECK_TOLERANCE']} %)"
+                                if override is not None else "") + "."]
+    if moved:
+        lines += ["", "| figure | baseline | now | change | tolerance | verdict |", "|---|--:|--:|--:|--:|---|", *moved]
+    if missing:
+        lines += ["", f"Not measured in this run: {', '.join(missing)}."]
+    return lines, worse
+
+
+def _git_head() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", ".", ":!perf", ":!benches/baselines",
+                                ":!docs/perf.md"], capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def _write(path: Path, doc: dict, what: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    print(f"saved {len(doc[what])} {what} to {path}")
+
+
+# --------------------------------------------------------------------------------------------
+# perf/run.sh runs
+# --------------------------------------------------------------------------------------------
+
+def _run_tolerance(name: str) -> float:
+    return next(tol for kind, tol in RUN_TOLERANCE.items() if kind in name)
+
+
+def cmd_run(args) -> int:
+    run = report.collect(Path(args.raw))
+    figures = report.key_figures(run)
+    if args.save:
+        _write(Path(args.baseline), {
+            "source": {"run": run.raw.name, "command": run.env.get("command"), "work tree": run.env.get("git"),
+                       "ringgate binary": run.meta.get("bins", {}).get("ringgate"),
+                       "machine": f"{run.meta.get('nproc')} CPUs, {run.meta.get('cpu_model')}, "
+                                  f"kernel {run.meta.get('kernel')}"},
+            "noisy figures at save": sorted(k for k, v in figures.items() if v["noisy"]),
+            "figures": {k: {"value": v["value"], "better": v["better"], "tolerance": _run_tolerance(k)}
+                        for k, v in figures.items()},
+        }, "figures")
+        return 0
+    saved = json.loads(Path(args.baseline).read_text())
+    lines, worse = compare(saved["figures"], figures, "worse", "better")
+    src = saved.get("source", {})
+    print(f"## Regression guard (perf/check.py against `{os.path.relpath(args.baseline, ROOT)}`)")
+    print()
+    print(f"Baseline: run {src.get('run')} (work tree {src.get('work tree')}). Ratios of two targets of the same "
+          f"run, and peak RSS; {report.NOISE_MARK.strip()} = measured while the machine was noisy.")
+    print()
+    print("\n".join(lines))
+    return REGRESSED if worse else 0
+
+
+# --------------------------------------------------------------------------------------------
+# criterion benches
+# --------------------------------------------------------------------------------------------
+
+def _criterion_estimates(root: Path, since: float) -> dict[str, dict]:
+    """bench id -> mean and median point estimates (ns) of the benches a run wrote after `since`
+    (target/criterion keeps the results of benches that no longer exist; those are skipped)."""
+    out = {}
+    for est in sorted(root.glob("**/new/estimates.json")):
+        if est.stat().st_mtime < since:
+            continue
+        bench = json.loads((est.parent / "benchmark.json").read_text())
+        e = json.loads(est.read_text())
+        out[bench["full_id"]] = {"mean_ns": e["mean"]["point_estimate"], "median_ns": e["median"]["point_estimate"]}
+    return out
+
+
+def cmd_bench(args) -> int:
+    benches = _criterion_estimates(Path(args.criterion), args.since)
+    if not benches:
+        sys.exit(f"no criterion estimates written since {time.ctime(args.since)} under {args.criterion}")
+    machine = perfkit.machine_facts()
+    if args.save:
+        _write(Path(args.baseline), {
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git": _git_head(),
+            "command": "bash perf/bench-guard.sh save  (cargo bench --bench hot_path)",
+            "machine": machine,
+            "compared": "median_ns (mean_ns is kept for reference)",
+            "tolerance": BENCH_TOLERANCE,
+            "benches": dict(sorted(benches.items())),
+        }, "benches")
+        return 0
+    saved = json.loads(Path(args.baseline).read_text())
+    if args.partial:
+        saved["benches"] = {k: v for k, v in saved["benches"].items() if k in benches}
+    print(f"## Hot-path benches {'re-measured ' if args.partial else ''}against `{os.path.relpath(args.baseline, ROOT)}` "
+          f"(saved {saved.get('saved')} at {saved.get('git')})")
+    print()
+    differs = {k: (saved["machine"].get(k), v) for k, v in machine.items() if saved["machine"].get(k) != v}
+    if differs:
+        print("Machine differs from the baseline's, so the times are not comparable as they are: " +
+              "; ".join(f"{k}: {a} → {b}" for k, (a, b) in differs.items()) + ".")
+        print()
+    lines, worse = compare(
+        {k: {"value": v["median_ns"], "better": "lower", "tolerance": saved["tolerance"]} for k, v in saved["benches"].items()},
+        {k: {"value": v["median_ns"]} for k, v in benches.items()}, "slower", "faster")
+    print("\n".join(lines))
+    if args.slower_out:
+        Path(args.slower_out).write_text("^(" + "|".join(re.escape(n) for n in worse) + ")$" if worse else "")
+    new = sorted(set(benches) - set(saved["benches"]))
+    if new and not args.partial:
+        print()
+        print(f"Not in the baseline (new benches; `save` to add them): {', '.join(new)}.")
+    return REGRESSED if worse else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("raw")
+    p.add_argument("--baseline", default=str(HERE / "baseline.json"))
+    p.add_argument("--save", action="store_true")
+    p = sub.add_parser("bench")
+    p.add_argument("criterion")
+    p.add_argument("--since", type=float, required=True, help="Unix time the cargo bench run started")
+    p.add_argument("--baseline", default=str(ROOT / "benches" / "baselines" / "hot_path.json"))
+    p.add_argument("--save", action="store_true")
+    p.add_argument("--slower-out", help="write a criterion filter matching the benches that got slower")
+    p.add_argument("--partial", action="store_true", help="compare only the benches measured since --since")
+    args = ap.parse_args()
+    return {"run": cmd_run, "bench": cmd_bench}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
