@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regression guard: compare fresh measurements with baselines saved in the repository.
 
-  check.py run RAWDIR [--baseline perf/baseline.json] [--save]
+  check.py run RAWDIR [--baseline perf/baseline.json] [--save [--note TEXT]]
       The ratios of a perf/run.sh run (report.key_figures: ringgate/nginx and governed/… CPU per
       request and throughput, added p99 ratios per rate, peak RSS) against perf/baseline.json.
       Ratios rather than absolute numbers: on a shared, noisy machine the load shifts both
@@ -37,10 +37,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REGRESSED = 3  # exit status when something got worse (1 and 2 are Python's and argparse's errors)
 
-# How far a run figure may move before it is reported, by kind: the spread of repeated runs on
-# the 2-core development machine (docs/perf.md: CPU per request ±5 %, throughput ±5–10 %, tail
-# latency far more), with room so that a flagged move is rarely noise.
-RUN_TOLERANCE = {"CPU/req": 0.10, "req/s": 0.10, "added p99": 0.50, "peak RSS": 0.15}
+# How far a run figure may move before it is reported, by kind, and whether a move for the worse
+# fails the check ("gates"). From two full default runs of the same binaries on the 2-core
+# development machine (docs/perf.md, "Regression guard"): CPU-per-request ratios and peak RSS
+# agreed within 3 %, throughput ratios within 6 %; added-p99 ratios differed by up to 6×, so
+# they are listed, never failed on.
+RUN_KINDS = {"CPU/req": (0.10, True), "req/s": (0.10, True), "added p99": (0.50, False), "peak RSS": (0.15, True)}
 BENCH_TOLERANCE = 0.20
 
 
@@ -51,7 +53,8 @@ def _tolerance_override() -> float | None:
 
 def compare(saved: dict[str, dict], now: dict[str, dict], worse_word: str, better_word: str) -> tuple[list[str], list[str]]:
     """Markdown lines for the figures that moved beyond tolerance, and the names of those that got worse.
-    saved: name -> {"value", "better": "lower"|"higher", "tolerance"}; now: name -> {"value", "noisy"?}."""
+    saved: name -> {"value", "better": "lower"|"higher", "tolerance", "gate"? (default true)};
+    now: name -> {"value", "noisy"?}."""
     override = _tolerance_override()
     moved, missing = [], []
     worse = []
@@ -66,9 +69,10 @@ def compare(saved: dict[str, dict], now: dict[str, dict], worse_word: str, bette
         got_better = change < -tol if s["better"] == "lower" else change > tol
         if not (got_worse or got_better):
             continue
-        if got_worse:
+        gates = s.get("gate", True)
+        if got_worse and gates:
             worse.append(name)
-        verdict = f"**{worse_word}**" if got_worse else better_word
+        verdict = better_word if not got_worse else f"**{worse_word}**" if gates else f"{worse_word} (not gating)"
         moved.append(f"| {name} | {s['value']:.4g} | {n['value']:.4g}{report.NOISE_MARK if n.get('noisy') else ''} | "
                      f"{change * 100:+.1f} % | ±{tol * 100:.0f} % | {verdict} |")
     lines = [f"{len(saved) - len(missing)} figures compared; {len(moved)} moved beyond tolerance, {len(worse)} of them "
@@ -101,8 +105,9 @@ def _write(path: Path, doc: dict, what: str) -> None:
 # perf/run.sh runs
 # --------------------------------------------------------------------------------------------
 
-def _run_tolerance(name: str) -> float:
-    return next(tol for kind, tol in RUN_TOLERANCE.items() if kind in name)
+def _run_kind(name: str) -> dict:
+    tol, gate = next(v for kind, v in RUN_KINDS.items() if kind in name)
+    return {"tolerance": tol, "gate": gate}
 
 
 def cmd_run(args) -> int:
@@ -113,9 +118,10 @@ def cmd_run(args) -> int:
             "source": {"run": run.raw.name, "command": run.env.get("command"), "work tree": run.env.get("git"),
                        "ringgate binary": run.meta.get("bins", {}).get("ringgate"),
                        "machine": f"{run.meta.get('nproc')} CPUs, {run.meta.get('cpu_model')}, "
-                                  f"kernel {run.meta.get('kernel')}"},
+                                  f"kernel {run.meta.get('kernel')}",
+                       "note": args.note},
             "noisy figures at save": sorted(k for k, v in figures.items() if v["noisy"]),
-            "figures": {k: {"value": v["value"], "better": v["better"], "tolerance": _run_tolerance(k)}
+            "figures": {k: {"value": v["value"], "better": v["better"], **_run_kind(k)}
                         for k, v in figures.items()},
         }, "figures")
         return 0
@@ -195,6 +201,7 @@ def main() -> int:
     p.add_argument("raw")
     p.add_argument("--baseline", default=str(HERE / "baseline.json"))
     p.add_argument("--save", action="store_true")
+    p.add_argument("--note", help="with --save: what the figures were measured on (e.g. the binary's commit)")
     p = sub.add_parser("bench")
     p.add_argument("criterion")
     p.add_argument("--since", type=float, required=True, help="Unix time the cargo bench run started")
