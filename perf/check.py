@@ -110,9 +110,15 @@ def _run_kind(name: str) -> dict:
     return {"tolerance": tol, "gate": gate}
 
 
+# The run settings the figures depend on: peak RSS on the idle connections, the governed ratios
+# on the run's length (governed plain CPU was 21-22 µs/req in 1-3 s runs, 24-25 in 10 s ones).
+SETTINGS = ("duration", "warmup", "conns", "idle_conns", "proxy_cpus", "mock_cpus", "loadgen_cpus")
+
+
 def cmd_run(args) -> int:
     run = report.collect(Path(args.raw))
     figures = report.key_figures(run)
+    settings = {k: run.env.get(k) for k in SETTINGS}
     if args.save:
         _write(Path(args.baseline), {
             "source": {"run": run.raw.name, "command": run.env.get("command"), "work tree": run.env.get("git"),
@@ -120,6 +126,7 @@ def cmd_run(args) -> int:
                        "machine": f"{run.meta.get('nproc')} CPUs, {run.meta.get('cpu_model')}, "
                                   f"kernel {run.meta.get('kernel')}",
                        "note": args.note},
+            "settings": settings,
             "noisy figures at save": sorted(k for k, v in figures.items() if v["noisy"]),
             "figures": {k: {"value": v["value"], "better": v["better"], **_run_kind(k)}
                         for k, v in figures.items()},
@@ -133,6 +140,11 @@ def cmd_run(args) -> int:
     print(f"Baseline: run {src.get('run')} (work tree {src.get('work tree')}). Ratios of two targets of the same "
           f"run, and peak RSS; {report.NOISE_MARK.strip()} = measured while the machine was noisy.")
     print()
+    differs = {k: (v, settings[k]) for k, v in saved.get("settings", {}).items() if v != settings[k]}
+    if differs:
+        print("This run's settings differ from the baseline's, so a move may be the settings': " +
+              "; ".join(f"{k} {a} → {b}" for k, (a, b) in differs.items()) + ".")
+        print()
     print("\n".join(lines))
     return REGRESSED if worse else 0
 
