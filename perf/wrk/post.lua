@@ -1,5 +1,6 @@
 -- wrk script: POST the file named by $BODY_FILE as JSON to the URL given on wrk's command
--- line, and at the end print one machine-readable line (prefix WRKJSON) for perf/perfkit.py.
+-- line, with `Authorization: Bearer $KEY` when KEY is set (the governed target's virtual key),
+-- and at the end print one machine-readable line (prefix WRKJSON) for perf/report.py.
 -- Setting wrk.method/body/headers at the top level keeps wrk on its pre-built-request fast
 -- path (no per-request Lua).
 local path = os.getenv("BODY_FILE") or error("BODY_FILE is not set")
@@ -8,6 +9,10 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("KEY")
+if key and key ~= "" then
+   wrk.headers["Authorization"] = "Bearer " .. key
+end
 
 function done(summary, latency, requests)
    local e = summary.errors

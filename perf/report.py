@@ -1,0 +1,857 @@
+#!/usr/bin/env python3
+"""The markdown report of a perf/run.sh run, and the figures the regression guard compares.
+
+Usage: python3 perf/report.py RAWDIR        (prints the report; perf/run.sh does this)
+
+collect(RAWDIR) reads what the run left in its raw directory (meta.json, wrk text with its
+WRKJSON line, oha JSON, /proc snapshots, memory samples, ringgate's GET /latency readings) into
+a Run; render(run) writes the markdown; key_figures(run) gives the ratios perf/check.py watches.
+Every table has a column or row per target in TARGETS, so a run of only some targets
+(TARGETS="nginx governed") still renders, with "n/a" or "not measured" where a figure needs a
+target that did not run. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perfkit import foreign_pct
+
+ORDER = ("mock", "nginx", "ringgate", "governed")
+LABEL = {"mock": "direct (mock)", "nginx": "nginx", "ringgate": "ringgate", "governed": "ringgate governed"}
+INSIDE = ("ringgate", "governed")  # the targets that measure their own overhead (GET /latency)
+# Ratio columns, "a / b"; only those whose two targets ran are shown.
+PAIRS = (("ringgate", "nginx"), ("governed", "nginx"), ("governed", "ringgate"))
+SCENARIOS = ("plain", "stream")
+PCTS = ("p50", "p99", "p99.9")
+NOISE_MARK = " ⚠"
+
+
+# --------------------------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------------------------
+
+def _fmt_us(us):
+    if us is None:
+        return "n/a"
+    if us >= 10_000:
+        return f"{us / 1000:.1f} ms"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def _fmt_signed_us(us):
+    if us is None:
+        return "n/a"
+    return ("+" if us >= 0 else "−") + _fmt_us(abs(us))
+
+
+def _pct(v):
+    return "n/a" if v is None else f"{v:.0f} %"
+
+
+def _div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _ratio(a, b):
+    r = _div(a, b)
+    return "n/a" if r is None else f"{r:.2f}×"
+
+
+def _positive_ratio(a, b):
+    """Ratio of two added latencies: only meaningful when both are above zero."""
+    return _ratio(a, b) if a is not None and b is not None and a > 0 and b > 0 else "—"
+
+
+def _mib(kb):
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def _mark(noisy) -> str:
+    return NOISE_MARK if noisy else ""
+
+
+# --------------------------------------------------------------------------------------------
+# reading the raw directory
+# --------------------------------------------------------------------------------------------
+
+def _load(p: Path):
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _wrk(p: Path):
+    if not p.exists():
+        return None
+    for line in p.read_text().splitlines():
+        if line.startswith("WRKJSON "):
+            return json.loads(line[len("WRKJSON ") :])
+    return None
+
+
+def _cpu_delta(before, after, role: str):
+    if not before or not after or role not in before["procs"] or role not in after["procs"]:
+        return None
+    if not after["procs"][role]["per_pid"] or str(after["procs"][role]["root"]) not in after["procs"][role]["per_pid"]:
+        return None  # the process had exited
+    return (after["procs"][role]["ticks"] - before["procs"][role]["ticks"]) / before["clk_tck"]
+
+
+def _core_busy(before, after) -> dict[str, float]:
+    out = {}
+    if not before or not after:
+        return out
+    for cpu, a in after["cpus"].items():
+        b = before["cpus"].get(cpu)
+        if not b:
+            continue
+        d = [x - y for x, y in zip(a, b)]
+        total = sum(d[:8])  # user nice system idle iowait irq softirq steal
+        idle = d[3] + d[4]
+        out[cpu] = 100.0 * (total - idle) / total if total else 0.0
+    return out
+
+
+def _overhead_buckets(p: Path) -> dict[int, int]:
+    """ringgate's `GET /latency`: the gateway-overhead fine buckets of every 2xx series, summed
+    (exclusive upper bound in µs → count)."""
+    j = _load(p)
+    out: dict[int, int] = {}
+    for row in (j or {}).get("data", []):
+        if row.get("class") != "2xx":
+            continue
+        for upper, n in row.get("gateway_overhead", {}).get("buckets", []):
+            out[upper] = out.get(upper, 0) + n
+    return out
+
+
+def _bucket_quantile(buckets: dict[int, int], q: float):
+    """The exclusive upper bound of the bucket holding quantile q (at most 12.5 % above the value)."""
+    total = sum(buckets.values())
+    if total <= 0:
+        return None
+    seen = 0
+    for upper in sorted(buckets):
+        seen += buckets[upper]
+        if seen >= q * total:
+            return upper
+    return max(buckets)
+
+
+@dataclass
+class Run:
+    raw: Path
+    meta: dict
+    env: dict
+    targets: list[str]
+    rates: list[str]
+    threshold: float
+    sat: dict = field(default_factory=dict)      # (scenario, target) -> row
+    ol: dict = field(default_factory=dict)       # (rate, target) -> row
+    inside: dict = field(default_factory=dict)   # (rate, target) -> overhead quantiles
+    mem: dict = field(default_factory=dict)      # target -> row
+    anomalies: list = field(default_factory=list)
+    noisy_seen: set = field(default_factory=set)
+
+    @property
+    def proxies(self) -> list[str]:
+        return [t for t in self.targets if t != "mock"]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in PAIRS if a in self.targets and b in self.targets]
+
+    def sat_value(self, scen: str, t: str, key: str):
+        """One saturation figure; "cpu_us" is the proxy's CPU per request, or the mock's for direct."""
+        row = self.sat.get((scen, t), {})
+        if key in ("lat_mean_us", "p99_us"):
+            return (row.get("wrk") or {}).get(key)
+        if key == "cpu_us":
+            return row.get("mock_us" if t == "mock" else "proxy_us")
+        return row.get(key)
+
+    def sat_noisy(self, scen: str, *ts: str) -> bool:
+        return any(self.sat.get((scen, t), {}).get("noisy") for t in ts)
+
+    def added(self, rate: str, t: str, p: str):
+        """Open-loop latency the proxy adds over direct at the same offered rate, µs."""
+        if t == "mock":
+            return None
+        base, v = self.ol.get((rate, "mock"), {}).get(p), self.ol.get((rate, t), {}).get(p)
+        return None if base is None or v is None else v - base
+
+    def ol_noisy(self, rate: str, *ts: str) -> bool:
+        return any(self.ol.get((rate, t), {}).get("noisy") for t in ("mock", *ts))
+
+
+def _snaps(run: Run, t: str, name: str):
+    d = run.raw / t
+    b, a = _load(d / f"{name}.cpu_before.json"), _load(d / f"{name}.cpu_after.json")
+    for s in (b, a):
+        if s:
+            run.noisy_seen.update(s.get("noisy", []))
+    return b, a, (foreign_pct(b, a) if b and a else None)
+
+
+def _collect_saturation(run: Run) -> None:
+    for scen in SCENARIOS:
+        for t in run.targets:
+            r = _wrk(run.raw / t / f"sat_{scen}.wrk.txt")
+            b, a, fp = _snaps(run, t, f"sat_{scen}")
+            row = {"wrk": r, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
+            run.sat[(scen, t)] = row
+            if not r:
+                run.anomalies.append(f"saturation/{scen} → {t}: no wrk result (see `{t}/sat_{scen}.wrk.txt`)")
+                continue
+            secs, n = r["duration_us"] / 1e6, r["requests"]
+            row["rps"] = n / secs if secs else None
+            row["errors"] = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+            row["non2xx"] = r["err_status"]
+            pc = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
+            mc = _cpu_delta(b, a, "mock")
+            row["proxy_us"] = pc / n * 1e6 if pc is not None and n else None
+            row["mock_us"] = mc / n * 1e6 if mc is not None and n else None
+            row["proxy_util"] = 100 * pc / (a["t"] - b["t"]) if pc is not None else None
+            lg = ((a["shell_ticks"] - b["shell_ticks"]) / b["clk_tck"]
+                  if a.get("shell_ticks") is not None and b.get("shell_ticks") is not None else None)
+            row["loadgen_us"] = lg / n * 1e6 if lg is not None and n else None
+            row["busy"] = _core_busy(b, a)
+            if row["errors"] or row["non2xx"]:
+                run.anomalies.append(
+                    f"saturation/{scen} → {t}: wrk reported {row['non2xx']} non-2xx/3xx responses and "
+                    f"socket errors connect={r['err_connect']} read={r['err_read']} write={r['err_write']} "
+                    f"timeout={r['err_timeout']} (raw: `{t}/sat_{scen}.wrk.txt`)"
+                )
+
+
+def _collect_open_loop(run: Run) -> None:
+    for rate in run.rates:
+        for t in run.targets:
+            j = _load(run.raw / t / f"open_{rate}.oha.json")
+            b, a, fp = _snaps(run, t, f"open_{rate}")
+            row: dict = {}
+            run.ol[(rate, t)] = row
+            if not j:
+                run.anomalies.append(f"open loop {rate} req/s → {t}: no oha result")
+                continue
+            pct = j.get("latencyPercentiles", {})
+            codes = j.get("statusCodeDistribution", {})
+            errs = j.get("errorDistribution", {})
+            n = sum(codes.values())
+            row.update({
+                "rps": n / j["summary"]["total"] if j["summary"].get("total") else None,
+                **{p: pct[p] * 1e6 if pct.get(p) is not None else None for p in PCTS},
+                "non200": sum(v for k, v in codes.items() if k != "200"),
+                "errors": errs,
+                "n": n,
+                "foreign": fp,
+                "noisy": fp is not None and fp > run.threshold,
+            })
+            c = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
+            row["cpu_us"] = c / n * 1e6 if c is not None and n else None
+            real_errs = {k: v for k, v in errs.items() if "deadline" not in k.lower()}
+            if row["non200"] or real_errs:
+                run.anomalies.append(
+                    f"open loop {rate} req/s → {t}: {row['non200']} non-200 responses, errors {real_errs} "
+                    f"(raw: `{t}/open_{rate}.oha.json`)"
+                )
+            if row["rps"] and row["rps"] < 0.95 * float(rate):
+                run.anomalies.append(
+                    f"open loop {rate} req/s → {t}: achieved only {row['rps']:,.0f} req/s "
+                    f"(< 95 % of the offered rate — target or load generator saturated)"
+                )
+
+
+def _collect_inside(run: Run) -> None:
+    """The overhead ringgate measures itself, per open-loop run: the difference of the /latency
+    readings taken just before and after it."""
+    for rate in run.rates:
+        for t in run.targets:
+            if t not in INSIDE:
+                continue
+            d = run.raw / t
+            before = _overhead_buckets(d / f"open_{rate}.latency_before.json")
+            after = _overhead_buckets(d / f"open_{rate}.latency_after.json")
+            diff = {u: n - before.get(u, 0) for u, n in after.items() if n - before.get(u, 0) > 0}
+            if diff:
+                run.inside[(rate, t)] = {"n": sum(diff.values()),
+                                         **{p: _bucket_quantile(diff, q) for p, q in
+                                            (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999))}}
+
+
+def _collect_memory(run: Run) -> None:
+    for t in run.targets:
+        d = run.raw / t
+        role = "proxy" if t != "mock" else "mock"
+        start, after, idle = _load(d / "mem_start.json"), _load(d / "mem_after_load.json"), _load(d / "idle.json")
+        if not (start and after and idle) or role not in after or not after[role]["per_pid"] \
+                or not idle["with_idle"][role]["per_pid"]:
+            run.anomalies.append(f"memory → {t}: missing measurements")
+            continue
+        bi, wi, ac = idle["before"][role], idle["with_idle"][role], idle["after_close"][role]
+        c2 = idle.get("cycle2")
+        readings = [after[role], wi, ac] + ([c2["with_idle"][role], c2["after_close"][role]] if c2 else [])
+        run.mem[t] = {
+            "start": start[role], "after": after[role], "before_idle": bi, "with_idle": wi, "after_close": ac,
+            "cycle2": c2 and {"with_idle": c2["with_idle"][role], "after_close": c2["after_close"][role]},
+            "idle": idle,
+            "hwm": after[role]["hwm_kb"],
+            # VmHWM only grows: the last reading is the peak of the whole run, idle test included.
+            "peak": max(r["hwm_kb"] for r in readings),
+            "per_conn": (wi["rss_kb"] - bi["rss_kb"]) / idle["opened"] if idle["opened"] else None,
+        }
+        _memory_anomalies(run, t, run.mem[t])
+
+
+def _memory_anomalies(run: Run, t: str, m: dict) -> None:
+    idle, bi, wi, ac, c2 = m["idle"], m["before_idle"], m["with_idle"], m["after_close"], m["cycle2"]
+    for name, cyc in (("1st", idle), ("2nd", idle.get("cycle2"))):
+        if not cyc:
+            continue
+        if cyc["opened"] < idle["n"] or cyc["error_count"]:
+            run.anomalies.append(
+                f"idle test ({name} round) → {t}: opened {cyc['opened']} of {idle['n']} connections; errors "
+                f"{cyc['error_count']} e.g. {cyc['errors'][:3]}"
+            )
+        bad = {k: v for k, v in cyc["statuses"].items() if k != "200"}
+        if bad:
+            run.anomalies.append(f"idle test ({name} round) → {t}: non-200 statuses {bad}")
+        if cyc["alive_after_hold"] < cyc["opened"]:
+            run.anomalies.append(
+                f"idle test ({name} round) → {t}: {cyc['opened'] - cyc['alive_after_hold']} of {cyc['opened']} "
+                f"idle connections were closed by the server within {cyc['hold_seconds']:.0f} s"
+            )
+    if "fds" in ac and ac["fds"] > bi["fds"] + 16:
+        run.anomalies.append(
+            f"idle test → {t}: {ac['fds'] - bi['fds']} more open file descriptors after the client closed its "
+            f"{idle['opened']} connections than before opening them ({bi['fds']} → {ac['fds']})"
+        )
+    if t == "mock":
+        return
+    if ac["rss_kb"] > bi["rss_kb"] + 8 * 1024:
+        run.anomalies.append(
+            f"idle test → {t}: RSS after closing the {idle['opened']} idle connections is {_mib(ac['rss_kb'])}, "
+            f"{_mib(ac['rss_kb'] - bi['rss_kb'])} above the {_mib(bi['rss_kb'])} before opening them "
+            "(memory not returned to the OS"
+            + (f"; 2nd identical round: {_mib(c2['with_idle']['rss_kb'])} with idle conns, "
+               f"{_mib(c2['after_close']['rss_kb'])} after closing" if c2 else "") + ")"
+        )
+    if c2 and c2["with_idle"]["rss_kb"] > wi["rss_kb"] + 4 * 1024:
+        run.anomalies.append(
+            f"idle test → {t}: RSS grows across identical rounds: {_mib(wi['rss_kb'])} with idle conns in round 1, "
+            f"{_mib(c2['with_idle']['rss_kb'])} in round 2"
+        )
+
+
+def _collect_against_nginx(run: Run) -> None:
+    """ringgate (plain or governed) slower or costlier per request than nginx is worth a line."""
+    if "nginx" not in run.targets:
+        return
+    for t in INSIDE:
+        if t not in run.targets:
+            continue
+        for scen in SCENARIOS:
+            g, n = run.sat_value(scen, t, "rps"), run.sat_value(scen, "nginx", "rps")
+            if g and n and g < n:
+                run.anomalies.append(f"saturation/{scen}: {LABEL[t]} throughput {g:,.0f} req/s is lower than "
+                                     f"nginx {n:,.0f} req/s ({g / n:.2f}×)")
+            g, n = run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, "nginx", "cpu_us")
+            if g and n and g > n:
+                run.anomalies.append(f"saturation/{scen}: {LABEL[t]} uses more CPU per request than nginx "
+                                     f"({g:.1f} vs {n:.1f} µs/req)")
+
+
+def _collect_logs(run: Run) -> None:
+    extra = run.raw / "anomalies.txt"
+    if extra.exists():
+        run.anomalies += [ln for ln in extra.read_text().splitlines() if ln.strip()]
+    for t in run.proxies:
+        log = run.raw / t / f"{t}.stderr.log"
+        if log.exists():
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                     if re.search(r"\b(WARN|ERROR|panicked|\[error\]|\[crit\]|\[alert\]|\[emerg\])", ln)]
+            if lines:
+                run.anomalies.append(f"{t} stderr has {len(lines)} warning/error lines; first: " +
+                                     " / ".join(f"`{ln[:200]}`" for ln in lines[:3]))
+
+
+def collect(raw: Path) -> Run:
+    meta = _load(raw / "meta.json") or {}
+    env = meta.get("env", {})
+    wanted = env.get("targets", " ".join(ORDER)).split()
+    run = Run(raw=raw, meta=meta, env=env, targets=[t for t in ORDER if t in wanted],
+              rates=env.get("rates", "1000 2500 5000").split(), threshold=float(env.get("noise_threshold", "10")))
+    run.noisy_seen.update(meta.get("noisy_at_start", []))
+    _collect_saturation(run)
+    _collect_against_nginx(run)
+    _collect_open_loop(run)
+    _collect_inside(run)
+    _collect_memory(run)
+    _collect_logs(run)
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# issue 14's targets and the regression guard's figures
+# --------------------------------------------------------------------------------------------
+
+ISSUE_RATE = "5000"       # the open-loop rate issue 14 states its latency targets at
+RSS_LIMIT_BYTES = 30e6    # "peak RSS ≤ 30 MB governed", read as decimal MB (28.6 MiB): the stricter reading
+
+
+def _idle_conns(run: Run) -> str:
+    return str(run.env.get("idle_conns", "?"))
+
+
+def _verdict(ok: bool, noisy: bool = False) -> str:
+    return ("pass" if ok else "**fail**") + _mark(noisy)
+
+
+def _not_measured(run: Run, *needs: str) -> str:
+    missing = [t for t in needs if t not in run.targets]
+    return f"not measured (TARGETS lacks {', '.join(missing)})" if missing else "not measured (no result)"
+
+
+def _cpu_target(run: Run, scen: str, t: str, ref: str, factor: float) -> tuple[str, str, str]:
+    claim = f"{LABEL[t]}, saturation {scen}: CPU µs/req ≤ {factor:.2f}× {LABEL[ref]}'s"
+    a, b = run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, ref, "cpu_us")
+    if a is None or b is None:
+        return claim, "—", _not_measured(run, t, ref)
+    return claim, f"{a:.1f} vs {b:.1f} µs = {a / b:.2f}×", _verdict(a <= factor * b, run.sat_noisy(scen, t, ref))
+
+
+def _added_target(run: Run, t: str, ref: str) -> tuple[str, str, str]:
+    claim = f"{LABEL[t]}: added p99 at {ISSUE_RATE} req/s ≤ {LABEL[ref]}'s"
+    if ISSUE_RATE not in run.rates:
+        return claim, "—", f"not measured (RATES lacks {ISSUE_RATE})"
+    a, b = run.added(ISSUE_RATE, t, "p99"), run.added(ISSUE_RATE, ref, "p99")
+    if a is None or b is None:
+        return claim, "—", _not_measured(run, t, ref, "mock")
+    return claim, f"{_fmt_signed_us(a)} vs {_fmt_signed_us(b)}", _verdict(a <= b, run.ol_noisy(ISSUE_RATE, t, ref))
+
+
+def _inside_target(run: Run, t: str, p: str, limit_us: int) -> tuple[str, str, str]:
+    claim = f"{LABEL[t]}: overhead inside at {ISSUE_RATE} req/s, {p} ≤ {limit_us} µs"
+    q = run.inside.get((ISSUE_RATE, t))
+    if ISSUE_RATE not in run.rates:
+        return claim, "—", f"not measured (RATES lacks {ISSUE_RATE})"
+    if not q:
+        return claim, "—", _not_measured(run, t)
+    # The bucket bound is exclusive and the values are whole µs: every value in it is ≤ bound − 1.
+    return claim, f"< {q[p]} µs ({q['n']:,} requests)", _verdict(q[p] - 1 <= limit_us, run.ol_noisy(ISSUE_RATE, t))
+
+
+def _rss_target(run: Run) -> tuple[str, str, str]:
+    claim = "ringgate governed: peak RSS ≤ 30 MB"
+    m = run.mem.get("governed")
+    if not m:
+        return claim, "—", _not_measured(run, "governed")
+    return (claim, f"{m['peak'] * 1024 / 1e6:.1f} MB ({_mib(m['peak'])}) over the whole run, "
+                   f"{_idle_conns(run)} idle conns included; {_mib(m['hwm'])} after the load alone",
+            _verdict(m["peak"] * 1024 <= RSS_LIMIT_BYTES))
+
+
+def issue14_targets(run: Run) -> list[tuple[str, str, str]]:
+    return [
+        _cpu_target(run, "plain", "ringgate", "nginx", 0.80),
+        _cpu_target(run, "stream", "ringgate", "nginx", 0.80),
+        _cpu_target(run, "plain", "governed", "nginx", 0.85),
+        _cpu_target(run, "plain", "governed", "ringgate", 1.10),
+        _added_target(run, "governed", "nginx"),
+        _added_target(run, "governed", "ringgate"),
+        _inside_target(run, "ringgate", "p50", 5),
+        _inside_target(run, "ringgate", "p99", 20),
+        _inside_target(run, "governed", "p50", 5),
+        _inside_target(run, "governed", "p99", 20),
+        _rss_target(run),
+    ]
+
+
+def key_figures(run: Run) -> dict[str, dict]:
+    """The figures perf/check.py compares between runs: ratios of two targets measured in the same
+    run (a shared machine's load moves both, so their ratio moves far less than either), and peak
+    RSS, which load does not move. name -> {"value", "better": "lower"|"higher", "noisy"}."""
+    out: dict[str, dict] = {}
+
+    def put(name: str, value, better: str, noisy: bool) -> None:
+        if value is not None:
+            out[name] = {"value": round(value, 4), "better": better, "noisy": bool(noisy)}
+
+    for a, b in run.pairs:
+        for scen in SCENARIOS:
+            noisy = run.sat_noisy(scen, a, b)
+            put(f"{scen} CPU/req {a}/{b}", _div(run.sat_value(scen, a, "cpu_us"), run.sat_value(scen, b, "cpu_us")),
+                "lower", noisy)
+            put(f"{scen} req/s {a}/{b}", _div(run.sat_value(scen, a, "rps"), run.sat_value(scen, b, "rps")),
+                "higher", noisy)
+        for rate in run.rates:
+            x, y = run.added(rate, a, "p99"), run.added(rate, b, "p99")
+            put(f"added p99 at {rate}/s {a}/{b}", x / y if x is not None and y is not None and x > 0 and y > 0 else None,
+                "lower", run.ol_noisy(rate, a, b))
+    for t in run.proxies:
+        if t in run.mem:
+            put(f"peak RSS {t} (MiB)", run.mem[t]["peak"] / 1024, "lower", False)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------------
+
+def _render_header(run: Run, w) -> None:
+    meta, env = run.meta, run.env
+    w(f"# ringgate load test — {env.get('stamp', run.raw.name)} UTC")
+    w("")
+    w("## Machine and versions")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    for label, key in (("nproc", "nproc"), ("kernel (`uname -r`)", "kernel"), ("CPU", "cpu_model"),
+                       ("memory", "mem_total"), ("nginx", "nginx"), ("wrk", "wrk"), ("oha", "oha"), ("rustc", "rustc")):
+        w(f"| {label} | {meta.get(key)} |")
+    w(f"| work tree at run time | {env.get('git', '?')} |")
+    for b in ("ringgate", "mock-llm"):
+        w(f"| {b} binary | {meta.get('bins', {}).get(b, '?')} |")
+    w(f"| open-file limit | {env.get('nofile', '?')} |")
+    w("")
+    w("## Command")
+    w("")
+    w("```")
+    w(env.get("command", "bash perf/run.sh"))
+    w("```")
+    w("")
+    w(
+        f"Settings: wrk `-t{env.get('wrk_threads')} -c{env.get('conns')} -d{env.get('duration')} --latency`, "
+        f"oha `-c {env.get('conns')} -z {env.get('duration')} -q RATE --latency-correction` "
+        f"(`--worker-threads {env.get('oha_threads')}`) at {', '.join(run.rates)} req/s, "
+        f"{env.get('idle_conns')} idle connections; request body {env.get('body_bytes')} bytes "
+        f"(`POST /v1/chat/completions`, model `mock/gpt-4o-mini`), "
+        f"streaming = mock defaults (8 chunks, 0 ms interval). Warm-up {env.get('warmup')} per target, not measured."
+    )
+    w("")
+    w("## Core placement")
+    w("")
+    proxies = ", ".join(LABEL[t] for t in run.proxies) or "none in this run"
+    w(
+        f"- **proxy cases** ({proxies}): proxy on cpu `{env.get('proxy_cpus')}` "
+        f"(nginx `worker_processes {env.get('proxy_cores')}`, ringgate `--shards {env.get('proxy_cores')}`, shards pinned); "
+        f"mock-llm (`--workers {env.get('mock_workers')}`) on cpu `{env.get('mock_cpus')}`; "
+        f"load generator (wrk/oha/idle client) on cpu `{env.get('loadgen_cpus')}`."
+    )
+    w(
+        f"- **direct case**: mock-llm (`--workers {env.get('direct_mock_workers')}`) on cpu `{env.get('direct_mock_cpus')}`, "
+        f"load generator on cpu `{env.get('loadgen_cpus')}`."
+    )
+    if "governed" in run.targets:
+        w(
+            "- **ringgate governed**: the same binary and placement as ringgate, with governance on: SQLite store "
+            "(a fresh file in the run's temp directory), `request_logs: all` (a log row per request), "
+            "`require_virtual_key: true`, and one virtual key (rpm, tpm and a monthly budget set far above what a "
+            "run uses, so nothing is refused) that every request of every scenario carries."
+        )
+    w(
+        "- Everything on 127.0.0.1, pinned with `taskset -c`. Overrides: `PROXY_CPUS`, `MOCK_CPUS`, "
+        "`LOADGEN_CPUS`, `DIRECT_MOCK_CPUS`."
+    )
+    w("")
+
+
+def _render_issue14(run: Run, w) -> None:
+    w("## Targets (issue 14)")
+    w("")
+    w("| target | measured | verdict |")
+    w("|---|---|---|")
+    for claim, measured, verdict in issue14_targets(run):
+        w(f"| {claim} | {measured} | {verdict} |")
+    w("")
+    w(f"CPU figures are the saturation runs' (section 1–2); added p99 is the open-loop run at {ISSUE_RATE} req/s "
+      "minus direct (section 3); overhead inside is ringgate's own `GET /latency` over that run, as the exclusive "
+      "bound of its fine bucket (within 12.5 %, so a verdict near the limit is only as sharp as that); peak RSS is "
+      f"the last VmHWM of the process, after the load and the idle-connection test. {NOISE_MARK.strip()} = a "
+      "figure behind the verdict came from a noisy measurement.")
+    w("")
+
+
+def _render_summary(run: Run, w) -> None:
+    pairs = run.pairs
+    w("## Summary")
+    w("")
+    w("| metric | " + " | ".join(LABEL[t] for t in run.targets) + "".join(f" | {a} / {b}" for a, b in pairs) + " |")
+    w("|---|" + "--:|" * (len(run.targets) + len(pairs)))
+
+    def row(label: str, vals: dict, fmt, noisy: dict | None = None, ratio=_ratio) -> None:
+        cells = [(fmt(vals[t]) if vals.get(t) is not None else "—") + _mark(noisy and noisy.get(t)) for t in run.targets]
+        w(f"| {label} | " + " | ".join(cells + [ratio(vals.get(a), vals.get(b)) for a, b in pairs]) + " |")
+
+    for scen in SCENARIOS:
+        nz = {t: run.sat_noisy(scen, t) for t in run.targets}
+        row(f"saturation {scen}: req/s", {t: run.sat_value(scen, t, "rps") for t in run.targets}, lambda v: f"{v:,.0f}", nz)
+        row(f"saturation {scen}: p99 latency", {t: run.sat_value(scen, t, "p99_us") for t in run.targets}, _fmt_us, nz)
+        row(f"saturation {scen}: CPU µs/req (proxy; direct = mock)",
+            {t: run.sat_value(scen, t, "cpu_us") for t in run.targets}, lambda v: f"{v:.1f}", nz)
+    for rate in run.rates:
+        nz = {t: run.ol_noisy(rate, t) for t in run.targets}
+        for p in PCTS:
+            row(f"open loop {rate}/s: added {p}", {t: run.added(rate, t, p) for t in run.targets}, _fmt_signed_us, nz,
+                _positive_ratio)
+    mem = {t: run.mem.get(t, {}) for t in run.targets}
+    row("peak RSS (VmHWM) after load", {t: m.get("hwm") for t, m in mem.items()}, _mib)
+    row("peak RSS, whole run (idle test included)", {t: m.get("peak") for t, m in mem.items()}, _mib)
+    row(f"RSS with {_idle_conns(run)} idle conns", {t: m.get("with_idle", {}).get("rss_kb") for t, m in mem.items()}, _mib)
+    row("RSS per idle conn", {t: m.get("per_conn") for t, m in mem.items()}, lambda v: f"{v:.1f} KiB",
+        ratio=_positive_ratio)
+    w("")
+    w("Details, definitions and the ratios to direct follow below. "
+      "req/s: higher is better; latency, CPU, memory: lower is better.")
+    w("")
+
+
+def _render_saturation(run: Run, w) -> None:
+    env = run.env
+    cpus = sorted(next((r["busy"] for r in run.sat.values() if r.get("busy")), {}))
+    w(f"## 1–2. Saturation (closed loop: wrk -t{env.get('wrk_threads')} -c{env.get('conns')} -d{env.get('duration')})")
+    w("")
+    w("| scenario | target | req/s | avg latency | p99 latency | non-2xx | socket errors "
+      "| CPU µs/req (proxy) | CPU µs/req (mock) | CPU µs/req (wrk) | proxy core busy | "
+      + "".join(f"{c} busy | " for c in cpus) + "other load |")
+    w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(cpus) + "--:|")
+    for scen in SCENARIOS:
+        for t in run.targets:
+            row = run.sat[(scen, t)]
+            r = row.get("wrk")
+            if not r:
+                w(f"| {scen} | {LABEL[t]} | n/a |" + " |" * (9 + len(cpus)))
+                continue
+            proxy_us = f"{row['proxy_us']:.1f}" if t != "mock" and row.get("proxy_us") is not None else "—"
+            mock_us = f"{row['mock_us']:.1f}" if row.get("mock_us") is not None else "n/a"
+            lg_us = f"{row['loadgen_us']:.1f}" if row.get("loadgen_us") is not None else "n/a"
+            util = f"{row['proxy_util']:.0f} %" if t != "mock" and row.get("proxy_util") is not None else "—"
+            busy = "".join(f"{v:.0f} % | " for _, v in sorted(row["busy"].items()))
+            w(
+                f"| {scen} | {LABEL[t]}{_mark(row['noisy'])} | {row['rps']:,.0f} | {_fmt_us(r['lat_mean_us'])} | "
+                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {lg_us} | {util} | "
+                f"{busy}{_pct(row['foreign'])} |"
+            )
+    w("")
+    w(
+        "CPU µs/req = (utime+stime of the whole process tree, all threads, from `/proc/PID/stat`, after − before) "
+        "÷ requests wrk completed. For the direct row the mock's figure is the one to compare with the proxies'. "
+        "CPU µs/req (wrk) is the load generator's, from the driving shell's reaped-children times. "
+        "\"proxy core busy\" = proxy CPU-seconds ÷ wall-seconds; the cpuN columns are whole-core utilisation from `/proc/stat` "
+        "(includes everything on that core, also softirq time of the loopback traffic, which no process is "
+        "charged for). \"other load\" = user-mode CPU used meanwhile by processes that are not part of the test "
+        f"(the machine is shared), in % of one core; above {run.threshold:g} % a run is redone after the "
+        f"machine quietens (bounded), and rows still above it are marked{NOISE_MARK}."
+    )
+    w("")
+    cols = [(a, b) for a, b in run.pairs]
+    if "mock" in run.targets:
+        cols += [(t, "mock") for t in run.proxies]
+    if not cols:
+        return
+    w("### Ratios (saturation)")
+    w("")
+    w("| scenario | metric | " + " | ".join(f"{a} / {'direct' if b == 'mock' else b}" for a, b in cols) + " |")
+    w("|---|---|" + "--:|" * len(cols))
+    for scen in SCENARIOS:
+        for key, label in (("rps", "req/s"), ("lat_mean_us", "avg latency"), ("p99_us", "p99 latency"),
+                           ("cpu_us", "CPU µs/req")):
+            w(f"| {scen} | {label} | " + " | ".join(
+                _ratio(run.sat_value(scen, a, key), run.sat_value(scen, b, key)) + _mark(run.sat_noisy(scen, a, b))
+                for a, b in cols) + " |")
+    w("")
+    w("For the CPU row, \"direct\" is the mock-llm's own CPU per request when it serves the load directly. "
+      "req/s: higher is better; latency, CPU: lower is better.")
+    w("")
+
+
+def _render_open_loop(run: Run, w) -> None:
+    env = run.env
+    w(f"## 3. Open loop (oha -q RATE -c {env.get('conns')} -z {env.get('duration')} --latency-correction)")
+    w("")
+    w("| rate | target | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | "
+      "CPU µs/req (proxy) | non-200 | errors | other load |")
+    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for rate in run.rates:
+        base_noisy = run.ol.get((rate, "mock"), {}).get("noisy")
+        for t in run.targets:
+            row = run.ol[(rate, t)]
+            if not row:
+                w(f"| {rate} | {LABEL[t]} | n/a |" + " |" * 10)
+                continue
+            added = ["—" if t == "mock" else _fmt_signed_us(run.added(rate, t, p)) + _mark(base_noisy) for p in PCTS]
+            errs = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
+            cpu = f"{row['cpu_us']:.1f}" if row.get("cpu_us") is not None else "n/a"
+            w(
+                f"| {rate} | {LABEL[t]}{_mark(row['noisy'])} | {row['rps']:,.0f} | {_fmt_us(row['p50'])} | "
+                f"{_fmt_us(row['p99'])} | {_fmt_us(row['p99.9'])} | {' | '.join(added)} | "
+                f"{cpu}{' (mock)' if t == 'mock' else ''} | {row['non200']} | {errs} | {_pct(row['foreign'])} |"
+            )
+    w("")
+    w(
+        "Added latency = proxy percentile − direct percentile at the same offered rate (same client, same "
+        "placement except the extra hop). oha aborts requests still in flight when `-z` expires; those show as "
+        "\"aborted due to deadline\" and are not failures."
+    )
+    w("")
+    if not run.pairs or "mock" not in run.targets:
+        return
+    w("### Added latency compared")
+    w("")
+    w("| rate | percentile | " + " | ".join(LABEL[t] for t in run.proxies)
+      + "".join(f" | {a} / {b}" for a, b in run.pairs) + " |")
+    w("|--:|---|" + "--:|" * (len(run.proxies) + len(run.pairs)))
+    for rate in run.rates:
+        for p in PCTS:
+            vals = {t: run.added(rate, t, p) for t in run.proxies}
+            w(f"| {rate} | {p} | " + " | ".join(_fmt_signed_us(vals[t]) + _mark(run.ol_noisy(rate, t)) for t in run.proxies)
+              + "".join(f" | {_positive_ratio(vals[a], vals[b])}" for a, b in run.pairs) + " |")
+    w("")
+    w("A ratio needs both added latencies above zero (\"—\" otherwise).")
+    w("")
+
+
+def _render_inside(run: Run, w) -> None:
+    inside = [t for t in run.targets if t in INSIDE]
+    if not inside:
+        return
+    w("### ringgate's overhead, measured inside (`GET /latency`, difference over each open-loop run)")
+    w("")
+    w("| rate | target | requests | overhead p50 | p90 | p99 | p99.9 | client-side added p50 | added p99 |")
+    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+    for rate in run.rates:
+        for t in inside:
+            q = run.inside.get((rate, t))
+            added = " | ".join(_fmt_signed_us(run.added(rate, t, p)) for p in ("p50", "p99"))
+            if not q:
+                w(f"| {rate} | {LABEL[t]} | n/a | | | | | {added} |")
+                continue
+            w(f"| {rate} | {LABEL[t]}{_mark(run.ol_noisy(rate, t))} | {q['n']:,} | "
+              + " | ".join(f"< {q[p]} µs" for p in ("p50", "p90", "p99", "p99.9")) + f" | {added} |")
+    w("")
+    w("The overhead is what ringgate spends per request between reading the request whole and writing the "
+      "response's last byte, minus the time it waits on the mock (docs/observability.md); each figure is the "
+      "exclusive upper bound of its fine bucket (within 12.5 %). The client-side added latency also holds the extra "
+      "hop's kernel and scheduling time, which the gateway cannot see.")
+    w("")
+
+
+def _render_memory(run: Run, w) -> None:
+    w(f"## 5. Memory (process tree, after the runs above; idle test = {_idle_conns(run)} keep-alive "
+      "connections, one request each, done twice)")
+    w("")
+    w("| target | RSS at start | peak RSS (VmHWM) after load | RSS before idle test | RSS with idle conns | "
+      "per idle conn | PSS with idle conns | RSS after closing | 2nd round: with idle / after closing | "
+      "peak RSS, whole run | conns opened / still open after hold | open fds: before / with idle / after closing |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    tree_notes = []
+    for t in run.targets:
+        m = run.mem.get(t)
+        if not m:
+            w(f"| {LABEL[t]} | n/a |" + " |" * 11)
+            continue
+        idle, c2 = m["idle"], m["cycle2"]
+        bi, wi, ac = m["before_idle"], m["with_idle"], m["after_close"]
+        second = f"{_mib(c2['with_idle']['rss_kb'])} / {_mib(c2['after_close']['rss_kb'])}" if c2 else "—"
+        opened = f"{idle['opened']}/{idle['n']} / {idle['alive_after_hold']}"
+        if idle.get("cycle2"):
+            opened += f" (2nd: {idle['cycle2']['opened']} / {idle['cycle2']['alive_after_hold']})"
+        per_conn = "n/a" if m["per_conn"] is None else f"{m['per_conn']:.1f} KiB"
+        w(
+            f"| {LABEL[t]} | {_mib(m['start']['rss_kb'])} | {_mib(m['hwm'])} | {_mib(bi['rss_kb'])} | {_mib(wi['rss_kb'])} | "
+            f"{per_conn} | {_mib(wi['pss_kb'])} | {_mib(ac['rss_kb'])} | {second} | {_mib(m['peak'])} | {opened} | "
+            f"{bi.get('fds', '?')} / {wi.get('fds', '?')} / {ac.get('fds', '?')} |"
+        )
+        if len(m["after"]["per_pid"]) > 1:
+            parts = ", ".join(f"{v['comm']}[{p}] RSS {_mib(v.get('VmRSS'))} HWM {_mib(v.get('VmHWM'))}"
+                              for p, v in m["after"]["per_pid"].items())
+            tree_notes.append(f"{LABEL[t]} processes after load: {parts}.")
+    w("")
+    for note in tree_notes:
+        w(f"- {note}")
+    if tree_notes:
+        w("")
+    w(
+        "RSS figures sum every process of the tree (nginx: master + worker, whose pages are partly shared, "
+        "so the sum over-counts; PSS splits shared pages and does not). \"per idle conn\" = (RSS with idle "
+        "connections − RSS just before opening them) ÷ connections opened. The connections are opened one after "
+        "another, each completes one request and then sits idle; \"still open after hold\" counts those the "
+        f"server had not closed after {run.env.get('idle_hold', '?')} s. The second round repeats the test on the same "
+        "process: flat numbers mean allocator retention, rising numbers mean growth. \"peak RSS, whole run\" is "
+        "the last VmHWM reading, after the idle test."
+    )
+    w("")
+    pairs = [(a, b) for a, b in run.pairs if a in run.mem and b in run.mem]
+    if not pairs:
+        return
+    w("### Ratios (memory)")
+    w("")
+    w("| metric | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |")
+    w("|---|" + "--:|" * len(pairs))
+    for label, get in (("peak RSS (VmHWM) after load", lambda m: m["hwm"]),
+                       ("peak RSS, whole run", lambda m: m["peak"]),
+                       ("RSS with idle conns", lambda m: m["with_idle"]["rss_kb"]),
+                       ("PSS with idle conns", lambda m: m["with_idle"]["pss_kb"])):
+        w(f"| {label} | " + " | ".join(_ratio(get(run.mem[a]), get(run.mem[b])) for a, b in pairs) + " |")
+    w("| per idle conn | " + " | ".join(
+        f"{run.mem[a]['per_conn']:.1f} vs {run.mem[b]['per_conn']:.1f} KiB"
+        if run.mem[a]["per_conn"] is not None and run.mem[b]["per_conn"] is not None else "n/a"
+        for a, b in pairs) + " |")
+    w("")
+
+
+def _render_anomalies(run: Run, w) -> None:
+    w("## Anomalies detected by the script")
+    w("")
+    for a in run.anomalies:
+        w(f"- {a}")
+    if not run.anomalies:
+        w("- none (no errors, no non-2xx, no process died, no idle connection dropped, ringgate ≥ nginx throughput)")
+    w("")
+    redo_lines = []
+    for t in run.targets:
+        nl = run.raw / t / "noise.log"
+        if nl.exists():
+            attempts: dict[str, list[str]] = {}
+            for ln in nl.read_text().splitlines():
+                m = re.match(r"(\S+) attempt \d+: other processes used ([\d.]+)%", ln)
+                if m:
+                    attempts.setdefault(m.group(1), []).append(m.group(2) + " %")
+            redo_lines += [f"{t}/{name} ({' → '.join(v)})" for name, v in attempts.items() if len(v) > 1]
+    marked = [f"{t}/{scen}" for (scen, t), r in run.sat.items() if r.get("noisy")] + \
+             [f"{t}/open {rate}" for (rate, t), r in run.ol.items() if r.get("noisy")]
+    if redo_lines or marked:
+        w("## Noise on the shared machine")
+        w("")
+        if redo_lines:
+            w(f"Measurements redone because other processes used > {run.threshold:g} % of a core (other load per "
+              "attempt; the last attempt is the one reported): " + "; ".join(redo_lines) + ".")
+            w("")
+        if marked:
+            w(f"Still noisy after the allowed redos (marked{NOISE_MARK}; treat with care): {', '.join(marked)}."
+              + (f" Compilers seen: {', '.join(sorted(run.noisy_seen)[:6])}." if run.noisy_seen else ""))
+            w("")
+    w(f"Raw outputs (wrk/oha/proc samples/logs): `perf/results/{run.raw.name}/`.")
+
+
+def render(run: Run) -> str:
+    lines: list[str] = []
+    for part in (_render_header, _render_issue14, _render_summary, _render_saturation, _render_open_loop,
+                 _render_inside, _render_memory, _render_anomalies):
+        part(run, lines.append)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py RAWDIR")
+    print(render(collect(Path(sys.argv[1]))))
+
+
+if __name__ == "__main__":
+    main()
