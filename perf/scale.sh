@@ -802,6 +802,8 @@ done
 sha() { sha256sum "$1" | cut -c1-12; }
 built() { date -u -r "$1" '+%Y-%m-%d %H:%M:%S UTC'; }
 GIT_DESC="$(git -C "$(dirname "${RG_SRC}")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+DIRTY="$(git -C "$(dirname "${RG_SRC}")" status --porcelain --untracked-files=no 2>/dev/null | awk '{print $2}' | paste -sd' ' - || true)"
+[[ -n "${DIRTY}" ]] && GIT_DESC+=" + uncommitted changes to ${DIRTY} (at report time)"
 export SCALE_FACTS
 SCALE_FACTS="$("${PYTHON}" - "${RG_SRC}" "${MOCK_SRC}" "${GIT_DESC}" "$(sha "${RINGGATE_BIN}")" "$(built "${RG_SRC}")" \
     "$(sha "${MOCK_BIN}")" "$(built "${MOCK_SRC}")" "${NOFILE}" <<'PY'
