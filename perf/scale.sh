@@ -32,7 +32,7 @@ for k in "${KNOBS[@]}"; do
 done
 
 SHARDS="${SHARDS:-1 2}"                  # shard counts to measure, in this order
-TARGETS="${TARGETS:-plain governed}"     # plain | governed
+TARGETS="${TARGETS:-plain governed}"     # plain | governed | governed-nolog (as governed, request_logs: none)
 DURATION="${DURATION:-10}"               # seconds of measured wrk per measurement
 WARMUP="${WARMUP:-2}"                    # seconds of unmeasured wrk before each measurement
 ROUNDS="${ROUNDS:-1}"                    # repeat everything; even rounds run in reverse order
@@ -355,7 +355,8 @@ def report(raw, argv):
       f"{info['conns_per_shard']} × shards (at most {info['conns_max']}); ringgate `pin_cores: true`; "
       f"mock-llm answers at once. plain = no governance; governed = SQLite, `request_logs: all`, "
       f"`require_virtual_key: true`, one key with rpm, tpm and a monthly budget far above what a run "
-      f"uses (every request authenticated, admitted against three leases, settled, logged).")
+      f"uses (every request authenticated, admitted against three leases, settled, logged); "
+      f"governed-nolog = the same with `request_logs: none` (usage still spooled and written).")
     P()
     P("## Placement")
     P()
@@ -488,17 +489,17 @@ def report(raw, argv):
             notes.append(f"{tag}: {r['non2xx']} non-2xx responses, {r['sockerr']} socket errors (wrk)")
         if r["dropped"]:
             notes.append(f"{tag}: {r['dropped']:.0f} usage records dropped (ringgate_usage_dropped_total)")
-        if m["target"] == "governed" and r["governed"] == 0:
+        if m["target"].startswith("governed") and r["governed"] == 0:
             notes.append(f"{tag}: ringgate_governed_requests_total did not move")
         if r["backlog"]:
             notes.append(f"{tag}: {r['backlog']:.0f} usage batches still waiting in the spool after the run")
         tot = sum(r["resp"].values())
         if tot and abs(tot - r["reqs"]) > max(1000, 0.02 * r["reqs"]):
             notes.append(f"{tag}: ringgate counted {tot:,.0f} responses, wrk {r['reqs']:,}")
-        for k, label in (("mock_cpus", "mock-llm"), ("loadgen_cpus", "load generator")):
-            b = r["busy"][k]
-            if b is not None and b > 90 and not set(expand(m[k])) & set(expand(m["proxy_cpus"])):
-                notes.append(f"{tag}: the {label}'s CPUs were {b:.0f} % busy — throughput is bounded by the load side, not by ringgate")
+        full = [f"{label} ({m[k]}: {r['busy'][k]:.0f} %)" for k, label in (("mock_cpus", "mock-llm"), ("loadgen_cpus", "wrk"))
+                if r["busy"][k] is not None and r["busy"][k] > 90 and not set(expand(m[k])) & set(expand(m["proxy_cpus"]))]
+        if full:
+            notes.append(f"{tag}: the load side's CPUs were saturated — {', '.join(full)} busy — so req/s is bounded by them, not by ringgate")
         if r["other"] is not None and r["other"] > thr:
             notes.append(f"{tag}: other processes used {r['other']:.0f} % of a core meanwhile ⚠")
         err = Path(raw / r["dir"] / "ringgate.stderr.log")
@@ -536,7 +537,7 @@ kit() { "${PYTHON}" "${TMP}/scalekit.py" "$@"; }
 # Prerequisites
 # ---------------------------------------------------------------------------------------------
 for t in ${TARGETS}; do
-    case "${t}" in plain|governed) ;; *) die "unknown target '${t}' in TARGETS (plain, governed)" ;; esac
+    case "${t}" in plain|governed|governed-nolog) ;; *) die "unknown target '${t}' in TARGETS (plain, governed, governed-nolog)" ;; esac
 done
 for n in ${SHARDS}; do [[ "${n}" =~ ^[1-9][0-9]*$ ]] || die "SHARDS must be positive integers, got '${n}'"; done
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
@@ -669,13 +670,15 @@ providers:
     base_url: http://127.0.0.1:${MOCK_PORT}/v1
     models: [gpt-4o-mini]
 EOF
-    if [[ "${t}" == governed ]]; then
+    if [[ "${t}" == governed* ]]; then
+        local logs=all
+        [[ "${t}" == governed-nolog ]] && logs=none
         rm -rf "${TMP}/gov"; mkdir -p "${TMP}/gov"
         cat >> "${dir}/ringgate.yaml" <<EOF
 governance:
   database: ${TMP}/gov/gov.db
   admin_token: env.RG_SCALE_ADMIN_TOKEN
-  request_logs: all
+  request_logs: ${logs}
   require_virtual_key: true
 EOF
     fi
@@ -688,7 +691,7 @@ EOF
     wait_http "http://127.0.0.1:${CTL_PORT}/metrics" 10 "${RG_PID}" \
         || die "ringgate's control port did not answer /metrics"
     KEY=""
-    if [[ "${t}" == governed ]]; then
+    if [[ "${t}" == governed* ]]; then
         curl -sf -X POST "http://127.0.0.1:${CTL_PORT}/admin/keys" \
             -H "authorization: Bearer ${RG_SCALE_ADMIN_TOKEN}" -H 'content-type: application/json' \
             -d "${KEY_JSON}" -o "${TMP}/key.json" || die "governed: POST /admin/keys failed"
