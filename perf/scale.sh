@@ -545,8 +545,14 @@ command -v taskset >/dev/null || die "taskset is not installed (util-linux)"
 command -v curl >/dev/null || die "curl is not installed"
 [[ -x "${RINGGATE_BIN}" ]] || die "no ringgate binary at ${RINGGATE_BIN} (cargo build --release, or set RINGGATE_BIN)"
 [[ -x "${MOCK_BIN}" ]] || die "no mock-llm binary at ${MOCK_BIN} (cargo build --release, or set MOCK_BIN)"
-# Run copies, so that a rebuild during the run cannot swap a binary under us.
+# Run copies, so that a rebuild during the run cannot swap a binary under us; what the report
+# says about them (build time, the state of the work tree they were built in) is read now.
 RG_SRC="${RINGGATE_BIN}" MOCK_SRC="${MOCK_BIN}"
+built() { date -u -r "$1" '+%Y-%m-%d %H:%M:%S UTC'; }
+RG_BUILT="$(built "${RG_SRC}")" MOCK_BUILT="$(built "${MOCK_SRC}")"
+GIT_DESC="$(git -C "$(dirname "${RG_SRC}")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+DIRTY="$(git -C "$(dirname "${RG_SRC}")" status --porcelain --untracked-files=no 2>/dev/null | awk '{print $2}' | paste -sd' ' - || true)"
+[[ -n "${DIRTY}" ]] && GIT_DESC+=" + uncommitted changes to ${DIRTY}"
 cp "${RINGGATE_BIN}" "${TMP}/ringgate"; RINGGATE_BIN="${TMP}/ringgate"
 cp "${MOCK_BIN}" "${TMP}/mock-llm"; MOCK_BIN="${TMP}/mock-llm"
 port_free() { [[ -z "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
@@ -803,13 +809,9 @@ for round in $(seq 1 "${ROUNDS}"); do
 done
 # Facts for the report header.
 sha() { sha256sum "$1" | cut -c1-12; }
-built() { date -u -r "$1" '+%Y-%m-%d %H:%M:%S UTC'; }
-GIT_DESC="$(git -C "$(dirname "${RG_SRC}")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-DIRTY="$(git -C "$(dirname "${RG_SRC}")" status --porcelain --untracked-files=no 2>/dev/null | awk '{print $2}' | paste -sd' ' - || true)"
-[[ -n "${DIRTY}" ]] && GIT_DESC+=" + uncommitted changes to ${DIRTY} (at report time)"
 export SCALE_FACTS
-SCALE_FACTS="$("${PYTHON}" - "${RG_SRC}" "${MOCK_SRC}" "${GIT_DESC}" "$(sha "${RINGGATE_BIN}")" "$(built "${RG_SRC}")" \
-    "$(sha "${MOCK_BIN}")" "$(built "${MOCK_SRC}")" "${NOFILE}" <<'PY'
+SCALE_FACTS="$("${PYTHON}" - "${RG_SRC}" "${MOCK_SRC}" "${GIT_DESC}" "$(sha "${RINGGATE_BIN}")" "${RG_BUILT}" \
+    "$(sha "${MOCK_BIN}")" "${MOCK_BUILT}" "${NOFILE}" <<'PY'
 import json, platform, subprocess, sys
 rg, mock, git, rsha, rbuilt, msha, mbuilt, nofile = sys.argv[1:]
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -819,7 +821,7 @@ wrkv = (wrk.stdout + wrk.stderr).splitlines()[0].split(" Copyright")[0] if (wrk.
 print(json.dumps([
     ["CPUs (nproc)", subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()],
     ["CPU", model], ["memory", f"{mem:.1f} GiB"], ["kernel", platform.release()], ["wrk", wrkv],
-    ["ringgate binary", f"`{rg}` built {rbuilt}, sha256 {rsha}…, git HEAD of its tree {git}"],
+    ["ringgate binary", f"`{rg}` built {rbuilt}, sha256 {rsha}… (the copy that ran); its work tree at the start: {git}"],
     ["mock-llm binary", f"`{mock}` built {mbuilt}, sha256 {msha}…"], ["open-file limit", nofile]]))
 PY
 )"
