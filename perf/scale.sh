@@ -307,6 +307,7 @@ def load_measurement(d):
     mb, ma = metrics(d / "metrics_before.txt"), metrics(d / "metrics_after.txt")
     sb, sa = per_shard(mb, "ringgate_responses_total"), per_shard(ma, "ringgate_responses_total")
     resp = {k: sa.get(k, 0) - sb.get(k, 0) for k in sorted(set(sa) | set(sb))}
+    conns = per_shard(metrics(d / "metrics_mid.txt"), "ringgate_connections")
     groups, shard_us = thread_deltas(b, a)
     proc = proc_us(b, a, "ringgate")
     known = sum(groups.values())
@@ -315,7 +316,7 @@ def load_measurement(d):
              proc_us=proc, groups=groups, shard_us=shard_us, ended_us=(proc - known) if proc is not None else None,
              mock_us=proc_us(b, a, "mock"),
              wrk_us=((a["shell"]["ut"] + a["shell"]["st"]) - (b["shell"]["ut"] + b["shell"]["st"])) * 1e6 / a["clk"],
-             resp=resp,
+             resp=resp, conns=conns,
              busy={k: cpu_busy(b, a, expand(m[k])) for k in ("proxy_cpus", "mock_cpus", "loadgen_cpus")},
              other=other_load(b, a),
              rss=(a["procs"]["ringgate"] or {}).get("VmRSS"), hwm=(a["procs"]["ringgate"] or {}).get("VmHWM"),
@@ -446,8 +447,8 @@ def report(raw, argv):
     # --- balance ----------------------------------------------------------------------------
     P("## Per-shard balance (SO_REUSEPORT) and per-shard cost")
     P()
-    P("| round | target | layout | shards | responses per shard (ringgate_responses_total) | largest share | fair share | CPU µs per response, per shard |")
-    P("|--:|---|---|--:|---|--:|--:|---|")
+    P("| round | target | layout | shards | connections per shard, mid-run (ringgate_connections) | largest share | responses per shard (ringgate_responses_total) | largest share | fair share | CPU µs per response, per shard |")
+    P("|--:|---|---|--:|---|--:|---|--:|--:|---|")
     for r in ms:
         m = r["meta"]
         if not r["ok"]:
@@ -457,9 +458,17 @@ def report(raw, argv):
         lg = max(resp.values()) / tot * 100 if tot else None
         per = ", ".join(f"{int(resp.get(i, 0)):,}" for i in range(int(m["shards"])))
         cost = ", ".join(f1(r["shard_us"].get(i, 0) / resp[i], 1) if resp.get(i) else "—" for i in range(int(m["shards"])))
-        P(f"| {m['round']} | {m['target']} | {m['layout']} | {m['shards']} | {per} | {pct(lg)} | {100 / int(m['shards']):.0f} % | {cost} |")
+        cs = r["conns"]
+        ctot = sum(cs.values())
+        cper = ", ".join(f"{int(cs.get(i, 0)):,}" for i in range(int(m["shards"]))) if cs else "—"
+        clg = max(cs.values()) / ctot * 100 if ctot else None
+        P(f"| {m['round']} | {m['target']} | {m['layout']} | {m['shards']} | {cper} | {pct(clg)} | {per} | {pct(lg)} | {100 / int(m['shards']):.0f} % | {cost} |")
     P()
     # --- utilisation ------------------------------------------------------------------------
+    P("Connections are where SO_REUSEPORT's hash put them (one scrape halfway through the run); "
+      "in a closed loop (wrk) the responses per shard also follow how much CPU each shard got, "
+      "so compare the connection split with the balance formula in docs/scale.md.")
+    P()
     P("## How busy each CPU set was")
     P()
     P("| round | target | layout | shards | proxy CPUs | busy | mock CPUs | busy | load-generator CPUs | busy | ringgate RSS after / peak |")
@@ -754,9 +763,15 @@ EOF
         # /metrics is scraped outside the CPU window, so the scrape's cost is not charged to requests.
         curl -sf "http://127.0.0.1:${CTL_PORT}/metrics" -o "${dir}/metrics_before.txt" || true
         snapshot "${dir}/before.json"
+        # Halfway through, one scrape for the connections each shard holds (the SO_REUSEPORT
+        # split itself; responses per shard also depend on how much CPU each shard got). Its
+        # cost (a fraction of a millisecond of the coordinator's time) is inside the window.
+        ( sleep $(( (DURATION + 1) / 2 )); curl -sf --max-time 5 "http://127.0.0.1:${CTL_PORT}/metrics" -o "${dir}/metrics_mid.txt" ) &
+        local mid=$!
         KEY="${KEY}" BODY_FILE="${BODY}" taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
             wrk -t"${threads}" -c"${conns}" -d"${DURATION}s" --latency -s "${HERE}/wrk/post.lua" "${URL}" \
             > "${dir}/wrk.txt" 2>&1 || log "wrk exited non-zero (see ${dir}/wrk.txt)"
+        wait "${mid}" 2>/dev/null || true
         snapshot "${dir}/after.json"
         curl -sf "http://127.0.0.1:${CTL_PORT}/metrics" -o "${dir}/metrics_after.txt" || true
         kill -0 "${RG_PID}" 2>/dev/null || log "ringgate stopped during the measurement: $(tail -3 "${dir}/ringgate.stderr.log")"
