@@ -404,7 +404,7 @@ def report(raw, argv):
         p99 = mean([r["wrk"]["p99_us"] for r in rs])
         noisy = any(r["other"] is not None and r["other"] > thr for r in rs)
         P(f"| {k[0]} | {k[1]} | {k[2]} | {rs[0]['meta']['proxy_cpus']} | {rs[0]['meta']['conns']} | "
-          f"{rps:,.0f}{rng}{' ⚠' if noisy else ''} | {f1(x, 2)}× | {f1(x / k[2] if x else None, 2)} | "
+          f"{rps:,.0f}{rng}{' ⚠' if noisy else ''} | {f1(x, 2) + '×' if x else '—'} | {f1(x / k[2] if x else None, 2)} | "
           f"{p99 / 1000:.2f} ms | {f1(mean([r['proc_us'] / r['reqs'] for r in rs]), 2)} | "
           f"{f1(mean([r['groups']['shards'] / r['reqs'] for r in rs]), 2)} | {f1(coord, 3)} | {f1(desk, 3)} | {f1(blocking, 3)} | "
           f"{ceil(coord + blocking)} | {ceil(desk)} | {len(rs)} |")
