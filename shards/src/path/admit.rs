@@ -8,9 +8,10 @@
 //! The token estimate bounds what the request can use: its prompt plus its output cap — the
 //! client's `max_tokens`, else the most its model may produce (the catalog's `max_output`,
 //! else `governance.default_max_output_tokens`). The prompt is first bounded from the body's
-//! bytes without a tokenizer ([`tokens::prompt_tokens_at_most`]); only when a lease has no
-//! room for that bound is it counted with its model's tokenizer, so that a request near its
-//! limit is judged on its exact count. Only for keys with a token limit.
+//! bytes without a tokenizer ([`tokens::prompt_tokens_at_most`]); only when the coordinator
+//! answers that what is left of a limit cannot hold that bound is it counted with its
+//! model's tokenizer, so that a request near its limit is judged on its exact count. Only
+//! for keys with a token limit.
 
 use vocab::LimitKind;
 
