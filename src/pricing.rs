@@ -5,29 +5,70 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use shards::governance::units::UnitPrices;
 use shards::governance::{Price, Prices};
 use vocab::NanoUsd;
 
 const CATALOG: &str = include_str!("../pricing/prices.yaml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
-    /// USD per million input tokens, as a decimal string (`"0.15"`).
+    /// USD per million input tokens, as a decimal string (`"0.15"`); 0 when not given (a
+    /// model priced only by its units).
+    #[serde(default = "zero")]
     pub input: String,
+    #[serde(default = "zero")]
     pub output: String,
     #[serde(default)]
     pub cached_input: Option<String>,
     /// The most output tokens one response of the model may have.
     #[serde(default)]
     pub max_output: Option<u64>,
+    /// USD per minute of audio transcribed or translated, charged by the second.
+    #[serde(default)]
+    pub per_audio_minute: Option<String>,
+    /// USD per million characters of speech input.
+    #[serde(default)]
+    pub per_million_characters: Option<String>,
+    /// USD per image by tier: `quality/size` (`hd/1024x1024`), `size`, `quality` or
+    /// `default`.
+    #[serde(default)]
+    pub per_image: BTreeMap<String, String>,
+}
+
+fn zero() -> String {
+    "0".into()
+}
+
+fn parse_usd(name: &str, field: &str, v: &str) -> Result<NanoUsd, String> {
+    v.parse::<NanoUsd>()
+        .map_err(|e| format!("prices.{name}.{field}: {e}"))
+}
+
+/// The model's unit prices, when it has any.
+fn unit_prices(name: &str, p: &PriceConfig) -> Result<Option<UnitPrices>, String> {
+    if p.per_audio_minute.is_none() && p.per_million_characters.is_none() && p.per_image.is_empty()
+    {
+        return Ok(None);
+    }
+    let optional = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map_or(Ok(NanoUsd::ZERO), |v| parse_usd(name, field, v))
+    };
+    Ok(Some(UnitPrices {
+        per_audio_minute: optional("per_audio_minute", &p.per_audio_minute)?,
+        per_million_characters: optional("per_million_characters", &p.per_million_characters)?,
+        per_image: p
+            .per_image
+            .iter()
+            .map(|(tier, v)| Ok((tier.clone(), parse_usd(name, "per_image", v)?)))
+            .collect::<Result<_, String>>()?,
+    }))
 }
 
 fn price(name: &str, p: &PriceConfig) -> Result<Price, String> {
-    let parse = |field: &str, v: &str| {
-        v.parse::<NanoUsd>()
-            .map_err(|e| format!("prices.{name}.{field}: {e}"))
-    };
+    let parse = |field: &str, v: &str| parse_usd(name, field, v);
     let input = parse("input", &p.input)?;
     Ok(Price {
         input_per_mtok: input,
@@ -51,6 +92,9 @@ pub fn catalog(
     let mut prices = Prices::new(default_max_output);
     for (name, p) in shipped.iter().chain(overrides) {
         prices.insert(name, price(name, p)?);
+        if let Some(units) = unit_prices(name, p)? {
+            prices.insert_units(name, units);
+        }
     }
     Ok(prices)
 }
@@ -67,8 +111,7 @@ mod tests {
             PriceConfig {
                 input: "1".into(),
                 output: "2".into(),
-                cached_input: None,
-                max_output: None,
+                ..PriceConfig::default()
             },
         );
         let prices = catalog(&overrides, 4096).unwrap();
@@ -78,6 +121,13 @@ mod tests {
         assert_eq!(p.cached_input_per_mtok.nanos(), 1_000_000_000);
         assert_eq!(prices.max_output("openai", "gpt-4o"), 16_384);
         assert_eq!(prices.max_output("mock", "no-such-model"), 4096);
+        let whisper = prices.lookup_units("openai", "whisper-1").unwrap();
+        assert_eq!(whisper.per_audio_minute.nanos(), 6_000_000);
+        let dalle = prices.lookup_units("openai", "dall-e-3").unwrap();
+        assert!(dalle
+            .per_image
+            .iter()
+            .any(|(tier, _)| tier == "hd/1024x1024"));
         // An override without max_output replaces the entry: the default stands.
         assert_eq!(prices.max_output("openai", "gpt-4o-mini"), 4096);
     }

@@ -11,6 +11,7 @@
 use translate::{StreamTranslator, TranslateError};
 
 use crate::error::write_error_json;
+use crate::governance::units::UnitMeter;
 use crate::governance::usage::{StreamUsage, Tally};
 
 /// A provider's API family.
@@ -34,13 +35,25 @@ pub enum Inbound {
     AnthropicMessages,
     /// `POST /v1/responses`
     Responses,
+    /// `POST /anthropic/v1/messages/count_tokens`: relayed to Anthropic providers as it is.
+    AnthropicCountTokens,
+    /// Audio, images, moderations, files, batches: relayed to OpenAI-style providers as they
+    /// are ([`crate::direct`]).
+    Direct(crate::direct::DirectApi),
 }
 
 impl Inbound {
+    /// Whether the request carries a prompt that is counted in tokens (chat and its
+    /// conversions, completions, embeddings); relayed APIs are charged by their own units and
+    /// a token count uses none.
+    pub fn has_prompt(self) -> bool {
+        !matches!(self, Self::Direct(_) | Self::AnthropicCountTokens)
+    }
+
     /// An OpenAI-shaped error body, in this API (the one place each API's error is made).
     pub fn error_body(self, status: u16, openai_body: Vec<u8>) -> Vec<u8> {
         match self {
-            Self::AnthropicMessages => {
+            Self::AnthropicMessages | Self::AnthropicCountTokens => {
                 translate::inbound::anthropic::error_from_openai(status, &openai_body)
             }
             _ => openai_body,
@@ -100,6 +113,8 @@ pub struct Conversion<'a> {
     pub strip_usage: bool,
     /// Gemini and Bedrock embeddings: the client asked for base64 vectors.
     pub embed_base64: bool,
+    /// A relayed API charged by what its response reports: read its units as they pass.
+    pub meter_units: bool,
 }
 
 impl Conversion<'_> {
@@ -204,6 +219,7 @@ impl Conversion<'_> {
             usage: self
                 .capture_usage
                 .then(|| StreamUsage::new(self.strip_usage, self.family)),
+            meter: self.meter_units.then(UnitMeter::default),
             inbound,
             mid: Vec::new(),
             mid2: Vec::new(),
@@ -234,6 +250,8 @@ pub struct Converted {
 pub struct StreamChain {
     outbound: Option<Box<dyn StreamTranslator>>,
     usage: Option<StreamUsage>,
+    /// A relayed API's units, read from what passes (nothing is changed).
+    meter: Option<UnitMeter>,
     inbound: Option<Box<dyn StreamTranslator>>,
     mid: Vec<u8>,
     mid2: Vec<u8>,
@@ -241,11 +259,17 @@ pub struct StreamChain {
 
 impl StreamChain {
     pub fn is_identity(&self) -> bool {
-        self.outbound.is_none() && self.usage.is_none() && self.inbound.is_none()
+        self.outbound.is_none()
+            && self.usage.is_none()
+            && self.meter.is_none()
+            && self.inbound.is_none()
     }
 
-    /// What the stream used and how it ended so far (when capturing).
+    /// What the stream used and how it ended so far (when capturing or metering).
     pub fn tally(&mut self) -> Tally {
+        if let Some(meter) = &self.meter {
+            return Tally::of_units(meter);
+        }
         self.usage
             .as_mut()
             .map(StreamUsage::tally)
@@ -264,6 +288,7 @@ impl StreamChain {
         let Self {
             outbound,
             usage,
+            meter,
             inbound,
             mid,
             mid2,
@@ -294,6 +319,9 @@ impl StreamChain {
             }
             None => openai,
         };
+        if let Some(m) = meter {
+            m.feed(observed);
+        }
         // Stage 3: OpenAI chunks into the client's API.
         match inbound {
             Some(i) => {

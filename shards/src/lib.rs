@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod cpus;
 pub mod dialect;
+pub mod direct;
 pub mod error;
 pub mod governance;
 pub mod http;

@@ -75,6 +75,11 @@ impl ModelTable {
         })
     }
 
+    /// The provider a model name without a known prefix goes to.
+    pub fn default_provider(&self) -> Option<ProviderId> {
+        self.default_provider
+    }
+
     pub fn provider_id(&self, name: &str) -> Option<ProviderId> {
         self.providers.get(name).copied()
     }

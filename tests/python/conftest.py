@@ -242,14 +242,20 @@ def start_gateway(workdir: Path, config: dict, env: dict | None = None) -> Gatew
 
 
 def start_governed(
-    workdir: Path, mock_base_url: str, database: str, admin_token: str, governance: dict
+    workdir: Path,
+    mock_base_url: str,
+    database: str,
+    admin_token: str,
+    governance: dict,
+    config: dict | None = None,
+    env: dict | None = None,
 ) -> tuple[Gateway, httpx.Client]:
     """A gateway that requires virtual keys, keeps them in `database` and routes `mock/...`
     to the mock's gpt-4o-mini (`governance` is laid over its governance section: prices,
-    flush interval), and a client of its admin API. The admin token reaches the gateway
-    through the environment, as in production. The caller closes the client and stops the
-    gateway."""
-    config = {
+    flush interval; `config` over the rest: other providers), and a client of its admin API.
+    The admin token reaches the gateway through the environment, as in production. The
+    caller closes the client and stops the gateway."""
+    base = {
         "shards": 2,
         "governance": {
             "database": database,
@@ -259,7 +265,7 @@ def start_governed(
         },
         "providers": {"mock": {"base_url": mock_base_url, "models": ["gpt-4o-mini"]}},
     }
-    gw = start_gateway(workdir, config, env={"RG_PY_ADMIN_TOKEN": admin_token})
+    gw = start_gateway(workdir, merged(base, config or {}), env={"RG_PY_ADMIN_TOKEN": admin_token, **(env or {})})
     admin = httpx.Client(base_url=gw.control_origin, headers={"authorization": f"Bearer {admin_token}"}, trust_env=False)
     return gw, admin
 

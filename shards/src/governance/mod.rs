@@ -11,6 +11,7 @@ pub mod admit;
 pub mod lease;
 pub mod prices;
 pub mod request;
+pub mod units;
 pub mod usage;
 
 use std::collections::HashMap;

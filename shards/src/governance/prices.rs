@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use vocab::NanoUsd;
 
+use super::units::UnitPrices;
+
 /// What a million tokens cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Price {
@@ -31,6 +33,8 @@ impl Price {
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
     by_name: HashMap<String, Price>,
+    /// Non-token units (audio, speech, images), for the models that have them.
+    units_by_name: HashMap<String, UnitPrices>,
     /// Output cap assumed for models without `max_output`.
     default_max_output: u64,
 }
@@ -39,6 +43,7 @@ impl Prices {
     pub fn new(default_max_output: u64) -> Self {
         Self {
             by_name: HashMap::new(),
+            units_by_name: HashMap::new(),
             default_max_output,
         }
     }
@@ -55,6 +60,10 @@ impl Prices {
         self.by_name.insert(name.to_owned(), price);
     }
 
+    pub fn insert_units(&mut self, name: &str, units: UnitPrices) {
+        self.units_by_name.insert(name.to_owned(), units);
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
@@ -65,12 +74,22 @@ impl Prices {
 
     /// The price of `model` at `provider`: `provider/model`, else `model`.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<&Price> {
-        let mut full = String::with_capacity(provider.len() + model.len() + 1);
-        full.push_str(provider);
-        full.push('/');
-        full.push_str(model);
-        self.by_name.get(&full).or_else(|| self.by_name.get(model))
+        by_model(&self.by_name, provider, model)
     }
+
+    /// The unit prices of `model` at `provider`, named as in [`Prices::lookup`].
+    pub fn lookup_units(&self, provider: &str, model: &str) -> Option<&UnitPrices> {
+        by_model(&self.units_by_name, provider, model)
+    }
+}
+
+/// `provider/model` in `table`, else `model`.
+fn by_model<'t, T>(table: &'t HashMap<String, T>, provider: &str, model: &str) -> Option<&'t T> {
+    let mut full = String::with_capacity(provider.len() + model.len() + 1);
+    full.push_str(provider);
+    full.push('/');
+    full.push_str(model);
+    table.get(&full).or_else(|| table.get(model))
 }
 
 #[cfg(test)]

@@ -58,8 +58,7 @@ pub fn authenticate(
 
 /// Whether the key may reach `model` at `provider` (asked for as `requested`).
 pub fn allows(key: &KeyPolicy, provider: &str, model: &str, requested: &str) -> bool {
-    let provider_ok =
-        key.allowed_providers.is_empty() || key.allowed_providers.iter().any(|p| p == provider);
+    let provider_ok = allows_provider(key, provider);
     let model_ok = key.allowed_models.is_empty()
         || key.allowed_models.iter().any(|m| {
             m == requested
@@ -69,6 +68,11 @@ pub fn allows(key: &KeyPolicy, provider: &str, model: &str, requested: &str) -> 
                     .is_some_and(|rest| rest == model)
         });
     provider_ok && model_ok
+}
+
+/// Whether the key may reach `provider` at all.
+pub fn allows_provider(key: &KeyPolicy, provider: &str) -> bool {
+    key.allowed_providers.is_empty() || key.allowed_providers.iter().any(|p| p == provider)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use tokens::{Family, OutputCounter};
 use vocab::{TokenUsage, UsageRecord};
 
+use super::units::{UnitMeter, Units};
+
 #[derive(Deserialize)]
 struct Details {
     #[serde(default)]
@@ -100,9 +102,21 @@ pub struct Tally {
     pub finish_reason: Option<FinishReason>,
     /// The model the response names.
     pub model: Option<Box<str>>,
+    /// A relayed API's units (audio seconds, images).
+    pub units: Units,
 }
 
 impl Tally {
+    /// What a relayed API's response used, from its meter.
+    pub fn of_units(meter: &UnitMeter) -> Self {
+        let (units, usage) = meter.used();
+        Self {
+            usage,
+            units,
+            ..Self::default()
+        }
+    }
+
     /// Reads a whole OpenAI-form body; `family` counts its output when it reports no usage.
     pub fn of_body(body: &[u8], family: Family) -> Self {
         let usage = from_body(body);
@@ -115,6 +129,7 @@ impl Tally {
             },
             finish_reason: string_field(body, b"finish_reason").map(FinishReason::of),
             model: string_field(body, b"model").map(text),
+            units: Units::default(),
         }
     }
 }
@@ -190,6 +205,7 @@ impl StreamUsage {
             },
             finish_reason: self.finish_reason,
             model: self.model.clone(),
+            units: Units::default(),
         }
     }
 

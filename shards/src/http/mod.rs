@@ -4,6 +4,7 @@
 //! written directly into reusable buffers so that each SSE event is one write.
 
 pub mod chunked;
+pub mod multipart;
 pub mod request;
 pub mod response;
 pub mod upstream;

@@ -18,6 +18,7 @@ pub const MAX_HEADERS: usize = 96;
 pub enum Method {
     Get,
     Post,
+    Delete,
     Other,
 }
 
@@ -97,6 +98,7 @@ pub fn parse_request_head(
     let method = match method_str {
         "GET" => Method::Get,
         "POST" => Method::Post,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     let method_text =

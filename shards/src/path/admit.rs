@@ -11,7 +11,8 @@
 //! bytes without a tokenizer ([`tokens::prompt_tokens_at_most`]); only when the coordinator
 //! answers that what is left of a limit cannot hold that bound is it counted with its
 //! model's tokenizer, so that a request near its limit is judged on its exact count. Only
-//! for keys with a token limit.
+//! for keys with a token limit, and requests with a prompt: a relayed API (audio, images,
+//! files…) holds no tokens here and is charged what its response reports.
 
 use vocab::LimitKind;
 
@@ -30,10 +31,11 @@ pub async fn admit(
         return Ok(());
     };
     req.times.enter(Phase::Admit);
-    let counts_tokens = key
-        .limits
-        .iter()
-        .any(|l| matches!(l.kind, LimitKind::Tokens(_)));
+    let counts_tokens = req.endpoint.has_prompt()
+        && key
+            .limits
+            .iter()
+            .any(|l| matches!(l.kind, LimitKind::Tokens(_)));
     let exact = || {
         token_estimate(scope, req, |req| {
             req.prompt_tokens(conn, req.targets[0].model)

@@ -16,6 +16,7 @@ use crate::governance::usage::Tally;
 use crate::governance::{GovSnapshot, KeyPolicy};
 use crate::http::request::RequestHead;
 use crate::path::conn::{BodyLocation, ClientConn};
+use crate::path::direct_fields::DirectFields;
 use crate::route::Target;
 use crate::snapshot::Snapshot;
 use crate::state::Shard;
@@ -120,6 +121,11 @@ pub struct Ask<'s> {
     /// Governed stream whose client did not ask for usage: the gateway asks the provider for
     /// it and keeps it out of the client's stream.
     pub inject_usage: bool,
+    /// `x-ringgate-provider`: the provider of a files or batches request.
+    pub named_provider: Option<&'s str>,
+    /// A relayed API's request ([`crate::direct`]): where its model sits, what it is
+    /// charged by.
+    pub direct: Option<Box<DirectFields>>,
 }
 
 /// The model names a request asks for, copied once out of the client's buffers (which
@@ -132,6 +138,8 @@ pub struct ModelNames {
     pub requested: String,
     /// `x-ringgate-fallbacks`.
     pub listed_fallbacks: Option<String>,
+    /// `x-ringgate-provider`.
+    pub provider: Option<String>,
 }
 
 /// A response that reached the client.
@@ -201,6 +209,7 @@ impl<'s> RequestCtx<'s> {
         let names = self.names.get_or_init(|| names);
         self.ask.requested = &names.requested;
         self.ask.listed_fallbacks = names.listed_fallbacks.as_deref();
+        self.ask.named_provider = names.provider.as_deref();
     }
 
     /// Prompt tokens of the request for `model`'s tokenizer, counted once (the admit phase

@@ -80,7 +80,8 @@ pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
 pub struct Spliced<'b> {
     pub body: &'b [u8],
     pub span: Range<usize>,
-    /// The new model as a JSON string literal (quotes included).
+    /// What replaces the span: the new model as a JSON string literal (quotes included), or
+    /// a form field's raw value.
     pub literal: String,
     pub insert: &'b [u8],
 }
@@ -94,6 +95,16 @@ impl<'b> Spliced<'b> {
             span,
             literal: String::from_utf8(literal).unwrap_or_default(),
             insert,
+        }
+    }
+
+    /// `body` with the raw bytes at `span` (a form field's value) replaced by `value`.
+    pub fn raw(body: &'b [u8], span: Range<usize>, value: &str) -> Self {
+        Self {
+            body,
+            span,
+            literal: value.to_owned(),
+            insert: b"",
         }
     }
 

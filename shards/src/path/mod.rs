@@ -56,6 +56,7 @@ mod attempt;
 mod authenticate;
 pub(crate) mod conn;
 pub(crate) mod context;
+mod direct_fields;
 mod extract;
 pub(crate) mod fields;
 mod observe;

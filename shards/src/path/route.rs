@@ -4,6 +4,7 @@
 
 use crate::clock;
 use crate::dialect::Inbound;
+use crate::direct::{DirectApi, WrongMethod};
 use crate::error::GatewayError;
 use crate::governance::request;
 use crate::http::request::Method;
@@ -34,38 +35,51 @@ pub enum Local {
 pub fn route(conn: &ClientConn, req: &RequestCtx<'_>) -> Route {
     let head = &req.head;
     let path = head.path(&conn.inbuf);
-    let endpoint = match path {
-        b"/health" => Ok(Local::Health),
-        b"/ready" => Ok(Local::Ready),
-        b"/v1/models" => Ok(Local::Models),
-        _ => Err(api(path)),
+    let local = match path {
+        b"/health" => Some(Local::Health),
+        b"/ready" => Some(Local::Ready),
+        b"/v1/models" => Some(Local::Models),
+        _ => None,
     };
     let method = || String::from_utf8_lossy(&conn.inbuf[head.method_text.clone()]).into_owned();
-    let path = || String::from_utf8_lossy(path).into_owned();
-    match (endpoint, head.method) {
-        (Ok(local), Method::Get) => Route::Local(local),
-        (Err(Some(inbound)), Method::Post) => Route::Api(inbound),
-        (Err(None), _) => Route::Local(Local::Refused(GatewayError::UnknownRoute {
+    let path_text = || String::from_utf8_lossy(path).into_owned();
+    let wrong_method = || {
+        Route::Local(Local::Refused(GatewayError::MethodNotAllowed {
             method: method(),
-            path: path(),
-        })),
-        _ => Route::Local(Local::Refused(GatewayError::MethodNotAllowed {
-            method: method(),
-            path: path(),
-        })),
+            path: path_text(),
+        }))
+    };
+    match (local, head.method) {
+        (Some(local), Method::Get) => Route::Local(local),
+        (Some(_), _) => wrong_method(),
+        (None, method_kind) => match api(method_kind, path) {
+            Some(Ok(inbound)) => Route::Api(inbound),
+            Some(Err(WrongMethod)) => wrong_method(),
+            None => Route::Local(Local::Refused(GatewayError::UnknownRoute {
+                method: method(),
+                path: path_text(),
+            })),
+        },
     }
 }
 
-/// The client API served at `path`, if any.
-fn api(path: &[u8]) -> Option<Inbound> {
-    Some(match path {
-        b"/v1/chat/completions" => Inbound::Chat,
-        b"/v1/completions" => Inbound::Completions,
-        b"/v1/embeddings" => Inbound::Embeddings,
-        b"/v1/responses" => Inbound::Responses,
-        b"/anthropic/v1/messages" => Inbound::AnthropicMessages,
-        _ => return None,
-    })
+/// The client API served at `path` for `method`, if any.
+fn api(method: Method, path: &[u8]) -> Option<Result<Inbound, WrongMethod>> {
+    let post_only = |inbound| {
+        Some(match method {
+            Method::Post => Ok(inbound),
+            _ => Err(WrongMethod),
+        })
+    };
+    match path {
+        b"/v1/chat/completions" => post_only(Inbound::Chat),
+        b"/v1/completions" => post_only(Inbound::Completions),
+        b"/v1/embeddings" => post_only(Inbound::Embeddings),
+        b"/v1/responses" => post_only(Inbound::Responses),
+        b"/anthropic/v1/messages" => post_only(Inbound::AnthropicMessages),
+        b"/anthropic/v1/messages/count_tokens" => post_only(Inbound::AnthropicCountTokens),
+        _ => DirectApi::route(method, path).map(|api| api.map(Inbound::Direct)),
+    }
 }
 
 /// Writes a local answer. Returns whether the connection may carry another request.
@@ -131,13 +145,30 @@ mod tests {
 
     #[test]
     fn apis_by_path() {
-        assert_eq!(api(b"/v1/chat/completions"), Some(Inbound::Chat));
+        let post = |path| api(Method::Post, path);
+        assert_eq!(post(b"/v1/chat/completions"), Some(Ok(Inbound::Chat)));
         assert_eq!(
-            api(b"/anthropic/v1/messages"),
-            Some(Inbound::AnthropicMessages)
+            post(b"/anthropic/v1/messages"),
+            Some(Ok(Inbound::AnthropicMessages))
         );
-        assert_eq!(api(b"/v1/responses"), Some(Inbound::Responses));
-        assert_eq!(api(b"/v1/chat/completions/"), None);
-        assert_eq!(api(b"/"), None);
+        assert_eq!(
+            post(b"/anthropic/v1/messages/count_tokens"),
+            Some(Ok(Inbound::AnthropicCountTokens))
+        );
+        assert_eq!(post(b"/v1/responses"), Some(Ok(Inbound::Responses)));
+        assert_eq!(
+            post(b"/v1/audio/speech"),
+            Some(Ok(Inbound::Direct(DirectApi::Speech)))
+        );
+        assert_eq!(
+            api(Method::Get, b"/v1/files/file-1/content"),
+            Some(Ok(Inbound::Direct(DirectApi::Files)))
+        );
+        assert_eq!(
+            api(Method::Get, b"/v1/chat/completions"),
+            Some(Err(WrongMethod))
+        );
+        assert_eq!(post(b"/v1/chat/completions/"), None);
+        assert_eq!(post(b"/"), None);
     }
 }

@@ -9,6 +9,9 @@
 //! prompt, plus the output it read before the response ended, broke or the client left.
 //! A request the client abandoned after it was sent upstream is charged its prompt at least.
 //! A provider's failure response (4xx/5xx) is charged no tokens.
+//! A relayed API (audio, images…) is charged the tokens its response reports, if any, plus
+//! its units at the model's unit prices: the seconds or images the response reports, the
+//! characters of a speech request. It is never charged a prompt the gateway counted.
 
 use vocab::{NanoUsd, TokenUsage, UsageRecord};
 
@@ -50,7 +53,7 @@ pub fn settle(
         served.map_or((None, 0), |s| (s.tally.usage, s.tally.output_tokens));
     let (usage, estimated) = match reported {
         Some(reported) => (Some(reported), false),
-        None if worked => {
+        None if worked && req.endpoint.has_prompt() => {
             let counted = TokenUsage {
                 prompt: req.prompt_tokens(conn, model),
                 completion: output_tokens,
@@ -60,12 +63,24 @@ pub fn settle(
         }
         None => (None, false),
     };
-    let cost = usage.map_or(NanoUsd::ZERO, |u| {
-        gov_snapshot
-            .prices
+    let prices = &gov_snapshot.prices;
+    let token_cost = usage.map_or(NanoUsd::ZERO, |u| {
+        prices
             .lookup(provider, model)
             .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached))
     });
+    let cost = match (
+        &req.ask.direct,
+        prices.lookup_units(provider, model),
+        worked,
+    ) {
+        (Some(direct), Some(unit_prices), true) => {
+            let units = served.map_or_else(Default::default, |s| s.tally.units);
+            let tier = direct.image_tier.as_deref();
+            token_cost.saturating_add(unit_prices.cost(units, direct.characters, tier))
+        }
+        _ => token_cost,
+    };
     // Charged: a response reached the client (the provider's answer, or a kept failure of
     // it), or the provider worked for a client that left. Otherwise dropping the admission
     // gives back what it held.

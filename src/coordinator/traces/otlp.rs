@@ -130,6 +130,8 @@ fn operation(endpoint: Inbound) -> &'static str {
         Inbound::Chat | Inbound::AnthropicMessages | Inbound::Responses => "chat",
         Inbound::Completions => "text_completion",
         Inbound::Embeddings => "embeddings",
+        Inbound::AnthropicCountTokens => "count_tokens",
+        Inbound::Direct(api) => api.name(),
     }
 }
 

@@ -16,6 +16,8 @@ use crate::path::context::RequestCtx;
 use crate::path::fields::{extract_fields, Spliced};
 use crate::snapshot::Provider;
 
+mod direct;
+
 /// Spliced right after a body's opening brace to ask for stream usage.
 const INCLUDE_USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
 
@@ -31,29 +33,32 @@ pub struct Built {
 /// The path below an OpenAI-style base URL for each client API.
 fn openai_suffix(inbound: Inbound) -> &'static str {
     match inbound {
-        Inbound::Chat | Inbound::AnthropicMessages => "/chat/completions",
         Inbound::Completions => "/completions",
         Inbound::Embeddings => "/embeddings",
         Inbound::Responses => "/responses",
+        // Everything else reaching an OpenAI-style provider as chat (relayed APIs are built
+        // in `direct`).
+        _ => "/chat/completions",
     }
 }
 
 /// This provider cannot express the request; another target may.
-fn cannot_serve(provider: &Provider, detail: String) -> GatewayError {
+pub(super) fn cannot_serve(provider: &Provider, detail: String) -> GatewayError {
     GatewayError::ProviderCannotServe {
         provider: provider.name.clone(),
         detail,
     }
 }
 
-/// An upstream request before it is written: path, extra headers and body.
-struct Outgoing<'b> {
-    path: String,
-    extra: Vec<(String, String)>,
-    body: Body<'b>,
+/// An upstream request before it is written: method, path, extra headers and body.
+pub(super) struct Outgoing<'b> {
+    pub method: &'b [u8],
+    pub path: String,
+    pub extra: Vec<(String, String)>,
+    pub body: Body<'b>,
 }
 
-enum Body<'b> {
+pub(super) enum Body<'b> {
     /// The client's bytes (or their chat form), as they are.
     Same(&'b [u8]),
     /// Those bytes with the model name (and maybe a usage request) spliced in.
@@ -103,12 +108,21 @@ pub fn build(
         BodyLocation::Decoded => &decoded_body[..],
     };
     let mut built = Built::default();
-    let outgoing = match provider.wire {
-        Wire::OpenAi | Wire::Azure => {
-            let target = &inbuf[req.head.target.clone()];
+    let target = &inbuf[req.head.target.clone()];
+    let outgoing = match (req.endpoint, provider.wire) {
+        (Inbound::Direct(api), _) => {
+            built.passthrough = true;
+            let method = &inbuf[req.head.method_text.clone()];
+            direct::request(client_body, target, method, req, api, provider, model)?
+        }
+        (Inbound::AnthropicCountTokens, _) => {
+            built.passthrough = true;
+            count_tokens_request(client_body, req, provider, model)?
+        }
+        (_, Wire::OpenAi | Wire::Azure) => {
             openai_request(client_body, target, req, provider, model, &mut built)?
         }
-        Wire::Anthropic | Wire::Gemini | Wire::Bedrock => {
+        (_, Wire::Anthropic | Wire::Gemini | Wire::Bedrock) => {
             translated_request(client_body, req, provider, model, &mut built)?
         }
     };
@@ -121,14 +135,16 @@ pub fn build(
         trace: propagation.as_ref().map(|p| p.headers()),
     };
     out.clear();
+    // GET and DELETE carry no body, so no length either.
+    let body_len = (outgoing.method == b"POST").then(|| outgoing.body.len());
     push_upstream_request_head(
         out,
-        b"POST",
+        outgoing.method,
         &[outgoing.path.as_bytes()],
         &upstream_head,
         inbuf,
         spans,
-        Some(outgoing.body.len()),
+        body_len,
     );
     outgoing.body.write_to(out);
     Ok(built)
@@ -185,8 +201,46 @@ fn openai_request<'b>(
         Body::Same(source)
     };
     Ok(Outgoing {
+        method: b"POST",
         path,
         extra: Vec::new(),
+        body,
+    })
+}
+
+/// Anthropic's token count, relayed as it is (model spliced) to an Anthropic provider.
+fn count_tokens_request<'b>(
+    client_body: &'b [u8],
+    req: &'b RequestCtx<'_>,
+    provider: &Provider,
+    model: &str,
+) -> Result<Outgoing<'b>, GatewayError> {
+    if provider.wire != Wire::Anthropic {
+        return Err(cannot_serve(
+            provider,
+            format!(
+                "provider `{}` ({:?}) does not count tokens; only Anthropic providers do",
+                provider.name, provider.wire
+            ),
+        ));
+    }
+    let body = if req.ask.requested == model {
+        Body::Same(client_body)
+    } else {
+        Body::Spliced(Spliced::new(
+            client_body,
+            req.ask.model_span.clone(),
+            model,
+            b"",
+        ))
+    };
+    Ok(Outgoing {
+        method: b"POST",
+        path: format!("{}/messages/count_tokens", provider.base_path),
+        extra: vec![(
+            "anthropic-version".into(),
+            translate::anthropic::API_VERSION.into(),
+        )],
         body,
     })
 }
@@ -255,6 +309,7 @@ fn translated_request<'b>(
         extra.extend(signed);
     }
     Ok(Outgoing {
+        method: b"POST",
         path,
         extra,
         body: Body::Translated(request.body),

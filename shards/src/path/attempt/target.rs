@@ -10,7 +10,8 @@
 use crate::state::stats::Held;
 use std::time::{Duration, Instant};
 
-use crate::dialect::Conversion;
+use crate::dialect::{Conversion, Inbound};
+use crate::direct::Metered;
 use crate::error::{GatewayError, Retry};
 use crate::io::Stream;
 use crate::path::attempt::{build, exchange, first_event};
@@ -145,10 +146,13 @@ impl Tries<'_> {
             created: crate::clock::unix_now(),
             stream: req.ask.stream,
             include_usage: req.ask.include_usage || req.ask.inject_usage,
-            capture_usage: req.governed() || conn.tracker.trace.sampled(),
+            capture_usage: (req.governed() || conn.tracker.trace.sampled())
+                && req.endpoint.has_prompt(),
             family: tokens::Family::of_model(self.target.model),
             strip_usage: req.ask.inject_usage,
             embed_base64: built.embed_base64,
+            meter_units: req.governed()
+                && matches!(req.endpoint, Inbound::Direct(api) if api.metered() == Metered::Response),
         };
         shard.stats.providers[provider.slot].attempts.incr();
         let (upstream, head) =

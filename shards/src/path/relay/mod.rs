@@ -15,6 +15,7 @@ mod body;
 
 use crate::dialect::{Conversion, StreamChain};
 use crate::error::GatewayError;
+use crate::governance::units::UnitMeter;
 use crate::governance::usage::Tally;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
@@ -144,12 +145,18 @@ async fn relay_sized(
         _ => 0,
     };
     let mut reader = start_body(conn, r, OutFraming::Length(total));
-    let capture_usage = conversion.capture_usage && (200..300).contains(&head.status);
+    let success = (200..300).contains(&head.status);
+    let capture_usage = conversion.capture_usage && success;
+    let mut meter = (conversion.meter_units && success).then(UnitMeter::default);
     let mut seen = Vec::new();
     loop {
         let more = reader.next(conn, upstream, r.provider, r.limits).await?;
         if capture_usage {
             seen.extend_from_slice(&conn.payload);
+        }
+        if let Some(meter) = &mut meter {
+            meter.feed(&conn.payload);
+            *tally = Tally::of_units(meter);
         }
         conn.out.extend_from_slice(&conn.payload);
         if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
