@@ -50,6 +50,7 @@ migrations! {
     3 "0003" "cluster",
     4 "0004" "usage_batches",
     5 "0005" "request_log_queries",
+    6 "0006" "partial_log_indexes",
 }
 
 #[cfg(test)]
