@@ -196,6 +196,10 @@ fn serve(
         gov: gov_start,
         metrics_token: observability.metrics_token.clone(),
         traces,
+        cpus: plan
+            .pin_cores
+            .then(|| shards::cpus::coordinator_cpus(&shards::cpus::allowed_cpus(), shard_count))
+            .flatten(),
     })?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     // The coordinator may have added providers from the store to the snapshot.

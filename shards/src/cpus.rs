@@ -68,6 +68,31 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Restricts the calling thread to `cpus` (threads it starts later inherit the mask).
+pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks nothing, so CPUs beyond the
+    // set's size are skipped first; sched_setaffinity reads the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The CPUs left to the coordinator's threads (store writes, lease desk, admin, metrics) when
+/// the shards are pinned to the first `shards` CPUs of `allowed`: the rest of the mask, so
+/// that the coordinator's work never preempts a shard. `None` when no CPU is left over (the
+/// coordinator then floats over the whole mask, as the kernel schedules it).
+pub fn coordinator_cpus(allowed: &[usize], shards: usize) -> Option<Vec<usize>> {
+    let spare = allowed.get(shards..)?;
+    (!spare.is_empty()).then(|| spare.to_vec())
+}
+
 /// The number of shards to run: `requested` when it is not 0; otherwise one per CPU of the
 /// affinity mask, lowered to the cgroup CPU quota (rounded up, at least 1). The automatic
 /// choice is logged with what it was made from.
@@ -176,6 +201,14 @@ fn parse_limit(quota: &str, period: &str) -> Option<CpuQuota> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coordinator_takes_the_cpus_the_shards_leave() {
+        assert_eq!(coordinator_cpus(&[0, 1, 2, 3], 2), Some(vec![2, 3]));
+        assert_eq!(coordinator_cpus(&[4, 6], 1), Some(vec![6]));
+        assert_eq!(coordinator_cpus(&[0, 1], 2), None);
+        assert_eq!(coordinator_cpus(&[0, 1], 3), None);
+    }
 
     /// A fake filesystem root with the given files, removed on drop.
     struct FakeRoot(PathBuf);

@@ -247,7 +247,7 @@ pub fn start(
             .name(format!("shard-{index}"))
             .spawn(move || {
                 if let Some(core) = core {
-                    if let Err(e) = monoio::utils::bind_to_cpu_set([core]) {
+                    if let Err(e) = crate::cpus::pin_current_thread(&[core]) {
                         tracing::warn!(shard = index, core, error = ?e, "could not pin shard to its core");
                     }
                 }

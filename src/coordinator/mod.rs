@@ -67,6 +67,9 @@ pub struct Start {
     pub metrics_token: Option<String>,
     /// Traces to export, when they are on.
     pub traces: Option<traces::TraceExport>,
+    /// The CPUs the coordinator's threads run on (those the pinned shards leave), or `None`
+    /// to float over the process's mask.
+    pub cpus: Option<Vec<usize>>,
 }
 
 /// State shared by the control port's handlers.
@@ -134,6 +137,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         gov,
         metrics_token,
         traces,
+        cpus,
     } = start;
     let trace_metrics = traces
         .as_ref()
@@ -142,8 +146,17 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         .map_err(|e| anyhow::anyhow!("cannot listen on control address {listen}: {e}"))?;
     listener.set_nonblocking(true)?;
     let control_addr = listener.local_addr()?;
+    let pin = move || {
+        if let Some(cpus) = &cpus {
+            if let Err(e) = shards::cpus::pin_current_thread(cpus) {
+                tracing::warn!(?cpus, error = ?e, "could not pin a coordinator thread");
+            }
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The blocking pool (store writes) keeps off the shards' cores too.
+        .on_thread_start(pin.clone())
         .build()?;
     let mut sqlite = None;
     let (state, gov_runtime, events) = match gov {
@@ -236,6 +249,8 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
     std::thread::Builder::new()
         .name("coordinator".into())
         .spawn(move || {
+            // The lease desk, started from here, inherits this thread's mask.
+            pin();
             runtime.block_on(async move {
                 if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
                     let (usage_tx, usage_rx) = mpsc::unbounded_channel();

@@ -428,10 +428,15 @@ impl Gateway {
             .sum()
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     /// Resident set size of the gateway process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.process.child.id()))
-            .expect("proc status");
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
