@@ -22,9 +22,10 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import httpx
 import pytest
@@ -268,6 +269,28 @@ def start_governed(
     gw = start_gateway(workdir, merged(base, config or {}), env={"RG_PY_ADMIN_TOKEN": admin_token, **(env or {})})
     admin = httpx.Client(base_url=gw.control_origin, headers={"authorization": f"Bearer {admin_token}"}, trust_env=False)
     return gw, admin
+
+
+@contextmanager
+def running_mock(workdir: Path, args: list[str] | None = None) -> Iterator[MockLlm]:
+    """`start_mock` for a `with` block: the mock is stopped when it ends."""
+    mock = start_mock(workdir, args)
+    try:
+        yield mock
+    finally:
+        mock.stop()
+
+
+@contextmanager
+def governed_gateway(*args, **kw) -> Iterator[tuple[Gateway, httpx.Client]]:
+    """`start_governed` (same arguments) for a `with` block: the admin client is closed and
+    the gateway stopped when it ends."""
+    gw, admin = start_governed(*args, **kw)
+    try:
+        yield gw, admin
+    finally:
+        admin.close()
+        gw.stop()
 
 
 # --------------------------------------------------------------------------- fixtures

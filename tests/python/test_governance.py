@@ -11,23 +11,21 @@ import httpx
 import openai
 import pytest
 
-from conftest import start_governed
+from conftest import governed_gateway
 
 ADMIN = "python-governance-admin-token"
 
 
 @pytest.fixture(scope="module")
 def governed(workdir, mock_llm):
-    gw, admin = start_governed(
+    with governed_gateway(
         workdir,
         mock_llm.base_url,
         str(workdir / "governance.db"),
         ADMIN,
         {"flush_interval_ms": 100, "prices": {"gpt-4o-mini": {"input": "1000", "output": "1000"}}},
-    )
-    yield gw, admin
-    admin.close()
-    gw.stop()
+    ) as served:
+        yield served
 
 
 def new_key(admin: httpx.Client, **fields) -> str:

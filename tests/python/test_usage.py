@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import start_governed, start_mock, wait_for
+from conftest import governed_gateway, running_mock, wait_for
 
 ADMIN = "python-usage-admin-token"
 MODEL = "mock/gpt-4o-mini"
@@ -36,17 +36,13 @@ def silent(request, workdir):
         # A schema of its own: no other test hears its notifications or sees its counters.
         schema = f"py_usage_{os.getpid()}_{time.monotonic_ns()}"
         governance["database_schema"] = schema
-    mock = start_mock(workdir, ["--no-usage"])
     try:
-        gw, admin = start_governed(workdir, mock.base_url, database, ADMIN, governance)
-        try:
-            yield gw, admin
-        finally:
-            admin.close()
-            gw.stop()
+        with running_mock(workdir, ["--no-usage"]) as mock, governed_gateway(
+            workdir, mock.base_url, database, ADMIN, governance
+        ) as served:
+            yield served
     finally:
-        # Also when the gateway never started: nothing the fixture started outlives it.
-        mock.stop()
+        # Also when the gateway never started: the schema does not outlive the fixture.
         if schema:
             subprocess.run(["psql", database, "-X", "-q", "-c", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], check=True)
 
