@@ -50,7 +50,7 @@ pub enum GatewayError {
     #[error("Invalid request: {0}")]
     InvalidRequest(String),
     /// The request cannot be expressed in one provider's API (another target's may).
-    #[error("Invalid request: {detail}")]
+    #[error("Invalid request: provider `{provider}`: {detail}")]
     ProviderCannotServe { provider: String, detail: String },
     #[error("you must provide a model parameter")]
     MissingModel,

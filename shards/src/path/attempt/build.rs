@@ -219,8 +219,8 @@ fn count_tokens_request<'b>(
         return Err(cannot_serve(
             provider,
             format!(
-                "provider `{}` ({:?}) does not count tokens; only Anthropic providers do",
-                provider.name, provider.wire
+                "a {:?} provider does not count tokens; only Anthropic providers do",
+                provider.wire
             ),
         ));
     }
@@ -262,8 +262,8 @@ fn translated_request<'b>(
             return Err(cannot_serve(
                 provider,
                 format!(
-                    "provider `{}` ({:?}) does not support the {:?} API",
-                    provider.name, provider.wire, req.endpoint
+                    "a {:?} provider does not support the {:?} API",
+                    provider.wire, req.endpoint
                 ),
             ))
         }

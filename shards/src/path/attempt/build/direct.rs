@@ -32,11 +32,10 @@ pub fn request<'b>(
             return Err(cannot_serve(
                 provider,
                 format!(
-                "provider `{}` ({:?}) does not serve the {} API; only OpenAI-style providers do",
-                provider.name,
-                provider.wire,
-                api.name()
-            ),
+                    "a {:?} provider does not serve the {} API; only OpenAI-style providers do",
+                    provider.wire,
+                    api.name()
+                ),
             ))
         }
     };
