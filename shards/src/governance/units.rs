@@ -41,7 +41,7 @@ impl UnitMeter {
         let all = self
             .read
             .then(Reading::of(&self.pending, self.pending.len()));
-        let seconds = all.seconds.or(all.duration).unwrap_or(0.0);
+        let seconds = all.seconds.or(all.duration).or(all.cue_end).unwrap_or(0.0);
         let units = Units {
             audio_seconds: seconds.max(0.0).ceil() as u64,
             images: all.images,
@@ -61,6 +61,9 @@ impl UnitMeter {
 struct Reading {
     seconds: Option<f64>,
     duration: Option<f64>,
+    /// The latest end of a subtitle cue (`--> 00:01:02,500`): the `srt` and `vtt`
+    /// transcription formats state no duration, so the last cue's end stands for it.
+    cue_end: Option<f64>,
     images: u64,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -89,9 +92,14 @@ impl Reading {
                     .count()
             })
             .sum::<usize>();
+        let cue_end = memmem::find_iter(text, b"-->")
+            .take_while(|&at| at < end)
+            .filter_map(|at| timestamp(&text[at + 3..]))
+            .reduce(f64::max);
         Self {
             seconds: number(b"\"seconds\""),
             duration: number(b"\"duration\""),
+            cue_end,
             images: images as u64,
             input_tokens: number(b"\"input_tokens\"").map(|n| n as u64),
             output_tokens: number(b"\"output_tokens\"").map(|n| n as u64),
@@ -103,6 +111,10 @@ impl Reading {
         Self {
             seconds: self.seconds.or(later.seconds),
             duration: self.duration.or(later.duration),
+            cue_end: match (self.cue_end, later.cue_end) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
             images: self.images + later.images,
             input_tokens: self.input_tokens.or(later.input_tokens),
             output_tokens: self.output_tokens.or(later.output_tokens),
@@ -125,6 +137,25 @@ fn value_after(rest: &[u8]) -> Option<&[u8]> {
         .position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
         .unwrap_or(rest.len());
     (len > 0).then(|| &rest[..len])
+}
+
+/// A subtitle timestamp after ` --> `, in seconds: `HH:MM:SS,mmm` (SRT) or
+/// `[HH:]MM:SS.mmm` (WebVTT).
+fn timestamp(rest: &[u8]) -> Option<f64> {
+    let rest = rest.trim_ascii_start();
+    let len = rest
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b':' | b',' | b'.'))
+        .unwrap_or(rest.len());
+    let text = std::str::from_utf8(&rest[..len]).ok()?.replace(',', ".");
+    let mut parts = text.rsplit(':');
+    let seconds: f64 = parts.next()?.parse().ok()?;
+    let minutes: f64 = parts.next()?.parse().ok()?;
+    let hours: f64 = parts.next().map_or(Some(0.0), |h| h.parse().ok())?;
+    parts
+        .next()
+        .is_none()
+        .then_some(hours * 3600.0 + minutes * 60.0 + seconds)
 }
 
 /// List prices of a model's non-token units.
@@ -193,6 +224,17 @@ mod tests {
         let (units, usage) = meter(&[tokens]);
         assert_eq!(units.audio_seconds, 0);
         assert_eq!(usage.map(|u| (u.prompt, u.completion)), Some((14, 45)));
+    }
+
+    #[test]
+    fn subtitles_are_charged_to_the_end_of_their_last_cue() {
+        let srt = b"1\n00:00:00,000 --> 00:00:04,200\nhello\n\n2\n00:00:04,200 --> 00:01:02,500\nworld\n";
+        assert_eq!(meter(&[srt]).0.audio_seconds, 63);
+        let pieces: Vec<&[u8]> = srt.chunks(5).collect();
+        assert_eq!(meter(&pieces).0.audio_seconds, 63);
+        let vtt = b"WEBVTT\n\n00:01.000 --> 00:07.250\nhi\n\n01:00:00.000 --> 01:00:01.000\nlate\n";
+        assert_eq!(meter(&[vtt]).0.audio_seconds, 3601);
+        assert_eq!(meter(&[b"plain text --> not a time"]).0.audio_seconds, 0);
     }
 
     #[test]
