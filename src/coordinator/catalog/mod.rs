@@ -95,7 +95,7 @@ impl CatalogStart {
                     Outcome::Ok
                 }
                 Fetched::Unsupported => {
-                    tracing::info!(provider = %name, "the provider has no listable catalog; configure `models` to list some");
+                    tracing::debug!(provider = %name, "the provider has no listable catalog; configure `models` to list some");
                     lists.insert(name.clone(), Vec::new());
                     Outcome::Unsupported
                 }
