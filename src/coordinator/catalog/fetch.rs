@@ -162,3 +162,34 @@ async fn get(
         .to_bytes();
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(yaml: &str) -> Provider {
+        let config = crate::config::parse(yaml, "test").unwrap();
+        config.snapshot().unwrap().providers.remove(0)
+    }
+
+    #[test]
+    fn anthropic_requests_carry_an_api_version_once() {
+        let p = provider(
+            "providers:\n  an:\n    kind: anthropic\n    base_url: http://127.0.0.1:9/v1\n    headers: {x-team: blue}\n",
+        );
+        assert_eq!(
+            headers(&p),
+            [
+                ("x-team".to_owned(), "blue".to_owned()),
+                ("anthropic-version".to_owned(), ANTHROPIC_VERSION.to_owned())
+            ]
+        );
+        let pinned = provider(
+            "providers:\n  an:\n    kind: anthropic\n    base_url: http://127.0.0.1:9/v1\n    headers: {anthropic-version: 2099-01-01}\n",
+        );
+        assert_eq!(
+            headers(&pinned),
+            [("anthropic-version".to_owned(), "2099-01-01".to_owned())]
+        );
+    }
+}
