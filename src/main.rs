@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             cfg.shard_plan()?;
             cfg.control_listen()?;
             cfg.observability.plan()?;
+            cfg.catalog.plan()?;
             if let Some(g) = &cfg.governance {
                 g.plan()?;
             }
@@ -130,11 +131,17 @@ fn serve(
     let snapshot = Arc::new(cfg.snapshot_with(&[], &mut slots)?);
     let mut plan = cfg.shard_plan()?;
     let control_listen = cfg.control_listen()?;
+    let catalog_plan = cfg.catalog.plan()?;
     let governance = cfg
         .governance
         .as_ref()
         .map(config::GovernanceConfig::plan)
         .transpose()?;
+    // The catalog shows the prices governance charges; without governance, the shipped ones.
+    let catalog_prices = match &governance {
+        Some(g) => g.prices.clone(),
+        None => pricing::catalog(&Default::default(), 0).map_err(anyhow::Error::msg)?,
+    };
     // Block the stop signals before any thread exists so that only this thread, waiting in
     // sigwait below, receives them.
     let signals = stop_signals();
@@ -200,6 +207,12 @@ fn serve(
             .pin_cores
             .then(|| shards::cpus::coordinator_cpus(&shards::cpus::allowed_cpus(), shard_count))
             .flatten(),
+        catalog: coordinator::catalog::CatalogStart {
+            node: node.clone(),
+            plan: catalog_plan,
+            prices: catalog_prices,
+            metrics: Default::default(),
+        },
     })?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     // The coordinator may have added providers from the store to the snapshot.

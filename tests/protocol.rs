@@ -1,5 +1,5 @@
 //! HTTP/1.1 details on the client side: chunked request bodies, `Expect: 100-continue`,
-//! pipelining, oversized heads, wrong methods, HTTP/1.0, and the `check-config` command.
+//! pipelining, oversized heads, wrong methods, HTTP/1.0, the `Host` header rule, and the `check-config` command.
 
 mod common;
 
@@ -127,6 +127,38 @@ fn malformed_chunked_body_is_400_and_connection_closes() {
     );
     assert_eq!(resp.status, 400);
     assert_eq!(resp.header("connection"), Some("close"));
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with two, is a 400
+/// and the connection is closed — the pipelined request behind it is never answered.
+#[test]
+fn host_header_is_required_once_on_http11() {
+    let (gw, _mock) = stack();
+    let pipelined = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    for head in [
+        &b"GET /health HTTP/1.1\r\n\r\n"[..],
+        b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ] {
+        let mut conn = HttpConn::connect(gw.addr, DEFAULT_TIMEOUT).unwrap();
+        conn.send(&[head, pipelined].concat()).unwrap();
+        let resp = conn.read_response().unwrap();
+        assert_eq!(resp.status, 400, "{}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"));
+        let error = &resp.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error");
+        assert!(
+            error["message"].as_str().unwrap().contains("Host"),
+            "{error}"
+        );
+        assert_eq!(conn.read_some(64).unwrap(), b"", "the connection is closed");
+    }
+    let (status, _, _) = http_request(
+        gw.addr,
+        b"GET /health HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "HTTP/1.0 may omit Host");
 }
 
 fn check_config(config: Value) -> (bool, String) {

@@ -18,6 +18,7 @@
 mod anthropic;
 mod azure;
 mod bedrock;
+mod catalog;
 mod conn;
 mod faults;
 mod gemini;

@@ -151,6 +151,9 @@ async fn handle(
             _ => method_not_allowed(Dialect::OpenAi, &req, "GET"),
         });
     }
+    if let Some(res) = crate::catalog::serve(&req, config.key.as_deref()) {
+        return Ok(res.map(Either::Left));
+    }
     let echo = crate::trace_echo::echo(req.headers());
     let endpoint = resolve(req.uri());
     let dialect = match &endpoint {

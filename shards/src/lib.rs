@@ -9,6 +9,7 @@
 //! owns, and the leaf modules below the vocabulary both use. Only what the binary and the
 //! benches use is public.
 
+pub mod catalog;
 pub mod clock;
 pub mod cpus;
 pub mod dialect;

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio_rustls::TlsConnector;
 use rustls_pki_types::ServerName;
 
+use crate::catalog::Catalog;
 use crate::dialect::Wire;
 use crate::route::ModelTable;
 
@@ -135,6 +137,9 @@ pub struct Provider {
     pub addrs: Vec<SocketAddr>,
     /// Set for https upstreams.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The same rustls configuration (roots, `ca_file`), for the coordinator's catalog
+    /// fetches, which run on tokio rather than monoio.
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// `host[:port]` for the Host header.
     pub host_header: String,
     /// Path prefix of the base URL without a trailing slash, e.g. `/v1`.
@@ -148,7 +153,8 @@ pub struct Provider {
     pub retry: RetryPolicy,
     pub breaker: BreakerPolicy,
     pub backpressure: Backpressure,
-    /// Models advertised on `/v1/models`.
+    /// The configured `models` list: the only models it serves, and its catalog. Empty: any
+    /// name passes through, and the coordinator asks the provider for its catalog.
     pub models: Vec<String>,
 }
 
@@ -185,8 +191,8 @@ pub struct Snapshot {
     pub limits: Limits,
     pub providers: Vec<Provider>,
     pub models: ModelTable,
-    /// The `/v1/models` response body, rendered once.
-    pub models_body: Vec<u8>,
+    /// The configured aliases, listed on `/v1/models` after the catalog's models.
+    pub aliases: Vec<String>,
     /// Per requested model name: the models to try, in order, when it fails.
     pub fallbacks: HashMap<String, Vec<String>>,
     /// How a request for a balanced alias picks its first target.
@@ -209,45 +215,26 @@ impl Snapshot {
         limits: Limits,
         providers: Vec<Provider>,
         models: ModelTable,
-        aliases: &[String],
+        aliases: Vec<String>,
         fallbacks: HashMap<String, Vec<String>>,
         balance: Balance,
     ) -> Self {
-        let models_body = render_models(&providers, aliases);
         Self {
             limits,
             providers,
             models,
-            models_body,
+            aliases,
             fallbacks,
             balance,
         }
     }
 }
 
-fn render_models(providers: &[Provider], aliases: &[String]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for p in providers {
-        for m in &p.models {
-            data.push(serde_json::json!({
-                "id": format!("{}/{}", p.name, m),
-                "object": "model",
-                "created": 0,
-                "owned_by": p.name,
-            }));
-        }
-    }
-    for a in aliases {
-        data.push(
-            serde_json::json!({"id": a, "object": "model", "created": 0, "owned_by": "ringgate"}),
-        );
-    }
-    serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
-}
-
 /// Node-wide state the shards read: whether to report ready, whether the node is draining,
-/// and the latest configuration snapshot (replaced when providers change at run time; each
-/// shard picks it up within [`SNAPSHOT_POLL`]). Written rarely, so the cache lines stay shared.
+/// the latest configuration snapshot (replaced when providers change at run time; each
+/// shard picks it up within [`SNAPSHOT_POLL`]) and the model catalog (replaced by the
+/// coordinator when it learns a provider's models; loaded per models request). Written
+/// rarely, so the cache lines stay shared.
 #[derive(Debug)]
 pub struct NodeState {
     ready: AtomicBool,
@@ -255,18 +242,20 @@ pub struct NodeState {
     /// False while the coordinator cannot reach its store (told on `/ready`).
     store_available: AtomicBool,
     pub snapshot: arc_swap::ArcSwap<Snapshot>,
+    pub catalog: arc_swap::ArcSwap<Catalog>,
 }
 
 /// How often a shard looks for a new configuration snapshot.
 pub const SNAPSHOT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl NodeState {
-    pub fn new(snapshot: std::sync::Arc<Snapshot>) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             store_available: AtomicBool::new(true),
             snapshot: arc_swap::ArcSwap::new(snapshot),
+            catalog: arc_swap::ArcSwap::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! This module knows nothing of the coordinator: the coordinator reads what it needs from
 //! here (plans, [`RequestLogs`], providers stored through the admin API), never the reverse.
 
+mod catalog;
 mod observability;
 mod plan;
 mod provider;
@@ -18,6 +19,7 @@ mod snapshot;
 use std::path::Path;
 use std::time::Duration;
 
+pub use catalog::{CatalogConfig, CatalogPlan};
 pub use observability::{LogFormat, ObservabilityConfig, Traces};
 pub use plan::{host_name, ClusterPlan};
 pub use provider::stored_provider;

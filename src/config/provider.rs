@@ -117,17 +117,27 @@ pub(super) fn build_provider(
             Vec::new()
         }
     };
-    let tls = if url.https {
-        let config = shards::tls::client_config(p.ca_file.as_deref())
-            .map_err(|e| invalid(field("ca_file"), e.to_string()))?;
-        let server_name = rustls_pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| invalid(field("base_url"), e.to_string()))?;
-        Some((monoio_rustls::TlsConnector::from(config), server_name))
+    let tls_config = if url.https {
+        Some(
+            shards::tls::client_config(p.ca_file.as_deref())
+                .map_err(|e| invalid(field("ca_file"), e.to_string()))?,
+        )
     } else {
         if p.ca_file.is_some() {
             return Err(invalid(field("ca_file"), "only applies to https base URLs"));
         }
         None
+    };
+    let tls = match &tls_config {
+        Some(config) => {
+            let server_name = rustls_pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| invalid(field("base_url"), e.to_string()))?;
+            Some((
+                monoio_rustls::TlsConnector::from(config.clone()),
+                server_name,
+            ))
+        }
+        None => None,
     };
     let default_port = if url.https { 443 } else { 80 };
     let host_header = if url.port == default_port {
@@ -196,6 +206,7 @@ pub(super) fn build_provider(
         aws,
         addrs,
         tls,
+        tls_config,
         host_header,
         base_path: url.path,
         fixed_headers: fixed_headers.into_bytes(),

@@ -42,6 +42,9 @@ pub struct Config {
     /// Logs, metrics and traces.
     #[serde(default)]
     pub observability: super::ObservabilityConfig,
+    /// Fetching the providers' model catalogs.
+    #[serde(default)]
+    pub catalog: super::CatalogConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 

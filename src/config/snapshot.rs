@@ -151,7 +151,7 @@ impl Config {
             BalanceName::Latency => shards::snapshot::Balance::Latency,
         };
         Ok(Snapshot::new(
-            limits, providers, table, &aliases, fallbacks, balance,
+            limits, providers, table, aliases, fallbacks, balance,
         ))
     }
 }

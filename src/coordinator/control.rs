@@ -61,6 +61,7 @@ async fn handle(
                         state.fleet.as_deref(),
                         state.usage.as_deref(),
                         state.traces.as_deref(),
+                        &state.catalog,
                     )
                 })
                 .unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! The per-node coordinator: one thread running tokio, owning everything slow or blocking so
 //! the shards never wait on it — the store, governance (virtual keys, leases, usage flushes),
-//! trace export ([`traces`]), and the control port: `GET /metrics`, `GET /health` and the
+//! trace export ([`traces`]), the model catalog ([`catalog`]), and the control port: `GET /metrics`, `GET /health` and the
 //! admin API under `/admin/`.
 //!
 //! Start order: [`start`] opens the store and publishes the first governance snapshot before
@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod apply;
+pub mod catalog;
 mod control;
 pub mod fleet;
 pub mod flusher;
@@ -70,6 +71,8 @@ pub struct Start {
     /// The CPUs the coordinator's threads run on (those the pinned shards leave), or `None`
     /// to float over the process's mask.
     pub cpus: Option<Vec<usize>>,
+    /// The model catalog to keep.
+    pub catalog: catalog::CatalogStart,
 }
 
 /// State shared by the control port's handlers.
@@ -84,6 +87,8 @@ pub struct ControlState {
     pub metrics_token: Option<String>,
     /// The trace exporter's counts, when traces are on.
     pub traces: Option<Arc<traces::TraceMetrics>>,
+    /// Catalog fetches and sizes.
+    pub catalog: Arc<catalog::metrics::CatalogMetrics>,
 }
 
 /// A running coordinator.
@@ -138,6 +143,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         metrics_token,
         traces,
         cpus,
+        catalog,
     } = start;
     let trace_metrics = traces
         .as_ref()
@@ -168,6 +174,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                 usage: None,
                 metrics_token,
                 traces: trace_metrics.clone(),
+                catalog: catalog.metrics.clone(),
             }),
             None,
             None,
@@ -226,12 +233,15 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                     usage: Some(rt.usage_metrics.clone()),
                     metrics_token,
                     traces: trace_metrics.clone(),
+                    catalog: catalog.metrics.clone(),
                 }),
                 Some(rt),
                 Some((g.events, spool)),
             )
         }
     };
+    // After governance loaded the stored providers into the snapshot, before any shard runs.
+    catalog.publish_configured();
     let thread_state = state.clone();
     let exporter = traces.zip(trace_metrics).map(|(export, metrics)| {
         let resource = traces::otlp::Resource {
@@ -274,6 +284,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                 if let Some(exporter) = exporter {
                     tokio::spawn(exporter);
                 }
+                tokio::spawn(catalog.run());
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => control::serve(listener, thread_state).await,
                     Err(e) => tracing::error!(error = %e, "control listener failed"),

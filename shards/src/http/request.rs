@@ -1,7 +1,8 @@
 //! Client request heads: parsed with `httparse` straight from the connection's read buffer,
 //! with the header-size limit enforced and body framing decided strictly (a request that
 //! carries both `Transfer-Encoding` and `Content-Length`, or two different lengths, is
-//! refused: that ambiguity is how request smuggling starts).
+//! refused: that ambiguity is how request smuggling starts). An HTTP/1.1 request must carry
+//! exactly one `Host` header and any request at most one (RFC 9112 §3.2); HTTP/1.0 may omit it.
 //!
 //! Hot-path cost: one httparse pass; header positions are kept as offsets into the read
 //! buffer in a reused vector, so parsing allocates nothing.
@@ -121,7 +122,7 @@ pub fn parse_request_head(
         method_text,
         target,
         head_len,
-        body: facts.body()?,
+        body: facts.finish()?,
         keep_alive: facts.keep_alive,
         expect_continue: facts.expect_continue,
     }))
@@ -129,6 +130,8 @@ pub fn parse_request_head(
 
 /// What the headers that matter to the gateway itself say: framing and connection reuse.
 struct HeaderFacts {
+    http10: bool,
+    hosts: u32,
     keep_alive: bool,
     content_length: Option<u64>,
     chunked: bool,
@@ -138,6 +141,8 @@ struct HeaderFacts {
 impl HeaderFacts {
     fn new(http10: bool) -> Self {
         Self {
+            http10,
+            hosts: 0,
             keep_alive: !http10,
             content_length: None,
             chunked: false,
@@ -170,13 +175,29 @@ impl HeaderFacts {
             } else if has_token(value, "keep-alive") {
                 self.keep_alive = true;
             }
+        } else if name.eq_ignore_ascii_case("host") {
+            self.hosts += 1;
         } else if name.eq_ignore_ascii_case("expect") {
             self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
         Ok(())
     }
 
-    fn body(&self) -> Result<BodyFraming, GatewayError> {
+    /// The body's framing, once every header was read and the `Host` rule holds.
+    fn finish(&self) -> Result<BodyFraming, GatewayError> {
+        match (self.hosts, self.http10) {
+            (0, false) => {
+                return Err(GatewayError::InvalidRequest(
+                    "an HTTP/1.1 request must carry a Host header".into(),
+                ))
+            }
+            (2.., _) => {
+                return Err(GatewayError::InvalidRequest(
+                    "more than one Host header".into(),
+                ))
+            }
+            _ => {}
+        }
         Ok(match (self.chunked, self.content_length) {
             (true, Some(_)) => {
                 return Err(GatewayError::InvalidRequest(
@@ -212,7 +233,7 @@ mod tests {
     #[test]
     fn partial_then_too_large() {
         assert!(parse("POST / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "a".repeat(9000));
         assert!(matches!(
             parse(&big),
             Err(GatewayError::HeadersTooLarge { .. })
@@ -221,11 +242,12 @@ mod tests {
 
     #[test]
     fn refuses_smuggling_shapes() {
-        let both = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        let both =
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
         assert!(parse(both).is_err());
-        let two = "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        let two = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
         assert!(parse(two).is_err());
-        let gzip = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        let gzip = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n";
         assert!(parse(gzip).is_err());
     }
 
@@ -233,16 +255,29 @@ mod tests {
     fn http10_and_connection_close() {
         let h = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
-        let h = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        let h = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
         let h =
-            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+            parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
                 .unwrap()
                 .unwrap();
         assert_eq!(h.body, BodyFraming::Chunked);
         assert!(h.expect_continue);
+    }
+
+    #[test]
+    fn host_header_rules() {
+        let missing = parse("GET /health HTTP/1.1\r\n\r\n");
+        assert!(matches!(missing, Err(GatewayError::InvalidRequest(m)) if m.contains("Host")));
+        let two = parse("GET /health HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n");
+        assert!(matches!(two, Err(GatewayError::InvalidRequest(m)) if m.contains("Host")));
+        assert!(parse("GET /health HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n").is_err());
+        assert!(parse("GET /health HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(parse("GET /health HTTP/1.1\r\nHOST: a\r\n\r\n")
+            .unwrap()
+            .is_some());
     }
 
     #[test]

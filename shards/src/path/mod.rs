@@ -11,7 +11,7 @@
 //! 2. **read** ([`read`]) — the request head and body, under the size limits and read
 //!    timeouts; bad framing is a 4xx and a close. Adds: `head`, `body`.
 //! 3. **route** ([`route`]) — method and path pick a local answer (`/health`, `/ready`,
-//!    `/v1/models`) or the client's API (OpenAI chat, completions, embeddings, Responses;
+//!    the models routes, [`models`]) or the client's API (OpenAI chat, completions, embeddings, Responses;
 //!    Anthropic Messages), or a 404/405. Adds: `endpoint`.
 //! 4. **authenticate** ([`authenticate`]) — when governance is on: the virtual key presented,
 //!    found by its hash in the governance snapshot (401/403 before anything else is read).
@@ -59,6 +59,7 @@ pub(crate) mod context;
 mod direct_fields;
 mod extract;
 pub(crate) mod fields;
+mod models;
 mod observe;
 mod outcome;
 mod read;

@@ -1,16 +1,15 @@
-//! Phase 3, route: the method and path pick a local answer (`/health`, `/ready`,
-//! `/v1/models`, or a 404/405) or the API the client called. Local answers are written
-//! here; an API request goes on through the rest of the path.
+//! Phase 3, route: the method and path pick a local answer (`/health`, `/ready`, the models
+//! routes (`path/models.rs`), or a 404/405) or the API the client called. Local answers are
+//! written here; an API request goes on through the rest of the path.
 
-use crate::clock;
 use crate::dialect::Inbound;
 use crate::direct::{DirectApi, WrongMethod};
 use crate::error::GatewayError;
-use crate::governance::request;
 use crate::http::request::Method;
 use crate::http::response::push_json_response;
 use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope};
+use crate::path::models::ModelsRequest;
 use crate::path::respond;
 
 /// Where a request goes.
@@ -27,7 +26,7 @@ pub enum Route {
 pub enum Local {
     Health,
     Ready,
-    Models,
+    Models(ModelsRequest),
     Refused(GatewayError),
 }
 
@@ -38,8 +37,7 @@ pub fn route(conn: &ClientConn, req: &RequestCtx<'_>) -> Route {
     let local = match path {
         b"/health" => Some(Local::Health),
         b"/ready" => Some(Local::Ready),
-        b"/v1/models" => Some(Local::Models),
-        _ => None,
+        _ => ModelsRequest::at(path).map(Local::Models),
     };
     let method = || String::from_utf8_lossy(&conn.inbuf[head.method_text.clone()]).into_owned();
     let path_text = || String::from_utf8_lossy(path).into_owned();
@@ -90,6 +88,7 @@ pub async fn answer(
     local: Local,
 ) -> bool {
     let keep_alive = req.head.keep_alive;
+    let listing;
     let (status, json) = match local {
         Local::Health => (200, &br#"{"status":"ok"}"#[..]),
         Local::Ready if scope.shard.node.is_ready() => {
@@ -100,11 +99,14 @@ pub async fn answer(
             }
         }
         Local::Ready => (503, &br#"{"status":"not ready"}"#[..]),
-        Local::Models => match models_allowed(scope, conn) {
-            Ok(()) => (200, &scope.snapshot.models_body[..]),
-            Err(err) => return refuse(scope, conn, &err, keep_alive).await,
+        Local::Models(models) => match models.answer(scope, conn) {
+            Ok(body) => {
+                listing = body;
+                (200, &listing[..])
+            }
+            Err(err) => return refuse(scope, conn, &err, models.inbound(), keep_alive).await,
         },
-        Local::Refused(err) => return refuse(scope, conn, &err, keep_alive).await,
+        Local::Refused(err) => return refuse(scope, conn, &err, Inbound::Chat, keep_alive).await,
     };
     if status == 200 {
         scope.shard.stats.record_status(200);
@@ -118,25 +120,12 @@ async fn refuse(
     scope: Scope<'_>,
     conn: &mut ClientConn,
     err: &GatewayError,
+    inbound: Inbound,
     keep_alive: bool,
 ) -> bool {
     scope.shard.stats.record_status(err.status());
-    tracing::debug!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), error = %err, "no such route");
-    respond::error(conn, err, Inbound::Chat, keep_alive).await && keep_alive
-}
-
-/// `/v1/models` needs a valid key when keys are required.
-fn models_allowed(scope: Scope<'_>, conn: &ClientConn) -> Result<(), GatewayError> {
-    let Some(gov) = scope.shard.gov.as_deref() else {
-        return Ok(());
-    };
-    let snapshot = gov.snapshot.load();
-    request::authenticate(
-        &snapshot,
-        request::presented_key(&conn.inbuf, &conn.spans),
-        clock::unix_now(),
-    )
-    .map(|_| ())
+    tracing::debug!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), error = %err, "refused locally");
+    respond::error(conn, err, inbound, keep_alive).await && keep_alive
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! (no locks; values may lag by an instant). Counters are labelled by shard, so imbalance
 //! between shards — SO_REUSEPORT hashing few connections unevenly — is visible; the latency
 //! histograms ([`latency`]) are merged across shards; tokens and spend ([`usage`]) are
-//! counted by the coordinator from usage records; traces ([`super::traces`]) by the exporter.
+//! counted by the coordinator from usage records; traces ([`super::traces`]) by the exporter;
+//! catalog fetches by the catalog task ([`super::catalog`]).
 //! docs/observability.md lists every family.
 
 pub mod latency;
@@ -20,7 +21,7 @@ pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// A label value as the text format wants it (`\`, `"` and newlines escaped).
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }
@@ -72,6 +73,7 @@ pub fn render(
     fleet: Option<&super::fleet::Fleet>,
     usage: Option<&usage::UsageMetrics>,
     traces: Option<&super::traces::TraceMetrics>,
+    catalog: &super::catalog::metrics::CatalogMetrics,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
     family(
@@ -98,6 +100,7 @@ pub fn render(
     if let Some(traces) = traces {
         traces.render(&mut out, view);
     }
+    catalog.render(&mut out);
     family(
         &mut out,
         "ringgate_ready",
