@@ -1,5 +1,6 @@
 //! Unit tests of `server.rs`, kept apart so that the module reads as what it serves.
 
+use super::routes::percent_decode;
 use super::*;
 
 fn at(uri: &str) -> Result<Endpoint, Dialect> {

@@ -1,0 +1,176 @@
+//! The routing table: which endpoint (and dialect) a URL names, and the path and query
+//! decoding it needs. Methods are checked by the server against [`Endpoint::allowed`].
+
+use http::Uri;
+
+use crate::gemini::Method as GeminiMethod;
+
+/// The provider API a request speaks, which decides auth and error shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    OpenAi,
+    Azure,
+    Anthropic,
+    Gemini,
+    Bedrock,
+}
+
+/// OpenAI-shaped operations (also served under Azure deployments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpenAiOp {
+    Models,
+    Chat,
+    Completions,
+    Embeddings,
+    /// OpenAI's Responses API (non-streaming), as OpenAI itself serves it.
+    Responses,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    OpenAi(OpenAiOp),
+    Azure {
+        op: OpenAiOp,
+        deployment: String,
+    },
+    Anthropic,
+    Gemini {
+        model: String,
+        method: GeminiMethod,
+    },
+    Bedrock {
+        stream: bool,
+    },
+    /// `InvokeModel` on an embedding model; `model` is percent-decoded.
+    BedrockInvoke {
+        model: String,
+    },
+}
+
+impl Endpoint {
+    pub(super) fn dialect(&self) -> Dialect {
+        match self {
+            Endpoint::OpenAi(_) => Dialect::OpenAi,
+            Endpoint::Azure { .. } => Dialect::Azure,
+            Endpoint::Anthropic => Dialect::Anthropic,
+            Endpoint::Gemini { .. } => Dialect::Gemini,
+            Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => Dialect::Bedrock,
+        }
+    }
+
+    pub(super) fn allowed(&self) -> &'static str {
+        match self {
+            Endpoint::OpenAi(OpenAiOp::Models) => "GET",
+            _ => "POST",
+        }
+    }
+}
+
+/// Map a URL to its endpoint; an unknown URL gives the dialect whose 404
+/// shape to answer with.
+pub(super) fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "/v1/messages" || trimmed == "/anthropic/v1/messages" {
+        return Ok(Endpoint::Anthropic);
+    }
+    if path.starts_with("/anthropic/") {
+        return Err(Dialect::Anthropic);
+    }
+    // Gemini: /v1beta/models/{model}:{method} (also /v1/models/...:method).
+    let gemini_rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/").filter(|r| r.contains(':')));
+    if let Some(rest) = gemini_rest {
+        let (model, method) = rest.rsplit_once(':').ok_or(Dialect::Gemini)?;
+        let sse = query_param(uri, "alt").as_deref() == Some("sse");
+        let method = GeminiMethod::parse(method, sse).ok_or(Dialect::Gemini)?;
+        let model = path_name(model, Dialect::Gemini)?;
+        return Ok(Endpoint::Gemini { model, method });
+    }
+    if path.starts_with("/v1beta/") {
+        return Err(Dialect::Gemini);
+    }
+    if let Some(rest) = path.strip_prefix("/model/") {
+        let (model, op) = rest.rsplit_once('/').ok_or(Dialect::Bedrock)?;
+        if model.is_empty() {
+            return Err(Dialect::Bedrock);
+        }
+        let stream = match op {
+            "converse" => false,
+            "converse-stream" => true,
+            "invoke" => {
+                return Ok(Endpoint::BedrockInvoke {
+                    model: percent_decode(model),
+                })
+            }
+            _ => return Err(Dialect::Bedrock),
+        };
+        return Ok(Endpoint::Bedrock { stream });
+    }
+    if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        let (deployment, op) = rest.split_once('/').ok_or(Dialect::Azure)?;
+        let op = match op.trim_end_matches('/') {
+            "chat/completions" => OpenAiOp::Chat,
+            "completions" => OpenAiOp::Completions,
+            "embeddings" => OpenAiOp::Embeddings,
+            _ => return Err(Dialect::Azure),
+        };
+        let deployment = path_name(deployment, Dialect::Azure)?;
+        return Ok(Endpoint::Azure { op, deployment });
+    }
+    if path.starts_with("/openai/") {
+        return Err(Dialect::Azure);
+    }
+    match trimmed {
+        "/v1/models" => Ok(Endpoint::OpenAi(OpenAiOp::Models)),
+        "/v1/chat/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Chat)),
+        "/v1/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Completions)),
+        "/v1/embeddings" => Ok(Endpoint::OpenAi(OpenAiOp::Embeddings)),
+        "/v1/responses" => Ok(Endpoint::OpenAi(OpenAiOp::Responses)),
+        _ => Err(Dialect::OpenAi),
+    }
+}
+
+/// Value of a query parameter, percent-decoded (`+` as space).
+pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(&v.replace('+', " ")))
+    })
+}
+
+/// A model or deployment name from the path, percent-decoded; an empty one is an unknown URL
+/// of `dialect`.
+fn path_name(raw: &str, dialect: Dialect) -> Result<String, Dialect> {
+    let name = percent_decode(raw);
+    if name.is_empty() {
+        return Err(dialect);
+    }
+    Ok(name)
+}
+
+/// Decode `%XX` escapes; invalid escapes and non-UTF-8 results are kept as
+/// they are (lossily), which is enough to echo names back.
+pub(super) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
