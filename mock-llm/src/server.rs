@@ -39,14 +39,18 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::conn::ConnCtl;
 use crate::faults::{self, Defaults, FailMode, Framing, RequestOptions};
 use crate::gemini::Method as GeminiMethod;
-use crate::reply::{next_id, Output};
+use crate::openai::audio::{self, Task};
+use crate::openai::{images, moderations, Call};
+use crate::reply::{next_id, Output, Rejection};
 use crate::stream::{self, SseBody, StreamPlan};
 use crate::{anthropic, azure, bedrock, gemini, openai};
 
 mod replies;
 mod routes;
-use replies::{aws_error, error, injected, json, method_not_allowed, not_found, streaming};
-use routes::{query_param, resolve, Dialect, Endpoint, OpenAiOp};
+use replies::{
+    aws_error, error, full, injected, json, method_not_allowed, not_found, rejected, streaming,
+};
+use routes::{list_query, query_param, resolve, Dialect, Endpoint, OpenAiOp};
 
 type Body = Either<Full<Bytes>, SseBody>;
 
@@ -185,18 +189,19 @@ async fn route(
     ctl: &Arc<ConnCtl>,
 ) -> Response<Body> {
     let dialect = endpoint.dialect();
-    if let Some(res) = admit(&endpoint, req.headers(), req.uri(), config) {
+    if let Some(res) = admit(dialect, req.headers(), req.uri(), config) {
         return res;
     }
     let allowed = endpoint.allowed();
-    if req.method().as_str() != allowed {
+    if !allowed.split(", ").any(|m| m == req.method().as_str()) {
         return method_not_allowed(dialect, &req, allowed);
     }
     let opts = match RequestOptions::from_headers(req.headers(), &config.defaults) {
         Ok(opts) => opts,
         Err(msg) => return error(dialect, StatusCode::BAD_REQUEST, &msg),
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let (head, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return error(
@@ -233,24 +238,40 @@ async fn route(
 
     let chunks = opts.stream_chunks;
     let forced_tool = opts.tool_call.as_deref();
+    let call = Call {
+        body: &body,
+        content_type: head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        deployment: None,
+    };
     let output = match &endpoint {
-        Endpoint::OpenAi(op) => openai_op(*op, &body, chunks, None, opts.usage),
+        Endpoint::OpenAi(op) => openai_op(*op, &call, chunks, opts.usage),
         Endpoint::Azure { op, deployment } => {
-            openai_op(*op, &body, chunks, Some(deployment), opts.usage)
+            let deployment = Some(deployment.as_str());
+            openai_op(*op, &Call { deployment, ..call }, chunks, opts.usage)
         }
-        Endpoint::Anthropic => anthropic::messages(&body, chunks, forced_tool),
+        Endpoint::Store { path, .. } => {
+            openai::store::serve(path, &head.method, &call, &list_query(&head.uri))
+        }
+        Endpoint::Anthropic => {
+            anthropic::messages(&body, chunks, forced_tool).map_err(Rejection::from)
+        }
+        Endpoint::AnthropicCountTokens => anthropic::count_tokens(&body).map_err(Rejection::from),
         Endpoint::Gemini { model, method } => match method {
             GeminiMethod::Generate | GeminiMethod::Stream { .. } => {
                 gemini::generate(&body, model, *method, chunks, forced_tool)
             }
             GeminiMethod::Embed | GeminiMethod::BatchEmbed => gemini::embed(&body, *method),
-        },
-        Endpoint::Bedrock { stream } => bedrock::converse(&body, *stream, chunks, forced_tool),
-        Endpoint::BedrockInvoke { model } => bedrock::invoke(&body, model),
+        }
+        .map_err(Rejection::from),
+        Endpoint::Bedrock { stream } => {
+            bedrock::converse(&body, *stream, chunks, forced_tool).map_err(Rejection::from)
+        }
+        Endpoint::BedrockInvoke { model } => bedrock::invoke(&body, model).map_err(Rejection::from),
     };
     match output {
-        Err(msg) => error(dialect, StatusCode::BAD_REQUEST, &msg),
+        Err(rejection) => rejected(dialect, &rejection),
         Ok(Output::Json(body)) => json(StatusCode::OK, body),
+        Ok(Output::Raw { content_type, body }) => full(StatusCode::OK, content_type, body),
         Ok(Output::Stream(out)) => {
             let plan = StreamPlan::new(out, opts.stream_interval, opts.fail);
             if opts.framing == Framing::Close {
@@ -267,24 +288,33 @@ async fn route(
 
 fn openai_op(
     op: OpenAiOp,
-    body: &[u8],
+    call: &Call<'_>,
     chunks: usize,
-    deployment: Option<&str>,
     reports_usage: bool,
-) -> Result<Output, String> {
-    match op {
+) -> Result<Output, Rejection> {
+    let Call {
+        body, deployment, ..
+    } = *call;
+    let chat_style = match op {
         OpenAiOp::Models => Ok(Output::Json(Bytes::from_static(openai::MODELS_BODY))),
         OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment, reports_usage),
         OpenAiOp::Completions => openai::completions(body, chunks, deployment, reports_usage),
         OpenAiOp::Embeddings => openai::embeddings(body, deployment),
         OpenAiOp::Responses => openai::responses(body),
-    }
+        OpenAiOp::Transcriptions => return audio::transcription(call, Task::Transcribe),
+        OpenAiOp::Translations => return audio::transcription(call, Task::Translate),
+        OpenAiOp::Speech => return audio::speech(call),
+        OpenAiOp::ImageGenerations => return images::generations(call),
+        OpenAiOp::ImageEdits => return images::edits(call),
+        OpenAiOp::Moderations => return moderations::moderations(call),
+    };
+    chat_style.map_err(Rejection::from)
 }
 
 /// Credentials and mandatory headers/parameters, checked the way each
 /// provider does before it looks at the body; `Some` is the rejection.
 fn admit(
-    endpoint: &Endpoint,
+    dialect: Dialect,
     headers: &HeaderMap,
     uri: &Uri,
     config: &Config,
@@ -292,10 +322,8 @@ fn admit(
     let key = config.key.as_deref();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let bearer = || header(AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
-    match endpoint {
-        Endpoint::OpenAi(_)
-            if bearer().is_some() && bearer() == config.rate_limited_key.as_deref() =>
-        {
+    match dialect {
+        Dialect::OpenAi if bearer().is_some() && bearer() == config.rate_limited_key.as_deref() => {
             let mut resp = json(
                 StatusCode::TOO_MANY_REQUESTS,
                 openai::error_body(
@@ -308,7 +336,7 @@ fn admit(
                 .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
             Some(resp)
         }
-        Endpoint::OpenAi(_) => match key {
+        Dialect::OpenAi => match key {
             Some(key) if bearer() != Some(key) => Some(json(
                 StatusCode::UNAUTHORIZED,
                 openai::error_body(
@@ -319,7 +347,7 @@ fn admit(
             )),
             _ => None,
         },
-        Endpoint::Azure { .. } => {
+        Dialect::Azure => {
             if query_param(uri, "api-version").is_none_or(|v| v.is_empty()) {
                 return Some(json(
                     StatusCode::BAD_REQUEST,
@@ -335,7 +363,7 @@ fn admit(
                 _ => None,
             }
         }
-        Endpoint::Anthropic => {
+        Dialect::Anthropic => {
             if let Some(key) = key {
                 let reject = |msg| error(Dialect::Anthropic, StatusCode::UNAUTHORIZED, msg);
                 // Current SDKs send the key as a bearer token instead.
@@ -354,7 +382,7 @@ fn admit(
             }
             None
         }
-        Endpoint::Gemini { .. } => {
+        Dialect::Gemini => {
             // No key required (None): admit.
             let key = key?;
             let given = header("x-goog-api-key")
@@ -376,7 +404,7 @@ fn admit(
                 Some(_) => None,
             }
         }
-        Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => {
+        Dialect::Bedrock => {
             let reject = |kind, msg| Some(aws_error(StatusCode::FORBIDDEN, kind, msg));
             let Some(auth) = header(AUTHORIZATION.as_str()) else {
                 return reject(

@@ -4,6 +4,7 @@
 use http::Uri;
 
 use crate::gemini::Method as GeminiMethod;
+use crate::openai::store::{ListQuery, StorePath};
 
 /// The provider API a request speaks, which decides auth and error shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,31 @@ pub(super) enum OpenAiOp {
     Embeddings,
     /// OpenAI's Responses API (non-streaming), as OpenAI itself serves it.
     Responses,
+    Transcriptions,
+    Translations,
+    Speech,
+    ImageGenerations,
+    ImageEdits,
+    /// OpenAI only: Azure has no moderations endpoint.
+    Moderations,
+}
+
+impl OpenAiOp {
+    /// The operations under `/v1/` that Azure also serves under a deployment, by the rest of
+    /// the path.
+    fn per_model(rest: &str) -> Option<Self> {
+        Some(match rest {
+            "chat/completions" => OpenAiOp::Chat,
+            "completions" => OpenAiOp::Completions,
+            "embeddings" => OpenAiOp::Embeddings,
+            "audio/transcriptions" => OpenAiOp::Transcriptions,
+            "audio/translations" => OpenAiOp::Translations,
+            "audio/speech" => OpenAiOp::Speech,
+            "images/generations" => OpenAiOp::ImageGenerations,
+            "images/edits" => OpenAiOp::ImageEdits,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +60,13 @@ pub(super) enum Endpoint {
         deployment: String,
     },
     Anthropic,
+    /// `POST /v1/messages/count_tokens`.
+    AnthropicCountTokens,
+    /// Files and batches, per OpenAI account or per Azure resource.
+    Store {
+        dialect: Dialect,
+        path: StorePath,
+    },
     Gemini {
         model: String,
         method: GeminiMethod,
@@ -52,15 +85,18 @@ impl Endpoint {
         match self {
             Endpoint::OpenAi(_) => Dialect::OpenAi,
             Endpoint::Azure { .. } => Dialect::Azure,
-            Endpoint::Anthropic => Dialect::Anthropic,
+            Endpoint::Anthropic | Endpoint::AnthropicCountTokens => Dialect::Anthropic,
+            Endpoint::Store { dialect, .. } => *dialect,
             Endpoint::Gemini { .. } => Dialect::Gemini,
             Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => Dialect::Bedrock,
         }
     }
 
+    /// The methods served, as the `Allow` header lists them.
     pub(super) fn allowed(&self) -> &'static str {
         match self {
             Endpoint::OpenAi(OpenAiOp::Models) => "GET",
+            Endpoint::Store { path, .. } => path.allowed(),
             _ => "POST",
         }
     }
@@ -71,8 +107,11 @@ impl Endpoint {
 pub(super) fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
     let path = uri.path();
     let trimmed = path.trim_end_matches('/');
-    if trimmed == "/v1/messages" || trimmed == "/anthropic/v1/messages" {
-        return Ok(Endpoint::Anthropic);
+    let anthropic = trimmed.strip_prefix("/anthropic").unwrap_or(trimmed);
+    match anthropic {
+        "/v1/messages" => return Ok(Endpoint::Anthropic),
+        "/v1/messages/count_tokens" => return Ok(Endpoint::AnthropicCountTokens),
+        _ => {}
     }
     if path.starts_with("/anthropic/") {
         return Err(Dialect::Anthropic);
@@ -110,25 +149,44 @@ pub(super) fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
     }
     if let Some(rest) = path.strip_prefix("/openai/deployments/") {
         let (deployment, op) = rest.split_once('/').ok_or(Dialect::Azure)?;
-        let op = match op.trim_end_matches('/') {
-            "chat/completions" => OpenAiOp::Chat,
-            "completions" => OpenAiOp::Completions,
-            "embeddings" => OpenAiOp::Embeddings,
-            _ => return Err(Dialect::Azure),
-        };
+        let op = OpenAiOp::per_model(op.trim_end_matches('/')).ok_or(Dialect::Azure)?;
         let deployment = path_name(deployment, Dialect::Azure)?;
         return Ok(Endpoint::Azure { op, deployment });
     }
-    if path.starts_with("/openai/") {
-        return Err(Dialect::Azure);
+    if let Some(rest) = trimmed.strip_prefix("/openai/") {
+        let path = StorePath::parse(rest).ok_or(Dialect::Azure)?;
+        return Ok(Endpoint::Store {
+            dialect: Dialect::Azure,
+            path,
+        });
     }
-    match trimmed {
-        "/v1/models" => Ok(Endpoint::OpenAi(OpenAiOp::Models)),
-        "/v1/chat/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Chat)),
-        "/v1/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Completions)),
-        "/v1/embeddings" => Ok(Endpoint::OpenAi(OpenAiOp::Embeddings)),
-        "/v1/responses" => Ok(Endpoint::OpenAi(OpenAiOp::Responses)),
-        _ => Err(Dialect::OpenAi),
+    let rest = trimmed.strip_prefix("/v1/").ok_or(Dialect::OpenAi)?;
+    let op = match rest {
+        "models" => OpenAiOp::Models,
+        "responses" => OpenAiOp::Responses,
+        "moderations" => OpenAiOp::Moderations,
+        _ => match OpenAiOp::per_model(rest) {
+            Some(op) => op,
+            None => {
+                let path = StorePath::parse(rest).ok_or(Dialect::OpenAi)?;
+                return Ok(Endpoint::Store {
+                    dialect: Dialect::OpenAi,
+                    path,
+                });
+            }
+        },
+    };
+    Ok(Endpoint::OpenAi(op))
+}
+
+/// The paging and filtering parameters of a files or batches list; values that do not
+/// parse are ignored, as they change nothing the mock has to get right.
+pub(super) fn list_query(uri: &Uri) -> ListQuery {
+    ListQuery {
+        purpose: query_param(uri, "purpose"),
+        limit: query_param(uri, "limit").and_then(|l| l.parse().ok()),
+        after: query_param(uri, "after"),
+        newest_first: query_param(uri, "order").as_deref() == Some("desc"),
     }
 }
 
