@@ -1,8 +1,9 @@
-//! OpenAI request parsing and response bodies.
+//! OpenAI request parsing and response bodies: chat, completions and responses here,
+//! the other APIs in submodules (embeddings, audio, images, moderations, files, batches).
 //!
-//! Everything here is pure (apart from the id counter and the clock): it
-//! turns request bytes into either a complete JSON body or the list of SSE
-//! events of a streamed reply, so it is unit-testable without a server.
+//! Everything here is pure (apart from the id counter, the clock and the files and batches
+//! [`store`]): it turns request bytes into a complete body or the list of events of a
+//! streamed reply, so it is unit-testable without a server.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -7,11 +7,15 @@
 //!
 //! | dialect   | paths |
 //! |-----------|-------|
-//! | OpenAI    | `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` |
-//! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` (`?api-version=` required) |
-//! | Anthropic | `POST /v1/messages`, `/anthropic/v1/messages` (`anthropic-version` header required) |
+//! | OpenAI    | `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/audio/transcriptions`, `/v1/audio/translations` (multipart), `/v1/audio/speech`, `/v1/images/generations`, `/v1/images/edits` (multipart), `/v1/moderations` |
+//! | OpenAI files and batches | `GET, POST /v1/files`, `GET, DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`, `GET, POST /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel` |
+//! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings`, `/audio/transcriptions`, `/audio/translations`, `/audio/speech`, `/images/generations`, `/images/edits`, and the files and batches paths under `/openai/` instead of `/v1/` (`?api-version=` required; no moderations) |
+//! | Anthropic | `POST /v1/messages`, `/v1/messages/count_tokens`, also under `/anthropic` (`anthropic-version` header required) |
 //! | Gemini    | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents` (also under `/v1/models/`) |
 //! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
+//!
+//! Files and batches live in one store for the whole process, shared by the OpenAI and Azure
+//! paths ([`crate::openai::store`]). A wrong method on a known path is 405 with `Allow`.
 //!
 //! Every response echoes the W3C trace context the request carried, as `x-mock-traceparent`
 //! and `x-mock-tracestate` ([`crate::trace_echo`]), so that tests see what a gateway propagated.

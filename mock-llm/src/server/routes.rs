@@ -16,7 +16,8 @@ pub(super) enum Dialect {
     Bedrock,
 }
 
-/// OpenAI-shaped operations (also served under Azure deployments).
+/// OpenAI-shaped operations (those of [`OpenAiOp::per_model`] also served under Azure
+/// deployments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OpenAiOp {
     Models,
