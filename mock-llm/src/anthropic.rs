@@ -1,5 +1,6 @@
-//! Anthropic Messages API dialect (`POST /v1/messages`): request parsing,
-//! the message body, the named-event SSE stream and Anthropic's error shape.
+//! Anthropic Messages API dialect (`POST /v1/messages`, `/v1/messages/count_tokens`):
+//! request parsing, the message body, the named-event SSE stream, the token count and
+//! Anthropic's error shape.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -63,16 +64,13 @@ fn content_text(content: &Value) -> (String, bool) {
     (text, tool_result)
 }
 
-/// `POST /v1/messages`.
-pub fn messages(
-    body: &[u8],
-    stream_chunks: usize,
-    forced_tool: Option<&str>,
-) -> Result<Output, String> {
+/// A checked request, its model, and its transcript; `max_tokens` is required of a message
+/// to generate but not of one to count.
+fn parse(body: &[u8], needs_max_tokens: bool) -> Result<(Request, String, Transcript), String> {
     let req: Request =
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    let model = req.model.ok_or("model: Field required")?;
-    if req.max_tokens.is_none() {
+    let model = req.model.clone().ok_or("model: Field required")?;
+    if needs_max_tokens && req.max_tokens.is_none() {
         return Err("max_tokens: Field required".to_owned());
     }
     if req.messages.is_empty() {
@@ -84,6 +82,25 @@ pub fn messages(
         let (text, tool_result) = content_text(&msg.content);
         transcript.message(msg.role == "user", text, tool_result);
     }
+    Ok((req, model, transcript))
+}
+
+/// `POST /v1/messages/count_tokens`: the `input_tokens` that `/v1/messages` would report
+/// for the same request.
+pub fn count_tokens(body: &[u8]) -> Result<Output, String> {
+    let (_, _, transcript) = parse(body, false)?;
+    Ok(Output::Json(to_bytes(
+        &json!({"input_tokens": transcript.input_tokens()}),
+    )))
+}
+
+/// `POST /v1/messages`.
+pub fn messages(
+    body: &[u8],
+    stream_chunks: usize,
+    forced_tool: Option<&str>,
+) -> Result<Output, String> {
+    let (req, model, transcript) = parse(body, true)?;
     let tools = Tools {
         offered: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
         first_name: req.tools.iter().flatten().find_map(|t| t.name.as_deref()),
@@ -359,6 +376,29 @@ mod tests {
         assert_eq!(out.content.end, start + 4);
         let delta = events.iter().find(|(n, _)| n == "message_delta").unwrap();
         assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn count_tokens_matches_messages() {
+        let counted = json(&count_tokens(BODY).unwrap().into_json());
+        let sent = json(&messages(BODY, 8, None).unwrap().into_json());
+        assert_eq!(counted, serde_json::json!({"input_tokens": 7}));
+        assert_eq!(counted["input_tokens"], sent["usage"]["input_tokens"]);
+        // No max_tokens needed; tools are accepted.
+        let body = br#"{"model":"m","tools":[{"name":"t","input_schema":{}}],
+            "messages":[{"role":"user","content":"12345678"}]}"#;
+        assert_eq!(
+            json(&count_tokens(body).unwrap().into_json())["input_tokens"],
+            2
+        );
+        for bad in [
+            &br#"{"messages":[{"role":"user","content":"x"}]}"#[..],
+            br#"{"model":"m","messages":[]}"#,
+            br#"{"model":"m"}"#,
+            b"{",
+        ] {
+            assert!(count_tokens(bad).is_err());
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! This module only parses the command line, builds the tokio runtime and
 //! hands over to [`server::run`]. Replies are deterministic (`"echo: "` plus
-//! the last user message, or a tool call; see [`reply`]) so tests can assert
+//! the last user message, or a tool call; see [`reply`]; audio, images, moderations,
+//! files and batches by the rules in [`openai`]'s submodules) so tests can assert
 //! on them, and every response can be delayed, failed or broken on the wire
 //! via CLI defaults or per-request `x-mock-*` headers (see [`faults`]).
 //!

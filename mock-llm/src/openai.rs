@@ -1,8 +1,9 @@
-//! OpenAI request parsing and response bodies.
+//! OpenAI request parsing and response bodies: chat, completions and responses here,
+//! the other APIs in submodules (embeddings, audio, images, moderations, files, batches).
 //!
-//! Everything here is pure (apart from the id counter and the clock): it
-//! turns request bytes into either a complete JSON body or the list of SSE
-//! events of a streamed reply, so it is unit-testable without a server.
+//! Everything here is pure (apart from the id counter, the clock and the files and batches
+//! [`store`]): it turns request bytes into a complete body or the list of events of a
+//! streamed reply, so it is unit-testable without a server.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -10,12 +11,21 @@ use serde_json::Value;
 
 use crate::reply::{
     completion_tokens, embedding_vector, next_id, now, prompt_tokens, split_text, to_bytes, Output,
-    Reply, StreamOutput, Tools, Transcript,
+    Rejection, Reply, StreamOutput, Tools, Transcript,
 };
 use crate::wire::sse_data as sse_event;
 
+pub mod audio;
+pub mod batches;
 mod embeddings;
+pub mod files;
+pub mod images;
+pub mod moderations;
+mod multipart;
+pub mod store;
 #[cfg(test)]
+mod testing;
+
 use embeddings::base64_encode;
 pub use embeddings::embeddings;
 
@@ -38,6 +48,16 @@ const MAX_DIMENSIONS: usize = 65_536;
 
 /// Body of a 4xx/5xx response in OpenAI's error shape.
 pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Bytes {
+    error_body_about(message, kind, None, code)
+}
+
+/// [`error_body`] naming the request parameter at fault.
+pub fn error_body_about(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Bytes {
     #[derive(Serialize)]
     struct Envelope<'a> {
         error: Inner<'a>,
@@ -54,7 +74,7 @@ pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Bytes {
         error: Inner {
             message,
             kind,
-            param: None,
+            param,
             code,
         },
     })
@@ -145,6 +165,29 @@ fn resolve_model(deployment: Option<&str>, model: Option<String>) -> Result<Stri
         (Some(d), _) => Ok(d.to_owned()),
         (None, Some(m)) => Ok(m),
         (None, None) => Err("you must provide a model parameter".to_owned()),
+    }
+}
+
+/// An upload or media request as its handler sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Call<'a> {
+    pub body: &'a [u8],
+    /// The request's `content-type` (a multipart body's boundary is in it).
+    pub content_type: Option<&'a str>,
+    /// The Azure deployment, which stands for the model.
+    pub deployment: Option<&'a str>,
+}
+
+impl Call<'_> {
+    /// The model to report ([`resolve_model`]), refused as OpenAI does without one.
+    fn model(&self, model: Option<&str>) -> Result<String, Rejection> {
+        resolve_model(self.deployment, model.map(str::to_owned))
+            .map_err(|m| Rejection::invalid("model", m))
+    }
+
+    /// The JSON body as `T`.
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Rejection> {
+        parse(self.body).map_err(Rejection::from)
     }
 }
 

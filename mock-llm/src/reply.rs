@@ -28,6 +28,52 @@ const TOOL_TRIGGER: &str = "weather";
 pub enum Output {
     Json(Bytes),
     Stream(StreamOutput),
+    /// A whole body that is not JSON: plain-text transcripts, subtitles, file contents.
+    Raw {
+        content_type: &'static str,
+        body: Bytes,
+    },
+}
+
+/// Why a handler refused a request: the status, the message, and, for OpenAI's error shape
+/// (the only one that names them), the error type and the parameter at fault.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+}
+
+impl Rejection {
+    /// 400 `invalid_request_error` about `param`.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param),
+            ..Self::from(message.into())
+        }
+    }
+
+    /// 404 for an object that does not exist; OpenAI types it `invalid_request_error`, not
+    /// `not_found_error`.
+    pub fn no_such(object: &str, id: &str) -> Self {
+        Self {
+            status: 404,
+            ..Self::invalid("id", format!("No such {object} object: {id}"))
+        }
+    }
+}
+
+/// A plain 400 `invalid_request_error`, what the chat-style handlers' messages mean.
+impl From<String> for Rejection {
+    fn from(message: String) -> Self {
+        Self {
+            status: 400,
+            message,
+            kind: "invalid_request_error",
+            param: None,
+        }
+    }
 }
 
 /// A reply body (or an event's data) as JSON, for the dialects' unit tests.
@@ -42,14 +88,22 @@ impl Output {
     pub fn into_json(self) -> Bytes {
         match self {
             Output::Json(body) => body,
-            Output::Stream(_) => panic!("expected json"),
+            other => panic!("expected json, got {other:?}"),
         }
     }
 
     pub fn into_stream(self) -> StreamOutput {
         match self {
             Output::Stream(out) => out,
-            Output::Json(_) => panic!("expected stream"),
+            other => panic!("expected stream, got {other:?}"),
+        }
+    }
+
+    /// (content type, body) of a raw reply.
+    pub fn into_raw(self) -> (&'static str, Bytes) {
+        match self {
+            Output::Raw { content_type, body } => (content_type, body),
+            other => panic!("expected a raw body, got {other:?}"),
         }
     }
 }

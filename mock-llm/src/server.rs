@@ -7,11 +7,15 @@
 //!
 //! | dialect   | paths |
 //! |-----------|-------|
-//! | OpenAI    | `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` |
-//! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` (`?api-version=` required) |
-//! | Anthropic | `POST /v1/messages`, `/anthropic/v1/messages` (`anthropic-version` header required) |
+//! | OpenAI    | `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/audio/transcriptions`, `/v1/audio/translations` (multipart), `/v1/audio/speech`, `/v1/images/generations`, `/v1/images/edits` (multipart), `/v1/moderations` |
+//! | OpenAI files and batches | `GET, POST /v1/files`, `GET, DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`, `GET, POST /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel` |
+//! | Azure     | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings`, `/audio/transcriptions`, `/audio/translations`, `/audio/speech`, `/images/generations`, `/images/edits`, and the files and batches paths under `/openai/` instead of `/v1/` (`?api-version=` required; no moderations) |
+//! | Anthropic | `POST /v1/messages`, `/v1/messages/count_tokens`, also under `/anthropic` (`anthropic-version` header required) |
 //! | Gemini    | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents` (also under `/v1/models/`) |
 //! | Bedrock   | `POST /model/{modelId}/converse`, `/model/{modelId}/converse-stream`, `/model/{modelId}/invoke` (Titan and Cohere embedding models only) (SigV4-shaped `authorization` and `x-amz-date` required, signature not checked) |
+//!
+//! Files and batches live in one store for the whole process, shared by the OpenAI and Azure
+//! paths ([`crate::openai::store`]). A wrong method on a known path is 405 with `Allow`.
 //!
 //! Every response echoes the W3C trace context the request carried, as `x-mock-traceparent`
 //! and `x-mock-tracestate` ([`crate::trace_echo`]), so that tests see what a gateway propagated.
@@ -39,12 +43,18 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::conn::ConnCtl;
 use crate::faults::{self, Defaults, FailMode, Framing, RequestOptions};
 use crate::gemini::Method as GeminiMethod;
-use crate::reply::{next_id, Output};
+use crate::openai::audio::{self, Task};
+use crate::openai::{images, moderations, Call};
+use crate::reply::{next_id, Output, Rejection};
 use crate::stream::{self, SseBody, StreamPlan};
 use crate::{anthropic, azure, bedrock, gemini, openai};
 
 mod replies;
-use replies::{aws_error, error, injected, json, method_not_allowed, not_found, streaming};
+mod routes;
+use replies::{
+    aws_error, error, full, injected, json, method_not_allowed, not_found, rejected, streaming,
+};
+use routes::{list_query, query_param, resolve, Dialect, Endpoint, OpenAiOp};
 
 type Body = Either<Full<Bytes>, SseBody>;
 
@@ -179,133 +189,6 @@ async fn handle(
     Ok(res)
 }
 
-/// The provider API a request speaks, which decides auth and error shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    OpenAi,
-    Azure,
-    Anthropic,
-    Gemini,
-    Bedrock,
-}
-
-/// OpenAI-shaped operations (also served under Azure deployments).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OpenAiOp {
-    Models,
-    Chat,
-    Completions,
-    Embeddings,
-    /// OpenAI's Responses API (non-streaming), as OpenAI itself serves it.
-    Responses,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Endpoint {
-    OpenAi(OpenAiOp),
-    Azure {
-        op: OpenAiOp,
-        deployment: String,
-    },
-    Anthropic,
-    Gemini {
-        model: String,
-        method: GeminiMethod,
-    },
-    Bedrock {
-        stream: bool,
-    },
-    /// `InvokeModel` on an embedding model; `model` is percent-decoded.
-    BedrockInvoke {
-        model: String,
-    },
-}
-
-impl Endpoint {
-    fn dialect(&self) -> Dialect {
-        match self {
-            Endpoint::OpenAi(_) => Dialect::OpenAi,
-            Endpoint::Azure { .. } => Dialect::Azure,
-            Endpoint::Anthropic => Dialect::Anthropic,
-            Endpoint::Gemini { .. } => Dialect::Gemini,
-            Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => Dialect::Bedrock,
-        }
-    }
-
-    fn allowed(&self) -> &'static str {
-        match self {
-            Endpoint::OpenAi(OpenAiOp::Models) => "GET",
-            _ => "POST",
-        }
-    }
-}
-
-/// Map a URL to its endpoint; an unknown URL gives the dialect whose 404
-/// shape to answer with.
-fn resolve(uri: &Uri) -> Result<Endpoint, Dialect> {
-    let path = uri.path();
-    let trimmed = path.trim_end_matches('/');
-    if trimmed == "/v1/messages" || trimmed == "/anthropic/v1/messages" {
-        return Ok(Endpoint::Anthropic);
-    }
-    if path.starts_with("/anthropic/") {
-        return Err(Dialect::Anthropic);
-    }
-    // Gemini: /v1beta/models/{model}:{method} (also /v1/models/...:method).
-    let gemini_rest = path
-        .strip_prefix("/v1beta/models/")
-        .or_else(|| path.strip_prefix("/v1/models/").filter(|r| r.contains(':')));
-    if let Some(rest) = gemini_rest {
-        let (model, method) = rest.rsplit_once(':').ok_or(Dialect::Gemini)?;
-        let sse = query_param(uri, "alt").as_deref() == Some("sse");
-        let method = GeminiMethod::parse(method, sse).ok_or(Dialect::Gemini)?;
-        let model = path_name(model, Dialect::Gemini)?;
-        return Ok(Endpoint::Gemini { model, method });
-    }
-    if path.starts_with("/v1beta/") {
-        return Err(Dialect::Gemini);
-    }
-    if let Some(rest) = path.strip_prefix("/model/") {
-        let (model, op) = rest.rsplit_once('/').ok_or(Dialect::Bedrock)?;
-        if model.is_empty() {
-            return Err(Dialect::Bedrock);
-        }
-        let stream = match op {
-            "converse" => false,
-            "converse-stream" => true,
-            "invoke" => {
-                return Ok(Endpoint::BedrockInvoke {
-                    model: percent_decode(model),
-                })
-            }
-            _ => return Err(Dialect::Bedrock),
-        };
-        return Ok(Endpoint::Bedrock { stream });
-    }
-    if let Some(rest) = path.strip_prefix("/openai/deployments/") {
-        let (deployment, op) = rest.split_once('/').ok_or(Dialect::Azure)?;
-        let op = match op.trim_end_matches('/') {
-            "chat/completions" => OpenAiOp::Chat,
-            "completions" => OpenAiOp::Completions,
-            "embeddings" => OpenAiOp::Embeddings,
-            _ => return Err(Dialect::Azure),
-        };
-        let deployment = path_name(deployment, Dialect::Azure)?;
-        return Ok(Endpoint::Azure { op, deployment });
-    }
-    if path.starts_with("/openai/") {
-        return Err(Dialect::Azure);
-    }
-    match trimmed {
-        "/v1/models" => Ok(Endpoint::OpenAi(OpenAiOp::Models)),
-        "/v1/chat/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Chat)),
-        "/v1/completions" => Ok(Endpoint::OpenAi(OpenAiOp::Completions)),
-        "/v1/embeddings" => Ok(Endpoint::OpenAi(OpenAiOp::Embeddings)),
-        "/v1/responses" => Ok(Endpoint::OpenAi(OpenAiOp::Responses)),
-        _ => Err(Dialect::OpenAi),
-    }
-}
-
 async fn route(
     req: Request<Incoming>,
     endpoint: Endpoint,
@@ -313,18 +196,19 @@ async fn route(
     ctl: &Arc<ConnCtl>,
 ) -> Response<Body> {
     let dialect = endpoint.dialect();
-    if let Some(res) = admit(&endpoint, req.headers(), req.uri(), config) {
+    if let Some(res) = admit(dialect, req.headers(), req.uri(), config) {
         return res;
     }
     let allowed = endpoint.allowed();
-    if req.method().as_str() != allowed {
+    if !allowed.split(", ").any(|m| m == req.method().as_str()) {
         return method_not_allowed(dialect, &req, allowed);
     }
     let opts = match RequestOptions::from_headers(req.headers(), &config.defaults) {
         Ok(opts) => opts,
         Err(msg) => return error(dialect, StatusCode::BAD_REQUEST, &msg),
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let (head, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return error(
@@ -361,24 +245,40 @@ async fn route(
 
     let chunks = opts.stream_chunks;
     let forced_tool = opts.tool_call.as_deref();
+    let call = Call {
+        body: &body,
+        content_type: head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        deployment: None,
+    };
     let output = match &endpoint {
-        Endpoint::OpenAi(op) => openai_op(*op, &body, chunks, None, opts.usage),
+        Endpoint::OpenAi(op) => openai_op(*op, &call, chunks, opts.usage),
         Endpoint::Azure { op, deployment } => {
-            openai_op(*op, &body, chunks, Some(deployment), opts.usage)
+            let deployment = Some(deployment.as_str());
+            openai_op(*op, &Call { deployment, ..call }, chunks, opts.usage)
         }
-        Endpoint::Anthropic => anthropic::messages(&body, chunks, forced_tool),
+        Endpoint::Store { path, .. } => {
+            openai::store::serve(path, &head.method, &call, &list_query(&head.uri))
+        }
+        Endpoint::Anthropic => {
+            anthropic::messages(&body, chunks, forced_tool).map_err(Rejection::from)
+        }
+        Endpoint::AnthropicCountTokens => anthropic::count_tokens(&body).map_err(Rejection::from),
         Endpoint::Gemini { model, method } => match method {
             GeminiMethod::Generate | GeminiMethod::Stream { .. } => {
                 gemini::generate(&body, model, *method, chunks, forced_tool)
             }
             GeminiMethod::Embed | GeminiMethod::BatchEmbed => gemini::embed(&body, *method),
-        },
-        Endpoint::Bedrock { stream } => bedrock::converse(&body, *stream, chunks, forced_tool),
-        Endpoint::BedrockInvoke { model } => bedrock::invoke(&body, model),
+        }
+        .map_err(Rejection::from),
+        Endpoint::Bedrock { stream } => {
+            bedrock::converse(&body, *stream, chunks, forced_tool).map_err(Rejection::from)
+        }
+        Endpoint::BedrockInvoke { model } => bedrock::invoke(&body, model).map_err(Rejection::from),
     };
     match output {
-        Err(msg) => error(dialect, StatusCode::BAD_REQUEST, &msg),
+        Err(rejection) => rejected(dialect, &rejection),
         Ok(Output::Json(body)) => json(StatusCode::OK, body),
+        Ok(Output::Raw { content_type, body }) => full(StatusCode::OK, content_type, body),
         Ok(Output::Stream(out)) => {
             let plan = StreamPlan::new(out, opts.stream_interval, opts.fail);
             if opts.framing == Framing::Close {
@@ -395,24 +295,33 @@ async fn route(
 
 fn openai_op(
     op: OpenAiOp,
-    body: &[u8],
+    call: &Call<'_>,
     chunks: usize,
-    deployment: Option<&str>,
     reports_usage: bool,
-) -> Result<Output, String> {
-    match op {
+) -> Result<Output, Rejection> {
+    let Call {
+        body, deployment, ..
+    } = *call;
+    let chat_style = match op {
         OpenAiOp::Models => Ok(Output::Json(Bytes::from_static(openai::MODELS_BODY))),
         OpenAiOp::Chat => openai::chat_completions(body, chunks, deployment, reports_usage),
         OpenAiOp::Completions => openai::completions(body, chunks, deployment, reports_usage),
         OpenAiOp::Embeddings => openai::embeddings(body, deployment),
         OpenAiOp::Responses => openai::responses(body),
-    }
+        OpenAiOp::Transcriptions => return audio::transcription(call, Task::Transcribe),
+        OpenAiOp::Translations => return audio::transcription(call, Task::Translate),
+        OpenAiOp::Speech => return audio::speech(call),
+        OpenAiOp::ImageGenerations => return images::generations(call),
+        OpenAiOp::ImageEdits => return images::edits(call),
+        OpenAiOp::Moderations => return moderations::moderations(call),
+    };
+    chat_style.map_err(Rejection::from)
 }
 
 /// Credentials and mandatory headers/parameters, checked the way each
 /// provider does before it looks at the body; `Some` is the rejection.
 fn admit(
-    endpoint: &Endpoint,
+    dialect: Dialect,
     headers: &HeaderMap,
     uri: &Uri,
     config: &Config,
@@ -420,10 +329,8 @@ fn admit(
     let key = config.key.as_deref();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let bearer = || header(AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
-    match endpoint {
-        Endpoint::OpenAi(_)
-            if bearer().is_some() && bearer() == config.rate_limited_key.as_deref() =>
-        {
+    match dialect {
+        Dialect::OpenAi if bearer().is_some() && bearer() == config.rate_limited_key.as_deref() => {
             let mut resp = json(
                 StatusCode::TOO_MANY_REQUESTS,
                 openai::error_body(
@@ -436,7 +343,7 @@ fn admit(
                 .insert("retry-after", hyper::header::HeaderValue::from_static("30"));
             Some(resp)
         }
-        Endpoint::OpenAi(_) => match key {
+        Dialect::OpenAi => match key {
             Some(key) if bearer() != Some(key) => Some(json(
                 StatusCode::UNAUTHORIZED,
                 openai::error_body(
@@ -447,7 +354,7 @@ fn admit(
             )),
             _ => None,
         },
-        Endpoint::Azure { .. } => {
+        Dialect::Azure => {
             if query_param(uri, "api-version").is_none_or(|v| v.is_empty()) {
                 return Some(json(
                     StatusCode::BAD_REQUEST,
@@ -463,7 +370,7 @@ fn admit(
                 _ => None,
             }
         }
-        Endpoint::Anthropic => {
+        Dialect::Anthropic => {
             if let Some(key) = key {
                 let reject = |msg| error(Dialect::Anthropic, StatusCode::UNAUTHORIZED, msg);
                 // Current SDKs send the key as a bearer token instead.
@@ -482,7 +389,7 @@ fn admit(
             }
             None
         }
-        Endpoint::Gemini { .. } => {
+        Dialect::Gemini => {
             // No key required (None): admit.
             let key = key?;
             let given = header("x-goog-api-key")
@@ -504,7 +411,7 @@ fn admit(
                 Some(_) => None,
             }
         }
-        Endpoint::Bedrock { .. } | Endpoint::BedrockInvoke { .. } => {
+        Dialect::Bedrock => {
             let reject = |kind, msg| Some(aws_error(StatusCode::FORBIDDEN, kind, msg));
             let Some(auth) = header(AUTHORIZATION.as_str()) else {
                 return reject(
@@ -538,49 +445,6 @@ fn admit(
             }
         }
     }
-}
-
-/// Value of a query parameter, percent-decoded (`+` as space).
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(&v.replace('+', " ")))
-    })
-}
-
-/// Decode `%XX` escapes; invalid escapes and non-UTF-8 results are kept as
-/// they are (lossily), which is enough to echo names back.
-/// A model or deployment name from the path, percent-decoded; an empty one is an unknown URL
-/// of `dialect`.
-fn path_name(raw: &str, dialect: Dialect) -> Result<String, Dialect> {
-    let name = percent_decode(raw);
-    if name.is_empty() {
-        return Err(dialect);
-    }
-    Ok(name)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

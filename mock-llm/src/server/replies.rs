@@ -3,10 +3,15 @@
 use super::*;
 
 pub(super) fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    full(status, "application/json", body)
+}
+
+/// A whole body of `content_type`.
+pub(super) fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut res = Response::new(Either::Left(Full::new(body)));
     *res.status_mut() = status;
     res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
@@ -36,6 +41,18 @@ pub(super) fn error(dialect: Dialect, status: StatusCode, message: &str) -> Resp
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     res
+}
+
+/// A handler's refusal; only OpenAI's shape names the error type and parameter.
+pub(super) fn rejected(dialect: Dialect, rejection: &Rejection) -> Response<Body> {
+    let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
+    match dialect {
+        Dialect::OpenAi => json(
+            status,
+            openai::error_body_about(&rejection.message, rejection.kind, rejection.param, None),
+        ),
+        _ => error(dialect, status, &rejection.message),
+    }
 }
 
 /// AWS JSON-protocol error: `{"message":..}` plus `x-amzn-errortype`.

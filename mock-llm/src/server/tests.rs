@@ -1,6 +1,10 @@
 //! Unit tests of `server.rs`, kept apart so that the module reads as what it serves.
 
+use super::routes::percent_decode;
 use super::*;
+use crate::openai::store::{ListQuery, StorePath};
+
+mod wire;
 
 fn at(uri: &str) -> Result<Endpoint, Dialect> {
     resolve(&uri.parse::<Uri>().unwrap())
@@ -74,6 +78,70 @@ fn routes() {
         })
     );
     assert_eq!(at("/openai/deployments/d/images"), Err(Dialect::Azure));
+}
+
+#[test]
+fn relayed_api_routes() {
+    let openai = |op| Ok(Endpoint::OpenAi(op));
+    assert_eq!(at("/v1/audio/speech"), openai(OpenAiOp::Speech));
+    assert_eq!(
+        at("/v1/audio/translations/"),
+        openai(OpenAiOp::Translations)
+    );
+    assert_eq!(at("/v1/images/edits"), openai(OpenAiOp::ImageEdits));
+    assert_eq!(at("/v1/moderations"), openai(OpenAiOp::Moderations));
+    assert_eq!(at("/v1/images"), Err(Dialect::OpenAi));
+    assert_eq!(
+        at("/openai/deployments/whisper/audio/transcriptions?api-version=x"),
+        Ok(Endpoint::Azure {
+            op: OpenAiOp::Transcriptions,
+            deployment: "whisper".into()
+        })
+    );
+    // Azure has no moderations.
+    assert_eq!(at("/openai/deployments/d/moderations"), Err(Dialect::Azure));
+    let store = |dialect, path| Ok(Endpoint::Store { dialect, path });
+    assert_eq!(
+        at("/v1/files/file-1/content"),
+        store(Dialect::OpenAi, StorePath::FileContent("file-1".into()))
+    );
+    assert_eq!(
+        at("/openai/batches/batch_2/cancel?api-version=x"),
+        store(Dialect::Azure, StorePath::BatchCancel("batch_2".into()))
+    );
+    assert_eq!(
+        at("/openai/files/"),
+        store(Dialect::Azure, StorePath::Files)
+    );
+    assert_eq!(at("/openai/uploads"), Err(Dialect::Azure));
+    assert_eq!(at("/v1/files/a/b"), Err(Dialect::OpenAi));
+    assert_eq!(
+        at("/v1/messages/count_tokens"),
+        Ok(Endpoint::AnthropicCountTokens)
+    );
+    assert_eq!(
+        at("/anthropic/v1/messages/count_tokens/"),
+        Ok(Endpoint::AnthropicCountTokens)
+    );
+    assert_eq!(at("/v1/batches").map(|e| e.allowed()), Ok("GET, POST"));
+}
+
+#[test]
+fn list_queries() {
+    let uri: Uri = "/v1/files?purpose=batch&limit=2&after=file-1&order=desc"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        list_query(&uri),
+        ListQuery {
+            purpose: Some("batch".into()),
+            limit: Some(2),
+            after: Some("file-1".into()),
+            newest_first: true,
+        }
+    );
+    let ignored: Uri = "/v1/batches?limit=many&order=asc".parse().unwrap();
+    assert_eq!(list_query(&ignored), ListQuery::default());
 }
 
 #[test]
