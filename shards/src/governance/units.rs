@@ -228,7 +228,8 @@ mod tests {
 
     #[test]
     fn subtitles_are_charged_to_the_end_of_their_last_cue() {
-        let srt = b"1\n00:00:00,000 --> 00:00:04,200\nhello\n\n2\n00:00:04,200 --> 00:01:02,500\nworld\n";
+        let srt =
+            b"1\n00:00:00,000 --> 00:00:04,200\nhello\n\n2\n00:00:04,200 --> 00:01:02,500\nworld\n";
         assert_eq!(meter(&[srt]).0.audio_seconds, 63);
         let pieces: Vec<&[u8]> = srt.chunks(5).collect();
         assert_eq!(meter(&pieces).0.audio_seconds, 63);

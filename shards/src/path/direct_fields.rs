@@ -61,6 +61,8 @@ pub fn read(
 ) -> Result<DirectFields, GatewayError> {
     let mut fields = match kind {
         BodyKind::Empty => DirectFields::default(),
+        // A batch's cancel is a POST without a body; there is nothing to read in it.
+        BodyKind::Json if body.is_empty() && !api.names_model() => DirectFields::default(),
         BodyKind::Json => json(api, body)?,
         BodyKind::Multipart => form(api, body, content_type)?,
     };
@@ -213,6 +215,12 @@ mod tests {
         ));
         assert!(matches!(
             read_json(DirectApi::Moderations, b"[1]"),
+            Err(GatewayError::MalformedJson(_))
+        ));
+        // POST /v1/batches/{id}/cancel has no body; a model-named API's empty body is wrong.
+        assert!(read_json(DirectApi::Batches, b"").is_ok());
+        assert!(matches!(
+            read_json(DirectApi::Moderations, b""),
             Err(GatewayError::MalformedJson(_))
         ));
     }
