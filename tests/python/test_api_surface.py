@@ -32,7 +32,9 @@ PROVIDER_KEY = "sk-surface-provider"
 
 @pytest.fixture(scope="module")
 def surface(workdir):
-    with running_mock(workdir, ["--require-key", PROVIDER_KEY]) as mock:
+    # `down` answers every request 503: its models fall over to `oa`'s.
+    failing = ["--fail-rate", "1", "--fail-status", "503"]
+    with running_mock(workdir, ["--require-key", PROVIDER_KEY]) as mock, running_mock(workdir, failing) as down:
         origin = f"http://127.0.0.1:{mock.port}"
         key = "env.RG_PROVIDER_KEY"
         config = {
@@ -42,7 +44,9 @@ def surface(workdir):
                 "az": {"kind": "azure", "base_url": origin, "api_version": "2024-10-21", "api_key": key},
                 "claude": {"kind": "anthropic", "base_url": f"{origin}/v1", "api_key": key},
                 "gem": {"kind": "gemini", "base_url": f"{origin}/v1beta", "api_key": key},
+                "down": {"kind": "openai_compatible", "base_url": down.base_url, "api_key": key},
             },
+            "fallbacks": {"down/whisper-1": ["oa/whisper-1"], "down/tts-1": ["oa/tts-1"]},
         }
         database = str(workdir / "surface.db")
         governance = {"flush_interval_ms": 50}
@@ -121,6 +125,20 @@ def test_azure_serves_audio_per_deployment(surface):
     assert text.text
     with client.audio.speech.with_streaming_response.create(model="az/tts", voice="alloy", input="hi") as response:
         assert len(response.read()) == 128
+
+
+def test_a_failing_provider_falls_over_and_the_upload_is_sent_again(surface):
+    gw, admin = surface
+    key_id, secret = new_key(gw, admin)
+    client = openai_client(gw, secret)
+    audio = wav_of(0.5)
+    text = client.audio.transcriptions.create(model="down/whisper-1", file=("again.wav", audio))
+    assert f"transcribed {len(audio)} bytes of again.wav" == text.text
+    with client.audio.speech.with_streaming_response.create(model="down/tts-1", voice="alloy", input="ok") as response:
+        assert len(response.read()) == 128
+    spent(admin, key_id, 2)
+    rows = logs_of(admin, key_id)
+    assert [(r["provider"], r["status"]) for r in rows] == [("oa", 200), ("oa", 200)], rows
 
 
 # --------------------------------------------------------------------------- images, moderations
