@@ -83,18 +83,44 @@ impl Prices {
     }
 }
 
-/// `provider/model` in `table`, else `model`.
+/// `provider/model` in `table`, else `model`. Runs on every governed request (admission and
+/// settlement look prices up), so the joined name is built on the stack when it fits.
 fn by_model<'t, T>(table: &'t HashMap<String, T>, provider: &str, model: &str) -> Option<&'t T> {
-    let mut full = String::with_capacity(provider.len() + model.len() + 1);
-    full.push_str(provider);
-    full.push('/');
-    full.push_str(model);
-    table.get(&full).or_else(|| table.get(model))
+    const ON_STACK: usize = 128;
+    let len = provider.len() + 1 + model.len();
+    let mut buf = [0u8; ON_STACK];
+    let joined = if len <= ON_STACK {
+        buf[..provider.len()].copy_from_slice(provider.as_bytes());
+        buf[provider.len()] = b'/';
+        buf[provider.len() + 1..len].copy_from_slice(model.as_bytes());
+        // Two whole `str`s joined by an ASCII byte are UTF-8.
+        std::str::from_utf8(&buf[..len])
+            .ok()
+            .and_then(|k| table.get(k))
+    } else {
+        table.get(&format!("{provider}/{model}"))
+    };
+    joined.or_else(|| table.get(model))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_looked_up_with_their_provider_first() {
+        let table: HashMap<String, u8> = [("p/m", 1), ("m", 2), ("n", 3)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(by_model(&table, "p", "m"), Some(&1));
+        assert_eq!(by_model(&table, "q", "m"), Some(&2));
+        assert_eq!(by_model(&table, "q", "x"), None);
+        let long = "x".repeat(200);
+        assert_eq!(by_model(&table, &long, "n"), Some(&3));
+        let table: HashMap<String, u8> = [(format!("{long}/n"), 4)].into_iter().collect();
+        assert_eq!(by_model(&table, &long, "n"), Some(&4));
+    }
 
     #[test]
     fn exact_integer_costs() {

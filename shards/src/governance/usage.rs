@@ -343,10 +343,20 @@ impl UsageBatcher {
 
     /// Sends whatever is pending. Returns how many records were dropped.
     pub fn flush(&self, events: &crossbeam_channel::Sender<super::GovEvent>) -> usize {
-        let batch = std::mem::take(&mut *self.pending.borrow_mut());
-        if batch.is_empty() {
-            return 0;
-        }
+        let batch = {
+            let mut pending = self.pending.borrow_mut();
+            if pending.is_empty() {
+                return 0;
+            }
+            // The next batch starts at its full size rather than growing to it record by
+            // record (a full batch is what a busy shard sends).
+            let next = Vec::with_capacity(if pending.len() >= Self::BATCH {
+                Self::BATCH
+            } else {
+                0
+            });
+            std::mem::replace(&mut *pending, next)
+        };
         match events.try_send(super::GovEvent::Usage(batch)) {
             Ok(()) => 0,
             Err(e) => {

@@ -69,18 +69,18 @@ pub fn settle(
             .lookup(provider, model)
             .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached))
     });
-    let cost = match (
-        &req.ask.direct,
-        prices.lookup_units(provider, model),
-        worked,
-    ) {
-        (Some(direct), Some(unit_prices), true) => {
+    // Only relayed APIs have unit prices: chat never looks them up.
+    let unit_cost = req
+        .ask
+        .direct
+        .as_deref()
+        .filter(|_| worked)
+        .and_then(|direct| {
+            let unit_prices = prices.lookup_units(provider, model)?;
             let units = served.map_or_else(Default::default, |s| s.tally.units);
-            let tier = direct.image_tier.as_deref();
-            token_cost.saturating_add(unit_prices.cost(units, direct.characters, tier))
-        }
-        _ => token_cost,
-    };
+            Some(unit_prices.cost(units, direct.characters, direct.image_tier.as_deref()))
+        });
+    let cost = unit_cost.map_or(token_cost, |c| token_cost.saturating_add(c));
     // Charged: a response reached the client (the provider's answer, or a kept failure of
     // it), or the provider worked for a client that left. Otherwise dropping the admission
     // gives back what it held.
