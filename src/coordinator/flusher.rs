@@ -23,6 +23,35 @@ use crate::config::RequestLogs;
 /// Sealed usage batches not yet in the store (one node per process), for `/metrics`.
 pub static SPOOL_BACKLOG: AtomicU64 = AtomicU64::new(0);
 
+/// Messages the lease desk may have queued for the flusher: with shard batches of up to 256
+/// records, 65,536 records (some 20 MB). A flusher further behind than that makes the desk
+/// wait, and with it the shards' lease refills: governed traffic slows to what the store
+/// takes instead of growing the process without bound. Never reached in a healthy node
+/// (the flusher writes ~2,000 records per transaction in a few milliseconds).
+pub const QUEUE: usize = 256;
+
+/// Times the lease desk found the flusher's queue full and waited, for `/metrics`.
+pub static QUEUE_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Messages in the flusher's queue after the desk's last send, for `/metrics`.
+pub static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
+
+/// Passes `message` to the flusher: at once while its queue has room, else after waiting
+/// for room (counted). A gone flusher (shutdown) drops it.
+pub fn pass(queue: &mpsc::Sender<ToFlusher>, message: ToFlusher) {
+    let message = match queue.try_send(message) {
+        Err(mpsc::error::TrySendError::Full(message)) => message,
+        _ => return QUEUE_DEPTH.store(depth(queue), Ordering::Relaxed),
+    };
+    QUEUE_WAITS.fetch_add(1, Ordering::Relaxed);
+    let _ = queue.blocking_send(message);
+    QUEUE_DEPTH.store(depth(queue), Ordering::Relaxed);
+}
+
+fn depth(queue: &mpsc::Sender<ToFlusher>) -> u64 {
+    (queue.max_capacity() - queue.capacity()) as u64
+}
+
 /// What the lease desk passes on to the flusher, in the order the shards sent it.
 pub enum ToFlusher {
     Usage(Vec<UsageRecord>),
@@ -96,7 +125,7 @@ impl GovRuntime {
     /// (shutdown) writes at once and is answered.
     pub async fn flush_loop(
         self: Arc<Self>,
-        mut queue: mpsc::UnboundedReceiver<ToFlusher>,
+        mut queue: mpsc::Receiver<ToFlusher>,
         mut flusher: Flusher,
     ) {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
@@ -293,5 +322,27 @@ impl GovRuntime {
                     .or_default() += units;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_makes_the_desk_wait_and_is_counted() {
+        let (queue, mut flusher) = mpsc::channel(1);
+        let waits = QUEUE_WAITS.load(Ordering::Relaxed);
+        pass(&queue, ToFlusher::Usage(Vec::new()));
+        assert_eq!(QUEUE_WAITS.load(Ordering::Relaxed), waits, "room: no wait");
+        let desk = std::thread::spawn(move || pass(&queue, ToFlusher::Usage(Vec::new())));
+        // The desk waits until the flusher takes the first message, then queues the second.
+        while QUEUE_WAITS.load(Ordering::Relaxed) == waits {
+            std::thread::yield_now();
+        }
+        assert!(!desk.is_finished(), "the desk waits for room");
+        assert!(flusher.blocking_recv().is_some());
+        desk.join().unwrap();
+        assert!(flusher.blocking_recv().is_some(), "nothing was dropped");
     }
 }

@@ -396,7 +396,7 @@ impl GovRuntime {
     pub fn run_desk(
         &self,
         events: &crossbeam_channel::Receiver<GovEvent>,
-        flusher: &mpsc::UnboundedSender<super::flusher::ToFlusher>,
+        flusher: &mpsc::Sender<super::flusher::ToFlusher>,
     ) {
         while let Ok(event) = events.recv() {
             match event {
@@ -406,10 +406,10 @@ impl GovRuntime {
                 GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
                 GovEvent::Usage(batch) => {
                     self.usage_metrics.record(&batch);
-                    let _ = flusher.send(super::flusher::ToFlusher::Usage(batch));
+                    super::flusher::pass(flusher, super::flusher::ToFlusher::Usage(batch));
                 }
                 GovEvent::Flush(ack) => {
-                    let _ = flusher.send(super::flusher::ToFlusher::Now(ack));
+                    super::flusher::pass(flusher, super::flusher::ToFlusher::Now(ack));
                 }
             }
         }

@@ -263,7 +263,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
             pin();
             runtime.block_on(async move {
                 if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
-                    let (usage_tx, usage_rx) = mpsc::unbounded_channel();
+                    let (usage_tx, usage_rx) = mpsc::channel(flusher::QUEUE);
                     let desk = rt.clone();
                     std::thread::Builder::new()
                         .name("lease-desk".into())

@@ -126,6 +126,28 @@ pub fn render(
             "ringgate_usage_spool_backlog_batches {}",
             super::flusher::SPOOL_BACKLOG.load(std::sync::atomic::Ordering::Relaxed)
         );
+        let flusher_queue = [
+            (
+                "ringgate_usage_queue_messages",
+                "gauge",
+                "Usage batches queued from the lease desk to the store writer (bounded: at the bound the desk waits)",
+                &super::flusher::QUEUE_DEPTH,
+            ),
+            (
+                "ringgate_usage_queue_waits_total",
+                "counter",
+                "Times the lease desk found the store writer's queue full and waited (governed traffic slowed to the store's pace)",
+                &super::flusher::QUEUE_WAITS,
+            ),
+        ];
+        for (name, kind, help, value) in flusher_queue {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(
+                out,
+                "{name} {}",
+                value.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         let read_at = gov.snapshot.load().read_at_ms;
         let _ = writeln!(
             out,
