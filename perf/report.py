@@ -547,6 +547,12 @@ def _render_header(run: Run, w) -> None:
         f"- **direct case**: mock-llm (`--workers {env.get('direct_mock_workers')}`) on cpu `{env.get('direct_mock_cpus')}`, "
         f"load generator on cpu `{env.get('loadgen_cpus')}`."
     )
+    if env.get("coordinator_cpus"):
+        w(
+            f"- **ringgate's coordinator** (store writes, lease desk, admin) on cpu `{env.get('coordinator_cpus')}`: "
+            "the process may run on the proxy cpus and these, its shards pinned to the proxy cpus and the "
+            "coordinator's threads to the rest. Its CPU counts in ringgate's CPU per request."
+        )
     if "governed" in run.targets:
         w(
             "- **ringgate governed**: the same binary and placement as ringgate, with governance on: SQLite store "
@@ -555,7 +561,7 @@ def _render_header(run: Run, w) -> None:
             "run uses, so nothing is refused) that every request of every scenario carries."
         )
     w(
-        "- Everything on 127.0.0.1, pinned with `taskset -c`. Overrides: `PROXY_CPUS`, `MOCK_CPUS`, "
+        "- Everything on 127.0.0.1, pinned with `taskset -c`. Overrides: `PROXY_CPUS`, `COORDINATOR_CPUS`, `MOCK_CPUS`, "
         "`LOADGEN_CPUS`, `DIRECT_MOCK_CPUS`."
     )
     w("")

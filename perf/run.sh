@@ -17,7 +17,7 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 # ---------------------------------------------------------------------------------------------
 # Settings (every one can be overridden from the environment)
 # ---------------------------------------------------------------------------------------------
-KNOBS=(PROXY_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
+KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
        OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
        NOISE_THRESHOLD NOISE_RETRIES NOISE_RETRY_BUDGET QUIET_RETRY_WAIT
        RINGGATE_BIN MOCK_BIN NGINX_BIN PYTHON)
@@ -27,6 +27,9 @@ for k in "${KNOBS[@]}"; do
 done
 
 PROXY_CPUS="${PROXY_CPUS:-0}"            # nginx / ringgate
+# Extra CPUs for ringgate's coordinator (store writes, lease desk): its shards stay on
+# PROXY_CPUS, pinned, and the coordinator runs on these. Empty: everything on PROXY_CPUS.
+COORDINATOR_CPUS="${COORDINATOR_CPUS:-}"
 MOCK_CPUS="${MOCK_CPUS:-1}"              # mock-llm behind a proxy
 LOADGEN_CPUS="${LOADGEN_CPUS:-1}"        # wrk, oha, the idle-connection client
 DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS:-${PROXY_CPUS}}"  # mock-llm when the load hits it directly
@@ -183,6 +186,7 @@ export PERF_WARMUP="${WARMUP}s" PERF_CONNS="${CONNS}" PERF_WRK_THREADS="${WRK_TH
 export PERF_OHA_THREADS="${OHA_THREADS}" PERF_IDLE_CONNS="${IDLE_CONNS}" PERF_IDLE_HOLD="$((IDLE_HOLD + 1))"
 export PERF_PROXY_CPUS="${PROXY_CPUS}" PERF_MOCK_CPUS="${MOCK_CPUS}" PERF_LOADGEN_CPUS="${LOADGEN_CPUS}"
 export PERF_DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS}" PERF_PROXY_CORES="${PROXY_CORES}"
+export PERF_COORDINATOR_CPUS="${COORDINATOR_CPUS}"
 export PERF_MOCK_WORKERS="${MOCK_WORKERS}" PERF_DIRECT_MOCK_WORKERS="${DIRECT_MOCK_WORKERS}"
 export PERF_NOISE_THRESHOLD="${NOISE_THRESHOLD}"
 export PERF_BODY_BYTES="$(wc -c < "${BODY_PLAIN}")" PERF_NGINX_BIN="${NGINX_BIN}" PERF_NOFILE="${NOFILE}"
@@ -289,7 +293,7 @@ EOF
     fi
     # warn for the data plane; the binary's own info lines ("listening", "stopping signal=N") are kept
     # so that a ringgate that stops mid-run says why.
-    RUST_LOG="${RUST_LOG:-warn,ringgate=info}" taskset -c "${PROXY_CPUS}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
+    RUST_LOG="${RUST_LOG:-warn,ringgate=info}" taskset -c "${PROXY_CPUS}${COORDINATOR_CPUS:+,${COORDINATOR_CPUS}}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
         > "${dir}/${t}.stdout.log" 2> "${dir}/${t}.stderr.log" &
     PROXY_PID=$!
     PIDS+=("${PROXY_PID}")
