@@ -12,7 +12,8 @@
 //!    timeouts; bad framing is a 4xx and a close. Adds: `head`, `body`.
 //! 3. **route** ([`route`]) — method and path pick a local answer (`/health`, `/ready`,
 //!    the models routes, [`models`]) or the client's API (OpenAI chat, completions, embeddings, Responses;
-//!    Anthropic Messages), or a 404/405. Adds: `endpoint`.
+//!    Anthropic Messages and token counts; the relayed APIs of [`crate::direct`]: audio,
+//!    images, moderations, files, batches), or a 404/405. Adds: `endpoint`.
 //! 4. **authenticate** ([`authenticate`]) — when governance is on: the virtual key presented,
 //!    found by its hash in the governance snapshot (401/403 before anything else is read).
 //!    Adds: `caller`.
@@ -24,6 +25,8 @@
 //!    deadline is set. Adds: `targets`, `deadline`.
 //! 7. **admit** ([`admit`]) — the key's, team's and customer's request and token limits and
 //!    budgets, taken from this shard's leases (429/402 when spent). Adds: `admission`.
+//!    A token count for a provider without that endpoint is answered here, counted
+//!    locally ([`count_tokens`]).
 //! 8. **attempt** ([`attempt`]) — targets in order; per target its **breaker** (skip while
 //!    open), its admission **gate**, an API **key** by weight, then per attempt: **build**
 //!    the upstream request, **exchange** it on a pooled connection for the response head
@@ -56,6 +59,7 @@ mod attempt;
 mod authenticate;
 pub(crate) mod conn;
 pub(crate) mod context;
+mod count_tokens;
 mod direct_fields;
 mod extract;
 pub(crate) mod fields;
@@ -157,6 +161,9 @@ async fn proxy<'s>(
     extract::extract(conn, req)?;
     resolve::resolve(scope, req)?;
     admit::admit(scope, conn, req).await?;
+    if let Some(served) = count_tokens::answer_locally(scope, conn, req).await? {
+        return Ok(served);
+    }
     attempt::attempt(scope, conn, req).await
 }
 
