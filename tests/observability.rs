@@ -410,3 +410,26 @@ fn every_metric_family_served_or_charted_is_documented() {
         );
     }
 }
+
+#[test]
+fn the_gateways_own_running_time_is_measured_on_sampled_connections() {
+    let mock = MockLlm::start(&[]);
+    let gw = Gateway::start(merged(basic_config(&mock.base_url()), json!({"shards": 1})));
+    // One connection in eight is measured: sixteen connections give two samples.
+    for _ in 0..16 {
+        let resp = chat(&gw, &[("x-mock-latency-ms", "20")]);
+        assert_eq!(resp.status, 200);
+    }
+    let ok = r#"{provider="mock",model="gpt-4o-mini",class="2xx"}"#;
+    let m = await_sample(
+        &gw,
+        &format!("ringgate_request_duration_seconds_count{ok}"),
+        16.0,
+    );
+    let value = |family: &str| sample(&m, &format!("{family}{ok}")).unwrap();
+    assert_eq!(value("ringgate_gateway_cpu_seconds_count"), 2.0, "{m}");
+    // Its own code ran for some microseconds of each sampled request, a sliver of the
+    // 20 ms each waited on the provider.
+    let cpu = value("ringgate_gateway_cpu_seconds_sum");
+    assert!(cpu > 0.0 && cpu < 0.02, "cpu {cpu} s for two requests");
+}

@@ -12,6 +12,7 @@ use monoio::net::{TcpListener, TcpStream};
 use monoio_rustls::TlsAcceptor;
 
 use crate::io::Stream;
+use crate::path::busy;
 use crate::path::conn::ClientConn;
 use crate::state::{upkeep, Shard};
 
@@ -25,6 +26,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// Accepts connections until the node drains, then waits for this shard's requests to end.
 pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     upkeep::spawn(&shard);
+    let mut accepted_count: u64 = 0;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -33,13 +35,23 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                monoio::spawn(serve_client(
-                    shard.clone(),
+                let client = Client {
+                    shard: shard.clone(),
                     tcp,
                     peer,
-                    tls.clone(),
-                    Instant::now(),
-                ));
+                    tls: tls.clone(),
+                    accepted: Instant::now(),
+                };
+                accepted_count += 1;
+                if accepted_count % busy::SAMPLE == 0 {
+                    let meter = Rc::new(busy::BusyMeter::default());
+                    monoio::spawn(busy::Busy::new(
+                        serve_client(client, Some(meter.clone())),
+                        meter,
+                    ));
+                } else {
+                    monoio::spawn(serve_client(client, None));
+                }
             }
             Err(e) => {
                 // Usually EMFILE/ENFILE: back off instead of spinning on the error.
@@ -74,13 +86,24 @@ async fn wait_for_drain(shard: &Shard) {
     }
 }
 
-async fn serve_client(
+/// An accepted connection, before its task runs.
+struct Client {
     shard: Rc<Shard>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     accepted: Instant,
-) {
+}
+
+/// Serves one connection; `busy` when it is one whose running time is measured.
+async fn serve_client(client: Client, busy: Option<Rc<busy::BusyMeter>>) {
+    let Client {
+        shard,
+        tcp,
+        peer,
+        tls,
+        accepted,
+    } = client;
     let stream = match tls {
         None => Stream::plain(tcp),
         Some(acceptor) => {
@@ -100,6 +123,7 @@ async fn serve_client(
     };
     shard.stats.connections.incr();
     let mut conn = ClientConn::new(stream, peer);
+    conn.busy = busy;
     crate::path::serve_connection(&shard, &mut conn, accepted).await;
     conn.stream.shutdown().await;
     shard.stats.connections.decr();

@@ -34,6 +34,8 @@ pub struct ClientConn {
     pub payload: Vec<u8>,
     /// The request in progress: its id and timings.
     pub tracker: Tracker,
+    /// The connection's running time, when it is one of the sampled ([`crate::path::busy`]).
+    pub busy: Option<std::rc::Rc<crate::path::busy::BusyMeter>>,
 }
 
 /// Where the current request's body is.
@@ -58,6 +60,7 @@ impl ClientConn {
             spans_up: Vec::new(),
             payload: Vec::new(),
             tracker: Tracker::new(RequestId::default(), Instant::now()),
+            busy: None,
         }
     }
 

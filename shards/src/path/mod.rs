@@ -57,6 +57,7 @@ pub(crate) mod accept;
 mod admit;
 mod attempt;
 mod authenticate;
+pub(crate) mod busy;
 pub(crate) mod conn;
 pub(crate) mod context;
 mod count_tokens;
@@ -92,6 +93,7 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         let mut times = PhaseTimes::new(accepted);
         let read = read::request(conn, &snapshot.limits, &mut times).await;
         conn.tracker = Tracker::new(shard.ids.next(), Instant::now());
+        conn.tracker.busy_at_read = conn.busy.as_ref().map(|meter| meter.now());
         let (head, body, used) = match read {
             Ok(request) => request,
             Err(Stop::Error(err)) => {

@@ -85,6 +85,11 @@ pub fn observe(
                 .record(tracker.upstream_wait.as_micros() as u64);
         }
         timings.overhead.record(overhead.as_micros() as u64);
+        if let (Some(meter), Some(at_read)) = (&conn.busy, tracker.busy_at_read) {
+            timings
+                .cpu
+                .record(meter.now().saturating_sub(at_read).as_micros() as u64);
+        }
     }
     tracing::info!(
         target: "access",

@@ -116,6 +116,9 @@ pub struct Tracker {
     pub read_done: Instant,
     /// Time spent waiting on the provider so far.
     pub upstream_wait: Duration,
+    /// On a sampled connection ([`crate::path::busy`]): its task's running time when the
+    /// request had been read whole.
+    pub busy_at_read: Option<Duration>,
     /// When the first response byte was written to the client.
     pub first_write: Option<Instant>,
     /// The request's trace context, when traces are on.
@@ -130,6 +133,7 @@ impl Tracker {
             report_overhead: false,
             read_done,
             upstream_wait: Duration::ZERO,
+            busy_at_read: None,
             first_write: None,
             trace: Tracing::Off,
         }

@@ -43,6 +43,8 @@ pub struct Timings {
     pub upstream: Histogram,
     /// Time inside the gateway (see `path::tracker`).
     pub overhead: Histogram,
+    /// The gateway's own running time, on sampled connections (see `path::busy`).
+    pub cpu: Histogram,
 }
 
 /// One provider and model on one shard.

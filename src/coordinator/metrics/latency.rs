@@ -38,7 +38,7 @@ fn overhead_bounds() -> Vec<u64> {
     b
 }
 
-const FAMILIES: [Family; 4] = [
+const FAMILIES: [Family; 5] = [
     Family {
         name: "ringgate_request_duration_seconds",
         help: "Time from a request's first byte to its response's last byte",
@@ -63,10 +63,16 @@ const FAMILIES: [Family; 4] = [
         get: |t| &t.overhead,
         bounds: overhead_bounds,
     },
+    Family {
+        name: "ringgate_gateway_cpu_seconds",
+        help: "ringgate's own running time on a request (its task's polls, from the request read whole to the response's end), measured on one connection in 8",
+        get: |t| &t.cpu,
+        bounds: overhead_bounds,
+    },
 ];
 
 /// (provider, model, class index) → one merged histogram per family.
-pub type Merged = BTreeMap<(String, String, usize), [Counts; 4]>;
+pub type Merged = BTreeMap<(String, String, usize), [Counts; 5]>;
 
 /// Merges every shard's series.
 pub fn merge(shards: &[std::sync::Arc<ShardStats>]) -> Merged {
