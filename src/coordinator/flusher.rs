@@ -39,12 +39,10 @@ pub static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
 /// Passes `message` to the flusher: at once while its queue has room, else after waiting
 /// for room (counted). A gone flusher (shutdown) drops it.
 pub fn pass(queue: &mpsc::Sender<ToFlusher>, message: ToFlusher) {
-    let message = match queue.try_send(message) {
-        Err(mpsc::error::TrySendError::Full(message)) => message,
-        _ => return QUEUE_DEPTH.store(depth(queue), Ordering::Relaxed),
-    };
-    QUEUE_WAITS.fetch_add(1, Ordering::Relaxed);
-    let _ = queue.blocking_send(message);
+    if let Err(mpsc::error::TrySendError::Full(message)) = queue.try_send(message) {
+        QUEUE_WAITS.fetch_add(1, Ordering::Relaxed);
+        let _ = queue.blocking_send(message);
+    }
     QUEUE_DEPTH.store(depth(queue), Ordering::Relaxed);
 }
 
