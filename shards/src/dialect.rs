@@ -115,6 +115,9 @@ pub struct Conversion<'a> {
     pub embed_base64: bool,
     /// A relayed API charged by what its response reports: read its units as they pass.
     pub meter_units: bool,
+    /// A transcription the client asked as `text`, asked upstream as `json`: the client gets
+    /// the JSON's `text` as plain text.
+    pub transcript_text: bool,
 }
 
 impl Conversion<'_> {
@@ -155,9 +158,29 @@ impl Conversion<'_> {
         };
         let tally = if success && self.capture_usage {
             Tally::of_body(&as_openai, self.family)
+        } else if success && self.meter_units {
+            let mut meter = UnitMeter::default();
+            meter.feed(&as_openai);
+            Tally::of_units(&meter)
         } else {
             Tally::default()
         };
+        if success && self.transcript_text {
+            return match transcript_text(&as_openai) {
+                Some(text) => Converted {
+                    status,
+                    body: text,
+                    tally,
+                    content_type: "text/plain; charset=utf-8",
+                },
+                None => {
+                    let mut body = Vec::with_capacity(128);
+                    let message = "the provider's transcription has no `text`";
+                    write_error_json(&mut body, message, "api_error", None, "translation_failed");
+                    self.whole(502, &body, None)
+                }
+            };
+        }
         let out = match (self.inbound, success) {
             (Inbound::AnthropicMessages, true) => {
                 translate::inbound::anthropic::response_from_chat(&as_openai, self.model)
@@ -173,11 +196,13 @@ impl Conversion<'_> {
                 status,
                 body,
                 tally,
+                content_type: JSON,
             },
             Err(e) => Converted {
                 status: 502,
                 body: self.inbound.error_body(502, openai_error(&e)),
                 tally,
+                content_type: JSON,
             },
         }
     }
@@ -244,6 +269,20 @@ pub struct Converted {
     pub body: Vec<u8>,
     /// What a success used (when capturing).
     pub tally: Tally,
+    pub content_type: &'static str,
+}
+
+const JSON: &str = "application/json";
+
+/// The `text` of a transcription's JSON.
+fn transcript_text(body: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Transcript {
+        text: String,
+    }
+    serde_json::from_slice::<Transcript>(body)
+        .ok()
+        .map(|t| t.text.into_bytes())
 }
 
 /// Provider stream → (OpenAI chat stream, usage read and maybe stripped) → client stream.

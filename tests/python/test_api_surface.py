@@ -98,8 +98,11 @@ def test_transcription_and_translation_of_a_real_file_are_charged_by_the_second(
     # Subtitles state no duration: charged to the end of the last cue.
     srt = client.audio.transcriptions.create(model="oa/whisper-1", file=("speech.wav", audio), response_format="srt")
     assert "-->" in srt, srt
-    # whisper-1: $0.006 a minute, by the second, for each of the three requests.
-    assert spent(admin, key_id, 3) == 3 * seconds * 6_000_000 // 60
+    # Plain text states no duration: the provider is asked for json, the client gets its text.
+    plain = client.audio.transcriptions.create(model="oa/whisper-1", file=("speech.wav", audio), response_format="text")
+    assert plain == f"transcribed {len(audio)} bytes of speech.wav", plain
+    # whisper-1: $0.006 a minute, by the second, for each of the four requests.
+    assert spent(admin, key_id, 4) == 4 * seconds * 6_000_000 // 60
     rows = logs_of(admin, key_id)
     assert {r["model"] for r in rows} == {"whisper-1"} and all(r["provider"] == "oa" for r in rows), rows
 

@@ -38,7 +38,14 @@ pub struct DirectFields {
     pub image_tier: Option<String>,
     /// A batch file upload: the models its lines call (each once).
     pub batch_models: Vec<String>,
+    /// A transcription or translation asked as `response_format=text`: where that value
+    /// sits. Plain text states no duration to charge by, so the provider is asked for `json`
+    /// (which does) and the client answered with its `text` ([`TEXT_FORMAT`]).
+    pub text_format_span: Option<Range<usize>>,
 }
+
+/// The response format a transcription is asked for instead of `text`.
+pub const TEXT_FORMAT: &str = "json";
 
 #[derive(Deserialize)]
 struct JsonFields<'a> {
@@ -128,6 +135,14 @@ fn form(
         fields.model = Some(model.trim().to_owned()).filter(|m| !m.is_empty());
         fields.model_span = part.value.clone();
         fields.model_at = ModelAt::Form;
+    }
+    let transcript = matches!(api, DirectApi::Transcriptions | DirectApi::Translations);
+    // A streamed transcription (`stream=true`) is left as it is.
+    if transcript && form.text(body, "stream").is_none_or(|s| s.trim() != "true") {
+        fields.text_format_span = form
+            .field(body, "response_format")
+            .filter(|(_, value)| value.trim_ascii() == b"text")
+            .map(|(part, _)| part.value.clone());
     }
     if api == DirectApi::Files && form.text(body, "purpose") == Some("batch") {
         let (_, file) = form
@@ -223,6 +238,43 @@ mod tests {
             read_json(DirectApi::Moderations, b""),
             Err(GatewayError::MalformedJson(_))
         ));
+    }
+
+    #[test]
+    fn a_transcript_asked_as_text_is_marked_unless_streamed() {
+        let form = |fields: &[(&str, &str)]| {
+            let mut body = Vec::new();
+            for (name, value) in fields {
+                body.extend_from_slice(
+                    format!(
+                        "--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+            body.extend_from_slice(b"--b--\r\n");
+            body
+        };
+        let read_form = |body: &[u8]| {
+            read(
+                DirectApi::Transcriptions,
+                BodyKind::Multipart,
+                body,
+                Some(b"multipart/form-data; boundary=b"),
+            )
+            .unwrap()
+        };
+        let text = form(&[("model", "whisper-1"), ("response_format", "text")]);
+        let span = read_form(&text).text_format_span.expect("marked");
+        assert_eq!(&text[span], b"text");
+        let streamed = form(&[
+            ("model", "m"),
+            ("response_format", "text"),
+            ("stream", "true"),
+        ]);
+        assert_eq!(read_form(&streamed).text_format_span, None);
+        let json = form(&[("model", "m"), ("response_format", "json")]);
+        assert_eq!(read_form(&json).text_format_span, None);
     }
 
     #[test]

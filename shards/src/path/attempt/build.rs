@@ -111,7 +111,12 @@ pub fn build(
     let target = &inbuf[req.head.target.clone()];
     let outgoing = match (req.endpoint, provider.wire) {
         (Inbound::Direct(api), _) => {
-            built.passthrough = true;
+            // A transcription asked as `json` for the client's `text` is answered converted.
+            built.passthrough = req
+                .ask
+                .direct
+                .as_deref()
+                .is_none_or(|d| d.text_format_span.is_none());
             let method = &inbuf[req.head.method_text.clone()];
             direct::request(client_body, target, method, req, api, provider, model)?
         }

@@ -297,6 +297,7 @@ async fn collect_body(
 struct Collected {
     status: u16,
     body: Vec<u8>,
+    content_type: &'static str,
     retry_after: Option<String>,
     reusable: bool,
     tally: Tally,
@@ -305,7 +306,9 @@ struct Collected {
 impl Collected {
     fn render(&self, out: &mut Vec<u8>, keep_alive: bool, extra: &[u8]) {
         push_status_line(out, self.status);
-        out.extend_from_slice(b"content-type: application/json\r\n");
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
         if let Some(v) = &self.retry_after {
             out.extend_from_slice(b"retry-after: ");
             out.extend_from_slice(v.as_bytes());
@@ -339,6 +342,7 @@ async fn collect_converted(
     Collected {
         status: converted.status,
         body: converted.body,
+        content_type: converted.content_type,
         retry_after,
         reusable,
         tally: converted.tally,

@@ -1,6 +1,8 @@
 //! Attempt step "build" for a relayed API ([`crate::direct`]): the client's request as it
 //! came — its method, its path below `/v1` (below the provider's base), its query and its
-//! body — with only the model spliced when the target's differs. Azure serves audio and
+//! body — with only the model spliced when the target's differs (and a transcription's
+//! `response_format=text` asked as `json`, so that its duration can be charged; the relay
+//! answers the client with the text). Azure serves audio and
 //! images per deployment and files and batches per resource, with its `api-version`.
 //! Providers of other API families cannot serve these.
 
@@ -9,7 +11,7 @@ use crate::dialect::Wire;
 use crate::direct::DirectApi;
 use crate::error::GatewayError;
 use crate::path::context::RequestCtx;
-use crate::path::direct_fields::ModelAt;
+use crate::path::direct_fields::{ModelAt, TEXT_FORMAT};
 use crate::path::fields::Spliced;
 use crate::snapshot::Provider;
 
@@ -77,18 +79,63 @@ fn body<'b>(
     let Some(fields) = req.ask.direct.as_deref() else {
         return Ok(Body::Same(client_body));
     };
-    if model.is_empty() || model == req.ask.requested {
+    let new_model = !model.is_empty() && model != req.ask.requested;
+    if let Some(format) = &fields.text_format_span {
+        // Two values to replace: the form is written anew.
+        let mut edits = vec![(format.clone(), TEXT_FORMAT)];
+        if new_model {
+            if fields.model_at != ModelAt::Form {
+                return Err(unnamed_model(req, model));
+            }
+            edits.push((fields.model_span.clone(), model));
+        }
+        return Ok(Body::Translated(replaced(client_body, edits)));
+    }
+    if !new_model {
         return Ok(Body::Same(client_body));
     }
     let span = fields.model_span.clone();
     Ok(match fields.model_at {
         ModelAt::Json => Body::Spliced(Spliced::new(client_body, span, model, b"")),
         ModelAt::Form => Body::Spliced(Spliced::raw(client_body, span, model)),
-        ModelAt::Absent => {
-            return Err(GatewayError::InvalidRequest(format!(
-                "this gateway serves `{}` as `{model}`: name the model in the request",
-                req.ask.requested
-            )))
-        }
+        ModelAt::Absent => return Err(unnamed_model(req, model)),
     })
+}
+
+/// A request that names no model, served by one whose upstream name differs: the name
+/// cannot be spliced where there is none.
+fn unnamed_model(req: &RequestCtx<'_>, model: &str) -> GatewayError {
+    GatewayError::InvalidRequest(format!(
+        "this gateway serves `{}` as `{model}`: name the model in the request",
+        req.ask.requested
+    ))
+}
+
+/// `body` with each span replaced by its text (spans that do not overlap).
+fn replaced(body: &[u8], mut edits: Vec<(std::ops::Range<usize>, &str)>) -> Vec<u8> {
+    edits.sort_by_key(|(span, _)| span.start);
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut at = 0;
+    for (span, text) in edits {
+        out.extend_from_slice(&body[at..span.start]);
+        out.extend_from_slice(text.as_bytes());
+        at = span.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_replaced_in_order_whatever_their_lengths() {
+        let body = b"model=whisper-1&format=text&x";
+        let edits = vec![(23..27, "json"), (6..15, "provider-model-name")];
+        assert_eq!(
+            replaced(body, edits),
+            b"model=provider-model-name&format=json&x".to_vec()
+        );
+    }
 }
