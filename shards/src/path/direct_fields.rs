@@ -36,7 +36,8 @@ pub struct DirectFields {
     pub characters: u64,
     /// Images: the price tier, `quality/size` or `size`.
     pub image_tier: Option<String>,
-    /// A batch file upload: the models its lines call (each once).
+    /// A batch file upload by a key restricted to some models: the models its lines call
+    /// (each once; [`batch_file_models`]).
     pub batch_models: Vec<String>,
     /// A transcription or translation asked as `response_format=text`: where that value
     /// sits. Plain text states no duration to charge by, so the provider is asked for `json`
@@ -144,13 +145,28 @@ fn form(
             .filter(|(_, value)| value.trim_ascii() == b"text")
             .map(|(part, _)| part.value.clone());
     }
-    if api == DirectApi::Files && form.text(body, "purpose") == Some("batch") {
-        let (_, file) = form
-            .field(body, "file")
-            .ok_or_else(|| GatewayError::InvalidRequest("a file upload needs `file`".into()))?;
-        fields.batch_models = batch_models(file)?;
-    }
     Ok(fields)
+}
+
+/// The models the batch file of an upload (`purpose=batch`) will call, each once; empty for
+/// any other upload. Read only for a key restricted to some models: a batch file may be as
+/// large as a request body, and reading every line costs the shard milliseconds.
+pub fn batch_file_models(
+    body: &[u8],
+    content_type: Option<&[u8]>,
+) -> Result<Vec<String>, GatewayError> {
+    let Some(boundary) = content_type.and_then(multipart::boundary) else {
+        return Ok(Vec::new()); // `read` has refused such a form already
+    };
+    let form =
+        multipart::parse(body, boundary).map_err(|e| GatewayError::InvalidRequest(e.to_owned()))?;
+    if form.text(body, "purpose") != Some("batch") {
+        return Ok(Vec::new());
+    }
+    let (_, file) = form
+        .field(body, "file")
+        .ok_or_else(|| GatewayError::InvalidRequest("a file upload needs `file`".into()))?;
+    batch_models(file)
 }
 
 /// The price tier of an image request: `quality/size`, or `size` alone.
@@ -293,14 +309,13 @@ mod tests {
         assert!(read(DirectApi::Transcriptions, BodyKind::Multipart, body, None).is_err());
 
         let upload = b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{\"custom_id\":\"1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"gpt-4o\"}}\n{\"custom_id\":\"2\",\"body\":{\"model\":\"gpt-4o\"}}\n{\"custom_id\":\"3\",\"body\":{\"model\":\"o4-mini\"}}\n\r\n--b--\r\n";
-        let f = read(
-            DirectApi::Files,
-            BodyKind::Multipart,
-            upload,
-            Some(b"multipart/form-data; boundary=b"),
-        )
-        .unwrap();
-        assert_eq!(f.batch_models, ["gpt-4o", "o4-mini"]);
+        let content_type = Some(&b"multipart/form-data; boundary=b"[..]);
+        let f = read(DirectApi::Files, BodyKind::Multipart, upload, content_type).unwrap();
         assert!(f.model.is_none());
+        assert_eq!(
+            batch_file_models(upload, content_type).unwrap(),
+            ["gpt-4o", "o4-mini"]
+        );
+        assert!(batch_file_models(body, content_type).unwrap().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 //! `x-ringgate-provider`. Malformed JSON or a malformed form is a 400. Adds `ask`.
 
 use crate::dialect::Inbound;
+use crate::direct::DirectApi;
 use crate::error::GatewayError;
 use crate::path::conn::ClientConn;
 use crate::path::context::{ModelNames, Phase, RequestCtx};
@@ -28,6 +29,14 @@ pub fn extract<'s>(conn: &ClientConn, req: &mut RequestCtx<'s>) -> Result<(), St
     if let Inbound::Direct(api) = req.endpoint {
         let content_type = conn.request_header("content-type");
         let mut fields = direct_fields::read(api, api.body(req.head.method), body, content_type)?;
+        let restricted = req
+            .caller
+            .key
+            .as_ref()
+            .is_some_and(|key| !key.allowed_models.is_empty());
+        if api == DirectApi::Files && restricted {
+            fields.batch_models = direct_fields::batch_file_models(body, content_type)?;
+        }
         req.set_names(ModelNames {
             requested: fields.model.take().unwrap_or_default(),
             listed_fallbacks: header("x-ringgate-fallbacks"),
