@@ -87,6 +87,9 @@ fn use_up(nodes: &[&Gateway], secret: &str) -> u64 {
                 200 => admitted += 1,
                 // A spent rate limit, a spent budget.
                 429 | 402 => refused += 1,
+                // The node's share did not come in time (the database slow on a loaded
+                // machine): not known to be spent, so the next round asks again.
+                503 => {}
                 other => panic!("unexpected status {other}"),
             }
         }
@@ -112,6 +115,8 @@ fn a_request_limit_admits_exactly_its_value_under_uneven_load_on_three_nodes() {
                     match chat(gw, secret) {
                         200 => admitted.fetch_add(1, Ordering::Relaxed),
                         429 => return,
+                        // The node's share came late (a loaded machine): retry, as told.
+                        503 => 0,
                         other => panic!("unexpected status {other}"),
                     };
                 });
@@ -229,17 +234,7 @@ fn the_shares_of_a_node_killed_with_sigkill_come_back_to_the_survivors() {
     })
     .expect("the dead node is reaped");
     let survivors: Vec<&Gateway> = fleet.live().collect();
-    let mut admitted = use_up(&survivors, &rate);
-    // On a loaded machine a node's share can arrive from the database after the request
-    // that asked for it gave up waiting (`lease_wait`) and was refused: those units are then
-    // the node's, unspent (held, once its usage is stored), and the next requests take them.
-    poll_until(Duration::from_secs(10), || {
-        (recorded(&fleet, &rate_id, "requests") == 10 + admitted).then_some(())
-    })
-    .expect("the survivors' usage reaches the store");
-    if held_of(&fleet, &rate_id, "rph") > 0 {
-        admitted += use_up(&survivors, &rate);
-    }
+    let admitted = use_up(&survivors, &rate);
     assert_eq!(
         admitted,
         90,
@@ -312,6 +307,9 @@ fn a_rolling_restart_under_load_loses_no_request_usage_or_share() {
                         continue;
                     }
                     match conn.read_response() {
+                        // A lease answer that came late on a loaded machine: not charged,
+                        // and the client is told to retry.
+                        Ok(resp) if resp.status == 503 => {}
                         Ok(resp) => {
                             assert_eq!(resp.status, 200, "{}", resp.text());
                             served.fetch_add(1, Ordering::Relaxed);

@@ -111,9 +111,10 @@ pub enum GatewayError {
     #[error("The {entity}'s budget is spent")]
     BudgetExceeded { entity: &'static str },
     /// A limit ran out on this node while the store that holds the fleet's share of it could
-    /// not be reached: not known to be spent, not granted either (fail closed).
+    /// not be reached, or no more of it was granted within `lease_wait`: not known to be
+    /// spent, not granted either (fail closed).
     #[error(
-        "The {entity}'s {limit} cannot be checked: the gateway's store is unreachable; retry shortly"
+        "The {entity}'s {limit} cannot be checked right now (the gateway's store did not answer in time); retry shortly"
     )]
     LimitsUnavailable {
         limit: &'static str,

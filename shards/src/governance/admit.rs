@@ -32,20 +32,23 @@ pub struct Admission {
     settled: bool,
 }
 
-fn ask_refill(gov: &Governance, shard: usize, limit: &Arc<Limit>, want: u64) {
-    if limit.leases[shard].request_refill()
-        && gov
-            .events
-            .try_send(GovEvent::Refill {
-                limit: limit.clone(),
-                shard,
-                want,
-            })
-            .is_err()
-    {
+/// Asks the coordinator for `want` more units for this shard, unless an ask is on its way
+/// already. True when this call sent one.
+fn ask_refill(gov: &Governance, shard: usize, limit: &Arc<Limit>, want: u64) -> bool {
+    if !limit.leases[shard].request_refill() {
+        return false;
+    }
+    let refill = GovEvent::Refill {
+        limit: limit.clone(),
+        shard,
+        want,
+    };
+    if gov.events.try_send(refill).is_err() {
         // The coordinator's queue is full: let the next request ask again.
         limit.leases[shard].refill_refused();
+        return false;
     }
+    true
 }
 
 /// Takes `units` from this shard's lease if it holds them now, asking the coordinator for
@@ -67,7 +70,8 @@ enum Take {
     Taken,
     /// The coordinator answered, and what is left of the limit was not enough.
     Short,
-    /// No answer within `lease_wait`.
+    /// No answer within `lease_wait` (a fleet's database slow to grant the node more, or a
+    /// coordinator that could not keep up): not known to be spent.
     NoAnswer,
 }
 
@@ -83,19 +87,27 @@ async fn take_or_wait(
         return Take::Taken;
     }
     let lease = &limit.leases[shard];
-    ask_refill(gov, shard, limit, units);
+    // Answers are counted, so that other requests asking again cannot hide one from this
+    // request. An ask on its way already (another request's, or a top-up ahead of need for a
+    // whole slice) is waited for; only a refusal of this request's own ask, for its own
+    // units, means the limit is spent.
+    let mut asked_at = lease.answers();
+    let mut own = ask_refill(gov, shard, limit, units);
     let deadline = Instant::now() + gov.lease_wait;
     while Instant::now() < deadline {
         monoio::time::sleep(POLL).await;
         if lease.take(epoch, units) {
             return Take::Taken;
         }
-        if !lease.refill_pending() {
-            return if lease.take(epoch, units) {
-                Take::Taken
-            } else {
-                Take::Short
-            };
+        if lease.answers() != asked_at {
+            if lease.take(epoch, units) {
+                return Take::Taken;
+            }
+            if own {
+                return Take::Short;
+            }
+            asked_at = lease.answers();
+            own = ask_refill(gov, shard, limit, units);
         }
     }
     Take::NoAnswer
@@ -150,14 +162,22 @@ pub async fn admit(
         }
         if took != Take::Taken {
             // `admission` drops here and gives back what it took.
-            return Err(match limit.kind {
-                LimitKind::Budget(_) => GatewayError::BudgetExceeded {
-                    entity: limit.entity.kind.as_str(),
+            let entity = limit.entity.kind.as_str();
+            return Err(match (took, limit.kind) {
+                // Not known to be spent: "retry shortly", not "over the limit".
+                (Take::NoAnswer, LimitKind::Budget(_)) => GatewayError::LimitsUnavailable {
+                    limit: "budget",
+                    entity,
                 },
-                kind => GatewayError::RateLimited {
+                (Take::NoAnswer, kind) => GatewayError::LimitsUnavailable {
+                    limit: kind.name(),
+                    entity,
+                },
+                (_, LimitKind::Budget(_)) => GatewayError::BudgetExceeded { entity },
+                (_, kind) => GatewayError::RateLimited {
                     limit: kind.name(),
                     value: limit.value,
-                    entity: limit.entity.kind.as_str(),
+                    entity,
                     resets_in: kind
                         .resets_at(now)
                         .map_or(1, |t| t.saturating_sub(now).max(1).unsigned_abs()),

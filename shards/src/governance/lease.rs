@@ -12,7 +12,7 @@
 //! finds nothing until the coordinator grants units of that window. Every change is a single
 //! compare-and-swap, between this shard and the coordinator only.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 const AVAIL_BITS: u32 = 40;
 /// Most units one lease can hold (a slice, not the whole limit).
@@ -34,6 +34,10 @@ pub struct Lease {
     state: AtomicU64,
     /// The shard has asked for more and the coordinator has not answered yet.
     refill_pending: AtomicBool,
+    /// Answers the coordinator gave this lease (grants and refusals), counted: a request
+    /// waiting for more knows it was answered once this moved, even if another request of
+    /// the shard has asked again since (which sets `refill_pending` anew).
+    answers: AtomicU32,
 }
 
 impl Lease {
@@ -75,7 +79,7 @@ impl Lease {
                 pack(epoch, n)
             })
         });
-        self.refill_pending.store(false, Ordering::Release);
+        self.answered();
     }
 
     /// Coordinator: takes back every unused unit of `epoch`; returns how many.
@@ -96,6 +100,16 @@ impl Lease {
 
     /// The coordinator could not grant anything: the shard may ask again.
     pub fn refill_refused(&self) {
+        self.answered();
+    }
+
+    /// How many answers the coordinator has given so far (see `answers`).
+    pub fn answers(&self) -> u32 {
+        self.answers.load(Ordering::Acquire)
+    }
+
+    fn answered(&self) {
+        self.answers.fetch_add(1, Ordering::Release);
         self.refill_pending.store(false, Ordering::Release);
     }
 
@@ -138,6 +152,25 @@ mod tests {
         l.grant(6, 2);
         assert_eq!(l.available(6), 2);
         assert_eq!(l.available(5), 0);
+    }
+
+    #[test]
+    fn every_answer_is_counted_even_when_asked_again() {
+        let l = Lease::default();
+        let before = l.answers();
+        assert!(l.request_refill());
+        l.refill_refused();
+        assert!(l.request_refill(), "another request asks again");
+        assert!(l.refill_pending());
+        assert_ne!(
+            l.answers(),
+            before,
+            "the first asker was answered all the same"
+        );
+        let seen = l.answers();
+        l.grant(1, 5);
+        assert_eq!(l.answers(), seen + 1);
+        assert!(!l.refill_pending());
     }
 
     #[test]
