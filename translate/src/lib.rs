@@ -15,6 +15,7 @@ pub mod error;
 pub mod gemini;
 pub mod inbound;
 pub mod openai;
+pub mod percent;
 pub mod sse;
 
 pub use error::TranslateError;

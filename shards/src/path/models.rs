@@ -34,7 +34,9 @@ impl ModelsRequest {
         };
         let id = match rest {
             [] => None,
-            [b'/', id @ ..] if !id.is_empty() => Some(percent_decode(id)),
+            [b'/', id @ ..] if !id.is_empty() => {
+                Some(String::from_utf8_lossy(&translate::percent::decode(id)).into_owned())
+            }
             _ => return None,
         };
         Some(Self { shape, id })
@@ -78,30 +80,6 @@ fn caller(
         request::presented_key(&conn.inbuf, &conn.spans),
         clock::unix_now(),
     )
-}
-
-/// `%XX` escapes decoded (an SDK escapes the `/` of `provider/model`); anything malformed
-/// is kept as written.
-fn percent_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let escaped = (raw[i] == b'%')
-            .then(|| Some(hex(*raw.get(i + 1)?)? * 16 + hex(*raw.get(i + 2)?)?))
-            .flatten();
-        match escaped.and_then(|v| u8::try_from(v).ok()) {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(raw[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::percent;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Everything needed to sign one request.
@@ -150,24 +152,6 @@ pub fn uri_encode(s: &[u8], out: &mut String) {
     }
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
 fn canonical_uri(path: &str) -> String {
     if path.is_empty() {
         return "/".into();
@@ -192,9 +176,9 @@ fn canonical_query(query: &str) -> String {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             let mut ek = String::new();
-            uri_encode(&percent_decode(k), &mut ek);
+            uri_encode(&percent::decode(k.as_bytes()), &mut ek);
             let mut ev = String::new();
-            uri_encode(&percent_decode(v), &mut ev);
+            uri_encode(&percent::decode(v.as_bytes()), &mut ev);
             (ek, ev)
         })
         .collect();
@@ -217,6 +201,6 @@ mod tests {
             "/model/a.b-v1%253A0/converse"
         );
         assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
-        assert_eq!(percent_decode("%4"), b"%4");
+        assert_eq!(percent::decode(b"%4"), b"%4");
     }
 }
