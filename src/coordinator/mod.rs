@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod flusher;
 pub mod governance;
 mod housekeeping;
+mod http;
 pub mod leases;
 pub mod metrics;
 mod single_node;

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use shards::catalog::CatalogModel;
 use shards::dialect::Wire;
 use shards::snapshot::Provider;
 
 use super::protocol::{self, ANTHROPIC_VERSION, MAX_PAGES};
+use crate::coordinator::http::handshake;
 
 /// Largest catalog page read (OpenRouter's, the largest known, is about 1 MiB).
 const MAX_PAGE_BYTES: usize = 16 << 20;
@@ -124,18 +124,6 @@ async fn dial(addrs: &[SocketAddr]) -> Result<tokio::net::TcpStream, String> {
         }
     }
     Err(last)
-}
-
-async fn handshake<IO>(io: IO) -> Result<SendRequest<Empty<Bytes>>, String>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Drives the connection until the fetch is over (it ends when `sender` drops).
-    tokio::spawn(connection);
-    Ok(sender)
 }
 
 async fn get(

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{HeaderMap, Request, Uri};
-use hyper_util::rt::TokioIo;
 
 /// The longest one export may take before its batch is given up.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,11 +25,7 @@ async fn send(endpoint: &Uri, headers: &HeaderMap, body: Vec<u8>) -> Result<(), 
     let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Drives the connection until the exchange is over (it ends when `sender` drops).
-    tokio::spawn(connection);
+    let mut sender = crate::coordinator::http::handshake(tcp).await?;
     let mut request = Request::post(endpoint.path_and_query().map_or("/", |p| p.as_str()))
         .header(HOST, endpoint.authority().map_or(host, |a| a.as_str()))
         .header(CONTENT_TYPE, "application/json")
