@@ -128,6 +128,16 @@ pub struct Ask<'s> {
     pub direct: Option<Box<DirectFields>>,
 }
 
+impl Ask<'_> {
+    /// A transcription the client asked as `text`, asked upstream as `json` (which states
+    /// the duration it is charged by) and answered with the JSON's text.
+    pub fn transcript_as_text(&self) -> bool {
+        self.direct
+            .as_deref()
+            .is_some_and(|d| d.text_format_span.is_some())
+    }
+}
+
 /// The model names a request asks for, copied once out of the client's buffers (which
 /// every attempt borrows mutably). They live in a cell beside the context, in the
 /// connection loop's frame, so that the targets resolved from them (`provider/model` names

@@ -23,12 +23,11 @@ pub async fn answer_locally(
     conn: &mut ClientConn,
     req: &RequestCtx<'_>,
 ) -> Result<Option<Served>, Stop> {
-    let Some(target) = req.targets.first() else {
-        return Ok(None);
+    let target = match (req.endpoint, req.targets.first()) {
+        (Inbound::AnthropicCountTokens, Some(target)) => target,
+        _ => return Ok(None),
     };
-    if req.endpoint != Inbound::AnthropicCountTokens
-        || scope.snapshot.providers[target.provider].wire == Wire::Anthropic
-    {
+    if scope.snapshot.providers[target.provider].wire == Wire::Anthropic {
         return Ok(None);
     }
     let chat = chat_form(conn.body(&req.body))?;

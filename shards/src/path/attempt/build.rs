@@ -112,11 +112,7 @@ pub fn build(
     let outgoing = match (req.endpoint, provider.wire) {
         (Inbound::Direct(api), _) => {
             // A transcription asked as `json` for the client's `text` is answered converted.
-            built.passthrough = req
-                .ask
-                .direct
-                .as_deref()
-                .is_none_or(|d| d.text_format_span.is_none());
+            built.passthrough = !req.ask.transcript_as_text();
             let method = &inbuf[req.head.method_text.clone()];
             direct::request(client_body, target, method, req, api, provider, model)?
         }

@@ -153,11 +153,7 @@ impl Tries<'_> {
             embed_base64: built.embed_base64,
             meter_units: req.governed()
                 && matches!(req.endpoint, Inbound::Direct(api) if api.metered() == Metered::Response),
-            transcript_text: req
-                .ask
-                .direct
-                .as_deref()
-                .is_some_and(|d| d.text_format_span.is_some()),
+            transcript_text: req.ask.transcript_as_text(),
         };
         shard.stats.providers[provider.slot].attempts.incr();
         let (upstream, head) =
