@@ -203,6 +203,7 @@ fn governance(c: &mut Criterion) {
                 expires_at: None,
                 active: true,
                 limits: Vec::new(),
+                cache_ttl_secs: None,
             }),
         );
     }

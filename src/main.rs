@@ -159,6 +159,20 @@ fn serve(
         Some(g) => g.prices.clone(),
         None => pricing::catalog(&Default::default(), 0).map_err(anyhow::Error::msg)?,
     };
+    // The response cache: a memory tier per node, and in a fleet a shared tier in its
+    // database that the coordinator's cache desk serves.
+    let in_fleet = governance.as_ref().is_some_and(|g| g.cluster.is_some());
+    let (cache_link, cache_asks) = match &cfg.cache {
+        Some(c) if c.fleet && in_fleet => {
+            let (asks, desk) = crossbeam_channel::bounded(coordinator::cache_desk::QUEUE);
+            (Some(shards::cache::fleet::FleetLink { asks }), Some(desk))
+        }
+        _ => (None, None),
+    };
+    plan.cache = cfg
+        .cache
+        .as_ref()
+        .map(|c| Arc::new(shards::cache::NodeCache::new(c.max_bytes, cache_link)));
     // Block the stop signals before any thread exists so that only this thread, waiting in
     // sigwait below, receives them.
     let signals = stop_signals();
@@ -202,6 +216,7 @@ fn serve(
                 node: node.clone(),
                 last: std::sync::Mutex::new(None),
             },
+            cache_asks,
         }
     });
     let traces = observability.traces.clone().map(|settings| {
@@ -241,6 +256,7 @@ fn serve(
         node: node.clone(),
         io_driver: running.driver,
         gov: plan.gov.clone(),
+        cache: plan.cache.clone(),
     });
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);

@@ -22,6 +22,14 @@ pub fn unix_now() -> u64 {
     monotonic(system, &LATEST)
 }
 
+/// Milliseconds since the Unix epoch, as the system clock says (cache entries' expiry, which
+/// is shared with a fleet's other nodes through their database).
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Nanoseconds since the Unix epoch at `at`, an instant already read: the wall clock now less
 /// how long ago `at` was. For span times, which (unlike limits' windows) just follow the
 /// system clock.

@@ -60,6 +60,20 @@ impl Inbound {
         }
     }
 
+    /// The translator from an OpenAI chat stream to this API's stream (`None`: this API
+    /// streams OpenAI chunks as they are). `model` and `created` are what the stream reports.
+    pub fn stream_from_chat(self, model: &str, created: u64) -> Option<Box<dyn StreamTranslator>> {
+        match self {
+            Self::AnthropicMessages => Some(Box::new(
+                translate::inbound::anthropic::StreamFromChat::new(model.to_owned()),
+            )),
+            Self::Responses => Some(Box::new(
+                translate::inbound::responses::StreamFromChat::new(model.to_owned(), created),
+            )),
+            _ => None,
+        }
+    }
+
     /// The final event of a stream that broke, in this API.
     pub fn stream_error_event(self, message: &str) -> Vec<u8> {
         let mut event = Vec::with_capacity(256);
@@ -118,6 +132,9 @@ pub struct Conversion<'a> {
     /// A transcription the client asked as `text`, asked upstream as `json`: the client gets
     /// the JSON's `text` as plain text.
     pub transcript_text: bool,
+    /// The answer is to be kept by the response cache, in its OpenAI form (the stream
+    /// before the client's API is made of it), when it is at most this many bytes.
+    pub keep_answer: Option<usize>,
 }
 
 impl Conversion<'_> {
@@ -156,6 +173,10 @@ impl Conversion<'_> {
                 Wire::Bedrock => translate::bedrock::error_to_openai(status, error_type, body),
             }
         };
+        let answer = self
+            .keep_answer
+            .filter(|max| success && as_openai.len() <= *max)
+            .map(|_| as_openai.clone());
         let tally = if success && self.capture_usage {
             Tally::of_body(&as_openai, self.family)
         } else if success && self.meter_units {
@@ -172,6 +193,7 @@ impl Conversion<'_> {
                     body: text,
                     tally,
                     content_type: "text/plain; charset=utf-8",
+                    answer: None,
                 },
                 None => {
                     let mut body = Vec::with_capacity(128);
@@ -197,12 +219,14 @@ impl Conversion<'_> {
                 body,
                 tally,
                 content_type: JSON,
+                answer,
             },
             Err(e) => Converted {
                 status: 502,
                 body: self.inbound.error_body(502, openai_error(&e)),
                 tally,
                 content_type: JSON,
+                answer: None,
             },
         }
     }
@@ -227,18 +251,7 @@ impl Conversion<'_> {
                 self.include_usage,
             ))),
         };
-        let inbound: Option<Box<dyn StreamTranslator>> = match self.inbound {
-            Inbound::AnthropicMessages => Some(Box::new(
-                translate::inbound::anthropic::StreamFromChat::new(self.model.to_owned()),
-            )),
-            Inbound::Responses => Some(Box::new(
-                translate::inbound::responses::StreamFromChat::new(
-                    self.model.to_owned(),
-                    self.created,
-                ),
-            )),
-            _ => None,
-        };
+        let inbound = self.inbound.stream_from_chat(self.model, self.created);
         StreamChain {
             outbound,
             usage: self
@@ -246,6 +259,10 @@ impl Conversion<'_> {
                 .then(|| StreamUsage::new(self.strip_usage, self.family)),
             meter: self.meter_units.then(UnitMeter::default),
             inbound,
+            answer: self.keep_answer.map(|max| Answer {
+                bytes: Some(Vec::new()),
+                max,
+            }),
             mid: Vec::new(),
             mid2: Vec::new(),
         }
@@ -270,6 +287,8 @@ pub struct Converted {
     /// What a success used (when capturing).
     pub tally: Tally,
     pub content_type: &'static str,
+    /// The success in OpenAI form, for the response cache (when it keeps the answer).
+    pub answer: Option<Vec<u8>>,
 }
 
 const JSON: &str = "application/json";
@@ -292,8 +311,29 @@ pub struct StreamChain {
     /// A relayed API's units, read from what passes (nothing is changed).
     meter: Option<UnitMeter>,
     inbound: Option<Box<dyn StreamTranslator>>,
+    /// The OpenAI stream kept for the response cache.
+    answer: Option<Answer>,
     mid: Vec<u8>,
     mid2: Vec<u8>,
+}
+
+/// The OpenAI form of a stream, copied as it passes, up to `max` bytes (`bytes` is `None`
+/// once it outgrew them: such an answer is not kept).
+struct Answer {
+    bytes: Option<Vec<u8>>,
+    max: usize,
+}
+
+impl Answer {
+    fn keep(&mut self, piece: &[u8]) {
+        if let Some(bytes) = &mut self.bytes {
+            if bytes.len() + piece.len() > self.max {
+                self.bytes = None;
+            } else {
+                bytes.extend_from_slice(piece);
+            }
+        }
+    }
 }
 
 impl StreamChain {
@@ -302,6 +342,12 @@ impl StreamChain {
             && self.usage.is_none()
             && self.meter.is_none()
             && self.inbound.is_none()
+            && self.answer.is_none()
+    }
+
+    /// The stream's OpenAI form as it passed, when it was kept and fit.
+    pub fn take_answer(&mut self) -> Option<Vec<u8>> {
+        self.answer.take()?.bytes
     }
 
     /// What the stream used and how it ended so far (when capturing or metering).
@@ -329,6 +375,7 @@ impl StreamChain {
             usage,
             meter,
             inbound,
+            answer,
             mid,
             mid2,
         } = self;
@@ -346,6 +393,9 @@ impl StreamChain {
             }
             None => input,
         };
+        if let Some(answer) = answer {
+            answer.keep(openai);
+        }
         // Stage 2: usage read (and the usage chunk dropped when the client did not ask).
         let observed: &[u8] = match usage {
             Some(u) => {

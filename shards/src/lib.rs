@@ -9,6 +9,7 @@
 //! owns, and the leaf modules below the vocabulary both use. Only what the binary and the
 //! benches use is public.
 
+pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod cpus;
@@ -31,6 +32,7 @@ pub use state::{histogram, series, stats};
 /// Hot-path pieces that the criterion benches in `benches/` measure; not an API.
 #[doc(hidden)]
 pub mod bench {
+    pub use crate::cache::replay::{replay, Asked};
     pub use crate::path::fields::{extract_fields, Spliced};
     pub use crate::state::balance::{backoff, KeyStates, Rng};
     pub use crate::state::health::Health;

@@ -54,6 +54,8 @@ pub struct ShardPlan {
     pub gov: Option<Arc<crate::governance::Governance>>,
     /// The coordinator's span queue; `None` when traces are off.
     pub traces: Option<crate::trace::TraceSink>,
+    /// The node's response cache; `None` when the configuration has none.
+    pub cache: Option<Arc<crate::cache::NodeCache>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +238,7 @@ pub fn start(
         let shard_stats = stats[index].clone();
         let gov = plan.gov.clone();
         let traces = plan.traces.clone();
+        let cache = plan.cache.clone();
         let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
         let snapshot = snapshot.clone();
         let node = node.clone();
@@ -266,9 +269,8 @@ pub fn start(
                         snapshot,
                         node,
                         shard_stats,
-                        gov,
+                        crate::state::ShardLinks { gov, traces, cache },
                         ready,
-                        traces,
                     ));
                     crate::path::accept::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;
                 };

@@ -197,6 +197,8 @@ pub struct Snapshot {
     pub fallbacks: HashMap<String, Vec<String>>,
     /// How a request for a balanced alias picks its first target.
     pub balance: Balance,
+    /// Which answers the response cache keeps; `None` when the node has no cache.
+    pub cache: Option<crate::cache::policy::CachePolicy>,
 }
 
 /// Choosing among equivalent targets (an alias with several members).
@@ -226,7 +228,13 @@ impl Snapshot {
             aliases,
             fallbacks,
             balance,
+            cache: None,
         }
+    }
+
+    /// The snapshot with a response-cache policy.
+    pub fn with_cache(self, cache: Option<crate::cache::policy::CachePolicy>) -> Self {
+        Self { cache, ..self }
     }
 }
 

@@ -9,6 +9,7 @@
 //! This module knows nothing of the coordinator: the coordinator reads what it needs from
 //! here (plans, [`RequestLogs`], providers stored through the admin API), never the reverse.
 
+mod cache;
 mod catalog;
 mod observability;
 mod plan;
@@ -19,6 +20,7 @@ mod snapshot;
 use std::path::Path;
 use std::time::Duration;
 
+pub use cache::CacheConfig;
 pub use catalog::{CatalogConfig, CatalogPlan};
 pub use observability::{LogFormat, ObservabilityConfig, Traces};
 pub use plan::{host_name, ClusterPlan};

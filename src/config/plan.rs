@@ -231,6 +231,7 @@ impl Config {
             tls,
             gov: None,
             traces: None,
+            cache: None,
         })
     }
 }

@@ -45,6 +45,8 @@ pub struct Config {
     /// Fetching the providers' model catalogs.
     #[serde(default)]
     pub catalog: super::CatalogConfig,
+    /// The response cache; the node has none when absent.
+    pub cache: Option<super::CacheConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 

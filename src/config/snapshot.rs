@@ -150,9 +150,12 @@ impl Config {
             BalanceName::Random => shards::snapshot::Balance::Random,
             BalanceName::Latency => shards::snapshot::Balance::Latency,
         };
-        Ok(Snapshot::new(
-            limits, providers, table, aliases, fallbacks, balance,
-        ))
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        let cache = match &self.cache {
+            Some(c) => Some(c.policy(&table, &names)?),
+            None => None,
+        };
+        Ok(Snapshot::new(limits, providers, table, aliases, fallbacks, balance).with_cache(cache))
     }
 }
 

@@ -303,6 +303,7 @@ impl GovRuntime {
             expires_at: k.expires_at.map(|t| t.max(0) as u64),
             active: k.active,
             limits,
+            cache_ttl_secs: k.cache_ttl_secs.map(|t| t.max(0).unsigned_abs()),
         };
         Ok(Some((hash, Arc::new(policy))))
     }

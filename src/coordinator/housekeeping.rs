@@ -1,7 +1,7 @@
 //! The store's housekeeping, done by one node: the fleet's leader (docs/cluster.md), or the
 //! node alone on SQLite. Request logs older than their retention, usage batch ids old enough
-//! that no spool replays them, and, in a fleet, the counters of windows and budget periods
-//! that ended long ago.
+//! that no spool replays them, expired entries of the response cache's fleet tier, and, in a
+//! fleet, the counters of windows and budget periods that ended long ago.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,12 @@ pub async fn run(store: Store, fleet: Option<Arc<Fleet>>, log_retention: Option<
             "usage batch ids",
             store.purge_usage_batches(now - BATCH_IDS_KEPT).await,
         );
+        // Expired cache entries are never served; they only take room. Many each period is
+        // the normal case, so the count is for debugging.
+        match store.cache_purge_expired(unix_ms()).await {
+            Ok(n) => tracing::debug!(rows = n, "expired response cache entries purged"),
+            Err(e) => tracing::warn!(error = %e, "purging expired response cache entries failed"),
+        }
         if fleet.is_some() {
             // Rate windows that ended two days ago; budget periods that started 400 days ago
             // (a lifetime budget's counter is kept).
@@ -43,6 +49,13 @@ pub async fn run(store: Store, fleet: Option<Arc<Fleet>>, log_retention: Option<
             report("limit counters", purged);
         }
     }
+}
+
+/// Now in Unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn report(what: &str, purged: store::Result<u64>) {

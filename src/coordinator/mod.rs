@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod apply;
+pub mod cache_desk;
 pub mod catalog;
 mod control;
 pub mod fleet;
@@ -43,6 +44,8 @@ pub struct NodeView {
     pub io_driver: IoDriver,
     /// Keys, limits and budgets, when governance is on.
     pub gov: Option<Arc<shards::governance::Governance>>,
+    /// The response cache, when the node has one.
+    pub cache: Option<Arc<shards::cache::NodeCache>>,
 }
 
 /// Governance to run, when it is on.
@@ -57,6 +60,9 @@ pub struct GovStart {
     pub shards: usize,
     /// Rebuilds the data plane's snapshot when providers change through the admin API.
     pub providers: governance::ProviderReload,
+    /// The shards' asks of the fleet's shared cache tier, when the node has a cache and is
+    /// one of a fleet.
+    pub cache_asks: Option<crossbeam_channel::Receiver<shards::cache::fleet::FleetAsk>>,
 }
 
 /// What to start the coordinator with.
@@ -205,6 +211,10 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                 }
                 None => None,
             };
+            let cache_desk = g
+                .cache_asks
+                .zip(fleet.as_ref())
+                .map(|(asks, fleet)| (asks, store.clone(), fleet.node_id().to_owned()));
             let spool = spool::Spool::open(
                 &g.settings.spool_dir,
                 fleet.as_ref().map(|f| f.node_id().to_owned()),
@@ -237,7 +247,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                     catalog: catalog.metrics.clone(),
                 }),
                 Some(rt),
-                Some((g.events, spool)),
+                Some((g.events, spool, cache_desk)),
             )
         }
     };
@@ -263,7 +273,14 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
             // The lease desk, started from here, inherits this thread's mask.
             pin();
             runtime.block_on(async move {
-                if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
+                if let (Some(rt), Some((events, spool, cache_desk))) = (gov_runtime, events) {
+                    if let Some((asks, store, node_id)) = cache_desk {
+                        let handle = tokio::runtime::Handle::current();
+                        std::thread::Builder::new()
+                            .name("cache-desk".into())
+                            .spawn(move || cache_desk::run(&asks, &store, &node_id, &handle))
+                            .expect("spawn cache desk");
+                    }
                     let (usage_tx, usage_rx) = mpsc::channel(flusher::QUEUE);
                     let desk = rt.clone();
                     std::thread::Builder::new()

@@ -13,15 +13,20 @@
 //! Every governed request's record passes through here, so a line is the record's fields as
 //! a JSON array in a fixed order (format 2, [`Row`]): a third of the bytes of the named form
 //! (format 1, still read from spools an older version left), and as many fewer bytes to
-//! serialize, copy into the page cache and free again at each flush.
+//! serialize, copy into the page cache and free again at each flush. A cache hit's
+//! [`CacheHit`] is one more element at the end of the last group, written only for hits, so
+//! that format-2 lines from before the response cache still read (and the lines of requests
+//! the cache did not answer are as short as they were).
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
-use vocab::{NanoUsd, TokenUsage, UsageRecord};
+use vocab::{CacheHit, CacheKind, NanoUsd, TokenUsage, UsageRecord};
 
 const OPEN: &str = "open.jsonl";
 
@@ -55,8 +60,83 @@ type Row = (
     (String, String, u16),
     (u64, u64, u64),
     (NanoUsd, u64, bool, bool, u64),
-    (Option<String>, bool),
+    Tail,
 );
+
+/// A cache hit in a format-2 line: kind, saved prompt, completion and cached tokens, saved
+/// cost.
+type HitRow = (CacheKind, u64, u64, u64, NanoUsd);
+
+/// The last group of a format-2 line: `[error_code, admitted]`, and a [`HitRow`] after
+/// them when the cache answered. A line without it (every line before the response cache)
+/// has no hit.
+struct Tail {
+    error_code: Option<String>,
+    admitted: bool,
+    cache: Option<CacheHit>,
+}
+
+/// [`Tail`] of a record, borrowing it.
+struct TailOf<'a>(&'a UsageRecord);
+
+impl Serialize for TailOf<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut t = s.serialize_tuple(2 + usize::from(r.cache.is_some()))?;
+        t.serialize_element(&r.error_code)?;
+        t.serialize_element(&r.admitted)?;
+        if let Some(hit) = &r.cache {
+            let saved = &hit.saved;
+            let hit: HitRow = (
+                hit.kind,
+                saved.prompt,
+                saved.completion,
+                saved.cached,
+                hit.saved_cost,
+            );
+            t.serialize_element(&hit)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Tail {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TailVisitor;
+        impl<'de> Visitor<'de> for TailVisitor {
+            type Value = Tail;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[error_code, admitted] and, for a cache hit, the hit")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tail, A::Error> {
+                let error_code = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let admitted = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let hit: Option<HitRow> = seq.next_element::<Option<HitRow>>()?.flatten();
+                let cache = hit.map(|(kind, prompt, completion, cached, saved_cost)| CacheHit {
+                    kind,
+                    saved: TokenUsage {
+                        prompt,
+                        completion,
+                        cached,
+                    },
+                    saved_cost,
+                });
+                Ok(Tail {
+                    error_code,
+                    admitted,
+                    cache,
+                })
+            }
+        }
+        d.deserialize_seq(TailVisitor)
+    }
+}
 
 /// `r` as a format-2 line, borrowing its strings.
 fn row(r: &UsageRecord) -> impl Serialize + '_ {
@@ -66,7 +146,7 @@ fn row(r: &UsageRecord) -> impl Serialize + '_ {
         (&r.provider, &r.model, r.status),
         (r.usage.prompt, r.usage.completion, r.usage.cached),
         (r.cost, r.latency_us, r.stream, r.estimated, r.overhead_us),
-        (&r.error_code, r.admitted),
+        TailOf(r),
     )
 }
 
@@ -77,7 +157,11 @@ fn from_row(row: Row) -> UsageRecord {
         (provider, model, status),
         (prompt, completion, cached),
         (cost, latency_us, stream, estimated, overhead_us),
-        (error_code, admitted),
+        Tail {
+            error_code,
+            admitted,
+            cache,
+        },
     ) = row;
     UsageRecord {
         id,
@@ -101,6 +185,7 @@ fn from_row(row: Row) -> UsageRecord {
         overhead_us,
         error_code,
         admitted,
+        cache,
     }
 }
 
@@ -276,6 +361,7 @@ mod tests {
             overhead_us: 0,
             error_code: None,
             admitted: true,
+            cache: None,
         }
     }
 
@@ -316,6 +402,62 @@ mod tests {
             serde_json::to_value(&full).unwrap()
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cache_hits_round_trip_and_lines_from_before_the_cache_still_read() {
+        let mut hit = record(9);
+        hit.cache = Some(CacheHit {
+            kind: CacheKind::Semantic,
+            saved: vocab::TokenUsage {
+                prompt: 1_200,
+                completion: 340,
+                cached: 1_024,
+            },
+            saved_cost: vocab::NanoUsd::from_nanos(9_876_543),
+        });
+        let line = serde_json::to_string(&row(&hit)).unwrap();
+        assert!(
+            line.ends_with(r#"[null,true,["semantic",1200,340,1024,9876543]]]"#),
+            "{line}"
+        );
+        let back = parse_line(FORMAT, &line).unwrap();
+        assert_eq!(back.cache, hit.cache);
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&hit).unwrap()
+        );
+        // The named form (format 1) carries it too.
+        let named = serde_json::to_string(&hit).unwrap();
+        assert_eq!(parse_line(1, &named).unwrap().cache, hit.cache);
+
+        // A record the cache did not answer is written as before the cache: read back, as a
+        // line from an older version is, without a hit.
+        let plain = record(10);
+        let line = serde_json::to_string(&row(&plain)).unwrap();
+        assert!(line.ends_with("[null,true]]"), "{line}");
+        let old_format_2 = r#"[["r1",null,1],["k",null,null],["p","m",200],[3,4,1],[99,1,false,false,0],["rate_limited",false]]"#;
+        let old = parse_line(FORMAT, old_format_2).unwrap();
+        assert_eq!(old.cache, None);
+        assert_eq!(old.error_code.as_deref(), Some("rate_limited"));
+        assert!(!old.admitted);
+        let explicit_null = old_format_2.replace("false]]", "false,null]]");
+        assert_eq!(parse_line(FORMAT, &explicit_null).unwrap().cache, None);
+        let old_named = r#"{"ts_ms":1,"key_id":null,"team_id":null,"customer_id":null,
+            "provider":"p","model":"m","status":200,
+            "usage":{"prompt":1,"completion":2,"cached":0},"cost":3,"latency_us":4,
+            "stream":false,"estimated":false}"#;
+        assert_eq!(parse_line(1, old_named).unwrap().cache, None);
+
+        // Damage is still refused, not misread.
+        for bad in [
+            old_format_2.replace(",false]]", "]]"),
+            old_format_2.replace("false]]", "false,null,1]]"),
+            old_format_2.replace("false]]", r#"false,["exact",1]]]"#),
+            old_format_2.replace("false]]", r#"false,["fuzzy",1,2,3,4]]]"#),
+        ] {
+            assert!(parse_line(FORMAT, &bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

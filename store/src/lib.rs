@@ -6,9 +6,10 @@
 //!
 //! It holds the governance model (customers, teams, virtual keys,
 //! providers with encrypted secrets), additive usage counters per budget
-//! period, request logs, cluster-wide limit leases and config-change
-//! notifications. All methods are async (tokio); SQLite work runs on the
-//! blocking pool behind a mutex.
+//! period, request logs, cluster-wide limit leases, config-change
+//! notifications and the fleet tier of the response cache ([`CachedResponse`]).
+//! All methods are async (tokio); SQLite work runs on the blocking pool
+//! behind a mutex.
 //!
 //! ```no_run
 //! # async fn demo() -> store::Result<()> {
@@ -19,6 +20,7 @@
 //! # let _ = keys; Ok(()) }
 //! ```
 
+mod cache;
 pub mod cluster;
 mod db;
 mod error;
@@ -37,8 +39,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use cache::CachedResponse;
 pub use error::{Error, Result};
-pub use logs::{InvalidCursor, InvalidStatus, LogCursor, LogPage, LogQuery, StatusFilter};
+pub use logs::{
+    CacheFilter, InvalidCacheFilter, InvalidCursor, InvalidStatus, LogCursor, LogPage, LogQuery,
+    StatusFilter,
+};
 pub use model::{
     Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, LeaseCounter,
     Limits, Provider, ProviderInput, RequestLog, Team, TeamInput, Usage, UsageDelta, VirtualKey,

@@ -9,13 +9,13 @@
 //! strictly after it in that order. Paging never skips nor repeats a row, however many rows
 //! share one `ts_ms`, and rows written meanwhile cannot shift it (newer rows come before the
 //! cursor, not after it). Filters go to the SQL as fixed clauses with their values bound as
-//! parameters; migration 0005 adds the indexes they use.
+//! parameters; migrations 0005 to 0007 add the indexes they use.
 
 use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use vocab::NanoUsd;
+use vocab::{CacheKind, NanoUsd};
 
 use crate::db::{to_i64, Row, Stmt, Value};
 use crate::error::{Error, Result};
@@ -24,9 +24,9 @@ use crate::Store;
 
 const COLS: &str = "id, ts_ms, key_id, team_id, customer_id, provider, model, status, \
     prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code, \
-    usage_estimated, client_request_id";
-const NCOLS: usize = 17;
-/// Rows per INSERT statement (17 parameters each; well under both
+    usage_estimated, client_request_id, cache, saved_tokens, saved_cost_nanos";
+const NCOLS: usize = 20;
+/// Rows per INSERT statement (20 parameters each; well under both
 /// backends' parameter limits).
 pub const ROWS_PER_STATEMENT: usize = 64;
 
@@ -49,6 +49,9 @@ fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
         log.error_code.as_deref().into(),
         log.usage_estimated.into(),
         log.client_request_id.as_deref().into(),
+        log.cache.map(CacheKind::as_str).into(),
+        crate::db::opt_u64(log.saved_tokens, "saved_tokens")?,
+        crate::db::opt_u64(log.saved_cost_nanos.map(NanoUsd::nanos), "saved_cost_nanos")?,
     ]);
     Ok(())
 }
@@ -73,20 +76,17 @@ fn from_row(r: &Row) -> Result<RequestLog> {
         error_code: r.opt_text(14)?,
         usage_estimated: r.bool(15)?,
         client_request_id: r.opt_text(16)?,
+        cache: r
+            .opt_text(17)?
+            .map(|c| CacheKind::parse(&c).ok_or_else(|| Error::Corrupt(format!("cache {c:?}"))))
+            .transpose()?,
+        saved_tokens: r.opt_u64(18)?,
+        saved_cost_nanos: r.opt_u64(19)?.map(NanoUsd::from_nanos),
     })
 }
 
 fn insert_sql(rows: usize) -> String {
-    let groups = (0..rows)
-        .map(|r| {
-            let ph = (1..=NCOLS)
-                .map(|c| format!("${}", r * NCOLS + c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({ph})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let groups = crate::db::placeholder_groups(rows, NCOLS);
     format!("INSERT INTO request_logs ({COLS}) VALUES {groups}")
 }
 
@@ -137,6 +137,8 @@ pub struct LogQuery {
     /// Either the gateway's request id (`id`) or the client's `x-request-id`
     /// (`client_request_id`).
     pub request_id: Option<String>,
+    /// Whether, or which, cache answered.
+    pub cache: Option<CacheFilter>,
     /// Rows at or after this instant (Unix milliseconds, inclusive).
     pub since_ms: Option<i64>,
     /// Rows before this instant (Unix milliseconds, exclusive).
@@ -159,6 +161,7 @@ impl Default for LogQuery {
             status: None,
             error_code: None,
             request_id: None,
+            cache: None,
             since_ms: None,
             until_ms: None,
             limit: DEFAULT_PAGE,
@@ -225,6 +228,49 @@ impl fmt::Display for StatusFilter {
         match self {
             StatusFilter::Code(c) => write!(f, "{c}"),
             StatusFilter::Class(d) => write!(f, "{d}xx"),
+        }
+    }
+}
+
+/// A filter on which cache answered; parsed from `exact`, `semantic` or `any`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFilter {
+    /// Requests this cache answered.
+    Kind(CacheKind),
+    /// Requests any cache answered.
+    Any,
+}
+
+/// A cache filter that is none of `exact`, `semantic`, `any`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidCacheFilter;
+
+impl fmt::Display for InvalidCacheFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected exact, semantic or any")
+    }
+}
+
+impl std::error::Error for InvalidCacheFilter {}
+
+impl FromStr for CacheFilter {
+    type Err = InvalidCacheFilter;
+
+    fn from_str(s: &str) -> Result<Self, InvalidCacheFilter> {
+        match s {
+            "any" => Ok(CacheFilter::Any),
+            _ => CacheKind::parse(s)
+                .map(CacheFilter::Kind)
+                .ok_or(InvalidCacheFilter),
+        }
+    }
+}
+
+impl fmt::Display for CacheFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheFilter::Kind(kind) => f.write_str(kind.as_str()),
+            CacheFilter::Any => f.write_str("any"),
         }
     }
 }
@@ -329,6 +375,13 @@ fn select_sql(q: &LogQuery) -> (String, Vec<Value>) {
             bind(low.into()),
             bind(high.into())
         ));
+    }
+    match q.cache {
+        Some(CacheFilter::Kind(kind)) => {
+            conds.push(format!("cache = {}", bind(kind.as_str().into())));
+        }
+        Some(CacheFilter::Any) => conds.push("cache IS NOT NULL".to_owned()),
+        None => {}
     }
     if let Some(rid) = &q.request_id {
         let p = bind(rid.into());
@@ -525,10 +578,46 @@ mod tests {
     }
 
     #[test]
+    fn cache_filters_parse_and_bind() {
+        assert_eq!("exact".parse(), Ok(CacheFilter::Kind(CacheKind::Exact)));
+        assert_eq!(
+            "semantic".parse(),
+            Ok(CacheFilter::Kind(CacheKind::Semantic))
+        );
+        assert_eq!("any".parse(), Ok(CacheFilter::Any));
+        for bad in ["", "Exact", "none", "all", " any"] {
+            assert_eq!(
+                bad.parse::<CacheFilter>(),
+                Err(InvalidCacheFilter),
+                "{bad:?}"
+            );
+        }
+        for f in [
+            CacheFilter::Any,
+            CacheFilter::Kind(CacheKind::Exact),
+            CacheFilter::Kind(CacheKind::Semantic),
+        ] {
+            assert_eq!(f.to_string().parse(), Ok(f));
+        }
+        let (sql, params) = select_sql(&LogQuery {
+            cache: Some(CacheFilter::Kind(CacheKind::Semantic)),
+            ..LogQuery::default()
+        });
+        assert!(sql.contains(" WHERE cache = $1 ORDER BY"), "{sql}");
+        assert_eq!(params[0], Value::Text("semantic".into()));
+        let (sql, params) = select_sql(&LogQuery {
+            cache: Some(CacheFilter::Any),
+            ..LogQuery::default()
+        });
+        assert!(sql.contains(" WHERE cache IS NOT NULL ORDER BY"), "{sql}");
+        assert_eq!(params, vec![Value::I64(101)]);
+    }
+
+    #[test]
     fn insert_sql_numbers_placeholders() {
         let sql = insert_sql(2);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$17), ($18,"));
-        assert!(sql.ends_with("$34)"));
+        assert!(sql.contains("$20), ($21,"));
+        assert!(sql.ends_with("$40)"));
     }
 }

@@ -51,6 +51,7 @@ migrations! {
     4 "0004" "usage_batches",
     5 "0005" "request_log_queries",
     6 "0006" "partial_log_indexes",
+    7 "0007" "response_cache",
 }
 
 #[cfg(test)]

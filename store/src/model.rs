@@ -2,7 +2,7 @@
 //! usage, request logs and config-change events.
 
 use serde::{Deserialize, Serialize};
-use vocab::{BudgetPeriod, EntityRef, NanoUsd, UsageRecord};
+use vocab::{BudgetPeriod, CacheKind, EntityRef, NanoUsd, UsageRecord};
 
 /// A spending cap per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +117,10 @@ pub struct VirtualKey {
     pub expires_at: Option<i64>,
     /// Disabled keys are rejected.
     pub active: bool,
+    /// How long the response cache keeps this key's answers, seconds: `Some(0)` never
+    /// caches them (even where the configuration would), `None` follows the configuration.
+    #[serde(default)]
+    pub cache_ttl_secs: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds of the last update.
@@ -152,6 +156,10 @@ pub struct KeyInput {
     pub expires_at: Option<i64>,
     /// Disabled keys are rejected.
     pub active: bool,
+    /// How long the response cache keeps this key's answers, seconds: `Some(0)` never
+    /// caches them (even where the configuration would), `None` follows the configuration.
+    #[serde(default)]
+    pub cache_ttl_secs: Option<i64>,
 }
 
 impl Default for KeyInput {
@@ -165,6 +173,7 @@ impl Default for KeyInput {
             limits: Limits::default(),
             expires_at: None,
             active: true,
+            cache_ttl_secs: None,
         }
     }
 }
@@ -349,6 +358,16 @@ pub struct RequestLog {
     pub error_code: Option<String>,
     /// The token counts were counted by the gateway, not reported by the provider.
     pub usage_estimated: bool,
+    /// Which cache answered the request, if one did (then the tokens and cost above are 0:
+    /// no provider was paid).
+    #[serde(default)]
+    pub cache: Option<CacheKind>,
+    /// A cache hit's saved tokens: prompt + completion of the answer when it was first made.
+    #[serde(default)]
+    pub saved_tokens: Option<u64>,
+    /// A cache hit's saved cost: what the answer cost when it was first made.
+    #[serde(default)]
+    pub saved_cost_nanos: Option<NanoUsd>,
 }
 
 impl RequestLog {
@@ -373,6 +392,11 @@ impl RequestLog {
             stream: record.stream,
             error_code: record.error_code.clone(),
             usage_estimated: record.estimated,
+            cache: record.cache.map(|hit| hit.kind),
+            saved_tokens: record
+                .cache
+                .map(|hit| hit.saved.prompt.saturating_add(hit.saved.completion)),
+            saved_cost_nanos: record.cache.map(|hit| hit.saved_cost),
         }
     }
 }

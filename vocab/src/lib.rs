@@ -21,4 +21,4 @@ pub mod usage;
 pub use entity::{EntityKind, EntityRef};
 pub use limit::{BudgetPeriod, LimitKind, Window};
 pub use money::NanoUsd;
-pub use usage::{TokenUsage, UsageRecord};
+pub use usage::{CacheHit, CacheKind, TokenUsage, UsageRecord};

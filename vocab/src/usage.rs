@@ -17,6 +17,47 @@ pub struct TokenUsage {
     pub cached: u64,
 }
 
+/// How the cache answered a request (absent: it did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// The same request (after normalisation) was answered before.
+    Exact,
+    /// A request close enough in meaning was answered before.
+    Semantic,
+}
+
+impl CacheKind {
+    /// The text form (`exact`, `semantic`), as serialized and as the request log stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheKind::Exact => "exact",
+            CacheKind::Semantic => "semantic",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "exact" => Some(CacheKind::Exact),
+            "semantic" => Some(CacheKind::Semantic),
+            _ => None,
+        }
+    }
+}
+
+/// A request the cache answered: which cache, and what the provider would have been paid —
+/// the tokens and cost of the answer when it was first made. The request itself used (and
+/// is charged) nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheHit {
+    pub kind: CacheKind,
+    /// Tokens not sent to a provider.
+    pub saved: TokenUsage,
+    /// Cost not paid.
+    pub saved_cost: NanoUsd,
+}
+
 /// One governed request, as the coordinator persists it.
 /// Serialized in a node's usage spool (until written to the store); fields added later have
 /// defaults, so that a spool written by an older version still reads.
@@ -56,6 +97,9 @@ pub struct UsageRecord {
     /// model, spent limit), which is only logged.
     #[serde(default = "admitted_by_default")]
     pub admitted: bool,
+    /// Set when the response cache answered the request (then `usage` and `cost` are zero).
+    #[serde(default)]
+    pub cache: Option<CacheHit>,
 }
 
 fn admitted_by_default() -> bool {
@@ -100,11 +144,21 @@ mod tests {
             overhead_us: 0,
             error_code: None,
             admitted: true,
+            cache: None,
         };
         let owners: Vec<_> = record.owners().collect();
         assert_eq!(
             owners,
             [(EntityKind::Key, "k"), (EntityKind::Customer, "c")]
         );
+    }
+
+    #[test]
+    fn cache_kinds_text_round_trips() {
+        for kind in [CacheKind::Exact, CacheKind::Semantic] {
+            assert_eq!(CacheKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(CacheKind::parse("any"), None);
+        assert_eq!(CacheKind::parse("Exact"), None);
     }
 }

@@ -54,6 +54,7 @@ fn key(providers: &[&str], models: &[&str]) -> KeyPolicy {
         expires_at: None,
         active: true,
         limits: Vec::new(),
+        cache_ttl_secs: None,
     }
 }
 

@@ -131,14 +131,25 @@ impl TokenEstimate<'_> {
     };
 }
 
+/// What an admission takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// A request of every request limit, its token estimate, a budget slot.
+    Everything,
+    /// Only a request of every request limit (an answer from the response cache, which
+    /// uses no tokens and costs nothing).
+    RequestsOnly,
+}
+
 /// Admits a request for `key` at time `now` (unix seconds), holding `tokens` of every token
-/// limit.
+/// limit (unless `charge` is requests only).
 pub async fn admit(
     gov: &Governance,
     shard: usize,
     key: &KeyPolicy,
     tokens: TokenEstimate<'_>,
     now: u64,
+    charge: Charge,
 ) -> Result<Admission, GatewayError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     let mut admission = Admission {
@@ -147,6 +158,9 @@ pub async fn admit(
         settled: false,
     };
     for limit in &key.limits {
+        if charge == Charge::RequestsOnly && !matches!(limit.kind, LimitKind::Requests(_)) {
+            continue;
+        }
         let epoch = limit.kind.epoch(now);
         let mut units = match limit.kind {
             LimitKind::Requests(_) | LimitKind::Budget(_) => 1,

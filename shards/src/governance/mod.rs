@@ -75,6 +75,9 @@ pub struct KeyPolicy {
     pub active: bool,
     /// The key's own limits, then its team's, then its customer's.
     pub limits: Vec<Arc<Limit>>,
+    /// How long the response cache keeps this key's answers, seconds: `Some(0)` never caches
+    /// them (even where the configuration would), `None` follows the configuration.
+    pub cache_ttl_secs: Option<u64>,
 }
 
 /// What the coordinator publishes for the shards.

@@ -90,6 +90,7 @@ mod tests {
             expires_at: Some(100),
             active: true,
             limits: Vec::new(),
+            cache_ttl_secs: None,
         }
     }
 

@@ -17,7 +17,7 @@
 use vocab::LimitKind;
 
 use crate::error::GatewayError;
-use crate::governance::admit::{self, TokenEstimate};
+use crate::governance::admit::{self, Charge, TokenEstimate};
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
@@ -51,7 +51,34 @@ pub async fn admit(
     };
     // The key is borrowed, not cloned: an `Arc` clone would write a cache line every shard
     // serving this key shares.
-    let admission = admit::admit(gov, scope.shard.index, key, estimate, req.caller.now_unix)
+    let shard = scope.shard.index;
+    let now = req.caller.now_unix;
+    let admission = admit::admit(gov, shard, key, estimate, now, Charge::Everything)
+        .await
+        .map_err(|refused| unverifiable(scope, refused))?;
+    req.admission = Some(admission);
+    Ok(())
+}
+
+/// An answer from the response cache takes a request of each of the key's request limits
+/// when the configuration counts hits (`cache.hits_count_requests`), and nothing else: it
+/// uses no tokens and costs nothing, so a spent token limit or budget does not refuse it.
+pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(), Stop> {
+    let counts = scope
+        .snapshot
+        .cache
+        .as_ref()
+        .is_some_and(|p| p.hits_count_requests);
+    let (Some(gov), Some(key), true) =
+        (scope.shard.gov.as_deref(), req.caller.key.as_ref(), counts)
+    else {
+        return Ok(());
+    };
+    req.times.enter(Phase::Admit);
+    let shard = scope.shard.index;
+    let now = req.caller.now_unix;
+    let estimate = TokenEstimate::NONE;
+    let admission = admit::admit(gov, shard, key, estimate, now, Charge::RequestsOnly)
         .await
         .map_err(|refused| unverifiable(scope, refused))?;
     req.admission = Some(admission);

@@ -8,8 +8,11 @@
 use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use vocab::CacheKind;
+
+use crate::cache::{Entry, Form};
 use crate::dialect::Inbound;
 use crate::governance::admit::Admission;
 use crate::governance::usage::Tally;
@@ -160,6 +163,9 @@ pub struct Served {
     /// Index in [`RequestCtx::targets`] of the target that answered.
     pub target: Option<usize>,
     pub tally: Tally,
+    /// The answer as the cache keeps it (chat or embeddings JSON, or the chat stream),
+    /// captured whole when the request's answer is to be kept.
+    pub answer: Option<Vec<u8>>,
 }
 
 /// Everything one request has gathered, phase by phase (see [`crate::path`]).
@@ -185,8 +191,23 @@ pub struct RequestCtx<'s> {
     pub admission: Option<Admission>,
     /// attempt/relay: the answer sent, when one was.
     pub served: Option<Served>,
+    /// cache: the request's cache key and what became of it.
+    pub cache: CacheCtx,
     /// admit or settle: the prompt's tokens, once counted.
     prompt_tokens: Cell<Option<u64>>,
+}
+
+/// The cache phase's part of a request.
+#[derive(Default)]
+pub struct CacheCtx {
+    /// The key a fresh answer is kept under, and its form (`None`: not kept).
+    pub key: Option<([u8; 32], Form)>,
+    /// How long a fresh answer is kept.
+    pub ttl: Duration,
+    /// The answer served from the cache, and how it was found.
+    pub hit: Option<(Arc<Entry>, CacheKind)>,
+    /// What the hit would have cost (priced when governance has prices).
+    pub saved_cost: vocab::NanoUsd,
 }
 
 impl<'s> RequestCtx<'s> {
@@ -210,6 +231,7 @@ impl<'s> RequestCtx<'s> {
             deadline: start,
             admission: None,
             served: None,
+            cache: CacheCtx::default(),
             prompt_tokens: Cell::new(None),
         }
     }

@@ -46,6 +46,7 @@ pub async fn answer_locally(
         status: 200,
         target: Some(0),
         tally: Tally::default(),
+        answer: None,
     }))
 }
 

@@ -23,6 +23,10 @@
 //! 6. **resolve** ([`resolve`]) — the model names a provider and upstream model (404 when
 //!    unknown, 403 when the key may not use it); balanced peers and fallbacks follow it; the
 //!    deadline is set. Adds: `targets`, `deadline`.
+//!    **cache** ([`cache`]) — when the node has a response cache: whether this request's
+//!    answer is cached, its key, and a lookup (the node's memory, then the fleet's shared
+//!    tier); a hit is answered here, after taking only a request of the key's request
+//!    limits, and the phases below are skipped (settle and observe still run). Adds: `cache`.
 //! 7. **admit** ([`admit`]) — the key's, team's and customer's request and token limits and
 //!    budgets, taken from this shard's leases (429/402 when spent). Adds: `admission`.
 //!    A token count for a provider without that endpoint is answered here, counted
@@ -35,7 +39,8 @@
 //! 9. **relay** ([`relay`]) — the response copied to the client as it arrives, one write per
 //!    upstream read, converted piece by piece when the APIs differ; a broken stream ends with
 //!    an error event; a fully read upstream connection goes back to the pool. Adds: `served`
-//!    (status, usage).
+//!    (status, usage, and the whole answer when the cache keeps it; kept by
+//!    [`cache::keep`] once it ended well).
 //! 10. **settle** ([`settle`]) — when governed: the real usage and cost charged to the
 //!     admission, and the request's usage record made (also for a refused request, which
 //!     is only logged).
@@ -58,6 +63,7 @@ mod admit;
 mod attempt;
 mod authenticate;
 pub(crate) mod busy;
+mod cache;
 pub(crate) mod conn;
 pub(crate) mod context;
 mod count_tokens;
@@ -138,7 +144,8 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
             req.endpoint = endpoint;
             trace::begin(scope.shard, conn);
             let stop = match proxy(scope, conn, req).await {
-                Ok(served) => {
+                Ok(mut served) => {
+                    cache::keep(scope, conn, req, &mut served);
                     req.served = Some(served);
                     None
                 }
@@ -162,6 +169,10 @@ async fn proxy<'s>(
     authenticate::authenticate(scope, conn, req)?;
     extract::extract(conn, req)?;
     resolve::resolve(scope, req)?;
+    if let Some(replayed) = cache::look_up(scope, conn, req).await? {
+        admit::admit_hit(scope, req).await?;
+        return cache::serve(scope, conn, req, replayed).await;
+    }
     admit::admit(scope, conn, req).await?;
     if let Some(served) = count_tokens::answer_locally(scope, conn, req).await? {
         return Ok(served);

@@ -68,7 +68,9 @@ pub fn observe(
         .and_then(|i| req.targets.get(i))
         .or(req.targets.first());
     let provider = target.map(|t| &scope.snapshot.providers[t.provider]);
-    if let (Some(t), Some(p)) = (target, provider) {
+    // A cached answer says nothing of its provider's latency.
+    let from_provider = req.cache.hit.is_none();
+    if let (Some(t), Some(p), true) = (target, provider, from_provider) {
         let series = shard
             .series
             .series(&shard.stats.series, p.slot, &p.name, t.model);
@@ -101,6 +103,7 @@ pub fn observe(
         status = outcome.status,
         error_code = outcome.error_code.unwrap_or(""),
         stream = req.ask.stream,
+        cache = tracker.cache.map_or("", |c| c.as_str()),
         duration_us = duration.as_micros() as u64,
         upstream_us = tracker.upstream_wait.as_micros() as u64,
         overhead_us = overhead.as_micros() as u64,

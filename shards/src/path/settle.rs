@@ -13,7 +13,11 @@
 //! its units at the model's unit prices: the seconds or images the response reports, the
 //! characters of a speech request. It is never charged a prompt the gateway counted.
 
-use vocab::{NanoUsd, TokenUsage, UsageRecord};
+use vocab::{CacheHit, NanoUsd, TokenUsage, UsageRecord};
+
+use crate::governance::admit::Admission;
+use crate::governance::prices::Prices;
+use crate::governance::Governance;
 
 use crate::clock;
 use crate::path::conn::ClientConn;
@@ -30,9 +34,72 @@ pub fn settle(
     req: &mut RequestCtx<'_>,
     stop: Option<&Stop>,
 ) -> Option<UsageRecord> {
-    let (Some(gov), Some(gov_snapshot)) = (scope.shard.gov.as_deref(), &req.caller.snapshot) else {
-        return None;
+    let gov = scope.shard.gov.as_deref()?;
+    let admission = req.admission.take();
+    let req = &*req;
+    let prices = &req.caller.snapshot.as_ref()?.prices;
+    let bill = match &req.cache.hit {
+        Some((entry, kind)) => {
+            // A hit costs nothing; a request-only admission stays counted as it drops.
+            let admitted = admission.is_some();
+            Bill {
+                provider: entry.provider.to_string(),
+                model: entry.model.to_string(),
+                usage: TokenUsage::default(),
+                cost: NanoUsd::ZERO,
+                estimated: false,
+                admitted,
+                cache: Some(CacheHit {
+                    kind: *kind,
+                    saved: entry.usage,
+                    saved_cost: req.cache.saved_cost,
+                }),
+            }
+        }
+        None => charge(scope, conn, req, stop, (gov, prices, admission)),
     };
+    let key = req.caller.key.as_deref();
+    Some(UsageRecord {
+        id: String::new(),
+        client_request_id: None,
+        ts_ms: clock::unix_now() * 1000,
+        key_id: key.map(|k| k.id.clone()),
+        team_id: key.and_then(|k| k.team_id.clone()),
+        customer_id: key.and_then(|k| k.customer_id.clone()),
+        provider: bill.provider,
+        model: bill.model,
+        status: 0,
+        usage: bill.usage,
+        cost: bill.cost,
+        latency_us: 0,
+        stream: req.ask.stream,
+        estimated: bill.estimated,
+        overhead_us: 0,
+        error_code: None,
+        admitted: bill.admitted,
+        cache: bill.cache,
+    })
+}
+
+/// What a request is charged and logged with.
+struct Bill {
+    provider: String,
+    model: String,
+    usage: TokenUsage,
+    cost: NanoUsd,
+    estimated: bool,
+    admitted: bool,
+    cache: Option<CacheHit>,
+}
+
+/// Charges a request that went to a provider (or was refused before): see the module docs.
+fn charge(
+    scope: Scope<'_>,
+    conn: &ClientConn,
+    req: &RequestCtx<'_>,
+    stop: Option<&Stop>,
+    (gov, prices, admission): (&Governance, &Prices, Option<Admission>),
+) -> Bill {
     let admitted = req.times.started(Phase::Attempt).is_some();
     if admitted {
         req.times.enter(Phase::Settle);
@@ -63,7 +130,6 @@ pub fn settle(
         }
         None => (None, false),
     };
-    let prices = &gov_snapshot.prices;
     let token_cost = usage.map_or(NanoUsd::ZERO, |u| {
         prices
             .lookup(provider, model)
@@ -85,31 +151,20 @@ pub fn settle(
     // it), or the provider worked for a client that left. Otherwise dropping the admission
     // gives back what it held.
     let charged = worked || matches!(stop, None | Some(Stop::Kept { .. }));
-    if let (Some(admission), true) = (req.admission.take(), charged) {
+    if let (Some(admission), true) = (admission, charged) {
         // A failure response used no tokens: what was held for them comes back.
         admission.settle(usage.unwrap_or_default(), cost, gov);
     }
     if estimated {
         scope.shard.stats.usage_estimated.incr();
     }
-    let key = req.caller.key.as_deref();
-    Some(UsageRecord {
-        id: String::new(),
-        client_request_id: None,
-        ts_ms: clock::unix_now() * 1000,
-        key_id: key.map(|k| k.id.clone()),
-        team_id: key.and_then(|k| k.team_id.clone()),
-        customer_id: key.and_then(|k| k.customer_id.clone()),
+    Bill {
         provider: provider.to_owned(),
         model: model.to_owned(),
-        status: 0,
         usage: usage.unwrap_or_default(),
         cost,
-        latency_us: 0,
-        stream: req.ask.stream,
         estimated,
-        overhead_us: 0,
-        error_code: None,
         admitted,
-    })
+        cache: None,
+    }
 }

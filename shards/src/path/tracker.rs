@@ -16,6 +16,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use crate::cache::CacheStatus;
 use crate::http::response::decimal;
 use crate::path::trace::Tracing;
 
@@ -123,6 +124,9 @@ pub struct Tracker {
     pub first_write: Option<Instant>,
     /// The request's trace context, when traces are on.
     pub trace: Tracing,
+    /// What the response cache did, said in `x-ringgate-cache` (`None`: the node has no
+    /// cache, or the API is not one it keeps).
+    pub cache: Option<CacheStatus>,
 }
 
 impl Tracker {
@@ -136,6 +140,7 @@ impl Tracker {
             busy_at_read: None,
             first_write: None,
             trace: Tracing::Off,
+            cache: None,
         }
     }
 
@@ -166,20 +171,34 @@ impl Tracker {
             lines.push_decimal(self.overhead(Instant::now()).as_micros() as u64);
             lines.push(b"\r\n");
         }
+        if let Some(status) = self.cache {
+            lines.push(b"x-ringgate-cache: ");
+            lines.push(status.as_str().as_bytes());
+            lines.push(b"\r\n");
+            if let CacheStatus::SemanticHit { similarity } = status {
+                let mut text = [0u8; 16];
+                let mut cursor = std::io::Cursor::new(&mut text[..]);
+                let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{similarity:.4}"));
+                let len = cursor.position() as usize;
+                lines.push(b"x-ringgate-cache-similarity: ");
+                lines.push(&text[..len]);
+                lines.push(b"\r\n");
+            }
+        }
         lines
     }
 }
 
-/// Header lines rendered on the stack.
+/// Header lines rendered on the stack (room for the longest client id and every line).
 pub struct HeadLines {
-    buf: [u8; 256],
+    buf: [u8; 384],
     len: usize,
 }
 
 impl Default for HeadLines {
     fn default() -> Self {
         Self {
-            buf: [0; 256],
+            buf: [0; 384],
             len: 0,
         }
     }

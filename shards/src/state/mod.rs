@@ -66,6 +66,18 @@ pub struct Shard {
     pub series: series::SeriesIndex,
     /// Where sampled spans go; `None` when traces are off.
     pub traces: Option<TraceSink>,
+    /// The node's response cache; `None` when the configuration has none.
+    pub cache: Option<Arc<crate::cache::NodeCache>>,
+}
+
+/// What a shard shares with the rest of the node besides its configuration.
+pub struct ShardLinks {
+    /// Virtual keys, limits and budgets; `None` when governance is off.
+    pub gov: Option<Arc<Governance>>,
+    /// Where sampled spans go; `None` when traces are off.
+    pub traces: Option<TraceSink>,
+    /// The node's response cache.
+    pub cache: Option<Arc<crate::cache::NodeCache>>,
 }
 
 /// `/ready` while the node takes traffic: with its store, or serving without it.
@@ -81,10 +93,10 @@ impl Shard {
         snapshot: Arc<Snapshot>,
         node: Arc<NodeState>,
         stats: Arc<ShardStats>,
-        gov: Option<Arc<Governance>>,
+        links: ShardLinks,
         ready_bodies: ReadyBodies,
-        traces: Option<TraceSink>,
     ) -> Self {
+        let ShardLinks { gov, traces, cache } = links;
         let pool = Pool::new(MAX_PROVIDERS, stats.clone());
         let providers = (0..MAX_PROVIDERS)
             .map(|_| ProviderRuntime::default())
@@ -108,6 +120,7 @@ impl Shard {
             ids: RequestIds::new(index),
             series: series::SeriesIndex::default(),
             traces,
+            cache,
         }
     }
 

@@ -107,11 +107,35 @@ pub struct ShardStats {
     pub usage_estimated: Counter,
     /// Sampled spans the coordinator's trace queue had no room for.
     pub traces_dropped: Counter,
+    /// What the response cache did.
+    pub cache: CacheCounters,
     /// Requests refused by governance, by reason ([`REFUSALS`]).
     pub refusals: [Counter; REFUSALS.len()],
     pub providers: Vec<ProviderStats>,
     /// Latency histograms per provider and model.
     pub series: SeriesTable,
+}
+
+/// One shard's response-cache counters (the node sums them).
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    pub hits_exact: Counter,
+    pub hits_semantic: Counter,
+    pub misses: Counter,
+    /// Requests the cache played no part in (not turned on, opted out, not cacheable).
+    pub bypassed: Counter,
+    /// Fresh answers kept.
+    pub stored: Counter,
+    /// Misses of this node's memory that the fleet's shared tier answered.
+    pub fleet_hits: Counter,
+    /// Shared-tier lookups unanswered in time (counted as misses).
+    pub fleet_unanswered: Counter,
+    /// Answers the shared tier's queue had no room for.
+    pub fleet_dropped: Counter,
+    /// Tokens and money hits saved (what their answers cost when they were made).
+    pub saved_prompt_tokens: Counter,
+    pub saved_completion_tokens: Counter,
+    pub saved_cost_nanos: Counter,
 }
 
 /// Why governance refuses a request: the error codes of its refusals, which are the `reason`

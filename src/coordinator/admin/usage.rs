@@ -79,7 +79,7 @@ pub(super) async fn reset_budget(store: &Store, entity: EntityRef) -> Result<Rep
 
 /// The query parameters of `GET /admin/request-logs`.
 const LOG_PARAMS: &str = "key_id, team_id, customer_id, provider, model, status, error_code, \
-    request_id, since, until, limit, cursor";
+    cache, request_id, since, until, limit, cursor";
 
 /// `GET /admin/request-logs`: one page of the request logs the query parameters select,
 /// newest first, with `next_cursor` when more follow. Names and values are
@@ -121,6 +121,12 @@ pub(super) async fn request_logs(store: &Store, query: Option<&str>) -> Result<R
                 q.status = Some(
                     v.parse()
                         .map_err(|e| bad_param(&name, format!("status: {e}, got {v:?}")))?,
+                );
+            }
+            "cache" => {
+                q.cache = Some(
+                    v.parse()
+                        .map_err(|e| bad_param(&name, format!("cache: {e}, got {v:?}")))?,
                 );
             }
             "since" => q.since_ms = Some(parse_instant(&name, &v)?),

@@ -17,6 +17,8 @@ use super::ApiError;
 const MAX_NAME_CHARS: usize = 200;
 /// Longest accepted provider name.
 const MAX_PROVIDER_NAME_CHARS: usize = 64;
+/// Longest accepted cache TTL of a key: a year, in seconds.
+const MAX_CACHE_TTL_SECS: i64 = 31_536_000;
 
 /// Parses a JSON body strictly; errors name the offending field (`limits.rpm: …`).
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -193,6 +195,8 @@ pub(super) struct KeyBody {
     expires_at: Option<i64>,
     #[serde(default = "yes")]
     active: bool,
+    #[serde(default)]
+    cache_ttl_secs: Option<i64>,
 }
 
 impl KeyBody {
@@ -200,6 +204,17 @@ impl KeyBody {
         check_name("name", &self.name, MAX_NAME_CHARS)?;
         check_list("allowed_providers", &self.allowed_providers)?;
         check_list("allowed_models", &self.allowed_models)?;
+        if let Some(ttl) = self.cache_ttl_secs {
+            if !(0..=MAX_CACHE_TTL_SECS).contains(&ttl) {
+                return Err(invalid_value(
+                    "cache_ttl_secs",
+                    format!(
+                        "cache_ttl_secs must be 0 (never cache) to {MAX_CACHE_TTL_SECS} seconds, \
+                         or null to follow the configuration, got {ttl}"
+                    ),
+                ));
+            }
+        }
         Ok(KeyInput {
             name: self.name,
             team_id: self.team_id,
@@ -209,6 +224,7 @@ impl KeyBody {
             limits: self.limits.into(),
             expires_at: self.expires_at,
             active: self.active,
+            cache_ttl_secs: self.cache_ttl_secs,
         })
     }
 }
@@ -354,6 +370,7 @@ pub(super) struct KeyView<'a> {
     limits: Limits,
     expires_at: Option<i64>,
     active: bool,
+    cache_ttl_secs: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -371,6 +388,7 @@ impl<'a> From<&'a VirtualKey> for KeyView<'a> {
             limits: k.limits,
             expires_at: k.expires_at,
             active: k.active,
+            cache_ttl_secs: k.cache_ttl_secs,
             created_at: k.created_at,
             updated_at: k.updated_at,
         }

@@ -6,6 +6,7 @@
 //! catalog fetches by the catalog task ([`super::catalog`]).
 //! docs/observability.md lists every family.
 
+mod cache;
 pub mod latency;
 pub mod usage;
 
@@ -101,6 +102,7 @@ pub fn render(
         traces.render(&mut out, view);
     }
     catalog.render(&mut out);
+    cache::render(&mut out, view);
     family(
         &mut out,
         "ringgate_ready",

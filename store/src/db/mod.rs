@@ -20,6 +20,8 @@ pub(crate) enum Value {
     I64(i64),
     Text(String),
     Bool(bool),
+    /// SQLite `BLOB`, PostgreSQL `BYTEA`.
+    Bytes(Vec<u8>),
 }
 
 impl From<i64> for Value {
@@ -49,6 +51,18 @@ impl From<String> for Value {
 impl From<&String> for Value {
     fn from(v: &String) -> Self {
         Value::Text(v.clone())
+    }
+}
+
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Value::Bytes(v.to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
     }
 }
 
@@ -125,6 +139,24 @@ impl Row {
             .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
     }
 
+    pub(crate) fn bytes(&self, i: usize) -> Result<&[u8]> {
+        match self.at(i)? {
+            Value::Bytes(b) => Ok(b),
+            other => Err(Error::Corrupt(format!(
+                "column {i}: expected bytes, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Takes the bytes out of column `i` (left empty), to keep a large value without a copy.
+    pub(crate) fn take_bytes(&mut self, i: usize) -> Result<Vec<u8>> {
+        self.bytes(i)?;
+        match self.0.get_mut(i) {
+            Some(Value::Bytes(b)) => Ok(std::mem::take(b)),
+            _ => Err(Error::Corrupt(format!("missing column {i}"))),
+        }
+    }
+
     pub(crate) fn bool(&self, i: usize) -> Result<bool> {
         match self.at(i)? {
             Value::Bool(b) => Ok(*b),
@@ -198,6 +230,21 @@ impl Db {
     }
 }
 
+/// `($1, …, $cols), ($cols+1, …), …` for a multi-row statement of `rows` rows of `cols`
+/// parameters each (both backends read `$n`).
+pub(crate) fn placeholder_groups(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ph = (1..=cols)
+                .map(|c| format!("${}", r * cols + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({ph})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +265,7 @@ mod tests {
             Value::Text("x".into()),
             Value::I64(-1),
             Value::Bool(true),
+            Value::Bytes(vec![0, 255]),
         ]);
         assert_eq!(r.i64(0).unwrap(), 5);
         assert_eq!(r.u64(0).unwrap(), 5);
@@ -228,6 +276,12 @@ mod tests {
         assert!(r.bool(4).unwrap());
         assert!(r.bool(0).unwrap());
         assert!(r.text(0).is_err());
+        assert_eq!(r.bytes(5).unwrap(), [0, 255]);
+        assert!(r.bytes(2).is_err());
+        assert!(r.text(5).is_err());
+        let mut r = r;
+        assert_eq!(r.take_bytes(5).unwrap(), vec![0, 255]);
+        assert!(r.take_bytes(0).is_err());
         assert!(r.i64(9).is_err());
         assert!(to_i64(u64::MAX, "x").is_err());
     }

@@ -45,6 +45,10 @@ impl ToSql for Value {
                 Type::BOOL => b.to_sql(ty, out),
                 _ => Err(format!("cannot bind a boolean to a {ty} parameter").into()),
             },
+            Value::Bytes(b) => match *ty {
+                Type::BYTEA => b.as_slice().to_sql(ty, out),
+                _ => Err(format!("cannot bind bytes to a {ty} parameter").into()),
+            },
         }
     }
 
@@ -70,6 +74,7 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row> {
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
                 row.try_get::<_, Option<String>>(i)?.map(Value::Text)
             }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes),
             Type::VOID => None,
             ref other => {
                 return Err(Error::Corrupt(format!(

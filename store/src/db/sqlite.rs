@@ -20,6 +20,7 @@ impl rusqlite::ToSql for Value {
             Value::I64(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
         })
     }
 }
@@ -36,7 +37,7 @@ fn read_row(row: &rusqlite::Row<'_>, ncols: usize) -> Result<Row> {
                     .to_owned(),
             ),
             ValueRef::Real(f) => return Err(Error::Corrupt(format!("unexpected REAL {f}"))),
-            ValueRef::Blob(_) => return Err(Error::Corrupt("unexpected BLOB".into())),
+            ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
         });
     }
     Ok(Row(out))

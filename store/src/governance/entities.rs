@@ -64,7 +64,7 @@ pub(super) const KEYS: Table<VirtualKey> = entity_table!(
     "virtual_keys", "key", Key, key_from_row,
     created: ["id", "key_hash", "key_prefix"],
     fields: ["name", "team_id", "allowed_providers", "allowed_models"],
-    then: ["expires_at", "active"],
+    then: ["expires_at", "active", "cache_ttl_secs"],
 );
 
 fn customer_from_row(r: &Row) -> Result<Customer> {
@@ -116,8 +116,9 @@ fn key_from_row(r: &Row) -> Result<VirtualKey> {
         limits,
         expires_at: r.opt_i64(15)?,
         active: r.bool(16)?,
-        created_at: r.i64(17)?,
-        updated_at: r.i64(18)?,
+        cache_ttl_secs: r.opt_i64(17)?,
+        created_at: r.i64(18)?,
+        updated_at: r.i64(19)?,
     })
 }
 
@@ -155,7 +156,11 @@ fn key_fields(input: &KeyInput) -> Result<Vec<Value>> {
         list_json(&input.allowed_providers),
         list_json(&input.allowed_models),
     ];
-    let then = [input.expires_at.into(), input.active.into()];
+    let then = [
+        input.expires_at.into(),
+        input.active.into(),
+        input.cache_ttl_secs.into(),
+    ];
     mutable_columns(fields, input.budget.as_ref(), &input.limits, then)
 }
 

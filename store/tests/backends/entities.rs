@@ -11,6 +11,7 @@ backend_tests!(
     customer_crud,
     team_crud_and_references,
     key_crud_and_lookup,
+    key_cache_ttl_round_trips,
     duplicate_key_hash_conflicts,
     provider_secrets_are_encrypted,
 );
@@ -177,6 +178,7 @@ async fn key_crud_and_lookup(db: TestDb) {
         },
         expires_at: Some(NOW + 3600),
         active: true,
+        cache_ttl_secs: Some(300),
     };
     let created = s.create_key(&input).await.unwrap();
     let k = &created.key;
@@ -187,6 +189,7 @@ async fn key_crud_and_lookup(db: TestDb) {
     assert_eq!(k.allowed_providers, input.allowed_providers);
     assert_eq!(k.allowed_models, input.allowed_models);
     assert_eq!(k.expires_at, Some(NOW + 3600));
+    assert_eq!(k.cache_ttl_secs, Some(300));
     assert!(k.is_usable(NOW) && !k.is_usable(NOW + 3600));
 
     let found = s
@@ -235,6 +238,57 @@ async fn key_crud_and_lookup(db: TestDb) {
     s.delete_key(&k.id).await.unwrap();
     assert_eq!(s.get_key(&k.id).await.unwrap(), None);
     s.delete_team(&team.id).await.unwrap();
+}
+
+/// A key's cache setting: unset (follow the configuration), 0 (never cache) and a TTL are
+/// three different values, kept through create, update, get, list and lookup by hash.
+async fn key_cache_ttl_round_trips(db: TestDb) {
+    let s = &db.store;
+    let unset = s.create_key(&KeyInput::default()).await.unwrap();
+    assert_eq!(unset.key.cache_ttl_secs, None);
+    let created = s
+        .create_key(&KeyInput {
+            name: "cached".into(),
+            cache_ttl_secs: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let k = &created.key;
+    assert_eq!(k.cache_ttl_secs, Some(0));
+    assert_eq!(
+        s.get_key(&k.id).await.unwrap().unwrap().cache_ttl_secs,
+        Some(0)
+    );
+
+    let year = 31_536_000;
+    let mut input = KeyInput {
+        name: "cached".into(),
+        cache_ttl_secs: Some(year),
+        ..Default::default()
+    };
+    let upd = s.update_key(&k.id, &input).await.unwrap();
+    assert_eq!(upd.cache_ttl_secs, Some(year));
+    assert_eq!(upd.created_at, k.created_at);
+    assert!(upd.active);
+    let found = s
+        .find_key_by_hash(&hash_key(&created.secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, upd);
+
+    input.cache_ttl_secs = None;
+    let cleared = s.update_key(&k.id, &input).await.unwrap();
+    assert_eq!(cleared.cache_ttl_secs, None);
+    let listed: Vec<_> = s
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.cache_ttl_secs)
+        .collect();
+    assert_eq!(listed, [None, None]);
 }
 
 async fn duplicate_key_hash_conflicts(db: TestDb) {

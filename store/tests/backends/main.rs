@@ -2,9 +2,9 @@
 //! PostgreSQL (a throwaway schema per test) via `backend_tests!`, grouped
 //! by what they store: [`entities`] (customers, teams, keys, providers),
 //! [`usage`] (usage counters, budget resets), [`request_logs`] (request logs
-//! and their search) and [`cluster`] (what nodes share: limit leases,
-//! config-change notifications). This file
-//! holds the harness and the helpers they share.
+//! and their search), [`cache`] (the response cache's fleet tier) and
+//! [`cluster`] (what nodes share: limit leases, config-change notifications).
+//! This file holds the harness and the helpers they share.
 //!
 //! PostgreSQL: `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/test`.
 //! If it is unreachable the PostgreSQL tests fail (they never skip): run the suite with
@@ -221,6 +221,7 @@ macro_rules! backend_tests {
 }
 
 // After the macro: modules see only macros defined above them.
+mod cache;
 mod cluster;
 mod config_version;
 mod entities;

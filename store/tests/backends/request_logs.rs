@@ -1,10 +1,11 @@
 //! Request logs: batched inserts, purges, and the search behind `GET /admin/request-logs` —
-//! every filter, status classes, the request id matching both ids, keyset paging.
+//! every filter, status classes, the request id matching both ids, keyset paging, and the
+//! rows of requests the response cache answered.
 
 use std::collections::HashSet;
 
-use store::{Error, LogPage, LogQuery, RequestLog, Store};
-use vocab::NanoUsd;
+use store::{CacheFilter, Error, LogPage, LogQuery, RequestLog, Store};
+use vocab::{CacheHit, CacheKind, NanoUsd, TokenUsage, UsageRecord};
 
 use crate::TestDb;
 
@@ -16,6 +17,7 @@ backend_tests!(
     request_log_paging_through_equal_timestamps,
     request_log_paging_with_any_id_text,
     request_log_bad_cursors_are_errors,
+    request_log_cache_hits,
 );
 
 const BASE_MS: i64 = 1_718_000_000_000;
@@ -46,6 +48,9 @@ fn log_at(id: String, ts_ms: i64) -> RequestLog {
         stream: false,
         error_code: None,
         usage_estimated: false,
+        cache: None,
+        saved_tokens: None,
+        saved_cost_nanos: None,
     }
 }
 
@@ -521,4 +526,142 @@ async fn request_log_bad_cursors_are_errors(db: TestDb) {
         ids(&second.data),
         [logs[2].id.as_str(), logs[1].id.as_str()]
     );
+}
+
+/// Rows of requests a cache answered keep which cache it was and what it saved (their own
+/// tokens and cost are 0), and `cache` selects them: one kind, or any.
+async fn request_log_cache_hits(db: TestDb) {
+    let s = &db.store;
+    let hit = |kind, prompt, completion, nanos| CacheHit {
+        kind,
+        saved: TokenUsage {
+            prompt,
+            completion,
+            cached: 0,
+        },
+        saved_cost: NanoUsd::from_nanos(nanos),
+    };
+    // A row made from a usage record, as the coordinator makes it.
+    let record = UsageRecord {
+        id: String::new(),
+        client_request_id: None,
+        ts_ms: BASE_MS as u64,
+        key_id: Some("key-1".into()),
+        team_id: None,
+        customer_id: None,
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        status: 200,
+        usage: TokenUsage::default(),
+        cost: NanoUsd::ZERO,
+        latency_us: 300,
+        stream: false,
+        estimated: false,
+        overhead_us: 300,
+        error_code: None,
+        admitted: true,
+        cache: Some(hit(CacheKind::Exact, 1_200, 340, 9_876_543)),
+    };
+    let from_record = RequestLog::new(hex_id(1000), &record);
+    assert_eq!(from_record.cache, Some(CacheKind::Exact));
+    assert_eq!(from_record.saved_tokens, Some(1_540));
+    assert_eq!(
+        from_record.saved_cost_nanos,
+        Some(NanoUsd::from_nanos(9_876_543))
+    );
+    assert_eq!(
+        (from_record.prompt_tokens, from_record.cost_nanos),
+        (0, NanoUsd::ZERO)
+    );
+    let miss = RequestLog::new(
+        hex_id(1001),
+        &UsageRecord {
+            cache: None,
+            ..record.clone()
+        },
+    );
+    assert_eq!(
+        (miss.cache, miss.saved_tokens, miss.saved_cost_nanos),
+        (None, None, None)
+    );
+
+    // 40 more: every 3rd an exact hit, every 5th (not an exact one) a semantic hit.
+    let mut logs: Vec<RequestLog> = (0..40u64)
+        .map(|i| {
+            let mut l = log_at(hex_id(i), BASE_MS + i as i64);
+            l.key_id = Some(format!("key-{}", i % 2));
+            let kind = if i % 3 == 0 {
+                Some(CacheKind::Exact)
+            } else if i % 5 == 0 {
+                Some(CacheKind::Semantic)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                l.cache = Some(kind);
+                l.saved_tokens = Some(100 + i);
+                l.saved_cost_nanos = Some(NanoUsd::from_nanos(u64::from(u32::MAX) * 3 + i));
+                l.prompt_tokens = 0;
+                l.completion_tokens = 0;
+                l.cost_nanos = NanoUsd::ZERO;
+            }
+            l
+        })
+        .collect();
+    logs.push(from_record);
+    logs.push(miss);
+    s.insert_request_logs(&logs).await.unwrap();
+
+    // Every column reads back as written.
+    assert_eq!(query(s, |_| {}).await.data, newest_first(&logs));
+
+    let want = |keep: &dyn Fn(&RequestLog) -> bool| -> Vec<RequestLog> {
+        newest_first(&logs).into_iter().filter(keep).collect()
+    };
+    let exact = query(s, |q| {
+        q.cache = Some(CacheFilter::Kind(CacheKind::Exact));
+    })
+    .await;
+    assert_eq!(exact.data, want(&|l| l.cache == Some(CacheKind::Exact)));
+    assert_eq!(exact.data.len(), 15);
+    let semantic = query(s, |q| {
+        q.cache = Some("semantic".parse().unwrap());
+    })
+    .await;
+    assert_eq!(
+        semantic.data,
+        want(&|l| l.cache == Some(CacheKind::Semantic))
+    );
+    assert_eq!(semantic.data.len(), 5);
+    let any = query(s, |q| {
+        q.cache = Some(CacheFilter::Any);
+    })
+    .await;
+    assert_eq!(any.data, want(&|l| l.cache.is_some()));
+    assert_eq!(any.data.len(), 20);
+
+    // With other filters, and paged.
+    let got = query(s, |q| {
+        q.cache = Some(CacheFilter::Any);
+        q.key_id = Some("key-1".into());
+        q.since_ms = Some(BASE_MS + 10);
+    })
+    .await;
+    assert_eq!(
+        got.data,
+        want(&|l| l.cache.is_some()
+            && l.key_id.as_deref() == Some("key-1")
+            && l.ts_ms >= BASE_MS + 10)
+    );
+    let (paged, pages) = all_pages(
+        s,
+        3,
+        |q| {
+            q.cache = Some(CacheFilter::Kind(CacheKind::Exact));
+        },
+        async {},
+    )
+    .await;
+    assert_eq!(paged, exact.data);
+    assert_eq!(pages, 5);
 }

@@ -12,8 +12,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+mod replay;
 mod request;
 
+pub use replay::{chat_stream_from_response, fold_chat_stream};
 pub(crate) use request::*;
 
 /// What the gateway needs to know about an OpenAI chat request before translating it.

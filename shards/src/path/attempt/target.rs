@@ -138,6 +138,9 @@ impl Tries<'_> {
         }
         let key_line = key.map(|k| &provider.keys[k].header_line[..]);
         let built = build::build(conn, req, provider, key_line, self.target.model)?;
+        // A Responses answer a provider gives natively has no chat form to keep.
+        let keep_answer = crate::path::cache::keep_limit(snapshot, req)
+            .filter(|_| !(built.passthrough && req.endpoint == Inbound::Responses));
         let conversion = Conversion {
             wire: provider.wire,
             inbound: req.endpoint,
@@ -146,7 +149,10 @@ impl Tries<'_> {
             created: crate::clock::unix_now(),
             stream: req.ask.stream,
             include_usage: req.ask.include_usage || req.ask.inject_usage,
-            capture_usage: (req.governed() || conn.tracker.trace.sampled())
+            // A kept answer records what it cost, which each hit saves.
+            capture_usage: (req.governed()
+                || conn.tracker.trace.sampled()
+                || keep_answer.is_some())
                 && req.endpoint.has_prompt(),
             family: tokens::Family::of_model(self.target.model),
             strip_usage: req.ask.inject_usage,
@@ -154,6 +160,7 @@ impl Tries<'_> {
             meter_units: req.governed()
                 && matches!(req.endpoint, Inbound::Direct(api) if api.metered() == Metered::Response),
             transcript_text: req.ask.transcript_as_text(),
+            keep_answer,
         };
         shard.stats.providers[provider.slot].attempts.incr();
         let (upstream, head) =
@@ -238,6 +245,7 @@ impl Tries<'_> {
             status: relay.head.status,
             target: Some(self.index),
             tally: outcome.tally,
+            answer: outcome.answer,
         })
     }
 

@@ -45,11 +45,15 @@ pub struct RelayOutcome {
     /// The upstream connection, when its response was read exactly and it may be reused.
     pub reusable_upstream: Option<Stream>,
     pub tally: Tally,
+    /// The whole answer in OpenAI form, when the response cache is to keep it and it ended
+    /// well.
+    pub answer: Option<Vec<u8>>,
 }
 
-/// How a relay ended well: whether the upstream may be reused.
+/// How a relay ended well: whether the upstream may be reused, and the answer to keep.
 struct Relayed {
     reusable: bool,
+    answer: Option<Vec<u8>>,
 }
 
 /// Relays one response; `conversion.passthrough` picks the fast path.
@@ -81,6 +85,7 @@ pub async fn relay_response(
         if conn.flush_out().await {
             Ok(Relayed {
                 reusable: converted.reusable,
+                answer: converted.answer,
             })
         } else {
             Err(Stop::ClientGone)
@@ -91,6 +96,7 @@ pub async fn relay_response(
             client_ok: true,
             reusable_upstream: relayed.reusable.then_some(upstream),
             tally,
+            answer: relayed.answer,
         },
         Err(Stop::ClientGone) => {
             tracing::info!(peer = %conn.peer, request_id = conn.tracker.echoed_id(), provider = %provider.name, "client left mid-response; upstream request cancelled");
@@ -116,6 +122,7 @@ pub async fn relay_response(
                     client_ok: conn.flush_out().await,
                     reusable_upstream: None,
                     tally,
+                    answer: None,
                 };
             }
             closed(tally)
@@ -128,6 +135,7 @@ fn closed(tally: Tally) -> RelayOutcome {
         client_ok: false,
         reusable_upstream: None,
         tally,
+        answer: None,
     }
 }
 
@@ -147,11 +155,14 @@ async fn relay_sized(
     let mut reader = start_body(conn, r, OutFraming::Length(total));
     let success = (200..300).contains(&head.status);
     let capture_usage = conversion.capture_usage && success;
+    let keep_answer = conversion
+        .keep_answer
+        .filter(|max| success && total <= *max as u64);
     let mut meter = (conversion.meter_units && success).then(UnitMeter::default);
     let mut seen = Vec::new();
     loop {
         let more = reader.next(conn, upstream, r.provider, r.limits).await?;
-        if capture_usage {
+        if capture_usage || keep_answer.is_some() {
             seen.extend_from_slice(&conn.payload);
         }
         if let Some(meter) = &mut meter {
@@ -159,10 +170,11 @@ async fn relay_sized(
             *tally = Tally::of_units(meter);
         }
         conn.out.extend_from_slice(&conn.payload);
-        if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
+        if let Some(mut relayed) = send_piece(conn, &reader, head, more).await? {
             if capture_usage {
                 *tally = Tally::of_body(&seen, conversion.family);
             }
+            relayed.answer = keep_answer.map(|_| seen);
             return Ok(relayed);
         }
     }
@@ -199,6 +211,7 @@ async fn send_piece(
     }
     Ok((!more).then(|| Relayed {
         reusable: reader.ended_exactly() && head.reusable,
+        answer: None,
     }))
 }
 
@@ -213,7 +226,10 @@ async fn relay_stream(
     let mut chain = r.conversion.stream();
     let result = relay_events(conn, upstream, r, &mut chain).await;
     *tally = chain.tally();
-    result
+    result.map(|relayed| Relayed {
+        answer: chain.take_answer(),
+        ..relayed
+    })
 }
 
 async fn relay_events(
@@ -301,6 +317,7 @@ struct Collected {
     retry_after: Option<String>,
     reusable: bool,
     tally: Tally,
+    answer: Option<Vec<u8>>,
 }
 
 impl Collected {
@@ -346,6 +363,7 @@ async fn collect_converted(
         retry_after,
         reusable,
         tally: converted.tally,
+        answer: converted.answer,
     }
 }
 

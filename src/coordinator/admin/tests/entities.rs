@@ -174,6 +174,87 @@ async fn update_and_delete_with_conflicts() {
 }
 
 #[tokio::test]
+async fn a_keys_cache_ttl_is_set_read_and_updated() {
+    let h = harness().await;
+    // Not given: null (the configuration decides).
+    let (s, created) = h.post("/admin/keys", json!({"name": "plain"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["key"]["cache_ttl_secs"], Value::Null);
+    assert!(created["key"].get("cache_ttl_secs").is_some(), "{created}");
+
+    let (s, created) = h
+        .post(
+            "/admin/keys",
+            json!({"name": "cached", "cache_ttl_secs": 300}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let kid = id_of(&created["key"]);
+    assert_eq!(created["key"]["cache_ttl_secs"], 300);
+    let (_, key) = h.get(&format!("/admin/keys/{kid}")).await;
+    assert_eq!(key["cache_ttl_secs"], 300);
+    let stored = h.state.store.get_key(&kid).await.unwrap().unwrap();
+    assert_eq!(stored.cache_ttl_secs, Some(300));
+
+    // 0: never cache this key's answers; the largest TTL is a year; null or omitted clears.
+    for (ttl, want) in [
+        (json!(0), json!(0)),
+        (json!(31_536_000), json!(31_536_000)),
+        (Value::Null, Value::Null),
+    ] {
+        let (s, key) = h
+            .put(
+                &format!("/admin/keys/{kid}"),
+                json!({"name": "cached", "cache_ttl_secs": ttl}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{key}");
+        assert_eq!(key["cache_ttl_secs"], want, "{ttl}");
+        let (_, listed) = h.get("/admin/keys").await;
+        let listed = listed["data"].as_array().unwrap().clone();
+        let mine = listed.iter().find(|k| k["id"] == kid.as_str()).unwrap();
+        assert_eq!(mine["cache_ttl_secs"], want, "{ttl}");
+    }
+    let (_, key) = h
+        .put(&format!("/admin/keys/{kid}"), json!({"name": "cached"}))
+        .await;
+    assert_eq!(key["cache_ttl_secs"], Value::Null);
+
+    // Out of range or not an integer: 400 naming the field, and nothing changes.
+    let _ = h.was_notified().await;
+    for bad in [json!(-1), json!(31_536_001), json!(i64::MIN)] {
+        for (method, path) in [
+            (Method::POST, "/admin/keys".to_owned()),
+            (Method::PUT, format!("/admin/keys/{kid}")),
+        ] {
+            let body = json!({"name": "bad", "cache_ttl_secs": bad});
+            let reply = h.call(method, &path, Some(body)).await;
+            assert_error(
+                &reply,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_value",
+            );
+            assert_eq!(reply.1["error"]["param"], "cache_ttl_secs", "{}", reply.1);
+            let message = reply.1["error"]["message"].as_str().unwrap();
+            assert!(message.contains(&bad.to_string()), "{message}");
+        }
+    }
+    for bad in [json!(1.5), json!("300"), json!(true)] {
+        let reply = h
+            .post("/admin/keys", json!({"name": "bad", "cache_ttl_secs": bad}))
+            .await;
+        assert_eq!(reply.0, StatusCode::BAD_REQUEST, "{}", reply.1);
+        assert_eq!(reply.1["error"]["param"], "cache_ttl_secs", "{}", reply.1);
+    }
+    assert!(!h.was_notified().await, "refused writes must not notify");
+    assert_eq!(h.state.store.list_keys().await.unwrap().len(), 2);
+    let stored = h.state.store.get_key(&kid).await.unwrap().unwrap();
+    assert_eq!(stored.cache_ttl_secs, None);
+    assert_eq!(stored.name, "cached");
+}
+
+#[tokio::test]
 async fn bad_bodies_are_400_and_name_the_field() {
     let h = harness().await;
     let cases: &[(&str, &str, &str, Option<&str>)] = &[

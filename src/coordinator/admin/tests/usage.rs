@@ -3,7 +3,7 @@
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use store::{RequestLog, UsageDelta};
-use vocab::{EntityRef, NanoUsd};
+use vocab::{CacheKind, EntityRef, NanoUsd};
 
 use super::super::usage::{form_decode, rfc3339_ms};
 use super::{assert_error, harness, id_of, Harness};
@@ -167,6 +167,9 @@ fn log(n: u32, ts_ms: i64) -> RequestLog {
         stream: false,
         error_code: None,
         usage_estimated: false,
+        cache: None,
+        saved_tokens: None,
+        saved_cost_nanos: None,
     }
 }
 
@@ -269,6 +272,65 @@ async fn request_logs_filtered_by_query_parameters() {
     assert_eq!(body["data"][0]["id"], logs[7].id);
     let (_, body) = h.get("/admin/request-logs?status=502").await;
     assert_eq!(body["data"][0]["client_request_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn request_logs_show_and_select_cache_hits() {
+    let h = harness().await;
+    let base = 1_767_225_600_000;
+    let mut logs: Vec<RequestLog> = (0..5).map(|i| log(i, base + i64::from(i))).collect();
+    for (i, kind) in [
+        (1, CacheKind::Exact),
+        (3, CacheKind::Semantic),
+        (4, CacheKind::Exact),
+    ] {
+        let l = &mut logs[i];
+        l.cache = Some(kind);
+        l.saved_tokens = Some(l.prompt_tokens + l.completion_tokens);
+        l.saved_cost_nanos = Some(l.cost_nanos);
+        (l.prompt_tokens, l.completion_tokens) = (0, 0);
+        l.cost_nanos = NanoUsd::ZERO;
+    }
+    logs[4].key_id = Some("key-1".into());
+    h.state.store.insert_request_logs(&logs).await.unwrap();
+    let ids = |is: &[usize]| -> Vec<String> { is.iter().map(|&i| logs[i].id.clone()).collect() };
+    let h = &h;
+    let get = |q: &str| {
+        let path = format!("/admin/request-logs?{q}");
+        async move { ids_of(&h.get(&path).await) }
+    };
+
+    assert_eq!(get("cache=exact").await, ids(&[4, 1]));
+    assert_eq!(get("cache=semantic").await, ids(&[3]));
+    assert_eq!(get("cache=any").await, ids(&[4, 3, 1]));
+    assert_eq!(get("cache=any&key_id=key-1").await, ids(&[4]));
+    assert_eq!(get("cache=any&limit=1").await, ids(&[4]));
+
+    // A hit's row: which cache, what it saved, and nothing spent; any other row: nulls.
+    let (s, body) = h.get("/admin/request-logs?limit=2").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (hit, semantic) = (&body["data"][0], &body["data"][1]);
+    assert_eq!(hit["id"], logs[4].id);
+    assert_eq!(hit["cache"], "exact");
+    assert_eq!(hit["saved_tokens"], 15);
+    assert_eq!(hit["saved_cost_nanos"], 1500);
+    assert_eq!(hit["cost_nanos"], 0);
+    assert_eq!(hit["prompt_tokens"], 0);
+    assert_eq!(semantic["id"], logs[3].id);
+    assert_eq!(semantic["cache"], "semantic");
+    let (_, body) = h.get("/admin/request-logs?cache=any&limit=5").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 3);
+    let (_, body) = h.get("/admin/request-logs?limit=5").await;
+    let plain = &body["data"][4];
+    assert_eq!(plain["id"], logs[0].id);
+    for field in ["cache", "saved_tokens", "saved_cost_nanos"] {
+        assert_eq!(plain[field], Value::Null, "{field}: {plain}");
+    }
+
+    for bad in ["none", "Exact", "all", "", "exact,semantic"] {
+        let m = bad_request(h, &format!("cache={bad}"), "cache").await;
+        assert!(m.contains("exact, semantic or any"), "{m}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,252 @@
+//! The cache phase, between resolve and admit: whether the request's answer is cached
+//! ([`crate::cache::policy`]), its key, and a lookup — this node's memory tier first, then
+//! the fleet's shared tier. A hit is answered here, in the client's API and stream mode,
+//! after taking a request from the key's request limits when the configuration counts hits
+//! (never tokens or budget: a hit costs nothing); the attempt phase never runs. A miss goes
+//! on, and the fresh answer, captured whole as it is relayed, is kept once it ended well
+//! ([`keep`]). Every response of a node with a cache says `x-ringgate-cache`.
+//!
+//! Reads `endpoint`, `caller`, `ask`, `targets`; adds `cache`.
+
+use std::sync::Arc;
+
+use vocab::{CacheKind, NanoUsd, TokenUsage};
+
+use crate::cache::fleet::FleetLookup;
+use crate::cache::key::{cache_key, KeyParts};
+use crate::cache::policy::{Decision, ModelNames, RequestCacheHeaders};
+use crate::cache::replay::{replay, Asked, Replayed};
+use crate::cache::{CacheStatus, Entry, Form};
+use crate::dialect::Inbound;
+use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
+use crate::http::response::{finish_head, push_status_line, OutFraming};
+use crate::path::conn::ClientConn;
+use crate::path::context::{RequestCtx, Scope, Served};
+use crate::path::outcome::Stop;
+use crate::snapshot::Snapshot;
+
+/// Decides what the cache does for the request and looks its answer up. `Some`: the answer,
+/// rendered for the client, to send instead of asking a provider.
+pub async fn look_up(
+    scope: Scope<'_>,
+    conn: &mut ClientConn,
+    req: &mut RequestCtx<'_>,
+) -> Result<Option<Replayed>, Stop> {
+    let (Some(cache), Some(policy)) = (scope.shard.cache.as_deref(), &scope.snapshot.cache) else {
+        return Ok(None);
+    };
+    let stats = &scope.shard.stats.cache;
+    let form = match req.endpoint {
+        Inbound::Chat | Inbound::AnthropicMessages | Inbound::Responses => Form::Chat,
+        Inbound::Embeddings if !req.ask.stream => Form::Embeddings,
+        _ => return Ok(bypass(conn, stats)),
+    };
+    let headers = RequestCacheHeaders::parse(
+        conn.request_header("x-ringgate-cache"),
+        conn.request_header("x-ringgate-cache-ttl"),
+    )?;
+    // The model's own target, not the balanced order's first: the same request gets the
+    // same key whichever member a balanced alias tries first.
+    let Some(target) = scope.snapshot.models.resolve(req.ask.requested) else {
+        return Ok(bypass(conn, stats));
+    };
+    let provider = &scope.snapshot.providers[target.provider].name;
+    let key_policy = req.caller.key.as_deref();
+    let names = ModelNames {
+        requested: req.ask.requested,
+        provider,
+        model: target.model,
+    };
+    let Decision::Use { lookup, ttl } =
+        policy.decide(headers, key_policy.and_then(|k| k.cache_ttl_secs), &names)
+    else {
+        return Ok(bypass(conn, stats));
+    };
+    let scope_id = policy.scope_of(
+        key_policy.map(|k| k.id.as_str()),
+        key_policy.and_then(|k| k.team_id.as_deref()),
+    );
+    let parts = KeyParts {
+        form,
+        scope: &scope_id,
+        provider,
+        model: target.model,
+        body: req
+            .ask
+            .chat_body
+            .as_deref()
+            .unwrap_or_else(|| conn.body(&req.body)),
+    };
+    let Some(key) = cache_key(&parts) else {
+        return Ok(bypass(conn, stats));
+    };
+    req.cache.key = Some((key, form));
+    req.cache.ttl = ttl;
+    conn.tracker.cache = Some(CacheStatus::Miss);
+    let found = match (lookup, cache.get(&key)) {
+        (false, _) => None,
+        (true, Some(entry)) => Some(entry),
+        (true, None) => match &cache.fleet {
+            Some(fleet) => match fleet.lookup(key, policy.fleet_lookup_timeout).await {
+                FleetLookup::Found(entry) => {
+                    stats.fleet_hits.incr();
+                    cache.insert(key, entry.clone());
+                    Some(entry)
+                }
+                FleetLookup::Missing => None,
+                FleetLookup::Unanswered => {
+                    stats.fleet_unanswered.incr();
+                    None
+                }
+            },
+            None => None,
+        },
+    };
+    let Some(entry) = found.filter(|e| e.form == form) else {
+        stats.misses.incr();
+        return Ok(None);
+    };
+    let asked = Asked {
+        inbound: req.endpoint,
+        stream: req.ask.stream,
+        include_usage: req.ask.include_usage,
+        model: req.ask.requested,
+        created: crate::clock::unix_now(),
+    };
+    match replay(&entry, &asked) {
+        Ok(replayed) => {
+            conn.tracker.cache = Some(CacheStatus::Hit);
+            stats.hits_exact.incr();
+            req.cache.hit = Some((entry, CacheKind::Exact));
+            Ok(Some(replayed))
+        }
+        Err(e) => {
+            // An entry that cannot be replayed is served by the provider instead, and
+            // replaced by its fresh answer.
+            tracing::warn!(request_id = conn.tracker.echoed_id(), error = %e, "cached answer could not be replayed; asking the provider");
+            stats.misses.incr();
+            Ok(None)
+        }
+    }
+}
+
+fn bypass(conn: &mut ClientConn, stats: &crate::state::stats::CacheCounters) -> Option<Replayed> {
+    conn.tracker.cache = Some(CacheStatus::Bypass);
+    stats.bypassed.incr();
+    None
+}
+
+/// Most bytes of the answer to keep, when the request's answer is to be kept.
+pub fn keep_limit(snapshot: &Snapshot, req: &RequestCtx<'_>) -> Option<usize> {
+    req.cache.key?;
+    snapshot.cache.as_ref().map(|p| p.max_entry_bytes)
+}
+
+/// Sends a cached answer. What it saved is counted here and priced for the usage record.
+pub async fn serve(
+    scope: Scope<'_>,
+    conn: &mut ClientConn,
+    req: &mut RequestCtx<'_>,
+    replayed: Replayed,
+) -> Result<Served, Stop> {
+    let keep_alive = req.head.keep_alive;
+    let lines = conn.tracker.head_lines();
+    let out = &mut conn.out;
+    out.clear();
+    push_status_line(out, 200);
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(replayed.content_type.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if replayed.content_type == "text/event-stream" {
+        out.extend_from_slice(b"cache-control: no-cache\r\n");
+        finish_head(out, OutFraming::Chunked, keep_alive, &lines);
+        push_chunk_frame(out, &replayed.body);
+        out.extend_from_slice(LAST_CHUNK);
+    } else {
+        let length = OutFraming::Length(replayed.body.len() as u64);
+        finish_head(out, length, keep_alive, &lines);
+        out.extend_from_slice(&replayed.body);
+    }
+    scope.shard.stats.record_status(200);
+    if let Some((entry, _)) = &req.cache.hit {
+        let stats = &scope.shard.stats.cache;
+        stats.saved_prompt_tokens.add(entry.usage.prompt);
+        stats.saved_completion_tokens.add(entry.usage.completion);
+        let saved = saved_cost(req, entry);
+        stats.saved_cost_nanos.add(saved.nanos());
+        req.cache.saved_cost = saved;
+    }
+    if !conn.flush_out().await {
+        return Err(Stop::ClientGone);
+    }
+    Ok(Served {
+        keep_alive,
+        status: 200,
+        target: None,
+        tally: Default::default(),
+        answer: None,
+    })
+}
+
+/// What the answer would have cost had a provider made it again (known when governance
+/// has prices).
+fn saved_cost(req: &RequestCtx<'_>, entry: &Entry) -> NanoUsd {
+    let Some(gov) = &req.caller.snapshot else {
+        return NanoUsd::ZERO;
+    };
+    let u = entry.usage;
+    gov.prices
+        .lookup(&entry.provider, &entry.model)
+        .map_or(NanoUsd::ZERO, |p| p.cost(u.prompt, u.completion, u.cached))
+}
+
+/// Keeps a fresh answer that ended well, in this node's memory tier and (offered) in the
+/// fleet's shared tier.
+pub fn keep(scope: Scope<'_>, conn: &ClientConn, req: &RequestCtx<'_>, served: &mut Served) {
+    let (Some(answer), Some(cache), Some((key, form))) = (
+        served.answer.take(),
+        scope.shard.cache.as_deref(),
+        req.cache.key,
+    ) else {
+        return;
+    };
+    // Only a success is kept (an answer cut short was never captured: see the relay).
+    if !(200..300).contains(&served.status) {
+        return;
+    }
+    let body = if req.ask.stream && form == Form::Chat {
+        match translate::openai::fold_chat_stream(&answer) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::debug!(request_id = conn.tracker.echoed_id(), error = %e, "streamed answer not kept");
+                return;
+            }
+        }
+    } else {
+        answer
+    };
+    let Some(target) = served.target.and_then(|i| req.targets.get(i)) else {
+        return;
+    };
+    let provider = &scope.snapshot.providers[target.provider].name;
+    let usage = served.tally.usage.unwrap_or_else(|| TokenUsage {
+        prompt: req.prompt_tokens(conn, target.model),
+        completion: served.tally.output_tokens,
+        cached: 0,
+    });
+    let entry = Arc::new(Entry {
+        form,
+        body: body.into_boxed_slice(),
+        usage,
+        provider: provider.as_str().into(),
+        model: target.model.into(),
+        expires_at_ms: crate::clock::unix_now_ms() + req.cache.ttl.as_millis() as u64,
+    });
+    cache.insert(key, entry.clone());
+    scope.shard.stats.cache.stored.incr();
+    if let Some(fleet) = &cache.fleet {
+        if !fleet.offer(key, entry) {
+            scope.shard.stats.cache.fleet_dropped.incr();
+        }
+    }
+}
