@@ -140,11 +140,15 @@ impl CachePolicy {
         if self.rules.is_empty() {
             return None;
         }
+        // The name as written first: the common case allocates nothing.
+        if let Some(ttl) = self.rules.get(names.requested) {
+            return Some(*ttl);
+        }
         let exact = format!("{}/{}", names.provider, names.model);
         let any = format!("{}/*", names.provider);
-        let found = [names.requested, &exact, &any]
+        let found = [exact, any]
             .into_iter()
-            .find_map(|name| self.rules.get(name).copied());
+            .find_map(|name| self.rules.get(&name).copied());
         found
     }
 

@@ -8,10 +8,20 @@ use translate::TranslateError;
 use super::{Entry, Form};
 use crate::dialect::Inbound;
 
-/// A replayed answer's body and content type.
+/// A replayed answer: a whole JSON body, or an event stream.
 pub struct Replayed {
     pub body: Vec<u8>,
-    pub content_type: &'static str,
+    pub stream: bool,
+}
+
+impl Replayed {
+    pub fn content_type(&self) -> &'static str {
+        if self.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+    }
 }
 
 /// How the client asked.
@@ -29,12 +39,9 @@ pub struct Asked<'a> {
 pub fn replay(entry: &Entry, asked: &Asked<'_>) -> Result<Replayed, TranslateError> {
     let json = |body| Replayed {
         body,
-        content_type: "application/json",
+        stream: false,
     };
-    let events = |body| Replayed {
-        body,
-        content_type: "text/event-stream",
-    };
+    let events = |body| Replayed { body, stream: true };
     let chat = &entry.body[..];
     if entry.form == Form::Embeddings || !asked.stream {
         return Ok(json(match asked.inbound {

@@ -155,9 +155,9 @@ pub async fn serve(
     out.clear();
     push_status_line(out, 200);
     out.extend_from_slice(b"content-type: ");
-    out.extend_from_slice(replayed.content_type.as_bytes());
+    out.extend_from_slice(replayed.content_type().as_bytes());
     out.extend_from_slice(b"\r\n");
-    if replayed.content_type == "text/event-stream" {
+    if replayed.stream {
         out.extend_from_slice(b"cache-control: no-cache\r\n");
         finish_head(out, OutFraming::Chunked, keep_alive, &lines);
         push_chunk_frame(out, &replayed.body);
