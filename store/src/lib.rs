@@ -7,7 +7,8 @@
 //! It holds the governance model (customers, teams, virtual keys,
 //! providers with encrypted secrets), additive usage counters per budget
 //! period, request logs, cluster-wide limit leases, config-change
-//! notifications and the fleet tier of the response cache ([`CachedResponse`]).
+//! notifications and the fleet tier of the response cache ([`CachedResponse`], with the
+//! semantic cache's embeddings: [`CachedEmbedding`]).
 //! All methods are async (tokio); SQLite work runs on the blocking pool
 //! behind a mutex.
 //!
@@ -39,7 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use cache::CachedResponse;
+pub use cache::{CachedEmbedding, CachedResponse, SemanticKey};
 pub use error::{Error, Result};
 pub use logs::{
     CacheFilter, InvalidCacheFilter, InvalidCursor, InvalidStatus, LogCursor, LogPage, LogQuery,

@@ -52,6 +52,7 @@ migrations! {
     5 "0005" "request_log_queries",
     6 "0006" "partial_log_indexes",
     7 "0007" "response_cache",
+    8 "0008" "semantic_cache",
 }
 
 #[cfg(test)]

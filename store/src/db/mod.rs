@@ -139,13 +139,19 @@ impl Row {
             .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
     }
 
-    pub(crate) fn bytes(&self, i: usize) -> Result<&[u8]> {
+    pub(crate) fn opt_bytes(&self, i: usize) -> Result<Option<&[u8]>> {
         match self.at(i)? {
-            Value::Bytes(b) => Ok(b),
+            Value::Null => Ok(None),
+            Value::Bytes(b) => Ok(Some(b)),
             other => Err(Error::Corrupt(format!(
                 "column {i}: expected bytes, got {other:?}"
             ))),
         }
+    }
+
+    pub(crate) fn bytes(&self, i: usize) -> Result<&[u8]> {
+        self.opt_bytes(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i}: unexpected NULL")))
     }
 
     /// Takes the bytes out of column `i` (left empty), to keep a large value without a copy.
@@ -277,6 +283,9 @@ mod tests {
         assert!(r.bool(0).unwrap());
         assert!(r.text(0).is_err());
         assert_eq!(r.bytes(5).unwrap(), [0, 255]);
+        assert_eq!(r.opt_bytes(5).unwrap(), Some(&[0, 255][..]));
+        assert_eq!(r.opt_bytes(1).unwrap(), None);
+        assert!(r.bytes(1).is_err());
         assert!(r.bytes(2).is_err());
         assert!(r.text(5).is_err());
         let mut r = r;

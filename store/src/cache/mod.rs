@@ -1,24 +1,16 @@
-//! The fleet tier of the exact response cache: answers any node may serve, in the
+//! The fleet tier of the response cache: answers any node may serve, in the
 //! `response_cache` table (migration 0007), each under the 32-byte key the data plane
 //! computes (the SHA-256 of its scope and the normalised request), with an opaque `meta`
-//! text the data plane writes and reads back.
+//! text the data plane writes and reads back, and for the semantic cache the request's
+//! partition and embedding ([`semantic`], migration 0008).
 //!
-//! Bodies are compressed here, so callers put and get plain bytes. The codec is LZ4
-//! (`lz4_flex`: pure Rust and safe code, no C toolchain), the block format with the
-//! uncompressed size prepended. LZ4 rather than zstd: a read of this tier is on a cache
-//! lookup's path, where decompression must cost little next to the database round trip it
-//! follows, and LZ4 decompresses several times faster than zstd; zstd would store the text
-//! smaller, but nothing measured here makes the space worth the time. A stored body that
-//! does not decompress — damaged, truncated, or claiming an impossible size — is a miss,
-//! logged, never an error to the caller; the next put under its key replaces it.
+//! Bodies are compressed here ([`body`]), so callers put and get plain bytes. A stored body
+//! that does not decompress — damaged, truncated, or claiming an impossible size — is a
+//! miss, logged, never an error to the caller; the next put under its key replaces it.
 //!
 //! An entry is served while `now_ms < expires_ms`; [`Store::cache_purge_expired`] (run by
 //! the housekeeping) deletes the rest. Puts are batched like the request logs: one
 //! transaction of multi-row upserts.
-//!
-//! Cost: compression and decompression run on the calling task. On the development machine
-//! (release build, one core) a 13 KB chat completion compressed to about half in ~16 µs and
-//! decompressed in ~5 µs.
 
 use std::collections::HashSet;
 
@@ -26,8 +18,13 @@ use crate::db::{Row, Stmt, Value};
 use crate::error::{Error, Result};
 use crate::Store;
 
+mod body;
+mod semantic;
+
+pub use semantic::{CachedEmbedding, SemanticKey};
+
 /// One cached answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CachedResponse {
     /// SHA-256 of the scope and the normalised request.
     pub key: [u8; 32],
@@ -41,38 +38,19 @@ pub struct CachedResponse {
     pub expires_ms: i64,
     /// The node that cached it.
     pub node_id: Option<String>,
+    /// What the semantic cache finds the answer by, if it keeps it. Written by
+    /// [`Store::cache_put`]; [`Store::cache_get`] leaves it `None` (see there).
+    pub semantic: Option<SemanticKey>,
 }
 
-const COLS: &str = "key, body, meta, created_ms, expires_ms, node_id";
-const NCOLS: usize = 6;
+const COLS: &str = "key, body, meta, created_ms, expires_ms, node_id, partition, embedding";
+const NCOLS: usize = 8;
 /// Entries per upsert statement (bodies can be large: fewer rows than the request logs').
 const ROWS_PER_STATEMENT: usize = 32;
-/// LZ4 cannot expand more than 255 times (a match's length grows by at most 255 a byte); a
-/// stored size beyond that is damage, refused before a buffer of that size is allocated.
-const MAX_LZ4_RATIO: usize = 255;
-
-/// `body` compressed, its uncompressed size first.
-fn compress(body: &[u8]) -> Result<Vec<u8>> {
-    if u32::try_from(body.len()).is_err() {
-        return Err(Error::OutOfRange("response cache body (4 GiB at most)"));
-    }
-    Ok(lz4_flex::compress_prepend_size(body))
-}
-
-/// The body `stored` holds, or `None` if it is damaged.
-fn decompress(stored: &[u8]) -> Option<Vec<u8>> {
-    let size = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?);
-    let size = usize::try_from(size).ok()?;
-    if size > (stored.len() - 4).saturating_mul(MAX_LZ4_RATIO) {
-        return None;
-    }
-    let body = lz4_flex::decompress_size_prepended(stored).ok()?;
-    (body.len() == size).then_some(body)
-}
 
 /// The first bytes of a key in hex, to name an entry in a log line.
-fn key_prefix(key: &[u8; 32]) -> String {
-    key[..8].iter().map(|b| format!("{b:02x}")).collect()
+fn key_prefix(key: &[u8]) -> String {
+    key.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 fn upsert_sql(rows: usize) -> String {
@@ -80,7 +58,8 @@ fn upsert_sql(rows: usize) -> String {
     format!(
         "INSERT INTO response_cache ({COLS}) VALUES {groups} ON CONFLICT (key) DO UPDATE SET \
          body = excluded.body, meta = excluded.meta, created_ms = excluded.created_ms, \
-         expires_ms = excluded.expires_ms, node_id = excluded.node_id"
+         expires_ms = excluded.expires_ms, node_id = excluded.node_id, \
+         partition = excluded.partition, embedding = excluded.embedding"
     )
 }
 
@@ -102,12 +81,13 @@ fn put_stmts(entries: &[CachedResponse]) -> Result<Vec<Stmt>> {
         for e in chunk {
             params.extend([
                 Value::Bytes(e.key.to_vec()),
-                Value::Bytes(compress(&e.body)?),
+                Value::Bytes(body::compress(&e.body)?),
                 e.meta.as_str().into(),
                 e.created_ms.into(),
                 e.expires_ms.into(),
                 e.node_id.as_deref().into(),
             ]);
+            params.extend(semantic::columns(e.semantic.as_ref()));
         }
         stmts.push(Stmt::new(upsert_sql(chunk.len()), params));
     }
@@ -116,7 +96,7 @@ fn put_stmts(entries: &[CachedResponse]) -> Result<Vec<Stmt>> {
 
 fn from_row(key: &[u8; 32], mut row: Row) -> Result<Option<CachedResponse>> {
     let stored = row.take_bytes(0)?;
-    let Some(body) = decompress(&stored) else {
+    let Some(body) = body::decompress(&stored) else {
         tracing::warn!(
             key = %key_prefix(key),
             stored_bytes = stored.len(),
@@ -131,12 +111,18 @@ fn from_row(key: &[u8; 32], mut row: Row) -> Result<Option<CachedResponse>> {
         created_ms: row.i64(2)?,
         expires_ms: row.i64(3)?,
         node_id: row.opt_text(4)?,
+        semantic: None,
     }))
 }
 
 impl Store {
     /// The entry for `key` if it has not expired at `now_ms` (Unix milliseconds). A stored
     /// body that does not decompress is `None` (and logged), not an error.
+    ///
+    /// Its `semantic` is always `None`: an exact lookup has no use for the embedding, which
+    /// is kilobytes to read on every lookup, and a semantic match is found among the
+    /// embeddings a node follows ([`Store::cache_embeddings_since`]), which it holds already
+    /// when it reads the answer.
     pub async fn cache_get(&self, key: &[u8; 32], now_ms: i64) -> Result<Option<CachedResponse>> {
         let rows = self
             .db()
@@ -152,8 +138,9 @@ impl Store {
         }
     }
 
-    /// Inserts or replaces entries (an existing key takes every field of the new entry; of
-    /// several entries with one key, the last), in one transaction.
+    /// Inserts or replaces entries (an existing key takes every field of the new entry, its
+    /// semantic key or the lack of one too; of several entries with one key, the last), in
+    /// one transaction.
     pub async fn cache_put(&self, entries: &[CachedResponse]) -> Result<()> {
         let stmts = put_stmts(entries)?;
         if stmts.is_empty() {
@@ -181,7 +168,7 @@ impl Store {
     }
 
     /// How many entries there are (expired ones not yet purged included) and their
-    /// compressed bytes in all.
+    /// compressed bodies' bytes in all (embeddings not counted).
     pub async fn cache_stats(&self) -> Result<(u64, u64)> {
         let rows = self
             .db()
@@ -210,36 +197,8 @@ mod tests {
             created_ms: 1,
             expires_ms: 2,
             node_id: None,
+            semantic: None,
         }
-    }
-
-    #[test]
-    fn bodies_round_trip_and_damage_is_a_miss() {
-        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","choices":[]}"#.repeat(20);
-        let stored = compress(&body).unwrap();
-        assert!(
-            stored.len() < body.len() / 4,
-            "{} of {}",
-            stored.len(),
-            body.len()
-        );
-        assert_eq!(decompress(&stored), Some(body.clone()));
-        assert_eq!(decompress(&compress(b"").unwrap()), Some(Vec::new()));
-
-        assert_eq!(decompress(b""), None);
-        assert_eq!(decompress(b"\x05\x00"), None);
-        assert_eq!(decompress(&stored[..stored.len() - 3]), None, "truncated");
-        let mut huge = stored.clone();
-        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decompress(&huge), None, "an impossible size");
-        let mut short = stored.clone();
-        short[..4].copy_from_slice(&u32::try_from(body.len() + 1).unwrap().to_le_bytes());
-        assert_eq!(decompress(&short), None, "fewer bytes than stated");
-        let mut garbage = stored;
-        for b in &mut garbage[4..] {
-            *b = 0xff;
-        }
-        assert_eq!(decompress(&garbage), None);
     }
 
     #[test]
@@ -249,9 +208,15 @@ mod tests {
         let params = &stmts[0].params;
         assert_eq!(params.len(), 2 * NCOLS);
         assert_eq!(params[0], Value::Bytes(vec![1; 32]), "in key order");
-        assert_eq!(params[1], Value::Bytes(compress(b"c").unwrap()), "the last");
+        assert_eq!(
+            params[1],
+            Value::Bytes(body::compress(b"c").unwrap()),
+            "the last"
+        );
         assert_eq!(params[NCOLS], Value::Bytes(vec![2; 32]));
-        assert!(stmts[0].sql.contains("($1, $2, $3, $4, $5, $6), ($7,"));
+        assert!(stmts[0]
+            .sql
+            .contains("($1, $2, $3, $4, $5, $6, $7, $8), ($9,"));
 
         let many: Vec<_> = (0..=u8::try_from(ROWS_PER_STATEMENT).unwrap())
             .map(|k| entry(k, b"x"))
@@ -260,5 +225,31 @@ mod tests {
         assert_eq!(stmts.len(), 2);
         assert_eq!(stmts[1].params.len(), NCOLS);
         assert!(put_stmts(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_semantic_key_fills_its_columns() {
+        let semantic = SemanticKey {
+            partition: [5; 32],
+            embedding: vec![1.0, -2.0],
+        };
+        let with = CachedResponse {
+            semantic: Some(semantic),
+            ..entry(1, b"a")
+        };
+        let stmts = put_stmts(&[with, entry(2, b"b")]).unwrap();
+        let params = &stmts[0].params;
+        assert_eq!(params[6], Value::Bytes(vec![5; 32]), "partition");
+        assert_eq!(
+            params[7],
+            Value::Bytes(
+                [1.0f32, -2.0]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect()
+            ),
+            "embedding"
+        );
+        assert_eq!(params[NCOLS + 6..], [Value::Null, Value::Null], "none");
     }
 }
