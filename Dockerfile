@@ -28,6 +28,7 @@ RUN mkdir -p src benches shards/src store/src translate/src translate/benches mo
  && echo 'fn main() {}' > mock-llm/src/main.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
  && echo 'fn main() {}' > benches/cache.rs \
+ && echo 'fn main() {}' > benches/semantic_index.rs \
  && echo 'fn main() {}' > translate/benches/streams.rs \
  && echo 'fn main() {}' > tokens/benches/count.rs \
  && touch shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs tokens/src/lib.rs \

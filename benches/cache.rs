@@ -50,7 +50,7 @@ fn hit_path(c: &mut Criterion) {
     }
     group.finish();
 
-    let cache = NodeCache::new(64 << 20, None);
+    let cache = NodeCache::new(64 << 20, None, false);
     let body = chat_body(350);
     let key = key_of(&body);
     cache.insert(

@@ -214,7 +214,7 @@ fn governance(c: &mut Criterion) {
     };
     let presented = format!("rg-{:040}", 1234);
     c.bench_function("governance/authenticate", |b| {
-        b.iter(|| authenticate(&snapshot, Some(black_box(presented.as_bytes())), 1).unwrap())
+        b.iter(|| authenticate(&snapshot, Some(black_box(presented.as_bytes())), None, 1).unwrap())
     });
     let lease = Lease::default();
     c.bench_function("governance/lease_take", |b| {

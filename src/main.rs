@@ -159,20 +159,20 @@ fn serve(
         Some(g) => g.prices.clone(),
         None => pricing::catalog(&Default::default(), 0).map_err(anyhow::Error::msg)?,
     };
-    // The response cache: a memory tier per node, and in a fleet a shared tier in its
-    // database that the coordinator's cache desk serves.
+    // The response cache: a memory tier per node, and a desk on the coordinator's side for a
+    // fleet's shared tier in its database and for the semantic cache.
     let in_fleet = governance.as_ref().is_some_and(|g| g.cluster.is_some());
-    let (cache_link, cache_asks) = match &cfg.cache {
-        Some(c) if c.fleet && in_fleet => {
-            let (asks, desk) = crossbeam_channel::bounded(coordinator::cache_desk::QUEUE);
-            (Some(shards::cache::fleet::FleetLink { asks }), Some(desk))
-        }
-        _ => (None, None),
+    let listening = Arc::new(std::sync::OnceLock::new());
+    let node_credential = store::keys::generate_key();
+    let cache_desk = match &cfg.cache {
+        Some(c) => cache_plan(c, in_fleet, &cfg, &listening, &node_credential)?,
+        None => None,
     };
-    plan.cache = cfg
-        .cache
-        .as_ref()
-        .map(|c| Arc::new(shards::cache::NodeCache::new(c.max_bytes, cache_link)));
+    plan.cache = cache_desk.as_ref().map(|d| d.cache.clone()).or_else(|| {
+        cfg.cache
+            .as_ref()
+            .map(|c| Arc::new(shards::cache::NodeCache::new(c.max_bytes, None, false)))
+    });
     // Block the stop signals before any thread exists so that only this thread, waiting in
     // sigwait below, receives them.
     let signals = stop_signals();
@@ -188,6 +188,9 @@ fn serve(
             snapshot: arc_swap::ArcSwap::from_pointee(shards::governance::GovSnapshot::default()),
             events: events_tx,
             lease_wait: g.lease_wait,
+            node_credential: Some(shards::governance::request::credential_hash(
+                node_credential.as_bytes(),
+            )),
         });
         plan.gov = Some(gov.clone());
         coordinator::GovStart {
@@ -216,7 +219,7 @@ fn serve(
                 node: node.clone(),
                 last: std::sync::Mutex::new(None),
             },
-            cache_asks,
+            cache_fleet: config_for_reload.cache.as_ref().is_some_and(|c| c.fleet),
         }
     });
     let traces = observability.traces.clone().map(|settings| {
@@ -245,6 +248,7 @@ fn serve(
             prices: catalog_prices,
             metrics: Default::default(),
         },
+        cache_desk,
     })?;
     tracing::info!(control_addr = %coordinator.control_addr, "control port listening on {}", coordinator.control_addr);
     // The coordinator may have added providers from the store to the snapshot.
@@ -258,6 +262,9 @@ fn serve(
         gov: plan.gov.clone(),
         cache: plan.cache.clone(),
     });
+    let _ = listening.set(coordinator::cache_desk::embedder::loopback(
+        running.local_addr,
+    ));
     node.set_ready(true);
     tracing::info!(addr = %running.local_addr, shards = running.handles.len(), "ringgate listening on {}", running.local_addr);
     if let Some(file) = ready_file {
@@ -292,6 +299,49 @@ fn serve(
         tracing::warn!("leaving the fleet did not finish before exit");
     }
     Ok(())
+}
+
+/// The cache's desk, when the cache needs one: to share answers through a fleet's
+/// database, or to match requests by meaning (asking the node's own API for embeddings).
+fn cache_plan(
+    c: &config::CacheConfig,
+    in_fleet: bool,
+    cfg: &config::Config,
+    listening: &Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    credential: &str,
+) -> anyhow::Result<Option<coordinator::cache_desk::DeskStart>> {
+    let fleet = c.fleet && in_fleet;
+    if !fleet && c.semantic.is_none() {
+        return Ok(None);
+    }
+    let semantic = match &c.semantic {
+        Some(s) => Some(coordinator::cache_desk::SemanticStart {
+            embedder: coordinator::cache_desk::embedder::EmbedderPlan {
+                listen: listening.clone(),
+                tls: cfg
+                    .tls
+                    .as_ref()
+                    .map(|t| shards::tls::own_listener_client_config(&t.cert_file))
+                    .transpose()?,
+                credential: credential.to_owned(),
+                model: s.embedding_model.clone(),
+                dimensions: s.dimensions,
+            },
+            max_entries: s.max_entries,
+        }),
+        None => None,
+    };
+    let (asks_tx, asks) = crossbeam_channel::bounded(coordinator::cache_desk::QUEUE);
+    let link = shards::cache::desk::DeskLink { asks: asks_tx };
+    Ok(Some(coordinator::cache_desk::DeskStart {
+        asks,
+        cache: Arc::new(shards::cache::NodeCache::new(
+            c.max_bytes,
+            Some(link),
+            fleet,
+        )),
+        semantic,
+    }))
 }
 
 fn stop_signals() -> libc::sigset_t {

@@ -114,3 +114,41 @@ fn hits_cost_nothing_and_are_logged_as_hits() {
     assert!(hit["saved_cost_nanos"].as_u64().unwrap() > 0, "{hit}");
     assert!(hit["saved_tokens"].as_u64().unwrap() > 0, "{hit}");
 }
+
+#[test]
+fn a_similar_question_on_another_node_is_a_semantic_hit() {
+    let fleet = Fleet::start(
+        2,
+        json!({"cache": {
+            "models": {"mock/gpt-4o-mini": 300},
+            "fleet_lookup_timeout_ms": 2000,
+            // The mock's bag-of-words embeddings put these two questions ~0.93 apart
+            // (tests/python/test_semantic_cache.py checks that premise).
+            "semantic": {"embedding_model": "mock/text-embedding-3-small", "dimensions": 512, "threshold": 0.85},
+        }}),
+    );
+    let (_, secret) = create_key(fleet.node(0), r#"{"name":"semantic"}"#);
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    let (first, body) = ask(
+        fleet.node(0),
+        &secret,
+        "Tell me the capital of France",
+        false,
+    );
+    assert_eq!(first, "miss");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    // Node 1's index follows the embeddings node 0 stored with its answer.
+    poll_until(Duration::from_secs(10), || {
+        (fleet.node(1).metric_sum("ringgate_cache_semantic_entries") >= 1).then_some(())
+    })
+    .expect("node 1 indexes node 0's embedding");
+    let (second, body) = ask(
+        fleet.node(1),
+        &secret,
+        "tell me the capital city of France?",
+        false,
+    );
+    assert_eq!(second, "semantic-hit");
+    let replayed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(replayed["id"], answer["id"]);
+}

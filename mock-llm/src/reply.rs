@@ -267,23 +267,47 @@ pub fn split_text(text: &str, n: usize) -> Vec<&str> {
         .collect()
 }
 
-/// Deterministic pseudo-embedding in [-1, 1]: FNV-1a of the text seeds a
-/// splitmix64 sequence.
+/// Deterministic bag-of-words embedding of unit length: each word (lower-cased runs of
+/// letters and digits) stands for a pseudo-random direction seeded by its FNV-1a hash, and
+/// the text is the normalised sum of its words' directions. So texts that share most words
+/// are close (cosine ≈ shared / √(words₁·words₂), within ~1/√dims of noise) and a text is
+/// far from one it shares nothing with — what a semantic cache's tests need from a mock.
+/// A text without words gets its whole text's direction.
 pub fn embedding_vector(text: &str, dims: usize) -> Vec<f32> {
-    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    let lower = text.to_lowercase();
+    let mut words = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .peekable();
+    let mut sum = vec![0.0f32; dims];
+    if words.peek().is_none() {
+        add_direction(&mut sum, text);
+    }
+    for word in words {
+        add_direction(&mut sum, word);
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    sum
+}
+
+/// Adds the pseudo-random direction of `word` (components in [-1, 1]): FNV-1a of the word
+/// seeds a splitmix64 sequence.
+fn add_direction(sum: &mut [f32], word: &str) {
+    let mut state = word.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    (0..dims)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            // 24 random bits are exactly representable in an f32 mantissa.
-            (z >> 40) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
+    for x in sum {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // 24 random bits are exactly representable in an f32 mantissa.
+        *x += (z >> 40) as f32 / (1u32 << 23) as f32 - 1.0;
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -405,8 +429,33 @@ mod tests {
     fn embedding_vector_is_deterministic_and_bounded() {
         let a = embedding_vector("hello", 512);
         assert_eq!(a, embedding_vector("hello", 512));
-        assert_ne!(a, embedding_vector("hello!", 512));
+        assert_ne!(a, embedding_vector("goodbye", 512));
         assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
         assert!(a.iter().any(|x| *x < 0.0) && a.iter().any(|x| *x > 0.0));
+        assert!(embedding_vector("?!", 16).iter().any(|x| *x != 0.0));
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn texts_sharing_words_are_close() {
+        let v = |t| embedding_vector(t, 512);
+        let same = cosine(
+            &v("Tell me the capital of France"),
+            &v("tell me THE capital of France?"),
+        );
+        assert!((same - 1.0).abs() < 1e-5, "{same}");
+        let near = cosine(
+            &v("Tell me the capital of France"),
+            &v("Tell me the capital city of France"),
+        );
+        assert!((0.85..0.99).contains(&near), "{near}");
+        let far = cosine(
+            &v("Tell me the capital of France"),
+            &v("How do I bake sourdough bread"),
+        );
+        assert!(far.abs() < 0.3, "{far}");
     }
 }

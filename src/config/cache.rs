@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shards::cache::policy::{CachePolicy, CacheScope};
+use shards::cache::policy::{CachePolicy, CacheScope, SemanticPolicy};
 use shards::route::ModelTable;
 
 use super::{invalid, ConfigError};
@@ -44,6 +44,43 @@ pub struct CacheConfig {
     /// How long a request waits for the fleet's shared tier before it is a miss.
     #[serde(default = "default_fleet_lookup_timeout_ms")]
     pub fleet_lookup_timeout_ms: u64,
+    /// The semantic cache (absent: exact matches only).
+    #[serde(default)]
+    pub semantic: Option<SemanticConfig>,
+}
+
+/// `cache.semantic`: a chat request whose exact key misses is served the answer of a cached
+/// request whose last user turn means nearly the same (docs/caching.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticConfig {
+    /// The embedding model, named as a client would name it: the node asks it through its
+    /// own providers (routing, failover, retries and request logs included).
+    pub embedding_model: String,
+    /// Sent as the embeddings request's `dimensions` (models that can shorten vectors).
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    /// Least cosine similarity of two last user turns for one's answer to serve the other.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// How long a request waits for its embedding and the search before it is a miss.
+    #[serde(default = "default_semantic_timeout_ms")]
+    pub lookup_timeout_ms: u64,
+    /// Most embeddings the node's index holds; beyond it, those expiring soonest go.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+}
+
+fn default_threshold() -> f32 {
+    0.9
+}
+
+fn default_semantic_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_max_entries() -> usize {
+    100_000
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -125,6 +162,38 @@ impl CacheConfig {
             max_entry_bytes: self.max_entry_bytes,
             rules,
             fleet_lookup_timeout: Duration::from_millis(self.fleet_lookup_timeout_ms),
+            semantic: self
+                .semantic
+                .as_ref()
+                .map(|s| s.policy(table))
+                .transpose()?,
+        })
+    }
+}
+
+impl SemanticConfig {
+    fn policy(&self, table: &ModelTable) -> Result<SemanticPolicy, ConfigError> {
+        if table.resolve(&self.embedding_model).is_none() {
+            return Err(invalid(
+                "cache.semantic.embedding_model",
+                "names no configured model",
+            ));
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(invalid(
+                "cache.semantic.threshold",
+                "must be greater than 0 and at most 1",
+            ));
+        }
+        if self.lookup_timeout_ms == 0 || self.max_entries == 0 || self.dimensions == Some(0) {
+            return Err(invalid(
+                "cache.semantic",
+                "lookup_timeout_ms, max_entries and dimensions must be greater than 0",
+            ));
+        }
+        Ok(SemanticPolicy {
+            threshold: self.threshold,
+            timeout: Duration::from_millis(self.lookup_timeout_ms),
         })
     }
 }
@@ -161,6 +230,18 @@ mod tests {
             ("models: {'other/*': 1}", "cache.models.other/*"),
             ("max_bytes: 0", "cache.max_bytes"),
             ("max_entry_bytes: 0", "cache.max_entry_bytes"),
+            (
+                "semantic: {embedding_model: nope}",
+                "cache.semantic.embedding_model",
+            ),
+            (
+                "semantic: {embedding_model: mock/m, threshold: 1.5}",
+                "cache.semantic.threshold",
+            ),
+            (
+                "semantic: {embedding_model: mock/m, max_entries: 0}",
+                "cache.semantic",
+            ),
         ] {
             let text = format!("cache: {{{section}}}\n{PROVIDERS}");
             let e = parse(&text, "t")

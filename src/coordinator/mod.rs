@@ -60,9 +60,9 @@ pub struct GovStart {
     pub shards: usize,
     /// Rebuilds the data plane's snapshot when providers change through the admin API.
     pub providers: governance::ProviderReload,
-    /// The shards' asks of the fleet's shared cache tier, when the node has a cache and is
-    /// one of a fleet.
-    pub cache_asks: Option<crossbeam_channel::Receiver<shards::cache::fleet::FleetAsk>>,
+    /// The response cache shares its answers through the fleet's database (when the node
+    /// is one of a fleet).
+    pub cache_fleet: bool,
 }
 
 /// What to start the coordinator with.
@@ -80,6 +80,9 @@ pub struct Start {
     pub cpus: Option<Vec<usize>>,
     /// The model catalog to keep.
     pub catalog: catalog::CatalogStart,
+    /// The response cache's desk, when the node's cache needs one (a fleet's shared tier,
+    /// or the semantic cache).
+    pub cache_desk: Option<cache_desk::DeskStart>,
 }
 
 /// State shared by the control port's handlers.
@@ -151,6 +154,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         traces,
         cpus,
         catalog,
+        cache_desk,
     } = start;
     let trace_metrics = traces
         .as_ref()
@@ -172,6 +176,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         .on_thread_start(pin.clone())
         .build()?;
     let mut sqlite = None;
+    let mut cache_fleet = None;
     let (state, gov_runtime, events) = match gov {
         None => (
             Arc::new(ControlState {
@@ -211,10 +216,14 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                 }
                 None => None,
             };
-            let cache_desk = g
-                .cache_asks
-                .zip(fleet.as_ref())
-                .map(|(asks, fleet)| (asks, store.clone(), fleet.node_id().to_owned()));
+            cache_fleet =
+                fleet
+                    .as_ref()
+                    .filter(|_| g.cache_fleet)
+                    .map(|fleet| cache_desk::FleetTier {
+                        store: store.clone(),
+                        node_id: fleet.node_id().to_owned(),
+                    });
             let spool = spool::Spool::open(
                 &g.settings.spool_dir,
                 fleet.as_ref().map(|f| f.node_id().to_owned()),
@@ -247,7 +256,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                     catalog: catalog.metrics.clone(),
                 }),
                 Some(rt),
-                Some((g.events, spool, cache_desk)),
+                Some((g.events, spool)),
             )
         }
     };
@@ -273,14 +282,14 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
             // The lease desk, started from here, inherits this thread's mask.
             pin();
             runtime.block_on(async move {
-                if let (Some(rt), Some((events, spool, cache_desk))) = (gov_runtime, events) {
-                    if let Some((asks, store, node_id)) = cache_desk {
-                        let handle = tokio::runtime::Handle::current();
-                        std::thread::Builder::new()
-                            .name("cache-desk".into())
-                            .spawn(move || cache_desk::run(&asks, &store, &node_id, &handle))
-                            .expect("spawn cache desk");
-                    }
+                if let Some(start) = cache_desk {
+                    let handle = tokio::runtime::Handle::current();
+                    std::thread::Builder::new()
+                        .name("cache-desk".into())
+                        .spawn(move || cache_desk::run(start, cache_fleet, &handle))
+                        .expect("spawn cache desk");
+                }
+                if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
                     let (usage_tx, usage_rx) = mpsc::channel(flusher::QUEUE);
                     let desk = rt.clone();
                     std::thread::Builder::new()

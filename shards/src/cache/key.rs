@@ -9,12 +9,13 @@
 //! `user`, `metadata` and `store`). Every other parameter is part of the key. Credentials
 //! are never in the body the gateway hashes: they travel in headers, which are not hashed.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// The key's version: bumped when the normalization changes, so that entries a fleet's
+/// The keys' versions: bumped when the normalization changes, so that entries a fleet's
 /// older nodes wrote are not mistaken for new ones.
-const VERSION: &[u8] = b"ringgate-cache-v1";
+const EXACT: &[u8] = b"ringgate-cache-v1";
+const SEMANTIC: &[u8] = b"ringgate-semantic-v1";
 
 /// Fields that do not change the answer (see the module docs).
 const NOT_HASHED: [&str; 6] = [
@@ -64,13 +65,56 @@ pub struct KeyParts<'a> {
 
 /// The key, or `None` when the body is not a JSON object (such a request is refused later).
 pub fn cache_key(parts: &KeyParts<'_>) -> Option<[u8; 32]> {
-    let value: Value = serde_json::from_slice(parts.body).ok()?;
-    let Value::Object(fields) = value else {
-        return None;
-    };
+    let fields = object_of(parts.body)?;
+    Some(hash_request(EXACT, parts, &fields))
+}
+
+/// A chat request's place in the semantic cache: the text of its last user turn, and the
+/// partition it is compared within — the hash of everything else, as the exact key hashes
+/// it (scope, target, earlier messages, every parameter), with the last user turn's content
+/// left out. `None` when the request has no last user turn that is text alone (an image or
+/// audio in it would be ignored by a text embedding, so the answer could be wrong).
+pub fn semantic_key(parts: &KeyParts<'_>) -> Option<([u8; 32], String)> {
+    let mut fields = object_of(parts.body)?;
+    let messages = fields.get_mut("messages")?.as_array_mut()?;
+    let last_user = messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    let content = last_user.get_mut("content")?;
+    let text = text_of(content)?;
+    *content = Value::Null;
+    Some((hash_request(SEMANTIC, parts, &fields), text))
+}
+
+fn object_of(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(body).ok()? {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+/// A message content's text: a string, or text parts joined by newlines (nothing else).
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("text") => p.get("text").and_then(Value::as_str),
+                _ => None,
+            })
+            .collect::<Option<Vec<&str>>>()
+            .map(|texts| texts.join("\n")),
+        _ => None,
+    }
+    .filter(|t| !t.trim().is_empty())
+}
+
+fn hash_request(version: &[u8], parts: &KeyParts<'_>, fields: &Map<String, Value>) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
-        VERSION,
+        version,
         parts.form.as_str().as_bytes(),
         parts.scope.as_bytes(),
         parts.provider.as_bytes(),
@@ -91,7 +135,7 @@ pub fn cache_key(parts: &KeyParts<'_>) -> Option<[u8; 32]> {
         hash_value(&mut h, &fields[name]);
     }
     h.update(b"}");
-    Some(h.finalize().into())
+    h.finalize().into()
 }
 
 /// Hashes a JSON value in a canonical, unambiguous form: object keys sorted, every item
@@ -222,5 +266,59 @@ mod tests {
             })
             .is_none());
         }
+    }
+
+    fn semantic(scope: &str, body: &str) -> Option<([u8; 32], String)> {
+        semantic_key(&KeyParts {
+            form: Form::Chat,
+            scope,
+            provider: "p",
+            model: "m",
+            body: body.as_bytes(),
+        })
+    }
+
+    #[test]
+    fn the_partition_is_everything_but_the_last_user_turn() {
+        let (p1, text) = semantic(
+            "global",
+            r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"capital of France?"}],"temperature":0}"#,
+        )
+        .unwrap();
+        assert_eq!(text, "capital of France?");
+        let (p2, _) = semantic(
+            "global",
+            r#"{"temperature":0,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"France's capital?"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p1, p2);
+        for other in [
+            r#"{"messages":[{"role":"system","content":"be long"},{"role":"user","content":"x"}],"temperature":0}"#,
+            r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"x"}],"temperature":1}"#,
+        ] {
+            assert_ne!(p1, semantic("global", other).unwrap().0, "{other}");
+        }
+        let scoped = r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"x"}],"temperature":0}"#;
+        assert_ne!(p1, semantic("key:a", scoped).unwrap().0);
+        // Never the exact key of the same request.
+        assert_ne!(p1, key("global", scoped));
+    }
+
+    #[test]
+    fn only_a_text_last_user_turn_has_a_semantic_key() {
+        for body in [
+            r#"{"messages":[{"role":"system","content":"hi"}]}"#,
+            r#"{"messages":[{"role":"user","content":"  "}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:"}}]}]}"#,
+            r#"{"prompt":"hi"}"#,
+        ] {
+            assert!(semantic("global", body).is_none(), "{body}");
+        }
+        let (_, text) = semantic(
+            "global",
+            r#"{"messages":[{"role":"user","content":"first"},{"role":"assistant","content":"a"},{"role":"user","content":[{"type":"text","text":"one"},{"type":"text","text":"two"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(text, "one\ntwo");
     }
 }

@@ -8,8 +8,9 @@
 //! embeddings list, whatever API the client spoke and whether it streamed — so one entry
 //! serves the chat, Anthropic and Responses clients, streamed or not.
 
-pub mod fleet;
+pub mod desk;
 pub mod key;
+pub mod nearest;
 pub mod policy;
 pub(crate) mod replay;
 
@@ -131,12 +132,16 @@ impl moka::Expiry<[u8; 32], Arc<Entry>> for EntryExpiry {
     }
 }
 
-/// The node's cache: the memory tier, and the link to the fleet's shared tier when the
-/// node is one of a fleet on PostgreSQL.
+/// The node's cache: the memory tier, and the link to the coordinator's cache desk when
+/// the node shares a fleet's tier or has a semantic cache.
 pub struct NodeCache {
     memory: moka::sync::Cache<[u8; 32], Arc<Entry>>,
     evictions: Arc<AtomicU64>,
-    pub fleet: Option<fleet::FleetLink>,
+    pub desk: Option<desk::DeskLink>,
+    /// The desk reads and writes the fleet's shared tier.
+    pub fleet: bool,
+    /// Embeddings in the semantic index (kept by the desk, which owns the index).
+    semantic_entries: AtomicU64,
 }
 
 impl std::fmt::Debug for NodeCache {
@@ -144,14 +149,15 @@ impl std::fmt::Debug for NodeCache {
         f.debug_struct("NodeCache")
             .field("entries", &self.memory.entry_count())
             .field("bytes", &self.memory.weighted_size())
-            .field("fleet", &self.fleet.is_some())
+            .field("desk", &self.desk.is_some())
+            .field("fleet", &self.fleet)
             .finish()
     }
 }
 
 impl NodeCache {
-    /// A memory tier of at most `max_bytes`.
-    pub fn new(max_bytes: u64, fleet: Option<fleet::FleetLink>) -> Self {
+    /// A memory tier of at most `max_bytes`; `fleet`: the desk serves a fleet's shared tier.
+    pub fn new(max_bytes: u64, desk: Option<desk::DeskLink>, fleet: bool) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
         let evicted = evictions.clone();
         let memory = moka::sync::Cache::builder()
@@ -168,7 +174,9 @@ impl NodeCache {
         Self {
             memory,
             evictions,
+            desk,
             fleet,
+            semantic_entries: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +193,14 @@ impl NodeCache {
     /// Drops every entry of the memory tier (the admin API's flush).
     pub fn clear(&self) {
         self.memory.invalidate_all();
+    }
+
+    pub fn semantic_entries(&self) -> u64 {
+        self.semantic_entries.load(Ordering::Relaxed)
+    }
+
+    pub fn set_semantic_entries(&self, entries: u64) {
+        self.semantic_entries.store(entries, Ordering::Relaxed);
     }
 
     /// Entries, bytes and evictions so far, after the tier's pending upkeep (for metrics).
@@ -226,7 +242,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_not_served() {
-        let cache = NodeCache::new(1 << 20, None);
+        let cache = NodeCache::new(1 << 20, None, false);
         cache.insert([1; 32], entry(10, 60_000));
         cache.insert([2; 32], entry(10, 0));
         assert!(cache.get(&[1; 32]).is_some());
@@ -235,7 +251,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_evicts() {
-        let cache = NodeCache::new(64 * 1024, None);
+        let cache = NodeCache::new(64 * 1024, None, false);
         for i in 0..64u8 {
             cache.insert([i; 32], entry(4096, 60_000));
         }

@@ -45,6 +45,17 @@ pub struct CachePolicy {
     pub rules: HashMap<String, Duration>,
     /// How long a shard waits for the fleet's shared tier before it calls a miss a miss.
     pub fleet_lookup_timeout: Duration,
+    /// The semantic cache, when it is on.
+    pub semantic: Option<SemanticPolicy>,
+}
+
+/// How a chat request whose exact key missed is matched with a similar one.
+#[derive(Debug, Clone, Copy)]
+pub struct SemanticPolicy {
+    /// Least cosine similarity of the last user turns' embeddings for a hit.
+    pub threshold: f32,
+    /// How long a request waits for its embedding and the search before it is a miss.
+    pub timeout: Duration,
 }
 
 /// What the cache does for one request.
@@ -181,6 +192,7 @@ mod tests {
                 .map(|(n, s)| ((*n).to_owned(), Duration::from_secs(*s)))
                 .collect(),
             fleet_lookup_timeout: Duration::from_millis(50),
+            semantic: None,
         }
     }
 

@@ -119,4 +119,8 @@ pub struct Governance {
     pub events: crossbeam_channel::Sender<GovEvent>,
     /// Longest a request waits for the coordinator to refill a dry lease.
     pub lease_wait: Duration,
+    /// SHA-256 of the node's own credential: the coordinator's requests (the semantic
+    /// cache's embeddings) present it and pass as a caller without a key. Random per
+    /// process, never stored or shown.
+    pub node_credential: Option<[u8; 32]>,
 }

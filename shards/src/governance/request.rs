@@ -27,9 +27,15 @@ pub fn presented_key<'b>(buf: &'b [u8], spans: &[HeaderSpan]) -> Option<&'b [u8]
 
 /// Finds the key's policy. Keys are stored and looked up only as SHA-256 hashes, so the
 /// secret is never compared directly; the final hash comparison is constant-time.
+/// SHA-256 of a presented credential, as keys are found by.
+pub fn credential_hash(presented: &[u8]) -> [u8; 32] {
+    Sha256::digest(presented).into()
+}
+
 pub fn authenticate(
     snapshot: &GovSnapshot,
     presented: Option<&[u8]>,
+    node_credential: Option<&[u8; 32]>,
     now: u64,
 ) -> Result<Option<Arc<KeyPolicy>>, GatewayError> {
     let Some(presented) = presented else {
@@ -39,7 +45,10 @@ pub fn authenticate(
             Ok(None)
         };
     };
-    let hash: [u8; 32] = Sha256::digest(presented).into();
+    let hash = credential_hash(presented);
+    if node_credential.is_some_and(|own| bool::from(own.ct_eq(&hash))) {
+        return Ok(None);
+    }
     let (stored, policy) = snapshot
         .keys
         .get_key_value(&hash)
@@ -103,21 +112,27 @@ mod tests {
             keys,
             ..Default::default()
         };
-        assert!(authenticate(&snap, Some(b"rg-secret"), 50)
+        assert!(authenticate(&snap, Some(b"rg-secret"), None, 50)
             .unwrap()
             .is_some());
         assert!(matches!(
-            authenticate(&snap, Some(b"rg-other"), 50),
+            authenticate(&snap, Some(b"rg-other"), None, 50),
             Err(GatewayError::InvalidKey)
         ));
         assert!(matches!(
-            authenticate(&snap, None, 50),
+            authenticate(&snap, None, None, 50),
             Err(GatewayError::MissingKey)
         ));
         assert!(matches!(
-            authenticate(&snap, Some(b"rg-secret"), 100),
+            authenticate(&snap, Some(b"rg-secret"), None, 100),
             Err(GatewayError::KeyNotUsable("expired"))
         ));
+        // The node's own credential passes as a caller without a key; nobody else's does.
+        let own: [u8; 32] = Sha256::digest(b"rg-node").into();
+        assert!(authenticate(&snap, Some(b"rg-node"), Some(&own), 50)
+            .unwrap()
+            .is_none());
+        assert!(authenticate(&snap, Some(b"rg-node"), None, 50).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn authenticate(
     req.caller.key = request::authenticate(
         snapshot,
         request::presented_key(&conn.inbuf, &conn.spans),
+        gov.node_credential.as_ref(),
         now,
     )?;
     Ok(())

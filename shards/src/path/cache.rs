@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use vocab::{CacheKind, NanoUsd, TokenUsage};
 
-use crate::cache::fleet::FleetLookup;
-use crate::cache::key::{cache_key, KeyParts};
-use crate::cache::policy::{Decision, ModelNames, RequestCacheHeaders};
+use crate::cache::desk::Asked::{Answered, Unanswered};
+use crate::cache::desk::SemanticKey;
+use crate::cache::key::{cache_key, semantic_key, KeyParts};
+use crate::cache::policy::{
+    CachePolicy, Decision, ModelNames, RequestCacheHeaders, SemanticPolicy,
+};
 use crate::cache::replay::{replay, Asked, Replayed};
-use crate::cache::{CacheStatus, Entry, Form};
+use crate::cache::{CacheStatus, Entry, Form, NodeCache};
 use crate::dialect::Inbound;
 use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_status_line, OutFraming};
@@ -24,6 +27,7 @@ use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope, Served};
 use crate::path::outcome::Stop;
 use crate::snapshot::Snapshot;
+use crate::state::stats::CacheCounters;
 
 /// Decides what the cache does for the request and looks its answer up. `Some`: the answer,
 /// rendered for the client, to send instead of asking a provider.
@@ -80,29 +84,26 @@ pub async fn look_up(
     let Some(key) = cache_key(&parts) else {
         return Ok(bypass(conn, stats));
     };
+    let mut found = None;
+    let mut similar = None;
+    if lookup {
+        found = find(cache, policy, stats, key)
+            .await
+            .map(|entry| (entry, CacheStatus::Hit));
+        // An exact miss asks the semantic cache, with the last user turn and the rest's hash.
+        if found.is_none() && form == Form::Chat && cache.desk.is_some() {
+            similar = policy.semantic.and_then(|semantic| {
+                semantic_key(&parts).map(|(partition, text)| (semantic, partition, text))
+            });
+        }
+    }
     req.cache.key = Some((key, form));
     req.cache.ttl = ttl;
     conn.tracker.cache = Some(CacheStatus::Miss);
-    let found = match (lookup, cache.get(&key)) {
-        (false, _) => None,
-        (true, Some(entry)) => Some(entry),
-        (true, None) => match &cache.fleet {
-            Some(fleet) => match fleet.lookup(key, policy.fleet_lookup_timeout).await {
-                FleetLookup::Found(entry) => {
-                    stats.fleet_hits.incr();
-                    cache.insert(key, entry.clone());
-                    Some(entry)
-                }
-                FleetLookup::Missing => None,
-                FleetLookup::Unanswered => {
-                    stats.fleet_unanswered.incr();
-                    None
-                }
-            },
-            None => None,
-        },
-    };
-    let Some(entry) = found.filter(|e| e.form == form) else {
+    if let Some((semantic, partition, text)) = similar {
+        found = find_similar(cache, policy, stats, req, semantic, partition, text).await;
+    }
+    let Some((entry, status)) = found.filter(|(e, _)| e.form == form) else {
         stats.misses.incr();
         return Ok(None);
     };
@@ -115,9 +116,18 @@ pub async fn look_up(
     };
     match replay(&entry, &asked) {
         Ok(replayed) => {
-            conn.tracker.cache = Some(CacheStatus::Hit);
-            stats.hits_exact.incr();
-            req.cache.hit = Some((entry, CacheKind::Exact));
+            conn.tracker.cache = Some(status);
+            let kind = match status {
+                CacheStatus::SemanticHit { .. } => {
+                    stats.hits_semantic.incr();
+                    CacheKind::Semantic
+                }
+                _ => {
+                    stats.hits_exact.incr();
+                    CacheKind::Exact
+                }
+            };
+            req.cache.hit = Some((entry, kind));
             Ok(Some(replayed))
         }
         Err(e) => {
@@ -130,7 +140,63 @@ pub async fn look_up(
     }
 }
 
-fn bypass(conn: &mut ClientConn, stats: &crate::state::stats::CacheCounters) -> Option<Replayed> {
+/// The live entry under `key`: this node's memory tier, then the fleet's shared tier (whose
+/// entry is then kept here too).
+async fn find(
+    cache: &NodeCache,
+    policy: &CachePolicy,
+    stats: &CacheCounters,
+    key: [u8; 32],
+) -> Option<Arc<Entry>> {
+    if let Some(entry) = cache.get(&key) {
+        return Some(entry);
+    }
+    let desk = cache.desk.as_ref().filter(|_| cache.fleet)?;
+    match desk.get(key, policy.fleet_lookup_timeout).await {
+        Answered(Some(entry)) => {
+            stats.fleet_hits.incr();
+            cache.insert(key, entry.clone());
+            Some(entry)
+        }
+        Answered(None) => None,
+        Unanswered => {
+            stats.fleet_unanswered.incr();
+            None
+        }
+    }
+}
+
+/// The answer of the cached request most similar to this one, when one is similar enough.
+/// The request's embedding is kept for its own answer either way.
+async fn find_similar(
+    cache: &NodeCache,
+    policy: &CachePolicy,
+    stats: &CacheCounters,
+    req: &mut RequestCtx<'_>,
+    semantic: SemanticPolicy,
+    partition: [u8; 32],
+    text: String,
+) -> Option<(Arc<Entry>, CacheStatus)> {
+    let desk = cache.desk.as_ref()?;
+    let similar = match desk
+        .similar(partition, text, semantic.threshold, semantic.timeout)
+        .await
+    {
+        Answered(similar) => similar,
+        Unanswered => {
+            stats.semantic_unanswered.incr();
+            return None;
+        }
+    };
+    req.cache.semantic = similar
+        .vector
+        .map(|vector| SemanticKey { partition, vector });
+    let (key, similarity) = similar.nearest?;
+    let entry = find(cache, policy, stats, key).await?;
+    Some((entry, CacheStatus::SemanticHit { similarity }))
+}
+
+fn bypass(conn: &mut ClientConn, stats: &CacheCounters) -> Option<Replayed> {
     conn.tracker.cache = Some(CacheStatus::Bypass);
     stats.bypassed.incr();
     None
@@ -244,9 +310,10 @@ pub fn keep(scope: Scope<'_>, conn: &ClientConn, req: &RequestCtx<'_>, served: &
     });
     cache.insert(key, entry.clone());
     scope.shard.stats.cache.stored.incr();
-    if let Some(fleet) = &cache.fleet {
-        if !fleet.offer(key, entry) {
-            scope.shard.stats.cache.fleet_dropped.incr();
+    let semantic = req.cache.semantic.clone();
+    if let Some(desk) = cache.desk.as_ref() {
+        if (cache.fleet || semantic.is_some()) && !desk.offer(key, entry, semantic) {
+            scope.shard.stats.cache.desk_dropped.incr();
         }
     }
 }

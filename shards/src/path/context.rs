@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use vocab::CacheKind;
 
+use crate::cache::desk::SemanticKey;
 use crate::cache::{Entry, Form};
 use crate::dialect::Inbound;
 use crate::governance::admit::Admission;
@@ -208,6 +209,8 @@ pub struct CacheCtx {
     pub hit: Option<(Arc<Entry>, CacheKind)>,
     /// What the hit would have cost (priced when governance has prices).
     pub saved_cost: vocab::NanoUsd,
+    /// The request's place in the semantic cache, for its fresh answer.
+    pub semantic: Option<SemanticKey>,
 }
 
 impl<'s> RequestCtx<'s> {

@@ -78,6 +78,7 @@ fn caller(
     request::authenticate(
         &gov.snapshot.load(),
         request::presented_key(&conn.inbuf, &conn.spans),
+        gov.node_credential.as_ref(),
         clock::unix_now(),
     )
 }

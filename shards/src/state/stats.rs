@@ -130,8 +130,10 @@ pub struct CacheCounters {
     pub fleet_hits: Counter,
     /// Shared-tier lookups unanswered in time (counted as misses).
     pub fleet_unanswered: Counter,
-    /// Answers the shared tier's queue had no room for.
-    pub fleet_dropped: Counter,
+    /// Semantic lookups unanswered in time (counted as misses).
+    pub semantic_unanswered: Counter,
+    /// Answers the cache desk's queue had no room for (not shared, not indexed).
+    pub desk_dropped: Counter,
     /// Tokens and money hits saved (what their answers cost when they were made).
     pub saved_prompt_tokens: Counter,
     pub saved_completion_tokens: Counter,

@@ -36,7 +36,7 @@ pub fn render(out: &mut String, view: &NodeView) {
         );
     }
     let tier = cache.stats();
-    let values: [(&str, &str, &str, u64); 9] = [
+    let values: [(&str, &str, &str, u64); 11] = [
         (
             "ringgate_cache_stored_total",
             "counter",
@@ -56,10 +56,16 @@ pub fn render(out: &mut String, view: &NodeView) {
             sum(|c| &c.fleet_unanswered),
         ),
         (
-            "ringgate_cache_fleet_dropped_total",
+            "ringgate_cache_semantic_unanswered_total",
             "counter",
-            "Answers not offered to the shared tier because its queue was full",
-            sum(|c| &c.fleet_dropped),
+            "Semantic lookups not answered within cache.semantic.lookup_timeout_ms (served as misses)",
+            sum(|c| &c.semantic_unanswered),
+        ),
+        (
+            "ringgate_cache_desk_dropped_total",
+            "counter",
+            "Answers not shared with the fleet or indexed by meaning because the cache desk's queue was full",
+            sum(|c| &c.desk_dropped),
         ),
         (
             "ringgate_cache_saved_prompt_tokens_total",
@@ -84,6 +90,12 @@ pub fn render(out: &mut String, view: &NodeView) {
             "gauge",
             "Bytes this node's memory tier holds (bounded by cache.max_bytes)",
             tier.bytes,
+        ),
+        (
+            "ringgate_cache_semantic_entries",
+            "gauge",
+            "Request embeddings in this node's semantic index",
+            cache.semantic_entries(),
         ),
         (
             "ringgate_cache_evictions_total",
