@@ -164,15 +164,14 @@ fn serve(
     let in_fleet = governance.as_ref().is_some_and(|g| g.cluster.is_some());
     let listening = Arc::new(std::sync::OnceLock::new());
     let node_credential = store::keys::generate_key();
-    let cache_desk = match &cfg.cache {
-        Some(c) => cache_plan(c, in_fleet, &cfg, &listening, &node_credential)?,
-        None => None,
+    let (node_cache, cache_desk) = match &cfg.cache {
+        Some(c) => {
+            let (cache, desk) = cache_plan(c, in_fleet, &cfg, &listening, &node_credential)?;
+            (Some(cache), desk)
+        }
+        None => (None, None),
     };
-    plan.cache = cache_desk.as_ref().map(|d| d.cache.clone()).or_else(|| {
-        cfg.cache
-            .as_ref()
-            .map(|c| Arc::new(shards::cache::NodeCache::new(c.max_bytes, None, false)))
-    });
+    plan.cache = node_cache;
     // Block the stop signals before any thread exists so that only this thread, waiting in
     // sigwait below, receives them.
     let signals = stop_signals();
@@ -301,18 +300,23 @@ fn serve(
     Ok(())
 }
 
-/// The cache's desk, when the cache needs one: to share answers through a fleet's
-/// database, or to match requests by meaning (asking the node's own API for embeddings).
+/// The node's cache, and its desk when the cache needs one: to share answers through a
+/// fleet's database, or to match requests by meaning (asking the node's own API for
+/// embeddings).
 fn cache_plan(
     c: &config::CacheConfig,
     in_fleet: bool,
     cfg: &config::Config,
     listening: &Arc<std::sync::OnceLock<std::net::SocketAddr>>,
     credential: &str,
-) -> anyhow::Result<Option<coordinator::cache_desk::DeskStart>> {
+) -> anyhow::Result<(
+    Arc<shards::cache::NodeCache>,
+    Option<coordinator::cache_desk::DeskStart>,
+)> {
     let fleet = c.fleet && in_fleet;
     if !fleet && c.semantic.is_none() {
-        return Ok(None);
+        let cache = shards::cache::NodeCache::new(c.max_bytes, None, false);
+        return Ok((Arc::new(cache), None));
     }
     let semantic = match &c.semantic {
         Some(s) => Some(coordinator::cache_desk::SemanticStart {
@@ -333,15 +337,17 @@ fn cache_plan(
     };
     let (asks_tx, asks) = crossbeam_channel::bounded(coordinator::cache_desk::QUEUE);
     let link = shards::cache::desk::DeskLink { asks: asks_tx };
-    Ok(Some(coordinator::cache_desk::DeskStart {
+    let cache = Arc::new(shards::cache::NodeCache::new(
+        c.max_bytes,
+        Some(link),
+        fleet,
+    ));
+    let desk = coordinator::cache_desk::DeskStart {
         asks,
-        cache: Arc::new(shards::cache::NodeCache::new(
-            c.max_bytes,
-            Some(link),
-            fleet,
-        )),
+        cache: cache.clone(),
         semantic,
-    }))
+    };
+    Ok((cache, Some(desk)))
 }
 
 fn stop_signals() -> libc::sigset_t {

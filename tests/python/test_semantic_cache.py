@@ -20,7 +20,7 @@ import openai
 import pytest
 import trustme
 
-from conftest import merged, start_gateway, start_governed, start_mock, wait_for
+from conftest import merged, start_gateway, start_governed, wait_for
 from test_cache import metric, oai, streamed
 from test_usage import new_key
 
@@ -73,10 +73,9 @@ def indexed(gw, at_least: int):
 
 
 @pytest.fixture(scope="module")
-def mock(workdir):
-    m = start_mock(workdir)
-    yield m
-    m.stop()
+def mock(mock_llm):
+    """The session's mock (its embeddings are what the premises are measured on)."""
+    return mock_llm
 
 
 @pytest.fixture(scope="module")

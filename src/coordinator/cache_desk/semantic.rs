@@ -163,7 +163,7 @@ pub async fn follow(store: Store, found: Sender<Found>) {
     let mut since = 0i64;
     loop {
         let rows = match store
-            .cache_embeddings_since(since, now_ms_i64(), FOLLOW_PAGE)
+            .cache_embeddings_since(since, super::now_ms(), FOLLOW_PAGE)
             .await
         {
             Ok(rows) => rows,
@@ -193,8 +193,4 @@ pub async fn follow(store: Store, found: Sender<Found>) {
 
 fn now_ms() -> u64 {
     shards::clock::unix_now_ms()
-}
-
-fn now_ms_i64() -> i64 {
-    i64::try_from(now_ms()).unwrap_or(i64::MAX)
 }
