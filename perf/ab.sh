@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# A/B test of two ringgate binaries: CPU time per proxied request at saturation, alternating
+# the binaries (A B B A A B …) so that the shared machine's drift lands on both sides.
+#
+# Usage: A=path/to/ringgate-a B=path/to/ringgate-b bash perf/ab.sh
+#   A or B may be the word nginx: one nginx worker, proxy_pass with upstream keepalive, as in
+#   perf/run.sh.
+#   MODE=plain|governed|stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
+#   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
+#   MOCK_BIN (target/release/mock-llm), PERF_RECORD=1 (a `perf record` of the last round of
+#   each binary into perf/results/ab-<stamp>/).
+# Prints one line per run and a summary: mean ± standard deviation of µs of the ringgate
+# process's CPU (all threads, user + system, /proc) per completed request, and req/s.
+# Each change to the hot path is kept only if this shows it (docs/perf.md).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "${HERE}/.." && pwd)"
+A="${A:?set A to the first ringgate binary}"
+B="${B:?set B to the second ringgate binary}"
+MODE="${MODE:-plain}"
+ROUNDS="${ROUNDS:-4}"
+DURATION="${DURATION:-6}"
+CONNS="${CONNS:-64}"
+PROXY_CPUS="${PROXY_CPUS:-0}"
+MOCK_CPUS="${MOCK_CPUS:-1}"
+MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
+EXTRA_YAML="${EXTRA_YAML:-}"
+PORT=18203 MOCK_PORT=18201 CONTROL=18204
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="${HERE}/results/ab-${STAMP}"
+TMP="$(mktemp -d /tmp/ringgate-ab.XXXXXX)"
+mkdir -p "${OUT}"
+export RG_AB_TOKEN="ab-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+
+case "${MODE}" in
+    plain|governed) BODY="${HERE}/bodies/chat.json" ;;
+    stream) BODY="${HERE}/bodies/chat_stream.json" ;;
+    *) echo "MODE must be plain, governed or stream" >&2; exit 2 ;;
+esac
+
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]:-}"; do [[ -n "${p}" ]] && kill "${p}" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "${TMP}"
+}
+trap cleanup EXIT
+
+wait_port() {  # url: up to 10 s for a 2xx
+    local i
+    for i in $(seq 1 100); do
+        curl -sf -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+taskset -c "${MOCK_CPUS}" "${MOCK_BIN}" --listen "127.0.0.1:${MOCK_PORT}" --workers 1 > "${TMP}/mock.log" 2>&1 &
+PIDS+=($!)
+wait_port "http://127.0.0.1:${MOCK_PORT}/v1/models"
+
+cat > "${TMP}/wrk.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local f = io.open(os.getenv("AB_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+local key = os.getenv("AB_KEY")
+if key and #key > 0 then wrk.headers["authorization"] = "Bearer " .. key end
+done = function(summary, latency, requests)
+    local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    io.write(string.format("ABRESULT %d %d %d\n", summary.requests, summary.duration, bad))
+end
+EOF
+
+start_nginx() {  # -> PID; the proxy perf/run.sh measures (one worker)
+    mkdir -p "${TMP}/nginx/tmp"
+    cat > "${TMP}/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid ${TMP}/nginx/nginx.pid;
+error_log ${TMP}/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path ${TMP}/nginx/tmp;
+    proxy_temp_path ${TMP}/nginx/tmp;
+    upstream mock {
+        server 127.0.0.1:${MOCK_PORT};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:${PORT} backlog=4096;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    taskset -c "${PROXY_CPUS}" nginx -p "${TMP}/nginx" -c "${TMP}/nginx/nginx.conf" \
+        -g 'daemon off; master_process off;' > "${TMP}/nginx/out.log" 2>&1 &
+    PID=$!
+}
+
+start_ringgate() {  # binary -> PID
+    cat > "${TMP}/rg.yaml" <<EOF
+listen: 127.0.0.1:${PORT}
+shards: 1
+pin_cores: true
+control:
+  listen: 127.0.0.1:${CONTROL}
+providers:
+  mock:
+    base_url: http://127.0.0.1:${MOCK_PORT}/v1
+    models: [gpt-4o-mini]
+EOF
+    if [[ "${MODE}" == governed ]]; then
+        rm -f "${TMP}"/gov.db*
+        cat >> "${TMP}/rg.yaml" <<EOF
+governance:
+  database: ${TMP}/gov.db
+  admin_token: env.RG_AB_TOKEN
+  request_logs: all
+  require_virtual_key: true
+EOF
+    fi
+    [[ -n "${EXTRA_YAML}" ]] && printf '%s\n' "${EXTRA_YAML}" >> "${TMP}/rg.yaml"
+    RUST_LOG=warn taskset -c "${PROXY_CPUS}" "$1" serve --config "${TMP}/rg.yaml" > "${TMP}/rg.log" 2>&1 &
+    PID=$!
+}
+
+run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
+    local label="$1" bin="$2" key="" pid
+    if [[ "${bin}" == nginx ]]; then
+        start_nginx
+        wait_port "http://127.0.0.1:${PORT}/v1/models"
+    else
+        start_ringgate "${bin}"
+        wait_port "http://127.0.0.1:${PORT}/health"
+    fi
+    pid="${PID}"
+    if [[ "${MODE}" == governed && "${bin}" != nginx ]]; then
+        key="$(curl -sf -X POST "http://127.0.0.1:${CONTROL}/admin/keys" \
+            -H "authorization: Bearer ${RG_AB_TOKEN}" -H 'content-type: application/json' \
+            -d '{"name":"ab","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+    fi
+    export AB_BODY="${BODY}" AB_KEY="${key}"
+    local url="http://127.0.0.1:${PORT}/v1/chat/completions"
+    taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d1s -s "${TMP}/wrk.lua" "${url}" > /dev/null
+    local before after res
+    before="$(cpu_ticks "${pid}")"
+    if [[ "${PERF_RECORD:-0}" == 1 && "${3:-}" == last ]]; then
+        perf record -F 1999 -g -p "${pid}" -o "${OUT}/${label}.perf.data" -- sleep "$((DURATION - 1))" > /dev/null 2>&1 &
+    fi
+    res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4}')"
+    after="$(cpu_ticks "${pid}")"
+    kill "${pid}"; wait "${pid}" 2>/dev/null || true
+    local hz; hz="$(getconf CLK_TCK)"
+    python3 - "${label}" "${before}" "${after}" "${hz}" ${res} <<'EOF'
+import sys
+label, before, after, hz, reqs, dur_us, bad = sys.argv[1], *map(int, sys.argv[2:8])
+if bad:
+    sys.exit(f"{label}: {bad} requests failed (non-2xx or socket errors)")
+cpu_us = (after - before) * 1e6 / hz
+print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f}")
+EOF
+}
+
+echo "# perf/ab.sh ${MODE}: A=${A} B=${B}, ${ROUNDS} rounds of ${DURATION}s, wrk -c${CONNS}" | tee "${OUT}/summary.txt"
+for r in $(seq 1 "${ROUNDS}"); do
+    last=""; [[ "${r}" == "${ROUNDS}" ]] && last=last
+    if (( r % 2 )); then order="A B"; else order="B A"; fi
+    for side in ${order}; do
+        bin="${A}"; [[ "${side}" == B ]] && bin="${B}"
+        run_one "${side}" "${bin}" "${last}" | tee -a "${OUT}/runs.txt"
+    done
+done
+python3 - "${OUT}/runs.txt" <<'EOF' | tee -a "${OUT}/summary.txt"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for side in ("A", "B"):
+    us = [float(r[1]) for r in rows if r[0] == side]
+    rps = [float(r[2]) for r in rows if r[0] == side]
+    sd = statistics.stdev(us) if len(us) > 1 else 0.0
+    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s")
+a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
+b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
+print(f"B / A = {b / a:.3f}")
+EOF
+echo "raw: ${OUT}"
