@@ -6,7 +6,7 @@ One mock-llm and one ringgate are started for the whole session:
 
 Configurations are data: dicts (see `gateway_config` and `merged`) dumped as YAML. Both
 binaries listen on port 0 and are started with `--ready-file`; the harness waits for that
-file and reads the ports from it, as the Rust harness (tests/common/mod.rs) does, so no test
+file and reads the ports from it, as the Rust harness (tests/common/process.rs) does, so no test
 races another for a port.
 
 Binaries come from target/debug (or $CARGO_TARGET_DIR/debug), overridable with
