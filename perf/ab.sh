@@ -7,8 +7,10 @@
 #   perf/run.sh.
 #   MODE=plain|governed|stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
 #   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
-#   MOCK_BIN (target/release/mock-llm), PERF_RECORD=1 (a `perf record` of the last round of
-#   each binary into perf/results/ab-<stamp>/).
+#   MOCK_BIN (target/release/mock-llm), PERF_RECORD=1 (a `perf record -g` of the last round
+#   of each side into perf/results/ab-<stamp>/; PERF_RECORD=dwarf for DWARF call graphs,
+#   which Rust code without frame pointers needs; the profiler's cost lands in that round's
+#   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
 # Prints one line per run and a summary: mean ± standard deviation of µs of the ringgate
 # process's CPU (all threads, user + system, /proc) per completed request, and req/s.
 # Each change to the hot path is kept only if this shows it (docs/perf.md).
@@ -123,7 +125,7 @@ providers:
     models: [gpt-4o-mini]
 EOF
     if [[ "${MODE}" == governed ]]; then
-        rm -f "${TMP}"/gov.db*
+        rm -rf "${TMP}"/gov.db*
         cat >> "${TMP}/rg.yaml" <<EOF
 governance:
   database: ${TMP}/gov.db
@@ -158,8 +160,10 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d1s -s "${TMP}/wrk.lua" "${url}" > /dev/null
     local before after res
     before="$(cpu_ticks "${pid}")"
-    if [[ "${PERF_RECORD:-0}" == 1 && "${3:-}" == last ]]; then
-        perf record -F 1999 -g -p "${pid}" -o "${OUT}/${label}.perf.data" -- sleep "$((DURATION - 1))" > /dev/null 2>&1 &
+    if [[ "${PERF_RECORD:-0}" != 0 && "${3:-}" == last ]]; then
+        local graph=(-g); [[ "${PERF_RECORD}" == dwarf ]] && graph=(--call-graph dwarf,16384)
+        perf record -F 999 "${graph[@]}" -p "${pid}" -o "${OUT}/${label}.perf.data" \
+            -- sleep "$((DURATION - 1))" > /dev/null 2>&1 &
     fi
     res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4}')"
     after="$(cpu_ticks "${pid}")"

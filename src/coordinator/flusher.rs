@@ -217,7 +217,13 @@ impl GovRuntime {
 
     /// Folds a sealed batch and writes it (false: it was written before).
     async fn write(&self, batch: &Sealed) -> store::Result<bool> {
-        let mut pending = Pending::default();
+        // At most one log row per record: room for all of them at once, rather than a
+        // vector of rows of a few hundred bytes each doubled (and moved) eleven times on
+        // the way to 2,048.
+        let mut pending = Pending {
+            logs: Vec::with_capacity(batch.records.len()),
+            ..Pending::default()
+        };
         for r in &batch.records {
             self.fold(r, &mut pending);
         }

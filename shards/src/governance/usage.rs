@@ -5,11 +5,23 @@
 //! (`stream_options.include_usage`), the usage chunk is read here and kept out of the client's
 //! stream. Read only for requests that need it (`capture_usage`: governed or traced).
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use tokens::{Family, OutputCounter};
 use vocab::{TokenUsage, UsageRecord};
 
 use super::units::{UnitMeter, Units};
+
+/// The byte strings every governed response is searched for, each with its searcher built
+/// once: `memmem::find` builds a new one per call (`Searcher::new` was 0.7 % of a governed
+/// shard's profile, docs/perf.md).
+static FINISH_REASON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"finish_reason"));
+static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"model"));
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static NO_CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"choices\":[]"));
+static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
 
 #[derive(Deserialize)]
 struct Details {
@@ -127,8 +139,8 @@ impl Tally {
             } else {
                 0
             },
-            finish_reason: string_field(body, b"finish_reason").map(FinishReason::of),
-            model: string_field(body, b"model").map(text),
+            finish_reason: string_field(body, &FINISH_REASON).map(FinishReason::of),
+            model: string_field(body, &MODEL).map(text),
             units: Units::default(),
         }
     }
@@ -143,11 +155,11 @@ fn text(raw: &[u8]) -> Box<str> {
 /// are read this way event by event: a key's quotes cannot stand unescaped inside a string
 /// value, so the first match is a key — in OpenAI's shapes the top-level `model`, and the
 /// first choice's `finish_reason` (in a stream, the first to end).
-fn string_field<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+fn string_field<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a [u8]> {
     let mut from = 0;
     loop {
-        let at = from + memchr::memmem::find(&json[from..], key)?;
-        from = at + key.len();
+        let at = from + key.find(&json[from..])?;
+        from = at + key.needle().len();
         let quoted = at > 0 && json[at - 1] == b'"' && json.get(from) == Some(&b'"');
         if !quoted {
             continue;
@@ -215,7 +227,7 @@ impl StreamUsage {
         self.generated.feed(input);
         self.pending.extend_from_slice(input);
         let mut start = 0;
-        while let Some(end) = memchr::memmem::find(&self.pending[start..], b"\n\n") {
+        while let Some(end) = EVENT_END.find(&self.pending[start..]) {
             let event_end = start + end + 2;
             let event = &self.pending[start..event_end];
             let (keep, usage) = inspect(event, self.strip);
@@ -223,10 +235,10 @@ impl StreamUsage {
                 self.usage = usage;
             }
             if self.model.is_none() {
-                self.model = string_field(event, b"model").map(text);
+                self.model = string_field(event, &MODEL).map(text);
             }
             if self.finish_reason.is_none() {
-                self.finish_reason = string_field(event, b"finish_reason").map(FinishReason::of);
+                self.finish_reason = string_field(event, &FINISH_REASON).map(FinishReason::of);
             }
             if keep {
                 out.extend_from_slice(event);
@@ -289,7 +301,7 @@ impl Generated {
 
 /// Reads an event's usage; returns whether it goes to the client, and the usage.
 fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
-    if memchr::memmem::find(event, b"\"usage\"").is_none() {
+    if USAGE_KEY.find(event).is_none() {
         return (true, None);
     }
     let Some(data) = event
@@ -300,8 +312,7 @@ fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
     };
     match parse(data.trim_ascii()) {
         Some((usage, has_choices)) => {
-            let usage_only =
-                !has_choices || memchr::memmem::find(data, b"\"choices\":[]").is_some();
+            let usage_only = !has_choices || NO_CHOICES.find(data).is_some();
             (!(strip && usage_only), Some(usage))
         }
         None => (true, None),
@@ -418,12 +429,12 @@ mod tests {
         );
         assert_eq!((bare.finish_reason, bare.model), (None, None));
         assert_eq!(
-            string_field(br#"{"finish_reason":"something_new"}"#, b"finish_reason")
+            string_field(br#"{"finish_reason":"something_new"}"#, &FINISH_REASON)
                 .map(FinishReason::of),
             Some(FinishReason::Other)
         );
         assert_eq!(
-            string_field(br#"{"model":"a\"b"}"#, b"model"),
+            string_field(br#"{"model":"a\"b"}"#, &MODEL),
             Some(&br#"a\"b"#[..])
         );
     }

@@ -100,13 +100,15 @@ pub(crate) fn log_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
         for log in chunk {
             params(log, &mut p)?;
         }
-        let sql = if chunk.len() == ROWS_PER_STATEMENT {
-            // A full chunk's text is the same every time: built once, not ~1,000
-            // placeholders formatted per statement.
+        let sql: std::borrow::Cow<'static, str> = if chunk.len() == ROWS_PER_STATEMENT {
+            // A full chunk's text is the same every time: built once and borrowed, not
+            // ~1,000 placeholders formatted (or 10 kB copied) per statement.
             static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            FULL.get_or_init(|| insert_sql(ROWS_PER_STATEMENT)).clone()
+            FULL.get_or_init(|| insert_sql(ROWS_PER_STATEMENT))
+                .as_str()
+                .into()
         } else {
-            insert_sql(chunk.len())
+            insert_sql(chunk.len()).into()
         };
         stmts.push(Stmt::new(sql, p));
     }
