@@ -7,6 +7,8 @@
 #   perf/run.sh.
 #   MODE=plain|governed|stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
 #   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
+#   GOV_DATABASE (governed: a postgres:// URL instead of an SQLite file, a fresh schema per
+#   run; the database server's CPU is not the gateway's and is not counted),
 #   MOCK_BIN (target/release/mock-llm), PERF_RECORD=1 (a `perf record -g` of the last round
 #   of each side into perf/results/ab-<stamp>/; PERF_RECORD=dwarf for DWARF call graphs,
 #   which Rust code without frame pointers needs; the profiler's cost lands in that round's
@@ -28,6 +30,7 @@ PROXY_CPUS="${PROXY_CPUS:-0}"
 MOCK_CPUS="${MOCK_CPUS:-1}"
 MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
 EXTRA_YAML="${EXTRA_YAML:-}"
+GOV_DATABASE="${GOV_DATABASE:-}"
 PORT=18203 MOCK_PORT=18201 CONTROL=18204
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${HERE}/results/ab-${STAMP}"
@@ -125,10 +128,15 @@ providers:
     models: [gpt-4o-mini]
 EOF
     if [[ "${MODE}" == governed ]]; then
-        rm -rf "${TMP}"/gov.db*
+        rm -rf "${TMP}"/gov.db* "${TMP}/spool"
+        if [[ -n "${GOV_DATABASE}" ]]; then
+            # A schema of its own per run: every run starts from an empty store.
+            printf 'governance:\n  database: %s\n  database_schema: ab_%s_%s\n  spool_dir: %s\n' \
+                "${GOV_DATABASE}" "${STAMP,,}" "$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" "${TMP}/spool" >> "${TMP}/rg.yaml"
+        else
+            printf 'governance:\n  database: %s\n' "${TMP}/gov.db" >> "${TMP}/rg.yaml"
+        fi
         cat >> "${TMP}/rg.yaml" <<EOF
-governance:
-  database: ${TMP}/gov.db
   admin_token: env.RG_AB_TOKEN
   request_logs: all
   require_virtual_key: true
