@@ -13,8 +13,10 @@
 #   of each side into perf/results/ab-<stamp>/; PERF_RECORD=dwarf for DWARF call graphs,
 #   which Rust code without frame pointers needs; the profiler's cost lands in that round's
 #   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
-# Prints one line per run and a summary: mean ± standard deviation of µs of the ringgate
-# process's CPU (all threads, user + system, /proc) per completed request, and req/s.
+# Prints one line per run (side, µs/req, req/s, the database server's µs/req) and a summary:
+# mean ± standard deviation of µs of the ringgate process's CPU (all threads, user + system,
+# /proc) per completed request, req/s, and with GOV_DATABASE the PostgreSQL server's CPU per
+# request (all its processes).
 # Each change to the hot path is kept only if this shows it (docs/perf.md).
 set -euo pipefail
 
@@ -64,6 +66,17 @@ wait_port() {  # url: up to 10 s for a 2xx
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The PostgreSQL server's processes together (0 without GOV_DATABASE): with a PostgreSQL
+# store, the request-log rows' indexing runs there, and is reported beside the gateway's.
+db_ticks() {
+    [[ -n "${GOV_DATABASE}" ]] || { echo 0; return; }
+    local p total=0
+    for p in $(pgrep -x postgres); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/${p}/stat" 2>/dev/null || echo 0)))
+    done
+    echo "${total}"
+}
 
 taskset -c "${MOCK_CPUS}" "${MOCK_BIN}" --listen "127.0.0.1:${MOCK_PORT}" --workers 1 > "${TMP}/mock.log" 2>&1 &
 PIDS+=($!)
@@ -166,8 +179,9 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     export AB_BODY="${BODY}" AB_KEY="${key}"
     local url="http://127.0.0.1:${PORT}/v1/chat/completions"
     taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d1s -s "${TMP}/wrk.lua" "${url}" > /dev/null
-    local before after res
+    local before after res db_before db_after
     before="$(cpu_ticks "${pid}")"
+    db_before="$(db_ticks)"
     if [[ "${PERF_RECORD:-0}" != 0 && "${3:-}" == last ]]; then
         local graph=(-g); [[ "${PERF_RECORD}" == dwarf ]] && graph=(--call-graph dwarf,16384)
         perf record -F 999 "${graph[@]}" -p "${pid}" -o "${OUT}/${label}.perf.data" \
@@ -175,15 +189,16 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     fi
     res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4}')"
     after="$(cpu_ticks "${pid}")"
+    db_after="$(db_ticks)"
     kill "${pid}"; wait "${pid}" 2>/dev/null || true
     local hz; hz="$(getconf CLK_TCK)"
-    python3 - "${label}" "${before}" "${after}" "${hz}" ${res} <<'EOF'
+    python3 - "${label}" "${before}" "${after}" "${hz}" $((db_after - db_before)) ${res} <<'EOF'
 import sys
-label, before, after, hz, reqs, dur_us, bad = sys.argv[1], *map(int, sys.argv[2:8])
+label, before, after, hz, db, reqs, dur_us, bad = sys.argv[1], *map(int, sys.argv[2:9])
 if bad:
     sys.exit(f"{label}: {bad} requests failed (non-2xx or socket errors)")
 cpu_us = (after - before) * 1e6 / hz
-print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f}")
+print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz / reqs:.2f}")
 EOF
 }
 
@@ -202,8 +217,10 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 for side in ("A", "B"):
     us = [float(r[1]) for r in rows if r[0] == side]
     rps = [float(r[2]) for r in rows if r[0] == side]
+    db = [float(r[3]) for r in rows if r[0] == side]
     sd = statistics.stdev(us) if len(us) > 1 else 0.0
-    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s")
+    store = f"; database server {statistics.mean(db):.2f} µs/req" if any(db) else ""
+    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s{store}")
 a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
 b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
 print(f"B / A = {b / a:.3f}")

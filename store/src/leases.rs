@@ -245,9 +245,9 @@ impl Store {
                 stmts.push(Stmt::new(LOWER_HELD_SQL, p));
             }
         }
-        stmts.extend(crate::logs::log_stmts(batch.logs)?);
-        match self.db().transaction(stmts).await {
-            Ok(_) => Ok(true),
+        let logs = crate::logs::log_rows(batch.logs)?;
+        match self.db().transaction_with_rows(stmts, logs).await {
+            Ok(()) => Ok(true),
             Err(e) if e.constraint() == Some(crate::error::Constraint::Unique) => {
                 // Either this batch was written before, or a log id collided: tell which.
                 let seen = self

@@ -7,6 +7,7 @@
 //! (see [`sqlite_sql`]). Everything else used by the store (UPSERT with
 //! `ON CONFLICT … DO UPDATE`, `RETURNING`, `excluded.`) is common to both.
 
+pub(crate) mod bulk;
 pub(crate) mod pg_tls;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -264,6 +265,22 @@ impl Db {
         match self {
             Db::Sqlite(db) => db.execute(sqlite_sql(sql), params).await,
             Db::Postgres(db) => db.execute(sql, &params).await,
+        }
+    }
+
+    /// Runs the statements, then inserts `rows` ([`bulk`]: a binary COPY on PostgreSQL,
+    /// multi-row INSERTs on SQLite), in one transaction.
+    pub(crate) async fn transaction_with_rows(
+        &self,
+        mut stmts: Vec<Stmt>,
+        rows: bulk::BulkInsert,
+    ) -> Result<()> {
+        match self {
+            Db::Sqlite(_) => {
+                stmts.extend(rows.insert_stmts());
+                self.transaction(stmts).await.map(|_| ())
+            }
+            Db::Postgres(db) => db.transaction_with_copy(&stmts, &rows).await,
         }
     }
 

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::bulk::{BulkInsert, ColumnType};
 use super::pg_tls::PgUrl;
 use super::{Row, Stmt, Value};
 use crate::error::{Error, Result};
@@ -86,6 +88,14 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row> {
         out.push(v.unwrap_or(Value::Null));
     }
     Ok(Row(out))
+}
+
+fn pg_type(ty: ColumnType) -> Type {
+    match ty {
+        ColumnType::Text => Type::TEXT,
+        ColumnType::BigInt => Type::INT8,
+        ColumnType::Bool => Type::BOOL,
+    }
 }
 
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
@@ -203,6 +213,31 @@ impl PgDb {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Runs the statements, then COPYs `rows` in, in one transaction.
+    pub(crate) async fn transaction_with_copy(
+        &self,
+        stmts: &[Stmt],
+        rows: &BulkInsert,
+    ) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for s in stmts {
+            let stmt = tx.prepare_cached(&s.sql).await?;
+            tx.execute(&stmt, &refs(&s.params)).await?;
+        }
+        if !rows.is_empty() {
+            let types: Vec<Type> = rows.columns.iter().map(|(_, ty)| pg_type(*ty)).collect();
+            let sink = tx.copy_in(&rows.copy_sql()).await?;
+            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+            for row in rows.values.chunks(rows.width()) {
+                writer.as_mut().write_raw(row).await?;
+            }
+            writer.finish().await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Applies pending migrations in one transaction, holding a

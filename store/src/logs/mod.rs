@@ -1,7 +1,7 @@
 //! Request logs: batched inserts, and searches newest first a page at a time.
 //!
-//! A batch is written in one transaction as multi-row `INSERT … VALUES
-//! (…), (…)` statements of up to [`ROWS_PER_STATEMENT`] rows each.
+//! A batch's rows are written in one transaction by [`crate::db::bulk`]: a binary `COPY` on
+//! PostgreSQL, multi-row `INSERT … VALUES (…), (…)` statements on SQLite.
 //!
 //! [`Store::query_request_logs`] reads the rows a [`LogQuery`] selects in the order
 //! `ts_ms DESC, id DESC` (ids are unique, so this order is total) and pages by keyset: a
@@ -13,7 +13,8 @@
 
 use vocab::{CacheKind, NanoUsd};
 
-use crate::db::{to_i64, Row, Stmt, Value};
+use crate::db::bulk::{BulkInsert, ColumnType};
+use crate::db::{to_i64, Row, Value};
 use crate::error::{Error, Result};
 use crate::model::RequestLog;
 use crate::Store;
@@ -27,10 +28,30 @@ pub use filter::{
 const COLS: &str = "id, ts_ms, key_id, team_id, customer_id, provider, model, status, \
     prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code, \
     usage_estimated, client_request_id, cache, saved_tokens, saved_cost_nanos";
-const NCOLS: usize = 20;
-/// Rows per INSERT statement (20 parameters each; well under both
-/// backends' parameter limits).
-pub const ROWS_PER_STATEMENT: usize = 64;
+
+/// [`COLS`] with their types, in the order [`params`] writes a row's values.
+const COLUMNS: &[(&str, ColumnType)] = &[
+    ("id", ColumnType::Text),
+    ("ts_ms", ColumnType::BigInt),
+    ("key_id", ColumnType::Text),
+    ("team_id", ColumnType::Text),
+    ("customer_id", ColumnType::Text),
+    ("provider", ColumnType::Text),
+    ("model", ColumnType::Text),
+    ("status", ColumnType::BigInt),
+    ("prompt_tokens", ColumnType::BigInt),
+    ("completion_tokens", ColumnType::BigInt),
+    ("cost_nanos", ColumnType::BigInt),
+    ("latency_us", ColumnType::BigInt),
+    ("overhead_us", ColumnType::BigInt),
+    ("stream", ColumnType::Bool),
+    ("error_code", ColumnType::Text),
+    ("usage_estimated", ColumnType::Bool),
+    ("client_request_id", ColumnType::Text),
+    ("cache", ColumnType::Text),
+    ("saved_tokens", ColumnType::BigInt),
+    ("saved_cost_nanos", ColumnType::BigInt),
+];
 
 fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
     out.extend([
@@ -87,32 +108,17 @@ fn from_row(r: &Row) -> Result<RequestLog> {
     })
 }
 
-fn insert_sql(rows: usize) -> String {
-    let groups = crate::db::placeholder_groups(rows, NCOLS);
-    format!("INSERT INTO request_logs ({COLS}) VALUES {groups}")
-}
-
-/// The statements that insert `logs` (many rows a statement).
-pub(crate) fn log_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
-    let mut stmts = Vec::new();
-    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-        let mut p = Vec::with_capacity(chunk.len() * NCOLS);
-        for log in chunk {
-            params(log, &mut p)?;
-        }
-        let sql: std::borrow::Cow<'static, str> = if chunk.len() == ROWS_PER_STATEMENT {
-            // A full chunk's text is the same every time: built once and borrowed, not
-            // ~1,000 placeholders formatted (or 10 kB copied) per statement.
-            static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            FULL.get_or_init(|| insert_sql(ROWS_PER_STATEMENT))
-                .as_str()
-                .into()
-        } else {
-            insert_sql(chunk.len()).into()
-        };
-        stmts.push(Stmt::new(sql, p));
+/// The rows that insert `logs`, for [`crate::db::Db::transaction_with_rows`].
+pub(crate) fn log_rows(logs: &[RequestLog]) -> Result<BulkInsert> {
+    let mut values = Vec::with_capacity(logs.len() * COLUMNS.len());
+    for log in logs {
+        params(log, &mut values)?;
     }
-    Ok(stmts)
+    Ok(BulkInsert {
+        table: "request_logs",
+        columns: COLUMNS,
+        values,
+    })
 }
 
 /// Most rows a page holds ([`LogQuery::limit`] is clamped to `1..=MAX_PAGE`).
@@ -254,12 +260,11 @@ impl Store {
     /// Inserts the logs in one transaction (all or nothing; a duplicate id
     /// fails the batch with [`Error::Conflict`]).
     pub async fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<()> {
-        let stmts = log_stmts(logs)?;
-        if stmts.is_empty() {
+        if logs.is_empty() {
             return Ok(());
         }
         self.db()
-            .transaction(stmts)
+            .transaction_with_rows(Vec::new(), log_rows(logs)?)
             .await
             .map_err(|e| match e.constraint() {
                 Some(crate::error::Constraint::Unique) => {
@@ -454,10 +459,45 @@ mod tests {
     }
 
     #[test]
-    fn insert_sql_numbers_placeholders() {
-        let sql = insert_sql(2);
-        assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$20), ($21,"));
-        assert!(sql.ends_with("$40)"));
+    fn rows_follow_the_columns() {
+        let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names.join(", "),
+            COLS.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let log = RequestLog {
+            id: "a".into(),
+            ts_ms: 1,
+            key_id: None,
+            team_id: None,
+            customer_id: None,
+            provider: "p".into(),
+            model: "m".into(),
+            status: 200,
+            prompt_tokens: 2,
+            completion_tokens: 3,
+            cost_nanos: NanoUsd::from_nanos(4),
+            latency_us: 5,
+            overhead_us: 6,
+            stream: true,
+            error_code: None,
+            usage_estimated: false,
+            client_request_id: None,
+            cache: None,
+            saved_tokens: None,
+            saved_cost_nanos: None,
+        };
+        let rows = log_rows(&[log.clone(), log]).unwrap();
+        assert_eq!(rows.values.len(), 2 * COLUMNS.len());
+        for (value, (name, ty)) in rows.values.iter().zip(COLUMNS) {
+            let fits = matches!(
+                (value, ty),
+                (Value::Null, _)
+                    | (Value::Text(_), ColumnType::Text)
+                    | (Value::I64(_), ColumnType::BigInt)
+                    | (Value::Bool(_), ColumnType::Bool)
+            );
+            assert!(fits, "{name}: {value:?} is not a {ty:?}");
+        }
     }
 }
