@@ -479,15 +479,39 @@ def issue14_targets(run: Run) -> list[tuple[str, str, str]]:
     ]
 
 
+def _cpu_names(spec: str) -> set[str]:
+    """`/proc/stat` names of a taskset CPU list such as "0", "0,2" or "0-3"."""
+    names = set()
+    for part in filter(None, str(spec).split(",")):
+        lo, _, hi = part.partition("-")
+        names.update(f"cpu{c}" for c in range(int(lo), int(hi or lo) + 1))
+    return names
+
+
+def bound_elsewhere(run: Run, scen: str, t: str) -> str | None:
+    """The CPU that held a proxy's saturation throughput down when it was not the proxy's own:
+    the proxy under 90 % busy while another core (the mock's and the load generator's) was at
+    95 % or more. Such a run's req/s measures that core, not the proxy."""
+    row = run.sat.get((scen, t), {})
+    if row.get("proxy_util") is None or row["proxy_util"] >= 90:
+        return None
+    own = _cpu_names(run.env.get("proxy_cpus", ""))
+    return next((cpu for cpu, busy in sorted(row.get("busy", {}).items()) if cpu not in own and busy >= 95), None)
+
+
 def key_figures(run: Run) -> dict[str, dict]:
     """The figures perf/check.py compares between runs: ratios of two targets measured in the same
     run (a shared machine's load moves both, so their ratio moves far less than either), and peak
-    RSS, which load does not move. name -> {"value", "better": "lower"|"higher", "noisy"}."""
+    RSS, which load does not move. name -> {"value", "better": "lower"|"higher", "noisy", "bound"?}
+    ("bound": the CPU that held a throughput figure down instead of the proxy, see
+    bound_elsewhere)."""
     out: dict[str, dict] = {}
 
-    def put(name: str, value, better: str, noisy: bool) -> None:
+    def put(name: str, value, better: str, noisy: bool, bound: str | None = None) -> None:
         if value is not None:
             out[name] = {"value": round(value, 4), "better": better, "noisy": bool(noisy)}
+            if bound:
+                out[name]["bound"] = bound
 
     for a, b in run.pairs:
         for scen in SCENARIOS:
@@ -495,7 +519,7 @@ def key_figures(run: Run) -> dict[str, dict]:
             put(f"{scen} CPU/req {a}/{b}", _div(run.sat_value(scen, a, "cpu_us"), run.sat_value(scen, b, "cpu_us")),
                 "lower", noisy)
             put(f"{scen} req/s {a}/{b}", _div(run.sat_value(scen, a, "rps"), run.sat_value(scen, b, "rps")),
-                "higher", noisy)
+                "higher", noisy, bound_elsewhere(run, scen, a) or bound_elsewhere(run, scen, b))
         for rate in run.rates:
             x, y = run.added(rate, a, "p99"), run.added(rate, b, "p99")
             put(f"added p99 at {rate}/s {a}/{b}", x / y if x is not None and y is not None and x > 0 and y > 0 else None,
