@@ -13,7 +13,10 @@
 #   of each side into perf/results/ab-<stamp>/; PERF_RECORD=dwarf for DWARF call graphs,
 #   which Rust code without frame pointers needs; the profiler's cost lands in that round's
 #   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
-# Prints one line per run (side, µs/req, req/s, the database server's µs/req) and a summary:
+# RATE=5000: instead of saturating with wrk, offer RATE req/s with oha (open loop, latency
+# corrected) and report each side's p99 latency as well (for changes aimed at tail latency).
+# Prints one line per run (side, µs/req, req/s, the database server's µs/req, p99 µs or 0)
+# and a summary:
 # mean ± standard deviation of µs of the ringgate process's CPU (all threads, user + system,
 # /proc) per completed request, req/s, and with GOV_DATABASE the PostgreSQL server's CPU per
 # request (all its processes).
@@ -33,6 +36,7 @@ MOCK_CPUS="${MOCK_CPUS:-1}"
 MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
 EXTRA_YAML="${EXTRA_YAML:-}"
 GOV_DATABASE="${GOV_DATABASE:-}"
+RATE="${RATE:-}"
 PORT=18203 MOCK_PORT=18201 CONTROL=18204
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${HERE}/results/ab-${STAMP}"
@@ -187,22 +191,39 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
         perf record -F 999 "${graph[@]}" -p "${pid}" -o "${OUT}/${label}.perf.data" \
             -- sleep "$((DURATION - 1))" > /dev/null 2>&1 &
     fi
-    res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4}')"
+    if [[ -n "${RATE}" ]]; then
+        local auth=(); [[ -n "${key}" ]] && auth=(-H "authorization: Bearer ${key}")
+        taskset -c "${MOCK_CPUS}" oha --no-tui -c "${CONNS}" -q "${RATE}" -z "${DURATION}s" --latency-correction \
+            --output-format json -m POST -H 'content-type: application/json' "${auth[@]}" -D "${BODY}" "${url}" \
+            > "${TMP}/oha.json" 2> /dev/null
+        res="$(python3 - "${TMP}/oha.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+codes = j.get("statusCodeDistribution") or {}
+ok = codes.get("200", 0)
+# Requests still in flight when -z expires are aborted by oha: not failures.
+errors = sum(n for e, n in (j.get("errorDistribution") or {}).items() if "aborted due to deadline" not in e)
+print(ok, int(j["summary"]["total"] * 1e6), sum(codes.values()) - ok + errors, round(j["latencyPercentiles"]["p99"] * 1e6))
+EOF
+)"
+    else
+        res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4, 0}')"
+    fi
     after="$(cpu_ticks "${pid}")"
     db_after="$(db_ticks)"
     kill "${pid}"; wait "${pid}" 2>/dev/null || true
     local hz; hz="$(getconf CLK_TCK)"
     python3 - "${label}" "${before}" "${after}" "${hz}" $((db_after - db_before)) ${res} <<'EOF'
 import sys
-label, before, after, hz, db, reqs, dur_us, bad = sys.argv[1], *map(int, sys.argv[2:9])
+label, before, after, hz, db, reqs, dur_us, bad, p99 = sys.argv[1], *map(int, sys.argv[2:10])
 if bad:
     sys.exit(f"{label}: {bad} requests failed (non-2xx or socket errors)")
 cpu_us = (after - before) * 1e6 / hz
-print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz / reqs:.2f}")
+print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz / reqs:.2f} {p99}")
 EOF
 }
 
-echo "# perf/ab.sh ${MODE}: A=${A} B=${B}, ${ROUNDS} rounds of ${DURATION}s, wrk -c${CONNS}" | tee "${OUT}/summary.txt"
+echo "# perf/ab.sh ${MODE}: A=${A} B=${B}, ${ROUNDS} rounds of ${DURATION}s, $([[ -n "${RATE}" ]] && echo "oha -q ${RATE}" || echo wrk) -c${CONNS}" | tee "${OUT}/summary.txt"
 for r in $(seq 1 "${ROUNDS}"); do
     last=""; [[ "${r}" == "${ROUNDS}" ]] && last=last
     if (( r % 2 )); then order="A B"; else order="B A"; fi
@@ -219,8 +240,10 @@ for side in ("A", "B"):
     rps = [float(r[2]) for r in rows if r[0] == side]
     db = [float(r[3]) for r in rows if r[0] == side]
     sd = statistics.stdev(us) if len(us) > 1 else 0.0
+    p99 = [int(r[4]) for r in rows if r[0] == side]
     store = f"; database server {statistics.mean(db):.2f} µs/req" if any(db) else ""
-    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s{store}")
+    tail = f"; p99 {statistics.mean(p99):,.0f} µs ({', '.join(f'{p:,}' for p in p99)})" if any(p99) else ""
+    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s{store}{tail}")
 a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
 b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
 print(f"B / A = {b / a:.3f}")
