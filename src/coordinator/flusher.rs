@@ -224,8 +224,13 @@ impl GovRuntime {
             logs: Vec::with_capacity(batch.records.len()),
             ..Pending::default()
         };
-        for r in &batch.records {
+        for (i, r) in batch.records.iter().enumerate() {
             self.fold(r, &mut pending);
+            if i % 256 == 255 {
+                // Folding a full batch takes milliseconds: let a shard that shares this core
+                // run in between, as the SQLite writer does between statements.
+                std::thread::yield_now();
+            }
         }
         let deltas: Vec<UsageDelta> = pending.deltas.into_values().collect();
         let settles: Vec<ShareSettle> = pending
