@@ -224,13 +224,8 @@ impl GovRuntime {
             logs: Vec::with_capacity(batch.records.len()),
             ..Pending::default()
         };
-        for (i, r) in batch.records.iter().enumerate() {
+        for r in &batch.records {
             self.fold(r, &mut pending);
-            if i % 256 == 255 {
-                // Folding a full batch takes milliseconds: let a shard that shares this core
-                // run in between, as the SQLite writer does between statements.
-                std::thread::yield_now();
-            }
         }
         let deltas: Vec<UsageDelta> = pending.deltas.into_values().collect();
         let settles: Vec<ShareSettle> = pending
