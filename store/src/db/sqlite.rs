@@ -114,11 +114,6 @@ impl SqliteDb {
             let mut out = Vec::with_capacity(stmts.len());
             for s in &stmts {
                 out.push(query_on(&tx, &s.sql, &s.params)?);
-                // A usage batch is ~30 statements and milliseconds of work; where this thread
-                // shares a core with a shard, a shard woken meanwhile runs between two of them
-                // rather than after the whole transaction (governed p99 at 5,000 req/s on one
-                // shared core: 2.49–2.87 ms → 2.24–2.49 ms, docs/perf.md).
-                std::thread::yield_now();
             }
             tx.commit()?;
             Ok(out)
