@@ -62,6 +62,10 @@ pub struct UsageBatch<'a> {
     pub deltas: &'a [UsageDelta],
     pub settles: &'a [ShareSettle],
     pub logs: &'a [crate::RequestLog],
+    /// Let other threads run between the batch's statements (SQLite, whose writes run on
+    /// this process's CPUs): the caller shares a core with latency-sensitive work and has
+    /// no backlog, so the batch may take longer. Ignored by PostgreSQL.
+    pub yielding: bool,
 }
 
 /// What a node's flushed usage settles of one of its shares.
@@ -246,7 +250,11 @@ impl Store {
             }
         }
         let logs = crate::logs::log_rows(batch.logs)?;
-        match self.db().transaction_with_rows(stmts, logs).await {
+        match self
+            .db()
+            .transaction_with_rows(stmts, logs, batch.yielding)
+            .await
+        {
             Ok(()) => Ok(true),
             Err(e) if e.constraint() == Some(crate::error::Constraint::Unique) => {
                 // Either this batch was written before, or a log id collided: tell which.

@@ -199,6 +199,14 @@ impl Stmt {
     }
 }
 
+/// The statements in SQLite's dialect.
+fn sqlite_stmts(stmts: Vec<Stmt>) -> Vec<Stmt> {
+    stmts
+        .into_iter()
+        .map(|s| Stmt::new(sqlite_form(s.sql), s.params))
+        .collect()
+}
+
 /// The SQLite text of a statement. A `'static` text is translated the first time it is seen
 /// and remembered by its address and length (it lives as long as the program, so neither is
 /// ever reused by another text); the memory this keeps is bounded by the program's distinct
@@ -269,16 +277,20 @@ impl Db {
     }
 
     /// Runs the statements, then inserts `rows` ([`bulk`]: a binary COPY on PostgreSQL,
-    /// multi-row INSERTs on SQLite), in one transaction.
+    /// multi-row INSERTs on SQLite), in one transaction. `yielding`: SQLite's writer lets
+    /// other threads run between statements ([`crate::UsageBatch::yielding`]).
     pub(crate) async fn transaction_with_rows(
         &self,
         mut stmts: Vec<Stmt>,
         rows: bulk::BulkInsert,
+        yielding: bool,
     ) -> Result<()> {
         match self {
-            Db::Sqlite(_) => {
+            Db::Sqlite(db) => {
                 stmts.extend(rows.insert_stmts());
-                self.transaction(stmts).await.map(|_| ())
+                db.run_transaction(sqlite_stmts(stmts), yielding)
+                    .await
+                    .map(|_| ())
             }
             Db::Postgres(db) => db.transaction_with_copy(&stmts, &rows).await,
         }
@@ -287,13 +299,7 @@ impl Db {
     /// Runs the statements in one transaction; returns each one's rows.
     pub(crate) async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>> {
         match self {
-            Db::Sqlite(db) => {
-                let stmts = stmts
-                    .into_iter()
-                    .map(|s| Stmt::new(sqlite_form(s.sql), s.params))
-                    .collect();
-                db.transaction(stmts).await
-            }
+            Db::Sqlite(db) => db.transaction(sqlite_stmts(stmts)).await,
             Db::Postgres(db) => db.transaction(&stmts).await,
         }
     }

@@ -264,7 +264,7 @@ impl Store {
             return Ok(());
         }
         self.db()
-            .transaction_with_rows(Vec::new(), log_rows(logs)?)
+            .transaction_with_rows(Vec::new(), log_rows(logs)?, false)
             .await
             .map_err(|e| match e.constraint() {
                 Some(crate::error::Constraint::Unique) => {

@@ -47,6 +47,7 @@ fn settling<'a>(id: &'a str, node: &'a str, spent: &'a [ShareSettle]) -> UsageBa
         deltas: &[],
         settles: spent,
         logs: &[],
+        yielding: false,
     }
 }
 
