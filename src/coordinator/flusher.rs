@@ -86,10 +86,6 @@ enum Pace {
     FlatOut,
 }
 
-/// Messages from the lease desk at or below which a flush may yield (each is up to a shard's
-/// 256 records).
-const CALM_QUEUE: usize = 2;
-
 /// Sealed batches kept in memory as well as on disk; those beyond wait on disk alone (a long
 /// outage grows the spool, not the process).
 const IN_MEMORY: usize = 4;
@@ -167,8 +163,10 @@ impl GovRuntime {
             };
             // With nothing waiting behind this flush, its store work may take longer and let
             // a shard on the same core run in between (see `Pace`); with a backlog it runs
-            // flat out, so that the store keeps pace with the shards.
-            let pace = if queue.len() <= CALM_QUEUE && flusher.sealed.is_empty() {
+            // flat out, so that the store keeps pace with the shards. Nothing means no message
+            // at all: at saturation messages arrive during every flush, so most flushes run
+            // flat out (allowing 2 raised peak RSS at saturation more; docs/perf.md).
+            let pace = if queue.is_empty() && flusher.sealed.is_empty() {
                 Pace::Yielding
             } else {
                 Pace::FlatOut
