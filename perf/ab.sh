@@ -25,6 +25,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${HERE}/.." && pwd)"
+# shellcheck source=perf/common.sh
+source "${HERE}/common.sh"
 A="${A:?set A to the first ringgate binary}"
 B="${B:?set B to the second ringgate binary}"
 MODE="${MODE:-plain}"
@@ -59,14 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {  # url: up to 10 s for a 2xx
-    local i
-    for i in $(seq 1 100); do
-        curl -sf -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
+wait_port() {  # url: up to 10 s
+    wait_http "$1" 10 || { echo "no answer from $1" >&2; return 1; }
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -98,35 +94,8 @@ done = function(summary, latency, requests)
 end
 EOF
 
-start_nginx() {  # -> PID; the proxy perf/run.sh measures (one worker)
-    mkdir -p "${TMP}/nginx/tmp"
-    cat > "${TMP}/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid ${TMP}/nginx/nginx.pid;
-error_log ${TMP}/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    client_body_temp_path ${TMP}/nginx/tmp;
-    proxy_temp_path ${TMP}/nginx/tmp;
-    upstream mock {
-        server 127.0.0.1:${MOCK_PORT};
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:${PORT} backlog=4096;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-EOF
+start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
+    nginx_conf "${TMP}/nginx" 1 4096 "${PORT}" "${MOCK_PORT}" "${TMP}/nginx/error.log" "$(ulimit -n)"
     taskset -c "${PROXY_CPUS}" nginx -p "${TMP}/nginx" -c "${TMP}/nginx/nginx.conf" \
         -g 'daemon off; master_process off;' > "${TMP}/nginx/out.log" 2>&1 &
     PID=$!

@@ -50,7 +50,7 @@ impl BulkInsert {
     }
 
     /// The rows as multi-row INSERT statements (PostgreSQL's `$n` placeholders, which
-    /// [`super::Db::transaction`] translates for SQLite).
+    /// [`super::Db::transaction_with_rows`] translates for SQLite).
     pub(crate) fn insert_stmts(self) -> Vec<Stmt> {
         let width = self.width();
         let rows = self.values.len() / width;

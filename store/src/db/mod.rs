@@ -288,19 +288,20 @@ impl Db {
         match self {
             Db::Sqlite(db) => {
                 stmts.extend(rows.insert_stmts());
-                db.run_transaction(sqlite_stmts(stmts), yielding)
-                    .await
-                    .map(|_| ())
+                db.transaction(sqlite_stmts(stmts), yielding).await?;
             }
-            Db::Postgres(db) => db.transaction_with_copy(&stmts, &rows).await,
+            Db::Postgres(db) => {
+                db.transaction(&stmts, Some(&rows)).await?;
+            }
         }
+        Ok(())
     }
 
     /// Runs the statements in one transaction; returns each one's rows.
     pub(crate) async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>> {
         match self {
-            Db::Sqlite(db) => db.transaction(sqlite_stmts(stmts)).await,
-            Db::Postgres(db) => db.transaction(&stmts).await,
+            Db::Sqlite(db) => db.transaction(sqlite_stmts(stmts), false).await,
+            Db::Postgres(db) => db.transaction(&stmts, None).await,
         }
     }
 }

@@ -202,7 +202,13 @@ impl PgDb {
         Ok(client.execute(&stmt, &refs(params)).await?)
     }
 
-    pub(crate) async fn transaction(&self, stmts: &[Stmt]) -> Result<Vec<Vec<Row>>> {
+    /// Runs the statements, then COPYs `copy`'s rows in when given, in one transaction;
+    /// returns each statement's rows.
+    pub(crate) async fn transaction(
+        &self,
+        stmts: &[Stmt],
+        copy: Option<&BulkInsert>,
+    ) -> Result<Vec<Vec<Row>>> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut out = Vec::with_capacity(stmts.len());
@@ -211,23 +217,7 @@ impl PgDb {
             let rows = tx.query(&stmt, &refs(&s.params)).await?;
             out.push(rows.iter().map(read_row).collect::<Result<Vec<_>>>()?);
         }
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    /// Runs the statements, then COPYs `rows` in, in one transaction.
-    pub(crate) async fn transaction_with_copy(
-        &self,
-        stmts: &[Stmt],
-        rows: &BulkInsert,
-    ) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        for s in stmts {
-            let stmt = tx.prepare_cached(&s.sql).await?;
-            tx.execute(&stmt, &refs(&s.params)).await?;
-        }
-        if !rows.is_empty() {
+        if let Some(rows) = copy.filter(|rows| !rows.is_empty()) {
             let types: Vec<Type> = rows.columns.iter().map(|(_, ty)| pg_type(*ty)).collect();
             let sink = tx.copy_in(&rows.copy_sql()).await?;
             let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
@@ -237,7 +227,7 @@ impl PgDb {
             writer.finish().await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     /// Applies pending migrations in one transaction, holding a

@@ -108,15 +108,11 @@ impl SqliteDb {
         .await
     }
 
-    pub(crate) async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<Vec<Row>>> {
-        self.run_transaction(stmts, false).await
-    }
-
     /// Runs the statements in one transaction; with `yielding`, the thread gives up the CPU
     /// after each one, so that a shard woken meanwhile on the same core runs between two
     /// statements (a usage batch is ~30 of them, a few hundred µs each) rather than after
     /// the whole transaction.
-    pub(crate) async fn run_transaction(
+    pub(crate) async fn transaction(
         &self,
         stmts: Vec<Stmt>,
         yielding: bool,
