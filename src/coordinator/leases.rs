@@ -56,7 +56,11 @@ struct Pool {
     unbacked: u64,
     /// Fleet: a top-up is on its way (one at a time).
     fetching: bool,
-    /// Fleet: shards waiting for that top-up, with what each asked for.
+    /// Fleet: debts whose share from the counter is on its way. Until it comes, `debt`
+    /// counts usage the share does not cover yet, so what is left reads short.
+    debts_on_the_way: u32,
+    /// Fleet: shards waiting for that top-up (or for a debt's share), with what each asked
+    /// for. They are refused only when nothing that could bring units is on its way.
     waiters: Vec<Waiter>,
     /// Fleet: units leased under a limit object that was replaced before the answer came
     /// (the limit changed); never handed out, given back at the next heartbeat.
@@ -147,6 +151,7 @@ impl Pool {
             node_quota: 0,
             unbacked: 0,
             fetching: false,
+            debts_on_the_way: 0,
             waiters: Vec::new(),
             stale: 0,
             busy_at: Instant::now(),
@@ -391,15 +396,14 @@ impl LeaseDesk {
             self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !is_budget(limit.kind);
         let refused = self.with_pool(limit, now, |pool, current| {
             pool.fetching = false;
-            let waiters = std::mem::take(&mut pool.waiters);
             if current != epoch || pool.generation != generation {
-                return waiters;
+                return std::mem::take(&mut pool.waiters);
             }
             if !Arc::ptr_eq(&pool.current, limit) {
                 // Leased under a limit that changed meanwhile: none of it is used; it goes
                 // back at the next heartbeat, and the waiting shards ask again.
                 pool.stale += leased.unwrap_or(0);
-                return waiters;
+                return std::mem::take(&mut pool.waiters);
             }
             match leased {
                 Some(units) => pool.node_quota += units,
@@ -409,12 +413,26 @@ impl LeaseDesk {
                 }
                 None => {}
             }
-            waiters
-                .into_iter()
-                .filter(|(limit, shard, want)| !self.grant(pool, limit, *shard, *want, current))
-                .collect()
+            self.serve_waiters(pool, current)
         });
         refuse(refused.unwrap_or_default());
+    }
+
+    /// Grants the waiting shards what the pool now holds; returns those it cannot serve
+    /// once nothing that could bring more units (a top-up, a debt's share) is on its way.
+    /// A debt's share can come back after a top-up that found the counter empty: the
+    /// counter gave the debt what was left, and what the debt does not need is the waiters'.
+    fn serve_waiters(&self, pool: &mut Pool, epoch: u32) -> Vec<Waiter> {
+        let waiters = std::mem::take(&mut pool.waiters);
+        let unserved: Vec<Waiter> = waiters
+            .into_iter()
+            .filter(|(limit, shard, want)| !self.grant(pool, limit, *shard, *want, epoch))
+            .collect();
+        if pool.fetching || pool.debts_on_the_way > 0 {
+            pool.waiters = unserved;
+            return Vec::new();
+        }
+        unserved
     }
 
     /// Grants shard `shard` a slice of at least `want` from the pool if there is that much.
@@ -435,6 +453,9 @@ impl LeaseDesk {
         let charged = self.with_pool(limit, now, |pool, epoch| {
             pool.debt += units;
             pool.busy_at = Instant::now();
+            if self.cluster.is_some() {
+                pool.debts_on_the_way += 1;
+            }
             (epoch, pool.generation, pool.current.clone())
         });
         if let Some((epoch, generation, current)) = charged {
@@ -443,19 +464,28 @@ impl LeaseDesk {
                 &current,
                 asked,
                 (units, units),
-                move |desk, limit, leased| {
-                    desk.with_pool(limit, now, |pool, current| {
-                        if current != epoch || pool.generation != generation {
-                            return;
-                        }
-                        match Arc::ptr_eq(&pool.current, limit) {
-                            true => pool.node_quota += leased.unwrap_or(0),
-                            false => pool.stale += leased.unwrap_or(0),
-                        }
-                    });
-                },
+                move |desk, limit, leased| desk.debt_backed(limit, asked, leased),
             );
         }
+    }
+
+    /// The database answered a debt's share request: the share grows by what it granted,
+    /// and shards that waited meanwhile may be served from it.
+    fn debt_backed(&self, limit: &Arc<Limit>, asked: AskedIn, leased: Option<u64>) {
+        let refused = self.with_pool(limit, asked.now, |pool, current| {
+            if pool.generation != asked.generation {
+                return Vec::new();
+            }
+            pool.debts_on_the_way = pool.debts_on_the_way.saturating_sub(1);
+            if current == asked.epoch {
+                match Arc::ptr_eq(&pool.current, limit) {
+                    true => pool.node_quota += leased.unwrap_or(0),
+                    false => pool.stale += leased.unwrap_or(0),
+                }
+            }
+            self.serve_waiters(pool, current)
+        });
+        refuse(refused.unwrap_or_default());
     }
 
     /// Fleet: takes back the unused units of every limit no shard has touched for `idle`

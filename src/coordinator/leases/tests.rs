@@ -216,7 +216,12 @@ impl ClusterLeases for Arc<FakeFleet> {
 impl FakeFleet {
     /// Answers the oldest open request with `answer`; returns what it asked for (need, want).
     fn answer(&self, answer: Option<u64>) -> (u64, u64) {
-        let (ask, done) = self.asks.lock().unwrap().remove(0);
+        self.answer_nth(0, answer)
+    }
+
+    /// Answers the `nth` oldest open request (the database may answer out of order).
+    fn answer_nth(&self, nth: usize, answer: Option<u64>) -> (u64, u64) {
+        let (ask, done) = self.asks.lock().unwrap().remove(nth);
         done(answer);
         (ask.need, ask.want)
     }
@@ -260,6 +265,62 @@ fn in_a_fleet_shards_wait_for_the_share_and_one_request_serves_them_all() {
     assert_eq!(l.leases[0].available(epoch), 10);
     assert_eq!(l.leases[1].available(epoch), 10);
     assert!(!l.leases[0].refill_pending() && !l.leases[1].refill_pending());
+}
+
+/// A budget of 100 on one shard (slices of 25) whose node holds a share of 50 and has
+/// handed 25 of it to the shard, used up; requests then cost 30 beyond that slice (a debt).
+fn a_debt_beyond_the_share(desk: &Arc<LeaseDesk>, fleet: &FakeFleet, now: i64) -> Arc<Limit> {
+    let budget = Arc::new(Limit::new(
+        EntityRef::key("k"),
+        LimitKind::Budget(BudgetPeriod::Daily),
+        100,
+        1,
+    ));
+    desk.register(&budget, 0, 0, now);
+    let epoch = budget.kind.epoch(now);
+    desk.refill(&budget, 0, 1, now);
+    assert_eq!(fleet.answer(Some(50)), (1, 25));
+    assert!(budget.leases[0].take(epoch, 25));
+    desk.debt(&budget, 30, now);
+    assert_eq!(fleet.open(), 1, "the debt is asked of the counter");
+    budget
+}
+
+#[test]
+fn a_shard_waits_for_a_debts_share_that_an_empty_top_up_overtook() {
+    let now = 1_000_000;
+    let (desk, fleet) = fleet_desk(false);
+    let budget = a_debt_beyond_the_share(&desk, &fleet, now);
+    let epoch = budget.kind.epoch(now);
+    // The share (50) minus the slice (25) minus the debt (30) reads short by 5 until the
+    // debt's share comes: a shard asking now waits, and a top-up is asked for it.
+    assert!(budget.leases[0].request_refill());
+    desk.refill(&budget, 0, 1, now);
+    assert_eq!(fleet.open(), 2);
+    // The counter served the debt first (all that was left: 30) and the top-up found it
+    // empty, but the top-up's answer arrives first: the shard is not refused yet.
+    assert_eq!(fleet.answer_nth(1, Some(0)), (1, 25));
+    assert!(budget.leases[0].refill_pending(), "still waiting");
+    fleet.answer(Some(30));
+    assert_eq!(
+        budget.leases[0].available(epoch),
+        25,
+        "served: 80 − 25 − 30"
+    );
+    assert!(!budget.leases[0].refill_pending());
+}
+
+#[test]
+fn a_shard_is_refused_once_the_debts_share_leaves_nothing() {
+    let now = 1_000_000;
+    let (desk, fleet) = fleet_desk(false);
+    let budget = a_debt_beyond_the_share(&desk, &fleet, now);
+    assert!(budget.leases[0].request_refill());
+    desk.refill(&budget, 0, 1, now);
+    fleet.answer_nth(1, Some(0));
+    fleet.answer(Some(5)); // the counter had only 5 left for the debt: the budget is spent
+    assert_eq!(budget.leases[0].available(budget.kind.epoch(now)), 0);
+    assert!(!budget.leases[0].refill_pending(), "refused");
 }
 
 #[test]
