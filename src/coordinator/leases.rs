@@ -120,6 +120,14 @@ impl AskedIn {
     }
 }
 
+/// Fleet: a pool's top-up, planned under the desk's lock and asked for after it.
+struct TopUp {
+    asked: AskedIn,
+    need: u64,
+    want: u64,
+    limit: Arc<Limit>,
+}
+
 /// A shard waiting for its pool's top-up: the limit object it asked on, the shard, its want.
 type Waiter = (Arc<Limit>, usize, u64);
 
@@ -322,7 +330,7 @@ impl LeaseDesk {
             }
             let granted = self.grant(pool, limit, shard, want, epoch);
             if self.cluster.is_none() {
-                return (epoch, pool.generation, granted, None);
+                return (granted, None);
             }
             if !granted {
                 // Answered when the share arrives: by the fetch on its way, or by a new one.
@@ -330,17 +338,11 @@ impl LeaseDesk {
             }
             let share = limit.chunk() * limit.leases.len() as u64;
             if pool.fetching || (granted && self.left(pool) >= share / 2) {
-                return (epoch, pool.generation, true, None);
+                return (true, None);
             }
-            pool.fetching = true;
-            let need: u64 = pool.waiters.iter().map(|w| w.2).sum();
-            let need = need.saturating_sub(self.left(pool));
-            // Leased for the limit in force, whatever object the shard asked on: a shard still
-            // on the previous snapshot must not lease under a changed limit's old value.
-            let current = pool.current.clone();
-            (epoch, pool.generation, true, Some((need, share, current)))
+            (true, Some(self.top_up(pool, epoch, now, share)))
         });
-        let Some((epoch, generation, answered, fetch)) = planned else {
+        let Some((answered, top_up)) = planned else {
             // A limit the desk no longer knows: nothing is granted from a pool made anew.
             limit.leases[shard].refill_refused();
             return;
@@ -348,15 +350,38 @@ impl LeaseDesk {
         if !answered {
             limit.leases[shard].refill_refused();
         }
-        if let Some((need, share, current)) = fetch {
-            let asked = AskedIn::new(epoch, generation, now);
-            self.ask_fleet(
-                &current,
-                asked,
-                (need, share.max(need)),
-                move |desk, limit, got| desk.fetched(limit, asked, need, got),
-            );
+        if let Some(top_up) = top_up {
+            self.send(top_up);
         }
+    }
+
+    /// Fleet: plans the pool's top-up (the one on its way from now): what its waiting shards
+    /// need beyond what the pool holds, and up to `share` for the requests to come.
+    fn top_up(&self, pool: &mut Pool, epoch: u32, now: i64, share: u64) -> TopUp {
+        pool.fetching = true;
+        let need: u64 = pool.waiters.iter().map(|w| w.2).sum();
+        let need = need.saturating_sub(self.left(pool));
+        TopUp {
+            asked: AskedIn::new(epoch, pool.generation, now),
+            need,
+            want: share.max(need),
+            // Leased for the limit in force, whatever object the shard asked on: a shard still
+            // on the previous snapshot must not lease under a changed limit's old value.
+            limit: pool.current.clone(),
+        }
+    }
+
+    /// Fleet: asks the database for a planned top-up; its answer goes to [`Self::fetched`].
+    fn send(self: &Arc<Self>, top_up: TopUp) {
+        let TopUp {
+            asked,
+            need,
+            want,
+            limit,
+        } = top_up;
+        self.ask_fleet(&limit, asked, (need, want), move |desk, limit, got| {
+            desk.fetched(limit, asked, need, got)
+        });
     }
 
     /// Asks the fleet's counter for `need`..`want` units of `limit` in the counter and window
@@ -366,7 +391,7 @@ impl LeaseDesk {
         limit: &Arc<Limit>,
         asked: AskedIn,
         (need, want): (u64, u64),
-        then: impl FnOnce(&LeaseDesk, &Arc<Limit>, Option<u64>) + Send + 'static,
+        then: impl FnOnce(&Arc<LeaseDesk>, &Arc<Limit>, Option<u64>) + Send + 'static,
     ) {
         let Some(cluster) = &self.cluster else {
             return;
@@ -386,7 +411,13 @@ impl LeaseDesk {
 
     /// The database answered a fetch: the share grows, and the shards that waited get their
     /// slices or are told there are none.
-    fn fetched(&self, limit: &Arc<Limit>, asked: AskedIn, need: u64, leased: Option<u64>) {
+    fn fetched(
+        self: &Arc<Self>,
+        limit: &Arc<Limit>,
+        asked: AskedIn,
+        need: u64,
+        leased: Option<u64>,
+    ) {
         let AskedIn {
             epoch,
             generation,
@@ -394,16 +425,21 @@ impl LeaseDesk {
         } = asked;
         let fail_open =
             self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !is_budget(limit.kind);
-        let refused = self.with_pool(limit, now, |pool, current| {
+        let answered = self.with_pool(limit, now, |pool, current| {
             pool.fetching = false;
             if current != epoch || pool.generation != generation {
-                return std::mem::take(&mut pool.waiters);
+                return (std::mem::take(&mut pool.waiters), None);
             }
             if !Arc::ptr_eq(&pool.current, limit) {
-                // Leased under a limit that changed meanwhile: none of it is used; it goes
-                // back at the next heartbeat, and the waiting shards ask again.
+                // Leased under a limit that changed meanwhile: none of it is used (it goes
+                // back at the next heartbeat), and the waiting shards' units are asked for
+                // anew, under the limit in force.
                 pool.stale += leased.unwrap_or(0);
-                return std::mem::take(&mut pool.waiters);
+                if pool.waiters.is_empty() {
+                    return (Vec::new(), None);
+                }
+                let share = pool.current.chunk() * pool.current.leases.len() as u64;
+                return (Vec::new(), Some(self.top_up(pool, current, now, share)));
             }
             match leased {
                 Some(units) => pool.node_quota += units,
@@ -413,9 +449,13 @@ impl LeaseDesk {
                 }
                 None => {}
             }
-            self.serve_waiters(pool, current)
+            (self.serve_waiters(pool, current), None)
         });
-        refuse(refused.unwrap_or_default());
+        let (refused, top_up) = answered.unwrap_or_default();
+        refuse(refused);
+        if let Some(top_up) = top_up {
+            self.send(top_up);
+        }
     }
 
     /// Grants the waiting shards what the pool now holds; returns those it cannot serve

@@ -389,6 +389,7 @@ fn a_changed_limit_gives_its_share_back_and_late_answers_for_it_are_not_used() {
     fleet.answer(Some(20));
     // A top-up is on its way when the limit is lowered.
     assert!(old.leases[0].take(old.kind.epoch(now), 15));
+    assert!(old.leases[0].request_refill());
     desk.refill(&old, 0, 10, now);
     assert_eq!(fleet.open(), 1);
     let lowered = limit(8, 1);
@@ -398,6 +399,15 @@ fn a_changed_limit_gives_its_share_back_and_late_answers_for_it_are_not_used() {
     assert_eq!(unused.units, 5, "20 leased, 15 used");
     fleet.answer(Some(20));
     assert_eq!(lowered.leases[0].available(lowered.kind.epoch(now)), 0);
+    // The shard that waited is not refused on the old limit's account: its units are asked
+    // for anew under the lowered one, which has none left (15 used of 8).
+    assert!(old.leases[0].refill_pending(), "still waiting");
+    assert_eq!(fleet.answer(Some(0)), (10, 10));
+    assert!(
+        !old.leases[0].refill_pending(),
+        "refused under the limit in force"
+    );
+    assert_eq!(old.leases[0].available(old.kind.epoch(now)), 0);
     // What arrived for the replaced limit goes back at the next heartbeat, unused.
     let stale: u64 = desk
         .collect_unused(Duration::from_secs(3600), now)
@@ -405,6 +415,26 @@ fn a_changed_limit_gives_its_share_back_and_late_answers_for_it_are_not_used() {
         .map(|u| u.units)
         .sum();
     assert_eq!(stale, 20);
+}
+
+#[test]
+fn a_shard_waiting_when_its_limit_is_raised_is_served_under_the_new_value() {
+    let now = 1_000_000;
+    let (desk, fleet) = fleet_desk(false);
+    let old = limit(8, 1);
+    desk.register(&old, 0, 0, now);
+    desk.refill(&old, 0, 1, now);
+    fleet.answer(Some(2)); // a slice of 8 / 4
+    assert!(old.leases[0].take(old.kind.epoch(now), 2));
+    assert!(old.leases[0].request_refill());
+    desk.refill(&old, 0, 1, now);
+    let raised = limit(80, 1);
+    desk.register(&raised, 0, 0, now);
+    fleet.answer(Some(0)); // the counter had nothing left under the old value
+    assert!(old.leases[0].refill_pending(), "asked anew, not refused");
+    let (need, _) = fleet.answer(Some(20));
+    assert_eq!(need, 1);
+    assert!(old.leases[0].available(old.kind.epoch(now)) >= 1, "served");
 }
 
 #[test]
