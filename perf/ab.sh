@@ -15,11 +15,11 @@
 #   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
 # RATE=5000: instead of saturating with wrk, offer RATE req/s with oha (open loop, latency
 # corrected) and report each side's p99 latency as well (for changes aimed at tail latency).
-# Prints one line per run (side, µs/req, req/s, the database server's µs/req, p99 µs or 0)
-# and a summary:
+# Prints one line per run (side, µs/req, req/s, the database server's µs/req, p99 µs or 0,
+# peak RSS in KiB) and a summary:
 # mean ± standard deviation of µs of the ringgate process's CPU (all threads, user + system,
 # /proc) per completed request, req/s, and with GOV_DATABASE the PostgreSQL server's CPU per
-# request (all its processes).
+# request (all its processes), and the process's peak RSS (VmHWM) at the end of the run.
 # Each change to the hot path is kept only if this shows it (docs/perf.md).
 set -euo pipefail
 
@@ -180,15 +180,16 @@ EOF
     fi
     after="$(cpu_ticks "${pid}")"
     db_after="$(db_ticks)"
+    local peak_kib; peak_kib="$(awk '/^VmHWM/ {print $2}' "/proc/${pid}/status")"
     kill "${pid}"; wait "${pid}" 2>/dev/null || true
     local hz; hz="$(getconf CLK_TCK)"
-    python3 - "${label}" "${before}" "${after}" "${hz}" $((db_after - db_before)) ${res} <<'EOF'
+    python3 - "${label}" "${before}" "${after}" "${hz}" $((db_after - db_before)) ${res} "${peak_kib}" <<'EOF'
 import sys
-label, before, after, hz, db, reqs, dur_us, bad, p99 = sys.argv[1], *map(int, sys.argv[2:10])
+label, before, after, hz, db, reqs, dur_us, bad, p99, peak = sys.argv[1], *map(int, sys.argv[2:11])
 if bad:
     sys.exit(f"{label}: {bad} requests failed (non-2xx or socket errors)")
 cpu_us = (after - before) * 1e6 / hz
-print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz / reqs:.2f} {p99}")
+print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz / reqs:.2f} {p99} {peak}")
 EOF
 }
 
@@ -212,7 +213,9 @@ for side in ("A", "B"):
     p99 = [int(r[4]) for r in rows if r[0] == side]
     store = f"; database server {statistics.mean(db):.2f} µs/req" if any(db) else ""
     tail = f"; p99 {statistics.mean(p99):,.0f} µs ({', '.join(f'{p:,}' for p in p99)})" if any(p99) else ""
-    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s{store}{tail}")
+    peak = [int(r[5]) / 1024 for r in rows if r[0] == side]
+    print(f"{side}: {statistics.mean(us):.2f} ± {sd:.2f} µs/req ({', '.join(f'{u:.2f}' for u in us)}), {statistics.mean(rps):,.0f} req/s{store}{tail}; "
+          f"peak RSS {statistics.mean(peak):.1f} MiB ({', '.join(f'{p:.1f}' for p in peak)})")
 a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
 b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
 print(f"B / A = {b / a:.3f}")
