@@ -3,6 +3,7 @@
 
 mod config;
 mod coordinator;
+mod memory;
 mod presets;
 mod pricing;
 mod ready_file;
@@ -14,11 +15,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shards::snapshot::NodeState;
 
-/// Capacity of the shards' event queue to the coordinator (lease refills, usage).
-const EVENT_QUEUE: usize = 65_536;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Capacity of the shards' event queue to the coordinator (lease refills, debts, usage
+/// batches of up to 256 records). Its slots are allocated and written when it is made, so
+/// it is sized for bursts, not for a stalled coordinator (65,536 slots were 2.6 MB of every
+/// governed node's memory): a shard whose message finds it full keeps its usage and debts
+/// and sends them later, and a refused refill is asked again.
+const EVENT_QUEUE: usize = 4096;
 
 #[derive(Parser)]
 #[command(
@@ -82,24 +84,8 @@ fn init_logging(format: config::LogFormat, access_log: bool) {
     }
 }
 
-/// Keeps this process's memory in 4 KiB pages. mimalloc asks for transparent huge pages on
-/// its arenas (`MADV_HUGEPAGE`), so each thread's heap starts on a 2 MiB page of its own: a
-/// governed node's dozen threads held ~20 MB that way for a few KiB of data each, and at
-/// saturation its peak RSS was 64 MiB instead of 45, for no CPU gained per request
-/// (docs/perf.md). Set before anything but the runtime's first allocations.
-fn no_huge_pages() {
-    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and changes only this
-    // process's paging policy.
-    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
-        eprintln!(
-            "ringgate: could not turn transparent huge pages off: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 fn main() -> anyhow::Result<()> {
-    no_huge_pages();
+    memory::configure();
     match Cli::parse().command {
         Command::CheckConfig { config } => {
             init_logging(config::LogFormat::Text, false);

@@ -209,8 +209,16 @@ pub async fn admit(
 
 impl Admission {
     /// Charges what the request really used: tokens against token limits (the estimate is
-    /// returned or topped up), `cost` against budgets.
-    pub fn settle(mut self, usage: TokenUsage, cost: NanoUsd, gov: &Governance) {
+    /// returned or topped up), `cost` against budgets. Usage beyond what the shard's lease
+    /// held is a debt for the coordinator, sent through `outbox` (which keeps it while the
+    /// queue is full: a debt is never dropped).
+    pub fn settle(
+        mut self,
+        usage: TokenUsage,
+        cost: NanoUsd,
+        gov: &Governance,
+        outbox: &super::usage::UsageBatcher,
+    ) {
         for t in &self.taken {
             let used = match t.limit.kind {
                 LimitKind::Requests(_) => continue,
@@ -224,10 +232,7 @@ impl Admission {
                 let extra = used - t.units;
                 let got = lease.take_up_to(t.epoch, extra);
                 if got < extra {
-                    let _ = gov.events.try_send(GovEvent::Debt {
-                        limit: t.limit.clone(),
-                        units: extra - got,
-                    });
+                    outbox.send_debt(&t.limit, extra - got, &gov.events);
                 }
             }
         }

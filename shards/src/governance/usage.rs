@@ -5,7 +5,8 @@
 //! (`stream_options.include_usage`), the usage chunk is read here and kept out of the client's
 //! stream. Read only for requests that need it (`capture_usage`: governed or traced).
 
-use std::sync::LazyLock;
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock};
 
 use memchr::memmem::Finder;
 use serde::Deserialize;
@@ -322,10 +323,13 @@ fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
 /// Collects a shard's usage records and sends them to the coordinator in batches — when a
 /// batch is full, and from a timer — so the coordinator is woken a few times per second, not
 /// once per request. A batch the queue has no room for stays here and goes with the next one;
-/// beyond `MAX_PENDING` records the oldest are dropped and counted.
+/// beyond `MAX_PENDING` records the oldest are dropped and counted. Debts (usage beyond a
+/// lease, which the coordinator's limits must count) the queue has no room for stay here too,
+/// all of them, and go first at the next send.
 #[derive(Debug, Default)]
 pub struct UsageBatcher {
     pending: std::cell::RefCell<Vec<UsageRecord>>,
+    debts: std::cell::RefCell<VecDeque<(Arc<super::Limit>, u64)>>,
 }
 
 impl UsageBatcher {
@@ -352,8 +356,22 @@ impl UsageBatcher {
         }
     }
 
+    /// Sends a debt of `units` of `limit` now, or with the next send when the queue is full
+    /// (or debts wait already: they go in order).
+    pub fn send_debt(
+        &self,
+        limit: &Arc<super::Limit>,
+        units: u64,
+        events: &crossbeam_channel::Sender<super::GovEvent>,
+    ) {
+        let mut debts = self.debts.borrow_mut();
+        debts.push_back((limit.clone(), units));
+        send_debts(&mut debts, events);
+    }
+
     /// Sends whatever is pending. Returns how many records were dropped.
     pub fn flush(&self, events: &crossbeam_channel::Sender<super::GovEvent>) -> usize {
+        send_debts(&mut self.debts.borrow_mut(), events);
         let batch = {
             let mut pending = self.pending.borrow_mut();
             if pending.is_empty() {
@@ -383,9 +401,52 @@ impl UsageBatcher {
     }
 }
 
+/// Sends waiting debts, oldest first, until the queue is full.
+fn send_debts(
+    debts: &mut VecDeque<(Arc<super::Limit>, u64)>,
+    events: &crossbeam_channel::Sender<super::GovEvent>,
+) {
+    while let Some((limit, units)) = debts.front() {
+        let debt = super::GovEvent::Debt {
+            limit: limit.clone(),
+            units: *units,
+        };
+        if events.try_send(debt).is_err() {
+            return;
+        }
+        debts.pop_front();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debts_wait_for_room_in_the_queue_and_are_never_dropped() {
+        let (events, queue) = crossbeam_channel::bounded(1);
+        let limit = Arc::new(super::super::Limit::new(
+            vocab::EntityRef::key("k"),
+            vocab::LimitKind::Budget(vocab::BudgetPeriod::Daily),
+            100,
+            1,
+        ));
+        let batcher = UsageBatcher::default();
+        batcher.send_debt(&limit, 3, &events);
+        batcher.send_debt(&limit, 4, &events); // the queue is full: kept
+        batcher.send_debt(&limit, 5, &events);
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            match queue.try_recv() {
+                Ok(super::super::GovEvent::Debt { units, .. }) => got.push(units),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => {
+                    batcher.flush(&events);
+                }
+            }
+        }
+        assert_eq!(got, [3, 4, 5], "all of them, in order");
+    }
 
     #[test]
     fn reads_usage_from_bodies() {

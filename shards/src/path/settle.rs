@@ -153,7 +153,7 @@ fn charge(
     let charged = worked || matches!(stop, None | Some(Stop::Kept { .. }));
     if let (Some(admission), true) = (admission, charged) {
         // A failure response used no tokens: what was held for them comes back.
-        admission.settle(usage.unwrap_or_default(), cost, gov);
+        admission.settle(usage.unwrap_or_default(), cost, gov, &scope.shard.usage);
     }
     if estimated {
         scope.shard.stats.usage_estimated.incr();

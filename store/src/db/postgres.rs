@@ -221,7 +221,7 @@ impl PgDb {
             let types: Vec<Type> = rows.columns.iter().map(|(_, ty)| pg_type(*ty)).collect();
             let sink = tx.copy_in(&rows.copy_sql()).await?;
             let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-            for row in rows.values.chunks(rows.width()) {
+            for row in rows.rows() {
                 writer.as_mut().write_raw(row).await?;
             }
             writer.finish().await?;

@@ -110,15 +110,11 @@ fn from_row(r: &Row) -> Result<RequestLog> {
 
 /// The rows that insert `logs`, for [`crate::db::Db::transaction_with_rows`].
 pub(crate) fn log_rows(logs: &[RequestLog]) -> Result<BulkInsert> {
-    let mut values = Vec::with_capacity(logs.len() * COLUMNS.len());
+    let mut rows = BulkInsert::new("request_logs", COLUMNS, logs.len());
     for log in logs {
-        params(log, &mut values)?;
+        params(log, rows.next_row())?;
     }
-    Ok(BulkInsert {
-        table: "request_logs",
-        columns: COLUMNS,
-        values,
-    })
+    Ok(rows)
 }
 
 /// Most rows a page holds ([`LogQuery::limit`] is clamped to `1..=MAX_PAGE`).
@@ -488,8 +484,8 @@ mod tests {
             saved_cost_nanos: None,
         };
         let rows = log_rows(&[log.clone(), log]).unwrap();
-        assert_eq!(rows.values.len(), 2 * COLUMNS.len());
-        for (value, (name, ty)) in rows.values.iter().zip(COLUMNS) {
+        assert_eq!(rows.rows().count(), 2);
+        for (value, (name, ty)) in rows.rows().flatten().zip(COLUMNS) {
             let fits = matches!(
                 (value, ty),
                 (Value::Null, _)
