@@ -120,6 +120,11 @@ pub enum GatewayError {
         limit: &'static str,
         entity: &'static str,
     },
+    /// This shard's usage records wait for a coordinator that fell far behind: a request
+    /// admitted now could be served with usage no limit or budget would count (shed, not
+    /// served uncounted).
+    #[error("This gateway node is behind recording usage; retry shortly")]
+    UsageBacklog,
 }
 
 impl GatewayError {
@@ -142,7 +147,8 @@ impl GatewayError {
             Self::Overloaded { .. }
             | Self::CircuitOpen { .. }
             | Self::NoKeyAvailable { .. }
-            | Self::LimitsUnavailable { .. } => 503,
+            | Self::LimitsUnavailable { .. }
+            | Self::UsageBacklog => 503,
             Self::UpstreamTimeout { .. } | Self::DeadlineExceeded => 504,
             Self::MissingKey | Self::InvalidKey => 401,
             Self::KeyNotUsable(_) | Self::ModelNotAllowed(_) => 403,
@@ -195,6 +201,7 @@ impl GatewayError {
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::LimitsUnavailable { .. } => "limits_unavailable",
+            Self::UsageBacklog => "usage_backlog",
         }
     }
 
@@ -218,7 +225,8 @@ impl GatewayError {
             | Self::CircuitOpen { .. }
             | Self::NoKeyAvailable { .. }
             | Self::DeadlineExceeded
-            | Self::LimitsUnavailable { .. } => ErrorSource::Gateway,
+            | Self::LimitsUnavailable { .. }
+            | Self::UsageBacklog => ErrorSource::Gateway,
             _ => ErrorSource::Client,
         }
     }
@@ -244,7 +252,8 @@ impl GatewayError {
             Self::Overloaded { .. }
             | Self::CircuitOpen { .. }
             | Self::NoKeyAvailable { .. }
-            | Self::LimitsUnavailable { .. } => Some(1),
+            | Self::LimitsUnavailable { .. }
+            | Self::UsageBacklog => Some(1),
             _ => None,
         }
     }
@@ -345,6 +354,18 @@ mod tests {
         assert_eq!(render(&e)["error"]["type"], "api_error");
         assert_eq!(render(&e)["error"]["param"], serde_json::Value::Null);
         assert_eq!(e.retry(), Retry::Backoff);
+    }
+
+    #[test]
+    fn a_shed_request_is_told_to_retry_shortly() {
+        let e = GatewayError::UsageBacklog;
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.retry_after(), Some(1));
+        assert_eq!(e.retry(), Retry::Never, "another target would not help");
+        let v = render(&e);
+        assert_eq!(v["error"]["type"], "api_error");
+        assert_eq!(v["error"]["code"], "usage_backlog");
+        assert!(crate::state::stats::REFUSALS.contains(&e.code()));
     }
 
     #[test]

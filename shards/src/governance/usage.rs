@@ -337,6 +337,15 @@ impl UsageBatcher {
     pub const BATCH: usize = 256;
     /// Records kept while the coordinator's queue is full.
     pub const MAX_PENDING: usize = 65_536;
+    /// Records kept beyond which the shard sheds new governed requests (503 `usage_backlog`)
+    /// rather than serve requests whose records it might have to drop (usage no limit
+    /// would count); the other half is room for the requests admitted before.
+    pub const SHED_AT: usize = Self::MAX_PENDING / 2;
+
+    /// Whether the coordinator is so far behind that new governed requests are shed.
+    pub fn backlogged(&self) -> bool {
+        self.pending.borrow().len() >= Self::SHED_AT
+    }
 
     /// Adds a record; sends the batch when full. Returns how many records were dropped.
     pub fn push(
@@ -401,6 +410,9 @@ impl UsageBatcher {
     }
 }
 
+// Shedding must start before records are dropped.
+const _: () = assert!(UsageBatcher::SHED_AT < UsageBatcher::MAX_PENDING);
+
 /// Sends waiting debts, oldest first, until the queue is full.
 fn send_debts(
     debts: &mut VecDeque<(Arc<super::Limit>, u64)>,
@@ -421,6 +433,29 @@ fn send_debts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shard_whose_records_wait_sheds_before_it_would_drop() {
+        let (events, _queue) = crossbeam_channel::bounded(1);
+        events
+            .try_send(super::super::GovEvent::Usage(Vec::new()))
+            .unwrap(); // full
+                       // The spool's form of a record (what the coordinator writes to disk): the fields
+                       // without defaults are enough.
+        let record: UsageRecord = serde_json::from_value(serde_json::json!({
+            "ts_ms": 0, "provider": "p", "model": "m", "status": 200,
+            "usage": {"prompt": 1, "completion": 1, "cached": 0}, "cost": 0,
+            "latency_us": 0, "stream": false, "estimated": false,
+        }))
+        .unwrap();
+        let batcher = UsageBatcher::default();
+        let mut dropped = 0;
+        while !batcher.backlogged() {
+            dropped += batcher.push(record.clone(), &events);
+        }
+        assert_eq!(batcher.pending.borrow().len(), UsageBatcher::SHED_AT);
+        assert_eq!(dropped, 0, "shedding starts before anything is dropped");
+    }
 
     #[test]
     fn debts_wait_for_room_in_the_queue_and_are_never_dropped() {

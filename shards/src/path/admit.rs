@@ -1,7 +1,8 @@
 //! Phase 7, admit: a governed request with a key takes one request, its token estimate and
 //! a budget slot from this shard's leases of every limit of its key, team and customer
 //! ([`crate::governance::admit`]); a limit that is spent is a 429 (with `Retry-After` and
-//! `x-ratelimit-*` headers), a spent budget a 402. Reads `caller`, `ask`, `targets`; adds
+//! `x-ratelimit-*` headers), a spent budget a 402; while the shard's usage records wait for
+//! a coordinator far behind, it is shed with 503 `usage_backlog` (and not recorded). Reads `caller`, `ask`, `targets`; adds
 //! `admission`, an RAII ticket that gives back what it holds unless the settle phase charges
 //! it.
 //!
@@ -31,6 +32,7 @@ pub async fn admit(
         return Ok(());
     };
     req.times.enter(Phase::Admit);
+    shed_when_backlogged(scope)?;
     let counts_tokens = req.endpoint.has_prompt()
         && key
             .limits
@@ -75,6 +77,7 @@ pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(),
         return Ok(());
     };
     req.times.enter(Phase::Admit);
+    shed_when_backlogged(scope)?;
     let shard = scope.shard.index;
     let now = req.caller.now_unix;
     let estimate = TokenEstimate::NONE;
@@ -82,6 +85,15 @@ pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(),
         .await
         .map_err(|refused| unverifiable(scope, refused))?;
     req.admission = Some(admission);
+    Ok(())
+}
+
+/// Refuses a request while this shard's usage records wait for a coordinator far behind
+/// ([`crate::governance::usage::UsageBatcher::SHED_AT`]): limits stay exact under overload.
+fn shed_when_backlogged(scope: Scope<'_>) -> Result<(), GatewayError> {
+    if scope.shard.usage.backlogged() {
+        return Err(GatewayError::UsageBacklog);
+    }
     Ok(())
 }
 

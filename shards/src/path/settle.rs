@@ -20,6 +20,7 @@ use crate::governance::prices::Prices;
 use crate::governance::Governance;
 
 use crate::clock;
+use crate::error::GatewayError;
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
@@ -35,6 +36,11 @@ pub fn settle(
     stop: Option<&Stop>,
 ) -> Option<UsageRecord> {
     let gov = scope.shard.gov.as_deref()?;
+    if matches!(stop, Some(Stop::Error(GatewayError::UsageBacklog))) {
+        // Shed because records already wait: its own record (a log row) would only add to
+        // them. The access log has it.
+        return None;
+    }
     let admission = req.admission.take();
     let req = &*req;
     let prices = &req.caller.snapshot.as_ref()?.prices;

@@ -142,7 +142,7 @@ pub struct CacheCounters {
 
 /// Why governance refuses a request: the error codes of its refusals, which are the `reason`
 /// label of `ringgate_governance_refusals_total`.
-pub const REFUSALS: [&str; 7] = [
+pub const REFUSALS: [&str; 8] = [
     "missing_api_key",
     "invalid_api_key",
     "key_not_usable",
@@ -150,6 +150,7 @@ pub const REFUSALS: [&str; 7] = [
     "rate_limit_exceeded",
     "budget_exceeded",
     "limits_unavailable",
+    "usage_backlog",
 ];
 
 impl ShardStats {
