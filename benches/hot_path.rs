@@ -186,10 +186,9 @@ fn governance(c: &mut Criterion) {
     use sha2::{Digest, Sha256};
     use shards::governance::lease::Lease;
     use shards::governance::request::authenticate;
-    use shards::governance::{GovSnapshot, KeyPolicy};
-    use std::collections::HashMap;
+    use shards::governance::{GovSnapshot, KeyPolicy, KeyTable};
     use std::sync::Arc;
-    let mut keys = HashMap::new();
+    let mut keys = KeyTable::default();
     for i in 0..10_000 {
         let secret = format!("rg-{i:040}");
         keys.insert(

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use shards::governance::{GovSnapshot, KeyPolicy, Limit};
+use shards::governance::{GovSnapshot, KeyPolicy, KeyTable, Limit};
 use store::now_unix;
 use vocab::{EntityKind, EntityRef};
 
@@ -170,7 +170,7 @@ impl GovRuntime {
     fn publish(
         &self,
         current: &GovSnapshot,
-        keys: HashMap<[u8; 32], Arc<KeyPolicy>>,
+        keys: KeyTable,
         teams: HashMap<String, TeamLimits>,
         customers: HashMap<String, Vec<Arc<Limit>>>,
         periods: Periods,

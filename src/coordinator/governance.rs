@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, Limit, Prices};
+use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, KeyTable, Limit, Prices};
 use store::{now_unix, Store};
 use tokio::sync::{mpsc, Notify};
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, Window};
@@ -348,7 +348,7 @@ impl GovRuntime {
                 periods.insert((EntityKind::Team, t.id.clone()), b.period);
             }
         }
-        let mut table = HashMap::with_capacity(keys.len());
+        let mut table = KeyTable::with_capacity_and_hasher(keys.len(), Default::default());
         for k in &keys {
             if let Some((hash, policy)) = self.key_policy(k, &team_info, &mut reading).await? {
                 table.insert(hash, policy);

@@ -15,6 +15,7 @@ pub mod units;
 pub mod usage;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,13 +81,38 @@ pub struct KeyPolicy {
     pub cache_ttl_secs: Option<u64>,
 }
 
+/// Virtual keys by the SHA-256 of their secret. The digest is already uniform, so the table
+/// hashes it no further ([`DigestHasher`]): a lookup costs a few nanoseconds, and a request
+/// looks its key up again where it needs it instead of holding an `Arc` of it (whose count
+/// would be a cache line written by every shard serving that key).
+pub type KeyTable = HashMap<[u8; 32], Arc<KeyPolicy>, BuildHasherDefault<DigestHasher>>;
+
+/// Hashes a SHA-256 digest by its first eight bytes. Only for digests of secrets: their
+/// bits are uniform and nobody can choose them (the table holds only keys an admin made).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes its length first, then its bytes: the digest's bytes win.
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = u64::from_ne_bytes(first);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// What the coordinator publishes for the shards.
 #[derive(Debug, Default)]
 pub struct GovSnapshot {
     /// Requests without a virtual key are refused.
     pub require_key: bool,
     /// SHA-256 of the key → its policy.
-    pub keys: HashMap<[u8; 32], Arc<KeyPolicy>>,
+    pub keys: KeyTable,
     pub prices: Prices,
     /// Unix milliseconds at which the coordinator began reading the store for this snapshot:
     /// every write committed before then is in it.

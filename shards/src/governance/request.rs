@@ -1,8 +1,6 @@
 //! The governance steps of one request: find the presented virtual key, check that it may be
 //! used and may use the model, and estimate the tokens it will spend.
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -32,12 +30,14 @@ pub fn credential_hash(presented: &[u8]) -> [u8; 32] {
     Sha256::digest(presented).into()
 }
 
+/// Returns the accepted key's hash (its policy is `snapshot.keys[hash]`), or `None` for a
+/// caller without a key.
 pub fn authenticate(
     snapshot: &GovSnapshot,
     presented: Option<&[u8]>,
     node_credential: Option<&[u8; 32]>,
     now: u64,
-) -> Result<Option<Arc<KeyPolicy>>, GatewayError> {
+) -> Result<Option<[u8; 32]>, GatewayError> {
     let Some(presented) = presented else {
         return if snapshot.require_key {
             Err(GatewayError::MissingKey)
@@ -62,7 +62,7 @@ pub fn authenticate(
     if policy.expires_at.is_some_and(|t| now >= t) {
         return Err(GatewayError::KeyNotUsable("expired"));
     }
-    Ok(Some(policy.clone()))
+    Ok(Some(hash))
 }
 
 /// Whether the key may reach `model` at `provider` (asked for as `requested`).
@@ -87,7 +87,8 @@ pub fn allows_provider(key: &KeyPolicy, provider: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::governance::KeyTable;
+    use std::sync::Arc;
 
     fn policy(models: &[&str]) -> KeyPolicy {
         KeyPolicy {
@@ -105,7 +106,7 @@ mod tests {
 
     #[test]
     fn authenticates_by_hash() {
-        let mut keys = HashMap::new();
+        let mut keys = KeyTable::default();
         keys.insert(Sha256::digest(b"rg-secret").into(), Arc::new(policy(&[])));
         let snap = GovSnapshot {
             require_key: true,

@@ -28,7 +28,7 @@ pub async fn admit(
     conn: &ClientConn,
     req: &mut RequestCtx<'_>,
 ) -> Result<(), Stop> {
-    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key.as_ref()) else {
+    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key()) else {
         return Ok(());
     };
     req.times.enter(Phase::Admit);
@@ -71,8 +71,7 @@ pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(),
         .cache
         .as_ref()
         .is_some_and(|p| p.hits_count_requests);
-    let (Some(gov), Some(key), true) =
-        (scope.shard.gov.as_deref(), req.caller.key.as_ref(), counts)
+    let (Some(gov), Some(key), true) = (scope.shard.gov.as_deref(), req.caller.key(), counts)
     else {
         return Ok(());
     };

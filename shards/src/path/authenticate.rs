@@ -27,7 +27,7 @@ pub fn authenticate(
     req.caller.now_unix = now;
     // Set before the key is judged, so that a refused request is still logged.
     let snapshot = req.caller.snapshot.insert(snapshot);
-    req.caller.key = request::authenticate(
+    req.caller.key_hash = request::authenticate(
         snapshot,
         request::presented_key(&conn.inbuf, &conn.spans),
         gov.node_credential.as_ref(),

@@ -55,7 +55,7 @@ pub async fn look_up(
         return Ok(bypass(conn, stats));
     };
     let provider = &scope.snapshot.providers[target.provider].name;
-    let key_policy = req.caller.key.as_deref();
+    let key_policy = req.caller.key();
     let names = ModelNames {
         requested: req.ask.requested,
         provider,

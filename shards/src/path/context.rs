@@ -96,10 +96,21 @@ impl PhaseTimes {
 pub struct Caller {
     /// The governance snapshot the request is judged by (`None`: governance is off).
     pub snapshot: Option<arc_swap::Guard<Arc<GovSnapshot>>>,
-    /// The virtual key presented (`None`: no key, allowed when keys are optional).
-    pub key: Option<Arc<KeyPolicy>>,
+    /// The hash of the virtual key presented (`None`: no key, allowed when keys are
+    /// optional); its policy is in `snapshot` ([`Caller::key`]).
+    pub key_hash: Option<[u8; 32]>,
     /// Wall-clock seconds the request's limits are counted at (0 when governance is off).
     pub now_unix: u64,
+}
+
+impl Caller {
+    /// The policy of the key presented, from the request's snapshot: looked up (a few
+    /// nanoseconds, [`crate::governance::KeyTable`]) rather than held as an `Arc`, whose
+    /// count every shard serving the key would write.
+    pub fn key(&self) -> Option<&KeyPolicy> {
+        let hash = self.key_hash.as_ref()?;
+        self.snapshot.as_ref()?.keys.get(hash).map(|k| &**k)
+    }
 }
 
 /// What the extract phase read from the body and headers.

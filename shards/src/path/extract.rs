@@ -31,8 +31,7 @@ pub fn extract<'s>(conn: &ClientConn, req: &mut RequestCtx<'s>) -> Result<(), St
         let mut fields = direct_fields::read(api, api.body(req.head.method), body, content_type)?;
         let restricted = req
             .caller
-            .key
-            .as_ref()
+            .key()
             .is_some_and(|key| !key.allowed_models.is_empty());
         if api == DirectApi::Files && restricted {
             fields.batch_models = direct_fields::batch_file_models(body, content_type)?;

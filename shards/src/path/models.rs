@@ -75,12 +75,15 @@ fn caller(
     let Some(gov) = scope.shard.gov.as_deref() else {
         return Ok(None);
     };
-    request::authenticate(
-        &gov.snapshot.load(),
+    let snapshot = gov.snapshot.load();
+    let key = request::authenticate(
+        &snapshot,
         request::presented_key(&conn.inbuf, &conn.spans),
         gov.node_credential.as_ref(),
         clock::unix_now(),
-    )
+    )?;
+    // A listing, not the request path: the policy may be held by its `Arc`.
+    Ok(key.and_then(|hash| snapshot.keys.get(&hash).cloned()))
 }
 
 #[cfg(test)]

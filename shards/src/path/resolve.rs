@@ -30,7 +30,7 @@ pub fn resolve<'s>(scope: Scope<'s>, req: &mut RequestCtx<'s>) -> Result<(), Sto
         .models
         .resolve(requested)
         .ok_or_else(|| GatewayError::ModelNotFound(requested.to_owned()))?;
-    let key = req.caller.key.as_deref();
+    let key = req.caller.key();
     let allowed = |t: &Target<'_>| {
         key.is_none_or(|k| {
             request::allows(k, &snapshot.providers[t.provider].name, t.model, requested)
@@ -94,7 +94,7 @@ fn resolve_provider(snapshot: &Snapshot, req: &mut RequestCtx<'_>) -> Result<(),
                 )
             })?,
     };
-    if let Some(key) = req.caller.key.as_deref() {
+    if let Some(key) = req.caller.key() {
         let name = &snapshot.providers[provider].name;
         if !request::allows_provider(key, name) {
             return Err(GatewayError::ModelNotAllowed(format!("{name}/*")).into());

@@ -64,7 +64,7 @@ pub fn settle(
         }
         None => charge(scope, conn, req, stop, (gov, prices, admission)),
     };
-    let key = req.caller.key.as_deref();
+    let key = req.caller.key();
     Some(UsageRecord {
         id: String::new(),
         client_request_id: None,
