@@ -1,6 +1,7 @@
 //! The lease desk alone and in a fleet (a fake fleet whose answers the tests give).
 
 use super::*;
+use std::time::Duration;
 use vocab::{BudgetPeriod, EntityRef, Window};
 
 fn limit(value: u64, shards: usize) -> Arc<Limit> {
