@@ -102,17 +102,7 @@ start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
 }
 
 start_ringgate() {  # binary -> PID
-    cat > "${TMP}/rg.yaml" <<EOF
-listen: 127.0.0.1:${PORT}
-shards: 1
-pin_cores: true
-control:
-  listen: 127.0.0.1:${CONTROL}
-providers:
-  mock:
-    base_url: http://127.0.0.1:${MOCK_PORT}/v1
-    models: [gpt-4o-mini]
-EOF
+    ringgate_conf "${TMP}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
     if [[ "${MODE}" == governed ]]; then
         rm -rf "${TMP}"/gov.db* "${TMP}/spool"
         if [[ -n "${GOV_DATABASE}" ]]; then
