@@ -437,11 +437,12 @@ mod tests {
     #[test]
     fn a_shard_whose_records_wait_sheds_before_it_would_drop() {
         let (events, _queue) = crossbeam_channel::bounded(1);
+        // The queue is full: every batch stays on the shard.
         events
             .try_send(super::super::GovEvent::Usage(Vec::new()))
-            .unwrap(); // full
-                       // The spool's form of a record (what the coordinator writes to disk): the fields
-                       // without defaults are enough.
+            .unwrap();
+        // The spool's form of a record (what the coordinator writes to disk): the fields
+        // without defaults are enough.
         let record: UsageRecord = serde_json::from_value(serde_json::json!({
             "ts_ms": 0, "provider": "p", "model": "m", "status": 200,
             "usage": {"prompt": 1, "completion": 1, "cached": 0}, "cost": 0,

@@ -2,9 +2,9 @@
 //! a budget slot from this shard's leases of every limit of its key, team and customer
 //! ([`crate::governance::admit`]); a limit that is spent is a 429 (with `Retry-After` and
 //! `x-ratelimit-*` headers), a spent budget a 402; while the shard's usage records wait for
-//! a coordinator far behind, it is shed with 503 `usage_backlog` (and not recorded). Reads `caller`, `ask`, `targets`; adds
-//! `admission`, an RAII ticket that gives back what it holds unless the settle phase charges
-//! it.
+//! a coordinator far behind, it is shed with 503 `usage_backlog` (and not recorded). Reads
+//! `caller`, `ask`, `targets`; adds `admission`, an RAII ticket that gives back what it holds
+//! unless the settle phase charges it.
 //!
 //! The token estimate bounds what the request can use: its prompt plus its output cap — the
 //! client's `max_tokens`, else the most its model may produce (the catalog's `max_output`,
