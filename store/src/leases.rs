@@ -249,12 +249,7 @@ impl Store {
                 stmts.push(Stmt::new(LOWER_HELD_SQL, p));
             }
         }
-        let logs = crate::logs::log_rows(batch.logs)?;
-        match self
-            .db()
-            .transaction_with_rows(stmts, logs, batch.yielding)
-            .await
-        {
+        match crate::logs::write_with_logs(self.db(), stmts, batch.logs, batch.yielding).await {
             Ok(()) => Ok(true),
             Err(e) if e.constraint() == Some(crate::error::Constraint::Unique) => {
                 // Either this batch was written before, or a log id collided: tell which.

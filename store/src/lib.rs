@@ -145,6 +145,7 @@ impl Store {
             DatabaseConfig::Sqlite { path } => {
                 let db = db::sqlite::SqliteDb::open(&path).await?;
                 db.migrate(migrations::SQLITE).await?;
+                logs::sqlite::convert_legacy_rows(&db).await?;
                 Db::Sqlite(db)
             }
             DatabaseConfig::Postgres(opts) => {

@@ -53,6 +53,7 @@ migrations! {
     6 "0006" "partial_log_indexes",
     7 "0007" "response_cache",
     8 "0008" "semantic_cache",
+    9 "0009" "request_log_segments",
 }
 
 #[cfg(test)]

@@ -181,8 +181,7 @@ impl Row {
 }
 
 /// A statement and its parameters, for [`Db::transaction`]. Its text is borrowed when the
-/// program holds it for good (a literal, or a text built once and kept, such as the full
-/// request-log insert): such texts are neither copied per statement nor translated for
+/// program holds it for good (a literal, or a text built once and kept): such texts are neither copied per statement nor translated for
 /// SQLite more than once ([`sqlite_form`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
@@ -200,7 +199,7 @@ impl Stmt {
 }
 
 /// The statements in SQLite's dialect.
-fn sqlite_stmts(stmts: Vec<Stmt>) -> Vec<Stmt> {
+pub(crate) fn sqlite_stmts(stmts: Vec<Stmt>) -> Vec<Stmt> {
     stmts
         .into_iter()
         .map(|s| Stmt::new(sqlite_form(s.sql), s.params))
@@ -227,10 +226,9 @@ fn sqlite_form(sql: Cow<'static, str>) -> Cow<'static, str> {
     }
 }
 
-/// Translates PostgreSQL-flavoured store SQL into SQLite SQL, in one pass: a request-log
-/// batch's statement is ~10 kB of placeholders, and three `str::replace` passes over it
-/// (each a substring search and a new string) were a visible part of the coordinator's
-/// time per logged request (docs/perf.md).
+/// Translates PostgreSQL-flavoured store SQL into SQLite SQL, in one pass (three
+/// `str::replace` passes over the ~10 kB multi-row statements request logs once used were a
+/// visible part of the coordinator's time per logged request, docs/perf.md).
 pub(crate) fn sqlite_sql(sql: &str) -> String {
     const RENAMED: [(&str, &str); 2] = [("GREATEST(", "MAX("), ("LEAST(", "MIN(")];
     let mut out = String::with_capacity(sql.len());
@@ -274,27 +272,6 @@ impl Db {
             Db::Sqlite(db) => db.execute(sqlite_sql(sql), params).await,
             Db::Postgres(db) => db.execute(sql, &params).await,
         }
-    }
-
-    /// Runs the statements, then inserts `rows` ([`bulk`]: a binary COPY on PostgreSQL,
-    /// multi-row INSERTs on SQLite), in one transaction. `yielding`: SQLite's writer lets
-    /// other threads run between statements ([`crate::UsageBatch::yielding`]).
-    pub(crate) async fn transaction_with_rows(
-        &self,
-        mut stmts: Vec<Stmt>,
-        rows: bulk::BulkInsert,
-        yielding: bool,
-    ) -> Result<()> {
-        match self {
-            Db::Sqlite(db) => {
-                stmts.extend(rows.insert_stmts());
-                db.transaction(sqlite_stmts(stmts), yielding).await?;
-            }
-            Db::Postgres(db) => {
-                db.transaction(&stmts, Some(&rows)).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Runs the statements in one transaction; returns each one's rows.

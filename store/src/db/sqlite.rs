@@ -43,7 +43,7 @@ fn read_row(row: &rusqlite::Row<'_>, ncols: usize) -> Result<Row> {
     Ok(Row(out))
 }
 
-fn query_on(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+pub(crate) fn query_on(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let ncols = stmt.column_count();
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -52,6 +52,15 @@ fn query_on(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>> 
         out.push(read_row(row, ncols)?);
     }
     Ok(out)
+}
+
+/// Runs statements written in PostgreSQL's dialect ([`super::sqlite_form`]) on `conn`, in
+/// order (inside the caller's transaction).
+pub(crate) fn run_stmts(conn: &Connection, stmts: Vec<Stmt>) -> Result<()> {
+    for s in super::sqlite_stmts(stmts) {
+        query_on(conn, &s.sql, &s.params)?;
+    }
+    Ok(())
 }
 
 /// The SQLite database handle (cheap to clone).
@@ -80,7 +89,7 @@ impl SqliteDb {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,

@@ -1,7 +1,8 @@
 //! Request logs: batched inserts, and searches newest first a page at a time.
 //!
-//! A batch's rows are written in one transaction by [`crate::db::bulk`]: a binary `COPY` on
-//! PostgreSQL, multi-row `INSERT … VALUES (…), (…)` statements on SQLite.
+//! A batch's logs are written in one transaction with its usage ([`write_with_logs`]): on
+//! PostgreSQL as a row per request by a binary `COPY` ([`crate::db::bulk`]), on SQLite as one
+//! segment ([`sqlite`], [`segment`]).
 //!
 //! [`Store::query_request_logs`] reads the rows a [`LogQuery`] selects in the order
 //! `ts_ms DESC, id DESC` (ids are unique, so this order is total) and pages by keyset: a
@@ -9,17 +10,20 @@
 //! strictly after it in that order. Paging never skips nor repeats a row, however many rows
 //! share one `ts_ms`, and rows written meanwhile cannot shift it (newer rows come before the
 //! cursor, not after it). Filters go to the SQL as fixed clauses with their values bound as
-//! parameters; migrations 0005 to 0007 add the indexes they use.
+//! parameters; migrations 0005 to 0007 add the indexes they use. SQLite answers the same
+//! queries from its segments ([`sqlite`]).
 
 use vocab::{CacheKind, NanoUsd};
 
 use crate::db::bulk::{BulkInsert, ColumnType};
-use crate::db::{to_i64, Row, Value};
+use crate::db::{to_i64, Db, Row, Stmt, Value};
 use crate::error::{Error, Result};
 use crate::model::RequestLog;
 use crate::Store;
 
 mod filter;
+mod segment;
+pub(crate) mod sqlite;
 
 pub use filter::{
     CacheFilter, InvalidCacheFilter, InvalidCursor, InvalidStatus, LogCursor, StatusFilter,
@@ -108,8 +112,8 @@ fn from_row(r: &Row) -> Result<RequestLog> {
     })
 }
 
-/// The rows that insert `logs`, for [`crate::db::Db::transaction_with_rows`].
-pub(crate) fn log_rows(logs: &[RequestLog]) -> Result<BulkInsert> {
+/// The rows that COPY `logs` into PostgreSQL.
+fn log_rows(logs: &[RequestLog]) -> Result<BulkInsert> {
     let mut rows = BulkInsert::new("request_logs", COLUMNS, logs.len());
     for log in logs {
         params(log, rows.next_row())?;
@@ -252,28 +256,53 @@ fn select_sql(q: &LogQuery) -> (String, Vec<Value>) {
     (sql, params)
 }
 
+/// Runs `stmts`, then writes `logs`, in one transaction. `yielding`: SQLite's writer lets
+/// other threads run between statements ([`crate::UsageBatch::yielding`]).
+pub(crate) async fn write_with_logs(
+    db: &Db,
+    mut stmts: Vec<Stmt>,
+    logs: &[RequestLog],
+    yielding: bool,
+) -> Result<()> {
+    match db {
+        Db::Sqlite(db) => {
+            stmts.extend(sqlite::insert_stmts(logs)?);
+            db.transaction(crate::db::sqlite_stmts(stmts), yielding)
+                .await?;
+        }
+        Db::Postgres(db) => {
+            db.transaction(&stmts, Some(&log_rows(logs)?)).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Inserts the logs in one transaction (all or nothing; a duplicate id
-    /// fails the batch with [`Error::Conflict`]).
+    /// Inserts the logs in one transaction (all or nothing; a duplicate id, among them or
+    /// already stored, fails the batch with [`Error::Conflict`]).
     pub async fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<()> {
         if logs.is_empty() {
             return Ok(());
         }
-        self.db()
-            .transaction_with_rows(Vec::new(), log_rows(logs)?, false)
-            .await
-            .map_err(|e| match e.constraint() {
-                Some(crate::error::Constraint::Unique) => {
-                    Error::Conflict("duplicate request log id".into())
-                }
-                _ => e,
-            })?;
-        Ok(())
+        match self.db() {
+            Db::Sqlite(db) => sqlite::insert(db, logs.to_vec()).await,
+            Db::Postgres(_) => write_with_logs(self.db(), Vec::new(), logs, false)
+                .await
+                .map_err(|e| match e.constraint() {
+                    Some(crate::error::Constraint::Unique) => {
+                        Error::Conflict("duplicate request log id".into())
+                    }
+                    _ => e,
+                }),
+        }
     }
 
     /// One page of the logs `query` selects, newest first (`ts_ms DESC, id DESC`), starting
     /// after `query.cursor`; the page's `next_cursor` is set when more rows follow.
     pub async fn query_request_logs(&self, query: &LogQuery) -> Result<LogPage> {
+        if let Db::Sqlite(db) = self.db() {
+            return sqlite::query(db, query).await;
+        }
         let (sql, params) = select_sql(query);
         let rows = self.db().query(&sql, params).await?;
         let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
@@ -289,6 +318,9 @@ impl Store {
 
     /// Deletes logs older than `before_ts_ms`; returns how many.
     pub async fn purge_request_logs(&self, before_ts_ms: i64) -> Result<u64> {
+        if let Db::Sqlite(db) = self.db() {
+            return sqlite::purge(db, before_ts_ms).await;
+        }
         self.db()
             .execute(
                 "DELETE FROM request_logs WHERE ts_ms < $1",

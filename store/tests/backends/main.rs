@@ -225,6 +225,7 @@ mod cache;
 mod cluster;
 mod config_version;
 mod entities;
+mod request_log_batches;
 mod request_logs;
 mod usage;
 
