@@ -11,12 +11,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_DELAY: mi_option_t = 15;
 
 /// How long freed memory stays committed before mimalloc gives it back, ms. mimalloc v3 waits
-/// a second; a governed node frees a usage batch's records, request-log rows and statement
-/// parameters (megabytes) several times a second, so a second's worth stayed resident. Measured
-/// at saturation (`perf/ab.sh`, governed, docs/perf.md): peak RSS 41 MiB with 1 s, 35 with
-/// 100 ms at the same CPU per request, 34 with 10 ms but ~5 % more CPU (freed pages purged
-/// between two batches are faulted in again by the next). `MIMALLOC_PURGE_DELAY` overrides it.
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+/// a second; a governed node frees a usage batch's records and request-log rows several times
+/// a second, so a second's worth stayed resident. Measured at saturation (`perf/ab.sh`,
+/// governed, docs/perf.md): peak RSS 41 MiB with 1 s, 35 with 100 ms at the same CPU per
+/// request. 10 ms first cost ~5 % more CPU (a batch's 40,000 statement parameters were freed
+/// and faulted in again by the next batch); since request logs are segments
+/// (`store/src/logs/segment.rs`) a batch frees a few large buffers, and 10 ms took peak RSS
+/// from 32.9 to 29.9 MiB at the same CPU per request. `MIMALLOC_PURGE_DELAY` overrides it.
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Sets up how this process holds memory; call first thing in `main`.
 pub fn configure() {
