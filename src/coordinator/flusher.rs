@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use store::leases::{ShareSettle, UsageBatch};
-use store::{RequestLog, UsageDelta};
+use store::{LogRow, UsageDelta};
 use tokio::sync::mpsc;
 use vocab::{EntityKind, EntityRef, LimitKind, UsageRecord};
 
@@ -57,13 +57,13 @@ pub enum ToFlusher {
     Now(std::sync::mpsc::Sender<()>),
 }
 
-/// One batch folded for the store.
+/// One batch folded for the store; its log rows borrow from the batch's records.
 #[derive(Default)]
-struct Pending {
+struct Pending<'a> {
     deltas: HashMap<(EntityKind, String, i64), UsageDelta>,
     /// Fleet: units spent of the node's shares, by (entity, counter name, window start).
     settles: HashMap<(EntityRef, String, i64), u64>,
-    logs: Vec<RequestLog>,
+    logs: Vec<LogRow<'a>>,
 }
 
 /// Records that make a batch be written at once rather than at the next interval: at tens
@@ -248,8 +248,25 @@ impl GovRuntime {
             logs: Vec::with_capacity(batch.records.len()),
             ..Pending::default()
         };
+        // Records spooled by a version whose shards gave no id get one here, kept beside the
+        // batch for the rows to borrow.
+        let generated: Vec<String> = batch
+            .records
+            .iter()
+            .filter(|r| r.id.is_empty())
+            .map(|r| {
+                let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+                format!("req-{}-{}-{seq}", r.ts_ms, self.process_token)
+            })
+            .collect();
+        let mut generated = generated.iter();
         for (i, r) in batch.records.iter().enumerate() {
-            self.fold(r, &mut pending);
+            let id = if r.id.is_empty() {
+                generated.next().map_or("", String::as_str)
+            } else {
+                r.id.as_str()
+            };
+            self.fold(r, id, &mut pending);
             if pace == Pace::Yielding && i % 256 == 255 {
                 std::thread::yield_now();
             }
@@ -277,8 +294,8 @@ impl GovRuntime {
             .await
     }
 
-    fn fold(&self, r: &UsageRecord, pending: &mut Pending) {
-        self.log(r, pending);
+    fn fold<'a>(&self, r: &'a UsageRecord, id: &'a str, pending: &mut Pending<'a>) {
+        self.log(r, id, pending);
         // A refused request is only logged: it used nothing and held no share.
         if !r.admitted {
             return;
@@ -305,24 +322,16 @@ impl GovRuntime {
         }
     }
 
-    /// The record's request log row, when the config wants one.
-    fn log(&self, r: &UsageRecord, pending: &mut Pending) {
+    /// The record's request log row, under `id`, when the config wants one.
+    fn log<'a>(&self, r: &'a UsageRecord, id: &'a str, pending: &mut Pending<'a>) {
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
             RequestLogs::Errors => r.status >= 400,
             RequestLogs::None => false,
         };
-        if !wanted {
-            return;
+        if wanted {
+            pending.logs.push(LogRow::of(id, r));
         }
-        // Records spooled by a version whose shards gave no id get one here.
-        let id = if r.id.is_empty() {
-            let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-            format!("req-{}-{}-{seq}", r.ts_ms, self.process_token)
-        } else {
-            r.id.clone()
-        };
-        pending.logs.push(RequestLog::new(id, r));
     }
 
     /// Fleet: what the record spent of this node's shares — a request of each request limit,

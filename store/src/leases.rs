@@ -61,7 +61,7 @@ pub struct UsageBatch<'a> {
     pub node_id: Option<&'a str>,
     pub deltas: &'a [UsageDelta],
     pub settles: &'a [ShareSettle],
-    pub logs: &'a [crate::RequestLog],
+    pub logs: &'a [crate::LogRow<'a>],
     /// Let other threads run between the batch's statements (SQLite, whose writes run on
     /// this process's CPUs): the caller shares a core with latency-sensitive work and has
     /// no backlog, so the batch may take longer. Ignored by PostgreSQL.

@@ -44,7 +44,7 @@ pub use cache::{CachedEmbedding, CachedResponse, SemanticKey};
 pub use error::{Error, Result};
 pub use logs::{
     CacheFilter, InvalidCacheFilter, InvalidCursor, InvalidStatus, LogCursor, LogPage, LogQuery,
-    StatusFilter,
+    LogRow, StatusFilter,
 };
 pub use model::{
     Budget, ConfigChange, ConfigKind, CreatedKey, Customer, CustomerInput, KeyInput, LeaseCounter,

@@ -371,33 +371,9 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// The log row of one request, under `id`. Cached tokens are not kept (they are part of
-    /// the prompt tokens).
+    /// The log of the request `record` tells of, under `id` ([`crate::LogRow::of`]).
     pub fn new(id: String, record: &UsageRecord) -> Self {
-        Self {
-            id,
-            client_request_id: record.client_request_id.clone(),
-            ts_ms: i64::try_from(record.ts_ms).unwrap_or(i64::MAX),
-            key_id: record.key_id.clone(),
-            team_id: record.team_id.clone(),
-            customer_id: record.customer_id.clone(),
-            provider: record.provider.clone(),
-            model: record.model.clone(),
-            status: record.status,
-            prompt_tokens: record.usage.prompt,
-            completion_tokens: record.usage.completion,
-            cost_nanos: record.cost,
-            latency_us: record.latency_us,
-            overhead_us: record.overhead_us,
-            stream: record.stream,
-            error_code: record.error_code.clone(),
-            usage_estimated: record.estimated,
-            cache: record.cache.map(|hit| hit.kind),
-            saved_tokens: record
-                .cache
-                .map(|hit| hit.saved.prompt.saturating_add(hit.saved.completion)),
-            saved_cost_nanos: record.cache.map(|hit| hit.saved_cost),
-        }
+        crate::LogRow::of(&id, record).to_log()
     }
 }
 

@@ -22,12 +22,14 @@ use crate::model::RequestLog;
 use crate::Store;
 
 mod filter;
+mod row;
 mod segment;
 pub(crate) mod sqlite;
 
 pub use filter::{
     CacheFilter, InvalidCacheFilter, InvalidCursor, InvalidStatus, LogCursor, StatusFilter,
 };
+pub use row::LogRow;
 
 const COLS: &str = "id, ts_ms, key_id, team_id, customer_id, provider, model, status, \
     prompt_tokens, completion_tokens, cost_nanos, latency_us, overhead_us, stream, error_code, \
@@ -57,28 +59,28 @@ const COLUMNS: &[(&str, ColumnType)] = &[
     ("saved_cost_nanos", ColumnType::BigInt),
 ];
 
-fn params(log: &RequestLog, out: &mut Vec<Value>) -> Result<()> {
+fn params(log: &LogRow<'_>, out: &mut Vec<Value>) -> Result<()> {
     out.extend([
-        log.id.as_str().into(),
+        log.id.into(),
         log.ts_ms.into(),
-        log.key_id.as_deref().into(),
-        log.team_id.as_deref().into(),
-        log.customer_id.as_deref().into(),
-        log.provider.as_str().into(),
-        log.model.as_str().into(),
+        log.key_id.into(),
+        log.team_id.into(),
+        log.customer_id.into(),
+        log.provider.into(),
+        log.model.into(),
         i64::from(log.status).into(),
         to_i64(log.prompt_tokens, "prompt_tokens")?.into(),
         to_i64(log.completion_tokens, "completion_tokens")?.into(),
-        to_i64(log.cost_nanos.nanos(), "cost_nanos")?.into(),
+        to_i64(log.cost_nanos, "cost_nanos")?.into(),
         to_i64(log.latency_us, "latency_us")?.into(),
         to_i64(log.overhead_us, "overhead_us")?.into(),
         log.stream.into(),
-        log.error_code.as_deref().into(),
+        log.error_code.into(),
         log.usage_estimated.into(),
-        log.client_request_id.as_deref().into(),
+        log.client_request_id.into(),
         log.cache.map(CacheKind::as_str).into(),
         crate::db::opt_u64(log.saved_tokens, "saved_tokens")?,
-        crate::db::opt_u64(log.saved_cost_nanos.map(NanoUsd::nanos), "saved_cost_nanos")?,
+        crate::db::opt_u64(log.saved_cost_nanos, "saved_cost_nanos")?,
     ]);
     Ok(())
 }
@@ -113,7 +115,7 @@ fn from_row(r: &Row) -> Result<RequestLog> {
 }
 
 /// The rows that COPY `logs` into PostgreSQL.
-fn log_rows(logs: &[RequestLog]) -> Result<BulkInsert> {
+fn log_rows(logs: &[LogRow<'_>]) -> Result<BulkInsert> {
     let mut rows = BulkInsert::new("request_logs", COLUMNS, logs.len());
     for log in logs {
         params(log, rows.next_row())?;
@@ -261,7 +263,7 @@ fn select_sql(q: &LogQuery) -> (String, Vec<Value>) {
 pub(crate) async fn write_with_logs(
     db: &Db,
     mut stmts: Vec<Stmt>,
-    logs: &[RequestLog],
+    logs: &[LogRow<'_>],
     yielding: bool,
 ) -> Result<()> {
     match db {
@@ -286,14 +288,17 @@ impl Store {
         }
         match self.db() {
             Db::Sqlite(db) => sqlite::insert(db, logs.to_vec()).await,
-            Db::Postgres(_) => write_with_logs(self.db(), Vec::new(), logs, false)
-                .await
-                .map_err(|e| match e.constraint() {
-                    Some(crate::error::Constraint::Unique) => {
-                        Error::Conflict("duplicate request log id".into())
-                    }
-                    _ => e,
-                }),
+            Db::Postgres(_) => {
+                let rows: Vec<LogRow<'_>> = logs.iter().map(LogRow::of_log).collect();
+                write_with_logs(self.db(), Vec::new(), &rows, false)
+                    .await
+                    .map_err(|e| match e.constraint() {
+                        Some(crate::error::Constraint::Unique) => {
+                            Error::Conflict("duplicate request log id".into())
+                        }
+                        _ => e,
+                    })
+            }
         }
     }
 
@@ -515,7 +520,7 @@ mod tests {
             saved_tokens: None,
             saved_cost_nanos: None,
         };
-        let rows = log_rows(&[log.clone(), log]).unwrap();
+        let rows = log_rows(&[LogRow::of_log(&log), LogRow::of_log(&log)]).unwrap();
         assert_eq!(rows.rows().count(), 2);
         for (value, (name, ty)) in rows.rows().flatten().zip(COLUMNS) {
             let fits = matches!(

@@ -15,13 +15,13 @@
 //! Ids are written in full; every other text (key, team, customer, provider, model, error
 //! code, cache kind) is an index into the segment's string table, so a batch of one key's
 //! requests to one model stores those names once. Bracketed fields are present when the
-//! row's flag says so. Reading borrows from the bytes ([`LogView`]): a search decodes rows
+//! row's flag says so. Reading borrows from the bytes ([`LogRow`]): a search decodes rows
 //! without allocating and copies out only those it returns.
 
-use vocab::{CacheKind, NanoUsd};
+use vocab::CacheKind;
 
+use super::LogRow;
 use crate::error::{Error, Result};
-use crate::model::RequestLog;
 
 const FORMAT: u8 = 1;
 
@@ -35,59 +35,6 @@ const SAVED_TOKENS: u64 = 1 << 6;
 const SAVED_COST: u64 = 1 << 7;
 const STREAM: u64 = 1 << 8;
 const ESTIMATED: u64 = 1 << 9;
-
-/// What a segment's row says, borrowed from the segment's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct LogView<'a> {
-    pub id: &'a str,
-    pub client_request_id: Option<&'a str>,
-    pub ts_ms: i64,
-    pub key_id: Option<&'a str>,
-    pub team_id: Option<&'a str>,
-    pub customer_id: Option<&'a str>,
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub status: u16,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost_nanos: u64,
-    pub latency_us: u64,
-    pub overhead_us: u64,
-    pub stream: bool,
-    pub error_code: Option<&'a str>,
-    pub usage_estimated: bool,
-    pub cache: Option<CacheKind>,
-    pub saved_tokens: Option<u64>,
-    pub saved_cost_nanos: Option<u64>,
-}
-
-impl LogView<'_> {
-    pub fn to_log(self) -> RequestLog {
-        let owned = |s: Option<&str>| s.map(str::to_owned);
-        RequestLog {
-            id: self.id.to_owned(),
-            client_request_id: owned(self.client_request_id),
-            ts_ms: self.ts_ms,
-            key_id: owned(self.key_id),
-            team_id: owned(self.team_id),
-            customer_id: owned(self.customer_id),
-            provider: self.provider.to_owned(),
-            model: self.model.to_owned(),
-            status: self.status,
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            cost_nanos: NanoUsd::from_nanos(self.cost_nanos),
-            latency_us: self.latency_us,
-            overhead_us: self.overhead_us,
-            stream: self.stream,
-            error_code: owned(self.error_code),
-            usage_estimated: self.usage_estimated,
-            cache: self.cache,
-            saved_tokens: self.saved_tokens,
-            saved_cost_nanos: self.saved_cost_nanos.map(NanoUsd::from_nanos),
-        }
-    }
-}
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -131,7 +78,7 @@ impl<'a> Strings<'a> {
 }
 
 /// `logs` as one segment.
-pub(super) fn encode(logs: &[RequestLog]) -> Vec<u8> {
+pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
     let mut strings = Strings::default();
     // ~40 bytes of ids and ~20 of numbers a row; the string table is usually tiny.
     let mut rows = Vec::with_capacity(logs.len() * 64);
@@ -153,40 +100,34 @@ pub(super) fn encode(logs: &[RequestLog]) -> Vec<u8> {
         .filter(|(set, _)| *set)
         .fold(0, |acc, (_, bit)| acc | bit);
         put_varint(&mut rows, flags);
-        put_str(&mut rows, &l.id);
-        if let Some(c) = &l.client_request_id {
+        put_str(&mut rows, l.id);
+        if let Some(c) = l.client_request_id {
             put_str(&mut rows, c);
         }
         put_varint(&mut rows, zigzag(l.ts_ms.wrapping_sub(prev_ts)));
         prev_ts = l.ts_ms;
-        for name in [&l.key_id, &l.team_id, &l.customer_id]
-            .into_iter()
-            .flatten()
-        {
+        for name in [l.key_id, l.team_id, l.customer_id].into_iter().flatten() {
             put_varint(&mut rows, strings.index(name));
         }
-        put_varint(&mut rows, strings.index(&l.provider));
-        put_varint(&mut rows, strings.index(&l.model));
+        put_varint(&mut rows, strings.index(l.provider));
+        put_varint(&mut rows, strings.index(l.model));
         for n in [
             u64::from(l.status),
             l.prompt_tokens,
             l.completion_tokens,
-            l.cost_nanos.nanos(),
+            l.cost_nanos,
             l.latency_us,
             l.overhead_us,
         ] {
             put_varint(&mut rows, n);
         }
-        if let Some(code) = &l.error_code {
+        if let Some(code) = l.error_code {
             put_varint(&mut rows, strings.index(code));
         }
         if let Some(kind) = l.cache {
             put_varint(&mut rows, strings.index(kind.as_str()));
         }
-        for n in [l.saved_tokens, l.saved_cost_nanos.map(NanoUsd::nanos)]
-            .into_iter()
-            .flatten()
-        {
+        for n in [l.saved_tokens, l.saved_cost_nanos].into_iter().flatten() {
             put_varint(&mut rows, n);
         }
     }
@@ -290,7 +231,7 @@ impl<'a> Rows<'a> {
         self.reader.varint().map(Some)
     }
 
-    fn row(&mut self) -> Result<LogView<'a>> {
+    fn row(&mut self) -> Result<LogRow<'a>> {
         let flags = self.reader.varint()?;
         let id = self.reader.str()?;
         let client_request_id = if flags & CLIENT_ID == 0 {
@@ -316,7 +257,7 @@ impl<'a> Rows<'a> {
             Some(kind) => Some(CacheKind::parse(kind).ok_or_else(|| corrupt("cache kind"))?),
             None => None,
         };
-        Ok(LogView {
+        Ok(LogRow {
             id,
             client_request_id,
             ts_ms,
@@ -342,7 +283,7 @@ impl<'a> Rows<'a> {
 }
 
 impl<'a> Iterator for Rows<'a> {
-    type Item = Result<LogView<'a>>;
+    type Item = Result<LogRow<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -366,11 +307,11 @@ pub(super) fn id_hash(id: &str) -> u64 {
 }
 
 /// The sorted hashes of the rows' ids and client ids, as little-endian bytes.
-pub(super) fn id_hashes(logs: &[RequestLog]) -> Vec<u8> {
+pub(super) fn id_hashes(logs: &[LogRow<'_>]) -> Vec<u8> {
     let mut hashes: Vec<u64> = logs
         .iter()
-        .flat_map(|l| std::iter::once(&l.id).chain(&l.client_request_id))
-        .map(|id| id_hash(id))
+        .flat_map(|l| std::iter::once(l.id).chain(l.client_request_id))
+        .map(id_hash)
         .collect();
     hashes.sort_unstable();
     hashes.dedup();
@@ -400,6 +341,8 @@ pub(super) fn holds_hash(hashes: &[u8], hash: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RequestLog;
+    use vocab::NanoUsd;
 
     fn full(i: u64) -> RequestLog {
         RequestLog {
@@ -451,11 +394,15 @@ mod tests {
         }
     }
 
+    fn rows(logs: &[RequestLog]) -> Vec<LogRow<'_>> {
+        logs.iter().map(LogRow::of_log).collect()
+    }
+
     fn round_trip(logs: &[RequestLog]) -> Vec<RequestLog> {
-        let bytes = encode(logs);
+        let bytes = encode(&rows(logs));
         decode(&bytes)
             .unwrap()
-            .map(|v| v.map(LogView::to_log))
+            .map(|v| v.map(LogRow::to_log))
             .collect::<Result<_>>()
             .unwrap()
     }
@@ -478,7 +425,7 @@ mod tests {
     #[test]
     fn names_are_stored_once_per_segment() {
         let logs: Vec<RequestLog> = (0..1000).map(full).collect();
-        let bytes = encode(&logs);
+        let bytes = encode(&rows(&logs));
         // The id (33 bytes), client id (~16) and numbers (~30, u64::MAX tokens among them)
         // are per row; names are indexes into the table.
         assert!(bytes.len() < 1000 * 90, "{} bytes", bytes.len());
@@ -487,7 +434,8 @@ mod tests {
 
     #[test]
     fn damaged_segments_are_errors_not_panics() {
-        let bytes = encode(&(0..20).map(full).collect::<Vec<_>>());
+        let logs: Vec<RequestLog> = (0..20).map(full).collect();
+        let bytes = encode(&rows(&logs));
         for cut in 0..bytes.len() {
             let read = decode(&bytes[..cut]).and_then(|rows| rows.collect::<Result<Vec<_>>>());
             assert!(read.is_err(), "cut at {cut} of {}", bytes.len());
@@ -506,7 +454,7 @@ mod tests {
     #[test]
     fn hashes_find_ids_and_client_ids() {
         let logs: Vec<RequestLog> = (0..100).map(full).collect();
-        let hashes = id_hashes(&logs);
+        let hashes = id_hashes(&rows(&logs));
         for l in &logs {
             assert!(holds_hash(&hashes, id_hash(&l.id)));
             assert!(holds_hash(

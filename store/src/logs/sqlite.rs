@@ -19,8 +19,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::segment::{self, LogView};
-use super::{CacheFilter, LogCursor, LogPage, LogQuery, MAX_PAGE};
+use super::segment;
+use super::{CacheFilter, LogCursor, LogPage, LogQuery, LogRow, MAX_PAGE};
 use crate::db::sqlite::{run_stmts, SqliteDb};
 use crate::db::{to_i64, Stmt};
 use crate::error::{Error, Result};
@@ -46,16 +46,16 @@ enum Field {
 }
 
 /// Each distinct `(field, value)` the logs hold.
-fn terms(logs: &[RequestLog]) -> BTreeSet<(Field, &str)> {
+fn terms<'a>(logs: &[LogRow<'a>]) -> BTreeSet<(Field, &'a str)> {
     let mut out = BTreeSet::new();
     for l in logs {
         let named = [
-            (Field::Key, l.key_id.as_deref()),
-            (Field::Team, l.team_id.as_deref()),
-            (Field::Customer, l.customer_id.as_deref()),
-            (Field::Provider, Some(l.provider.as_str())),
-            (Field::Model, Some(l.model.as_str())),
-            (Field::ErrorCode, l.error_code.as_deref()),
+            (Field::Key, l.key_id),
+            (Field::Team, l.team_id),
+            (Field::Customer, l.customer_id),
+            (Field::Provider, Some(l.provider)),
+            (Field::Model, Some(l.model)),
+            (Field::ErrorCode, l.error_code),
             (Field::Cache, l.cache.map(vocab::CacheKind::as_str)),
         ];
         out.extend(named.into_iter().filter_map(|(f, v)| Some((f, v?))));
@@ -64,7 +64,7 @@ fn terms(logs: &[RequestLog]) -> BTreeSet<(Field, &str)> {
 }
 
 /// The statements that store `logs` as one segment (none for no logs).
-pub(crate) fn insert_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
+pub(crate) fn insert_stmts(logs: &[LogRow<'_>]) -> Result<Vec<Stmt>> {
     let (Some(min_ts), Some(max_ts)) = (
         logs.iter().map(|l| l.ts_ms).min(),
         logs.iter().map(|l| l.ts_ms).max(),
@@ -91,7 +91,7 @@ pub(crate) fn insert_stmts(logs: &[RequestLog]) -> Result<Vec<Stmt>> {
 
 /// Whether `l` is one of the rows `q` selects (the same conditions as PostgreSQL's WHERE
 /// clause, `super::select_sql`).
-fn matches(q: &LogQuery, l: &LogView<'_>) -> bool {
+fn matches(q: &LogQuery, l: &LogRow<'_>) -> bool {
     let same =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
     same(&q.key_id, l.key_id)
@@ -280,7 +280,8 @@ pub(super) async fn insert(db: &SqliteDb, logs: Vec<RequestLog>) -> Result<()> {
         if ids.len() < logs.len() || any_stored(&tx, &ids)? {
             return Err(Error::Conflict("duplicate request log id".into()));
         }
-        run_stmts(&tx, insert_stmts(&logs)?)?;
+        let rows: Vec<LogRow<'_>> = logs.iter().map(LogRow::of_log).collect();
+        run_stmts(&tx, insert_stmts(&rows)?)?;
         tx.commit()?;
         Ok(())
     })
@@ -315,10 +316,10 @@ pub(super) async fn purge(db: &SqliteDb, before_ts_ms: i64) -> Result<u64> {
         )?;
         for (_, bytes) in straddling {
             let mut kept = Vec::new();
-            for view in segment::decode(&bytes)? {
-                let view = view?;
-                if view.ts_ms >= before_ts_ms {
-                    kept.push(view.to_log());
+            for row in segment::decode(&bytes)? {
+                let row = row?;
+                if row.ts_ms >= before_ts_ms {
+                    kept.push(row);
                 } else {
                     removed += 1;
                 }
@@ -376,7 +377,8 @@ fn convert_on(c: &mut Connection) -> Result<u64> {
             .iter()
             .map(super::from_row)
             .collect::<Result<Vec<_>>>()?;
-        run_stmts(&tx, insert_stmts(&logs)?)?;
+        let rows: Vec<LogRow<'_>> = logs.iter().map(LogRow::of_log).collect();
+        run_stmts(&tx, insert_stmts(&rows)?)?;
         tx.execute("DELETE FROM request_logs WHERE rowid <= ?1", [last_rowid])?;
         tx.commit()?;
         moved += logs.len() as u64;
