@@ -394,6 +394,32 @@ fn two_nodes_on_one_sqlite_file_are_refused() {
     );
 }
 
+/// The whole records of a spool file: after its JSON header line, each record is a LEB128
+/// length and that many bytes (format 3, src/coordinator/spool/binary.rs).
+fn spooled_records(bytes: &[u8]) -> usize {
+    let Some(header_end) = bytes.iter().position(|b| *b == b'\n') else {
+        return 0;
+    };
+    let mut rest = &bytes[header_end + 1..];
+    let mut records = 0;
+    while !rest.is_empty() {
+        let Some(len_bytes) = rest.iter().position(|b| b & 0x80 == 0) else {
+            break;
+        };
+        let len = rest[..=len_bytes]
+            .iter()
+            .rev()
+            .fold(0usize, |len, b| (len << 7) | usize::from(b & 0x7f));
+        rest = &rest[len_bytes + 1..];
+        if len > rest.len() {
+            break;
+        }
+        rest = &rest[len..];
+        records += 1;
+    }
+    records
+}
+
 /// Writes `config` (with loopback ports 0) as `name` in `dir`; its path.
 fn write_config_file(dir: &TempDir, name: &str, config: &serde_json::Value) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -418,11 +444,11 @@ fn usage_spooled_before_a_kill_9_is_written_once_by_the_restarted_node() {
     for _ in 0..25 {
         assert_eq!(chat(fleet.node(0), &secret), 200);
     }
-    // Every record reached the spool (a header line, then one line a request).
+    // Every record reached the spool (a header line, then a record a request).
     let open = dir.path().join("spool").join("open.jsonl");
     poll_until(Duration::from_secs(10), || {
-        let lines = std::fs::read_to_string(&open).map_or(0, |t| t.lines().count());
-        (lines == 26).then_some(())
+        let records = std::fs::read(&open).map_or(0, |bytes| spooled_records(&bytes));
+        (records == 25).then_some(())
     })
     .expect("the records reach the spool");
     fleet.nodes[0].as_mut().unwrap().kill9();

@@ -17,6 +17,7 @@ pub mod entity;
 pub mod limit;
 pub mod money;
 pub mod usage;
+pub mod varint;
 
 pub use entity::{EntityKind, EntityRef};
 pub use limit::{BudgetPeriod, LimitKind, Window};

@@ -18,6 +18,7 @@
 //! row's flag says so. Reading borrows from the bytes ([`LogRow`]): a search decodes rows
 //! without allocating and copies out only those it returns.
 
+use vocab::varint::{self, put_str, unzigzag, zigzag};
 use vocab::CacheKind;
 
 use super::LogRow;
@@ -35,27 +36,6 @@ const SAVED_TOKENS: u64 = 1 << 6;
 const SAVED_COST: u64 = 1 << 7;
 const STREAM: u64 = 1 << 8;
 const ESTIMATED: u64 = 1 << 9;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
 
 /// The segment's string table while rows are written: each distinct text once, by index.
 #[derive(Default)]
@@ -84,7 +64,7 @@ pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
     let mut rows = Vec::with_capacity(logs.len() * 64);
     let mut prev_ts = 0i64;
     for l in logs {
-        let flags = [
+        let flags = varint::flags(&[
             (l.client_request_id.is_some(), CLIENT_ID),
             (l.key_id.is_some(), KEY),
             (l.team_id.is_some(), TEAM),
@@ -95,22 +75,19 @@ pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
             (l.saved_cost_nanos.is_some(), SAVED_COST),
             (l.stream, STREAM),
             (l.usage_estimated, ESTIMATED),
-        ]
-        .iter()
-        .filter(|(set, _)| *set)
-        .fold(0, |acc, (_, bit)| acc | bit);
-        put_varint(&mut rows, flags);
+        ]);
+        varint::put(&mut rows, flags);
         put_str(&mut rows, l.id);
         if let Some(c) = l.client_request_id {
             put_str(&mut rows, c);
         }
-        put_varint(&mut rows, zigzag(l.ts_ms.wrapping_sub(prev_ts)));
+        varint::put(&mut rows, zigzag(l.ts_ms.wrapping_sub(prev_ts)));
         prev_ts = l.ts_ms;
         for name in [l.key_id, l.team_id, l.customer_id].into_iter().flatten() {
-            put_varint(&mut rows, strings.index(name));
+            varint::put(&mut rows, strings.index(name));
         }
-        put_varint(&mut rows, strings.index(l.provider));
-        put_varint(&mut rows, strings.index(l.model));
+        varint::put(&mut rows, strings.index(l.provider));
+        varint::put(&mut rows, strings.index(l.model));
         for n in [
             u64::from(l.status),
             l.prompt_tokens,
@@ -119,25 +96,25 @@ pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
             l.latency_us,
             l.overhead_us,
         ] {
-            put_varint(&mut rows, n);
+            varint::put(&mut rows, n);
         }
         if let Some(code) = l.error_code {
-            put_varint(&mut rows, strings.index(code));
+            varint::put(&mut rows, strings.index(code));
         }
         if let Some(kind) = l.cache {
-            put_varint(&mut rows, strings.index(kind.as_str()));
+            varint::put(&mut rows, strings.index(kind.as_str()));
         }
         for n in [l.saved_tokens, l.saved_cost_nanos].into_iter().flatten() {
-            put_varint(&mut rows, n);
+            varint::put(&mut rows, n);
         }
     }
     let mut out = Vec::with_capacity(rows.len() + 64);
     out.push(FORMAT);
-    put_varint(&mut out, strings.texts.len() as u64);
+    varint::put(&mut out, strings.texts.len() as u64);
     for s in &strings.texts {
         put_str(&mut out, s);
     }
-    put_varint(&mut out, logs.len() as u64);
+    varint::put(&mut out, logs.len() as u64);
     out.extend_from_slice(&rows);
     out
 }
@@ -146,32 +123,16 @@ fn corrupt(what: &str) -> Error {
     Error::Corrupt(format!("request-log segment: {what}"))
 }
 
-/// Reads a segment's bytes front to back.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
+/// Reads a segment's bytes front to back; what does not read is a damaged segment.
+struct Reader<'a>(varint::Reader<'a>);
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for (i, &b) in self.bytes.iter().enumerate().take(10) {
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                self.bytes = &self.bytes[i + 1..];
-                return Ok(v);
-            }
-        }
-        Err(corrupt("bad varint"))
+        self.0.varint().ok_or_else(|| corrupt("bad varint"))
     }
 
     fn str(&mut self) -> Result<&'a str> {
-        let len = usize::try_from(self.varint()?).map_err(|_| corrupt("length"))?;
-        if len > self.bytes.len() {
-            return Err(corrupt("truncated"));
-        }
-        let (s, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        std::str::from_utf8(s).map_err(|_| corrupt("text is not UTF-8"))
+        self.0.str().ok_or_else(|| corrupt("bad text"))
     }
 }
 
@@ -189,11 +150,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Rows<'_>> {
     if format != FORMAT {
         return Err(corrupt(&format!("unknown format {format}")));
     }
-    let mut reader = Reader { bytes: rest };
+    let mut reader = Reader(varint::Reader::new(rest));
     let count = reader.varint()?;
     // Each string takes at least a byte: a count beyond the bytes is corrupt, not a reason
     // to reserve memory.
-    if count > reader.bytes.len() as u64 {
+    if count > reader.0.bytes.len() as u64 {
         return Err(corrupt("string count"));
     }
     let strings = (0..count)
