@@ -30,6 +30,11 @@ source "${HERE}/common.sh"
 A="${A:?set A to the first ringgate binary}"
 B="${B:?set B to the second ringgate binary}"
 MODE="${MODE:-plain}"
+# Each side's mode (default MODE): A_MODE=plain B_MODE=governed A=B=<binary> measures what
+# governance costs with the same binary, alternated like any A/B, so that the shared machine's
+# drift lands on both (perf/run.sh measures its targets one after the other).
+A_MODE="${A_MODE:-${MODE}}"
+B_MODE="${B_MODE:-${MODE}}"
 ROUNDS="${ROUNDS:-4}"
 DURATION="${DURATION:-6}"
 CONNS="${CONNS:-64}"
@@ -46,11 +51,14 @@ TMP="$(mktemp -d /tmp/ringgate-ab.XXXXXX)"
 mkdir -p "${OUT}"
 export RG_AB_TOKEN="ab-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
-case "${MODE}" in
-    plain|governed) BODY="${HERE}/bodies/chat.json" ;;
-    stream) BODY="${HERE}/bodies/chat_stream.json" ;;
-    *) echo "MODE must be plain, governed or stream" >&2; exit 2 ;;
-esac
+body_of() {  # mode -> the request body
+    case "$1" in
+        plain|governed) echo "${HERE}/bodies/chat.json" ;;
+        stream) echo "${HERE}/bodies/chat_stream.json" ;;
+        *) echo "MODE, A_MODE and B_MODE must be plain, governed or stream" >&2; return 2 ;;
+    esac
+}
+body_of "${A_MODE}" > /dev/null && body_of "${B_MODE}" > /dev/null || exit 2
 
 PIDS=()
 cleanup() {
@@ -125,6 +133,10 @@ EOF
 
 run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     local label="$1" bin="$2" key="" pid
+    # This side's mode, seen by start_ringgate too.
+    local MODE="${A_MODE}" BODY
+    [[ "${label}" == B ]] && MODE="${B_MODE}"
+    BODY="$(body_of "${MODE}")"
     if [[ "${bin}" == nginx ]]; then
         start_nginx
         wait_port "http://127.0.0.1:${PORT}/v1/models"
@@ -183,7 +195,7 @@ print(f"{label} {cpu_us / reqs:.2f} {reqs / (dur_us / 1e6):.0f} {db * 1e6 / hz /
 EOF
 }
 
-echo "# perf/ab.sh ${MODE}: A=${A} B=${B}, ${ROUNDS} rounds of ${DURATION}s, $([[ -n "${RATE}" ]] && echo "oha -q ${RATE}" || echo wrk) -c${CONNS}" | tee "${OUT}/summary.txt"
+echo "# perf/ab.sh A=${A} (${A_MODE}) B=${B} (${B_MODE}), ${ROUNDS} rounds of ${DURATION}s, $([[ -n "${RATE}" ]] && echo "oha -q ${RATE}" || echo wrk) -c${CONNS}" | tee "${OUT}/summary.txt"
 for r in $(seq 1 "${ROUNDS}"); do
     last=""; [[ "${r}" == "${ROUNDS}" ]] && last=last
     if (( r % 2 )); then order="A B"; else order="B A"; fi
