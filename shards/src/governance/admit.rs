@@ -217,7 +217,7 @@ impl Admission {
         usage: TokenUsage,
         cost: NanoUsd,
         gov: &Governance,
-        outbox: &super::usage::UsageBatcher,
+        outbox: &super::batcher::UsageBatcher,
     ) {
         for t in &self.taken {
             let used = match t.limit.kind {

@@ -8,6 +8,7 @@
 //! compare-and-swap per limit on this shard's own cache line.
 
 pub mod admit;
+pub mod batcher;
 pub mod lease;
 pub mod prices;
 pub mod request;
@@ -131,7 +132,7 @@ pub enum GovEvent {
     /// Units used beyond what the lease held (usage larger than estimated). The desk counts
     /// them in the window current when it gets them, as the store does.
     Debt { limit: Arc<Limit>, units: u64 },
-    /// Usage of requests, batched per shard (see [`usage::UsageBatcher`]).
+    /// Usage of requests, batched per shard (see [`batcher::UsageBatcher`]).
     Usage(Vec<UsageRecord>),
     /// The node stops: write everything queued before this event, then answer. It travels
     /// the same queue as usage, so nothing a shard sent before it is left behind.

@@ -88,7 +88,7 @@ pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(),
 }
 
 /// Refuses a request while this shard's usage records wait for a coordinator far behind
-/// ([`crate::governance::usage::UsageBatcher::SHED_AT`]): limits stay exact under overload.
+/// ([`crate::governance::batcher::UsageBatcher::SHED_AT`]): limits stay exact under overload.
 fn shed_when_backlogged(scope: Scope<'_>) -> Result<(), GatewayError> {
     if scope.shard.usage.backlogged() {
         return Err(GatewayError::UsageBacklog);

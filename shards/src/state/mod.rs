@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::governance::usage::UsageBatcher;
+use crate::governance::batcher::UsageBatcher;
 use crate::governance::Governance;
 use crate::path::tracker::RequestIds;
 use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS};
