@@ -119,8 +119,9 @@ fn matches(q: &LogQuery, l: &LogRow<'_>) -> bool {
             .is_none_or(|c| (l.ts_ms, l.id) < (c.ts_ms, c.id.as_str()))
 }
 
-/// The segments that can hold rows `q` selects, `(seq, max_ts)`, newest `max_ts` first.
-fn candidates(conn: &Connection, q: &LogQuery) -> Result<Vec<(i64, i64)>> {
+/// The query for the segments that can hold rows `q` selects, `(seq, max_ts)`, newest
+/// `max_ts` first, and its parameters.
+fn candidates(q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
     let mut sql = String::from("SELECT seq, max_ts FROM request_log_segments WHERE 1");
     let mut params: Vec<rusqlite::types::Value> = Vec::new();
     let mut bound = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
@@ -165,11 +166,7 @@ fn candidates(conn: &Connection, q: &LogQuery) -> Result<Vec<(i64, i64)>> {
         ));
     }
     sql.push_str(" ORDER BY max_ts DESC, seq DESC");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    (sql, params)
 }
 
 /// The segment `seq`'s id hashes, if it still exists.
@@ -198,7 +195,13 @@ fn query_on(conn: &Connection, q: &LogQuery) -> Result<LogPage> {
     let need = page + 1;
     let wanted_id = q.request_id.as_deref().map(segment::id_hash);
     let mut found: Vec<RequestLog> = Vec::with_capacity(need);
-    for (seq, max_ts) in candidates(conn, q)? {
+    let (sql, params) = candidates(q);
+    let mut stmt = conn.prepare(&sql)?;
+    // Read as the search goes: a page of recent rows reads a segment or two, however many
+    // segments a long retention keeps.
+    let mut segments = stmt.query(rusqlite::params_from_iter(params))?;
+    while let Some(segment) = segments.next()? {
+        let (seq, max_ts): (i64, i64) = (segment.get(0)?, segment.get(1)?);
         if found.len() == need && max_ts < found[need - 1].ts_ms {
             break; // no row of this or any later segment is newer than the page's last
         }
