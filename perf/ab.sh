@@ -5,7 +5,7 @@
 # Usage: A=path/to/ringgate-a B=path/to/ringgate-b bash perf/ab.sh
 #   A or B may be the word nginx: one nginx worker, proxy_pass with upstream keepalive, as in
 #   perf/run.sh.
-#   MODE=plain|governed|stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
+#   MODE=plain|governed|stream|governed_stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
 #   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
 #   GOV_DATABASE (governed: a postgres:// URL instead of an SQLite file, a fresh schema per
 #   run; the database server's CPU is not the gateway's and is not counted),
@@ -54,8 +54,8 @@ export RG_AB_TOKEN="ab-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 body_of() {  # mode -> the request body
     case "$1" in
         plain|governed) echo "${HERE}/bodies/chat.json" ;;
-        stream) echo "${HERE}/bodies/chat_stream.json" ;;
-        *) echo "MODE, A_MODE and B_MODE must be plain, governed or stream" >&2; return 2 ;;
+        stream|governed_stream) echo "${HERE}/bodies/chat_stream.json" ;;
+        *) echo "MODE, A_MODE and B_MODE must be plain, governed, stream or governed_stream" >&2; return 2 ;;
     esac
 }
 body_of "${A_MODE}" > /dev/null && body_of "${B_MODE}" > /dev/null || exit 2
@@ -111,7 +111,7 @@ start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
 
 start_ringgate() {  # binary -> PID
     ringgate_conf "${TMP}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
-    if [[ "${MODE}" == governed ]]; then
+    if [[ "${MODE}" == governed* ]]; then
         rm -rf "${TMP}"/gov.db* "${TMP}/spool"
         if [[ -n "${GOV_DATABASE}" ]]; then
             # A schema of its own per run: every run starts from an empty store.
@@ -145,7 +145,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
         wait_port "http://127.0.0.1:${PORT}/health"
     fi
     pid="${PID}"
-    if [[ "${MODE}" == governed && "${bin}" != nginx ]]; then
+    if [[ "${MODE}" == governed* && "${bin}" != nginx ]]; then
         key="$(curl -sf -X POST "http://127.0.0.1:${CONTROL}/admin/keys" \
             -H "authorization: Bearer ${RG_AB_TOKEN}" -H 'content-type: application/json' \
             -d '{"name":"ab","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \

@@ -118,9 +118,11 @@ pub struct Conversion<'a> {
     pub stream: bool,
     /// Translators emit the usage chunk (the client asked, or the gateway needs it).
     pub include_usage: bool,
-    /// Read token usage, finish reason and model from the response (governed or sampled
-    /// requests).
+    /// Read token usage from the response (governed or sampled requests).
     pub capture_usage: bool,
+    /// With it, also read the finish reason and the model the response names (sampled
+    /// requests: only the trace reads them).
+    pub describe_outcome: bool,
     /// The tokenizer that counts the output when the provider reports no usage.
     pub family: tokens::Family,
     /// The client did not ask for the stream usage chunk: keep it out of its stream.
@@ -178,7 +180,7 @@ impl Conversion<'_> {
             .filter(|max| success && as_openai.len() <= *max)
             .map(|_| as_openai.clone());
         let tally = if success && self.capture_usage {
-            Tally::of_body(&as_openai, self.family)
+            Tally::of_body(&as_openai, self.family, self.describe_outcome)
         } else if success && self.meter_units {
             let mut meter = UnitMeter::default();
             meter.feed(&as_openai);
@@ -256,7 +258,7 @@ impl Conversion<'_> {
             outbound,
             usage: self
                 .capture_usage
-                .then(|| StreamUsage::new(self.strip_usage, self.family)),
+                .then(|| StreamUsage::new(self.strip_usage, self.family, self.describe_outcome)),
             meter: self.meter_units.then(UnitMeter::default),
             inbound,
             answer: self.keep_answer.map(|max| Answer {

@@ -188,7 +188,9 @@ impl Tally {
     }
 
     /// Reads a whole OpenAI-form body; `family` counts its output when it reports no usage.
-    pub fn of_body(body: &[u8], family: Family) -> Self {
+    /// With `describe` (a traced request), also how it ended and the model it names: two more
+    /// scans of the body and a copy of the name, which only a trace reads.
+    pub fn of_body(body: &[u8], family: Family, describe: bool) -> Self {
         let usage = from_body(body);
         Self {
             usage,
@@ -197,8 +199,12 @@ impl Tally {
             } else {
                 0
             },
-            finish_reason: string_field(body, &FINISH_REASON).map(FinishReason::of),
-            model: string_field(body, &MODEL).map(text),
+            finish_reason: describe
+                .then(|| string_field(body, &FINISH_REASON).map(FinishReason::of))
+                .flatten(),
+            model: describe
+                .then(|| string_field(body, &MODEL).map(text))
+                .flatten(),
             units: Units::default(),
         }
     }
@@ -244,6 +250,8 @@ pub struct StreamUsage {
     /// The start of an event not yet complete.
     pending: Vec<u8>,
     strip: bool,
+    /// Also read the finish reason and the model (a traced request).
+    describe: bool,
     usage: Option<TokenUsage>,
     finish_reason: Option<FinishReason>,
     model: Option<Box<str>>,
@@ -251,11 +259,14 @@ pub struct StreamUsage {
 }
 
 impl StreamUsage {
-    /// `family`: the tokenizer that counts the output when the provider reports no usage.
-    pub fn new(strip: bool, family: Family) -> Self {
+    /// `family`: the tokenizer that counts the output when the provider reports no usage;
+    /// `describe`: also read the finish reason and the model, which only a trace reads (they
+    /// cost a scan of every event until the last).
+    pub fn new(strip: bool, family: Family, describe: bool) -> Self {
         Self {
             pending: Vec::new(),
             strip,
+            describe,
             usage: None,
             finish_reason: None,
             model: None,
@@ -292,10 +303,10 @@ impl StreamUsage {
             if usage.is_some() {
                 self.usage = usage;
             }
-            if self.model.is_none() {
+            if self.describe && self.model.is_none() {
                 self.model = string_field(event, &MODEL).map(text);
             }
-            if self.finish_reason.is_none() {
+            if self.describe && self.finish_reason.is_none() {
                 self.finish_reason = string_field(event, &FINISH_REASON).map(FinishReason::of);
             }
             if keep {
@@ -454,15 +465,20 @@ mod tests {
               {"finish_reason": "stop"}],
   "usage": {"prompt_tokens": 3, "completion_tokens": 2}
 }"#;
-        let tally = Tally::of_body(body, Family::O200k);
+        let tally = Tally::of_body(body, Family::O200k, true);
         assert_eq!(tally.finish_reason, Some(FinishReason::Length));
         assert_eq!(tally.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
         assert_eq!(tally.usage.map(|u| u.completion), Some(2));
         let bare = Tally::of_body(
             br#"{"choices":[{"finish_reason":null}],"model":null}"#,
             Family::O200k,
+            true,
         );
         assert_eq!((bare.finish_reason, bare.model), (None, None));
+        // Not described (an untraced request): usage only.
+        let untraced = Tally::of_body(body, Family::O200k, false);
+        assert_eq!((untraced.finish_reason, untraced.model), (None, None));
+        assert_eq!(untraced.usage, tally.usage);
         assert_eq!(
             string_field(br#"{"finish_reason":"something_new"}"#, &FINISH_REASON)
                 .map(FinishReason::of),
@@ -477,7 +493,7 @@ mod tests {
     #[test]
     fn streams_tell_their_finish_reason_and_model() {
         let stream = b"data: {\"model\":\"m-1\",\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"model\":\"m-1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-        let mut s = StreamUsage::new(false, Family::O200k);
+        let mut s = StreamUsage::new(false, Family::O200k, true);
         let mut out = Vec::new();
         for piece in stream.chunks(7) {
             s.feed(piece, &mut out);
@@ -486,13 +502,20 @@ mod tests {
         assert_eq!(tally.finish_reason, Some(FinishReason::Stop));
         assert_eq!(tally.model.as_deref(), Some("m-1"));
         assert!(tally.usage.is_none() && tally.output_tokens > 0);
+        // Untraced: the same stream, its tokens, no description.
+        let mut s = StreamUsage::new(false, Family::O200k, false);
+        let mut untraced = Vec::new();
+        s.feed(stream, &mut untraced);
+        let bare = s.tally();
+        assert_eq!((bare.finish_reason, bare.model), (None, None));
+        assert_eq!((bare.output_tokens, untraced), (tally.output_tokens, out));
     }
 
     #[test]
     fn strips_the_usage_chunk_across_splits() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         for step in [1, 5, stream.len()] {
-            let mut s = StreamUsage::new(true, Family::O200k);
+            let mut s = StreamUsage::new(true, Family::O200k, true);
             let mut out = Vec::new();
             for piece in stream.chunks(step) {
                 s.feed(piece, &mut out);
@@ -510,7 +533,7 @@ mod tests {
                 })
             );
         }
-        let mut keep = StreamUsage::new(false, Family::O200k);
+        let mut keep = StreamUsage::new(false, Family::O200k, true);
         let mut out = Vec::new();
         keep.feed(stream, &mut out);
         assert!(String::from_utf8(out).unwrap().contains("usage"));

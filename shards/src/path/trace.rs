@@ -9,7 +9,8 @@
 //!   span as parent and the client's flags — also for a context the client sent unsampled —
 //!   and the client's `tracestate` with it; the client's own `traceparent` is not forwarded
 //!   (`http/upstream.rs`, [`TraceHeaders`]). A sampled request also has its response read for
-//!   tokens, finish reason and model (`capture_usage`, as governance does).
+//!   tokens (`capture_usage`, as governance does) and for its finish reason and model
+//!   (`describe_outcome`, for the span alone).
 //! - **record** (phase 11, observe): a sampled request's span goes to the coordinator on a
 //!   bounded queue with `try_send`; when the queue is full it is dropped and counted
 //!   (`ShardStats::traces_dropped`). The shard never exports, waits or blocks.

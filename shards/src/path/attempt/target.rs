@@ -154,6 +154,7 @@ impl Tries<'_> {
                 || conn.tracker.trace.sampled()
                 || keep_answer.is_some())
                 && req.endpoint.has_prompt(),
+            describe_outcome: conn.tracker.trace.sampled(),
             family: tokens::Family::of_model(self.target.model),
             strip_usage: req.ask.inject_usage,
             embed_base64: built.embed_base64,

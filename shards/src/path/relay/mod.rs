@@ -172,7 +172,7 @@ async fn relay_sized(
         conn.out.extend_from_slice(&conn.payload);
         if let Some(mut relayed) = send_piece(conn, &reader, head, more).await? {
             if capture_usage {
-                *tally = Tally::of_body(&seen, conversion.family);
+                *tally = Tally::of_body(&seen, conversion.family, conversion.describe_outcome);
             }
             relayed.answer = keep_answer.map(|_| seen);
             return Ok(relayed);
