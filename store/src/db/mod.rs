@@ -181,8 +181,8 @@ impl Row {
 }
 
 /// A statement and its parameters, for [`Db::transaction`]. Its text is borrowed when the
-/// program holds it for good (a literal, or a text built once and kept): such texts are neither copied per statement nor translated for
-/// SQLite more than once ([`sqlite_form`]).
+/// program holds it for good (a literal, or a text built once and kept): such texts are
+/// neither copied per statement nor translated for SQLite more than once ([`sqlite_form`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
     pub(crate) sql: Cow<'static, str>,

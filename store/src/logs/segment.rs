@@ -41,19 +41,33 @@ const ESTIMATED: u64 = 1 << 9;
 #[derive(Default)]
 struct Strings<'a> {
     texts: Vec<&'a str>,
+    /// The texts' indexes, once there are more than [`Strings::SCANNED`] of them.
+    indexes: std::collections::HashMap<&'a str, u64>,
 }
 
 impl<'a> Strings<'a> {
+    /// A batch usually holds a few distinct names (a key or two, a model): scanning them
+    /// beats hashing. A batch of a thousand keys' requests would scan a thousand names per
+    /// row, so past this many the texts are found by hash.
+    const SCANNED: usize = 16;
+
     fn index(&mut self, s: &'a str) -> u64 {
-        // A batch holds few distinct names (keys, models…): a scan beats hashing them.
-        let at = match self.texts.iter().position(|t| *t == s) {
-            Some(at) => at,
-            None => {
-                self.texts.push(s);
-                self.texts.len() - 1
+        let found = if self.texts.len() <= Self::SCANNED {
+            self.texts.iter().position(|t| *t == s).map(|at| at as u64)
+        } else {
+            if self.indexes.is_empty() {
+                self.indexes = self.texts.iter().copied().zip(0..).collect();
             }
+            self.indexes.get(s).copied()
         };
-        at as u64
+        found.unwrap_or_else(|| {
+            let at = self.texts.len() as u64;
+            self.texts.push(s);
+            if !self.indexes.is_empty() {
+                self.indexes.insert(s, at);
+            }
+            at
+        })
     }
 }
 
@@ -391,6 +405,20 @@ mod tests {
         // are per row; names are indexes into the table.
         assert!(bytes.len() < 1000 * 90, "{} bytes", bytes.len());
         assert_eq!(bytes.windows(6).filter(|w| w == b"gpt-4o").count(), 1);
+    }
+
+    #[test]
+    fn many_distinct_names_read_back_as_written() {
+        // Past the names found by scanning, the table finds them by hash: same indexes.
+        let logs: Vec<RequestLog> = (0..200)
+            .map(|i| {
+                let mut l = full(i);
+                l.key_id = Some(format!("key-{}", i % 70));
+                l.model = format!("model-{}", i % 3);
+                l
+            })
+            .collect();
+        assert_eq!(round_trip(&logs), logs);
     }
 
     #[test]

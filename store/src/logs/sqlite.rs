@@ -45,20 +45,58 @@ enum Field {
     Cache = 7,
 }
 
+/// The fields a search filters on exactly, in [`Field`]'s order.
+const FIELDS: [Field; 7] = [
+    Field::Key,
+    Field::Team,
+    Field::Customer,
+    Field::Provider,
+    Field::Model,
+    Field::ErrorCode,
+    Field::Cache,
+];
+
+/// A row's value of each of [`FIELDS`].
+fn row_values<'a>(l: &LogRow<'a>) -> [Option<&'a str>; 7] {
+    [
+        l.key_id,
+        l.team_id,
+        l.customer_id,
+        Some(l.provider),
+        Some(l.model),
+        l.error_code,
+        l.cache.map(vocab::CacheKind::as_str),
+    ]
+}
+
+/// The value a query asks for in each of [`FIELDS`] (`cache=any` asks for none: it is
+/// matched apart).
+fn query_values(q: &LogQuery) -> [Option<&str>; 7] {
+    let kind = match q.cache {
+        Some(CacheFilter::Kind(kind)) => Some(kind.as_str()),
+        _ => None,
+    };
+    [
+        q.key_id.as_deref(),
+        q.team_id.as_deref(),
+        q.customer_id.as_deref(),
+        q.provider.as_deref(),
+        q.model.as_deref(),
+        q.error_code.as_deref(),
+        kind,
+    ]
+}
+
 /// Each distinct `(field, value)` the logs hold.
 fn terms<'a>(logs: &[LogRow<'a>]) -> BTreeSet<(Field, &'a str)> {
     let mut out = BTreeSet::new();
     for l in logs {
-        let named = [
-            (Field::Key, l.key_id),
-            (Field::Team, l.team_id),
-            (Field::Customer, l.customer_id),
-            (Field::Provider, Some(l.provider)),
-            (Field::Model, Some(l.model)),
-            (Field::ErrorCode, l.error_code),
-            (Field::Cache, l.cache.map(vocab::CacheKind::as_str)),
-        ];
-        out.extend(named.into_iter().filter_map(|(f, v)| Some((f, v?))));
+        out.extend(
+            FIELDS
+                .into_iter()
+                .zip(row_values(l))
+                .filter_map(|(f, v)| Some((f, v?))),
+        );
     }
     out
 }
@@ -92,23 +130,15 @@ pub(crate) fn insert_stmts(logs: &[LogRow<'_>]) -> Result<Vec<Stmt>> {
 /// Whether `l` is one of the rows `q` selects (the same conditions as PostgreSQL's WHERE
 /// clause, `super::select_sql`).
 fn matches(q: &LogQuery, l: &LogRow<'_>) -> bool {
-    let same =
-        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    same(&q.key_id, l.key_id)
-        && same(&q.team_id, l.team_id)
-        && same(&q.customer_id, l.customer_id)
-        && same(&q.provider, Some(l.provider))
-        && same(&q.model, Some(l.model))
-        && same(&q.error_code, l.error_code)
+    query_values(q)
+        .into_iter()
+        .zip(row_values(l))
+        .all(|(want, have)| want.is_none_or(|w| have == Some(w)))
         && q.status.is_none_or(|s| {
             let (low, high) = s.range();
             (low..high).contains(&i64::from(l.status))
         })
-        && match q.cache {
-            Some(CacheFilter::Kind(kind)) => l.cache == Some(kind),
-            Some(CacheFilter::Any) => l.cache.is_some(),
-            None => true,
-        }
+        && (q.cache != Some(CacheFilter::Any) || l.cache.is_some())
         && q.request_id
             .as_deref()
             .is_none_or(|r| l.id == r || l.client_request_id == Some(r))
@@ -122,41 +152,27 @@ fn matches(q: &LogQuery, l: &LogRow<'_>) -> bool {
 /// The query for the segments that can hold rows `q` selects, `(seq, max_ts)`, newest
 /// `max_ts` first, and its parameters.
 fn candidates(q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    // Plain `?` placeholders: parameters bind in the order their clauses are added.
     let mut sql = String::from("SELECT seq, max_ts FROM request_log_segments WHERE 1");
     let mut params: Vec<rusqlite::types::Value> = Vec::new();
-    let mut bound = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-        params.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some(since) = q.since_ms {
-        bound(&mut sql, " AND max_ts >= ?", since.into());
-    }
-    if let Some(until) = q.until_ms {
-        bound(&mut sql, " AND min_ts < ?", until.into());
-    }
-    if let Some(c) = &q.cursor {
-        bound(&mut sql, " AND min_ts <= ?", c.ts_ms.into());
-    }
-    let kind = q.cache.and_then(|c| match c {
-        CacheFilter::Kind(kind) => Some(kind.as_str().to_owned()),
-        CacheFilter::Any => None,
-    });
-    let named = [
-        (Field::Key, &q.key_id),
-        (Field::Team, &q.team_id),
-        (Field::Customer, &q.customer_id),
-        (Field::Provider, &q.provider),
-        (Field::Model, &q.model),
-        (Field::ErrorCode, &q.error_code),
-        (Field::Cache, &kind),
+    let bounds = [
+        (" AND max_ts >= ?", q.since_ms),
+        (" AND min_ts < ?", q.until_ms),
+        (" AND min_ts <= ?", q.cursor.as_ref().map(|c| c.ts_ms)),
     ];
-    for (field, value) in named {
+    for (clause, bound) in bounds {
+        if let Some(bound) = bound {
+            sql.push_str(clause);
+            params.push(bound.into());
+        }
+    }
+    for (field, value) in FIELDS.into_iter().zip(query_values(q)) {
         if let Some(value) = value {
-            let clause = format!(
+            sql.push_str(&format!(
                 " AND seq IN (SELECT seq FROM request_log_terms WHERE field = {} AND value = ?)",
                 field as i64
-            );
-            bound(&mut sql, &clause, value.clone().into());
+            ));
+            params.push(value.to_owned().into());
         }
     }
     if q.cache == Some(CacheFilter::Any) {
@@ -169,17 +185,13 @@ fn candidates(q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
     (sql, params)
 }
 
-/// The segment `seq`'s id hashes, if it still exists.
-fn id_hashes_of(conn: &Connection, seq: i64) -> Result<Option<Vec<u8>>> {
-    Ok(conn
-        .prepare_cached("SELECT id_hashes FROM request_log_segments WHERE seq = ?1")?
-        .query_row([seq], |r| r.get(0))
-        .optional()?)
-}
+const ID_HASHES_OF: &str = "SELECT id_hashes FROM request_log_segments WHERE seq = ?1";
+const ROWS_OF: &str = "SELECT rows FROM request_log_segments WHERE seq = ?1";
 
-fn rows_of(conn: &Connection, seq: i64) -> Result<Option<Vec<u8>>> {
+/// One blob of segment `seq` (`ID_HASHES_OF` or `ROWS_OF`), if the segment still exists.
+fn blob_of(conn: &Connection, sql: &'static str, seq: i64) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .prepare_cached("SELECT rows FROM request_log_segments WHERE seq = ?1")?
+        .prepare_cached(sql)?
         .query_row([seq], |r| r.get(0))
         .optional()?)
 }
@@ -206,12 +218,12 @@ fn query_on(conn: &Connection, q: &LogQuery) -> Result<LogPage> {
             break; // no row of this or any later segment is newer than the page's last
         }
         if let Some(hash) = wanted_id {
-            match id_hashes_of(conn, seq)? {
+            match blob_of(conn, ID_HASHES_OF, seq)? {
                 Some(hashes) if segment::holds_hash(&hashes, hash) => {}
                 _ => continue,
             }
         }
-        let Some(bytes) = rows_of(conn, seq)? else {
+        let Some(bytes) = blob_of(conn, ROWS_OF, seq)? else {
             continue;
         };
         // The page's last row so far (`found` is sorted between segments): a row that does
@@ -262,7 +274,7 @@ fn any_stored(conn: &Connection, ids: &HashSet<&str>) -> Result<bool> {
         })
         .collect::<rusqlite::Result<_>>()?;
     for seq in maybe {
-        let Some(bytes) = rows_of(conn, seq)? else {
+        let Some(bytes) = blob_of(conn, ROWS_OF, seq)? else {
             continue;
         };
         for view in segment::decode(&bytes)? {
@@ -302,11 +314,9 @@ pub(super) async fn purge(db: &SqliteDb, before_ts_ms: i64) -> Result<u64> {
             |r| r.get(0),
         )?;
         let mut removed = u64::try_from(whole).map_err(|_| Error::Corrupt("row_count".into()))?;
-        let straddling: Vec<(i64, Vec<u8>)> = tx
-            .prepare(
-                "SELECT seq, rows FROM request_log_segments WHERE min_ts < ?1 AND max_ts >= ?1",
-            )?
-            .query_map([before_ts_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let straddling: Vec<Vec<u8>> = tx
+            .prepare("SELECT rows FROM request_log_segments WHERE min_ts < ?1 AND max_ts >= ?1")?
+            .query_map([before_ts_ms], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         tx.execute(
             "DELETE FROM request_log_terms WHERE seq IN \
@@ -317,7 +327,7 @@ pub(super) async fn purge(db: &SqliteDb, before_ts_ms: i64) -> Result<u64> {
             "DELETE FROM request_log_segments WHERE min_ts < ?1",
             [before_ts_ms],
         )?;
-        for (_, bytes) in straddling {
+        for bytes in straddling {
             let mut kept = Vec::new();
             for row in segment::decode(&bytes)? {
                 let row = row?;
