@@ -395,29 +395,12 @@ fn two_nodes_on_one_sqlite_file_are_refused() {
 }
 
 /// The whole records of a spool file: after its JSON header line, each record is a LEB128
-/// length and that many bytes (format 3, src/coordinator/spool/binary.rs).
+/// length and that many bytes (format 3, `vocab::usage_bytes`).
 fn spooled_records(bytes: &[u8]) -> usize {
     let Some(header_end) = bytes.iter().position(|b| *b == b'\n') else {
         return 0;
     };
-    let mut rest = &bytes[header_end + 1..];
-    let mut records = 0;
-    while !rest.is_empty() {
-        let Some(len_bytes) = rest.iter().position(|b| b & 0x80 == 0) else {
-            break;
-        };
-        let len = rest[..=len_bytes]
-            .iter()
-            .rev()
-            .fold(0usize, |len, b| (len << 7) | usize::from(b & 0x7f));
-        rest = &rest[len_bytes + 1..];
-        if len > rest.len() {
-            break;
-        }
-        rest = &rest[len..];
-        records += 1;
-    }
-    records
+    vocab::UsageBytes::read(&bytes[header_end + 1..]).0.len()
 }
 
 /// Writes `config` (with loopback ports 0) as `name` in `dir`; its path.

@@ -12,12 +12,17 @@ const MODEL: &str = "mock/gpt-4o-mini";
 
 /// A gateway whose only provider is at `base_url`, with short upstream timeouts and no
 /// retries, so each request shows one upstream failure as it is.
+/// The provider lists its one model, so that the coordinator does not fetch its catalog:
+/// that fetch is a connection to the upstream of its own, which the tests counting the
+/// gateway's upstream connections would see beside the request's (a race, seen on a slow
+/// machine).
 fn gateway_for(base_url: &str) -> Gateway {
     Gateway::start(json!({
         "shards": 1,
         "providers": {
             "mock": {
                 "base_url": base_url,
+                "models": [MODEL.trim_start_matches("mock/")],
                 "first_byte_timeout_ms": 400,
                 "idle_timeout_ms": 400,
                 "connect_timeout_ms": 400,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use store::leases::{ShareSettle, UsageBatch};
 use store::{LogRow, UsageDelta};
 use tokio::sync::mpsc;
-use vocab::{EntityKind, EntityRef, LimitKind, UsageRecord};
+use vocab::{EntityKind, EntityRef, LimitKind, UsageBytes, UsageRef};
 
 use super::fleet::counter_name;
 use super::governance::GovRuntime;
@@ -52,7 +52,7 @@ fn depth(queue: &mpsc::Sender<ToFlusher>) -> u64 {
 
 /// What the lease desk passes on to the flusher, in the order the shards sent it.
 pub enum ToFlusher {
-    Usage(Vec<UsageRecord>),
+    Usage(UsageBytes),
     /// Write everything now and answer.
     Now(std::sync::mpsc::Sender<()>),
 }
@@ -99,7 +99,7 @@ struct Queued {
 /// The flusher's state: records not sealed yet, sealed batches not written yet.
 pub struct Flusher {
     spool: Spool,
-    open: Vec<UsageRecord>,
+    open: UsageBytes,
     /// Whether every record of `open` reached the spool (else it must stay in memory).
     open_on_disk: bool,
     sealed: VecDeque<Queued>,
@@ -124,7 +124,7 @@ impl Flusher {
         }
         Self {
             spool,
-            open: Vec::new(),
+            open: UsageBytes::default(),
             open_on_disk: true,
             sealed: left,
             failing: false,
@@ -149,7 +149,7 @@ impl GovRuntime {
                             tracing::error!(error = %e, "cannot write usage to the spool; it is kept in memory");
                             flusher.open_on_disk = false;
                         }
-                        flusher.open.extend(batch);
+                        flusher.open.append(batch);
                         // While the store refuses, retries keep to the interval.
                         if flusher.open.len() < FLUSH_AT || flusher.failing {
                             continue;
@@ -192,11 +192,11 @@ impl GovRuntime {
             // Under load the next batch fills up to FLUSH_AT again: room for it at once,
             // rather than growing (and copying) it four times on the way.
             let room = if flusher.open.len() >= FLUSH_AT {
-                FLUSH_AT
+                flusher.open.as_bytes().len()
             } else {
                 0
             };
-            let records = std::mem::replace(&mut flusher.open, Vec::with_capacity(room));
+            let records = std::mem::replace(&mut flusher.open, UsageBytes::with_capacity(room));
             let keep = !on_disk || flusher.sealed.len() < IN_MEMORY;
             flusher.sealed.push_back(Queued {
                 batch: keep.then(|| Sealed {
@@ -264,9 +264,9 @@ impl GovRuntime {
             let id = if r.id.is_empty() {
                 generated.next().map_or("", String::as_str)
             } else {
-                r.id.as_str()
+                r.id
             };
-            self.fold(r, id, &mut pending);
+            self.fold(&r, id, &mut pending);
             if pace == Pace::Yielding && i % 256 == 255 {
                 std::thread::yield_now();
             }
@@ -294,7 +294,7 @@ impl GovRuntime {
             .await
     }
 
-    fn fold<'a>(&self, r: &'a UsageRecord, id: &'a str, pending: &mut Pending<'a>) {
+    fn fold<'a>(&self, r: &UsageRef<'a>, id: &'a str, pending: &mut Pending<'a>) {
         self.log(r, id, pending);
         // A refused request is only logged: it used nothing and held no share.
         if !r.admitted {
@@ -323,7 +323,7 @@ impl GovRuntime {
     }
 
     /// The record's request log row, under `id`, when the config wants one.
-    fn log<'a>(&self, r: &'a UsageRecord, id: &'a str, pending: &mut Pending<'a>) {
+    fn log<'a>(&self, r: &UsageRef<'a>, id: &'a str, pending: &mut Pending<'a>) {
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
             RequestLogs::Errors => r.status >= 400,
@@ -338,7 +338,7 @@ impl GovRuntime {
     /// its tokens of each token limit, its cost of each budget — in the window it falls in.
     fn settle(
         &self,
-        r: &UsageRecord,
+        r: &UsageRef<'_>,
         now: i64,
         settles: &mut HashMap<(EntityRef, String, i64), u64>,
     ) {
@@ -374,9 +374,10 @@ mod tests {
     fn a_full_queue_makes_the_desk_wait_and_is_counted() {
         let (queue, mut flusher) = mpsc::channel(1);
         let waits = QUEUE_WAITS.load(Ordering::Relaxed);
-        pass(&queue, ToFlusher::Usage(Vec::new()));
+        pass(&queue, ToFlusher::Usage(UsageBytes::default()));
         assert_eq!(QUEUE_WAITS.load(Ordering::Relaxed), waits, "room: no wait");
-        let desk = std::thread::spawn(move || pass(&queue, ToFlusher::Usage(Vec::new())));
+        let desk =
+            std::thread::spawn(move || pass(&queue, ToFlusher::Usage(UsageBytes::default())));
         // The desk waits until the flusher takes the first message, then queues the second.
         while QUEUE_WAITS.load(Ordering::Relaxed) == waits {
             std::thread::yield_now();

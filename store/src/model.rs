@@ -2,7 +2,7 @@
 //! usage, request logs and config-change events.
 
 use serde::{Deserialize, Serialize};
-use vocab::{BudgetPeriod, CacheKind, EntityRef, NanoUsd, UsageRecord};
+use vocab::{BudgetPeriod, CacheKind, EntityRef, NanoUsd, UsageRecord, UsageRef};
 
 /// A spending cap per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,7 +291,7 @@ impl UsageDelta {
     }
 
     /// Adds one request's usage. Counts saturate: a delta never wraps around.
-    pub fn add(&mut self, record: &UsageRecord) {
+    pub fn add(&mut self, record: &UsageRef<'_>) {
         self.spent_nanos = self.spent_nanos.saturating_add(record.cost);
         self.requests = self.requests.saturating_add(1);
         self.prompt_tokens = self.prompt_tokens.saturating_add(record.usage.prompt);
@@ -373,7 +373,7 @@ pub struct RequestLog {
 impl RequestLog {
     /// The log of the request `record` tells of, under `id` ([`crate::LogRow::of`]).
     pub fn new(id: String, record: &UsageRecord) -> Self {
-        crate::LogRow::of(&id, record).to_log()
+        crate::LogRow::of(&id, &record.view()).to_log()
     }
 }
 

@@ -7,6 +7,7 @@
 //!   implementation of when a window or period starts, which epoch it is, and when it resets;
 //! - [`calendar`]: the UTC civil-date arithmetic behind monthly periods;
 //! - [`usage`]: what one request used, as the data plane reports it;
+//! - [`usage_bytes`]: usage records as the bytes they travel and wait in;
 //! - [`money`]: integer nano-dollars (money is never a float).
 //!
 //! Pure data and arithmetic: no I/O, no clock reads, no allocation on the hot-path calls
@@ -17,9 +18,11 @@ pub mod entity;
 pub mod limit;
 pub mod money;
 pub mod usage;
+pub mod usage_bytes;
 pub mod varint;
 
 pub use entity::{EntityKind, EntityRef};
 pub use limit::{BudgetPeriod, LimitKind, Window};
 pub use money::NanoUsd;
-pub use usage::{CacheHit, CacheKind, TokenUsage, UsageRecord};
+pub use usage::{CacheHit, CacheKind, TokenUsage, UsageRecord, UsageRef};
+pub use usage_bytes::UsageBytes;

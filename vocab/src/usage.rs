@@ -58,10 +58,11 @@ pub struct CacheHit {
     pub saved_cost: NanoUsd,
 }
 
-/// One governed request, as the coordinator persists it.
-/// Serialized in a node's usage spool (until written to the store); fields added later have
-/// defaults, so that a spool written by an older version still reads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One governed request, owned. Shards and the coordinator pass records as bytes
+/// ([`crate::usage_bytes`]) and read them as [`UsageRef`]s; this owned form is what older
+/// versions wrote to the usage spool as JSON (fields added later have defaults, so that such
+/// a spool still reads) and what tests build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// The gateway's id of the request, unique across nodes and restarts (the request log's
     /// id).
@@ -107,16 +108,92 @@ fn admitted_by_default() -> bool {
 }
 
 impl UsageRecord {
+    /// The record, borrowed.
+    pub fn view(&self) -> UsageRef<'_> {
+        UsageRef {
+            id: &self.id,
+            client_request_id: self.client_request_id.as_deref(),
+            ts_ms: self.ts_ms,
+            key_id: self.key_id.as_deref(),
+            team_id: self.team_id.as_deref(),
+            customer_id: self.customer_id.as_deref(),
+            provider: &self.provider,
+            model: &self.model,
+            status: self.status,
+            usage: self.usage,
+            cost: self.cost,
+            latency_us: self.latency_us,
+            stream: self.stream,
+            estimated: self.estimated,
+            overhead_us: self.overhead_us,
+            error_code: self.error_code.as_deref(),
+            admitted: self.admitted,
+            cache: self.cache,
+        }
+    }
+}
+
+/// One governed request, its texts borrowed: from what a shard's request holds when the shard
+/// writes its record, from a batch's bytes when the coordinator reads it. The fields are
+/// [`UsageRecord`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageRef<'a> {
+    pub id: &'a str,
+    pub client_request_id: Option<&'a str>,
+    pub ts_ms: u64,
+    pub key_id: Option<&'a str>,
+    pub team_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: u16,
+    pub usage: TokenUsage,
+    pub cost: NanoUsd,
+    pub latency_us: u64,
+    pub stream: bool,
+    pub estimated: bool,
+    pub overhead_us: u64,
+    pub error_code: Option<&'a str>,
+    pub admitted: bool,
+    pub cache: Option<CacheHit>,
+}
+
+impl<'a> UsageRef<'a> {
     /// The entities the request is charged to: its key, the key's team and the team's
     /// customer, those that exist.
-    pub fn owners(&self) -> impl Iterator<Item = (EntityKind, &str)> {
+    pub fn owners(&self) -> impl Iterator<Item = (EntityKind, &'a str)> {
         [
-            (EntityKind::Key, &self.key_id),
-            (EntityKind::Team, &self.team_id),
-            (EntityKind::Customer, &self.customer_id),
+            (EntityKind::Key, self.key_id),
+            (EntityKind::Team, self.team_id),
+            (EntityKind::Customer, self.customer_id),
         ]
         .into_iter()
-        .filter_map(|(kind, id)| Some((kind, id.as_deref()?)))
+        .filter_map(|(kind, id)| Some((kind, id?)))
+    }
+
+    /// An owned copy.
+    pub fn to_record(&self) -> UsageRecord {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        UsageRecord {
+            id: self.id.to_owned(),
+            client_request_id: owned(self.client_request_id),
+            ts_ms: self.ts_ms,
+            key_id: owned(self.key_id),
+            team_id: owned(self.team_id),
+            customer_id: owned(self.customer_id),
+            provider: self.provider.to_owned(),
+            model: self.model.to_owned(),
+            status: self.status,
+            usage: self.usage,
+            cost: self.cost,
+            latency_us: self.latency_us,
+            stream: self.stream,
+            estimated: self.estimated,
+            overhead_us: self.overhead_us,
+            error_code: owned(self.error_code),
+            admitted: self.admitted,
+            cache: self.cache,
+        }
     }
 }
 
@@ -146,7 +223,8 @@ mod tests {
             admitted: true,
             cache: None,
         };
-        let owners: Vec<_> = record.owners().collect();
+        let owners: Vec<_> = record.view().owners().collect();
+        assert_eq!(record.view().to_record(), record);
         assert_eq!(
             owners,
             [(EntityKind::Key, "k"), (EntityKind::Customer, "c")]

@@ -1,10 +1,10 @@
-//! The shard's outbox of usage: records of requests ([`vocab::UsageRecord`]) and debts, sent
-//! to the coordinator in batches.
+//! The shard's outbox of usage: records of requests (as bytes, [`vocab::UsageBytes`]) and
+//! debts, sent to the coordinator in batches.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use vocab::UsageRecord;
+use vocab::{UsageBytes, UsageRef};
 
 /// Collects a shard's usage records and sends them to the coordinator in batches — when a
 /// batch is full, and from a timer — so the coordinator is woken a few times per second, not
@@ -12,9 +12,14 @@ use vocab::UsageRecord;
 /// beyond `MAX_PENDING` records the oldest are dropped and counted. Debts (usage beyond a
 /// lease, which the coordinator's limits must count) the queue has no room for stay here too,
 /// all of them, and go first at the next send.
+/// A record is written into the batch's buffer as it is pushed (no allocation of its own);
+/// a batch sent away takes its buffer with it, and the next one starts at the size a full
+/// batch took.
 #[derive(Debug, Default)]
 pub struct UsageBatcher {
-    pending: std::cell::RefCell<Vec<UsageRecord>>,
+    pending: std::cell::RefCell<UsageBytes>,
+    /// Bytes a full batch takes, as the last one sent took them.
+    full_size: std::cell::Cell<usize>,
     debts: std::cell::RefCell<VecDeque<(Arc<super::Limit>, u64)>>,
 }
 
@@ -36,7 +41,7 @@ impl UsageBatcher {
     /// Adds a record; sends the batch when full. Returns how many records were dropped.
     pub fn push(
         &self,
-        record: UsageRecord,
+        record: &UsageRef<'_>,
         events: &crossbeam_channel::Sender<super::GovEvent>,
     ) -> usize {
         let full = {
@@ -74,11 +79,11 @@ impl UsageBatcher {
             }
             // The next batch starts at its full size rather than growing to it record by
             // record (a full batch is what a busy shard sends).
-            let next = Vec::with_capacity(if pending.len() >= Self::BATCH {
-                Self::BATCH
-            } else {
-                0
-            });
+            if pending.len() >= Self::BATCH {
+                let per_record = pending.as_bytes().len() / pending.len();
+                self.full_size.set(per_record * Self::BATCH);
+            }
+            let next = UsageBytes::with_capacity(self.full_size.get());
             std::mem::replace(&mut *pending, next)
         };
         match events.try_send(super::GovEvent::Usage(batch)) {
@@ -88,7 +93,7 @@ impl UsageBatcher {
                     return 0;
                 };
                 let dropped = batch.len().saturating_sub(Self::MAX_PENDING);
-                batch.drain(..dropped);
+                batch.drop_oldest(dropped);
                 *self.pending.borrow_mut() = batch;
                 dropped
             }
@@ -125,11 +130,11 @@ mod tests {
         let (events, _queue) = crossbeam_channel::bounded(1);
         // The queue is full: every batch stays on the shard.
         events
-            .try_send(super::super::GovEvent::Usage(Vec::new()))
+            .try_send(super::super::GovEvent::Usage(UsageBytes::default()))
             .unwrap();
         // The spool's form of a record (what the coordinator writes to disk): the fields
         // without defaults are enough.
-        let record: UsageRecord = serde_json::from_value(serde_json::json!({
+        let record: vocab::UsageRecord = serde_json::from_value(serde_json::json!({
             "ts_ms": 0, "provider": "p", "model": "m", "status": 200,
             "usage": {"prompt": 1, "completion": 1, "cached": 0}, "cost": 0,
             "latency_us": 0, "stream": false, "estimated": false,
@@ -138,7 +143,7 @@ mod tests {
         let batcher = UsageBatcher::default();
         let mut dropped = 0;
         while !batcher.backlogged() {
-            dropped += batcher.push(record.clone(), &events);
+            dropped += batcher.push(&record.view(), &events);
         }
         assert_eq!(batcher.pending.borrow().len(), UsageBatcher::SHED_AT);
         assert_eq!(dropped, 0, "shedding starts before anything is dropped");

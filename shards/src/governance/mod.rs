@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use vocab::{EntityRef, LimitKind, UsageRecord};
+use vocab::{EntityRef, LimitKind, UsageBytes};
 
 use lease::Lease;
 pub use prices::{Price, Prices};
@@ -133,7 +133,7 @@ pub enum GovEvent {
     /// them in the window current when it gets them, as the store does.
     Debt { limit: Arc<Limit>, units: u64 },
     /// Usage of requests, batched per shard (see [`batcher::UsageBatcher`]).
-    Usage(Vec<UsageRecord>),
+    Usage(UsageBytes),
     /// The node stops: write everything queued before this event, then answer. It travels
     /// the same queue as usage, so nothing a shard sent before it is left behind.
     Flush(std::sync::mpsc::Sender<()>),

@@ -269,6 +269,16 @@ impl<'s> RequestCtx<'s> {
         n
     }
 
+    /// The target that answered, else the one that was to be tried first (none when the
+    /// request was refused before it had targets): what its logs, metrics and usage name.
+    pub fn answering_target(&self) -> Option<&Target<'s>> {
+        self.served
+            .as_ref()
+            .and_then(|s| s.target)
+            .and_then(|i| self.targets.get(i))
+            .or(self.targets.first())
+    }
+
     /// An upper bound of the prompt's tokens for any model, read without a tokenizer.
     pub fn prompt_tokens_at_most(&self, conn: &ClientConn) -> u64 {
         tokens::prompt_tokens_at_most(self.prompt_body(conn))

@@ -151,10 +151,10 @@ async fn handle<'s>(scope: Scope<'s>, conn: &mut ClientConn, req: &mut RequestCt
                 }
                 Err(stop) => Some(stop),
             };
-            let record = settle::settle(scope, conn, req, stop.as_ref());
+            let charge = settle::settle(scope, conn, req, stop.as_ref());
             let outcome = observe::Outcome::of(stop.as_ref(), req.served.as_ref());
             let keep_alive = finish(scope, conn, req, stop).await;
-            observe::observe(scope, conn, req, outcome, record);
+            observe::observe(scope, conn, req, outcome, charge);
             keep_alive
         }
     }

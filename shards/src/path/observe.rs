@@ -11,11 +11,10 @@
 
 use std::time::Instant;
 
-use vocab::UsageRecord;
-
 use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope, Served};
 use crate::path::outcome::Stop;
+use crate::path::settle::Charge;
 use crate::path::trace;
 use crate::state::series::class_of;
 
@@ -50,7 +49,7 @@ pub fn observe(
     conn: &ClientConn,
     req: &RequestCtx<'_>,
     outcome: Outcome,
-    record: Option<UsageRecord>,
+    charge: Option<Charge>,
 ) {
     let now = Instant::now();
     let shard = scope.shard;
@@ -61,12 +60,7 @@ pub fn observe(
     if let Some(code) = outcome.error_code {
         shard.stats.record_refusal(code);
     }
-    let target = req
-        .served
-        .as_ref()
-        .and_then(|s| s.target)
-        .and_then(|i| req.targets.get(i))
-        .or(req.targets.first());
+    let target = req.answering_target();
     let provider = target.map(|t| &scope.snapshot.providers[t.provider]);
     // A cached answer says nothing of its provider's latency.
     let from_provider = req.cache.hit.is_none();
@@ -110,14 +104,10 @@ pub fn observe(
         "request"
     );
     trace::record(scope, conn, req, outcome, target, now);
-    if let (Some(mut record), Some(gov)) = (record, shard.gov.as_deref()) {
-        record.id = tracker.id.as_str().to_owned();
-        record.client_request_id.clone_from(&tracker.client_id);
-        record.status = outcome.status;
-        record.error_code = outcome.error_code.map(str::to_owned);
-        record.latency_us = duration.as_micros() as u64;
-        record.overhead_us = overhead.as_micros() as u64;
-        let dropped = shard.usage.push(record, &gov.events);
+    if let (Some(charge), Some(gov)) = (charge, shard.gov.as_deref()) {
+        let timings = (duration.as_micros() as u64, overhead.as_micros() as u64);
+        let record = charge.record(scope, conn, req, outcome, timings);
+        let dropped = shard.usage.push(&record, &gov.events);
         shard.stats.usage_dropped.add(dropped as u64);
     }
 }

@@ -1,6 +1,7 @@
 //! Phase 10, settle: a governed request's usage and cost are charged to what its admission
-//! holds, and its usage record is made (sent to the coordinator once the response is written,
-//! by [`crate::path::observe`]). Reads: `caller`, `ask`, `targets`, `admission`, `served`.
+//! holds, and what its usage record will say is kept ([`Charge`]; the record is written to
+//! the coordinator once the response is, by [`crate::path::observe`], with its texts
+//! borrowed from the request: [`Charge::record`]). Reads: `caller`, `ask`, `targets`, `admission`, `served`.
 //! Ungoverned requests skip it; those refused before the attempt phase (bad key, bad body,
 //! unknown model, spent limit) are charged nothing and get a record only for the request log.
 //!
@@ -13,7 +14,7 @@
 //! its units at the model's unit prices: the seconds or images the response reports, the
 //! characters of a speech request. It is never charged a prompt the gateway counted.
 
-use vocab::{CacheHit, NanoUsd, TokenUsage, UsageRecord};
+use vocab::{CacheHit, NanoUsd, TokenUsage, UsageRef};
 
 use crate::governance::admit::Admission;
 use crate::governance::prices::Prices;
@@ -23,18 +24,19 @@ use crate::clock;
 use crate::error::GatewayError;
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
+use crate::path::observe::Outcome;
 use crate::path::outcome::Stop;
 
 /// `stop`: why proxying stopped short, when it did (else `req.served` holds the answer).
-/// Returns the request's usage record (its timings are filled in once the response is
-/// written: [`crate::path::observe`]). A governed request refused before the attempt phase
-/// is charged nothing and its record says it was not admitted, so that it is only logged.
+/// Returns what the request's usage record will say of its charge. A governed request
+/// refused before the attempt phase is charged nothing and its record says it was not
+/// admitted, so that it is only logged.
 pub fn settle(
     scope: Scope<'_>,
     conn: &ClientConn,
     req: &mut RequestCtx<'_>,
     stop: Option<&Stop>,
-) -> Option<UsageRecord> {
+) -> Option<Charge> {
     let gov = scope.shard.gov.as_deref()?;
     if matches!(stop, Some(Stop::Error(GatewayError::UsageBacklog))) {
         // Shed because records already wait: its own record (a log row) would only add to
@@ -44,58 +46,90 @@ pub fn settle(
     let admission = req.admission.take();
     let req = &*req;
     let prices = &req.caller.snapshot.as_ref()?.prices;
-    let bill = match &req.cache.hit {
-        Some((entry, kind)) => {
+    Some(match &req.cache.hit {
+        Some((entry, kind)) => Charge {
             // A hit costs nothing; a request-only admission stays counted as it drops.
-            let admitted = admission.is_some();
-            Bill {
-                provider: entry.provider.to_string(),
-                model: entry.model.to_string(),
-                usage: TokenUsage::default(),
-                cost: NanoUsd::ZERO,
-                estimated: false,
-                admitted,
-                cache: Some(CacheHit {
-                    kind: *kind,
-                    saved: entry.usage,
-                    saved_cost: req.cache.saved_cost,
-                }),
-            }
-        }
+            admitted: admission.is_some(),
+            cache: Some(CacheHit {
+                kind: *kind,
+                saved: entry.usage,
+                saved_cost: req.cache.saved_cost,
+            }),
+            ..Charge::nothing()
+        },
         None => charge(scope, conn, req, stop, (gov, prices, admission)),
-    };
-    let key = req.caller.key();
-    Some(UsageRecord {
-        id: String::new(),
-        client_request_id: None,
-        ts_ms: clock::unix_now() * 1000,
-        key_id: key.map(|k| k.id.clone()),
-        team_id: key.and_then(|k| k.team_id.clone()),
-        customer_id: key.and_then(|k| k.customer_id.clone()),
-        provider: bill.provider,
-        model: bill.model,
-        status: 0,
-        usage: bill.usage,
-        cost: bill.cost,
-        latency_us: 0,
-        stream: req.ask.stream,
-        estimated: bill.estimated,
-        overhead_us: 0,
-        error_code: None,
-        admitted: bill.admitted,
-        cache: bill.cache,
     })
 }
 
-/// What a request is charged and logged with.
-struct Bill {
-    provider: String,
-    model: String,
+/// What a governed request was charged, for its usage record.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge {
+    ts_ms: u64,
     usage: TokenUsage,
     cost: NanoUsd,
     estimated: bool,
     admitted: bool,
     cache: Option<CacheHit>,
+}
+
+impl Charge {
+    fn nothing() -> Self {
+        Self {
+            ts_ms: clock::unix_now() * 1000,
+            usage: TokenUsage::default(),
+            cost: NanoUsd::ZERO,
+            estimated: false,
+            admitted: false,
+            cache: None,
+        }
+    }
+
+    /// The request's usage record, its texts borrowed from the request: its ids, its key's,
+    /// and the provider and model that answered ([`billed`]).
+    pub fn record<'r>(
+        &self,
+        scope: Scope<'r>,
+        conn: &'r ClientConn,
+        req: &'r RequestCtx<'_>,
+        outcome: Outcome,
+        (latency_us, overhead_us): (u64, u64),
+    ) -> UsageRef<'r> {
+        let key = req.caller.key();
+        let (provider, model) = billed(scope, req);
+        UsageRef {
+            id: conn.tracker.id.as_str(),
+            client_request_id: conn.tracker.client_id.as_deref(),
+            ts_ms: self.ts_ms,
+            key_id: key.map(|k| k.id.as_str()),
+            team_id: key.and_then(|k| k.team_id.as_deref()),
+            customer_id: key.and_then(|k| k.customer_id.as_deref()),
+            provider,
+            model,
+            status: outcome.status,
+            usage: self.usage,
+            cost: self.cost,
+            latency_us,
+            stream: req.ask.stream,
+            estimated: self.estimated,
+            overhead_us,
+            error_code: outcome.error_code,
+            admitted: self.admitted,
+            cache: self.cache,
+        }
+    }
+}
+
+/// The provider and model a request is charged to: those of the cached answer that served
+/// it, else of the target that answered (or was to be tried first); no provider and the
+/// model asked for when there was none.
+fn billed<'r>(scope: Scope<'r>, req: &'r RequestCtx<'_>) -> (&'r str, &'r str) {
+    if let Some((entry, _)) = &req.cache.hit {
+        return (&entry.provider, &entry.model);
+    }
+    match req.answering_target() {
+        Some(t) => (&scope.snapshot.providers[t.provider].name, t.model),
+        None => ("", req.ask.requested),
+    }
 }
 
 /// Charges a request that went to a provider (or was refused before): see the module docs.
@@ -105,18 +139,13 @@ fn charge(
     req: &RequestCtx<'_>,
     stop: Option<&Stop>,
     (gov, prices, admission): (&Governance, &Prices, Option<Admission>),
-) -> Bill {
+) -> Charge {
     let admitted = req.times.started(Phase::Attempt).is_some();
     if admitted {
         req.times.enter(Phase::Settle);
     }
     let served = req.served.as_ref();
-    let target = served
-        .and_then(|s| s.target)
-        .and_then(|i| req.targets.get(i))
-        .or(req.targets.first());
-    let provider = target.map_or("", |t| &scope.snapshot.providers[t.provider].name[..]);
-    let model = target.map_or(req.ask.requested, |t| t.model);
+    let (provider, model) = billed(scope, req);
     // The provider worked on it: a success relayed (whole or in part), or a request sent
     // upstream whose client left before the answer (a client can only be found gone once
     // its request was sent).
@@ -164,13 +193,11 @@ fn charge(
     if estimated {
         scope.shard.stats.usage_estimated.incr();
     }
-    Bill {
-        provider: provider.to_owned(),
-        model: model.to_owned(),
+    Charge {
         usage: usage.unwrap_or_default(),
         cost,
         estimated,
         admitted,
-        cache: None,
+        ..Charge::nothing()
     }
 }

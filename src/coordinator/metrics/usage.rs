@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use vocab::UsageRecord;
+use vocab::{UsageBytes, UsageRef};
 
 use super::{escape, family};
 
@@ -37,6 +37,27 @@ struct Totals {
     cost_nanos: u64,
 }
 
+/// A series' names, borrowed: provider, model, key, team.
+type SeriesOf<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+impl Totals {
+    fn add(&mut self, r: &UsageRef<'_>) {
+        self.requests += 1;
+        self.prompt += r.usage.prompt;
+        self.completion += r.usage.completion;
+        self.cached += r.usage.cached;
+        self.cost_nanos += r.cost.nanos();
+    }
+
+    fn merge(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+        self.cached += other.cached;
+        self.cost_nanos += other.cost_nanos;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     series: HashMap<(String, String, String, String), Totals>,
@@ -59,26 +80,48 @@ impl UsageMetrics {
     }
 
     /// Counts a batch of records (those of admitted requests: a refused one used nothing).
-    pub fn record(&self, records: &[UsageRecord]) {
+    /// The batch is summed per series first, its names borrowed from the records (a batch's
+    /// records share a few series: a record costs a comparison or a lookup, not the four
+    /// strings an owned series name would allocate); the series are then labelled and added
+    /// in the order they first appear, so that the keys labelled before the cap are the
+    /// first seen.
+    pub fn record(&self, batch: &UsageBytes) {
+        let mut order: Vec<(SeriesOf<'_>, Totals)> = Vec::new();
+        let mut index: HashMap<SeriesOf<'_>, usize> = HashMap::new();
+        for r in batch.iter().filter(|r| r.admitted) {
+            let series = self.series_of(&r);
+            let i = match order.last() {
+                Some((last, _)) if *last == series => order.len() - 1,
+                _ => *index.entry(series).or_insert_with(|| {
+                    order.push((series, Totals::default()));
+                    order.len() - 1
+                }),
+            };
+            order[i].1.add(&r);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for r in records.iter().filter(|r| r.admitted) {
-            let (provider, model) = inner.model_label(&r.provider, &r.model);
-            let (key, team) = if self.labelling.keys {
-                let key = r.key_id.as_deref().unwrap_or("");
-                let key = inner.key_label(key, self.labelling.max_keys);
-                (key, r.team_id.clone().unwrap_or_default())
+        for ((provider, model, key, team), sum) in order {
+            let (provider, model) = inner.model_label(provider, model);
+            let key = if self.labelling.keys {
+                inner.key_label(key, self.labelling.max_keys)
             } else {
-                (String::new(), String::new())
+                String::new()
             };
             let t = inner
                 .series
-                .entry((provider, model, key, team))
+                .entry((provider, model, key, team.to_owned()))
                 .or_default();
-            t.requests += 1;
-            t.prompt += r.usage.prompt;
-            t.completion += r.usage.completion;
-            t.cached += r.usage.cached;
-            t.cost_nanos += r.cost.nanos();
+            t.merge(&sum);
+        }
+    }
+
+    /// The names of `r`'s series: provider, model, and key and team when keys are labelled.
+    fn series_of<'a>(&self, r: &UsageRef<'a>) -> SeriesOf<'a> {
+        if self.labelling.keys {
+            let or_none = |s: Option<&'a str>| s.unwrap_or("");
+            (r.provider, r.model, or_none(r.key_id), or_none(r.team_id))
+        } else {
+            (r.provider, r.model, "", "")
         }
     }
 
@@ -137,7 +180,9 @@ impl UsageMetrics {
 impl Inner {
     fn model_label(&mut self, provider: &str, model: &str) -> (String, String) {
         let pair = (provider.to_owned(), model.to_owned());
-        if self.models.contains(&pair) || self.models.len() < MAX_MODELS {
+        if self.models.contains(&pair) {
+            pair
+        } else if self.models.len() < MAX_MODELS {
             self.models.insert(pair.clone());
             pair
         } else {
@@ -146,7 +191,9 @@ impl Inner {
     }
 
     fn key_label(&mut self, key: &str, max: usize) -> String {
-        if self.keys.contains(key) || self.keys.len() < max {
+        if self.keys.contains(key) {
+            key.to_owned()
+        } else if self.keys.len() < max {
             self.keys.insert(key.to_owned());
             key.to_owned()
         } else {
@@ -158,6 +205,15 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vocab::UsageRecord;
+
+    fn batch(records: &[UsageRecord]) -> UsageBytes {
+        let mut batch = UsageBytes::default();
+        for r in records {
+            batch.push(&r.view());
+        }
+        batch
+    }
 
     fn record(key: &str, model: &str) -> UsageRecord {
         let mut r: UsageRecord = serde_json::from_value(serde_json::json!({
@@ -177,15 +233,15 @@ mod tests {
             keys: true,
             max_keys: 2,
         });
-        m.record(&[
+        m.record(&batch(&[
             record("a", "m"),
             record("b", "m"),
             record("c", "m"),
             record("a", "m"),
-        ]);
+        ]));
         let mut refused = record("a", "m");
         refused.admitted = false;
-        m.record(&[refused]);
+        m.record(&batch(&[refused]));
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains(

@@ -2,7 +2,7 @@
 //! version left: format 1 a named object per record, format 2 the record's fields as a JSON
 //! array in a fixed order ([`Row`]). A cache hit's [`CacheHit`] is one more element at the
 //! end of format 2's last group, present only for hits. This version writes format 3
-//! ([`super::binary`]).
+//! ([`vocab::usage_bytes`]).
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;

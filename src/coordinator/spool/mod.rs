@@ -11,11 +11,10 @@
 //! what follows. `spool.lock` keeps a second process off the same directory.
 //!
 //! Every governed request's record passes through here, so this version writes them in
-//! binary (format 3, [`binary`]: a length and a compact payload each); the JSON lines older
-//! versions wrote (formats 1 and 2, [`json`]) are still read. A record cut short by a crash
-//! ends the file; a damaged record or line is skipped.
+//! binary (format 3: the bytes the shards sent them in, [`vocab::usage_bytes`], as they
+//! came); the JSON lines older versions wrote (formats 1 and 2, [`json`]) are still read. A
+//! record cut short by a crash ends the file; a damaged record or line is skipped.
 
-mod binary;
 mod json;
 
 use std::fs::{self, File};
@@ -24,7 +23,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vocab::UsageRecord;
+use vocab::UsageBytes;
 
 const OPEN: &str = "open.jsonl";
 
@@ -32,14 +31,14 @@ const OPEN: &str = "open.jsonl";
 pub struct Sealed {
     pub id: String,
     pub node: Option<String>,
-    pub records: Vec<UsageRecord>,
+    pub records: UsageBytes,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     node: Option<String>,
     /// How the records are written: 1 (no field: an older version's spool) a named object
-    /// per line, 2 a JSON array per line ([`json`]), 3 binary ([`binary`]).
+    /// per line, 2 a JSON array per line ([`json`]), 3 binary ([`vocab::usage_bytes`]).
     #[serde(default = "named_records")]
     format: u8,
 }
@@ -62,9 +61,6 @@ pub struct Spool {
     dir: PathBuf,
     node: Option<String>,
     open: Option<OpenFile>,
-    /// The records of one append, encoded ([`binary`]), and one record's payload.
-    encoded: Vec<u8>,
-    scratch: Vec<u8>,
     _lock: File,
 }
 
@@ -94,8 +90,6 @@ impl Spool {
             dir: dir.to_owned(),
             node,
             open: None,
-            encoded: Vec::new(),
-            scratch: Vec::new(),
             _lock: lock,
         })
     }
@@ -103,7 +97,7 @@ impl Spool {
     /// Appends records to the open file (created with its header when needed), in one write.
     /// A write that fails midway is cut off again, so that what follows is not hidden behind
     /// a partial record.
-    pub fn append(&mut self, records: &[UsageRecord]) -> std::io::Result<()> {
+    pub fn append(&mut self, records: &UsageBytes) -> std::io::Result<()> {
         let open = match &mut self.open {
             Some(open) => open,
             None => self.open.insert(OpenFile {
@@ -111,25 +105,27 @@ impl Spool {
                 len: 0,
             }),
         };
-        self.encoded.clear();
+        let mut header = Vec::new();
         if open.len == 0 {
-            let header = Header {
+            let fields = Header {
                 node: self.node.clone(),
                 format: FORMAT,
             };
-            serde_json::to_writer(&mut self.encoded, &header)?;
-            self.encoded.push(b'\n');
-        }
-        for r in records {
-            binary::append(r, &mut self.scratch, &mut self.encoded);
+            serde_json::to_writer(&mut header, &fields)?;
+            header.push(b'\n');
         }
         // Straight to the kernel: a killed process loses nothing written here.
-        if let Err(e) = open.file.write_all(&self.encoded) {
+        // (The header only starts a file: one write per append after it.)
+        let written = open
+            .file
+            .write_all(&header)
+            .and_then(|()| open.file.write_all(records.as_bytes()));
+        if let Err(e) = written {
             let _ = open.file.set_len(open.len);
             let _ = open.file.seek(SeekFrom::Start(open.len));
             return Err(e);
         }
-        open.len += self.encoded.len() as u64;
+        open.len += (header.len() + records.as_bytes().len()) as u64;
         Ok(())
     }
 
@@ -196,27 +192,22 @@ fn read(path: &Path) -> Option<Sealed> {
     let end = bytes.iter().position(|b| *b == b'\n')?;
     let header: Header = serde_json::from_slice(&bytes[..end]).ok()?;
     let body = &bytes[end + 1..];
-    let mut records = Vec::new();
-    let mut damaged = 0usize;
-    if header.format >= 3 {
-        let mut reader = vocab::varint::Reader::new(body);
-        while let Some(record) = binary::next(&mut reader) {
-            match record {
-                Some(r) => records.push(r),
-                None => damaged += 1,
-            }
-        }
+    let (records, damaged) = if header.format >= 3 {
+        UsageBytes::read(body)
     } else {
+        let mut records = UsageBytes::default();
+        let mut damaged = 0usize;
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match std::str::from_utf8(line)
                 .ok()
                 .and_then(|l| json::parse_line(header.format, l).ok())
             {
-                Some(r) => records.push(r),
+                Some(r) => records.push(&r.view()),
                 None => damaged += 1,
             }
         }
-    }
+        (records, damaged)
+    };
     if damaged > 0 {
         tracing::warn!(damaged, file = %path.display(), "skipping damaged records of the usage spool");
     }
@@ -230,6 +221,19 @@ fn read(path: &Path) -> Option<Sealed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vocab::UsageRecord;
+
+    fn bytes(records: &[UsageRecord]) -> UsageBytes {
+        let mut bytes = UsageBytes::default();
+        for r in records {
+            bytes.push(&r.view());
+        }
+        bytes
+    }
+
+    fn owned(records: &UsageBytes) -> Vec<UsageRecord> {
+        records.iter().map(|r| r.to_record()).collect()
+    }
 
     fn record(ts_ms: u64) -> UsageRecord {
         UsageRecord {
@@ -264,16 +268,12 @@ mod tests {
         full.client_request_id = Some("mine".into());
         full.error_code = Some("rate_limited".into());
         full.admitted = false;
-        spool.append(&[full.clone(), record(8)]).unwrap();
-        spool.append(&[record(9)]).unwrap();
+        spool.append(&bytes(&[full.clone(), record(8)])).unwrap();
+        spool.append(&bytes(&[record(9)])).unwrap();
         spool.seal("b3").unwrap();
-        let json = |r: &UsageRecord| serde_json::to_value(r).unwrap();
         let back = spool.load("b3").unwrap();
         assert_eq!(back.node.as_deref(), Some("n0"));
-        assert_eq!(
-            back.records.iter().map(json).collect::<Vec<_>>(),
-            [json(&full), json(&record(8)), json(&record(9))]
-        );
+        assert_eq!(owned(&back.records), [full.clone(), record(8), record(9)]);
         // A crash in the middle of the last record: the ones before it are read.
         let path = dir.join("b3.jsonl");
         let bytes = fs::read(&path).unwrap();
@@ -290,23 +290,17 @@ mod tests {
         .unwrap();
         let old = spool.load("old2").unwrap();
         assert_eq!(old.records.len(), 2);
-        assert_eq!(old.records[0].error_code.as_deref(), Some("rate_limited"));
+        assert_eq!(
+            old.records.iter().next().unwrap().error_code,
+            Some("rate_limited")
+        );
         let named = serde_json::to_string(&full).unwrap();
         fs::write(
             dir.join("old1.jsonl"),
             format!("{{\"node\":null}}\n{named}\n"),
         )
         .unwrap();
-        assert_eq!(
-            spool
-                .load("old1")
-                .unwrap()
-                .records
-                .iter()
-                .map(json)
-                .collect::<Vec<_>>(),
-            [json(&full)]
-        );
+        assert_eq!(owned(&spool.load("old1").unwrap().records), [full]);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -316,9 +310,9 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let mut spool = Spool::open(&dir, Some("n1".into())).unwrap();
         assert!(Spool::open(&dir, None).is_err(), "one process a spool");
-        spool.append(&[record(1), record(2)]).unwrap();
+        spool.append(&bytes(&[record(1), record(2)])).unwrap();
         spool.seal("b1").unwrap();
-        spool.append(&[record(3)]).unwrap();
+        spool.append(&bytes(&[record(3)])).unwrap();
         drop(spool); // as a kill would: b1 unconfirmed, record 3 still open
         let mut again = Spool::open(&dir, Some("n2".into())).unwrap();
         let got: Vec<(String, Option<String>, usize)> = again

@@ -3,7 +3,7 @@
 //! copies no string (the flusher once cloned six of them per logged request) and a search
 //! decodes rows without allocating.
 
-use vocab::{CacheKind, NanoUsd, UsageRecord};
+use vocab::{CacheKind, NanoUsd, UsageRef};
 
 use crate::model::RequestLog;
 
@@ -37,16 +37,16 @@ impl<'a> LogRow<'a> {
     /// The log of the request `record` tells of, under `id`. Cached tokens are not kept (they
     /// are part of the prompt tokens); a cache hit's saved tokens are its prompt and
     /// completion tokens.
-    pub fn of(id: &'a str, record: &'a UsageRecord) -> Self {
+    pub fn of(id: &'a str, record: &UsageRef<'a>) -> Self {
         Self {
             id,
-            client_request_id: record.client_request_id.as_deref(),
+            client_request_id: record.client_request_id,
             ts_ms: i64::try_from(record.ts_ms).unwrap_or(i64::MAX),
-            key_id: record.key_id.as_deref(),
-            team_id: record.team_id.as_deref(),
-            customer_id: record.customer_id.as_deref(),
-            provider: &record.provider,
-            model: &record.model,
+            key_id: record.key_id,
+            team_id: record.team_id,
+            customer_id: record.customer_id,
+            provider: record.provider,
+            model: record.model,
             status: record.status,
             prompt_tokens: record.usage.prompt,
             completion_tokens: record.usage.completion,
@@ -54,7 +54,7 @@ impl<'a> LogRow<'a> {
             latency_us: record.latency_us,
             overhead_us: record.overhead_us,
             stream: record.stream,
-            error_code: record.error_code.as_deref(),
+            error_code: record.error_code,
             usage_estimated: record.estimated,
             cache: record.cache.map(|hit| hit.kind),
             saved_tokens: record
