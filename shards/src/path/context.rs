@@ -33,7 +33,7 @@ pub struct Scope<'a> {
     pub snapshot: &'a Snapshot,
 }
 
-/// The phases of the request path, in order. Each records when it started.
+/// The phases of the request path, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Read,
@@ -46,50 +46,54 @@ pub enum Phase {
     Settle,
 }
 
-impl Phase {
-    pub const COUNT: usize = 8;
-}
-
-/// When each phase of one request started (`None`: the request never reached it).
-/// Cells, so that phases holding the context shared (attempt, relay) can record too.
+/// When one request began arriving, and which phases it reached. Only the read phase's
+/// start is a time (read deadlines, latency histograms and spans use it); the other phases
+/// are marks (settle asks whether the attempt phase was reached). Each phase used to read the
+/// clock as it started, seven clock reads a request that nothing read back (docs/perf.md).
+/// A cell, so that phases holding the context shared (attempt, relay) can mark too.
 #[derive(Debug, Clone)]
-pub struct PhaseTimes {
+pub struct Phases {
     /// When the connection was accepted (shared by the requests it carries).
     pub accepted: Instant,
-    started: [Cell<Option<Instant>>; Phase::COUNT],
+    read_start: Option<Instant>,
+    /// Bit `phase as u8` set: the request reached `phase`.
+    reached: Cell<u8>,
 }
 
-impl PhaseTimes {
+impl Phases {
     pub fn new(accepted: Instant) -> Self {
         Self {
             accepted,
-            started: Default::default(),
+            read_start: None,
+            reached: Cell::new(0),
         }
     }
 
-    /// Marks `phase` as started now and returns the time. A phase entered again (another
-    /// attempt) keeps its first start.
-    pub fn enter(&self, phase: Phase) -> Instant {
-        self.enter_at(phase, Instant::now())
+    /// The read phase starts now (the request's first bytes are there); returns the time.
+    pub fn start_read(&mut self) -> Instant {
+        let now = Instant::now();
+        self.read_start = Some(now);
+        self.enter(Phase::Read);
+        now
     }
 
-    /// Marks `phase` as started at `at`, a time already read; returns its start.
-    pub fn enter_at(&self, phase: Phase, at: Instant) -> Instant {
-        let cell = &self.started[phase as usize];
-        let start = cell.get().unwrap_or(at);
-        cell.set(Some(start));
-        start
+    /// Marks `phase` as reached.
+    pub fn enter(&self, phase: Phase) {
+        self.reached.set(self.reached.get() | 1 << phase as u8);
     }
 
-    pub fn started(&self, phase: Phase) -> Option<Instant> {
-        self.started[phase as usize].get()
+    pub fn reached(&self, phase: Phase) -> bool {
+        self.reached.get() & 1 << phase as u8 != 0
     }
 
     /// When the request began arriving: the start of its read phase.
     pub fn request_start(&self) -> Instant {
-        self.started(Phase::Read).unwrap_or(self.accepted)
+        self.read_start.unwrap_or(self.accepted)
     }
 }
+
+// Every phase has its bit.
+const _: () = assert!((Phase::Settle as u8) < u8::BITS as u8);
 
 /// Who is asking: set by the authenticate phase when governance is on.
 #[derive(Default)]
@@ -182,7 +186,7 @@ pub struct Served {
 
 /// Everything one request has gathered, phase by phase (see [`crate::path`]).
 pub struct RequestCtx<'s> {
-    pub times: PhaseTimes,
+    pub times: Phases,
     /// read: the request head (positions in the connection's buffer).
     pub head: RequestHead,
     /// read: where the body is.
@@ -227,7 +231,7 @@ pub struct CacheCtx {
 impl<'s> RequestCtx<'s> {
     /// `names` is an empty cell in the caller's frame: see [`ModelNames`].
     pub fn new(
-        times: PhaseTimes,
+        times: Phases,
         head: RequestHead,
         body: BodyLocation,
         names: &'s OnceCell<ModelNames>,

@@ -2,8 +2,8 @@
 //!
 //! Every request runs these phases in this order. Each is a module of its own and a small
 //! function over the request's typed context ([`context::RequestCtx`]): it reads what the
-//! phases before it added, adds its own part, and records its start time in
-//! [`context::PhaseTimes`].
+//! phases before it added, adds its own part, and marks itself reached in
+//! [`context::Phases`].
 //!
 //! 1. **accept** ([`accept`]) — the shard's SO_REUSEPORT listener accepts a connection (and a
 //!    TLS handshake when configured); the connection's buffers are its own
@@ -87,7 +87,7 @@ use std::time::Instant;
 use crate::state::stats::Held;
 use crate::state::Shard;
 use conn::ClientConn;
-use context::{PhaseTimes, RequestCtx, Scope, Served};
+use context::{Phases, RequestCtx, Scope, Served};
 use outcome::Stop;
 use route::Route;
 use tracker::Tracker;
@@ -96,7 +96,7 @@ use tracker::Tracker;
 pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accepted: Instant) {
     loop {
         let snapshot = shard.snapshot();
-        let mut times = PhaseTimes::new(accepted);
+        let mut times = Phases::new(accepted);
         let read = read::request(conn, &snapshot.limits, &mut times).await;
         conn.tracker = Tracker::new(shard.ids.next(), Instant::now());
         conn.tracker.busy_at_read = conn.busy.as_ref().map(|meter| meter.now());

@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{parse_request_head, BodyFraming, RequestHead};
 use crate::path::conn::{BodyLocation, ClientConn};
-use crate::path::context::{Phase, PhaseTimes};
+use crate::path::context::Phases;
 use crate::path::outcome::Stop;
 use crate::snapshot::Limits;
 
@@ -20,7 +20,7 @@ use crate::snapshot::Limits;
 pub async fn request(
     conn: &mut ClientConn,
     limits: &Limits,
-    times: &mut PhaseTimes,
+    times: &mut Phases,
 ) -> Result<(RequestHead, BodyLocation, usize), Stop> {
     let head = read_head(conn, limits, times).await?;
     let (body, used) = read_body(conn, &head, limits).await?;
@@ -30,7 +30,7 @@ pub async fn request(
 async fn read_head(
     conn: &mut ClientConn,
     limits: &Limits,
-    times: &mut PhaseTimes,
+    times: &mut Phases,
 ) -> Result<RequestHead, Stop> {
     if conn.inbuf.is_empty() {
         match monoio::time::timeout(limits.idle_timeout, conn.stream.read_into(&mut conn.inbuf))
@@ -40,7 +40,7 @@ async fn read_head(
             _ => return Err(Stop::ClientGone),
         }
     }
-    let deadline = times.enter(Phase::Read) + limits.header_read_timeout;
+    let deadline = times.start_read() + limits.header_read_timeout;
     loop {
         match parse_request_head(&conn.inbuf, limits.max_header_bytes, &mut conn.spans) {
             Ok(Some(head)) => return Ok(head),

@@ -140,7 +140,7 @@ fn charge(
     stop: Option<&Stop>,
     (gov, prices, admission): (&Governance, &Prices, Option<Admission>),
 ) -> Charge {
-    let admitted = req.times.started(Phase::Attempt).is_some();
+    let admitted = req.times.reached(Phase::Attempt);
     if admitted {
         req.times.enter(Phase::Settle);
     }
