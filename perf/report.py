@@ -532,8 +532,12 @@ def key_figures(run: Run) -> dict[str, dict]:
     for a, b in run.pairs:
         for scen in SCENARIOS:
             noisy = run.sat_noisy(scen, a, b)
-            put(f"{scen} CPU/req {a}/{b}", _div(run.sat_value(scen, a, "cpu_us"), run.sat_value(scen, b, "cpu_us")),
-                "lower", noisy)
+            # At the machine's speed of b's run (see _machine_drift): the raw ratio moved by a
+            # quarter between runs of the same binaries when the VM sped up or slowed down
+            # between the two targets.
+            cpu = _div(run.sat_value(scen, a, "cpu_us"), run.sat_value(scen, b, "cpu_us"))
+            drift = _machine_drift(run, scen, a, b)
+            put(f"{scen} CPU/req {a}/{b}", cpu / drift if cpu is not None and drift else cpu, "lower", noisy)
             put(f"{scen} req/s {a}/{b}", _div(run.sat_value(scen, a, "rps"), run.sat_value(scen, b, "rps")),
                 "higher", noisy, bound_elsewhere(run, scen, a) or bound_elsewhere(run, scen, b))
         for rate in run.rates:
