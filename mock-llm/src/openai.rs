@@ -242,8 +242,10 @@ struct ChatChunk<'a> {
     created: u64,
     model: &'a str,
     choices: Vec<ChunkChoice<'a>>,
+    /// Absent unless the client asked for usage; then `null` on every chunk but the last
+    /// one, which has the usage and no choices (as OpenAI sends them).
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
+    usage: Option<Option<Usage>>,
 }
 
 #[derive(Serialize)]
@@ -371,6 +373,7 @@ pub fn chat_completions(
         })));
     }
 
+    let with_usage = reports_usage && include_usage(req.stream_options.as_ref());
     let chunk = |delta: Delta<'_>, finish_reason, usage: Option<Usage>| {
         let choices = if usage.is_some() {
             Vec::new()
@@ -388,7 +391,7 @@ pub fn chat_completions(
             created,
             model: &model,
             choices,
-            usage,
+            usage: with_usage.then_some(usage),
         })
     };
     let pieces = split_text(&reply, stream_chunks);
@@ -401,7 +404,7 @@ pub fn chat_completions(
         events.push(chunk(delta, None, None));
     }
     events.push(chunk(Delta::default(), Some("stop"), None));
-    if reports_usage && include_usage(req.stream_options.as_ref()) {
+    if with_usage {
         events.push(chunk(Delta::default(), None, Some(usage)));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -11,8 +11,9 @@
 use translate::{StreamTranslator, TranslateError};
 
 use crate::error::write_error_json;
+use crate::governance::stream_usage::StreamUsage;
 use crate::governance::units::UnitMeter;
-use crate::governance::usage::{StreamUsage, Tally};
+use crate::governance::usage::Tally;
 
 /// A provider's API family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

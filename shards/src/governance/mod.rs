@@ -12,6 +12,7 @@ pub mod batcher;
 pub mod lease;
 pub mod prices;
 pub mod request;
+pub mod stream_usage;
 pub mod units;
 pub mod usage;
 

@@ -1,15 +1,14 @@
 //! Usage: reading what an OpenAI-shaped response used — token counts, and how it ended (the
 //! first choice's `finish_reason`) and which model it names — from whole bodies and streams
-//! ([`Tally`]). When the gateway asked a provider for stream usage the client did not ask for
-//! (`stream_options.include_usage`), the usage chunk is read here and kept out of the client's
-//! stream. Read only for requests that need it (`capture_usage`: governed or traced). The
+//! ([`Tally`]); streams event by event in [`super::stream_usage`]. Read only for requests that need it (`capture_usage`: governed or traced). The
 //! records of requests go to the coordinator through [`super::batcher::UsageBatcher`].
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use memchr::memmem::{Finder, FinderRev};
 use serde::Deserialize;
-use tokens::{Family, OutputCounter};
+use tokens::Family;
 use vocab::TokenUsage;
 
 use super::units::{UnitMeter, Units};
@@ -17,13 +16,15 @@ use super::units::{UnitMeter, Units};
 /// The byte strings every governed response is searched for, each with its searcher built
 /// once: `memmem::find` builds a new one per call (`Searcher::new` was 0.7 % of a governed
 /// shard's profile, docs/perf.md).
-static FINISH_REASON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"finish_reason"));
-static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"model"));
-static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+pub(super) static FINISH_REASON: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"finish_reason"));
+pub(super) static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"model"));
+pub(super) static USAGE_KEY: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"usage\""));
 static LAST_USAGE_KEY: LazyLock<FinderRev<'static>> =
     LazyLock::new(|| FinderRev::new(b"\"usage\""));
-static NO_CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"choices\":[]"));
-static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+pub(super) static NO_CHOICES: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"choices\":[]"));
 
 #[derive(Deserialize)]
 struct Details {
@@ -62,7 +63,7 @@ impl From<Counts> for TokenUsage {
     }
 }
 
-fn parse(json: &[u8]) -> Option<(TokenUsage, bool)> {
+pub(super) fn parse(json: &[u8]) -> Option<(TokenUsage, bool)> {
     let v: WithUsage = serde_json::from_slice(json).ok()?;
     Some((v.usage?.into(), v.choices.is_some()))
 }
@@ -70,9 +71,17 @@ fn parse(json: &[u8]) -> Option<(TokenUsage, bool)> {
 /// Usage from a whole OpenAI response body (chat, completions, embeddings, responses).
 pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
     match top_level_usage(body) {
-        Some(usage) => usage,
+        Some(top) => top.counts,
         None => parse(body).map(|(u, _)| u),
     }
+}
+
+/// The outermost object's `usage` member, as [`top_level_usage`] finds it.
+pub(super) struct TopUsage {
+    /// `None`: the usage is `null`.
+    pub counts: Option<TokenUsage>,
+    /// Where the member lies: from its key's opening quote to the end of its value.
+    pub member: Range<usize>,
 }
 
 /// The `usage` member of the outermost object, read without parsing what comes before it
@@ -80,8 +89,7 @@ pub fn from_body(body: &[u8]) -> Option<TokenUsage> {
 /// request, docs/perf.md). It is the last `"usage":` key, taken only when the bytes after its
 /// value close exactly one object and end the body: then the object it belongs to is the
 /// outermost one. `None` when that cannot be shown, and the caller parses the whole body.
-/// `Some(None)`: the body's usage is `null`.
-fn top_level_usage(body: &[u8]) -> Option<Option<TokenUsage>> {
+pub(super) fn top_level_usage(body: &[u8]) -> Option<TopUsage> {
     let at = LAST_USAGE_KEY.rfind(body)?;
     // A quote after an odd number of backslashes is inside a string, not a key's.
     let backslashes = body[..at].iter().rev().take_while(|b| **b == b'\\').count();
@@ -93,7 +101,26 @@ fn top_level_usage(body: &[u8]) -> Option<Option<TokenUsage>> {
         .strip_prefix(b":")?;
     let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Option<Counts>>();
     let counts = values.next()?.ok()?;
-    closes_one_object(&value[values.byte_offset()..]).then(|| counts.map(TokenUsage::from))
+    let end = body.len() - value.len() + values.byte_offset();
+    closes_one_object(&body[end..]).then(|| TopUsage {
+        counts: counts.map(TokenUsage::from),
+        member: at..end,
+    })
+}
+
+/// `member` of the object `json` with the comma that parts it from a neighbour: the one
+/// before it, else the one after it (none for an object's only member).
+pub(super) fn with_separator(json: &[u8], member: Range<usize>) -> Range<usize> {
+    let before = json[..member.start].trim_ascii_end();
+    if before.ends_with(b",") {
+        return before.len() - 1..member.end;
+    }
+    let after = &json[member.end..];
+    let rest = after.trim_ascii_start();
+    if rest.starts_with(b",") {
+        return member.start..member.end + (after.len() - rest.len()) + 1;
+    }
+    member
 }
 
 /// Whether `rest` (what follows a member's value) is more members of the same object and
@@ -137,7 +164,7 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
-    fn of(value: &[u8]) -> Self {
+    pub(super) fn of(value: &[u8]) -> Self {
         match value {
             b"stop" => Self::Stop,
             b"length" => Self::Length,
@@ -210,7 +237,7 @@ impl Tally {
     }
 }
 
-fn text(raw: &[u8]) -> Box<str> {
+pub(super) fn text(raw: &[u8]) -> Box<str> {
     String::from_utf8_lossy(raw).into()
 }
 
@@ -219,7 +246,7 @@ fn text(raw: &[u8]) -> Box<str> {
 /// are read this way event by event: a key's quotes cannot stand unescaped inside a string
 /// value, so the first match is a key — in OpenAI's shapes the top-level `model`, and the
 /// first choice's `finish_reason` (in a stream, the first to end).
-fn string_field<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a [u8]> {
+pub(super) fn string_field<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a [u8]> {
     let mut from = 0;
     loop {
         let at = from + key.find(&json[from..])?;
@@ -240,151 +267,6 @@ fn string_field<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a [u8]> {
             closes
         })?;
         return Some(&value[..end]);
-    }
-}
-
-/// Watches an OpenAI chat stream event by event for its usage chunk (and its finish reason
-/// and model), optionally removing that chunk from what the client gets, and keeps what it
-/// generated in case the provider reports no usage.
-pub struct StreamUsage {
-    /// The start of an event not yet complete.
-    pending: Vec<u8>,
-    strip: bool,
-    /// Also read the finish reason and the model (a traced request).
-    describe: bool,
-    usage: Option<TokenUsage>,
-    finish_reason: Option<FinishReason>,
-    model: Option<Box<str>>,
-    generated: Generated,
-}
-
-impl StreamUsage {
-    /// `family`: the tokenizer that counts the output when the provider reports no usage;
-    /// `describe`: also read the finish reason and the model, which only a trace reads (they
-    /// cost a scan of every event until the last).
-    pub fn new(strip: bool, family: Family, describe: bool) -> Self {
-        Self {
-            pending: Vec::new(),
-            strip,
-            describe,
-            usage: None,
-            finish_reason: None,
-            model: None,
-            generated: Generated::new(family),
-        }
-    }
-
-    /// What the stream used and how it ended, so far. Output tokens are counted by the
-    /// gateway only when the provider reported no usage (its count wins).
-    pub fn tally(&mut self) -> Tally {
-        Tally {
-            usage: self.usage,
-            output_tokens: if self.usage.is_some() {
-                0
-            } else {
-                self.generated.tokens()
-            },
-            finish_reason: self.finish_reason,
-            model: self.model.clone(),
-            units: Units::default(),
-        }
-    }
-
-    /// Passes complete events of `input` to `out`, reading usage from them and dropping the
-    /// usage-only chunk when stripping. An incomplete last event waits for the next call.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        self.generated.feed(input);
-        self.pending.extend_from_slice(input);
-        let mut start = 0;
-        while let Some(end) = EVENT_END.find(&self.pending[start..]) {
-            let event_end = start + end + 2;
-            let event = &self.pending[start..event_end];
-            let (keep, usage) = inspect(event, self.strip);
-            if usage.is_some() {
-                self.usage = usage;
-            }
-            if self.describe && self.model.is_none() {
-                self.model = string_field(event, &MODEL).map(text);
-            }
-            if self.describe && self.finish_reason.is_none() {
-                self.finish_reason = string_field(event, &FINISH_REASON).map(FinishReason::of);
-            }
-            if keep {
-                out.extend_from_slice(event);
-            }
-            start = event_end;
-        }
-        self.pending.drain(..start);
-    }
-
-    /// Whatever is left at the end of the stream.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.pending);
-    }
-}
-
-/// The text a stream generated, kept as its raw OpenAI-form events while they pass and counted
-/// only when asked (the provider reported no usage, or the client left). Most providers do
-/// report usage, and counting every event as it passes would cost about a microsecond each;
-/// keeping them costs a copy. Past [`Generated::MAX_KEPT`] bytes they are counted at once, so a
-/// long stream holds no more than that.
-struct Generated {
-    family: Family,
-    kept: Vec<u8>,
-    counter: Option<OutputCounter>,
-}
-
-impl Generated {
-    const MAX_KEPT: usize = 1 << 20;
-
-    fn new(family: Family) -> Self {
-        Self {
-            family,
-            kept: Vec::new(),
-            counter: None,
-        }
-    }
-
-    fn feed(&mut self, events: &[u8]) {
-        self.kept.extend_from_slice(events);
-        if self.kept.len() > Self::MAX_KEPT {
-            self.count_kept();
-        }
-    }
-
-    fn count_kept(&mut self) {
-        let family = self.family;
-        let counter = self
-            .counter
-            .get_or_insert_with(|| OutputCounter::new(family));
-        counter.feed(&self.kept);
-        self.kept.clear();
-    }
-
-    /// Tokens of the complete events fed so far.
-    fn tokens(&mut self) -> u64 {
-        self.count_kept();
-        self.counter.as_ref().map_or(0, OutputCounter::tokens)
-    }
-}
-
-/// Reads an event's usage; returns whether it goes to the client, and the usage.
-fn inspect(event: &[u8], strip: bool) -> (bool, Option<TokenUsage>) {
-    if USAGE_KEY.find(event).is_none() {
-        return (true, None);
-    }
-    let Some(data) = event
-        .split(|b| *b == b'\n')
-        .find_map(|line| line.strip_prefix(b"data:"))
-    else {
-        return (true, None);
-    };
-    match parse(data.trim_ascii()) {
-        Some((usage, has_choices)) => {
-            let usage_only = !has_choices || NO_CHOICES.find(data).is_some();
-            (!(strip && usage_only), Some(usage))
-        }
-        None => (true, None),
     }
 }
 
@@ -424,36 +306,42 @@ mod tests {
                 cached: 0,
             })
         };
+        let top = |body: &[u8]| top_level_usage(body).map(|t| t.counts);
         // OpenAI's own order: members after the usage.
         let body = br#"{"choices":[{"message":{"content":"a \"usage\": {\"prompt_tokens\":9}"}}],
             "usage": {"prompt_tokens":1,"completion_tokens":2}, "service_tier":"default",
             "system_fingerprint":"fp_}{\"x"}
         "#;
-        assert_eq!(top_level_usage(body), Some(usage(1, 2)));
+        assert_eq!(top(body), Some(usage(1, 2)));
         assert_eq!(from_body(body), usage(1, 2));
         // A nested `usage` after the top-level one is not taken by the scan; the parse
         // finds the right one.
         let nested = br#"{"usage":{"prompt_tokens":1},"x":{"usage":{"prompt_tokens":7}}}"#;
-        assert_eq!(top_level_usage(nested), None);
+        assert_eq!(top(nested), None);
         assert_eq!(from_body(nested), usage(1, 0));
         let in_array = br#"{"data":[{"usage":{"prompt_tokens":7}}]}"#;
-        assert_eq!(top_level_usage(in_array), None);
+        assert_eq!(top(in_array), None);
         assert_eq!(from_body(in_array), None);
         // Inside a string value a key's quotes are escaped: `\"usage\"` does not match, and
         // a match that starts at an escaped quote is refused.
         let quoted = br#"{"usage":{"prompt_tokens":3},"note":"\"usage\":{}"}"#;
-        assert_eq!(top_level_usage(quoted), Some(usage(3, 0)));
+        assert_eq!(top(quoted), Some(usage(3, 0)));
         let escaped_quote = br#"{"usage":{"prompt_tokens":3},"note":"a\"usage"}"#;
-        assert_eq!(top_level_usage(escaped_quote), None);
+        assert_eq!(top(escaped_quote), None);
         assert_eq!(from_body(escaped_quote), usage(3, 0));
         // Something after the outermost object, or a body cut short: not shown, parsed.
-        assert_eq!(top_level_usage(br#"{"usage":{"prompt_tokens":3}} x"#), None);
-        assert_eq!(top_level_usage(br#"{"usage":{"prompt_tokens":3}"#), None);
-        assert_eq!(top_level_usage(br#"{"usage":null}"#), Some(None));
-        assert_eq!(
-            top_level_usage(br#"{"usage": {"prompt_tokens":"x"}}"#),
-            None
-        );
+        assert_eq!(top(br#"{"usage":{"prompt_tokens":3}} x"#), None);
+        assert_eq!(top(br#"{"usage":{"prompt_tokens":3}"#), None);
+        assert_eq!(top(br#"{"usage":null}"#), Some(None));
+        assert_eq!(top(br#"{"usage": {"prompt_tokens":"x"}}"#), None);
+        // The member's bytes, and with the comma that parts it from a neighbour.
+        let member = |json: &[u8]| {
+            let range = with_separator(json, top_level_usage(json).unwrap().member);
+            [&json[..range.start], &json[range.end..]].concat()
+        };
+        assert_eq!(member(br#"{"a":1, "usage" : null }"#), br#"{"a":1 }"#);
+        assert_eq!(member(br#"{"usage":null ,"a":1}"#), br#"{"a":1}"#);
+        assert_eq!(member(br#"{"usage":null}"#), b"{}");
     }
 
     #[test]
@@ -488,54 +376,5 @@ mod tests {
             string_field(br#"{"model":"a\"b"}"#, &MODEL),
             Some(&br#"a\"b"#[..])
         );
-    }
-
-    #[test]
-    fn streams_tell_their_finish_reason_and_model() {
-        let stream = b"data: {\"model\":\"m-1\",\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"model\":\"m-1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-        let mut s = StreamUsage::new(false, Family::O200k, true);
-        let mut out = Vec::new();
-        for piece in stream.chunks(7) {
-            s.feed(piece, &mut out);
-        }
-        let tally = s.tally();
-        assert_eq!(tally.finish_reason, Some(FinishReason::Stop));
-        assert_eq!(tally.model.as_deref(), Some("m-1"));
-        assert!(tally.usage.is_none() && tally.output_tokens > 0);
-        // Untraced: the same stream, its tokens, no description.
-        let mut s = StreamUsage::new(false, Family::O200k, false);
-        let mut untraced = Vec::new();
-        s.feed(stream, &mut untraced);
-        let bare = s.tally();
-        assert_eq!((bare.finish_reason, bare.model), (None, None));
-        assert_eq!((bare.output_tokens, untraced), (tally.output_tokens, out));
-    }
-
-    #[test]
-    fn strips_the_usage_chunk_across_splits() {
-        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
-        for step in [1, 5, stream.len()] {
-            let mut s = StreamUsage::new(true, Family::O200k, true);
-            let mut out = Vec::new();
-            for piece in stream.chunks(step) {
-                s.feed(piece, &mut out);
-            }
-            s.finish(&mut out);
-            let text = String::from_utf8(out).unwrap();
-            assert!(!text.contains("usage"), "{text}");
-            assert!(text.contains("[DONE]") && text.contains("hi"));
-            assert_eq!(
-                s.usage,
-                Some(TokenUsage {
-                    prompt: 3,
-                    completion: 1,
-                    cached: 0
-                })
-            );
-        }
-        let mut keep = StreamUsage::new(false, Family::O200k, true);
-        let mut out = Vec::new();
-        keep.feed(stream, &mut out);
-        assert!(String::from_utf8(out).unwrap().contains("usage"));
     }
 }

@@ -1,0 +1,298 @@
+//! A governed or traced stream's usage, read event by event ([`StreamUsage`]). When the
+//! gateway asked a provider for stream usage the client did not ask for
+//! (`stream_options.include_usage`), the usage chunk is read here and kept out of the client's
+//! stream, and so is the `"usage": null` OpenAI puts in every other chunk then.
+
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+use tokens::{Family, OutputCounter};
+use vocab::TokenUsage;
+
+use super::units::Units;
+use super::usage::{
+    parse, string_field, text, top_level_usage, with_separator, FinishReason, Tally, TopUsage,
+    FINISH_REASON, MODEL, NO_CHOICES, USAGE_KEY,
+};
+
+static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+
+/// Watches an OpenAI chat stream event by event for its usage chunk (and its finish reason
+/// and model), optionally removing that chunk from what the client gets, and keeps what it
+/// generated in case the provider reports no usage.
+pub struct StreamUsage {
+    /// The start of an event not yet complete.
+    pending: Vec<u8>,
+    strip: bool,
+    /// Also read the finish reason and the model (a traced request).
+    describe: bool,
+    usage: Option<TokenUsage>,
+    finish_reason: Option<FinishReason>,
+    model: Option<Box<str>>,
+    generated: Generated,
+}
+
+impl StreamUsage {
+    /// `family`: the tokenizer that counts the output when the provider reports no usage;
+    /// `describe`: also read the finish reason and the model, which only a trace reads (they
+    /// cost a scan of every event until the last).
+    pub fn new(strip: bool, family: Family, describe: bool) -> Self {
+        Self {
+            pending: Vec::new(),
+            strip,
+            describe,
+            usage: None,
+            finish_reason: None,
+            model: None,
+            generated: Generated::new(family),
+        }
+    }
+
+    /// What the stream used and how it ended, so far. Output tokens are counted by the
+    /// gateway only when the provider reported no usage (its count wins).
+    pub fn tally(&mut self) -> Tally {
+        Tally {
+            usage: self.usage,
+            output_tokens: if self.usage.is_some() {
+                0
+            } else {
+                self.generated.tokens()
+            },
+            finish_reason: self.finish_reason,
+            model: self.model.clone(),
+            units: Units::default(),
+        }
+    }
+
+    /// Passes complete events of `input` to `out`, reading usage from them and dropping the
+    /// usage-only chunk when stripping. An incomplete last event waits for the next call.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.generated.feed(input);
+        if self.pending.is_empty() {
+            // Events mostly arrive whole: read them where they are, keep only a cut one.
+            let used = self.events(input, out);
+            self.pending.extend_from_slice(&input[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(input);
+            let used = self.events(&pending, out);
+            pending.drain(..used);
+            self.pending = pending;
+        }
+    }
+
+    /// Reads and passes on the complete events at the start of `bytes`; how many bytes they
+    /// took.
+    fn events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut start = 0;
+        while let Some(end) = EVENT_END.find(&bytes[start..]) {
+            let event_end = start + end + 2;
+            let event = &bytes[start..event_end];
+            let (pass, usage) = inspect(event, self.strip);
+            if usage.is_some() {
+                self.usage = usage;
+            }
+            if self.describe && self.model.is_none() {
+                self.model = string_field(event, &MODEL).map(text);
+            }
+            if self.describe && self.finish_reason.is_none() {
+                self.finish_reason = string_field(event, &FINISH_REASON).map(FinishReason::of);
+            }
+            match pass {
+                Pass::Whole => out.extend_from_slice(event),
+                Pass::Without(cut) => {
+                    out.extend_from_slice(&event[..cut.start]);
+                    out.extend_from_slice(&event[cut.end..]);
+                }
+                Pass::Dropped => {}
+            }
+            start = event_end;
+        }
+        start
+    }
+
+    /// Whatever is left at the end of the stream.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
+
+/// The text a stream generated, kept as its raw OpenAI-form events while they pass and counted
+/// only when asked (the provider reported no usage, or the client left). Most providers do
+/// report usage, and counting every event as it passes would cost about a microsecond each;
+/// keeping them costs a copy. Past [`Generated::MAX_KEPT`] bytes they are counted at once, so a
+/// long stream holds no more than that.
+struct Generated {
+    family: Family,
+    kept: Vec<u8>,
+    counter: Option<OutputCounter>,
+}
+
+impl Generated {
+    const MAX_KEPT: usize = 1 << 20;
+
+    fn new(family: Family) -> Self {
+        Self {
+            family,
+            kept: Vec::new(),
+            counter: None,
+        }
+    }
+
+    fn feed(&mut self, events: &[u8]) {
+        self.kept.extend_from_slice(events);
+        if self.kept.len() > Self::MAX_KEPT {
+            self.count_kept();
+        }
+    }
+
+    fn count_kept(&mut self) {
+        let family = self.family;
+        let counter = self
+            .counter
+            .get_or_insert_with(|| OutputCounter::new(family));
+        counter.feed(&self.kept);
+        self.kept.clear();
+    }
+
+    /// Tokens of the complete events fed so far.
+    fn tokens(&mut self) -> u64 {
+        self.count_kept();
+        self.counter.as_ref().map_or(0, OutputCounter::tokens)
+    }
+}
+
+/// What becomes of one event of a stream on its way to the client.
+enum Pass {
+    Whole,
+    /// Without these bytes: a `"usage": null` member the client did not ask for.
+    Without(Range<usize>),
+    /// The usage chunk the client did not ask for.
+    Dropped,
+}
+
+/// Reads an event's usage; returns what goes to the client, and the usage. `strip`: the
+/// client did not ask for usage, the gateway did.
+fn inspect(event: &[u8], strip: bool) -> (Pass, Option<TokenUsage>) {
+    if USAGE_KEY.find(event).is_none() {
+        return (Pass::Whole, None);
+    }
+    let Some(data) = event
+        .split(|b| *b == b'\n')
+        .find_map(|line| line.strip_prefix(b"data:"))
+    else {
+        return (Pass::Whole, None);
+    };
+    let data = data.trim_ascii();
+    // Asked for usage, OpenAI sends `"usage":null` on every chunk but the last: seen without
+    // parsing the chunk (the last one, with the counts and no choices, is parsed whole), and
+    // cut out when the client did not ask, which a stream without usage would not show.
+    if let Some(TopUsage {
+        counts: None,
+        member,
+    }) = top_level_usage(data)
+    {
+        if !strip {
+            return (Pass::Whole, None);
+        }
+        let cut = with_separator(data, member);
+        let at = data.as_ptr() as usize - event.as_ptr() as usize;
+        return (Pass::Without(at + cut.start..at + cut.end), None);
+    }
+    match parse(data) {
+        Some((usage, has_choices)) => {
+            let usage_only = !has_choices || NO_CHOICES.find(data).is_some();
+            let pass = if strip && usage_only {
+                Pass::Dropped
+            } else {
+                Pass::Whole
+            };
+            (pass, Some(usage))
+        }
+        None => (Pass::Whole, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_tell_their_finish_reason_and_model() {
+        let stream = b"data: {\"model\":\"m-1\",\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"model\":\"m-1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let mut s = StreamUsage::new(false, Family::O200k, true);
+        let mut out = Vec::new();
+        for piece in stream.chunks(7) {
+            s.feed(piece, &mut out);
+        }
+        let tally = s.tally();
+        assert_eq!(tally.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(tally.model.as_deref(), Some("m-1"));
+        assert!(tally.usage.is_none() && tally.output_tokens > 0);
+        // Untraced: the same stream, its tokens, no description.
+        let mut s = StreamUsage::new(false, Family::O200k, false);
+        let mut untraced = Vec::new();
+        s.feed(stream, &mut untraced);
+        let bare = s.tally();
+        assert_eq!((bare.finish_reason, bare.model), (None, None));
+        assert_eq!((bare.output_tokens, untraced), (tally.output_tokens, out));
+    }
+
+    /// `stream` fed in pieces of `step` bytes to a stage that strips usage: what the client
+    /// gets, and the stage.
+    fn stripped_in_pieces(stream: &[u8], step: usize) -> (String, StreamUsage) {
+        let mut s = StreamUsage::new(true, Family::O200k, false);
+        let mut out = Vec::new();
+        for piece in stream.chunks(step) {
+            s.feed(piece, &mut out);
+        }
+        s.finish(&mut out);
+        (String::from_utf8(out).unwrap(), s)
+    }
+
+    #[test]
+    fn strips_the_usage_chunk_across_splits() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for step in [1, 5, stream.len()] {
+            let (text, s) = stripped_in_pieces(stream, step);
+            assert!(!text.contains("usage"), "{text}");
+            assert!(text.contains("[DONE]") && text.contains("hi"));
+            assert_eq!(
+                s.usage,
+                Some(TokenUsage {
+                    prompt: 3,
+                    completion: 1,
+                    cached: 0
+                })
+            );
+        }
+        let mut keep = StreamUsage::new(false, Family::O200k, true);
+        let mut out = Vec::new();
+        keep.feed(stream, &mut out);
+        assert!(String::from_utf8(out).unwrap().contains("usage"));
+    }
+
+    #[test]
+    fn chunks_with_null_usage_pass_and_the_last_one_counts() {
+        // As OpenAI streams when usage is asked for: `"usage":null` on every chunk but the
+        // last, which has the counts and no choices.
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for step in [1, 7, stream.len()] {
+            let (text, mut s) = stripped_in_pieces(stream, step);
+            // Cut out of the chunks, as a stream the client asked without usage would be.
+            assert!(!text.contains("usage"), "{text}");
+            assert!(text.starts_with("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"));
+            assert!(text.ends_with("\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"));
+            assert_eq!(
+                s.tally().usage.map(|u| (u.prompt, u.completion)),
+                Some((3, 1))
+            );
+        }
+        // Asked for by the client: passed as they came.
+        let mut asked = StreamUsage::new(false, Family::O200k, false);
+        let mut out = Vec::new();
+        asked.feed(stream, &mut out);
+        assert_eq!(out, stream);
+    }
+}
