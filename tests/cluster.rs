@@ -394,6 +394,42 @@ fn two_nodes_on_one_sqlite_file_are_refused() {
     );
 }
 
+#[test]
+fn a_share_granted_after_its_request_timed_out_goes_back() {
+    let fleet = Fleet::start(
+        1,
+        json!({"governance": {"cluster": {"lease_timeout_ms": 300}}}),
+    );
+    within_one_hour_window();
+    let (_, secret) = create_key(fleet.node(0), r#"{"name":"late","limits":{"rph":1000}}"#);
+    fleet.wait_everywhere(&secret, true, Duration::from_secs(5));
+    poll_until(Duration::from_secs(10), || {
+        (held(&fleet) == 0).then_some(())
+    })
+    .expect("idle shares come back");
+    // Commits that write a share take a second (a deferred trigger sleeps in them): the
+    // node's next share request is granted after the node stopped waiting for it, as a
+    // loaded database's slow commits do.
+    fleet.sql(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT OR UPDATE ON limit_shares \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+    );
+    assert_eq!(chat(fleet.node(0), &secret), 503, "the share came too late");
+    fleet.sql("DROP TRIGGER slow_commit ON limit_shares;");
+    // Granted all the same: given back, not held unknown to the node until it leaves.
+    poll_until(Duration::from_secs(10), || {
+        (held(&fleet) == 0).then_some(())
+    })
+    .expect("the late grant goes back");
+    assert_eq!(
+        chat(fleet.node(0), &secret),
+        200,
+        "and the limit serves again"
+    );
+}
+
 /// The whole records of a spool file: after its JSON header line, each record is a LEB128
 /// length and that many bytes (format 3, `vocab::usage_bytes`).
 fn spooled_records(bytes: &[u8]) -> usize {
