@@ -3,9 +3,8 @@
 
 Usage: python3 perf/report.py RAWDIR        (prints the report; perf/run.sh does this)
 
-collect(RAWDIR) reads what the run left in its raw directory (meta.json, wrk text with its
-WRKJSON line, oha JSON, /proc snapshots, memory samples, ringgate's GET /latency readings) into
-a Run; render(run) writes the markdown; key_figures(run) gives the ratios perf/check.py watches.
+collect(RAWDIR) (perf/rundata.py) reads what the run left in its raw directory into a Run;
+render(run) writes the markdown; key_figures(run) gives the ratios perf/check.py watches.
 Every table has a column or row per target in TARGETS, so a run of only some targets
 (TARGETS="nginx governed") still renders, with "n/a" or "not measured" where a figure needs a
 target that did not run. Standard library only.
@@ -13,23 +12,11 @@ target that did not run. Standard library only.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from perfkit import foreign_pct
-
-ORDER = ("mock", "nginx", "ringgate", "governed")
-LABEL = {"mock": "direct (mock)", "nginx": "nginx", "ringgate": "ringgate", "governed": "ringgate governed"}
-INSIDE = ("ringgate", "governed")  # the targets that measure their own overhead (GET /latency)
-# Ratio columns, "a / b"; only those whose two targets ran are shown.
-PAIRS = (("ringgate", "nginx"), ("governed", "nginx"), ("governed", "ringgate"))
-SCENARIOS = ("plain", "stream")
-PCTS = ("p50", "p99", "p99.9")
-NOISE_MARK = " ⚠"
-
+from rundata import INSIDE, LABEL, NOISE_MARK, PCTS, SCENARIOS, Run, mib, collect
 
 # --------------------------------------------------------------------------------------------
 # formatting
@@ -69,333 +56,9 @@ def _positive_ratio(a, b):
     return _ratio(a, b) if a is not None and b is not None and a > 0 and b > 0 else "—"
 
 
-def _mib(kb):
-    return "n/a" if kb is None else f"{kb / 1024:.1f} MiB"
-
 
 def _mark(noisy) -> str:
     return NOISE_MARK if noisy else ""
-
-
-# --------------------------------------------------------------------------------------------
-# reading the raw directory
-# --------------------------------------------------------------------------------------------
-
-def _load(p: Path):
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def _wrk(p: Path):
-    if not p.exists():
-        return None
-    for line in p.read_text().splitlines():
-        if line.startswith("WRKJSON "):
-            return json.loads(line[len("WRKJSON ") :])
-    return None
-
-
-def _cpu_delta(before, after, role: str):
-    if not before or not after or role not in before["procs"] or role not in after["procs"]:
-        return None
-    if not after["procs"][role]["per_pid"] or str(after["procs"][role]["root"]) not in after["procs"][role]["per_pid"]:
-        return None  # the process had exited
-    return (after["procs"][role]["ticks"] - before["procs"][role]["ticks"]) / before["clk_tck"]
-
-
-def _core_busy(before, after) -> dict[str, float]:
-    out = {}
-    if not before or not after:
-        return out
-    for cpu, a in after["cpus"].items():
-        b = before["cpus"].get(cpu)
-        if not b:
-            continue
-        d = [x - y for x, y in zip(a, b)]
-        total = sum(d[:8])  # user nice system idle iowait irq softirq steal
-        idle = d[3] + d[4]
-        out[cpu] = 100.0 * (total - idle) / total if total else 0.0
-    return out
-
-
-def _overhead_buckets(p: Path, family: str) -> dict[int, int]:
-    """ringgate's `GET /latency`: one family's fine buckets (`gateway_overhead`, `gateway_cpu`)
-    of every 2xx series, summed (exclusive upper bound in µs → count)."""
-    j = _load(p)
-    out: dict[int, int] = {}
-    for row in (j or {}).get("data", []):
-        if row.get("class") != "2xx":
-            continue
-        for upper, n in row.get(family, {}).get("buckets", []):
-            out[upper] = out.get(upper, 0) + n
-    return out
-
-
-def _bucket_quantile(buckets: dict[int, int], q: float):
-    """The exclusive upper bound of the bucket holding quantile q (at most 12.5 % above the value)."""
-    total = sum(buckets.values())
-    if total <= 0:
-        return None
-    seen = 0
-    for upper in sorted(buckets):
-        seen += buckets[upper]
-        if seen >= q * total:
-            return upper
-    return max(buckets)
-
-
-@dataclass
-class Run:
-    raw: Path
-    meta: dict
-    env: dict
-    targets: list[str]
-    rates: list[str]
-    threshold: float
-    sat: dict = field(default_factory=dict)      # (scenario, target) -> row
-    ol: dict = field(default_factory=dict)       # (rate, target) -> row
-    inside: dict = field(default_factory=dict)   # (rate, target) -> overhead quantiles
-    inside_cpu: dict = field(default_factory=dict)  # (rate, target) -> own running time quantiles
-    mem: dict = field(default_factory=dict)      # target -> row
-    anomalies: list = field(default_factory=list)
-    noisy_seen: set = field(default_factory=set)
-
-    @property
-    def proxies(self) -> list[str]:
-        return [t for t in self.targets if t != "mock"]
-
-    @property
-    def pairs(self) -> list[tuple[str, str]]:
-        return [(a, b) for a, b in PAIRS if a in self.targets and b in self.targets]
-
-    def sat_value(self, scen: str, t: str, key: str):
-        """One saturation figure; "cpu_us" is the proxy's CPU per request, or the mock's for direct."""
-        row = self.sat.get((scen, t), {})
-        if key in ("lat_mean_us", "p99_us"):
-            return (row.get("wrk") or {}).get(key)
-        if key == "cpu_us":
-            return row.get("mock_us" if t == "mock" else "proxy_us")
-        return row.get(key)
-
-    def sat_noisy(self, scen: str, *ts: str) -> bool:
-        return any(self.sat.get((scen, t), {}).get("noisy") for t in ts)
-
-    def added(self, rate: str, t: str, p: str):
-        """Open-loop latency the proxy adds over direct at the same offered rate, µs."""
-        if t == "mock":
-            return None
-        base, v = self.ol.get((rate, "mock"), {}).get(p), self.ol.get((rate, t), {}).get(p)
-        return None if base is None or v is None else v - base
-
-    def ol_noisy(self, rate: str, *ts: str) -> bool:
-        return any(self.ol.get((rate, t), {}).get("noisy") for t in ("mock", *ts))
-
-
-def _snaps(run: Run, t: str, name: str):
-    d = run.raw / t
-    b, a = _load(d / f"{name}.cpu_before.json"), _load(d / f"{name}.cpu_after.json")
-    for s in (b, a):
-        if s:
-            run.noisy_seen.update(s.get("noisy", []))
-    return b, a, (foreign_pct(b, a) if b and a else None)
-
-
-def _collect_saturation(run: Run) -> None:
-    for scen in SCENARIOS:
-        for t in run.targets:
-            r = _wrk(run.raw / t / f"sat_{scen}.wrk.txt")
-            b, a, fp = _snaps(run, t, f"sat_{scen}")
-            row = {"wrk": r, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
-            run.sat[(scen, t)] = row
-            if not r:
-                run.anomalies.append(f"saturation/{scen} → {t}: no wrk result (see `{t}/sat_{scen}.wrk.txt`)")
-                continue
-            secs, n = r["duration_us"] / 1e6, r["requests"]
-            row["rps"] = n / secs if secs else None
-            row["errors"] = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
-            row["non2xx"] = r["err_status"]
-            pc = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
-            mc = _cpu_delta(b, a, "mock")
-            row["proxy_us"] = pc / n * 1e6 if pc is not None and n else None
-            row["mock_us"] = mc / n * 1e6 if mc is not None and n else None
-            row["proxy_util"] = 100 * pc / (a["t"] - b["t"]) if pc is not None else None
-            lg = ((a["shell_ticks"] - b["shell_ticks"]) / b["clk_tck"]
-                  if a.get("shell_ticks") is not None and b.get("shell_ticks") is not None else None)
-            row["loadgen_us"] = lg / n * 1e6 if lg is not None and n else None
-            row["busy"] = _core_busy(b, a)
-            if row["errors"] or row["non2xx"]:
-                run.anomalies.append(
-                    f"saturation/{scen} → {t}: wrk reported {row['non2xx']} non-2xx/3xx responses and "
-                    f"socket errors connect={r['err_connect']} read={r['err_read']} write={r['err_write']} "
-                    f"timeout={r['err_timeout']} (raw: `{t}/sat_{scen}.wrk.txt`)"
-                )
-
-
-def _collect_open_loop(run: Run) -> None:
-    for rate in run.rates:
-        for t in run.targets:
-            j = _load(run.raw / t / f"open_{rate}.oha.json")
-            b, a, fp = _snaps(run, t, f"open_{rate}")
-            row: dict = {}
-            run.ol[(rate, t)] = row
-            if not j:
-                run.anomalies.append(f"open loop {rate} req/s → {t}: no oha result")
-                continue
-            pct = j.get("latencyPercentiles", {})
-            codes = j.get("statusCodeDistribution", {})
-            errs = j.get("errorDistribution", {})
-            n = sum(codes.values())
-            row.update({
-                "rps": n / j["summary"]["total"] if j["summary"].get("total") else None,
-                **{p: pct[p] * 1e6 if pct.get(p) is not None else None for p in PCTS},
-                "non200": sum(v for k, v in codes.items() if k != "200"),
-                "errors": errs,
-                "n": n,
-                "foreign": fp,
-                "noisy": fp is not None and fp > run.threshold,
-            })
-            c = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
-            row["cpu_us"] = c / n * 1e6 if c is not None and n else None
-            real_errs = {k: v for k, v in errs.items() if "deadline" not in k.lower()}
-            if row["non200"] or real_errs:
-                run.anomalies.append(
-                    f"open loop {rate} req/s → {t}: {row['non200']} non-200 responses, errors {real_errs} "
-                    f"(raw: `{t}/open_{rate}.oha.json`)"
-                )
-            if row["rps"] and row["rps"] < 0.95 * float(rate):
-                run.anomalies.append(
-                    f"open loop {rate} req/s → {t}: achieved only {row['rps']:,.0f} req/s "
-                    f"(< 95 % of the offered rate — target or load generator saturated)"
-                )
-
-
-def _collect_inside(run: Run) -> None:
-    """The overhead ringgate measures itself, per open-loop run: the difference of the /latency
-    readings taken just before and after it."""
-    for rate in run.rates:
-        for t in run.targets:
-            if t not in INSIDE:
-                continue
-            d = run.raw / t
-            for family, into in (("gateway_overhead", run.inside), ("gateway_cpu", run.inside_cpu)):
-                before = _overhead_buckets(d / f"open_{rate}.latency_before.json", family)
-                after = _overhead_buckets(d / f"open_{rate}.latency_after.json", family)
-                diff = {u: n - before.get(u, 0) for u, n in after.items() if n - before.get(u, 0) > 0}
-                if diff:
-                    into[(rate, t)] = {"n": sum(diff.values()),
-                                       **{p: _bucket_quantile(diff, q) for p, q in
-                                          (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999))}}
-
-
-def _collect_memory(run: Run) -> None:
-    for t in run.targets:
-        d = run.raw / t
-        role = "proxy" if t != "mock" else "mock"
-        start, after, idle = _load(d / "mem_start.json"), _load(d / "mem_after_load.json"), _load(d / "idle.json")
-        if not (start and after and idle) or role not in after or not after[role]["per_pid"] \
-                or not idle["with_idle"][role]["per_pid"]:
-            run.anomalies.append(f"memory → {t}: missing measurements")
-            continue
-        bi, wi, ac = idle["before"][role], idle["with_idle"][role], idle["after_close"][role]
-        c2 = idle.get("cycle2")
-        readings = [after[role], wi, ac] + ([c2["with_idle"][role], c2["after_close"][role]] if c2 else [])
-        run.mem[t] = {
-            "start": start[role], "after": after[role], "before_idle": bi, "with_idle": wi, "after_close": ac,
-            "cycle2": c2 and {"with_idle": c2["with_idle"][role], "after_close": c2["after_close"][role]},
-            "idle": idle,
-            "hwm": after[role]["hwm_kb"],
-            # VmHWM only grows: the last reading is the peak of the whole run, idle test included.
-            "peak": max(r["hwm_kb"] for r in readings),
-            "per_conn": (wi["rss_kb"] - bi["rss_kb"]) / idle["opened"] if idle["opened"] else None,
-        }
-        _memory_anomalies(run, t, run.mem[t])
-
-
-def _memory_anomalies(run: Run, t: str, m: dict) -> None:
-    idle, bi, wi, ac, c2 = m["idle"], m["before_idle"], m["with_idle"], m["after_close"], m["cycle2"]
-    for name, cyc in (("1st", idle), ("2nd", idle.get("cycle2"))):
-        if not cyc:
-            continue
-        if cyc["opened"] < idle["n"] or cyc["error_count"]:
-            run.anomalies.append(
-                f"idle test ({name} round) → {t}: opened {cyc['opened']} of {idle['n']} connections; errors "
-                f"{cyc['error_count']} e.g. {cyc['errors'][:3]}"
-            )
-        bad = {k: v for k, v in cyc["statuses"].items() if k != "200"}
-        if bad:
-            run.anomalies.append(f"idle test ({name} round) → {t}: non-200 statuses {bad}")
-        if cyc["alive_after_hold"] < cyc["opened"]:
-            run.anomalies.append(
-                f"idle test ({name} round) → {t}: {cyc['opened'] - cyc['alive_after_hold']} of {cyc['opened']} "
-                f"idle connections were closed by the server within {cyc['hold_seconds']:.0f} s"
-            )
-    if "fds" in ac and ac["fds"] > bi["fds"] + 16:
-        run.anomalies.append(
-            f"idle test → {t}: {ac['fds'] - bi['fds']} more open file descriptors after the client closed its "
-            f"{idle['opened']} connections than before opening them ({bi['fds']} → {ac['fds']})"
-        )
-    if t == "mock":
-        return
-    if ac["rss_kb"] > bi["rss_kb"] + 8 * 1024:
-        run.anomalies.append(
-            f"idle test → {t}: RSS after closing the {idle['opened']} idle connections is {_mib(ac['rss_kb'])}, "
-            f"{_mib(ac['rss_kb'] - bi['rss_kb'])} above the {_mib(bi['rss_kb'])} before opening them "
-            "(memory not returned to the OS"
-            + (f"; 2nd identical round: {_mib(c2['with_idle']['rss_kb'])} with idle conns, "
-               f"{_mib(c2['after_close']['rss_kb'])} after closing" if c2 else "") + ")"
-        )
-    if c2 and c2["with_idle"]["rss_kb"] > wi["rss_kb"] + 4 * 1024:
-        run.anomalies.append(
-            f"idle test → {t}: RSS grows across identical rounds: {_mib(wi['rss_kb'])} with idle conns in round 1, "
-            f"{_mib(c2['with_idle']['rss_kb'])} in round 2"
-        )
-
-
-def _collect_against_nginx(run: Run) -> None:
-    """ringgate (plain or governed) slower or costlier per request than nginx is worth a line."""
-    if "nginx" not in run.targets:
-        return
-    for t in INSIDE:
-        if t not in run.targets:
-            continue
-        for scen in SCENARIOS:
-            g, n = run.sat_value(scen, t, "rps"), run.sat_value(scen, "nginx", "rps")
-            if g and n and g < n:
-                run.anomalies.append(f"saturation/{scen}: {LABEL[t]} throughput {g:,.0f} req/s is lower than "
-                                     f"nginx {n:,.0f} req/s ({g / n:.2f}×)")
-            g, n = run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, "nginx", "cpu_us")
-            if g and n and g > n:
-                run.anomalies.append(f"saturation/{scen}: {LABEL[t]} uses more CPU per request than nginx "
-                                     f"({g:.1f} vs {n:.1f} µs/req)")
-
-
-def _collect_logs(run: Run) -> None:
-    extra = run.raw / "anomalies.txt"
-    if extra.exists():
-        run.anomalies += [ln for ln in extra.read_text().splitlines() if ln.strip()]
-    for t in run.proxies:
-        log = run.raw / t / f"{t}.stderr.log"
-        if log.exists():
-            lines = [ln for ln in log.read_text(errors="replace").splitlines()
-                     if re.search(r"\b(WARN|ERROR|panicked|\[error\]|\[crit\]|\[alert\]|\[emerg\])", ln)]
-            if lines:
-                run.anomalies.append(f"{t} stderr has {len(lines)} warning/error lines; first: " +
-                                     " / ".join(f"`{ln[:200]}`" for ln in lines[:3]))
-
-
-def collect(raw: Path) -> Run:
-    meta = _load(raw / "meta.json") or {}
-    env = meta.get("env", {})
-    wanted = env.get("targets", " ".join(ORDER)).split()
-    run = Run(raw=raw, meta=meta, env=env, targets=[t for t in ORDER if t in wanted],
-              rates=env.get("rates", "1000 2500 5000").split(), threshold=float(env.get("noise_threshold", "10")))
-    run.noisy_seen.update(meta.get("noisy_at_start", []))
-    _collect_saturation(run)
-    _collect_against_nginx(run)
-    _collect_open_loop(run)
-    _collect_inside(run)
-    _collect_memory(run)
-    _collect_logs(run)
-    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,8 +133,8 @@ def _rss_target(run: Run) -> tuple[str, str, str]:
     m = run.mem.get("governed")
     if not m:
         return claim, "—", _not_measured(run, "governed")
-    return (claim, f"{m['peak'] * 1024 / 1e6:.1f} MB ({_mib(m['peak'])}) over the whole run, "
-                   f"{_idle_conns(run)} idle conns included; {_mib(m['hwm'])} after the load alone",
+    return (claim, f"{m['peak'] * 1024 / 1e6:.1f} MB ({mib(m['peak'])}) over the whole run, "
+                   f"{_idle_conns(run)} idle conns included; {mib(m['hwm'])} after the load alone",
             _verdict(m["peak"] * 1024 <= RSS_LIMIT_BYTES))
 
 
@@ -662,9 +325,9 @@ def _render_summary(run: Run, w) -> None:
             row(f"open loop {rate}/s: added {p}", {t: run.added(rate, t, p) for t in run.targets}, _fmt_signed_us, nz,
                 _positive_ratio)
     mem = {t: run.mem.get(t, {}) for t in run.targets}
-    row("peak RSS (VmHWM) after load", {t: m.get("hwm") for t, m in mem.items()}, _mib)
-    row("peak RSS, whole run (idle test included)", {t: m.get("peak") for t, m in mem.items()}, _mib)
-    row(f"RSS with {_idle_conns(run)} idle conns", {t: m.get("with_idle", {}).get("rss_kb") for t, m in mem.items()}, _mib)
+    row("peak RSS (VmHWM) after load", {t: m.get("hwm") for t, m in mem.items()}, mib)
+    row("peak RSS, whole run (idle test included)", {t: m.get("peak") for t, m in mem.items()}, mib)
+    row(f"RSS with {_idle_conns(run)} idle conns", {t: m.get("with_idle", {}).get("rss_kb") for t, m in mem.items()}, mib)
     row("RSS per idle conn", {t: m.get("per_conn") for t, m in mem.items()}, lambda v: f"{v:.1f} KiB",
         ratio=_positive_ratio)
     w("")
@@ -823,18 +486,18 @@ def _render_memory(run: Run, w) -> None:
             continue
         idle, c2 = m["idle"], m["cycle2"]
         bi, wi, ac = m["before_idle"], m["with_idle"], m["after_close"]
-        second = f"{_mib(c2['with_idle']['rss_kb'])} / {_mib(c2['after_close']['rss_kb'])}" if c2 else "—"
+        second = f"{mib(c2['with_idle']['rss_kb'])} / {mib(c2['after_close']['rss_kb'])}" if c2 else "—"
         opened = f"{idle['opened']}/{idle['n']} / {idle['alive_after_hold']}"
         if idle.get("cycle2"):
             opened += f" (2nd: {idle['cycle2']['opened']} / {idle['cycle2']['alive_after_hold']})"
         per_conn = "n/a" if m["per_conn"] is None else f"{m['per_conn']:.1f} KiB"
         w(
-            f"| {LABEL[t]} | {_mib(m['start']['rss_kb'])} | {_mib(m['hwm'])} | {_mib(bi['rss_kb'])} | {_mib(wi['rss_kb'])} | "
-            f"{per_conn} | {_mib(wi['pss_kb'])} | {_mib(ac['rss_kb'])} | {second} | {_mib(m['peak'])} | {opened} | "
+            f"| {LABEL[t]} | {mib(m['start']['rss_kb'])} | {mib(m['hwm'])} | {mib(bi['rss_kb'])} | {mib(wi['rss_kb'])} | "
+            f"{per_conn} | {mib(wi['pss_kb'])} | {mib(ac['rss_kb'])} | {second} | {mib(m['peak'])} | {opened} | "
             f"{bi.get('fds', '?')} / {wi.get('fds', '?')} / {ac.get('fds', '?')} |"
         )
         if len(m["after"]["per_pid"]) > 1:
-            parts = ", ".join(f"{v['comm']}[{p}] RSS {_mib(v.get('VmRSS'))} HWM {_mib(v.get('VmHWM'))}"
+            parts = ", ".join(f"{v['comm']}[{p}] RSS {mib(v.get('VmRSS'))} HWM {mib(v.get('VmHWM'))}"
                               for p, v in m["after"]["per_pid"].items())
             tree_notes.append(f"{LABEL[t]} processes after load: {parts}.")
     w("")
