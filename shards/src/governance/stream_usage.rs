@@ -4,9 +4,7 @@
 //! stream, and so is the `"usage": null` OpenAI puts in every other chunk then.
 
 use std::ops::Range;
-use std::sync::LazyLock;
 
-use memchr::memmem::Finder;
 use tokens::{Family, OutputCounter};
 use vocab::TokenUsage;
 
@@ -15,8 +13,7 @@ use super::usage::{
     parse, string_field, text, top_level_usage, with_separator, FinishReason, Tally, TopUsage,
     FINISH_REASON, MODEL, NO_CHOICES, USAGE_KEY,
 };
-
-static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+use crate::http::EVENT_END;
 
 /// Watches an OpenAI chat stream event by event for its usage chunk (and its finish reason
 /// and model), optionally removing that chunk from what the client gets, and keeps what it

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::error::GatewayError;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::upstream::{InFraming, ResponseHead};
+use crate::http::{EVENT_END, EVENT_END_CRLF};
 use crate::io::{read_watching, Stream, WaitError};
 use crate::path::conn::ClientConn;
 use crate::path::outcome::Stop;
@@ -42,8 +43,9 @@ pub async fn check(
             }
             _ => conn.payload.extend_from_slice(raw),
         }
-        let end = memchr::memmem::find(&conn.payload, b"\n\n")
-            .or_else(|| memchr::memmem::find(&conn.payload, b"\r\n\r\n"));
+        let end = EVENT_END
+            .find(&conn.payload)
+            .or_else(|| EVENT_END_CRLF.find(&conn.payload));
         if let Some(end) = end {
             return match event_error(&conn.payload[..end]) {
                 Some(detail) => Err(broken(detail)),
