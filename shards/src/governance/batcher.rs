@@ -12,6 +12,7 @@ use vocab::{UsageBytes, UsageRef};
 /// beyond `MAX_PENDING` records the oldest are dropped and counted. Debts (usage beyond a
 /// lease, which the coordinator's limits must count) the queue has no room for stay here too,
 /// all of them, and go first at the next send.
+///
 /// A record is written into the batch's buffer as it is pushed (no allocation of its own);
 /// a batch sent away takes its buffer with it, and the next one starts at the size a full
 /// batch took.
@@ -132,8 +133,8 @@ mod tests {
         events
             .try_send(super::super::GovEvent::Usage(UsageBytes::default()))
             .unwrap();
-        // The spool's form of a record (what the coordinator writes to disk): the fields
-        // without defaults are enough.
+        // A record in its owned form (as older spools hold it): the fields without defaults
+        // are enough.
         let record: vocab::UsageRecord = serde_json::from_value(serde_json::json!({
             "ts_ms": 0, "provider": "p", "model": "m", "status": 200,
             "usage": {"prompt": 1, "completion": 1, "cached": 0}, "cost": 0,
