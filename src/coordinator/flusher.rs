@@ -209,7 +209,7 @@ impl GovRuntime {
         }
         while let Some(queued) = flusher.sealed.front_mut() {
             if queued.batch.is_none() {
-                queued.batch = flusher.spool.load(&queued.id);
+                queued.batch = flusher.spool.load(&queued.id).map(|b| self.with_ids(b));
             }
             let Some(batch) = &queued.batch else {
                 tracing::error!(batch = %queued.id, "a spooled usage batch cannot be read; skipped");
@@ -239,6 +239,29 @@ impl GovRuntime {
         }
     }
 
+    /// A batch read back from the spool, its records without an id (spooled by a version
+    /// whose shards gave none) given one. Only batches read from disk take this pass: a
+    /// shard's records always have their request's id.
+    fn with_ids(&self, mut batch: Sealed) -> Sealed {
+        if batch.records.iter().all(|r| !r.id.is_empty()) {
+            return batch;
+        }
+        let mut records = UsageBytes::with_capacity(batch.records.as_bytes().len());
+        for r in batch.records.iter() {
+            let generated;
+            let id = if r.id.is_empty() {
+                let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+                generated = format!("req-{}-{}-{seq}", r.ts_ms, self.process_token);
+                &generated
+            } else {
+                r.id
+            };
+            records.push(&UsageRef { id, ..r });
+        }
+        batch.records = records;
+        batch
+    }
+
     /// Folds a sealed batch and writes it (false: it was written before).
     async fn write(&self, batch: &Sealed, pace: Pace) -> store::Result<bool> {
         // At most one log row per record: room for all of them at once, rather than a
@@ -248,25 +271,8 @@ impl GovRuntime {
             logs: Vec::with_capacity(batch.records.len()),
             ..Pending::default()
         };
-        // Records spooled by a version whose shards gave no id get one here, kept beside the
-        // batch for the rows to borrow.
-        let generated: Vec<String> = batch
-            .records
-            .iter()
-            .filter(|r| r.id.is_empty())
-            .map(|r| {
-                let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
-                format!("req-{}-{}-{seq}", r.ts_ms, self.process_token)
-            })
-            .collect();
-        let mut generated = generated.iter();
         for (i, r) in batch.records.iter().enumerate() {
-            let id = if r.id.is_empty() {
-                generated.next().map_or("", String::as_str)
-            } else {
-                r.id
-            };
-            self.fold(&r, id, &mut pending);
+            self.fold(&r, &mut pending);
             if pace == Pace::Yielding && i % 256 == 255 {
                 std::thread::yield_now();
             }
@@ -294,8 +300,8 @@ impl GovRuntime {
             .await
     }
 
-    fn fold<'a>(&self, r: &UsageRef<'a>, id: &'a str, pending: &mut Pending<'a>) {
-        self.log(r, id, pending);
+    fn fold<'a>(&self, r: &UsageRef<'a>, pending: &mut Pending<'a>) {
+        self.log(r, pending);
         // A refused request is only logged: it used nothing and held no share.
         if !r.admitted {
             return;
@@ -323,14 +329,14 @@ impl GovRuntime {
     }
 
     /// The record's request log row, under `id`, when the config wants one.
-    fn log<'a>(&self, r: &UsageRef<'a>, id: &'a str, pending: &mut Pending<'a>) {
+    fn log<'a>(&self, r: &UsageRef<'a>, pending: &mut Pending<'a>) {
         let wanted = match self.settings.request_logs {
             RequestLogs::All => true,
             RequestLogs::Errors => r.status >= 400,
             RequestLogs::None => false,
         };
         if wanted {
-            pending.logs.push(LogRow::of(id, r));
+            pending.logs.push(LogRow::of(r.id, r));
         }
     }
 

@@ -10,8 +10,8 @@ use vocab::TokenUsage;
 
 use super::units::Units;
 use super::usage::{
-    parse, string_field, text, top_level_usage, with_separator, FinishReason, Tally, TopUsage,
-    FINISH_REASON, MODEL, NO_CHOICES, USAGE_KEY,
+    last_usage_key, parse, string_field, text, top_level_usage_at, with_separator, FinishReason,
+    Tally, TopUsage, FINISH_REASON, MODEL, NO_CHOICES,
 };
 use crate::http::EVENT_END;
 
@@ -186,20 +186,21 @@ enum Pass {
 /// Reads an event's usage; returns what goes to the client, and the usage. `strip`: the
 /// client did not ask for usage, the gateway did.
 fn inspect(event: &[u8], strip: bool) -> (Pass, Option<TokenUsage>) {
-    if USAGE_KEY.find(event).is_none() {
-        return (Pass::Whole, None);
-    }
     let Some(data) = data_line(event) else {
         return (Pass::Whole, None);
     };
     let data = data.trim_ascii();
+    // One search for the key: most chunks have none; those that do are read from where it is.
+    let Some(key) = last_usage_key(data) else {
+        return (Pass::Whole, None);
+    };
     // Asked for usage, OpenAI sends `"usage":null` on every chunk but the last: seen without
     // parsing the chunk (the last one, with the counts and no choices, is parsed whole), and
     // cut out when the client did not ask, which a stream without usage would not show.
     if let Some(TopUsage {
         counts: None,
         member,
-    }) = top_level_usage(data)
+    }) = top_level_usage_at(data, key)
     {
         if !strip {
             return (Pass::Whole, None);

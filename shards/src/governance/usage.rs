@@ -19,8 +19,6 @@ use super::units::{UnitMeter, Units};
 pub(super) static FINISH_REASON: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"finish_reason"));
 pub(super) static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"model"));
-pub(super) static USAGE_KEY: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"usage\""));
 static LAST_USAGE_KEY: LazyLock<FinderRev<'static>> =
     LazyLock::new(|| FinderRev::new(b"\"usage\""));
 pub(super) static NO_CHOICES: LazyLock<Finder<'static>> =
@@ -90,7 +88,16 @@ pub(super) struct TopUsage {
 /// value close exactly one object and end the body: then the object it belongs to is the
 /// outermost one. `None` when that cannot be shown, and the caller parses the whole body.
 pub(super) fn top_level_usage(body: &[u8]) -> Option<TopUsage> {
-    let at = LAST_USAGE_KEY.rfind(body)?;
+    top_level_usage_at(body, last_usage_key(body)?)
+}
+
+/// Where the last `"usage"` of `body` starts.
+pub(super) fn last_usage_key(body: &[u8]) -> Option<usize> {
+    LAST_USAGE_KEY.rfind(body)
+}
+
+/// [`top_level_usage`], the last `"usage"` of `body` being at `at`.
+pub(super) fn top_level_usage_at(body: &[u8], at: usize) -> Option<TopUsage> {
     // A quote after an odd number of backslashes is inside a string, not a key's.
     let backslashes = body[..at].iter().rev().take_while(|b| **b == b'\\').count();
     if backslashes % 2 == 1 {
