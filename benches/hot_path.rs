@@ -1,10 +1,11 @@
 //! Criterion benches of the pieces every proxied request passes through: parsing the client's
 //! request head, extracting `model`/`stream` from the body (small and large prompts),
-//! resolving the model, building the upstream head, and decoding and re-framing an upstream
-//! SSE stream. Run: `cargo bench --bench hot_path`.
+//! resolving the model, building the upstream head, decoding and re-framing an upstream
+//! SSE stream, and a governed stream's usage stage. Run: `cargo bench --bench hot_path`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shards::bench::{extract_fields, Spliced};
+use shards::governance::stream_usage::StreamUsage;
 use shards::http::chunked::{push_chunk_frame, ChunkedDecoder};
 use shards::http::request::parse_request_head;
 use shards::http::upstream::{push_upstream_request_head, UpstreamHead};
@@ -75,16 +76,28 @@ fn request_side(c: &mut Criterion) {
     });
 }
 
+/// The events of an OpenAI chat stream; `usage`: as OpenAI streams when usage is asked for
+/// (`"usage":null` on every chunk, then a usage-only chunk).
+fn stream_events(events: usize, usage: bool) -> Vec<Vec<u8>> {
+    let tail = if usage { ",\"usage\":null" } else { "" };
+    let mut all: Vec<Vec<u8>> = (0..events)
+        .map(|i| format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}]{tail}}}\n\n"
+        ).into_bytes())
+        .collect();
+    if usage {
+        all.push(b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":256,\"total_tokens\":268}}\n\n".to_vec());
+    }
+    all.push(b"data: [DONE]\n\n".to_vec());
+    all
+}
+
 /// An upstream SSE response body as it arrives: chunked frames of `data: {...}\n\n` events.
 fn upstream_stream(events: usize) -> Vec<u8> {
     let mut wire = Vec::new();
-    for i in 0..events {
-        let event = format!(
-            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}]}}\n\n"
-        );
-        push_chunk_frame(&mut wire, event.as_bytes());
+    for event in stream_events(events, false) {
+        push_chunk_frame(&mut wire, &event);
     }
-    push_chunk_frame(&mut wire, b"data: [DONE]\n\n");
     wire.extend_from_slice(b"0\r\n\r\n");
     wire
 }
@@ -108,6 +121,20 @@ fn relay_side(c: &mut Criterion) {
                 black_box(&out);
             }
             assert!(decoder.is_done());
+        })
+    });
+    // A governed stream's usage stage, the gateway having asked for the usage the client
+    // did not: every `"usage":null` cut out, the usage chunk read and dropped.
+    let events = stream_events(256, true);
+    group.bench_function("governed_usage_per_event", |b| {
+        b.iter(|| {
+            let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
+            for event in &events {
+                out.clear();
+                usage.feed(event, &mut out);
+                black_box(&out);
+            }
+            assert!(usage.tally().usage.is_some());
         })
     });
     group.finish();

@@ -424,6 +424,11 @@ impl StreamChain {
                 }
                 Ok(())
             }
+            // The usage stage's output is the client's: handed over, not copied.
+            None if usage.is_some() && out.is_empty() => {
+                std::mem::swap(out, mid2);
+                first
+            }
             None => {
                 out.extend_from_slice(observed);
                 first

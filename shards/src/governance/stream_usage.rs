@@ -11,7 +11,7 @@ use vocab::TokenUsage;
 use super::units::Units;
 use super::usage::{
     last_usage_key, parse, string_field, text, top_level_usage_at, with_separator, FinishReason,
-    Tally, TopUsage, FINISH_REASON, MODEL, NO_CHOICES,
+    Tally, TopUsage, CHOICES, FINISH_REASON, MODEL, NO_CHOICES,
 };
 use crate::http::EVENT_END;
 
@@ -66,6 +66,8 @@ impl StreamUsage {
     /// usage-only chunk when stripping. An incomplete last event waits for the next call.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         self.generated.feed(input);
+        // Events are passed one by one: room for all of them at once, not grown by doubling.
+        out.reserve(input.len());
         if self.pending.is_empty() {
             // Events mostly arrive whole: read them where they are, keep only a cut one.
             let used = self.events(input, out);
@@ -195,32 +197,38 @@ fn inspect(event: &[u8], strip: bool) -> (Pass, Option<TokenUsage>) {
         return (Pass::Whole, None);
     };
     // Asked for usage, OpenAI sends `"usage":null` on every chunk but the last: seen without
-    // parsing the chunk (the last one, with the counts and no choices, is parsed whole), and
-    // cut out when the client did not ask, which a stream without usage would not show.
-    if let Some(TopUsage {
-        counts: None,
-        member,
-    }) = top_level_usage_at(data, key)
-    {
-        if !strip {
-            return (Pass::Whole, None);
+    // parsing the chunk, and cut out when the client did not ask, which a stream without
+    // usage would not show. The last chunk, with the counts, is read from where they are
+    // too; only a chunk whose usage cannot be shown to be the outermost object's is parsed.
+    let (usage, has_choices) = match top_level_usage_at(data, key) {
+        Some(TopUsage {
+            counts: None,
+            member,
+        }) => {
+            if !strip {
+                return (Pass::Whole, None);
+            }
+            let cut = with_separator(data, member);
+            let at = data.as_ptr() as usize - event.as_ptr() as usize;
+            return (Pass::Without(at + cut.start..at + cut.end), None);
         }
-        let cut = with_separator(data, member);
-        let at = data.as_ptr() as usize - event.as_ptr() as usize;
-        return (Pass::Without(at + cut.start..at + cut.end), None);
-    }
-    match parse(data) {
-        Some((usage, has_choices)) => {
-            let usage_only = !has_choices || NO_CHOICES.find(data).is_some();
-            let pass = if strip && usage_only {
-                Pass::Dropped
-            } else {
-                Pass::Whole
-            };
-            (pass, Some(usage))
-        }
-        None => (Pass::Whole, None),
-    }
+        // Without a parse, a chunk with the bytes `"choices"` is taken to have them.
+        Some(TopUsage {
+            counts: Some(usage),
+            ..
+        }) => (usage, CHOICES.find(data).is_some()),
+        None => match parse(data) {
+            Some(read) => read,
+            None => return (Pass::Whole, None),
+        },
+    };
+    let usage_only = !has_choices || NO_CHOICES.find(data).is_some();
+    let pass = if strip && usage_only {
+        Pass::Dropped
+    } else {
+        Pass::Whole
+    };
+    (pass, Some(usage))
 }
 
 #[cfg(test)]
@@ -288,6 +296,31 @@ mod tests {
         let mut out = Vec::new();
         keep.feed(stream, &mut out);
         assert!(String::from_utf8(out).unwrap().contains("usage"));
+    }
+
+    #[test]
+    fn a_usage_chunk_is_dropped_only_when_it_carries_no_choices() {
+        let counted = |stream: &[u8]| {
+            let (text, mut s) = stripped_in_pieces(stream, stream.len());
+            let usage = s.tally().usage.map(|u| (u.prompt, u.completion));
+            (text, usage)
+        };
+        // No `choices` member at all: the usage chunk alone, dropped.
+        let alone = b"data: {\"id\":\"x\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        assert_eq!(counted(alone), ("data: [DONE]\n\n".into(), Some((3, 1))));
+        // Usage on the last content chunk (as some OpenAI-compatible servers send it):
+        // counted, and the chunk passes, its content with it.
+        let with_content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let (text, usage) = counted(with_content);
+        assert_eq!(text.as_bytes(), with_content);
+        assert_eq!(usage, Some((3, 1)));
+        // A usage member that cannot be shown to be the outermost object's (here a value
+        // that does not parse) is read by parsing the chunk, which fails: passed as it is.
+        let broken = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":x}}\n\n";
+        assert_eq!(
+            counted(broken),
+            (String::from_utf8(broken.to_vec()).unwrap(), None)
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::io::{read_watching, Stream, WaitError};
 use crate::path::conn::ClientConn;
 use crate::path::outcome::Stop;
 use crate::snapshot::Provider;
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
+
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
 /// Reads an event stream until its first event is complete. A first event that is an
 /// error (`data: {"error": …}`), or a stream that ends before its first event, is a failed
@@ -74,8 +78,12 @@ pub async fn check(
     }
 }
 
-/// The error message of an SSE event whose data is an `{"error": …}` object.
+/// The error message of an SSE event whose data is an `{"error": …}` object. An event
+/// without the bytes `"error"` is not one: most first events are content, and parsing each
+/// into a JSON value cost every stream an allocation per field (providers write the key
+/// plainly, never escaped).
 fn event_error(event: &[u8]) -> Option<String> {
+    ERROR_KEY.find(event)?;
     let text = std::str::from_utf8(event).ok()?;
     let data: String = text
         .lines()
@@ -105,5 +113,15 @@ mod tests {
         );
         assert_eq!(event_error(b"event: x\ndata: {\"choices\":[]}"), None);
         assert_eq!(event_error(b"data: [DONE]"), None);
+        // Content that mentions errors, and an `error` key below the top: not an error event.
+        assert_eq!(
+            event_error(br#"data: {"choices":[{"delta":{"content":"the \"error\" key"}}]}"#),
+            None
+        );
+        assert_eq!(event_error(br#"data: {"choices":[{"error":"x"}]}"#), None);
+        assert_eq!(
+            event_error(b"event: error\ndata: {\"error\":\"busy\"}").as_deref(),
+            Some("\"busy\"")
+        );
     }
 }
