@@ -13,7 +13,7 @@ use std::sync::Arc;
 use store::leases::{ShareSettle, UsageBatch};
 use store::{LogRow, UsageDelta};
 use tokio::sync::mpsc;
-use vocab::{EntityKind, EntityRef, LimitKind, UsageBytes, UsageRef};
+use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageBytes, UsageRef};
 
 use super::fleet::counter_name;
 use super::governance::GovRuntime;
@@ -60,9 +60,16 @@ pub enum ToFlusher {
 /// One batch folded for the store; its log rows borrow from the batch's records.
 #[derive(Default)]
 struct Pending<'a> {
-    deltas: HashMap<(EntityKind, String, i64), UsageDelta>,
-    /// Fleet: units spent of the node's shares, by (entity, counter name, window start).
-    settles: HashMap<(EntityRef, String, i64), u64>,
+    /// Keyed by the owner's id as the batch's bytes hold it: no copy per record.
+    deltas: HashMap<(EntityKind, &'a str, i64), UsageDelta>,
+    /// Each owner's budget period, looked up once per batch rather than once per record (a
+    /// lock, an owned key and a hash each time: 0.6 % of a governed run's samples).
+    periods: HashMap<(EntityKind, &'a str), BudgetPeriod>,
+    /// Fleet: units spent of the node's shares, by (owner, its shared limit's place in
+    /// `shares`, window start).
+    settles: HashMap<(EntityKind, &'a str, usize, i64), u64>,
+    /// Fleet: each owner's shared limits with their counter names, read once per batch.
+    shares: HashMap<(EntityKind, &'a str), Vec<(LimitKind, String)>>,
     logs: Vec<LogRow<'a>>,
 }
 
@@ -278,12 +285,16 @@ impl GovRuntime {
             }
         }
         let deltas: Vec<UsageDelta> = pending.deltas.into_values().collect();
+        let shares = &pending.shares;
         let settles: Vec<ShareSettle> = pending
             .settles
             .into_iter()
-            .map(|((entity, limit_name, window_start), units)| ShareSettle {
-                entity,
-                limit_name,
+            .map(|((kind, id, limit, window_start), units)| ShareSettle {
+                entity: EntityRef {
+                    kind,
+                    id: id.to_owned(),
+                },
+                limit_name: shares[&(kind, id)][limit].1.clone(),
                 window_start,
                 units,
             })
@@ -308,10 +319,14 @@ impl GovRuntime {
         }
         let now = (r.ts_ms / 1000) as i64;
         for (kind, id) in r.owners() {
-            let start = self.period_start(kind, id, now);
+            let period = *pending
+                .periods
+                .entry((kind, id))
+                .or_insert_with(|| self.budget_period(kind, id));
+            let start = period.start(now);
             pending
                 .deltas
-                .entry((kind, id.to_owned(), start))
+                .entry((kind, id, start))
                 .or_insert_with(|| {
                     UsageDelta::new(
                         EntityRef {
@@ -324,7 +339,7 @@ impl GovRuntime {
                 .add(r);
         }
         if self.fleet.is_some() {
-            self.settle(r, now, &mut pending.settles);
+            self.settle(r, now, pending);
         }
     }
 
@@ -342,33 +357,39 @@ impl GovRuntime {
 
     /// Fleet: what the record spent of this node's shares — a request of each request limit,
     /// its tokens of each token limit, its cost of each budget — in the window it falls in.
-    fn settle(
-        &self,
-        r: &UsageRef<'_>,
-        now: i64,
-        settles: &mut HashMap<(EntityRef, String, i64), u64>,
-    ) {
-        let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
+    fn settle<'a>(&self, r: &UsageRef<'a>, now: i64, pending: &mut Pending<'a>) {
         for (kind, id) in r.owners() {
-            let entity = EntityRef {
-                kind,
-                id: id.to_owned(),
-            };
-            let Some(limits) = shared.get(&entity) else {
-                continue;
-            };
-            for &(limit, generation) in limits {
+            let limits = pending
+                .shares
+                .entry((kind, id))
+                .or_insert_with(|| self.shared_limits_of(kind, id));
+            for (place, &(limit, _)) in limits.iter().enumerate() {
                 let units = match limit {
                     LimitKind::Requests(_) => 1,
                     LimitKind::Tokens(_) => r.usage.prompt + r.usage.completion,
                     LimitKind::Budget(_) => r.cost.nanos(),
                 };
-                let name = counter_name(limit, generation);
-                *settles
-                    .entry((entity.clone(), name, limit.start(now)))
+                *pending
+                    .settles
+                    .entry((kind, id, place, limit.start(now)))
                     .or_default() += units;
             }
         }
+    }
+
+    /// Fleet: the limits of `kind` `id` shared by the nodes, with their counter names.
+    fn shared_limits_of(&self, kind: EntityKind, id: &str) -> Vec<(LimitKind, String)> {
+        let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
+        let entity = EntityRef {
+            kind,
+            id: id.to_owned(),
+        };
+        shared.get(&entity).map_or_else(Vec::new, |limits| {
+            limits
+                .iter()
+                .map(|&(limit, generation)| (limit, counter_name(limit, generation)))
+                .collect()
+        })
     }
 }
 

@@ -416,13 +416,13 @@ impl GovRuntime {
         }
     }
 
-    pub(super) fn period_start(&self, kind: EntityKind, id: &str, now: i64) -> i64 {
+    /// The budget period `kind` `id`'s usage is summed over (`Never`: no budget).
+    pub(super) fn budget_period(&self, kind: EntityKind, id: &str) -> BudgetPeriod {
         let periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
         periods
             .get(&(kind, id.to_owned()))
             .copied()
             .unwrap_or(BudgetPeriod::Never)
-            .start(now)
     }
 
     /// A batch id no other batch of any node or process has: this process's random token
