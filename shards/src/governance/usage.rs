@@ -94,7 +94,7 @@ pub(super) fn top_level_usage(body: &[u8]) -> Option<TopUsage> {
 /// Where the last `"usage"` of `body` starts: its quotes, found from the end by a vector
 /// search, each looked at until one opens the key. The usage member ends a body, so only the
 /// last few quotes are looked at; memchr's reverse substring search has no vector form and
-/// cost twice as much on a stream's chunks.
+/// was most of the time of reading a body's usage (docs/perf.md).
 pub(super) fn last_usage_key(body: &[u8]) -> Option<usize> {
     const KEY: &[u8] = b"\"usage\"";
     memchr::memrchr_iter(b'"', body).find(|&at| body[at..].starts_with(KEY))
