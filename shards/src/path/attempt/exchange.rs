@@ -124,6 +124,8 @@ async fn read_head(
         waited,
     } = up;
     let deadline = Instant::now() + wait;
+    // What is left of `wait`: all of it for the first read, which starts now.
+    let mut left = wait;
     let mut head = ResponseHead::default();
     loop {
         match parse_response_head(
@@ -140,7 +142,6 @@ async fn read_head(
             Ok(Parsed::Partial) => {}
             Err(detail) => return Err(HeadError::Protocol(detail)),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
         match read_watching(
             upstream,
             buf,
@@ -161,5 +162,6 @@ async fn read_head(
             Err(WaitError::Timeout) => return Err(HeadError::Timeout),
             Err(WaitError::ClientGone) => return Err(HeadError::ClientGone),
         }
+        left = deadline.saturating_duration_since(Instant::now());
     }
 }
