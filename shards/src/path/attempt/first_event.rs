@@ -4,7 +4,10 @@
 //! that ends before its first event, fails the attempt (and counts against the provider);
 //! otherwise the bytes stay in `upbuf` for the relay.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+use memchr::memmem::Finder;
 
 use crate::error::GatewayError;
 use crate::http::chunked::ChunkedDecoder;
@@ -14,8 +17,6 @@ use crate::io::{read_watching, Stream, WaitError};
 use crate::path::conn::ClientConn;
 use crate::path::outcome::Stop;
 use crate::snapshot::Provider;
-use memchr::memmem::Finder;
-use std::sync::LazyLock;
 
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
