@@ -326,72 +326,56 @@ pub fn counter_name(kind: LimitKind, generation: u64) -> String {
     }
 }
 
-impl Fleet {
-    /// One share request to the database, as its own task: a request the node stops
-    /// waiting for still runs to its end ([`ClusterLeases::acquire`]).
-    fn ask_share(
-        self: &Arc<Self>,
-        ask: &ShareRequest,
-        name: &str,
-    ) -> tokio::task::JoinHandle<store::Result<u64>> {
-        let fleet = self.clone();
-        let (limit, name) = (ask.limit.clone(), name.to_owned());
-        let (window_start, need, want) = (ask.window_start, ask.need, ask.want);
-        self.runtime.spawn(async move {
-            let share = ShareAsk {
-                node_id: fleet.node_id(),
-                entity: &limit.entity,
-                limit_name: &name,
-                window_start,
-                limit_value: limit.value,
-                // The version the snapshot in force holds (a stale node cannot raise a limit).
-                config_version: super::watch::WATCH.version.load(Ordering::Relaxed),
-                need,
-                want,
-                spread: 2 * fleet.stats.nodes_alive.load(Ordering::Relaxed).max(1),
-            };
-            fleet.store.acquire_share(&share).await
-        })
-    }
-}
-
 impl ClusterLeases for Arc<Fleet> {
     fn acquire(&self, ask: ShareRequest, done: ShareAnswer) {
         let fleet = self.clone();
         self.runtime.spawn(async move {
             let name = counter_name(ask.limit.kind, ask.generation);
             let started = Instant::now();
-            let mut call = fleet.ask_share(&ask, &name);
-            let granted = match tokio::time::timeout(fleet.plan.lease_timeout, &mut call).await {
-                Ok(Ok(Ok(units))) => Some(units),
-                Ok(Ok(Err(e))) => {
-                    tracing::warn!(error = %e, entity = %ask.limit.entity.id, limit = %name, "lease failed");
-                    None
-                }
-                Ok(Err(_)) => None,
-                Err(_) => {
-                    tracing::warn!(entity = %ask.limit.entity.id, limit = %name, "lease timed out");
-                    // The database may still grant it after the node stopped waiting: units
-                    // the node would hold without knowing, unreachable to every node until
-                    // this one left. They go back as soon as the grant arrives.
-                    let late = fleet.clone();
-                    fleet.runtime.spawn(async move {
-                        if let Ok(Ok(units @ 1..)) = call.await {
-                            late.give_back(vec![Unused {
-                                limit: ask.limit,
-                                generation: ask.generation,
-                                window_start: ask.window_start,
-                                units,
-                            }])
-                            .await;
-                        }
-                    });
-                    None
-                }
+            let share = ShareAsk {
+                node_id: fleet.node_id(),
+                entity: &ask.limit.entity,
+                limit_name: &name,
+                window_start: ask.window_start,
+                limit_value: ask.limit.value,
+                // The version the snapshot in force holds (a stale node cannot raise a limit).
+                config_version: super::watch::WATCH.version.load(Ordering::Relaxed),
+                need: ask.need,
+                want: ask.want,
+                spread: 2 * fleet.stats.nodes_alive.load(Ordering::Relaxed).max(1),
             };
+            let call = fleet.store.acquire_share(&share);
+            tokio::pin!(call);
+            let (granted, timed_out) =
+                match tokio::time::timeout(fleet.plan.lease_timeout, &mut call).await {
+                    Ok(Ok(units)) => (Some(units), false),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, entity = %ask.limit.entity.id, limit = %name, "lease failed");
+                        (None, false)
+                    }
+                    Err(_) => {
+                        tracing::warn!(entity = %ask.limit.entity.id, limit = %name, "lease timed out");
+                        (None, true)
+                    }
+                };
             fleet.stats.lease_call(started.elapsed(), granted.is_some());
             fleet.store_answers(granted.is_some());
             done(granted);
+            // The database may still grant a request the node stopped waiting for: units the
+            // node would hold without knowing, unreachable to every node until this one left.
+            // The request runs to its end here, and a late grant goes straight back.
+            if timed_out {
+                if let Ok(units @ 1..) = call.await {
+                    fleet
+                        .give_back(vec![Unused {
+                            limit: ask.limit.clone(),
+                            generation: ask.generation,
+                            window_start: ask.window_start,
+                            units,
+                        }])
+                        .await;
+                }
+            }
         });
     }
 

@@ -41,12 +41,15 @@ struct Totals {
 type SeriesOf<'a> = (&'a str, &'a str, &'a str, &'a str);
 
 impl Totals {
-    fn add(&mut self, r: &UsageRef<'_>) {
-        self.requests += 1;
-        self.prompt += r.usage.prompt;
-        self.completion += r.usage.completion;
-        self.cached += r.usage.cached;
-        self.cost_nanos += r.cost.nanos();
+    /// One request's.
+    fn of(r: &UsageRef<'_>) -> Self {
+        Self {
+            requests: 1,
+            prompt: r.usage.prompt,
+            completion: r.usage.completion,
+            cached: r.usage.cached,
+            cost_nanos: r.cost.nanos(),
+        }
     }
 
     fn merge(&mut self, other: &Totals) {
@@ -97,7 +100,7 @@ impl UsageMetrics {
                     order.len() - 1
                 }),
             };
-            order[i].1.add(&r);
+            order[i].1.merge(&Totals::of(&r));
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for ((provider, model, key, team), sum) in order {
