@@ -15,6 +15,7 @@ pub mod request;
 pub mod stream_usage;
 pub mod units;
 pub mod usage;
+mod usage_counts;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -31,7 +31,7 @@ struct Details {
 }
 
 #[derive(Deserialize)]
-struct Counts {
+pub(super) struct Counts {
     #[serde(default, alias = "input_tokens")]
     prompt_tokens: u64,
     #[serde(default, alias = "output_tokens")]
@@ -120,14 +120,20 @@ pub(super) fn top_level_usage_at(body: &[u8], at: usize) -> Option<TopUsage> {
             (None, body.len() - after.len())
         }
         None => {
-            let mut values =
-                serde_json::Deserializer::from_slice(value).into_iter::<Option<Counts>>();
-            let counts = values.next()?.ok()?;
-            (counts, body.len() - value.len() + values.byte_offset())
+            let (counts, used) = match super::usage_counts::read(value) {
+                Some((counts, used)) => (Some(counts), used),
+                None => {
+                    let mut values =
+                        serde_json::Deserializer::from_slice(value).into_iter::<Option<Counts>>();
+                    let counts = values.next()?.ok()?;
+                    (counts.map(TokenUsage::from), values.byte_offset())
+                }
+            };
+            (counts, body.len() - value.len() + used)
         }
     };
-    closes_one_object(&body[end..]).then(|| TopUsage {
-        counts: counts.map(TokenUsage::from),
+    closes_one_object(&body[end..]).then_some(TopUsage {
+        counts,
         member: at..end,
     })
 }
