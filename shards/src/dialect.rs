@@ -8,8 +8,11 @@
 //! The conversions themselves are the pure code of the `translate` crate; this module only
 //! picks them and chains the stream translators.
 
+use std::cell::LazyCell;
+
 use translate::{StreamTranslator, TranslateError};
 
+use crate::clock::unix_now;
 use crate::error::write_error_json;
 use crate::governance::stream_usage::StreamUsage;
 use crate::governance::units::UnitMeter;
@@ -62,14 +65,19 @@ impl Inbound {
     }
 
     /// The translator from an OpenAI chat stream to this API's stream (`None`: this API
-    /// streams OpenAI chunks as they are). `model` and `created` are what the stream reports.
-    pub fn stream_from_chat(self, model: &str, created: u64) -> Option<Box<dyn StreamTranslator>> {
+    /// streams OpenAI chunks as they are). `model` and `created` are what the stream reports;
+    /// `created` is asked only by a translator that writes it.
+    pub fn stream_from_chat(
+        self,
+        model: &str,
+        created: impl FnOnce() -> u64,
+    ) -> Option<Box<dyn StreamTranslator>> {
         match self {
             Self::AnthropicMessages => Some(Box::new(
                 translate::inbound::anthropic::StreamFromChat::new(model.to_owned()),
             )),
             Self::Responses => Some(Box::new(
-                translate::inbound::responses::StreamFromChat::new(model.to_owned(), created),
+                translate::inbound::responses::StreamFromChat::new(model.to_owned(), created()),
             )),
             _ => None,
         }
@@ -114,7 +122,6 @@ pub struct Conversion<'a> {
     pub passthrough: bool,
     /// The model name the client asked for, used in converted responses.
     pub model: &'a str,
-    pub created: u64,
     /// The client asked for a stream.
     pub stream: bool,
     /// Translators emit the usage chunk (the client asked, or the gateway needs it).
@@ -149,19 +156,17 @@ impl Conversion<'_> {
             let converted = match (self.wire, self.inbound) {
                 (Wire::OpenAi | Wire::Azure, _) => Ok(body.to_vec()),
                 (Wire::Anthropic, _) => {
-                    translate::anthropic::chat_response(body, self.model, self.created)
+                    translate::anthropic::chat_response(body, self.model, unix_now())
                 }
                 (Wire::Gemini, Inbound::Embeddings) => {
                     translate::gemini::embed_response(body, self.model, self.embed_base64)
                 }
-                (Wire::Gemini, _) => {
-                    translate::gemini::chat_response(body, self.model, self.created)
-                }
+                (Wire::Gemini, _) => translate::gemini::chat_response(body, self.model, unix_now()),
                 (Wire::Bedrock, Inbound::Embeddings) => {
                     translate::bedrock::embed_response(body, self.model, self.embed_base64)
                 }
                 (Wire::Bedrock, _) => {
-                    translate::bedrock::chat_response(body, self.model, self.created)
+                    translate::bedrock::chat_response(body, self.model, unix_now())
                 }
             };
             match converted {
@@ -236,25 +241,28 @@ impl Conversion<'_> {
 
     /// The chain of stream translators from the provider's stream to the client's.
     pub fn stream(&self) -> StreamChain {
+        // When the response was made, for the translators that write it; pass-through
+        // streams have none and leave the clock alone.
+        let created = LazyCell::new(unix_now);
         let outbound: Option<Box<dyn StreamTranslator>> = match self.wire {
             Wire::OpenAi | Wire::Azure => None,
             Wire::Anthropic => Some(Box::new(translate::anthropic::ChatStream::new(
                 self.model.to_owned(),
-                self.created,
+                *created,
                 self.include_usage,
             ))),
             Wire::Gemini => Some(Box::new(translate::gemini::ChatStream::new(
                 self.model.to_owned(),
-                self.created,
+                *created,
                 self.include_usage,
             ))),
             Wire::Bedrock => Some(Box::new(translate::bedrock::ChatStream::new(
                 self.model.to_owned(),
-                self.created,
+                *created,
                 self.include_usage,
             ))),
         };
-        let inbound = self.inbound.stream_from_chat(self.model, self.created);
+        let inbound = self.inbound.stream_from_chat(self.model, || *created);
         StreamChain {
             outbound,
             usage: self

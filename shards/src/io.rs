@@ -162,9 +162,13 @@ async fn read_within(
         if left.is_zero() {
             return Err(WaitError::Timeout);
         }
+        // Biased: the read is polled first, so a read that is already done returns without
+        // a draw from the runtime's RNG and without arming the check's timer; the timer's
+        // deadline comes from `now`, not from another clock read (`sleep` reads the clock).
         monoio::select! {
+            biased;
             r = &mut read => return r.map_err(WaitError::Io),
-            () = monoio::time::sleep(left.min(check)) => {}
+            () = monoio::time::sleep_until((now + left.min(check)).into()) => {}
         }
         if peer_gone(client_fd) {
             return Err(WaitError::ClientGone);

@@ -54,7 +54,10 @@ pub fn replay(entry: &Entry, asked: &Asked<'_>) -> Result<Replayed, TranslateErr
             _ => chat.to_vec(),
         }));
     }
-    match asked.inbound.stream_from_chat(asked.model, asked.created) {
+    match asked
+        .inbound
+        .stream_from_chat(asked.model, || asked.created)
+    {
         None => Ok(events(translate::openai::chat_stream_from_response(
             chat,
             asked.include_usage,

@@ -73,7 +73,8 @@ async fn read_body(
             limit: limits.max_body_bytes,
         })
     };
-    let deadline = Instant::now() + limits.body_read_timeout;
+    // Read from the clock only when the body is not all there yet (most requests' is).
+    let deadline = std::cell::LazyCell::new(|| Instant::now() + limits.body_read_timeout);
     match head.body {
         BodyFraming::Empty => Ok((BodyLocation::InBuf(start..start), start)),
         BodyFraming::Length(n) => {
@@ -87,7 +88,7 @@ async fn read_body(
                 conn.inbuf.reserve(end - conn.inbuf.len());
             }
             while conn.inbuf.len() < end {
-                read_more(conn, deadline).await?;
+                read_more(conn, *deadline).await?;
             }
             Ok((BodyLocation::InBuf(start..end), end))
         }
@@ -109,7 +110,7 @@ async fn read_body(
                 if decoder.is_done() {
                     return Ok((BodyLocation::Decoded, pos));
                 }
-                read_more(conn, deadline).await?;
+                read_more(conn, *deadline).await?;
             }
         }
     }

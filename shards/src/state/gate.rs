@@ -52,16 +52,33 @@ impl Gate {
         self.state.waiters.borrow().len()
     }
 
-    /// Takes a slot, waiting in line if allowed.
-    pub async fn acquire(&self, policy: &Backpressure) -> Result<Permit, Refused> {
+    /// Takes a slot, waiting in line if allowed: what the request path does in two steps
+    /// (`try_target`, which reads the clock again only after a wait).
+    #[cfg(test)]
+    async fn acquire(&self, policy: &Backpressure) -> Result<Permit, Refused> {
+        match self.try_acquire(policy) {
+            Some(permit) => Ok(permit),
+            None => self.wait_for_slot(policy).await,
+        }
+    }
+
+    /// Takes a slot if one is free and nobody waits for it; `None` when the caller must wait
+    /// ([`Gate::wait_for_slot`]).
+    pub fn try_acquire(&self, policy: &Backpressure) -> Option<Permit> {
         if policy.max_in_flight == 0 {
-            return Ok(Permit { state: None });
+            return Some(Permit { state: None });
         }
         let state = &self.state;
         if state.in_flight.get() < policy.max_in_flight && state.waiters.borrow().is_empty() {
             state.in_flight.set(state.in_flight.get() + 1);
-            return Ok(self.permit());
+            return Some(self.permit());
         }
+        None
+    }
+
+    /// Waits in line for a slot, if the line has room, after [`Gate::try_acquire`] found none.
+    pub async fn wait_for_slot(&self, policy: &Backpressure) -> Result<Permit, Refused> {
+        let state = &self.state;
         if self.waiting() >= policy.max_queue {
             return Err(Refused::QueueFull);
         }

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 
@@ -19,13 +19,6 @@ use crate::state::stats::ShardStats;
 struct Idle {
     conn: Stream,
     since: Instant,
-}
-
-/// A connection checked out for one request; `reused` says whether it came from the pool
-/// (a failure before the first response byte on a reused connection is worth one redial).
-pub struct Leased {
-    pub conn: Stream,
-    pub reused: bool,
 }
 
 /// Idle connections per provider slot; their number and the connections opened are kept in
@@ -49,34 +42,30 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, slot: usize, idle_timeout: Duration) -> Option<Stream> {
+    /// The most recently pooled connection to `provider` that has been idle for less than
+    /// its idle timeout at `now` (the caller's instant: a check against seconds needs no
+    /// clock read of its own); older ones on the way are dropped.
+    pub fn take_idle(&self, provider: &Provider, now: Instant) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(slot)?;
-        let now = Instant::now();
+        let list = idle.get_mut(provider.slot)?;
         let mut found = None;
         while let Some(entry) = list.pop() {
-            if now.duration_since(entry.since) < idle_timeout {
+            if now.saturating_duration_since(entry.since) < provider.pool.idle_timeout {
                 found = Some(entry.conn);
                 break;
             }
         }
-        self.counted(slot, list);
+        self.counted(provider.slot, list);
         found
     }
 
-    /// A pooled connection to `provider`, or a new one.
-    pub async fn checkout(&self, provider: &Provider) -> Result<Leased, GatewayError> {
-        if let Some(conn) = self.take_idle(provider.slot, provider.pool.idle_timeout) {
-            return Ok(Leased { conn, reused: true });
-        }
+    /// A new connection to `provider`, when [`Pool::take_idle`] had none.
+    pub async fn open(&self, provider: &Provider) -> Result<Stream, GatewayError> {
         let conn = dial(provider).await?;
         if let Some(s) = self.stats.providers.get(provider.slot) {
             s.connections_opened.incr();
         }
-        Ok(Leased {
-            conn,
-            reused: false,
-        })
+        Ok(conn)
     }
 
     /// Returns a connection whose last response was read completely.

@@ -20,24 +20,30 @@ use crate::state::Shard;
 /// Sends `conn.out` (a complete upstream request) and returns the connection with the
 /// response head parsed; the head and any body bytes already read are in `conn.upbuf`.
 /// The wait for the head is bounded by the provider's first-byte timeout and by `budget`
-/// (what is left of the request's deadline).
+/// (what is left of the request's deadline at `started`, the attempt's start, which is also
+/// the instant a pooled connection's idle time is measured to).
 pub async fn exchange(
     shard: &Shard,
     provider: &Provider,
     conn: &mut ClientConn,
     limits: &Limits,
-    budget: Duration,
+    (started, budget): (Instant, Duration),
 ) -> Result<(Stream, ResponseHead), Stop> {
     let client_fd = conn.stream.raw_fd();
     let mut retried = false;
     loop {
-        let asked = Instant::now();
-        let leased = shard.pool.checkout(provider).await?;
-        if !leased.reused {
-            // Connecting (and the TLS handshake) is waiting on the provider.
-            conn.tracker.waited_upstream(asked);
-        }
-        let mut upstream = leased.conn;
+        // A failure before the first response byte on a reused connection is worth one
+        // redial: the provider may have closed it while it was idle.
+        let (mut upstream, reused) = match shard.pool.take_idle(provider, started) {
+            Some(idle) => (idle, true),
+            None => {
+                let asked = Instant::now();
+                let opened = shard.pool.open(provider).await?;
+                // Connecting (and the TLS handshake) is waiting on the provider.
+                conn.tracker.waited_upstream(asked);
+                (opened, false)
+            }
+        };
         let request = std::mem::take(&mut conn.out);
         let (written, request) = upstream.write_all(request).await;
         conn.out = request;
@@ -60,7 +66,7 @@ pub async fn exchange(
                 conn.out.clear();
                 return Ok((upstream, head));
             }
-            Err(HeadError::Io(_)) if leased.reused && !retried && conn.upbuf.is_empty() => {
+            Err(HeadError::Io(_)) if reused && !retried && conn.upbuf.is_empty() => {
                 retried = true;
             }
             Err(e) => {

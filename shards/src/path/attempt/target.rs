@@ -55,25 +55,33 @@ pub async fn try_target<'s>(
     let target = &req.targets[index];
     let provider = &scope.snapshot.providers[target.provider];
     let runtime = &scope.shard.providers[provider.slot];
-    if !runtime.health.admit(Instant::now(), &provider.breaker) {
+    let now = Instant::now();
+    if !runtime.health.admit(now, &provider.breaker) {
         return Err(GatewayError::CircuitOpen {
             provider: provider.name.clone(),
         }
         .into());
     }
     let stats = &scope.shard.stats.providers[provider.slot];
-    let queued = Held::new(&stats.queued);
-    let _permit = runtime
-        .gate
-        .acquire(&provider.backpressure)
-        .await
-        .map_err(|_| {
-            stats.shed.incr();
-            GatewayError::Overloaded {
-                provider: provider.name.clone(),
-            }
-        })?;
-    drop(queued);
+    // A free slot is taken at once, and `now` is still the attempt's start; after a wait in
+    // line the clock is read again.
+    let (_permit, mut started) = match runtime.gate.try_acquire(&provider.backpressure) {
+        Some(permit) => (permit, now),
+        None => {
+            let _queued = Held::new(&stats.queued);
+            let permit = runtime
+                .gate
+                .wait_for_slot(&provider.backpressure)
+                .await
+                .map_err(|_| {
+                    stats.shed.incr();
+                    GatewayError::Overloaded {
+                        provider: provider.name.clone(),
+                    }
+                })?;
+            (permit, Instant::now())
+        }
+    };
     let _active = Held::new(&stats.active);
     let mut tries = Tries {
         scope,
@@ -87,7 +95,6 @@ pub async fn try_target<'s>(
         alternatives: req.targets.len() > 1 || provider.retry.max_retries > 0,
     };
     loop {
-        let started = Instant::now();
         let failure = match tries.attempt(conn, req, started).await {
             Ok(served) => return Ok(served),
             Err(Stop::ClientGone) => return Err(Stop::ClientGone),
@@ -106,6 +113,7 @@ pub async fn try_target<'s>(
         if !again {
             return Err(tries.first_failure.take().expect("a failure was recorded"));
         }
+        started = Instant::now();
     }
 }
 
@@ -146,7 +154,6 @@ impl Tries<'_> {
             inbound: req.endpoint,
             passthrough: built.passthrough,
             model: req.ask.requested,
-            created: crate::clock::unix_now(),
             stream: req.ask.stream,
             include_usage: req.ask.include_usage || req.ask.inject_usage,
             // A kept answer records what it cost, which each hit saves.
@@ -165,7 +172,7 @@ impl Tries<'_> {
         };
         shard.stats.providers[provider.slot].attempts.incr();
         let (upstream, head) =
-            exchange::exchange(shard, provider, conn, &snapshot.limits, budget).await?;
+            exchange::exchange(shard, provider, conn, &snapshot.limits, (started, budget)).await?;
         let relay = Relay {
             head: &head,
             provider,
