@@ -56,8 +56,8 @@ pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
     })?;
     let raw = fields.model.ok_or(GatewayError::MissingModel)?;
     let literal = raw.get();
-    let model: Cow<'_, str> = serde_json::from_str(literal)
-        .map_err(|_| GatewayError::InvalidRequest("`model` must be a string".into()))?;
+    let model = string_value(literal)
+        .ok_or_else(|| GatewayError::InvalidRequest("`model` must be a string".into()))?;
     if model.is_empty() {
         return Err(GatewayError::MissingModel);
     }
@@ -72,6 +72,18 @@ pub fn extract_fields(body: &[u8]) -> Result<RequestFields<'_>, GatewayError> {
             .or(fields.max_tokens)
             .or(fields.max_output_tokens),
     })
+}
+
+/// The value of a JSON value's text when it is a string: borrowed from the text when it holds
+/// no escape (serde reads a `Cow<str>` as an owned copy whatever it holds, one allocation per
+/// request), unescaped otherwise.
+fn string_value(literal: &str) -> Option<Cow<'_, str>> {
+    match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        // A string token without a backslash holds no escape, hence no quote and no control
+        // character either (the body was validated as JSON): its inside is its value.
+        Some(inside) if !inside.contains('\\') => Some(Cow::Borrowed(inside)),
+        _ => serde_json::from_str::<String>(literal).ok().map(Cow::Owned),
+    }
 }
 
 /// A request body forwarded as the client sent it, with the model string literal at `span`
@@ -139,6 +151,10 @@ mod tests {
         let body = br#"{"messages":[{"role":"user","content":"hi \"model\""}], "model" : "openai/gpt-4o", "stream":true}"#;
         let f = extract_fields(body).unwrap();
         assert_eq!(f.model, "openai/gpt-4o");
+        assert!(
+            matches!(f.model, Cow::Borrowed(_)),
+            "no copy of a model without escapes"
+        );
         assert!(f.stream);
         assert_eq!(&body[f.model_span.clone()], br#""openai/gpt-4o""#);
         let mut out = Vec::new();
@@ -154,6 +170,8 @@ mod tests {
     fn escaped_model_is_unescaped() {
         let f = extract_fields(br#"{"model":"a\/b"}"#).unwrap();
         assert_eq!(f.model, "a/b");
+        let f = extract_fields(br#"{"model":"\"q\"\u00e9\\"}"#).unwrap();
+        assert_eq!(f.model, "\"q\"é\\");
         assert!(!f.stream);
     }
 

@@ -178,10 +178,17 @@ fn openai_request<'b>(
             provider.base_path
         ),
         _ => {
-            let mut path = format!("{}{suffix}", provider.base_path);
-            if let (true, Some(q)) = (native, memchr::memchr(b'?', target)) {
-                path.push_str(&String::from_utf8_lossy(&target[q..]));
-            }
+            // Sized once and pushed: `format!` grew it in steps (an allocation and a
+            // reallocation per request) through the formatting machinery.
+            let query = memchr::memchr(b'?', target)
+                .filter(|_| native)
+                .map(|q| String::from_utf8_lossy(&target[q..]));
+            let query = query.as_deref().unwrap_or("");
+            let mut path =
+                String::with_capacity(provider.base_path.len() + suffix.len() + query.len());
+            path.push_str(&provider.base_path);
+            path.push_str(suffix);
+            path.push_str(query);
             path
         }
     };
