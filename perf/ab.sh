@@ -21,6 +21,9 @@
 # /proc) per completed request, req/s, and with GOV_DATABASE the PostgreSQL server's CPU per
 # request (all its processes), and the process's peak RSS (VmHWM) at the end of the run.
 # Each change to the hot path is kept only if this shows it (docs/perf.md).
+# COUNTS=1: ringgate sides also count, over each load run, its clock reads, allocations, ring
+# submissions, system calls and context switches per request (perf/counts.py; uprobes, root):
+# work that a noisy machine's CPU times hide. The probes slow both sides alike.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -145,6 +148,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
         wait_port "http://127.0.0.1:${PORT}/health"
     fi
     pid="${PID}"
+    PIDS+=("${pid}")  # stopped by the exit trap too, should this run fail midway
     if [[ "${MODE}" == governed* && "${bin}" != nginx ]]; then
         key="$(curl -sf -X POST "http://127.0.0.1:${CONTROL}/admin/keys" \
             -H "authorization: Bearer ${RG_AB_TOKEN}" -H 'content-type: application/json' \
@@ -154,7 +158,11 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     export AB_BODY="${BODY}" AB_KEY="${key}"
     local url="http://127.0.0.1:${PORT}/v1/chat/completions"
     taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d1s -s "${TMP}/wrk.lua" "${url}" > /dev/null
-    local before after res db_before db_after
+    local before after res db_before db_after stat=()
+    if [[ "${COUNTS:-0}" != 0 && "${bin}" != nginx ]]; then
+        local events; events="$(python3 "${HERE}/counts.py" events "${bin}" "rgab_${label,,}")"
+        stat=(perf stat -x, -e "${events}" -p "${pid}" -o "${TMP}/counts.csv" --)
+    fi
     before="$(cpu_ticks "${pid}")"
     db_before="$(db_ticks)"
     if [[ "${PERF_RECORD:-0}" != 0 && "${3:-}" == last ]]; then
@@ -164,7 +172,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     fi
     if [[ -n "${RATE}" ]]; then
         local auth=(); [[ -n "${key}" ]] && auth=(-H "authorization: Bearer ${key}")
-        taskset -c "${MOCK_CPUS}" oha --no-tui -c "${CONNS}" -q "${RATE}" -z "${DURATION}s" --latency-correction \
+        "${stat[@]}" taskset -c "${MOCK_CPUS}" oha --no-tui -c "${CONNS}" -q "${RATE}" -z "${DURATION}s" --latency-correction \
             --output-format json -m POST -H 'content-type: application/json' "${auth[@]}" -D "${BODY}" "${url}" \
             > "${TMP}/oha.json" 2> /dev/null
         res="$(python3 - "${TMP}/oha.json" <<'EOF'
@@ -178,11 +186,15 @@ print(ok, int(j["summary"]["total"] * 1e6), sum(codes.values()) - ok + errors, r
 EOF
 )"
     else
-        res="$(taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4, 0}')"
+        res="$("${stat[@]}" taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d"${DURATION}s" -s "${TMP}/wrk.lua" "${url}" | awk '/ABRESULT/ {print $2, $3, $4, 0}')"
     fi
     after="$(cpu_ticks "${pid}")"
     db_after="$(db_ticks)"
     local peak_kib; peak_kib="$(awk '/^VmHWM/ {print $2}' "/proc/${pid}/status")"
+    if (( ${#stat[@]} )); then
+        python3 "${HERE}/counts.py" drop "rgab_${label,,}"
+        echo "${label} $(python3 "${HERE}/counts.py" per-request "${TMP}/counts.csv" "${res%% *}")" >> "${OUT}/counts.txt"
+    fi
     kill "${pid}"; wait "${pid}" 2>/dev/null || true
     local hz; hz="$(getconf CLK_TCK)"
     python3 - "${label}" "${before}" "${after}" "${hz}" $((db_after - db_before)) ${res} "${peak_kib}" <<'EOF'
@@ -222,4 +234,15 @@ a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
 b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
 print(f"B / A = {b / a:.3f}")
 EOF
+if [[ -f "${OUT}/counts.txt" ]]; then
+    python3 - "${OUT}/counts.txt" "$(python3 "${HERE}/counts.py" labels)" <<'EOF' | tee -a "${OUT}/summary.txt"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print(f"per request (mean of rounds): {sys.argv[2]}")
+for side in ("A", "B"):
+    cols = list(zip(*[map(float, r[1:]) for r in rows if r[0] == side]))
+    if cols:
+        print(f"{side}: " + " | ".join(f"{statistics.mean(c):.2f}" for c in cols))
+EOF
+fi
 echo "raw: ${OUT}"
