@@ -20,14 +20,16 @@ use crate::error::GatewayError;
 /// How often a waiting request looks at its lease again.
 const POLL: Duration = Duration::from_millis(1);
 
-struct Taken {
-    limit: Arc<Limit>,
+struct Taken<'s> {
+    /// Borrowed from the key's policy in the request's snapshot: an `Arc` clone would write
+    /// the limit's count, a cache line every shard serving the key shares.
+    limit: &'s Arc<Limit>,
     epoch: u32,
     units: u64,
 }
 
-pub struct Admission {
-    taken: Vec<Taken>,
+pub struct Admission<'s> {
+    taken: Vec<Taken<'s>>,
     shard: usize,
     settled: bool,
 }
@@ -143,14 +145,14 @@ pub enum Charge {
 
 /// Admits a request for `key` at time `now` (unix seconds), holding `tokens` of every token
 /// limit (unless `charge` is requests only).
-pub async fn admit(
+pub async fn admit<'s>(
     gov: &Governance,
     shard: usize,
-    key: &KeyPolicy,
+    key: &'s KeyPolicy,
     tokens: TokenEstimate<'_>,
     now: u64,
     charge: Charge,
-) -> Result<Admission, GatewayError> {
+) -> Result<Admission<'s>, GatewayError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     let mut admission = Admission {
         taken: Vec::with_capacity(key.limits.len()),
@@ -199,7 +201,7 @@ pub async fn admit(
             });
         }
         admission.taken.push(Taken {
-            limit: limit.clone(),
+            limit,
             epoch,
             units,
         });
@@ -207,7 +209,7 @@ pub async fn admit(
     Ok(admission)
 }
 
-impl Admission {
+impl Admission<'_> {
     /// Charges what the request really used: tokens against token limits (the estimate is
     /// returned or topped up), `cost` against budgets. Usage beyond what the shard's lease
     /// held is a debt for the coordinator, sent through `outbox` (which keeps it while the
@@ -232,7 +234,7 @@ impl Admission {
                 let extra = used - t.units;
                 let got = lease.take_up_to(t.epoch, extra);
                 if got < extra {
-                    outbox.send_debt(&t.limit, extra - got, &gov.events);
+                    outbox.send_debt(t.limit, extra - got, &gov.events);
                 }
             }
         }
@@ -240,7 +242,7 @@ impl Admission {
     }
 }
 
-impl Drop for Admission {
+impl Drop for Admission<'_> {
     fn drop(&mut self) {
         if self.settled {
             return;

@@ -120,7 +120,7 @@ fn token_estimate(
     req: &RequestCtx<'_>,
     prompt: impl FnOnce(&RequestCtx<'_>) -> u64,
 ) -> u64 {
-    let (Some(target), Some(gov)) = (req.targets.first(), &req.caller.snapshot) else {
+    let (Some(target), Some(gov)) = (req.targets.first(), req.caller.snapshot) else {
         return 0;
     };
     let provider = &scope.snapshot.providers[target.provider].name;

@@ -13,22 +13,20 @@ use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
-pub fn authenticate(
-    scope: Scope<'_>,
+pub fn authenticate<'s>(
+    scope: Scope<'s>,
     conn: &ClientConn,
-    req: &mut RequestCtx<'_>,
+    req: &mut RequestCtx<'s>,
 ) -> Result<(), Stop> {
-    let Some(gov) = scope.shard.gov.as_deref() else {
+    let (Some(gov), Some(snapshot)) = (scope.shard.gov.as_deref(), scope.gov) else {
         return Ok(());
     };
     req.times.enter(Phase::Authenticate);
-    // A guard, not an `Arc` clone: no atomic write on a cache line every shard shares.
-    let snapshot = gov.snapshot.load();
     // Wall-clock time matters only to governance (key expiry, limit windows).
     let now = clock::unix_now();
     req.caller.now_unix = now;
     // Set before the key is judged, so that a refused request is still logged.
-    let snapshot = req.caller.snapshot.insert(snapshot);
+    req.caller.snapshot = Some(snapshot);
     req.caller.key_hash = request::authenticate(
         snapshot,
         request::presented_key(&conn.inbuf, &conn.spans),

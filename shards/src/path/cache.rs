@@ -257,7 +257,7 @@ pub async fn serve(
 /// What the answer would have cost had a provider made it again (known when governance
 /// has prices).
 fn saved_cost(req: &RequestCtx<'_>, entry: &Entry) -> NanoUsd {
-    let Some(gov) = &req.caller.snapshot else {
+    let Some(gov) = req.caller.snapshot else {
         return NanoUsd::ZERO;
     };
     let u = entry.usage;

@@ -31,6 +31,8 @@ use crate::state::Shard;
 pub struct Scope<'a> {
     pub shard: &'a Shard,
     pub snapshot: &'a Snapshot,
+    /// The governance snapshot, loaded once the request was read (`None`: governance off).
+    pub gov: Option<&'a GovSnapshot>,
 }
 
 /// The phases of the request path, in order.
@@ -97,9 +99,11 @@ const _: () = assert!((Phase::Settle as u8) < u8::BITS as u8);
 
 /// Who is asking: set by the authenticate phase when governance is on.
 #[derive(Default)]
-pub struct Caller {
-    /// The governance snapshot the request is judged by (`None`: governance is off).
-    pub snapshot: Option<arc_swap::Guard<Arc<GovSnapshot>>>,
+pub struct Caller<'s> {
+    /// The governance snapshot the request is judged by (`None`: governance is off). Held by
+    /// the connection's loop for the request, so that what the request takes of it (its key's
+    /// limits) is borrowed, not counted in shared `Arc`s.
+    pub snapshot: Option<&'s GovSnapshot>,
     /// The hash of the virtual key presented (`None`: no key, allowed when keys are
     /// optional); its policy is in `snapshot` ([`Caller::key`]).
     pub key_hash: Option<[u8; 32]>,
@@ -107,13 +111,13 @@ pub struct Caller {
     pub now_unix: u64,
 }
 
-impl Caller {
+impl<'s> Caller<'s> {
     /// The policy of the key presented, from the request's snapshot: looked up (a few
     /// nanoseconds, [`crate::governance::KeyTable`]) rather than held as an `Arc`, whose
     /// count every shard serving the key would write.
-    pub fn key(&self) -> Option<&KeyPolicy> {
+    pub fn key(&self) -> Option<&'s KeyPolicy> {
         let hash = self.key_hash.as_ref()?;
-        self.snapshot.as_ref()?.keys.get(hash).map(|k| &**k)
+        self.snapshot?.keys.get(hash).map(|k| &**k)
     }
 }
 
@@ -194,7 +198,7 @@ pub struct RequestCtx<'s> {
     /// route: the API the client called.
     pub endpoint: Inbound,
     /// authenticate: the caller.
-    pub caller: Caller,
+    pub caller: Caller<'s>,
     /// extract: what the body and headers ask for.
     pub ask: Ask<'s>,
     /// extract: holds the names `ask` points to.
@@ -204,7 +208,7 @@ pub struct RequestCtx<'s> {
     /// resolve: when the whole request must be answered by.
     pub deadline: Instant,
     /// admit: what the request holds of its key's, team's and customer's limits.
-    pub admission: Option<Admission>,
+    pub admission: Option<Admission<'s>>,
     /// attempt/relay: the answer sent, when one was.
     pub served: Option<Served>,
     /// cache: the request's cache key and what became of it.

@@ -113,6 +113,10 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         conn.tracker.report_overhead = conn
             .request_header("x-ringgate-overhead")
             .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
+        // A guard, not an `Arc` clone: no atomic write on a cache line every shard shares.
+        // Loaded once the request is read (a guard is not held across an idle wait), and
+        // before the request, which borrows from it.
+        let gov = shard.gov.as_deref().map(|gov| gov.snapshot.load());
         let names = std::cell::OnceCell::new();
         let mut req = RequestCtx::new(times, head, body, &names);
         // A draining node answers what it has read, then closes the connection.
@@ -122,6 +126,7 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         let scope = Scope {
             shard,
             snapshot: &snapshot,
+            gov: gov.as_deref().map(|gov| &**gov),
         };
         // Boxed: the request's future is large (the whole path), and an idle keep-alive
         // connection should not carry its space while it waits for the next request.

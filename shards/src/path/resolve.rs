@@ -24,7 +24,9 @@ pub fn resolve<'s>(scope: Scope<'s>, req: &mut RequestCtx<'s>) -> Result<(), Sto
     if matches!(req.endpoint, Inbound::Direct(api) if !api.names_model()) {
         return resolve_provider(scope.snapshot, req);
     }
-    let Scope { shard, snapshot } = scope;
+    let Scope {
+        shard, snapshot, ..
+    } = scope;
     let requested = req.ask.requested;
     let primary = snapshot
         .models

@@ -45,7 +45,7 @@ pub fn settle(
     }
     let admission = req.admission.take();
     let req = &*req;
-    let prices = &req.caller.snapshot.as_ref()?.prices;
+    let prices = &req.caller.snapshot?.prices;
     Some(match &req.cache.hit {
         Some((entry, kind)) => Charge {
             // A hit costs nothing; a request-only admission stays counted as it drops.

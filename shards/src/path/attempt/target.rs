@@ -125,7 +125,9 @@ impl Tries<'_> {
         req: &RequestCtx<'_>,
         started: Instant,
     ) -> Result<Served, Stop> {
-        let Scope { shard, snapshot } = self.scope;
+        let Scope {
+            shard, snapshot, ..
+        } = self.scope;
         let provider = self.provider;
         let runtime = &shard.providers[provider.slot];
         let key = runtime
