@@ -17,7 +17,6 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
 # Dependencies first, built against empty targets, so that this layer is rebuilt only when a
 # manifest or Cargo.lock changes, not on every source edit.
 COPY Cargo.toml Cargo.lock ./
-COPY .cargo .cargo
 COPY shards/Cargo.toml shards/
 COPY store/Cargo.toml store/
 COPY translate/Cargo.toml translate/
