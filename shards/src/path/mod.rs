@@ -113,10 +113,8 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         conn.tracker.report_overhead = conn
             .request_header("x-ringgate-overhead")
             .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
-        // A guard, not an `Arc` clone: no atomic write on a cache line every shard shares.
-        // Loaded once the request is read (a guard is not held across an idle wait), and
-        // before the request, which borrows from it.
-        let gov = shard.gov.as_deref().map(|gov| gov.snapshot.load());
+        // Taken once the request is read, and before the request, which borrows from it.
+        let gov = shard.gov_snapshot();
         let names = std::cell::OnceCell::new();
         let mut req = RequestCtx::new(times, head, body, &names);
         // A draining node answers what it has read, then closes the connection.

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::governance::batcher::UsageBatcher;
-use crate::governance::Governance;
+use crate::governance::{GovSnapshot, Governance};
 use crate::path::tracker::RequestIds;
 use crate::snapshot::{NodeState, Snapshot, MAX_PROVIDERS};
 use crate::trace::TraceSink;
@@ -54,6 +54,10 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// Virtual keys, limits and budgets; `None` when governance is off.
     pub gov: Option<Arc<Governance>>,
+    /// The governance snapshot requests last took, as an `Rc` for the same reason as
+    /// `current` ([`Shard::gov_snapshot`]).
+    #[allow(clippy::redundant_allocation)]
+    gov_current: RefCell<Option<Rc<Arc<GovSnapshot>>>>,
     /// Usage records on their way to the coordinator.
     pub usage: UsageBatcher,
     /// Spare buffers lent to requests.
@@ -114,6 +118,7 @@ impl Shard {
             rng: Rng::new(seed ^ std::process::id() as u64),
             stats,
             gov,
+            gov_current: RefCell::new(None),
             usage: UsageBatcher::default(),
             buffers: BufferPool::default(),
             ready_bodies,
@@ -127,5 +132,25 @@ impl Shard {
     #[allow(clippy::redundant_allocation)]
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         self.current.borrow().clone()
+    }
+
+    /// The governance snapshot for a request (`None`: governance is off): this shard's `Rc`
+    /// of the coordinator's latest, taken anew when the coordinator published another (a key
+    /// made a moment ago is known to the next request). A request holds it to its end; an
+    /// arc-swap guard held that long takes one of the thread's eight fast slots, and with
+    /// more requests in flight on the shard, `load` falls back to counting in the `Arc` — a
+    /// cache line every shard writes. The guard here lives for the comparison alone.
+    #[allow(clippy::redundant_allocation)]
+    pub fn gov_snapshot(&self) -> Option<Rc<Arc<GovSnapshot>>> {
+        let latest = self.gov.as_deref()?.snapshot.load();
+        let mut cached = self.gov_current.borrow_mut();
+        if let Some(current) = &*cached {
+            if Arc::ptr_eq(current, &latest) {
+                return Some(current.clone());
+            }
+        }
+        let current = Rc::new(arc_swap::Guard::into_inner(latest));
+        *cached = Some(current.clone());
+        Some(current)
     }
 }
