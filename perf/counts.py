@@ -11,6 +11,7 @@ change that removes some of them shows even where its time cannot be seen.
   drop GROUP         removes GROUP's uprobes
   per-request FILE REQUESTS
                      prints `perf stat -x,` output FILE as counts per request, one line
+  labels             prints the names of those counts, in that line's order
 
 Needs root (tracefs). Uprobes cost ~1 µs per hit: the CPU figures of a counting run are not
 comparable with a run without them (both sides of an A/B carry them alike).
