@@ -27,30 +27,22 @@ from pathlib import Path
 
 TRACEFS = next(p for p in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")) if p.exists())
 
-# probe name -> how its symbol is found in `nm` output
+# uprobe name -> (how its symbol is found in `nm` output, its column's label)
 PROBES = {
-    "clock": re.compile(r"Timespec\d*now"),  # v0-mangled `<Timespec>::now`
-    "alloc": re.compile(r"^mi_malloc_aligned$"),
-    "zalloc": re.compile(r"^mi_zalloc_aligned$"),
-    "realloc": re.compile(r"^mi_realloc_aligned$"),
+    "clock": (re.compile(r"Timespec\d*now"), "clock reads"),  # v0-mangled `<Timespec>::now`
+    "alloc": (re.compile(r"^mi_malloc_aligned$"), "allocs"),
+    "zalloc": (re.compile(r"^mi_zalloc_aligned$"), "zeroed allocs"),
+    "realloc": (re.compile(r"^mi_realloc_aligned$"), "reallocs"),
 }
-KERNEL_EVENTS = [
-    "io_uring:io_uring_submit_req",
-    "syscalls:sys_enter_io_uring_enter",
-    "raw_syscalls:sys_enter",
-    "context-switches",
-]
-# column label per event, in the order printed
-LABELS = {
-    "clock": "clock reads",
-    "alloc": "allocs",
-    "zalloc": "zeroed allocs",
-    "realloc": "reallocs",
+# kernel event -> its column's label
+KERNEL_EVENTS = {
     "io_uring:io_uring_submit_req": "ring ops",
     "syscalls:sys_enter_io_uring_enter": "io_uring_enter",
     "raw_syscalls:sys_enter": "syscalls",
     "context-switches": "switches",
 }
+# every count's label, in the order events are listed and counts printed
+LABELS = {probe: label for probe, (_, label) in PROBES.items()} | KERNEL_EVENTS
 
 
 def load_segments(binary: str) -> list[tuple[int, int, int]]:
@@ -80,7 +72,7 @@ def cmd_events(binary: str, group: str) -> None:
         f = line.split()
         if len(f) != 3 or f[1] not in "tT":
             continue
-        for probe, pattern in PROBES.items():
+        for probe, (pattern, _) in PROBES.items():
             if probe not in found and pattern.search(f[2]):
                 found[probe] = int(f[0], 16)
     missing = set(PROBES) - set(found)
@@ -89,7 +81,7 @@ def cmd_events(binary: str, group: str) -> None:
     cmd_drop(group)
     for probe, vaddr in found.items():
         define(f"p:{group}/{probe} {binary}:{file_offset(segs, vaddr):#x}")
-    print(",".join([f"{group}:{p}" for p in PROBES] + KERNEL_EVENTS))
+    print(",".join([f"{group}:{p}" for p in PROBES] + list(KERNEL_EVENTS)))
 
 
 def define(line: str) -> None:
@@ -116,7 +108,7 @@ def cmd_per_request(path: str, requests: int) -> None:
         if len(f) < 3 or line.startswith("#") or not f[0].replace(".", "").isdigit():
             continue
         event = f[2]
-        group, _, probe = event.partition(":")
+        probe = event.partition(":")[2]
         counts[probe if probe in PROBES else event] = float(f[0])
     per = {LABELS[e]: counts.get(e, 0.0) / max(requests, 1) for e in LABELS}
     print(" ".join(f"{v:.2f}" for v in per.values()))

@@ -31,7 +31,7 @@ struct Details {
 }
 
 #[derive(Deserialize)]
-pub(super) struct Counts {
+struct Counts {
     #[serde(default, alias = "input_tokens")]
     prompt_tokens: u64,
     #[serde(default, alias = "output_tokens")]
@@ -122,12 +122,7 @@ pub(super) fn top_level_usage_at(body: &[u8], at: usize) -> Option<TopUsage> {
         None => {
             let (counts, used) = match super::usage_counts::read(value) {
                 Some((counts, used)) => (Some(counts), used),
-                None => {
-                    let mut values =
-                        serde_json::Deserializer::from_slice(value).into_iter::<Option<Counts>>();
-                    let counts = values.next()?.ok()?;
-                    (counts.map(TokenUsage::from), values.byte_offset())
-                }
+                None => counts_by_serde(value)?,
             };
             (counts, body.len() - value.len() + used)
         }
@@ -136,6 +131,14 @@ pub(super) fn top_level_usage_at(body: &[u8], at: usize) -> Option<TopUsage> {
         counts,
         member: at..end,
     })
+}
+
+/// The usage value (an object, or `null`) at the start of `json` read by serde, and the
+/// length of `json` up to its end: for the shapes [`super::usage_counts::read`] leaves to it.
+pub(super) fn counts_by_serde(json: &[u8]) -> Option<(Option<TokenUsage>, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(json).into_iter::<Option<Counts>>();
+    let counts = values.next()?.ok()?;
+    Some((counts.map(TokenUsage::from), values.byte_offset()))
 }
 
 /// `member` of the object `json` with the comma that parts it from a neighbour: the one
