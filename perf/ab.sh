@@ -213,7 +213,10 @@ for r in $(seq 1 "${ROUNDS}"); do
     if (( r % 2 )); then order="A B"; else order="B A"; fi
     for side in ${order}; do
         bin="${A}"; [[ "${side}" == B ]] && bin="${B}"
-        run_one "${side}" "${bin}" "${last}" | tee -a "${OUT}/runs.txt"
+        # In this shell, not a pipeline's subshell: the processes it starts are in PIDS, which
+        # the exit trap stops should a run fail midway.
+        run_one "${side}" "${bin}" "${last}" > "${TMP}/run.txt"
+        tee -a "${OUT}/runs.txt" < "${TMP}/run.txt"
     done
 done
 python3 - "${OUT}/runs.txt" <<'EOF' | tee -a "${OUT}/summary.txt"

@@ -25,7 +25,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRACEFS = next(p for p in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")) if p.exists())
+
+def tracefs() -> Path:
+    """The tracing file system, mounted first where a fresh machine has not mounted it."""
+    mount = Path("/sys/kernel/tracing")
+    if not (mount / "uprobe_events").exists():
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(mount)], check=True)
+    return mount
+
+
+TRACEFS = tracefs()
 
 # uprobe name -> (how its symbol is found in `nm` output, its column's label)
 PROBES = {

@@ -15,11 +15,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shards::snapshot::NodeState;
 
-/// Capacity of the shards' event queue to the coordinator (lease refills, debts, usage
-/// batches of up to 256 records). Its slots are allocated and written when it is made, so
-/// it is sized for bursts, not for a stalled coordinator (65,536 slots were 2.6 MB of every
-/// governed node's memory): a shard whose message finds it full keeps its usage and debts
-/// and sends them later, and a refused refill is asked again.
+/// Capacity of the shards' event queue to the lease desk (lease refills and debts; usage
+/// batches go to the store writer's own queue, `shards::governance::USAGE_QUEUE`). Its slots
+/// are allocated and written when it is made, so it is sized for bursts, not for a stalled
+/// coordinator (65,536 slots were 2.6 MB of every governed node's memory): a shard whose debt
+/// finds it full keeps it and sends it later, and a refused refill is asked again.
 const EVENT_QUEUE: usize = 4096;
 
 #[derive(Parser)]
@@ -169,9 +169,11 @@ fn serve(
     let shard_count = plan.shards;
     let gov_start = governance.map(|g| {
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+        let (usage_tx, usage_rx) = tokio::sync::mpsc::channel(shards::governance::USAGE_QUEUE);
         let gov = Arc::new(shards::governance::Governance {
             snapshot: arc_swap::ArcSwap::from_pointee(shards::governance::GovSnapshot::default()),
             events: events_tx,
+            usage: usage_tx,
             lease_wait: g.lease_wait,
             node_credential: Some(shards::governance::request::credential_hash(
                 node_credential.as_bytes(),
@@ -181,6 +183,7 @@ fn serve(
         coordinator::GovStart {
             gov,
             events: events_rx,
+            usage: usage_rx,
             database: g.database,
             secrets: g.secrets,
             settings: coordinator::governance::GovSettings {

@@ -1,5 +1,6 @@
-//! The flusher: usage on its way from the shards to the store. Records arrive from the lease
-//! desk (in the order shards sent them), go to the local spool at once, and are written every
+//! The flusher: usage on its way from the shards to the store. Records arrive in the shards'
+//! batches (each shard's in the order it sent them), are counted in the usage metrics and go
+//! to the local spool at once, and are written every
 //! flush interval (or as soon as [`FLUSH_AT`] records wait) as one batch — counters, settled fleet shares and request logs, all or
 //! nothing, at most once. A batch the store refuses (an outage) stays sealed, on disk and in
 //! memory, and is retried in order every interval until it is written: nothing is dropped
@@ -10,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use shards::governance::ToFlusher;
 use store::leases::{ShareSettle, UsageBatch};
 use store::{LogRow, UsageDelta};
 use tokio::sync::mpsc;
@@ -23,39 +25,8 @@ use crate::config::RequestLogs;
 /// Sealed usage batches not yet in the store (one node per process), for `/metrics`.
 pub static SPOOL_BACKLOG: AtomicU64 = AtomicU64::new(0);
 
-/// Messages the lease desk may have queued for the flusher: with shard batches of up to 256
-/// records, 65,536 records (some 20 MB). A flusher further behind than that makes the desk
-/// wait, and with it the shards' lease refills: governed traffic slows to what the store
-/// takes instead of growing the process without bound. Never reached in a healthy node
-/// (the flusher writes ~2,000 records per transaction in a few milliseconds).
-pub const QUEUE: usize = 256;
-
-/// Times the lease desk found the flusher's queue full and waited, for `/metrics`.
-pub static QUEUE_WAITS: AtomicU64 = AtomicU64::new(0);
-
-/// Messages in the flusher's queue after the desk's last send, for `/metrics`.
+/// Shard batches waiting in the flusher's queue when it last took one, for `/metrics`.
 pub static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
-
-/// Passes `message` to the flusher: at once while its queue has room, else after waiting
-/// for room (counted). A gone flusher (shutdown) drops it.
-pub fn pass(queue: &mpsc::Sender<ToFlusher>, message: ToFlusher) {
-    if let Err(mpsc::error::TrySendError::Full(message)) = queue.try_send(message) {
-        QUEUE_WAITS.fetch_add(1, Ordering::Relaxed);
-        let _ = queue.blocking_send(message);
-    }
-    QUEUE_DEPTH.store(depth(queue), Ordering::Relaxed);
-}
-
-fn depth(queue: &mpsc::Sender<ToFlusher>) -> u64 {
-    (queue.max_capacity() - queue.capacity()) as u64
-}
-
-/// What the lease desk passes on to the flusher, in the order the shards sent it.
-pub enum ToFlusher {
-    Usage(UsageBytes),
-    /// Write everything now and answer.
-    Now(std::sync::mpsc::Sender<()>),
-}
 
 /// One batch folded for the store; its log rows borrow from the batch's records.
 #[derive(Default)]
@@ -152,6 +123,8 @@ impl GovRuntime {
             let reply = tokio::select! {
                 next = queue.recv() => match next {
                     Some(ToFlusher::Usage(batch)) => {
+                        QUEUE_DEPTH.store(queue.len() as u64, Ordering::Relaxed);
+                        self.usage_metrics.record(&batch);
                         if let Err(e) = flusher.spool.append(&batch) {
                             tracing::error!(error = %e, "cannot write usage to the spool; it is kept in memory");
                             flusher.open_on_disk = false;
@@ -390,28 +363,5 @@ impl GovRuntime {
                 .map(|&(limit, generation)| (limit, counter_name(limit, generation)))
                 .collect()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_queue_makes_the_desk_wait_and_is_counted() {
-        let (queue, mut flusher) = mpsc::channel(1);
-        let waits = QUEUE_WAITS.load(Ordering::Relaxed);
-        pass(&queue, ToFlusher::Usage(UsageBytes::default()));
-        assert_eq!(QUEUE_WAITS.load(Ordering::Relaxed), waits, "room: no wait");
-        let desk =
-            std::thread::spawn(move || pass(&queue, ToFlusher::Usage(UsageBytes::default())));
-        // The desk waits until the flusher takes the first message, then queues the second.
-        while QUEUE_WAITS.load(Ordering::Relaxed) == waits {
-            std::thread::yield_now();
-        }
-        assert!(!desk.is_finished(), "the desk waits for room");
-        assert!(flusher.blocking_recv().is_some());
-        desk.join().unwrap();
-        assert!(flusher.blocking_recv().is_some(), "nothing was dropped");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use shards::governance::{GovEvent, GovSnapshot, Governance, KeyPolicy, KeyTable, Limit, Prices};
 use store::{now_unix, Store};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, Window};
 
 use super::fleet::{counter_name, Fleet};
@@ -392,26 +392,14 @@ impl GovRuntime {
         Ok(())
     }
 
-    /// The lease desk: answers the shards' events until the queue closes. Usage (and flush
-    /// requests, in their order) go on to the flusher.
-    pub fn run_desk(
-        &self,
-        events: &crossbeam_channel::Receiver<GovEvent>,
-        flusher: &mpsc::Sender<super::flusher::ToFlusher>,
-    ) {
+    /// The lease desk: answers the shards' refills and debts until the queue closes.
+    pub fn run_desk(&self, events: &crossbeam_channel::Receiver<GovEvent>) {
         while let Ok(event) = events.recv() {
             match event {
                 GovEvent::Refill { limit, shard, want } => {
                     self.desk.refill(&limit, shard, want, unix_now())
                 }
                 GovEvent::Debt { limit, units } => self.desk.debt(&limit, units, unix_now()),
-                GovEvent::Usage(batch) => {
-                    self.usage_metrics.record(&batch);
-                    super::flusher::pass(flusher, super::flusher::ToFlusher::Usage(batch));
-                }
-                GovEvent::Flush(ack) => {
-                    super::flusher::pass(flusher, super::flusher::ToFlusher::Now(ack));
-                }
             }
         }
     }

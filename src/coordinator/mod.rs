@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use shards::governance::{GovEvent, Governance};
+use shards::governance::{GovEvent, Governance, ToFlusher};
 use shards::runtime::IoDriver;
 use shards::snapshot::NodeState;
 use shards::stats::ShardStats;
@@ -52,6 +52,8 @@ pub struct NodeView {
 pub struct GovStart {
     pub gov: Arc<Governance>,
     pub events: crossbeam_channel::Receiver<GovEvent>,
+    /// The shards' usage batches, for the store writer.
+    pub usage: mpsc::Receiver<ToFlusher>,
     pub database: store::DatabaseConfig,
     pub secrets: Option<store::SecretBox>,
     pub settings: GovSettings,
@@ -105,8 +107,9 @@ pub struct ControlState {
 pub struct Coordinator {
     pub control_addr: SocketAddr,
     state: Arc<ControlState>,
-    /// The shards' event queue, for the flush request at shutdown (behind their usage).
-    flush: Option<crossbeam_channel::Sender<GovEvent>>,
+    /// The store writer's queue, for the flush request at shutdown (behind the shards'
+    /// usage), with the coordinator's runtime to wait for room on it.
+    flush: Option<(mpsc::Sender<ToFlusher>, tokio::runtime::Handle)>,
     /// Fleet: the runtime and desk to give shares back with when the node leaves.
     leave: Option<(tokio::runtime::Handle, Arc<leases::LeaseDesk>)>,
     /// SQLite: this node's exclusive claim on the database file.
@@ -121,11 +124,15 @@ impl Coordinator {
 
     /// Writes pending usage and logs to the store now; waits up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some(flush) = &self.flush else {
+        let Some((flush, runtime)) = &self.flush else {
             return true;
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        flush.send_timeout(GovEvent::Flush(tx), timeout).is_ok() && rx.recv_timeout(timeout).is_ok()
+        // The timer is made inside the runtime's context (it needs its time driver).
+        let sent = runtime.block_on(async {
+            tokio::time::timeout(timeout, flush.send(ToFlusher::Now(tx))).await
+        });
+        matches!(sent, Ok(Ok(()))) && rx.recv_timeout(timeout).is_ok()
     }
 
     /// Fleet: gives back every unused share and leaves the fleet (after the shards drained
@@ -256,7 +263,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                     catalog: catalog.metrics.clone(),
                 }),
                 Some(rt),
-                Some((g.events, spool)),
+                Some((g.events, g.usage, spool)),
             )
         }
     };
@@ -271,7 +278,9 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         };
         traces::run(export, resource, metrics)
     });
-    let events_tx = gov_runtime.as_ref().map(|rt| rt.gov.events.clone());
+    let flush = gov_runtime
+        .as_ref()
+        .map(|rt| (rt.gov.usage.clone(), runtime.handle().clone()));
     let leave = gov_runtime
         .as_ref()
         .filter(|_| state.fleet.is_some())
@@ -289,15 +298,14 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
                         .spawn(move || cache_desk::run(start, cache_fleet, &handle))
                         .expect("spawn cache desk");
                 }
-                if let (Some(rt), Some((events, spool))) = (gov_runtime, events) {
-                    let (usage_tx, usage_rx) = mpsc::channel(flusher::QUEUE);
+                if let (Some(rt), Some((events, usage, spool))) = (gov_runtime, events) {
                     let desk = rt.clone();
                     std::thread::Builder::new()
                         .name("lease-desk".into())
-                        .spawn(move || desk.run_desk(&events, &usage_tx))
+                        .spawn(move || desk.run_desk(&events))
                         .expect("spawn lease desk");
                     let flusher = flusher::Flusher::new(spool, &rt);
-                    tokio::spawn(rt.clone().flush_loop(usage_rx, flusher));
+                    tokio::spawn(rt.clone().flush_loop(usage, flusher));
                     if let Some(fleet) = rt.fleet.clone() {
                         tokio::spawn(fleet.run(rt.desk.clone()));
                     }
@@ -321,7 +329,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
     Ok(Coordinator {
         control_addr,
         state,
-        flush: events_tx,
+        flush,
         leave,
         _sqlite: sqlite,
     })

@@ -234,7 +234,7 @@ impl Admission<'_> {
                 let extra = used - t.units;
                 let got = lease.take_up_to(t.epoch, extra);
                 if got < extra {
-                    outbox.send_debt(t.limit, extra - got, &gov.events);
+                    outbox.send_debt(t.limit, extra - got, gov);
                 }
             }
         }

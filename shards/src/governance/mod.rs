@@ -2,7 +2,8 @@
 //! whether their limits and budgets — and their team's and customer's — admit one more
 //! request. The coordinator builds the [`GovSnapshot`] from the store and publishes it through
 //! an `ArcSwap`; shards read it per request without a lock. Limits are enforced with per-shard
-//! leases ([`lease`]); usage goes back to the coordinator as events on a bounded channel.
+//! leases ([`lease`]); lease refills and debts go to the coordinator's lease desk as events on
+//! a bounded channel, and usage records straight to its store writer in batches.
 //!
 //! Hot-path cost when enabled: one SHA-256 of the presented key, one hash lookup, and one
 //! compare-and-swap per limit on this shard's own cache line.
@@ -122,7 +123,7 @@ pub struct GovSnapshot {
     pub read_at_ms: u64,
 }
 
-/// What a shard sends the coordinator.
+/// What a shard asks of the coordinator's lease desk.
 #[derive(Debug)]
 pub enum GovEvent {
     /// This shard's lease on `limit` is running low; it needs at least `want` units.
@@ -134,18 +135,34 @@ pub enum GovEvent {
     /// Units used beyond what the lease held (usage larger than estimated). The desk counts
     /// them in the window current when it gets them, as the store does.
     Debt { limit: Arc<Limit>, units: u64 },
+}
+
+/// What goes to the coordinator's store writer (the flusher), in the order it was sent.
+#[derive(Debug)]
+pub enum ToFlusher {
     /// Usage of requests, batched per shard (see [`batcher::UsageBatcher`]).
     Usage(UsageBytes),
-    /// The node stops: write everything queued before this event, then answer. It travels
-    /// the same queue as usage, so nothing a shard sent before it is left behind.
-    Flush(std::sync::mpsc::Sender<()>),
+    /// The node stops: write everything queued before this message, then answer. It travels
+    /// the queue usage travels, so nothing a shard sent before it is left behind.
+    Now(std::sync::mpsc::Sender<()>),
 }
+
+/// Shard batches the store writer's queue holds: with batches of up to 256 records, 65,536
+/// records (some 20 MB). A shard that finds it full keeps its records and sends them with its
+/// next batch (from half its most, it sheds new governed requests: [`batcher::UsageBatcher`]),
+/// so governed traffic is held to what the store takes instead of the process growing. Never
+/// reached in a healthy node (the flusher writes ~2,000 records per transaction in a few
+/// milliseconds).
+pub const USAGE_QUEUE: usize = 256;
 
 /// Node-wide governance state shared by the coordinator and the shards.
 #[derive(Debug)]
 pub struct Governance {
     pub snapshot: ArcSwap<GovSnapshot>,
     pub events: crossbeam_channel::Sender<GovEvent>,
+    /// Usage batches to the store writer (tokio's channel: the writer is a task on the
+    /// coordinator's runtime, woken by a send).
+    pub usage: tokio::sync::mpsc::Sender<ToFlusher>,
     /// Longest a request waits for the coordinator to refill a dry lease.
     pub lease_wait: Duration,
     /// SHA-256 of the node's own credential: the coordinator's requests (the semantic

@@ -76,7 +76,17 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
         monoio::time::sleep(DRAIN_POLL).await;
     }
     if let Some(gov) = &shard.gov {
-        shard.usage.flush(&gov.events);
+        // What the shard still holds goes to the store writer; a queue full at this moment
+        // (the store behind) is waited on while the drain may linger.
+        let started = Instant::now();
+        loop {
+            let dropped = shard.usage.flush(gov);
+            shard.stats.usage_dropped.add(dropped as u64);
+            if shard.usage.is_empty() || started.elapsed() >= DRAIN_LINGER {
+                break;
+            }
+            monoio::time::sleep(DRAIN_POLL).await;
+        }
     }
 }
 

@@ -107,7 +107,7 @@ pub fn observe(
     if let (Some(charge), Some(gov)) = (charge, shard.gov.as_deref()) {
         let timings = (duration.as_micros() as u64, overhead.as_micros() as u64);
         let record = charge.record(scope, conn, req, outcome, timings);
-        let dropped = shard.usage.push(&record, &gov.events);
+        let dropped = shard.usage.push(&record, gov);
         shard.stats.usage_dropped.add(dropped as u64);
     }
 }

@@ -29,7 +29,7 @@ async fn send_usage(shard: Rc<Shard>) {
     };
     loop {
         monoio::time::sleep(USAGE_INTERVAL).await;
-        let dropped = shard.usage.flush(&gov.events);
+        let dropped = shard.usage.flush(&gov);
         shard.stats.usage_dropped.add(dropped as u64);
     }
 }

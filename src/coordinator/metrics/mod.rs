@@ -132,14 +132,14 @@ pub fn render(
             (
                 "ringgate_usage_queue_messages",
                 "gauge",
-                "Usage batches queued from the lease desk to the store writer (bounded: at the bound the desk waits)",
+                "Usage batches queued from the shards to the store writer (bounded: at the bound shards keep their records)",
                 &super::flusher::QUEUE_DEPTH,
             ),
             (
-                "ringgate_usage_queue_waits_total",
+                "ringgate_usage_queue_full_total",
                 "counter",
-                "Times the lease desk found the store writer's queue full and waited (governed traffic slowed to the store's pace)",
-                &super::flusher::QUEUE_WAITS,
+                "Times a shard found the store writer's queue full and kept its batch for the next send (the store is slower than the traffic)",
+                &shards::governance::batcher::USAGE_QUEUE_FULL,
             ),
         ];
         for (name, kind, help, value) in flusher_queue {
