@@ -74,10 +74,18 @@ struct Queued {
     batch: Option<Sealed>,
 }
 
-/// The flusher's state: records not sealed yet, sealed batches not written yet.
+/// The flusher's state: records not sealed yet, sealed batches not written yet, and the
+/// buffers of the last written batch, emptied for the next one. At saturation a batch is
+/// ~0.5 MB of records and ~0.5 MB of log rows, 30 times a second: allocated afresh, each
+/// freed buffer's pages went back to the OS and were faulted in again, and the peak held
+/// several of them at once (docs/perf.md, 2026-12-07).
 pub struct Flusher {
     spool: Spool,
     open: UsageBytes,
+    /// An emptied records buffer, to become the next open one.
+    spare: UsageBytes,
+    /// An emptied vector of log rows, for the next batch's rows.
+    spare_rows: Vec<LogRow<'static>>,
     /// Whether every record of `open` reached the spool (else it must stay in memory).
     open_on_disk: bool,
     sealed: VecDeque<Queued>,
@@ -103,11 +111,34 @@ impl Flusher {
         Self {
             spool,
             open: UsageBytes::default(),
+            spare: UsageBytes::default(),
+            spare_rows: Vec::new(),
             open_on_disk: true,
             sealed: left,
             failing: false,
         }
     }
+}
+
+impl Flusher {
+    /// Keeps a written batch's records buffer, emptied, for the next open batch (the larger
+    /// of it and the spare held).
+    fn keep_spare(&mut self, mut records: UsageBytes) {
+        if records.capacity() > self.spare.capacity() {
+            records.clear();
+            self.spare = records;
+        }
+    }
+}
+
+/// `rows` emptied, its allocation kept for rows of another batch: an empty vector borrows
+/// nothing, and collecting its (no) items into rows of another lifetime reuses the
+/// allocation (the standard library collects a vector's own iterator in place).
+fn emptied(mut rows: Vec<LogRow<'_>>) -> Vec<LogRow<'static>> {
+    rows.clear();
+    rows.into_iter()
+        .map(|_| unreachable!("the vector was cleared"))
+        .collect()
 }
 
 impl GovRuntime {
@@ -169,14 +200,10 @@ impl GovRuntime {
                 tracing::error!(error = %e, "cannot seal the usage spool's open file");
                 on_disk = false;
             }
-            // Under load the next batch fills up to FLUSH_AT again: room for it at once,
-            // rather than growing (and copying) it four times on the way.
-            let room = if flusher.open.len() >= FLUSH_AT {
-                flusher.open.as_bytes().len()
-            } else {
-                0
-            };
-            let records = std::mem::replace(&mut flusher.open, UsageBytes::with_capacity(room));
+            // The next batch fills the last written one's buffer: under load it fills up to
+            // FLUSH_AT again, with room for it already there.
+            let next = std::mem::take(&mut flusher.spare);
+            let records = std::mem::replace(&mut flusher.open, next);
             let keep = !on_disk || flusher.sealed.len() < IN_MEMORY;
             flusher.sealed.push_back(Queued {
                 batch: keep.then(|| Sealed {
@@ -196,7 +223,7 @@ impl GovRuntime {
                 flusher.sealed.pop_front();
                 continue;
             };
-            match self.write(batch, pace).await {
+            match self.write(batch, pace, &mut flusher.spare_rows).await {
                 Ok(written) => {
                     if !written {
                         tracing::info!(batch = %batch.id, "usage batch was already in the store");
@@ -206,7 +233,13 @@ impl GovRuntime {
                         flusher.failing = false;
                     }
                     flusher.spool.remove(&batch.id);
-                    flusher.sealed.pop_front();
+                    if let Some(Queued {
+                        batch: Some(written),
+                        ..
+                    }) = flusher.sealed.pop_front()
+                    {
+                        flusher.keep_spare(written.records);
+                    }
                 }
                 Err(e) => {
                     if !flusher.failing {
@@ -243,12 +276,20 @@ impl GovRuntime {
     }
 
     /// Folds a sealed batch and writes it (false: it was written before).
-    async fn write(&self, batch: &Sealed, pace: Pace) -> store::Result<bool> {
+    /// `spare_rows`: an emptied vector for the batch's log rows, given back emptied.
+    async fn write(
+        &self,
+        batch: &Sealed,
+        pace: Pace,
+        spare_rows: &mut Vec<LogRow<'static>>,
+    ) -> store::Result<bool> {
         // At most one log row per record: room for all of them at once, rather than a
         // vector of rows of a few hundred bytes each doubled (and moved) eleven times on
         // the way to 2,048.
+        let mut logs: Vec<LogRow<'_>> = std::mem::take(spare_rows);
+        logs.reserve(batch.records.len());
         let mut pending = Pending {
-            logs: Vec::with_capacity(batch.records.len()),
+            logs,
             ..Pending::default()
         };
         for (i, r) in batch.records.iter().enumerate() {
@@ -272,7 +313,8 @@ impl GovRuntime {
                 units,
             })
             .collect();
-        self.store
+        let written = self
+            .store
             .write_batch(&UsageBatch {
                 id: &batch.id,
                 node_id: batch.node.as_deref(),
@@ -281,7 +323,9 @@ impl GovRuntime {
                 logs: &pending.logs,
                 yielding: pace == Pace::Yielding,
             })
-            .await
+            .await;
+        *spare_rows = emptied(pending.logs);
+        written
     }
 
     fn fold<'a>(&self, r: &UsageRef<'a>, pending: &mut Pending<'a>) {
@@ -363,5 +407,28 @@ impl GovRuntime {
                 .map(|&(limit, generation)| (limit, counter_name(limit, generation)))
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emptied_rows_keep_their_allocation() {
+        let id = String::from("req-1");
+        let record: vocab::UsageRecord = serde_json::from_value(serde_json::json!({
+            "ts_ms": 0, "provider": "p", "model": "m", "status": 200,
+            "usage": {"prompt": 1, "completion": 1, "cached": 0}, "cost": 0,
+            "latency_us": 0, "stream": false, "estimated": false,
+        }))
+        .unwrap();
+        let view = record.view();
+        let mut rows = Vec::with_capacity(64);
+        rows.push(LogRow::of(&id, &view));
+        let (at, room) = (rows.as_ptr() as usize, rows.capacity());
+        let spare = emptied(rows);
+        assert!(spare.is_empty());
+        assert_eq!((spare.as_ptr() as usize, spare.capacity()), (at, room));
     }
 }

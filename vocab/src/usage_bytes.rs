@@ -55,6 +55,17 @@ impl UsageBytes {
         self.count == 0
     }
 
+    /// Bytes of records it has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Drops every record, keeping the room (a buffer to fill again).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
     /// The records as written (what the spool stores).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes

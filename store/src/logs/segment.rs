@@ -74,8 +74,10 @@ impl<'a> Strings<'a> {
 /// `logs` as one segment.
 pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
     let mut strings = Strings::default();
-    // ~40 bytes of ids and ~20 of numbers a row; the string table is usually tiny.
-    let mut rows = Vec::with_capacity(logs.len() * 64);
+    // ~40 bytes of ids and ~20 of numbers a row; the string table is usually tiny. The rows
+    // are written first and the header (which names the strings they use) put in front of
+    // them at the end: one buffer a segment, not rows copied into a second one.
+    let mut rows = Vec::with_capacity(logs.len() * 64 + 64);
     let mut prev_ts = 0i64;
     for l in logs {
         let flags = varint::flags(&[
@@ -122,15 +124,14 @@ pub(super) fn encode<'a>(logs: &[LogRow<'a>]) -> Vec<u8> {
             varint::put(&mut rows, n);
         }
     }
-    let mut out = Vec::with_capacity(rows.len() + 64);
-    out.push(FORMAT);
-    varint::put(&mut out, strings.texts.len() as u64);
+    let mut header = vec![FORMAT];
+    varint::put(&mut header, strings.texts.len() as u64);
     for s in &strings.texts {
-        put_str(&mut out, s);
+        put_str(&mut header, s);
     }
-    varint::put(&mut out, logs.len() as u64);
-    out.extend_from_slice(&rows);
-    out
+    varint::put(&mut header, logs.len() as u64);
+    rows.splice(0..0, header);
+    rows
 }
 
 fn corrupt(what: &str) -> Error {
