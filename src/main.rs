@@ -169,11 +169,16 @@ fn serve(
     let shard_count = plan.shards;
     let gov_start = governance.map(|g| {
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE);
-        let (usage_tx, usage_rx) = tokio::sync::mpsc::channel(shards::governance::USAGE_QUEUE);
+        let (usage_tx, usage_rx) = crossbeam_channel::bounded(shards::governance::USAGE_QUEUE);
+        let usage_wake = Arc::new(tokio::sync::Notify::new());
+        let wake = usage_wake.clone();
         let gov = Arc::new(shards::governance::Governance {
             snapshot: arc_swap::ArcSwap::from_pointee(shards::governance::GovSnapshot::default()),
             events: events_tx,
-            usage: usage_tx,
+            usage: shards::governance::UsageQueue {
+                messages: usage_tx,
+                wake: Box::new(move || wake.notify_one()),
+            },
             lease_wait: g.lease_wait,
             node_credential: Some(shards::governance::request::credential_hash(
                 node_credential.as_bytes(),
@@ -183,7 +188,10 @@ fn serve(
         coordinator::GovStart {
             gov,
             events: events_rx,
-            usage: usage_rx,
+            usage: coordinator::flusher::UsageReceiver {
+                messages: usage_rx,
+                wake: usage_wake,
+            },
             database: g.database,
             secrets: g.secrets,
             settings: coordinator::governance::GovSettings {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use shards::governance::ToFlusher;
 use store::leases::{ShareSettle, UsageBatch};
 use store::{LogRow, UsageDelta};
-use tokio::sync::mpsc;
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageBytes, UsageRef};
 
 use super::fleet::counter_name;
@@ -27,6 +26,26 @@ pub static SPOOL_BACKLOG: AtomicU64 = AtomicU64::new(0);
 
 /// Shard batches waiting in the flusher's queue when it last took one, for `/metrics`.
 pub static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
+
+/// The store writer's end of the shards' usage queue ([`shards::governance::UsageQueue`]):
+/// the messages, and the wake-up a shard's send gives.
+pub struct UsageReceiver {
+    pub messages: crossbeam_channel::Receiver<ToFlusher>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl UsageReceiver {
+    /// The next message, waiting for a send's wake-up while there is none (a wake-up given
+    /// before the wait is kept by the `Notify`, so none is missed).
+    async fn next(&self) -> ToFlusher {
+        loop {
+            if let Ok(message) = self.messages.try_recv() {
+                return message;
+            }
+            self.wake.notified().await;
+        }
+    }
+}
 
 /// One batch folded for the store; its log rows borrow from the batch's records.
 #[derive(Default)]
@@ -118,9 +137,7 @@ impl Flusher {
             failing: false,
         }
     }
-}
 
-impl Flusher {
     /// Keeps a written batch's records buffer, emptied, for the next open batch (the larger
     /// of it and the spare held).
     fn keep_spare(&mut self, mut records: UsageBytes) {
@@ -144,17 +161,13 @@ fn emptied(mut rows: Vec<LogRow<'_>>) -> Vec<LogRow<'static>> {
 impl GovRuntime {
     /// Receives usage until the queue closes, writing it every flush interval; a flush request
     /// (shutdown) writes at once and is answered.
-    pub async fn flush_loop(
-        self: Arc<Self>,
-        mut queue: mpsc::Receiver<ToFlusher>,
-        mut flusher: Flusher,
-    ) {
+    pub async fn flush_loop(self: Arc<Self>, queue: UsageReceiver, mut flusher: Flusher) {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         loop {
             let reply = tokio::select! {
-                next = queue.recv() => match next {
-                    Some(ToFlusher::Usage(batch)) => {
-                        QUEUE_DEPTH.store(queue.len() as u64, Ordering::Relaxed);
+                next = queue.next() => match next {
+                    ToFlusher::Usage(batch) => {
+                        QUEUE_DEPTH.store(queue.messages.len() as u64, Ordering::Relaxed);
                         self.usage_metrics.record(&batch);
                         if let Err(e) = flusher.spool.append(&batch) {
                             tracing::error!(error = %e, "cannot write usage to the spool; it is kept in memory");
@@ -167,8 +180,7 @@ impl GovRuntime {
                         }
                         None
                     }
-                    Some(ToFlusher::Now(ack)) => Some(ack),
-                    None => None,
+                    ToFlusher::Now(ack) => Some(ack),
                 },
                 _ = tick.tick() => None,
             };
@@ -177,7 +189,7 @@ impl GovRuntime {
             // flat out, so that the store keeps pace with the shards. Nothing means no message
             // at all: at saturation messages arrive during every flush, so most flushes run
             // flat out (allowing 2 raised peak RSS at saturation more; docs/perf.md).
-            let pace = if queue.is_empty() && flusher.sealed.is_empty() {
+            let pace = if queue.messages.is_empty() && flusher.sealed.is_empty() {
                 Pace::Yielding
             } else {
                 Pace::FlatOut

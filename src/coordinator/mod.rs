@@ -32,7 +32,6 @@ use shards::governance::{GovEvent, Governance, ToFlusher};
 use shards::runtime::IoDriver;
 use shards::snapshot::NodeState;
 use shards::stats::ShardStats;
-use tokio::sync::mpsc;
 
 use governance::{GovRuntime, GovSettings};
 
@@ -53,7 +52,7 @@ pub struct GovStart {
     pub gov: Arc<Governance>,
     pub events: crossbeam_channel::Receiver<GovEvent>,
     /// The shards' usage batches, for the store writer.
-    pub usage: mpsc::Receiver<ToFlusher>,
+    pub usage: flusher::UsageReceiver,
     pub database: store::DatabaseConfig,
     pub secrets: Option<store::SecretBox>,
     pub settings: GovSettings,
@@ -107,9 +106,9 @@ pub struct ControlState {
 pub struct Coordinator {
     pub control_addr: SocketAddr,
     state: Arc<ControlState>,
-    /// The store writer's queue, for the flush request at shutdown (behind the shards'
-    /// usage), with the coordinator's runtime to wait for room on it.
-    flush: Option<(mpsc::Sender<ToFlusher>, tokio::runtime::Handle)>,
+    /// The shards' governance, whose store-writer queue takes the flush request at shutdown
+    /// (behind the shards' usage).
+    flush: Option<Arc<Governance>>,
     /// Fleet: the runtime and desk to give shares back with when the node leaves.
     leave: Option<(tokio::runtime::Handle, Arc<leases::LeaseDesk>)>,
     /// SQLite: this node's exclusive claim on the database file.
@@ -124,15 +123,11 @@ impl Coordinator {
 
     /// Writes pending usage and logs to the store now; waits up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some((flush, runtime)) = &self.flush else {
+        let Some(gov) = &self.flush else {
             return true;
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        // The timer is made inside the runtime's context (it needs its time driver).
-        let sent = runtime.block_on(async {
-            tokio::time::timeout(timeout, flush.send(ToFlusher::Now(tx))).await
-        });
-        matches!(sent, Ok(Ok(()))) && rx.recv_timeout(timeout).is_ok()
+        gov.usage.send_timeout(ToFlusher::Now(tx), timeout) && rx.recv_timeout(timeout).is_ok()
     }
 
     /// Fleet: gives back every unused share and leaves the fleet (after the shards drained
@@ -278,9 +273,7 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
         };
         traces::run(export, resource, metrics)
     });
-    let flush = gov_runtime
-        .as_ref()
-        .map(|rt| (rt.gov.usage.clone(), runtime.handle().clone()));
+    let flush = gov_runtime.as_ref().map(|rt| rt.gov.clone());
     let leave = gov_runtime
         .as_ref()
         .filter(|_| state.fleet.is_some())

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::error::TrySendError;
+use crossbeam_channel::TrySendError;
 use vocab::{UsageBytes, UsageRef};
 
 use super::{GovEvent, Governance, ToFlusher};
@@ -94,7 +94,7 @@ impl UsageBatcher {
         match gov.usage.try_send(ToFlusher::Usage(batch)) {
             Ok(()) => 0,
             // The node is stopping and its store writer gone: nothing can take the records.
-            Err(TrySendError::Closed(_)) => 0,
+            Err(TrySendError::Disconnected(_)) => 0,
             Err(TrySendError::Full(message)) => {
                 USAGE_QUEUE_FULL.fetch_add(1, Ordering::Relaxed);
                 let ToFlusher::Usage(mut batch) = message else {
@@ -132,7 +132,6 @@ fn send_debts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
     /// Governance whose lease desk and store writer queues hold `events` and `usage`
     /// messages, with their receiving ends.
@@ -142,14 +141,17 @@ mod tests {
     ) -> (
         Governance,
         crossbeam_channel::Receiver<GovEvent>,
-        mpsc::Receiver<ToFlusher>,
+        crossbeam_channel::Receiver<ToFlusher>,
     ) {
         let (events, desk) = crossbeam_channel::bounded(events);
-        let (usage, flusher) = mpsc::channel(usage);
+        let (messages, flusher) = crossbeam_channel::bounded(usage);
         let gov = Governance {
             snapshot: Default::default(),
             events,
-            usage,
+            usage: super::super::UsageQueue {
+                messages,
+                wake: Box::new(|| {}),
+            },
             lease_wait: std::time::Duration::ZERO,
             node_credential: None,
         };
@@ -169,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_batch_the_queue_has_no_room_for_goes_with_the_next_send() {
-        let (gov, _desk, mut flusher) = governance(1, 1);
+        let (gov, _desk, flusher) = governance(1, 1);
         let batcher = UsageBatcher::default();
         let full = USAGE_QUEUE_FULL.load(Ordering::Relaxed);
         for _ in 0..UsageBatcher::BATCH {

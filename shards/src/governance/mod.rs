@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use crossbeam_channel::TrySendError;
 use vocab::{EntityRef, LimitKind, UsageBytes};
 
 use lease::Lease;
@@ -147,6 +148,38 @@ pub enum ToFlusher {
     Now(std::sync::mpsc::Sender<()>),
 }
 
+/// The queue to the coordinator's store writer: bounded, and a wake-up after each message,
+/// because the writer waits on the coordinator's runtime, which shards do not know (it gives
+/// the wake-up: on a node, a tokio `Notify`).
+pub struct UsageQueue {
+    pub messages: crossbeam_channel::Sender<ToFlusher>,
+    pub wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for UsageQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageQueue")
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageQueue {
+    /// Sends `message` if there is room, and wakes the writer.
+    pub fn try_send(&self, message: ToFlusher) -> Result<(), TrySendError<ToFlusher>> {
+        self.messages.try_send(message)?;
+        (self.wake)();
+        Ok(())
+    }
+
+    /// Sends `message`, waiting up to `timeout` for room, and wakes the writer.
+    pub fn send_timeout(&self, message: ToFlusher, timeout: Duration) -> bool {
+        let sent = self.messages.send_timeout(message, timeout).is_ok();
+        (self.wake)();
+        sent
+    }
+}
+
 /// Shard batches the store writer's queue holds: with batches of up to 256 records, 65,536
 /// records (some 20 MB). A shard that finds it full keeps its records and sends them with its
 /// next batch (from half its most, it sheds new governed requests: [`batcher::UsageBatcher`]),
@@ -160,9 +193,8 @@ pub const USAGE_QUEUE: usize = 256;
 pub struct Governance {
     pub snapshot: ArcSwap<GovSnapshot>,
     pub events: crossbeam_channel::Sender<GovEvent>,
-    /// Usage batches to the store writer (tokio's channel: the writer is a task on the
-    /// coordinator's runtime, woken by a send).
-    pub usage: tokio::sync::mpsc::Sender<ToFlusher>,
+    /// Usage batches to the store writer.
+    pub usage: UsageQueue,
     /// Longest a request waits for the coordinator to refill a dry lease.
     pub lease_wait: Duration,
     /// SHA-256 of the node's own credential: the coordinator's requests (the semantic
