@@ -168,7 +168,7 @@ async fn read_within(
         monoio::select! {
             biased;
             r = &mut read => return r.map_err(WaitError::Io),
-            () = monoio::time::sleep_until((now + left.min(check)).into()) => {}
+            () = crate::timer::sleep_until(now + left.min(check)) => {}
         }
         if peer_gone(client_fd) {
             return Err(WaitError::ClientGone);

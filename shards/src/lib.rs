@@ -24,6 +24,7 @@ pub mod route;
 pub mod runtime;
 pub mod snapshot;
 mod state;
+mod timer;
 pub mod tls;
 pub mod trace;
 

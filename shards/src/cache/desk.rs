@@ -90,7 +90,7 @@ impl<T> Reply<T> {
             if Instant::now() >= deadline {
                 return None;
             }
-            monoio::time::sleep(POLL).await;
+            crate::timer::sleep(POLL).await;
         }
     }
 }

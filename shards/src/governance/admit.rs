@@ -97,7 +97,7 @@ async fn take_or_wait(
     let mut own = ask_refill(gov, shard, limit, units);
     let deadline = Instant::now() + gov.lease_wait;
     while Instant::now() < deadline {
-        monoio::time::sleep(POLL).await;
+        crate::timer::sleep(POLL).await;
         if lease.take(epoch, units) {
             return Take::Taken;
         }

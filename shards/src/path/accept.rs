@@ -56,7 +56,7 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
             Err(e) => {
                 // Usually EMFILE/ENFILE: back off instead of spinning on the error.
                 tracing::warn!(shard = shard.index, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(50)).await;
+                crate::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -73,7 +73,7 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
     while shard.stats.in_flight.get() > 0
         || shard.stats.connections.get() > 0 && started.elapsed() < DRAIN_LINGER
     {
-        monoio::time::sleep(DRAIN_POLL).await;
+        crate::timer::sleep(DRAIN_POLL).await;
     }
     if let Some(gov) = &shard.gov {
         // What the shard still holds goes to the store writer; a queue full at this moment
@@ -85,14 +85,14 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
             if shard.usage.is_empty() || started.elapsed() >= DRAIN_LINGER {
                 break;
             }
-            monoio::time::sleep(DRAIN_POLL).await;
+            crate::timer::sleep(DRAIN_POLL).await;
         }
     }
 }
 
 async fn wait_for_drain(shard: &Shard) {
     while !shard.node.is_draining() {
-        monoio::time::sleep(DRAIN_POLL).await;
+        crate::timer::sleep(DRAIN_POLL).await;
     }
 }
 
@@ -118,7 +118,10 @@ async fn serve_client(client: Client, busy: Option<Rc<busy::BusyMeter>>) {
         None => Stream::plain(tcp),
         Some(acceptor) => {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-            match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            // Boxed: the handshake's future is ~2 KB, which every connection's task would
+            // otherwise carry for its whole life (crate::timer).
+            let handshake = Box::pin(acceptor.accept(tcp));
+            match crate::timer::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(tls)) => Stream::server_tls(tls, fd),
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "TLS handshake failed");

@@ -33,7 +33,7 @@ async fn read_head(
     times: &mut Phases,
 ) -> Result<RequestHead, Stop> {
     if conn.inbuf.is_empty() {
-        match monoio::time::timeout(limits.idle_timeout, conn.stream.read_into(&mut conn.inbuf))
+        match crate::timer::timeout(limits.idle_timeout, conn.stream.read_into(&mut conn.inbuf))
             .await
         {
             Ok(Ok(n)) if n > 0 => {}
@@ -54,7 +54,7 @@ async fn read_head(
 /// One more read before `deadline`; a timeout becomes 408.
 async fn read_more(conn: &mut ClientConn, deadline: Instant) -> Result<(), Stop> {
     let left = deadline.saturating_duration_since(Instant::now());
-    match monoio::time::timeout(left, conn.stream.read_into(&mut conn.inbuf)).await {
+    match crate::timer::timeout(left, conn.stream.read_into(&mut conn.inbuf)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
         Ok(_) => Err(Stop::ClientGone),
         Err(_) => Err(Stop::Error(GatewayError::RequestTimeout)),

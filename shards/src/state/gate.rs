@@ -90,7 +90,7 @@ impl Gate {
             ticket,
             done: false,
         };
-        match monoio::time::timeout(policy.queue_timeout, wait).await {
+        match crate::timer::timeout(policy.queue_timeout, wait).await {
             Ok(()) => Ok(self.permit()),
             Err(_) => Err(Refused::TimedOut),
         }
@@ -210,7 +210,7 @@ mod tests {
             let g2 = gate.clone();
             let p2 = p.clone();
             let waiter = monoio::spawn(async move { g2.acquire(&p2).await.map(|_permit| ()) });
-            monoio::time::sleep(Duration::from_millis(10)).await;
+            crate::timer::sleep(Duration::from_millis(10)).await;
             assert_eq!(gate.waiting(), 1);
             assert_eq!(gate.acquire(&p).await.unwrap_err(), Refused::QueueFull);
             drop(first);

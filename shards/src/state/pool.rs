@@ -104,7 +104,7 @@ pub async fn dial(provider: &Provider) -> Result<Stream, GatewayError> {
     let mut last = String::from("no address");
     for addr in &provider.addrs {
         let tcp =
-            match monoio::time::timeout(provider.timeouts.connect, TcpStream::connect_addr(*addr))
+            match crate::timer::timeout(provider.timeouts.connect, TcpStream::connect_addr(*addr))
                 .await
             {
                 Ok(Ok(tcp)) => tcp,
@@ -124,8 +124,10 @@ pub async fn dial(provider: &Provider) -> Result<Stream, GatewayError> {
             return Ok(Stream::plain(tcp));
         };
         let fd = tcp.as_raw_fd();
-        let handshake = connector.connect(server_name.clone(), tcp);
-        return match monoio::time::timeout(provider.timeouts.connect, handshake).await {
+        // Boxed: the handshake's ~2 KB future would otherwise be part of every request's
+        // future, which is built on the stack and copied at each level (crate::timer).
+        let handshake = Box::pin(connector.connect(server_name.clone(), tcp));
+        return match crate::timer::timeout(provider.timeouts.connect, handshake).await {
             Ok(Ok(tls)) => Ok(Stream::client_tls(tls, fd)),
             Ok(Err(e)) => Err(connect_err(format!("TLS handshake failed: {e}"))),
             Err(_) => Err(GatewayError::UpstreamTimeout {

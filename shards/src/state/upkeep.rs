@@ -28,7 +28,7 @@ async fn send_usage(shard: Rc<Shard>) {
         return;
     };
     loop {
-        monoio::time::sleep(USAGE_INTERVAL).await;
+        crate::timer::sleep(USAGE_INTERVAL).await;
         let dropped = shard.usage.flush(&gov);
         shard.stats.usage_dropped.add(dropped as u64);
     }
@@ -38,7 +38,7 @@ async fn send_usage(shard: Rc<Shard>) {
 /// they started with.
 async fn follow_snapshot(shard: Rc<Shard>) {
     loop {
-        monoio::time::sleep(SNAPSHOT_POLL).await;
+        crate::timer::sleep(SNAPSHOT_POLL).await;
         let latest = shard.node.snapshot.load_full();
         let changed = !Arc::ptr_eq(&**shard.current.borrow(), &latest);
         if changed {
@@ -49,7 +49,7 @@ async fn follow_snapshot(shard: Rc<Shard>) {
 
 async fn sweep_pool(shard: Rc<Shard>) {
     loop {
-        monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
+        crate::timer::sleep(POOL_SWEEP_INTERVAL).await;
         let snapshot = shard.snapshot();
         shard.pool.sweep(&snapshot.providers);
     }

@@ -308,7 +308,7 @@ impl Tries<'_> {
         }
         self.retries += 1;
         shard.stats.providers[self.provider.slot].retries.incr();
-        monoio::time::sleep(delay).await;
+        crate::timer::sleep(delay).await;
         shard.providers[self.provider.slot]
             .health
             .admit(Instant::now(), &self.provider.breaker)
