@@ -7,7 +7,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 
 /// Smallest free space offered to one read.
@@ -50,12 +52,7 @@ impl Stream {
 
     /// Reads once, appending to `buf`. `Ok(0)` is end of stream.
     pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < MIN_READ_ROOM {
-            buf.reserve(MIN_READ_ROOM);
-        }
-        let len = buf.len();
-        let cap = buf.capacity();
-        let slice = std::mem::take(buf).slice_mut(len..cap);
+        let slice = read_room(buf);
         let (res, slice) = match &mut self.inner {
             Inner::Plain(s) => s.read(slice).await,
             Inner::ClientTls(s) => s.read(slice).await,
@@ -63,6 +60,37 @@ impl Stream {
         };
         *buf = slice.into_inner();
         res
+    }
+
+    /// Plain TCP (not TLS, whose library may hold decrypted bytes a readiness wait would
+    /// not see).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.inner, Inner::Plain(_))
+    }
+
+    /// [`Self::read_into`] that `cancel` can stop: then `Err` with `ECANCELED`, unless the
+    /// read completed first, whose bytes are kept. TLS streams read as `read_into`.
+    pub async fn read_into_cancelable(
+        &mut self,
+        buf: &mut Vec<u8>,
+        cancel: CancelHandle,
+    ) -> io::Result<usize> {
+        let Inner::Plain(tcp) = &mut self.inner else {
+            return self.read_into(buf).await;
+        };
+        let (res, slice) = tcp.cancelable_read(read_room(buf), cancel).await;
+        *buf = slice.into_inner();
+        res
+    }
+
+    /// Waits until the stream has bytes to read (or is closed), holding no buffer (a poll
+    /// on the ring). TLS streams return at once.
+    pub async fn readable(&self) -> io::Result<()> {
+        match &self.inner {
+            // Relaxed: the epoll fallback may wake early, and the read after it then waits.
+            Inner::Plain(tcp) => tcp.readable(true).await,
+            _ => Ok(()),
+        }
     }
 
     /// Writes `buf[from..]` whole and returns the buffer for reuse.
@@ -104,6 +132,16 @@ async fn write_flush<W: AsyncWriteRent, T: IoBuf + 'static>(
         Ok(n) => (w.flush().await.map(|()| n), buf),
         Err(e) => (Err(e), buf),
     }
+}
+
+/// `buf`'s free space (at least [`MIN_READ_ROOM`]) for one read to append into.
+fn read_room(buf: &mut Vec<u8>) -> monoio::buf::SliceMut<Vec<u8>> {
+    if buf.capacity() - buf.len() < MIN_READ_ROOM {
+        buf.reserve(MIN_READ_ROOM);
+    }
+    let len = buf.len();
+    let cap = buf.capacity();
+    std::mem::take(buf).slice_mut(len..cap)
 }
 
 /// True when the peer has closed or reset the connection. Checks without consuming data:

@@ -2,8 +2,9 @@
 //! in: the client's bytes, the upstream's bytes and the output, reused across the requests
 //! the connection carries.
 //!
-//! Hot-path cost: an idle keep-alive connection holds only its read buffer; the working
-//! buffers are lent from the shard's [`BufferPool`] for one request at a time.
+//! Hot-path cost: an idle keep-alive connection holds no buffer once it has been silent for
+//! a moment ([`crate::path::keepalive`]); the working buffers are lent from the shard's
+//! [`BufferPool`] for one request at a time.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use crate::http::request::{find_header, HeaderSpan};
 use crate::io::Stream;
+use crate::path::keepalive::IdleWait;
 use crate::path::tracker::{RequestId, Tracker};
 use crate::state::buffers::BufferPool;
 
@@ -19,7 +21,10 @@ pub struct ClientConn {
     pub stream: Stream,
     pub peer: SocketAddr,
     /// Bytes read from the client: the current request's head and (unless chunked) body.
+    /// Freed while the connection is idle ([`crate::path::keepalive`]).
     pub inbuf: Vec<u8>,
+    /// How the connection waits for its next request.
+    pub idle: IdleWait,
     /// The current request's header positions in `inbuf`.
     pub spans: Vec<HeaderSpan>,
     /// A chunked request body, decoded.
@@ -53,6 +58,7 @@ impl ClientConn {
             stream,
             peer,
             inbuf: Vec::new(),
+            idle: IdleWait::default(),
             spans: Vec::new(),
             decoded_body: Vec::new(),
             out: Vec::new(),

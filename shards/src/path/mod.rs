@@ -70,6 +70,7 @@ mod count_tokens;
 mod direct_fields;
 mod extract;
 pub(crate) mod fields;
+mod keepalive;
 mod models;
 mod observe;
 mod outcome;

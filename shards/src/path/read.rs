@@ -33,10 +33,14 @@ async fn read_head(
     times: &mut Phases,
 ) -> Result<RequestHead, Stop> {
     if conn.inbuf.is_empty() {
-        match crate::timer::timeout(limits.idle_timeout, conn.stream.read_into(&mut conn.inbuf))
-            .await
-        {
-            Ok(Ok(n)) if n > 0 => {}
+        let ClientConn {
+            stream,
+            inbuf,
+            idle,
+            ..
+        } = conn;
+        match idle.read(stream, inbuf, limits.idle_timeout).await {
+            Ok(n) if n > 0 => {}
             _ => return Err(Stop::ClientGone),
         }
     }
