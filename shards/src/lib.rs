@@ -20,6 +20,7 @@ pub mod governance;
 pub mod http;
 mod io;
 mod path;
+pub mod quiet;
 pub mod route;
 pub mod runtime;
 pub mod snapshot;

@@ -56,6 +56,9 @@ pub struct ShardPlan {
     pub traces: Option<crate::trace::TraceSink>,
     /// The node's response cache; `None` when the configuration has none.
     pub cache: Option<Arc<crate::cache::NodeCache>>,
+    /// Gives the calling thread's freed memory back to the system; a shard calls it once it
+    /// has gone quiet after work (this crate knows no allocator; the binary's does).
+    pub release_memory: Option<fn()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +242,7 @@ pub fn start(
         let gov = plan.gov.clone();
         let traces = plan.traces.clone();
         let cache = plan.cache.clone();
+        let release_memory = plan.release_memory;
         let core = plan.pin_cores.then(|| cpus[index % cpus.len()]);
         let snapshot = snapshot.clone();
         let node = node.clone();
@@ -269,7 +273,12 @@ pub fn start(
                         snapshot,
                         node,
                         shard_stats,
-                        crate::state::ShardLinks { gov, traces, cache },
+                        crate::state::ShardLinks {
+                            gov,
+                            traces,
+                            cache,
+                            release_memory,
+                        },
                         ready,
                     ));
                     crate::path::accept::run(shard, listener, tls.map(monoio_rustls::TlsAcceptor::from)).await;

@@ -232,6 +232,7 @@ impl Config {
             gov: None,
             traces: None,
             cache: None,
+            release_memory: Some(crate::memory::release_thread_memory),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use shards::governance::ToFlusher;
+use shards::quiet::QuietWatch;
 use store::leases::{ShareSettle, UsageBatch};
 use store::{LogRow, UsageDelta};
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, UsageBytes, UsageRef};
@@ -138,6 +139,16 @@ impl Flusher {
         }
     }
 
+    /// Gives back the buffers kept for the next batches, and the thread's freed memory: a
+    /// whole flush interval passed without usage after some came (under load they are
+    /// reused; after a burst they held ~1 MB for good).
+    fn release_buffers(&mut self) {
+        self.open = UsageBytes::default();
+        self.spare = UsageBytes::default();
+        self.spare_rows = Vec::new();
+        crate::memory::release_thread_memory();
+    }
+
     /// Keeps a written batch's records buffer, emptied, for the next open batch (the larger
     /// of it and the spare held).
     fn keep_spare(&mut self, mut records: UsageBytes) {
@@ -163,10 +174,13 @@ impl GovRuntime {
     /// (shutdown) writes at once and is answered.
     pub async fn flush_loop(self: Arc<Self>, queue: UsageReceiver, mut flusher: Flusher) {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
+        let mut received: u64 = 0;
+        let mut quiet = QuietWatch::new(received);
         loop {
             let reply = tokio::select! {
                 next = queue.next() => match next {
                     ToFlusher::Usage(batch) => {
+                        received += 1;
                         QUEUE_DEPTH.store(queue.messages.len() as u64, Ordering::Relaxed);
                         self.usage_metrics.record(&batch);
                         if let Err(e) = flusher.spool.append(&batch) {
@@ -182,7 +196,12 @@ impl GovRuntime {
                     }
                     ToFlusher::Now(ack) => Some(ack),
                 },
-                _ = tick.tick() => None,
+                _ = tick.tick() => {
+                    if quiet.tick(received) && flusher.open.is_empty() && flusher.sealed.is_empty() {
+                        flusher.release_buffers();
+                    }
+                    None
+                }
             };
             // With nothing waiting behind this flush, its store work may take longer and let
             // a shard on the same core run in between (see `Pace`); with a backlog it runs

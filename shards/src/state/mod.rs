@@ -72,6 +72,8 @@ pub struct Shard {
     pub traces: Option<TraceSink>,
     /// The node's response cache; `None` when the configuration has none.
     pub cache: Option<Arc<crate::cache::NodeCache>>,
+    /// Gives this thread's freed memory back to the system (`ShardPlan::release_memory`).
+    pub release_memory: Option<fn()>,
 }
 
 /// What a shard shares with the rest of the node besides its configuration.
@@ -82,6 +84,8 @@ pub struct ShardLinks {
     pub traces: Option<TraceSink>,
     /// The node's response cache.
     pub cache: Option<Arc<crate::cache::NodeCache>>,
+    /// Gives this thread's freed memory back to the system (`ShardPlan::release_memory`).
+    pub release_memory: Option<fn()>,
 }
 
 /// `/ready` while the node takes traffic: with its store, or serving without it.
@@ -100,7 +104,12 @@ impl Shard {
         links: ShardLinks,
         ready_bodies: ReadyBodies,
     ) -> Self {
-        let ShardLinks { gov, traces, cache } = links;
+        let ShardLinks {
+            gov,
+            traces,
+            cache,
+            release_memory,
+        } = links;
         let pool = Pool::new(MAX_PROVIDERS, stats.clone());
         let providers = (0..MAX_PROVIDERS)
             .map(|_| ProviderRuntime::default())
@@ -126,6 +135,7 @@ impl Shard {
             series: series::SeriesIndex::default(),
             traces,
             cache,
+            release_memory,
         }
     }
 

@@ -1,5 +1,6 @@
 //! A shard's background tasks: closing idle upstream connections, adopting the node's latest
-//! configuration snapshot, and sending batched usage records to the coordinator.
+//! configuration snapshot, sending batched usage records to the coordinator, and giving
+//! freed memory back once the shard has gone quiet.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,12 +14,18 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a shard sends its pending usage records to the coordinator.
 const USAGE_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often a shard looks whether it has gone quiet.
+const QUIET_CHECK: Duration = Duration::from_millis(500);
+
 /// Starts the shard's background tasks on its runtime.
 pub fn spawn(shard: &Rc<Shard>) {
     monoio::spawn(sweep_pool(shard.clone()));
     monoio::spawn(follow_snapshot(shard.clone()));
     if shard.gov.is_some() {
         monoio::spawn(send_usage(shard.clone()));
+    }
+    if let Some(release) = shard.release_memory {
+        monoio::spawn(release_when_quiet(shard.clone(), release));
     }
 }
 
@@ -52,5 +59,28 @@ async fn sweep_pool(shard: Rc<Shard>) {
         crate::timer::sleep(POOL_SWEEP_INTERVAL).await;
         let snapshot = shard.snapshot();
         shard.pool.sweep(&snapshot.providers);
+    }
+}
+
+/// Gives the thread's freed memory back once the shard has gone quiet after work: a whole
+/// [`QUIET_CHECK`] without a response or a connection opened or closed. The allocator hands
+/// freed pages back only as later allocations and frees on the same thread come by, so a
+/// shard that falls silent after a burst (or after its clients' connections went idle and
+/// gave their buffers back, `path::keepalive`) kept that memory resident for good. Once per
+/// quiet spell, never under load (a collection walks the thread's heap).
+async fn release_when_quiet(shard: Rc<Shard>, release: fn()) {
+    let activity = |s: &Shard| {
+        let st = &s.stats;
+        (
+            st.responses_2xx.get() + st.responses_4xx.get() + st.responses_5xx.get(),
+            st.connections.get(),
+        )
+    };
+    let mut watch = crate::quiet::QuietWatch::new(activity(&shard));
+    loop {
+        crate::timer::sleep(QUIET_CHECK).await;
+        if watch.tick(activity(&shard)) {
+            release();
+        }
     }
 }
