@@ -69,14 +69,15 @@ impl Stream {
     }
 
     /// [`Self::read_into`] that `cancel` can stop: then `Err` with `ECANCELED`, unless the
-    /// read completed first, whose bytes are kept. TLS streams read as `read_into`.
+    /// read completed first, whose bytes are kept. Plain streams only (`Unsupported` on TLS,
+    /// whose read futures would make this one's, and every connection's task, larger).
     pub async fn read_into_cancelable(
         &mut self,
         buf: &mut Vec<u8>,
         cancel: CancelHandle,
     ) -> io::Result<usize> {
         let Inner::Plain(tcp) = &mut self.inner else {
-            return self.read_into(buf).await;
+            return Err(io::ErrorKind::Unsupported.into());
         };
         let (res, slice) = tcp.cancelable_read(read_room(buf), cancel).await;
         *buf = slice.into_inner();

@@ -42,7 +42,7 @@ impl IdleWait {
         idle: Duration,
     ) -> io::Result<usize> {
         if !stream.is_plain() || idle <= LINGER {
-            return within(idle, stream.read_into(buf)).await;
+            return io_result(timer::timeout(idle, stream.read_into(buf)).await);
         }
         if self.slow {
             return self.read_when_ready(stream, buf, idle).await;
@@ -77,20 +77,18 @@ impl IdleWait {
             *buf = Vec::new();
         }
         let started = Instant::now();
-        within(idle, stream.readable()).await?;
+        io_result(timer::timeout(idle, stream.readable()).await)?;
         self.slow = started.elapsed() >= LINGER;
-        stream.read_into(buf).await
+        // Bounded too: the epoll fallback's readiness may be a false alarm.
+        io_result(timer::timeout(idle, stream.read_into(buf)).await)
     }
 }
 
-/// `io`'s result within `limit`, else `TimedOut`.
-async fn within<T>(
-    limit: Duration,
-    io: impl std::future::Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    timer::timeout(limit, io)
-        .await
-        .unwrap_or_else(|Elapsed| Err(io::ErrorKind::TimedOut.into()))
+/// A [`timer::timeout`]'s result as an I/O result: running out is `TimedOut`. (Not an async
+/// fn taking the future: that would hold it twice, as argument and pinned, in every
+/// connection's task.)
+fn io_result<T>(waited: Result<io::Result<T>, Elapsed>) -> io::Result<T> {
+    waited.unwrap_or_else(|Elapsed| Err(io::ErrorKind::TimedOut.into()))
 }
 
 #[cfg(test)]
