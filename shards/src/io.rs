@@ -62,8 +62,7 @@ impl Stream {
         res
     }
 
-    /// Plain TCP (not TLS, whose library may hold decrypted bytes a readiness wait would
-    /// not see).
+    /// Plain TCP: [`Self::read_into_cancelable`] and [`Self::readable`] work on it.
     pub fn is_plain(&self) -> bool {
         matches!(self.inner, Inner::Plain(_))
     }
@@ -85,13 +84,14 @@ impl Stream {
     }
 
     /// Waits until the stream has bytes to read (or is closed), holding no buffer (a poll
-    /// on the ring). TLS streams return at once.
+    /// on the ring). Plain streams only, like [`Self::read_into_cancelable`]: a TLS
+    /// library may hold decrypted bytes that the socket's readiness does not show.
     pub async fn readable(&self) -> io::Result<()> {
-        match &self.inner {
-            // Relaxed: the epoll fallback may wake early, and the read after it then waits.
-            Inner::Plain(tcp) => tcp.readable(true).await,
-            _ => Ok(()),
-        }
+        let Inner::Plain(tcp) = &self.inner else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        // Relaxed: the epoll fallback may wake early, and the read after it then waits.
+        tcp.readable(true).await
     }
 
     /// Writes `buf[from..]` whole and returns the buffer for reuse.

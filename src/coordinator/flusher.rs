@@ -197,7 +197,9 @@ impl GovRuntime {
                     ToFlusher::Now(ack) => Some(ack),
                 },
                 _ = tick.tick() => {
-                    if quiet.tick(received) && flusher.open.is_empty() && flusher.sealed.is_empty() {
+                    // Quiet means no batch since the last tick, whose flush sealed the open
+                    // one; batches the store has not taken yet (an outage) keep their memory.
+                    if quiet.tick(received) && flusher.sealed.is_empty() {
                         flusher.release_buffers();
                     }
                     None
