@@ -51,14 +51,15 @@ impl UsageReceiver {
 /// One batch folded for the store; its log rows borrow from the batch's records.
 #[derive(Default)]
 struct Pending<'a> {
-    /// Keyed by the owner's id as the batch's bytes hold it: no copy per record.
-    deltas: HashMap<(EntityKind, &'a str, i64), UsageDelta>,
+    /// Keyed by the owner's id as the batch's bytes hold it (no copy per record), its period
+    /// and the budget generation its requests were admitted under.
+    deltas: HashMap<(EntityKind, &'a str, i64, Option<u64>), UsageDelta>,
     /// Each owner's budget period, looked up once per batch rather than once per record (a
     /// lock, an owned key and a hash each time: 0.6 % of a governed run's samples).
     periods: HashMap<(EntityKind, &'a str), BudgetPeriod>,
     /// Fleet: units spent of the node's shares, by (owner, its shared limit's place in
-    /// `shares`, window start).
-    settles: HashMap<(EntityKind, &'a str, usize, i64), u64>,
+    /// `shares`, window start, the budget generation the requests were admitted under).
+    settles: HashMap<(EntityKind, &'a str, usize, i64, Option<u64>), u64>,
     /// Fleet: each owner's shared limits with their counter names, read once per batch.
     shares: HashMap<(EntityKind, &'a str), Vec<(LimitKind, String)>>,
     logs: Vec<LogRow<'a>>,
@@ -336,15 +337,22 @@ impl GovRuntime {
         let settles: Vec<ShareSettle> = pending
             .settles
             .into_iter()
-            .map(|((kind, id, limit, window_start), units)| ShareSettle {
-                entity: EntityRef {
-                    kind,
-                    id: id.to_owned(),
+            .map(
+                |((kind, id, limit, window_start, generation), units)| ShareSettle {
+                    entity: EntityRef {
+                        kind,
+                        id: id.to_owned(),
+                    },
+                    // Spend goes to the counter it was admitted on: an older generation's after
+                    // a budget reset the node has applied since.
+                    limit_name: match generation {
+                        Some(g) => counter_name(shares[&(kind, id)][limit].0, g),
+                        None => shares[&(kind, id)][limit].1.clone(),
+                    },
+                    window_start,
+                    units,
                 },
-                limit_name: shares[&(kind, id)][limit].1.clone(),
-                window_start,
-                units,
-            })
+            )
             .collect();
         let written = self
             .store
@@ -374,9 +382,10 @@ impl GovRuntime {
                 .entry((kind, id))
                 .or_insert_with(|| self.budget_period(kind, id));
             let start = period.start(now);
+            let generation = r.budget_generation(kind);
             pending
                 .deltas
-                .entry((kind, id, start))
+                .entry((kind, id, start, generation))
                 .or_insert_with(|| {
                     UsageDelta::new(
                         EntityRef {
@@ -384,6 +393,7 @@ impl GovRuntime {
                             id: id.to_owned(),
                         },
                         start,
+                        generation,
                     )
                 })
                 .add(r);
@@ -414,14 +424,14 @@ impl GovRuntime {
                 .entry((kind, id))
                 .or_insert_with(|| self.shared_limits_of(kind, id));
             for (place, &(limit, _)) in limits.iter().enumerate() {
-                let units = match limit {
-                    LimitKind::Requests(_) => 1,
-                    LimitKind::Tokens(_) => r.usage.prompt + r.usage.completion,
-                    LimitKind::Budget(_) => r.cost.nanos(),
+                let (units, generation) = match limit {
+                    LimitKind::Requests(_) => (1, None),
+                    LimitKind::Tokens(_) => (r.usage.prompt + r.usage.completion, None),
+                    LimitKind::Budget(_) => (r.cost.nanos(), r.budget_generation(kind)),
                 };
                 *pending
                     .settles
-                    .entry((kind, id, place, limit.start(now)))
+                    .entry((kind, id, place, limit.start(now), generation))
                     .or_default() += units;
             }
         }

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use vocab::{BudgetPeriod, EntityKind, EntityRef, LimitKind, Window};
 
 use super::fleet::{counter_name, Fleet};
-use super::leases::{is_budget, unix_now, LeaseDesk};
+use super::leases::{unix_now, LeaseDesk};
 use super::metrics::usage::UsageMetrics;
 use crate::config::RequestLogs;
 
@@ -210,7 +210,7 @@ impl GovRuntime {
         let mut out = Vec::with_capacity(wanted.len());
         let mut shared = Vec::with_capacity(wanted.len());
         for (kind, value) in wanted {
-            let resets = if is_budget(kind) {
+            let resets = if kind.is_budget() {
                 reading.resets.get(entity).copied().unwrap_or(0)
             } else {
                 0
@@ -226,13 +226,15 @@ impl GovRuntime {
             let limit = match existing {
                 Some(limit) => limit,
                 None => {
-                    let limit = Arc::new(Limit::new(entity.clone(), kind, value, self.shards));
-                    let base = if is_budget(kind) {
+                    let limit = Arc::new(
+                        Limit::new(entity.clone(), kind, value, self.shards).of_generation(resets),
+                    );
+                    let base = if kind.is_budget() {
                         self.store.budget_spent(entity, now).await?.nanos()
                     } else {
                         0
                     };
-                    if let (Some(_), true) = (&self.fleet, is_budget(kind)) {
+                    if let (Some(_), true) = (&self.fleet, kind.is_budget()) {
                         // The fleet's counter starts from what was spent before it existed.
                         let name = counter_name(kind, resets);
                         self.store

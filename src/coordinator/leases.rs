@@ -346,10 +346,5 @@ pub fn unix_now() -> i64 {
     i64::try_from(shards::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
-/// Whether usage of this kind is money (budgets) rather than requests or tokens.
-pub fn is_budget(kind: LimitKind) -> bool {
-    matches!(kind, LimitKind::Budget(_))
-}
-
 #[cfg(test)]
 mod tests;

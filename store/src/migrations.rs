@@ -54,6 +54,7 @@ migrations! {
     7 "0007" "response_cache",
     8 "0008" "semantic_cache",
     9 "0009" "request_log_segments",
+    10 "0010" "budget_generations",
 }
 
 #[cfg(test)]

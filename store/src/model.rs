@@ -275,11 +275,16 @@ pub struct UsageDelta {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// The entity's budget generation (resets before) its requests were admitted under;
+    /// `None` when unknown (it had no budget): the spend counts whatever resets came since.
+    #[serde(default)]
+    pub budget_generation: Option<u64>,
 }
 
 impl UsageDelta {
-    /// Nothing yet for `entity` in the period starting at `period_start`.
-    pub fn new(entity: EntityRef, period_start: i64) -> Self {
+    /// Nothing yet for `entity` in the period starting at `period_start`, for requests
+    /// admitted under `budget_generation`.
+    pub fn new(entity: EntityRef, period_start: i64, budget_generation: Option<u64>) -> Self {
         Self {
             entity,
             period_start,
@@ -287,6 +292,7 @@ impl UsageDelta {
             requests: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
+            budget_generation,
         }
     }
 

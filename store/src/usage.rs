@@ -9,6 +9,10 @@
 //!     spent_nanos = usage.spent_nanos + excluded.spent_nanos, ...
 //! ```
 //!
+//! A budget reset zeroes the period's spend and raises the row's budget generation; a
+//! delta's spend charged under an earlier generation (admitted before the reset, written
+//! after it — another node's flush, say) is then not added (docs/cluster.md, "Budgets").
+//!
 //! On PostgreSQL the conflicting row is locked and the increment applied to
 //! its latest committed version, so concurrent writers on several nodes add
 //! up and never lose updates. A batch is merged and sorted by key before it
@@ -23,27 +27,40 @@ use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
 use crate::model::{Usage, UsageDelta};
 use crate::{now_unix, Store};
 
+/// Adds a delta. Its spend counts unless it was charged under an earlier budget generation
+/// than the row's (`$9`; [`UNKNOWN_GENERATION`] counts always): such a request was admitted
+/// before a reset of this period, and its usage reached the store after it. Token and request
+/// counts always add up, as a reset keeps them.
 const ADD_USAGE_SQL: &str = "INSERT INTO usage \
     (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
      completion_tokens, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
-    spent_nanos = usage.spent_nanos + excluded.spent_nanos, \
+    spent_nanos = usage.spent_nanos + CASE WHEN CAST($9 AS BIGINT) >= usage.budget_generation \
+        THEN excluded.spent_nanos ELSE 0 END, \
     requests = usage.requests + excluded.requests, \
     prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage.completion_tokens + excluded.completion_tokens, \
     updated_at = excluded.updated_at";
 
 /// Zeroes the period's spend and keeps the previous value in
-/// `last_reset_spent` (the SET list sees the old row, in both dialects).
+/// `last_reset_spent` (the SET list sees the old row, in both dialects). The row's budget
+/// generation becomes the entity's reset count with this reset ([`RESET_LOG_SQL`] records it
+/// next, in the same transaction), the generation the nodes give the budget once they read it.
 const RESET_SQL: &str = "INSERT INTO usage \
     (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
-     completion_tokens, reset_at, last_reset_spent, updated_at) \
-    VALUES ($1, $2, $3, 0, 0, 0, 0, $4, 0, $4) \
+     completion_tokens, reset_at, last_reset_spent, updated_at, budget_generation) \
+    VALUES ($1, $2, $3, 0, 0, 0, 0, $4, 0, $4, \
+        (SELECT COUNT(*) + 1 FROM budget_resets WHERE entity_kind = $1 AND entity_id = $2)) \
     ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
     last_reset_spent = usage.spent_nanos, spent_nanos = 0, \
-    reset_at = excluded.reset_at, updated_at = excluded.updated_at \
+    reset_at = excluded.reset_at, updated_at = excluded.updated_at, \
+    budget_generation = excluded.budget_generation \
     RETURNING last_reset_spent";
+
+/// The generation of a delta charged under no known budget generation (its entity had no
+/// budget, or its records predate generations): its spend always counts.
+const UNKNOWN_GENERATION: i64 = i64::MAX;
 
 /// Records the reset; runs in the same transaction, while the row is locked.
 const RESET_LOG_SQL: &str = "INSERT INTO budget_resets \
@@ -97,10 +114,15 @@ impl Store {
 
     /// The statements that add `deltas` (merged per entity and period).
     pub(crate) fn usage_stmts(&self, deltas: &[UsageDelta]) -> Result<Vec<Stmt>> {
-        let mut merged: BTreeMap<(EntityKind, &str, i64), Sum> = BTreeMap::new();
+        let mut merged: BTreeMap<(EntityKind, &str, i64, Option<u64>), Sum> = BTreeMap::new();
         for d in deltas {
             let s = merged
-                .entry((d.entity.kind, d.entity.id.as_str(), d.period_start))
+                .entry((
+                    d.entity.kind,
+                    d.entity.id.as_str(),
+                    d.period_start,
+                    d.budget_generation,
+                ))
                 .or_default();
             s.spent = add(s.spent, d.spent_nanos.nanos())?;
             s.requests = add(s.requests, d.requests)?;
@@ -110,7 +132,11 @@ impl Store {
         let now = now_unix();
         merged
             .into_iter()
-            .map(|((kind, id, ps), s)| {
+            .map(|((kind, id, ps, generation), s)| {
+                let generation = match generation {
+                    Some(g) => to_i64(g, "budget_generation")?,
+                    None => UNKNOWN_GENERATION,
+                };
                 Ok(Stmt::new(
                     ADD_USAGE_SQL,
                     vec![
@@ -122,6 +148,7 @@ impl Store {
                         to_i64(s.prompt, "prompt_tokens")?.into(),
                         to_i64(s.completion, "completion_tokens")?.into(),
                         now.into(),
+                        generation.into(),
                     ],
                 ))
             })

@@ -24,5 +24,5 @@ pub mod varint;
 pub use entity::{EntityKind, EntityRef};
 pub use limit::{BudgetPeriod, LimitKind, Window};
 pub use money::NanoUsd;
-pub use usage::{CacheHit, CacheKind, TokenUsage, UsageRecord, UsageRef};
+pub use usage::{BudgetGenerations, CacheHit, CacheKind, TokenUsage, UsageRecord, UsageRef};
 pub use usage_bytes::UsageBytes;

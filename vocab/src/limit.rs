@@ -108,6 +108,11 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// A budget (charged by spend), not a request or token window.
+    pub fn is_budget(self) -> bool {
+        matches!(self, Self::Budget(_))
+    }
+
     /// Unix time at which the window or period containing `now` began.
     pub fn start(self, now: i64) -> i64 {
         match self {

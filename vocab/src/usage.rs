@@ -101,7 +101,16 @@ pub struct UsageRecord {
     /// Set when the response cache answered the request (then `usage` and `cost` are zero).
     #[serde(default)]
     pub cache: Option<CacheHit>,
+    /// The budget generations the request was admitted under ([`UsageRef::budget_generations`]).
+    #[serde(default)]
+    pub budget_generations: BudgetGenerations,
 }
+
+/// Per owner — key, team, customer — the budget generation (resets before it) the request
+/// was admitted under; `None` where the owner had no budget. A reset zeroes a period's spend
+/// and starts a new generation: spend charged under an earlier one is not counted against
+/// the fresh budget (it was admitted before the reset, however late its usage is written).
+pub type BudgetGenerations = [Option<u64>; 3];
 
 fn admitted_by_default() -> bool {
     true
@@ -129,6 +138,7 @@ impl UsageRecord {
             error_code: self.error_code.as_deref(),
             admitted: self.admitted,
             cache: self.cache,
+            budget_generations: self.budget_generations,
         }
     }
 }
@@ -156,6 +166,7 @@ pub struct UsageRef<'a> {
     pub error_code: Option<&'a str>,
     pub admitted: bool,
     pub cache: Option<CacheHit>,
+    pub budget_generations: BudgetGenerations,
 }
 
 impl<'a> UsageRef<'a> {
@@ -169,6 +180,11 @@ impl<'a> UsageRef<'a> {
         ]
         .into_iter()
         .filter_map(|(kind, id)| Some((kind, id?)))
+    }
+
+    /// The budget generation the request was admitted under for the owner of `kind`.
+    pub fn budget_generation(&self, kind: EntityKind) -> Option<u64> {
+        self.budget_generations[owner_index(kind)]
     }
 
     /// An owned copy.
@@ -193,7 +209,17 @@ impl<'a> UsageRef<'a> {
             error_code: owned(self.error_code),
             admitted: self.admitted,
             cache: self.cache,
+            budget_generations: self.budget_generations,
         }
+    }
+}
+
+/// An owner's place in [`BudgetGenerations`].
+pub fn owner_index(kind: EntityKind) -> usize {
+    match kind {
+        EntityKind::Key => 0,
+        EntityKind::Team => 1,
+        EntityKind::Customer => 2,
     }
 }
 
@@ -222,6 +248,7 @@ mod tests {
             error_code: None,
             admitted: true,
             cache: None,
+            budget_generations: [Some(2), None, Some(0)],
         };
         let owners: Vec<_> = record.view().owners().collect();
         assert_eq!(record.view().to_record(), record);
@@ -229,6 +256,11 @@ mod tests {
             owners,
             [(EntityKind::Key, "k"), (EntityKind::Customer, "c")]
         );
+        let generations: Vec<_> = owners
+            .iter()
+            .map(|&(kind, _)| record.view().budget_generation(kind))
+            .collect();
+        assert_eq!(generations, [Some(2), Some(0)]);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! Each record is a varint length ([`crate::varint`]) and a payload: flags · id · [client id]
 //! · ts_ms · [key] · [team] · [customer] · provider · model · status · prompt · completion ·
 //! cached · cost · latency · overhead · [error code] · [cache hit: kind, saved prompt,
-//! completion and cached tokens, saved cost]. Bracketed fields are present when the flags
+//! completion and cached tokens, saved cost] · [budget generations of key, team and customer,
+//! each 0 for none or the generation + 1]. Bracketed fields are present when the flags
 //! say so. The length is written after the payload, as a varint padded to three bytes (a
 //! reader takes padded and minimal varints alike), so that the payload is written once.
 
@@ -25,6 +26,7 @@ const CACHE_HIT: u64 = 1 << 5;
 const STREAM: u64 = 1 << 6;
 const ESTIMATED: u64 = 1 << 7;
 const ADMITTED: u64 = 1 << 8;
+const GENERATIONS: u64 = 1 << 9;
 
 /// Bytes kept for a record's length, ahead of its payload: a varint of up to 21 bits.
 const LENGTH_BYTES: usize = 3;
@@ -162,6 +164,10 @@ fn encode(r: &UsageRef<'_>, out: &mut Vec<u8>) {
         (r.stream, STREAM),
         (r.estimated, ESTIMATED),
         (r.admitted, ADMITTED),
+        (
+            r.budget_generations.iter().any(Option::is_some),
+            GENERATIONS,
+        ),
     ]);
     put(out, flags);
     put_str(out, r.id);
@@ -197,6 +203,11 @@ fn encode(r: &UsageRef<'_>, out: &mut Vec<u8>) {
             hit.saved_cost.nanos(),
         ] {
             put(out, n);
+        }
+    }
+    if flags & GENERATIONS != 0 {
+        for g in r.budget_generations {
+            put(out, g.map_or(0, |g| g + 1));
         }
     }
 }
@@ -238,6 +249,12 @@ fn decode<'a>(r: &mut Reader<'a>) -> Option<UsageRef<'a>> {
             saved_cost: NanoUsd::from_nanos(r.varint()?),
         })
     };
+    let mut budget_generations = [None; 3];
+    if flags & GENERATIONS != 0 {
+        for g in &mut budget_generations {
+            *g = r.varint()?.checked_sub(1);
+        }
+    }
     r.bytes.is_empty().then_some(UsageRef {
         id,
         client_request_id,
@@ -257,6 +274,7 @@ fn decode<'a>(r: &mut Reader<'a>) -> Option<UsageRef<'a>> {
         error_code,
         admitted: flags & ADMITTED != 0,
         cache,
+        budget_generations,
     })
 }
 
@@ -309,6 +327,7 @@ mod tests {
                 },
                 saved_cost: NanoUsd::from_nanos(9_876_543),
             }),
+            budget_generations: [None; 3],
         }
     }
 
@@ -329,12 +348,15 @@ mod tests {
     fn every_field_reads_back_and_a_record_cut_short_ends_them() {
         let mut exact = full();
         exact.cache.as_mut().unwrap().kind = CacheKind::Exact;
-        let written = [full(), bare(), exact];
+        // Generation 0 (a budget never reset) is told apart from none.
+        let mut generations = full();
+        generations.budget_generations = [Some(0), None, Some(41)];
+        let written = [full(), bare(), exact, generations];
         let mut bytes = UsageBytes::default();
         for r in &written {
             bytes.push(&r.view());
         }
-        assert_eq!(bytes.len(), 3);
+        assert_eq!(bytes.len(), written.len());
         assert_eq!(records(&bytes), written);
         let (read, damaged) = UsageBytes::read(bytes.as_bytes());
         assert_eq!((&read, damaged), (&bytes, 0));
@@ -346,7 +368,7 @@ mod tests {
             assert_eq!(records(&read), written[..read.len()]);
             ends.push(read.len());
         }
-        assert_eq!(ends.iter().max(), Some(&2));
+        assert_eq!(ends.iter().max(), Some(&(written.len() - 1)));
     }
 
     #[test]

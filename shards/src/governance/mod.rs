@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::TrySendError;
-use vocab::{EntityRef, LimitKind, UsageBytes};
+use vocab::usage::owner_index;
+use vocab::{BudgetGenerations, EntityRef, LimitKind, UsageBytes};
 
 use lease::Lease;
 pub use prices::{Price, Prices};
@@ -41,6 +42,10 @@ pub struct Limit {
     pub leases: Box<[Lease]>,
     /// Nodes that share the limit (a fleet's live nodes; 1 alone), set by the coordinator.
     nodes: AtomicU64,
+    /// A budget's generation: the entity's budget resets before it was made (0 for other
+    /// limits). A request's usage record carries it, so that spend admitted before a reset
+    /// is not counted against the fresh budget (vocab's `BudgetGenerations`).
+    pub generation: u64,
 }
 
 impl Limit {
@@ -51,7 +56,13 @@ impl Limit {
             value,
             leases: (0..shards).map(|_| Lease::default()).collect(),
             nodes: AtomicU64::new(1),
+            generation: 0,
         }
+    }
+
+    /// The limit as a budget of generation `generation`.
+    pub fn of_generation(self, generation: u64) -> Self {
+        Self { generation, ..self }
     }
 
     /// The slice the coordinator grants at a time: a quarter of a fair share of every shard
@@ -84,6 +95,18 @@ pub struct KeyPolicy {
     /// How long the response cache keeps this key's answers, seconds: `Some(0)` never caches
     /// them (even where the configuration would), `None` follows the configuration.
     pub cache_ttl_secs: Option<u64>,
+}
+
+impl KeyPolicy {
+    /// The generations of the budgets of the key, its team and its customer, as its usage
+    /// record carries them.
+    pub fn budget_generations(&self) -> BudgetGenerations {
+        let mut generations = [None; 3];
+        for limit in self.limits.iter().filter(|l| l.kind.is_budget()) {
+            generations[owner_index(limit.entity.kind)] = Some(limit.generation);
+        }
+        generations
+    }
 }
 
 /// Virtual keys by the SHA-256 of their secret. The digest is already uniform, so the table

@@ -18,7 +18,7 @@ use vocab::{CacheHit, NanoUsd, TokenUsage, UsageRef};
 
 use crate::governance::admit::Admission;
 use crate::governance::prices::Prices;
-use crate::governance::Governance;
+use crate::governance::{Governance, KeyPolicy};
 
 use crate::clock;
 use crate::error::GatewayError;
@@ -115,6 +115,7 @@ impl Charge {
             error_code: outcome.error_code,
             admitted: self.admitted,
             cache: self.cache,
+            budget_generations: key.map_or([None; 3], KeyPolicy::budget_generations),
         }
     }
 }

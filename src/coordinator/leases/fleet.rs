@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shards::governance::Limit;
 
-use super::{is_budget, refuse, LeaseDesk, Pool, Waiter};
+use super::{refuse, LeaseDesk, Pool, Waiter};
 
 /// What to do with a share request's answer: the units granted, or `None` when the database
 /// could not answer in time.
@@ -144,7 +144,7 @@ impl LeaseDesk {
             now,
         } = asked;
         let fail_open =
-            self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !is_budget(limit.kind);
+            self.cluster.as_ref().is_some_and(|c| c.fail_open()) && !limit.kind.is_budget();
         let answered = self.with_pool(limit, now, |pool, current| {
             pool.fetching = false;
             if current != epoch || pool.generation != generation {

@@ -105,6 +105,8 @@ fn from_row(row: Row) -> UsageRecord {
         error_code,
         admitted,
         cache,
+        // Written before budgets had generations: the spend counts whatever resets came since.
+        budget_generations: [None; 3],
     }
 }
 

@@ -255,6 +255,7 @@ mod tests {
             error_code: None,
             admitted: true,
             cache: None,
+            budget_generations: [Some(1), None, None],
         }
     }
 

@@ -561,6 +561,7 @@ async fn request_log_cache_hits(db: TestDb) {
         error_code: None,
         admitted: true,
         cache: Some(hit(CacheKind::Exact, 1_200, 340, 9_876_543)),
+        budget_generations: [None; 3],
     };
     let from_record = RequestLog::new(hex_id(1000), &record);
     assert_eq!(from_record.cache, Some(CacheKind::Exact));

@@ -8,6 +8,7 @@ use crate::{budget, new_customer, new_key, new_team, TestDb, NOW};
 backend_tests!(
     usage_adds_up_per_period,
     reset_budget_is_recorded,
+    spend_admitted_before_a_reset_is_not_counted_after_it,
     concurrent_usage_from_two_nodes,
 );
 
@@ -19,6 +20,15 @@ fn delta(entity: &EntityRef, ps: i64, spent: u64, req: u64) -> UsageDelta {
         requests: req,
         prompt_tokens: 10 * req,
         completion_tokens: 20 * req,
+        budget_generation: None,
+    }
+}
+
+/// `delta`, for requests admitted under budget generation `generation`.
+fn admitted_under(generation: u64, d: UsageDelta) -> UsageDelta {
+    UsageDelta {
+        budget_generation: Some(generation),
+        ..d
     }
 }
 
@@ -85,6 +95,43 @@ async fn reset_budget_is_recorded(db: TestDb) {
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 2);
     assert_eq!(s.budget_reset_counts().await.unwrap().get(&e), Some(&2));
     assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 50);
+}
+
+/// A node's flush that lands after a reset carries spend admitted before it: the fresh budget
+/// does not pay for it (the requests and tokens still count); spend admitted under the new
+/// generation, or under none known, does.
+async fn spend_admitted_before_a_reset_is_not_counted_after_it(db: TestDb) {
+    let s = &db.store;
+    let k = new_key(s, "k", budget(BudgetPeriod::Daily, 1_000)).await;
+    let e = EntityRef::key(&k.id);
+    let day = BudgetPeriod::Daily.start(NOW);
+    s.add_usage(&[admitted_under(0, delta(&e, day, 600, 2))])
+        .await
+        .unwrap();
+    assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 600);
+    assert_eq!(s.budget_reset_count(&e).await.unwrap(), 1);
+    // Late: generation 0's spend, in one batch with the new generation's.
+    s.add_usage(&[
+        admitted_under(0, delta(&e, day, 400, 1)),
+        admitted_under(1, delta(&e, day, 30, 1)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 30);
+    s.add_usage(&[delta(&e, day, 5, 1)]).await.unwrap();
+    let u = s.usage(&e, day).await.unwrap().unwrap();
+    assert_eq!((u.spent_nanos.nanos(), u.requests), (35, 5));
+    // A second reset: generation 1's spend is late now; the next period starts afresh.
+    assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 35);
+    let next = day + 86_400;
+    s.add_usage(&[
+        admitted_under(1, delta(&e, day, 7, 1)),
+        admitted_under(1, delta(&e, next, 9, 1)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 0);
+    assert_eq!(s.budget_spent(&e, next).await.unwrap().nanos(), 9);
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {

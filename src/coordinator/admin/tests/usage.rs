@@ -46,6 +46,7 @@ async fn usage_reports_the_current_period_and_reset_zeroes_spend() {
             requests: 3,
             prompt_tokens: 100,
             completion_tokens: 50,
+            budget_generation: None,
         }])
         .await
         .unwrap();
