@@ -208,7 +208,8 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-/// Governance on the request path: key lookup among 10 000 keys, a lease take, usage parse.
+/// Governance on the request path: key lookup among 10 000 keys, a lease take, price lookups,
+/// usage parse.
 fn governance(c: &mut Criterion) {
     use sha2::{Digest, Sha256};
     use shards::governance::lease::Lease;
@@ -248,6 +249,28 @@ fn governance(c: &mut Criterion) {
             if !lease.take(1, 1) {
                 lease.grant(1, 1_000_000);
             }
+        })
+    });
+    // A governed request's price lookups: the output cap at admission, the price and the unit
+    // prices at settlement, among a catalog's worth of bare model names.
+    let mut prices = shards::governance::Prices::new(4096);
+    for i in 0..300 {
+        let price = shards::governance::Price {
+            input_per_mtok: vocab::NanoUsd::from_nanos(150_000_000),
+            output_per_mtok: vocab::NanoUsd::from_nanos(600_000_000),
+            cached_input_per_mtok: vocab::NanoUsd::from_nanos(75_000_000),
+            max_output: Some(16_384),
+        };
+        prices.insert(&format!("model-{i}"), price);
+    }
+    prices.insert("gpt-4o-mini", *prices.lookup("", "model-0").unwrap());
+    c.bench_function("governance/price_lookups", |b| {
+        b.iter(|| {
+            let (provider, model) = (black_box("openai"), black_box("gpt-4o-mini"));
+            let cap = prices.max_output(provider, model);
+            let price = prices.lookup(provider, model).unwrap();
+            let units = prices.lookup_units(provider, model);
+            (cap, price.cost(12, 9, 0), units.is_none())
         })
     });
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;

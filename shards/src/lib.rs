@@ -19,6 +19,7 @@ pub mod error;
 pub mod governance;
 pub mod http;
 mod io;
+pub mod names;
 mod path;
 pub mod quiet;
 pub mod route;

@@ -4,7 +4,7 @@
 //! choice and always resolve); one that lists none serves any name.
 //! Built once per configuration snapshot; a lookup is two or three hash probes.
 
-use std::collections::{HashMap, HashSet};
+use crate::names::{NameMap, NameSet};
 
 /// Index of a provider in the snapshot's provider list.
 pub type ProviderId = usize;
@@ -18,12 +18,12 @@ pub struct Target<'a> {
 
 #[derive(Debug, Default, Clone)]
 pub struct ModelTable {
-    providers: HashMap<String, ProviderId>,
-    aliases: HashMap<String, (ProviderId, String)>,
+    providers: NameMap<ProviderId>,
+    aliases: NameMap<(ProviderId, String)>,
     /// Aliases naming several equivalent targets, balanced per request.
-    groups: HashMap<String, Vec<(ProviderId, String)>>,
+    groups: NameMap<Vec<(ProviderId, String)>>,
     /// Per provider: the models it may serve, or `None` for any.
-    allowed: Vec<Option<HashSet<String>>>,
+    allowed: Vec<Option<NameSet>>,
     default_provider: Option<ProviderId>,
 }
 

@@ -2,7 +2,6 @@
 //! model table. The binary builds it from the YAML file; shards read it through an `Arc`
 //! loaded once per connection, so nothing on the request path locks.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +13,7 @@ use rustls_pki_types::ServerName;
 
 use crate::catalog::Catalog;
 use crate::dialect::Wire;
+use crate::names::NameMap;
 use crate::route::ModelTable;
 
 /// Client-side limits, each answered with its own error when crossed.
@@ -194,7 +194,7 @@ pub struct Snapshot {
     /// The configured aliases, listed on `/v1/models` after the catalog's models.
     pub aliases: Vec<String>,
     /// Per requested model name: the models to try, in order, when it fails.
-    pub fallbacks: HashMap<String, Vec<String>>,
+    pub fallbacks: NameMap<Vec<String>>,
     /// How a request for a balanced alias picks its first target.
     pub balance: Balance,
     /// Which answers the response cache keeps; `None` when the node has no cache.
@@ -218,7 +218,7 @@ impl Snapshot {
         providers: Vec<Provider>,
         models: ModelTable,
         aliases: Vec<String>,
-        fallbacks: HashMap<String, Vec<String>>,
+        fallbacks: NameMap<Vec<String>>,
         balance: Balance,
     ) -> Self {
         Self {

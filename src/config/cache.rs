@@ -135,7 +135,7 @@ impl CacheConfig {
         if self.max_ttl_secs == 0 {
             return Err(invalid("cache.max_ttl_secs", "must be greater than 0"));
         }
-        let mut rules = std::collections::HashMap::new();
+        let mut rules = shards::names::NameMap::default();
         for (name, ttl) in &self.models {
             let known = match name.strip_suffix("/*") {
                 Some(provider) => providers.contains(&provider),

@@ -127,7 +127,7 @@ impl Config {
             idle_timeout: ms(l.idle_timeout_ms),
             disconnect_check_interval: ms(l.disconnect_check_interval_ms),
         };
-        let mut fallbacks = std::collections::HashMap::new();
+        let mut fallbacks = shards::names::NameMap::default();
         for (model, list) in &self.fallbacks {
             if table.resolve(model).is_none() {
                 return Err(invalid(

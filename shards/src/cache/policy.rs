@@ -13,10 +13,10 @@
 //!
 //! Every TTL is capped at `max_ttl`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::GatewayError;
+use crate::names::NameMap;
 
 /// Who may be served an answer another request caused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,7 +42,7 @@ pub struct CachePolicy {
     /// Larger answers are not stored.
     pub max_entry_bytes: usize,
     /// Model name, `provider/model` or `provider/*` → TTL.
-    pub rules: HashMap<String, Duration>,
+    pub rules: NameMap<Duration>,
     /// How long a shard waits for the fleet's shared tier before it calls a miss a miss.
     pub fleet_lookup_timeout: Duration,
     /// The semantic cache, when it is on.

@@ -2,11 +2,10 @@
 //! million tokens (the cost of one request's usage computed exactly in integers), and the most
 //! output tokens a model may produce (what a request without `max_tokens` is estimated at).
 
-use std::collections::HashMap;
-
 use vocab::NanoUsd;
 
 use super::units::UnitPrices;
+use crate::names::NameMap;
 
 /// What a million tokens cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,9 +31,9 @@ impl Price {
 /// Prices by `provider/model`, with bare model names as a fallback.
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
-    by_name: HashMap<String, Price>,
+    by_name: NameMap<Price>,
     /// Non-token units (audio, speech, images), for the models that have them.
-    units_by_name: HashMap<String, UnitPrices>,
+    units_by_name: NameMap<UnitPrices>,
     /// Output cap assumed for models without `max_output`.
     default_max_output: u64,
 }
@@ -42,8 +41,8 @@ pub struct Prices {
 impl Prices {
     pub fn new(default_max_output: u64) -> Self {
         Self {
-            by_name: HashMap::new(),
-            units_by_name: HashMap::new(),
+            by_name: NameMap::default(),
+            units_by_name: NameMap::default(),
             default_max_output,
         }
     }
@@ -85,7 +84,7 @@ impl Prices {
 
 /// `provider/model` in `table`, else `model`. Runs on every governed request (admission and
 /// settlement look prices up), so the joined name is built on the stack when it fits.
-fn by_model<'t, T>(table: &'t HashMap<String, T>, provider: &str, model: &str) -> Option<&'t T> {
+fn by_model<'t, T>(table: &'t NameMap<T>, provider: &str, model: &str) -> Option<&'t T> {
     const ON_STACK: usize = 128;
     let len = provider.len() + 1 + model.len();
     let mut buf = [0u8; ON_STACK];
@@ -109,7 +108,7 @@ mod tests {
 
     #[test]
     fn names_are_looked_up_with_their_provider_first() {
-        let table: HashMap<String, u8> = [("p/m", 1), ("m", 2), ("n", 3)]
+        let table: NameMap<u8> = [("p/m", 1), ("m", 2), ("n", 3)]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
@@ -118,7 +117,7 @@ mod tests {
         assert_eq!(by_model(&table, "q", "x"), None);
         let long = "x".repeat(200);
         assert_eq!(by_model(&table, &long, "n"), Some(&3));
-        let table: HashMap<String, u8> = [(format!("{long}/n"), 4)].into_iter().collect();
+        let table: NameMap<u8> = [(format!("{long}/n"), 4)].into_iter().collect();
         assert_eq!(by_model(&table, &long, "n"), Some(&4));
     }
 

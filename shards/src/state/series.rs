@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::histogram::Histogram;
+use crate::names::NameHasher;
 
 /// Distinct provider/model pairs a shard keeps series for.
 pub const MAX_SERIES: usize = 128;
@@ -96,10 +97,12 @@ impl SeriesTable {
     }
 }
 
-/// The shard's own way into its table: per provider slot, model name to table slot.
+/// The shard's own way into its table: per provider slot, model name to table slot. Hashed
+/// like the configured names (`crate::names`): a model a client named can be inserted, but
+/// at most [`MAX_SERIES`] of them.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    by_provider: RefCell<Vec<HashMap<Box<str>, usize>>>,
+    by_provider: RefCell<Vec<HashMap<Box<str>, usize, NameHasher>>>,
     used: std::cell::Cell<usize>,
 }
 
@@ -114,7 +117,7 @@ impl SeriesIndex {
     ) -> &'t ModelSeries {
         let mut by_provider = self.by_provider.borrow_mut();
         if by_provider.len() <= slot {
-            by_provider.resize_with(slot + 1, HashMap::new);
+            by_provider.resize_with(slot + 1, HashMap::default);
         }
         let models = &mut by_provider[slot];
         let index = match models.get(model) {
