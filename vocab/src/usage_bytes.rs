@@ -109,13 +109,15 @@ impl UsageBytes {
     pub fn iter(&self) -> impl Iterator<Item = UsageRef<'_>> {
         let mut reader = Reader::new(&self.bytes);
         // Every record held reads: none is skipped.
-        std::iter::from_fn(move || next(&mut reader).map(|(_, r)| r)).flatten()
+        std::iter::from_fn(move || next(&mut reader, Texts::Held).map(|(_, r)| r)).flatten()
     }
 
     /// Drops the `n` oldest records.
     pub fn drop_oldest(&mut self, n: usize) {
         let mut reader = Reader::new(&self.bytes);
-        let dropped = (0..n).take_while(|_| next(&mut reader).is_some()).count();
+        let dropped = (0..n)
+            .take_while(|_| next(&mut reader, Texts::Held).is_some())
+            .count();
         let cut = self.bytes.len() - reader.bytes.len();
         self.bytes.drain(..cut);
         self.count -= dropped;
@@ -127,7 +129,7 @@ impl UsageBytes {
         let mut kept = UsageBytes::with_capacity(bytes.len());
         let mut damaged = 0;
         let mut reader = Reader::new(bytes);
-        while let Some((raw, record)) = next(&mut reader) {
+        while let Some((raw, record)) = next(&mut reader, Texts::Checked) {
             match record {
                 Some(_) => {
                     kept.bytes.extend_from_slice(raw);
@@ -140,9 +142,38 @@ impl UsageBytes {
     }
 }
 
+/// How a record's texts are read.
+#[derive(Debug, Clone, Copy)]
+enum Texts {
+    /// Checked to be UTF-8: bytes from outside (the spool on disk).
+    Checked,
+    /// Taken as they are: a [`UsageBytes`]' own bytes, every record of which was written by
+    /// `push` from `&str`s or kept by `read` after its texts were checked. Checking them again
+    /// on every pass was a fifth of the coordinator's time under governed load (each batch is
+    /// read twice: usage metrics, then the flush's fold; docs/perf.md).
+    Held,
+}
+
+impl Texts {
+    fn read(self, bytes: &[u8]) -> Option<&str> {
+        match self {
+            Texts::Checked => std::str::from_utf8(bytes).ok(),
+            Texts::Held => {
+                debug_assert!(std::str::from_utf8(bytes).is_ok(), "a held text is UTF-8");
+                // SAFETY: `Held` reads only a `UsageBytes`' own bytes (`iter`, `drop_oldest`),
+                // whose records all came from `push` (texts written from `&str`s by
+                // `put_str`) or from `read` (kept only when `decode` read every text, at these
+                // same boundaries, as checked UTF-8); its bytes are private to this module and
+                // change only by whole records (`append`, `drop_oldest`, `clear`).
+                Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+            }
+        }
+    }
+}
+
 /// The next record of `records` and its bytes: `None` at the end and at a record cut short,
 /// a record `None` when its payload does not read.
-fn next<'a>(records: &mut Reader<'a>) -> Option<(&'a [u8], Option<UsageRef<'a>>)> {
+fn next<'a>(records: &mut Reader<'a>, texts: Texts) -> Option<(&'a [u8], Option<UsageRef<'a>>)> {
     let whole = records.bytes;
     if whole.is_empty() {
         return None;
@@ -150,7 +181,7 @@ fn next<'a>(records: &mut Reader<'a>) -> Option<(&'a [u8], Option<UsageRef<'a>>)
     let len = records.varint()?;
     let payload = records.take(len)?;
     let raw = &whole[..whole.len() - records.bytes.len()];
-    Some((raw, decode(&mut Reader::new(payload))))
+    Some((raw, decode(&mut Reader::new(payload), texts)))
 }
 
 fn encode(r: &UsageRef<'_>, out: &mut Vec<u8>) {
@@ -212,23 +243,27 @@ fn encode(r: &UsageRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn decode<'a>(r: &mut Reader<'a>) -> Option<UsageRef<'a>> {
+fn decode<'a>(r: &mut Reader<'a>, texts: Texts) -> Option<UsageRef<'a>> {
     let flags = r.varint()?;
+    let text = |r: &mut Reader<'a>| -> Option<&'a str> {
+        let len = r.varint()?;
+        texts.read(r.take(len)?)
+    };
     let text_if = |r: &mut Reader<'a>, bit: u64| -> Option<Option<&'a str>> {
         if flags & bit == 0 {
             Some(None)
         } else {
-            r.str().map(Some)
+            text(r).map(Some)
         }
     };
-    let id = r.str()?;
+    let id = text(r)?;
     let client_request_id = text_if(r, CLIENT_ID)?;
     let ts_ms = r.varint()?;
     let key_id = text_if(r, KEY)?;
     let team_id = text_if(r, TEAM)?;
     let customer_id = text_if(r, CUSTOMER)?;
-    let provider = r.str()?;
-    let model = r.str()?;
+    let provider = text(r)?;
+    let model = text(r)?;
     let status = u16::try_from(r.varint()?).ok()?;
     let usage = tokens(r)?;
     let cost = NanoUsd::from_nanos(r.varint()?);
@@ -412,14 +447,23 @@ mod tests {
                 })
                 .sum::<usize>();
         unknown_kind[kind] = 7;
+        // And one whose id is not UTF-8 (a held record's texts are taken as they are, so
+        // reading must check them).
+        let mut not_utf8 = payload.to_vec();
+        let id = full().id;
+        let at = payload
+            .windows(id.len())
+            .position(|w| w == id.as_bytes())
+            .unwrap();
+        not_utf8[at] = 0xff;
         let mut damaged = Vec::new();
-        for bad in [too_long, unknown_kind] {
+        for bad in [too_long, unknown_kind, not_utf8] {
             put(&mut damaged, bad.len() as u64);
             damaged.extend_from_slice(&bad);
         }
         damaged.extend_from_slice(good.as_bytes());
         let (read, skipped) = UsageBytes::read(&damaged);
-        assert_eq!((records(&read), skipped), (vec![full()], 2));
+        assert_eq!((records(&read), skipped), (vec![full()], 3));
     }
 
     #[test]
