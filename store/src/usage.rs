@@ -11,7 +11,8 @@
 //!
 //! A budget reset zeroes the period's spend and raises the row's budget generation; a
 //! delta's spend charged under an earlier generation (admitted before the reset, written
-//! after it — another node's flush, say) is then not added (docs/cluster.md, "Budgets").
+//! after it — another node's flush, say) is then not added (docs/cluster.md, "A reset
+//! starts a new generation").
 //!
 //! On PostgreSQL the conflicting row is locked and the increment applied to
 //! its latest committed version, so concurrent writers on several nodes add
