@@ -2,8 +2,8 @@
 //! that every request looks up with the names it carries.
 //!
 //! They hash with foldhash rather than std's SipHash: a governed request makes some ten such
-//! lookups, and SipHash showed as 1.1 % of a governed run's samples on the shard
-//! (docs/perf.md, "Configured names hashed fast"). foldhash is seeded per process too. Hash
+//! lookups, and SipHash showed as 1.3 % of a governed shard's samples (docs/perf.md, "Names
+//! hashed fast, …", 2026-12-07). foldhash is seeded per process too. Hash
 //! flooding needs control over what a table holds; these hold only what an admin configured,
 //! and a client's names are only looked up.
 

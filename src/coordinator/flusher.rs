@@ -57,11 +57,12 @@ struct Pending<'a> {
     /// Each owner's budget period, looked up once per batch rather than once per record (a
     /// lock, an owned key and a hash each time: 0.6 % of a governed run's samples).
     periods: HashMap<(EntityKind, &'a str), BudgetPeriod>,
-    /// Fleet: units spent of the node's shares, by (owner, its shared limit's place in
-    /// `shares`, window start, the budget generation the requests were admitted under).
-    settles: HashMap<(EntityKind, &'a str, usize, i64, Option<u64>), u64>,
-    /// Fleet: each owner's shared limits with their counter names, read once per batch.
-    shares: HashMap<(EntityKind, &'a str), Vec<(LimitKind, String)>>,
+    /// Fleet: units spent of the node's shares, by (owner, shared limit, window start, the
+    /// generation of the counter the requests were admitted on).
+    settles: HashMap<(EntityKind, &'a str, LimitKind, i64, u64), u64>,
+    /// Fleet: each owner's shared limits with the generations the node has them at, read
+    /// once per batch.
+    shares: HashMap<(EntityKind, &'a str), Vec<(LimitKind, u64)>>,
     logs: Vec<LogRow<'a>>,
 }
 
@@ -333,7 +334,6 @@ impl GovRuntime {
             }
         }
         let deltas: Vec<UsageDelta> = pending.deltas.into_values().collect();
-        let shares = &pending.shares;
         let settles: Vec<ShareSettle> = pending
             .settles
             .into_iter()
@@ -343,12 +343,7 @@ impl GovRuntime {
                         kind,
                         id: id.to_owned(),
                     },
-                    // Spend goes to the counter it was admitted on: an older generation's after
-                    // a budget reset the node has applied since.
-                    limit_name: match generation {
-                        Some(g) => counter_name(shares[&(kind, id)][limit].0, g),
-                        None => shares[&(kind, id)][limit].1.clone(),
-                    },
+                    limit_name: counter_name(limit, generation),
                     window_start,
                     units,
                 },
@@ -423,33 +418,32 @@ impl GovRuntime {
                 .shares
                 .entry((kind, id))
                 .or_insert_with(|| self.shared_limits_of(kind, id));
-            for (place, &(limit, _)) in limits.iter().enumerate() {
+            for &(limit, held_at) in limits.iter() {
                 let (units, generation) = match limit {
-                    LimitKind::Requests(_) => (1, None),
-                    LimitKind::Tokens(_) => (r.usage.prompt + r.usage.completion, None),
-                    LimitKind::Budget(_) => (r.cost.nanos(), r.budget_generation(kind)),
+                    LimitKind::Requests(_) => (1, held_at),
+                    LimitKind::Tokens(_) => (r.usage.prompt + r.usage.completion, held_at),
+                    // Spend goes to the counter it was admitted on: an older generation's
+                    // after a budget reset the node has applied since.
+                    LimitKind::Budget(_) => {
+                        (r.cost.nanos(), r.budget_generation(kind).unwrap_or(held_at))
+                    }
                 };
                 *pending
                     .settles
-                    .entry((kind, id, place, limit.start(now), generation))
+                    .entry((kind, id, limit, limit.start(now), generation))
                     .or_default() += units;
             }
         }
     }
 
-    /// Fleet: the limits of `kind` `id` shared by the nodes, with their counter names.
-    fn shared_limits_of(&self, kind: EntityKind, id: &str) -> Vec<(LimitKind, String)> {
+    /// Fleet: the limits of `kind` `id` shared by the nodes, with their generations.
+    fn shared_limits_of(&self, kind: EntityKind, id: &str) -> Vec<(LimitKind, u64)> {
         let shared = self.shared_limits.lock().unwrap_or_else(|e| e.into_inner());
         let entity = EntityRef {
             kind,
             id: id.to_owned(),
         };
-        shared.get(&entity).map_or_else(Vec::new, |limits| {
-            limits
-                .iter()
-                .map(|&(limit, generation)| (limit, counter_name(limit, generation)))
-                .collect()
-        })
+        shared.get(&entity).cloned().unwrap_or_default()
     }
 }
 

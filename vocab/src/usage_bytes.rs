@@ -245,10 +245,7 @@ fn encode(r: &UsageRef<'_>, out: &mut Vec<u8>) {
 
 fn decode<'a>(r: &mut Reader<'a>, texts: Texts) -> Option<UsageRef<'a>> {
     let flags = r.varint()?;
-    let text = |r: &mut Reader<'a>| -> Option<&'a str> {
-        let len = r.varint()?;
-        texts.read(r.take(len)?)
-    };
+    let text = |r: &mut Reader<'a>| texts.read(r.text_bytes()?);
     let text_if = |r: &mut Reader<'a>, bit: u64| -> Option<Option<&'a str>> {
         if flags & bit == 0 {
             Some(None)

@@ -68,9 +68,14 @@ impl<'a> Reader<'a> {
         Some(taken)
     }
 
-    pub fn str(&mut self) -> Option<&'a str> {
+    /// A text's bytes, as [`put_str`] wrote them, not yet checked to be UTF-8.
+    pub fn text_bytes(&mut self) -> Option<&'a [u8]> {
         let len = self.varint()?;
-        std::str::from_utf8(self.take(len)?).ok()
+        self.take(len)
+    }
+
+    pub fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.text_bytes()?).ok()
     }
 }
 
