@@ -44,6 +44,18 @@ const ADD_USAGE_SQL: &str = "INSERT INTO usage \
     completion_tokens = usage.completion_tokens + excluded.completion_tokens, \
     updated_at = excluded.updated_at";
 
+/// Locks the period's usage row (creating it when the period has none) before [`RESET_SQL`]
+/// counts the entity's resets. On PostgreSQL each statement of a read-committed transaction
+/// sees what committed before it began, so a reset that waited here for another counts that
+/// one too; without the lock two resets at once counted the same resets and wrote the same
+/// generation, one below the count the nodes then read (SQLite's writer runs one at a time).
+const LOCK_PERIOD_SQL: &str = "INSERT INTO usage \
+    (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
+     completion_tokens, updated_at) \
+    VALUES ($1, $2, $3, 0, 0, 0, 0, $4) \
+    ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
+    updated_at = usage.updated_at";
+
 /// Zeroes the period's spend and keeps the previous value in
 /// `last_reset_spent` (the SET list sees the old row, in both dialects). The row's budget
 /// generation becomes the entity's reset count with this reset ([`RESET_LOG_SQL`] records it
@@ -215,11 +227,12 @@ impl Store {
         let out = self
             .db()
             .transaction(vec![
+                Stmt::new(LOCK_PERIOD_SQL, reset.clone()),
                 Stmt::new(RESET_SQL, reset),
                 Stmt::new(RESET_LOG_SQL, key_params(entity, ps)),
             ])
             .await?;
-        out.first()
+        out.get(1)
             .and_then(|rows| rows.first())
             .ok_or_else(|| Error::Corrupt("reset returned no row".into()))?
             .u64(0)

@@ -9,6 +9,7 @@ backend_tests!(
     usage_adds_up_per_period,
     reset_budget_is_recorded,
     spend_admitted_before_a_reset_is_not_counted_after_it,
+    concurrent_resets_leave_the_last_generation,
     concurrent_usage_from_two_nodes,
 );
 
@@ -132,6 +133,34 @@ async fn spend_admitted_before_a_reset_is_not_counted_after_it(db: TestDb) {
     .unwrap();
     assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 0);
     assert_eq!(s.budget_spent(&e, next).await.unwrap().nanos(), 9);
+}
+
+/// Resets of one budget at once, from two nodes (eight tasks, three resets each): the row's
+/// generation is the number of resets, so spend admitted before the last of them is late and
+/// spend admitted after it counts. (Each reset counted the resets before it while another one
+/// was not yet committed, and two could write the same generation.)
+async fn concurrent_resets_leave_the_last_generation(db: TestDb) {
+    let k = new_key(&db.store, "k", budget(BudgetPeriod::Daily, 1_000)).await;
+    let e = EntityRef::key(&k.id);
+    let day = BudgetPeriod::Daily.start(NOW);
+    crate::on_two_nodes(&db, |s, _| {
+        let e = e.clone();
+        async move {
+            for _ in 0..3 {
+                s.reset_budget(&e, NOW).await.unwrap();
+            }
+        }
+    })
+    .await;
+    let s = &db.store;
+    assert_eq!(s.budget_reset_count(&e).await.unwrap(), 24);
+    s.add_usage(&[
+        admitted_under(23, delta(&e, day, 400, 1)),
+        admitted_under(24, delta(&e, day, 30, 1)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 30);
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {
