@@ -419,15 +419,7 @@ impl GovRuntime {
                 .entry((kind, id))
                 .or_insert_with(|| self.shared_limits_of(kind, id));
             for &(limit, held_at) in limits.iter() {
-                let (units, generation) = match limit {
-                    LimitKind::Requests(_) => (1, held_at),
-                    LimitKind::Tokens(_) => (r.usage.prompt + r.usage.completion, held_at),
-                    // Spend goes to the counter it was admitted on: an older generation's
-                    // after a budget reset the node has applied since.
-                    LimitKind::Budget(_) => {
-                        (r.cost.nanos(), r.budget_generation(kind).unwrap_or(held_at))
-                    }
-                };
+                let (units, generation) = share_spent(r, kind, limit, held_at);
                 *pending
                     .settles
                     .entry((kind, id, limit, limit.start(now), generation))
@@ -447,9 +439,43 @@ impl GovRuntime {
     }
 }
 
+/// What `r` spent of its `kind` owner's shared `limit` — a request, its tokens or its cost —
+/// and the generation of the counter it settles on: the one the node holds (`held_at`),
+/// except that spend goes to the budget it was admitted on, an older generation's when the
+/// node has applied a reset since.
+fn share_spent(r: &UsageRef, kind: EntityKind, limit: LimitKind, held_at: u64) -> (u64, u64) {
+    match limit {
+        LimitKind::Requests(_) => (1, held_at),
+        LimitKind::Tokens(_) => (r.usage.prompt + r.usage.completion, held_at),
+        LimitKind::Budget(_) => (r.cost.nanos(), r.budget_generation(kind).unwrap_or(held_at)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spend_settles_on_the_budget_it_was_admitted_on() {
+        let record: vocab::UsageRecord = serde_json::from_value(serde_json::json!({
+            "ts_ms": 0, "provider": "p", "model": "m", "status": 200, "key_id": "k",
+            "team_id": "t", "usage": {"prompt": 3, "completion": 4, "cached": 0},
+            "cost": 900, "latency_us": 0, "stream": false, "estimated": false,
+            "budget_generations": [2, null, null],
+        }))
+        .unwrap();
+        let r = record.view();
+        let budget = LimitKind::Budget(BudgetPeriod::Daily);
+        // The node holds generation 3 now: the key's spend was admitted on generation 2.
+        assert_eq!(share_spent(&r, EntityKind::Key, budget, 3), (900, 2));
+        // The team had no budget generation on record: the held one.
+        assert_eq!(share_spent(&r, EntityKind::Team, budget, 3), (900, 3));
+        // Requests and tokens always settle on the counter the node holds.
+        let rpm = LimitKind::Requests(vocab::Window::Minute);
+        let tpm = LimitKind::Tokens(vocab::Window::Minute);
+        assert_eq!(share_spent(&r, EntityKind::Key, rpm, 3), (1, 3));
+        assert_eq!(share_spent(&r, EntityKind::Key, tpm, 3), (7, 3));
+    }
 
     #[test]
     fn emptied_rows_keep_their_allocation() {
