@@ -53,10 +53,13 @@ impl Stream {
     /// Reads once, appending to `buf`. `Ok(0)` is end of stream.
     pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let slice = read_room(buf);
+        // TLS reads are boxed: monoio-rustls's read future is ~720 bytes, and held inline
+        // it would make this future (and every future that awaits it, up to the
+        // connection's task) that much larger for plain TCP too, copied at every await.
         let (res, slice) = match &mut self.inner {
             Inner::Plain(s) => s.read(slice).await,
-            Inner::ClientTls(s) => s.read(slice).await,
-            Inner::ServerTls(s) => s.read(slice).await,
+            Inner::ClientTls(s) => Box::pin(s.read(slice)).await,
+            Inner::ServerTls(s) => Box::pin(s.read(slice)).await,
         };
         *buf = slice.into_inner();
         res
@@ -98,10 +101,11 @@ impl Stream {
     pub async fn write_all_from(&mut self, buf: Vec<u8>, from: usize) -> (io::Result<()>, Vec<u8>) {
         let end = buf.len();
         let slice = buf.slice(from..end);
+        // TLS boxed, as in `read_into`.
         let (res, slice) = match &mut self.inner {
             Inner::Plain(s) => s.write_all(slice).await,
-            Inner::ClientTls(s) => write_flush(s.as_mut(), slice).await,
-            Inner::ServerTls(s) => write_flush(s.as_mut(), slice).await,
+            Inner::ClientTls(s) => Box::pin(write_flush(s.as_mut(), slice)).await,
+            Inner::ServerTls(s) => Box::pin(write_flush(s.as_mut(), slice)).await,
         };
         (res.map(|_| ()), slice.into_inner())
     }
@@ -116,10 +120,11 @@ impl Stream {
     }
 
     pub async fn shutdown(&mut self) {
+        // TLS boxed, as in `read_into`.
         let _ = match &mut self.inner {
             Inner::Plain(s) => s.shutdown().await,
-            Inner::ClientTls(s) => s.shutdown().await,
-            Inner::ServerTls(s) => s.shutdown().await,
+            Inner::ClientTls(s) => Box::pin(s.shutdown()).await,
+            Inner::ServerTls(s) => Box::pin(s.shutdown()).await,
         };
     }
 }
