@@ -141,7 +141,11 @@ fn silent_stream_times_out_with_error_event() {
 fn close_delimited_stream_is_reframed_as_chunked() {
     let mock = MockLlm::start(&[]);
     let gw = gateway_for(&mock.base_url());
-    let resp = chat(&gw, true, &[("x-mock-stream-framing", "close")]);
+    assert_whole_chunked_stream(&chat(&gw, true, &[("x-mock-stream-framing", "close")]));
+}
+
+/// A streamed chat answer that reached the client whole, chunked, and ended with `[DONE]`.
+fn assert_whole_chunked_stream(resp: &Response) {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
     assert!(resp.complete);
@@ -150,6 +154,43 @@ fn close_delimited_stream_is_reframed_as_chunked() {
         sse_data(&resp.body).last().map(String::as_str),
         Some("[DONE]")
     );
+}
+
+/// An upstream whose reads cut chunks in two, with chunk extensions and a trailer: the reads
+/// that hold whole chunks pass them as they came, the others are re-framed; the client gets
+/// every event, well framed, with neither the extensions nor the trailer.
+#[test]
+fn chunks_cut_by_reads_are_reframed() {
+    let mock = MockLlm::start(&[]);
+    let gw = gateway_for(&mock.base_url());
+    for chunks in ["1", "8"] {
+        let headers = [
+            ("x-mock-stream-framing", "cut-chunks"),
+            ("x-mock-stream-chunks", chunks),
+        ];
+        assert_whole_chunked_stream(&chat(&gw, true, &headers));
+        // The same, as bytes on the wire: the body's frames up to its last chunk.
+        let mut conn = HttpConn::connect(gw.addr, DEFAULT_TIMEOUT).unwrap();
+        conn.send(&chat_request(
+            &chat_body(MODEL, "hello", true),
+            &headers,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(conn.read_head().unwrap().0, 200);
+        let mut raw = Vec::new();
+        while !raw.ends_with(b"\r\n0\r\n\r\n") {
+            let got = conn.read_some(64 * 1024).unwrap();
+            assert!(!got.is_empty(), "the stream ended unframed: {raw:?}");
+            raw.extend_from_slice(&got);
+        }
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(raw.contains("[DONE]"), "{raw}");
+        assert!(
+            !raw.contains("mock=1") && !raw.contains("x-mock-trailer"),
+            "{raw}"
+        );
+    }
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub enum Framing {
     Chunked,
     /// No Content-Length, no chunked encoding: the body ends at connection close.
     Close,
+    /// Chunked, with chunks cut in two writes, extensions and a trailer
+    /// (`stream::write_raw`); the connection closes after it.
+    CutChunks,
 }
 
 /// Effective behaviour of one request after applying header overrides.
@@ -104,6 +107,7 @@ impl RequestOptions {
             opts.framing = match framing {
                 "chunked" => Framing::Chunked,
                 "close" => Framing::Close,
+                "cut-chunks" => Framing::CutChunks,
                 other => return Err(format!("unknown x-mock-stream-framing {other:?}")),
             };
         }

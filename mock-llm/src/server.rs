@@ -281,9 +281,9 @@ async fn route(
         Ok(Output::Raw { content_type, body }) => full(StatusCode::OK, content_type, body),
         Ok(Output::Stream(out)) => {
             let plan = StreamPlan::new(out, opts.stream_interval, opts.fail);
-            if opts.framing == Framing::Close {
+            if opts.framing != Framing::Chunked {
                 if let Some(raw) = ctl.take_raw() {
-                    stream::write_close_delimited(raw, plan, ctl).await;
+                    stream::write_raw(raw, plan, opts.framing, ctl).await;
                     // The driver drops the connection; hyper must not answer.
                     return std::future::pending().await;
                 }

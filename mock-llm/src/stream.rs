@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Sleep;
 
 use crate::conn::ConnCtl;
-use crate::faults::FailMode;
+use crate::faults::{FailMode, Framing};
 use crate::reply::StreamOutput;
 use crate::wire;
 
@@ -173,18 +173,32 @@ impl Body for SseBody {
     }
 }
 
-fn close_head(content_type: &str) -> Vec<u8> {
+fn raw_head(content_type: &str, framing: Framing) -> Vec<u8> {
+    let chunked = match framing {
+        Framing::CutChunks => "transfer-encoding: chunked\r\n",
+        _ => "",
+    };
     format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n\
-         cache-control: no-cache\r\nconnection: close\r\n\r\n"
+         cache-control: no-cache\r\n{chunked}connection: close\r\n\r\n"
     )
     .into_bytes()
 }
 
-/// Write a whole streamed response with a close-delimited body on the duplicated
-/// socket (hyper is kept waiting on the handler meanwhile), then end the
-/// connection: FIN normally, RST for `StreamEnd::Reset`.
-pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, ctl: &ConnCtl) {
+/// Pause after each write of a chunked stream's pieces, so that they arrive as reads apart.
+const CUT_PAUSE: Duration = Duration::from_millis(5);
+
+/// Write a whole streamed response on the duplicated socket (hyper is kept waiting on the
+/// handler meanwhile), then end the connection: FIN normally, RST for `StreamEnd::Reset`.
+/// `Framing::Close`: the body ends at the close. `Framing::CutChunks`: chunked, some chunks
+/// cut in two writes, some with an extension (`write_event_chunk`), and a trailer after the
+/// last chunk — what a proxy must re-frame rather than pass on as it came.
+pub async fn write_raw(
+    raw: std::net::TcpStream,
+    plan: StreamPlan,
+    framing: Framing,
+    ctl: &ConnCtl,
+) {
     let stream = raw
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpStream::from_std(raw));
@@ -193,7 +207,7 @@ pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, c
         return;
     };
     let mut ok = stream
-        .write_all(&close_head(plan.content_type))
+        .write_all(&raw_head(plan.content_type, framing))
         .await
         .is_ok();
     for (i, event) in plan.events.iter().enumerate() {
@@ -203,7 +217,13 @@ pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, c
         if i > 0 && !plan.interval.is_zero() {
             tokio::time::sleep(plan.interval).await;
         }
-        ok = stream.write_all(event).await.is_ok();
+        ok = match framing {
+            Framing::CutChunks => write_event_chunk(&mut stream, event, i).await,
+            _ => stream.write_all(event).await.is_ok(),
+        };
+    }
+    if ok && framing == Framing::CutChunks && plan.end == StreamEnd::Done {
+        let _ = stream.write_all(b"0\r\nx-mock-trailer: 1\r\n\r\n").await;
     }
     if plan.end == StreamEnd::Reset {
         tokio::time::sleep(FLUSH_GRACE).await;
@@ -214,6 +234,27 @@ pub async fn write_close_delimited(raw: std::net::TcpStream, plan: StreamPlan, c
     }
     drop(stream);
     ctl.kill();
+}
+
+/// Event `i` as a chunk, then a pause of `CUT_PAUSE` (so that each write arrives as a read
+/// of its own): every third chunk cut in two halves with the pause between them, the next
+/// with an extension, the one after as it is.
+async fn write_event_chunk(stream: &mut tokio::net::TcpStream, event: &[u8], i: usize) -> bool {
+    let ext = if i % 3 == 1 { ";mock=1" } else { "" };
+    let mut frame = format!("{:x}{ext}\r\n", event.len()).into_bytes();
+    frame.extend_from_slice(event);
+    frame.extend_from_slice(b"\r\n");
+    let cut = if i % 3 == 0 { frame.len() / 2 } else { 0 };
+    for piece in [&frame[..cut], &frame[cut..]] {
+        if piece.is_empty() {
+            continue;
+        }
+        if stream.write_all(piece).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(CUT_PAUSE).await;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -46,6 +46,18 @@ pub struct ChunkedDecoder {
     remaining: u64,
     size_digits: u8,
     line_len: usize,
+    /// A chunk had an extension (since [`Self::skim`] began).
+    extended: bool,
+}
+
+/// Whole chunks found by [`ChunkedDecoder::skim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frames {
+    /// Input consumed (up to the body's end at most).
+    pub used: usize,
+    /// Where the whole chunks end: `used`, or where the last (zero-size) chunk begins when
+    /// the body ended in this input (so that its trailers are not passed on).
+    pub chunks_end: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -61,6 +73,7 @@ impl ChunkedDecoder {
             remaining: 0,
             size_digits: 0,
             line_len: 0,
+            extended: false,
         }
     }
 
@@ -72,14 +85,50 @@ impl ChunkedDecoder {
     /// Decodes from `input`, appending payload to `out`. Returns bytes of `input` consumed;
     /// stops early only when the body is complete (the rest belongs to the next message).
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkedError> {
+        self.advance(input, |payload| out.extend_from_slice(payload), |_| {})
+    }
+
+    /// Checks `input` as [`Self::decode`] does, copying nothing, when it holds whole chunks
+    /// only — each with its size line and CRLF, none with an extension — possibly up to the
+    /// body's end: then they can be passed on as they came (`Some`). `None` when not (the
+    /// decoder was inside a chunk, the read cut one, an extension): the decoder is left as it
+    /// was, for `decode`.
+    pub fn skim(&mut self, input: &[u8]) -> Result<Option<Frames>, ChunkedError> {
+        if self.state != State::Size || self.size_digits != 0 {
+            return Ok(None);
+        }
+        let mut probe = self.clone();
+        probe.extended = false;
+        let mut last_chunk_start = 0;
+        let used = probe.advance(input, |_| {}, |at| last_chunk_start = at)?;
+        let chunks_end = match probe.state {
+            State::Done => last_chunk_start,
+            State::Size if probe.size_digits == 0 => used,
+            _ => return Ok(None),
+        };
+        if probe.extended {
+            return Ok(None);
+        }
+        *self = probe;
+        Ok(Some(Frames { used, chunks_end }))
+    }
+
+    /// Walks `input`: each run of payload goes to `payload`, the offset of each chunk's
+    /// first byte to `chunk_start`. Returns bytes consumed, as [`Self::decode`].
+    fn advance(
+        &mut self,
+        input: &[u8],
+        mut payload: impl FnMut(&[u8]),
+        mut chunk_start: impl FnMut(usize),
+    ) -> Result<usize, ChunkedError> {
         let mut i = 0;
         while i < input.len() {
             match self.state {
-                // Payload is copied in one piece, not byte by byte.
+                // Payload is taken in one piece, not byte by byte.
                 State::Data => {
                     let take = (input.len() - i)
                         .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&input[i..i + take]);
+                    payload(&input[i..i + take]);
                     i += take;
                     self.remaining -= take as u64;
                     if self.remaining == 0 {
@@ -88,6 +137,9 @@ impl ChunkedDecoder {
                 }
                 State::Done => return Ok(i),
                 _ => {
+                    if self.state == State::Size && self.size_digits == 0 {
+                        chunk_start(i);
+                    }
                     self.step(input[i])?;
                     i += 1;
                     if self.state == State::Done {
@@ -144,7 +196,7 @@ impl ChunkedDecoder {
                 }
                 self.state = next;
             }
-            State::Data | State::Done => unreachable!("handled by decode"),
+            State::Data | State::Done => unreachable!("handled by advance"),
         }
         Ok(())
     }
@@ -165,6 +217,7 @@ impl ChunkedDecoder {
                 b';' | b' ' | b'\t' => {
                     self.state = State::Extension;
                     self.line_len = 0;
+                    self.extended = true;
                 }
                 _ => return Err(ChunkedError::BadSize),
             },
@@ -263,6 +316,72 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(out, b"hel");
         assert!(!done);
+    }
+
+    /// Skims `body` read in pieces of `step` bytes, as the relay does: whole chunks are kept
+    /// as they came, the rest decoded and framed again. Returns what the client gets.
+    fn relay_chunks(body: &[u8], step: usize) -> (Vec<u8>, usize) {
+        let mut d = ChunkedDecoder::new();
+        let (mut client, mut passed) = (Vec::new(), 0);
+        for piece in body.chunks(step) {
+            if d.is_done() {
+                break;
+            }
+            match d.skim(piece).unwrap() {
+                Some(f) => {
+                    client.extend_from_slice(&piece[..f.chunks_end]);
+                    passed += 1;
+                }
+                None => {
+                    let mut payload = Vec::new();
+                    d.decode(piece, &mut payload).unwrap();
+                    push_chunk_frame(&mut client, &payload);
+                }
+            }
+        }
+        assert!(d.is_done());
+        client.extend_from_slice(LAST_CHUNK);
+        (client, passed)
+    }
+
+    #[test]
+    fn whole_chunks_pass_as_they_came() {
+        let body = b"5\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        // One read with every chunk: passed whole, the trailer (and what follows) not.
+        let mut d = ChunkedDecoder::new();
+        let f = d.skim(body).unwrap().unwrap();
+        assert_eq!(f.used, body.len() - 4);
+        assert_eq!(&body[..f.chunks_end], b"5\r\nhello\r\n7\r\n, world\r\n");
+        assert!(d.is_done());
+        // Reads that cut chunks anywhere: the client still gets the same payload, framed.
+        for step in [1, 2, 3, 6, 10, 12, 22, body.len()] {
+            let (client, _) = relay_chunks(body, step);
+            let (r, decoded, done) = decode_all(&client, 4);
+            assert!(r.is_ok() && done, "step {step}");
+            assert_eq!(decoded, b"hello, world", "step {step}");
+        }
+        // Reads that end on chunk boundaries pass every chunk as it came.
+        let (client, passed) = relay_chunks(b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", 8);
+        assert_eq!(passed, 3);
+        assert_eq!(client, b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn skim_leaves_what_it_cannot_pass_to_decode() {
+        let mut d = ChunkedDecoder::new();
+        // A chunk cut by the read: nothing taken.
+        assert_eq!(d.skim(b"5\r\nhel").unwrap(), None);
+        let mut out = Vec::new();
+        assert_eq!(d.decode(b"5\r\nhel", &mut out).unwrap(), 6);
+        // Inside a chunk: decode's.
+        assert_eq!(d.skim(b"lo\r\n").unwrap(), None);
+        d.decode(b"lo\r\n", &mut out).unwrap();
+        assert_eq!(out, b"hello");
+        // An extension is not passed on.
+        assert_eq!(d.skim(b"1;x=y\r\na\r\n").unwrap(), None);
+        // Garbage is an error, as for decode.
+        assert_eq!(d.skim(b"zz\r\n"), Err(ChunkedError::BadSize));
+        assert_eq!(d.skim(b"1\r\nab\r\n"), Err(ChunkedError::BadDelimiter));
     }
 
     #[test]

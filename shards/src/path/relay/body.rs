@@ -2,6 +2,7 @@
 //! until close), as the bytes arrive. Each call yields the decoded payload of what one
 //! upstream read brought, so relays write one piece per read and never hold a body whole.
 
+use std::ops::Range;
 use std::os::fd::RawFd;
 
 use crate::error::GatewayError;
@@ -23,6 +24,11 @@ pub struct BodyReader {
     /// The body ended exactly at the end of what was read (nothing extra after it).
     exact: bool,
     client_fd: RawFd,
+    /// A chunked body's whole chunks are given as they came ([`Self::take_frames`]) rather
+    /// than decoded.
+    keep_frames: bool,
+    /// Where in `conn.upbuf` the piece just read lies as whole chunks, when it does.
+    frames: Option<Range<usize>>,
 }
 
 impl BodyReader {
@@ -39,7 +45,23 @@ impl BodyReader {
             done: head.framing == InFraming::Empty,
             exact: conn.upbuf.len() == head.head_len,
             client_fd: conn.stream.raw_fd(),
+            keep_frames: false,
+            frames: None,
         }
+    }
+
+    /// A chunked body's reads that hold whole chunks are then given as those chunks, framed
+    /// as they came, in place in `conn.upbuf` ([`Self::take_frames`]): a relay that passes
+    /// them on unchanged copies them once (or not at all), rather than decoding and framing
+    /// them again. Other reads, and other framings, are decoded into `conn.payload` as ever.
+    pub fn keep_frames(&mut self) {
+        self.keep_frames = self.framing == InFraming::Chunked;
+    }
+
+    /// The piece [`Self::next`] gave, as whole chunks in `conn.upbuf`, when it was so
+    /// (`conn.payload` is then empty).
+    pub fn take_frames(&mut self) -> Option<Range<usize>> {
+        self.frames.take()
     }
 
     /// Whether body bytes are already buffered (arrived with the head).
@@ -52,8 +74,9 @@ impl BodyReader {
         self.done && self.exact && self.framing != InFraming::UntilClose
     }
 
-    /// Replaces `conn.payload` with the next piece of the body. `Ok(true)`: more may follow;
-    /// `Ok(false)`: the body ended (the payload may still hold its last piece).
+    /// Replaces `conn.payload` with the next piece of the body (or gives it as whole chunks,
+    /// [`Self::keep_frames`]). `Ok(true)`: more may follow; `Ok(false)`: the body ended (the
+    /// piece may still hold its end).
     pub async fn next(
         &mut self,
         conn: &mut ClientConn,
@@ -68,6 +91,7 @@ impl BodyReader {
             })
         };
         conn.payload.clear();
+        self.frames = None;
         loop {
             if self.done {
                 return Ok(false);
@@ -86,10 +110,22 @@ impl BodyReader {
                         self.done = self.remaining == 0;
                     }
                     InFraming::Chunked => {
-                        let used = self
-                            .decoder
-                            .decode(available, &mut conn.payload)
-                            .map_err(|e| broken(format!("invalid chunked body: {e}")))?;
+                        let invalid = |e| broken(format!("invalid chunked body: {e}"));
+                        let frames = if self.keep_frames {
+                            self.decoder.skim(available).map_err(invalid)?
+                        } else {
+                            None
+                        };
+                        let used = match frames {
+                            Some(f) => {
+                                self.frames = Some(self.pos..self.pos + f.chunks_end);
+                                f.used
+                            }
+                            None => self
+                                .decoder
+                                .decode(available, &mut conn.payload)
+                                .map_err(invalid)?,
+                        };
                         self.pos += used;
                         self.done = self.decoder.is_done();
                     }
@@ -102,7 +138,7 @@ impl BodyReader {
                     self.exact = self.pos == conn.upbuf.len();
                     return Ok(false);
                 }
-                if !conn.payload.is_empty() {
+                if !conn.payload.is_empty() || self.frames.is_some() {
                     return Ok(true);
                 }
             }

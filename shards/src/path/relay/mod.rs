@@ -4,7 +4,9 @@
 //! the token usage seen (for the settle phase).
 //!
 //! - Pass-through (both sides speak the same API): bodies with a known length keep it;
-//!   chunked and close-delimited bodies are re-framed as chunked.
+//!   chunked and close-delimited bodies are sent chunked — a read that holds whole chunks
+//!   passes them as the provider framed them (no extensions, trailers dropped), any other
+//!   read is decoded and framed again.
 //! - Converted (the provider speaks another API): streams go through the dialect's stream
 //!   translators piece by piece; whole bodies are read, converted, and sent with a length.
 //!
@@ -240,6 +242,9 @@ async fn relay_events(
 ) -> Result<Relayed, Stop> {
     let (head, provider) = (r.head, r.provider);
     let mut reader = start_body(conn, r, OutFraming::Chunked);
+    if chain.is_identity() {
+        reader.keep_frames();
+    }
     // The head goes out at once unless body bytes came with it (then they share a write).
     if !reader.has_buffered(conn) && !conn.flush_out().await {
         return Err(Stop::ClientGone);
@@ -247,8 +252,10 @@ async fn relay_events(
     let mut translated = Vec::new();
     loop {
         let more = reader.next(conn, upstream, provider, r.limits).await?;
-        let piece: &[u8] = if chain.is_identity() {
-            &conn.payload
+        if let Some(frames) = reader.take_frames() {
+            pass_frames(conn, frames);
+        } else if chain.is_identity() {
+            push_chunk_frame(&mut conn.out, &conn.payload);
         } else {
             translated.clear();
             let fed = chain.feed(&conn.payload, &mut translated);
@@ -257,22 +264,31 @@ async fn relay_events(
             } else {
                 chain.finish(&mut translated)
             };
+            push_chunk_frame(&mut conn.out, &translated);
             if let Err(e) = fed.and(ended) {
-                push_chunk_frame(&mut conn.out, &translated);
                 return Err(Stop::Error(GatewayError::UpstreamBroken {
                     provider: provider.name.clone(),
                     detail: e.message().to_owned(),
                 }));
             }
-            &translated
-        };
-        push_chunk_frame(&mut conn.out, piece);
+        }
         if !more {
             conn.out.extend_from_slice(LAST_CHUNK);
         }
         if let Some(relayed) = send_piece(conn, &reader, head, more).await? {
             return Ok(relayed);
         }
+    }
+}
+
+/// Queues whole chunks the provider framed (`conn.upbuf[frames]`) for the client as they
+/// came. When they are all that was read and nothing waits to be sent, the read buffer
+/// itself becomes the one to send (the two are swapped): the events are not copied at all.
+fn pass_frames(conn: &mut ClientConn, frames: std::ops::Range<usize>) {
+    if conn.out.is_empty() && frames.start == 0 && frames.end == conn.upbuf.len() {
+        std::mem::swap(&mut conn.out, &mut conn.upbuf);
+    } else {
+        conn.out.extend_from_slice(&conn.upbuf[frames]);
     }
 }
 
