@@ -1,6 +1,7 @@
 //! Reading an upstream response body piece by piece, whatever its framing (length, chunked,
 //! until close), as the bytes arrive. Each call yields the decoded payload of what one
-//! upstream read brought, so relays write one piece per read and never hold a body whole.
+//! upstream read brought (or, for a relay that asks, its whole chunks as they came), so
+//! relays write one piece per read and never hold a body whole.
 
 use std::ops::Range;
 use std::os::fd::RawFd;
