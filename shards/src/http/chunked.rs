@@ -226,6 +226,23 @@ impl ChunkedDecoder {
     }
 }
 
+/// The payload of the first chunk of a chunked body, when it arrived whole (a size line
+/// without extensions, the payload, CRLF): to be looked at in place, without a decoder.
+pub fn first_chunk(body: &[u8]) -> Option<&[u8]> {
+    let line_end = memchr::memchr(b'\r', body)?;
+    let digits = &body[..line_end];
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let size = digits.iter().try_fold(0usize, |n, &d| {
+        hex_value(d).map(|v| n * 16 + usize::from(v))
+    })?;
+    let data = body.get(line_end + 2..)?.get(..size)?;
+    let framed = body.get(line_end + 1) == Some(&b'\n')
+        && body.get(line_end + 2 + size..line_end + 4 + size) == Some(b"\r\n".as_slice());
+    framed.then_some(data)
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),

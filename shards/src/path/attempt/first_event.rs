@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use memchr::memmem::Finder;
 
 use crate::error::GatewayError;
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::chunked::{first_chunk, ChunkedDecoder};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::http::{EVENT_END, EVENT_END_CRLF};
 use crate::io::{read_watching, Stream, WaitError};
@@ -38,21 +38,23 @@ pub async fn check(
         })
     };
     loop {
-        conn.payload.clear();
         let raw = &conn.upbuf[head.head_len..];
-        match head.framing {
-            InFraming::Chunked => {
-                ChunkedDecoder::new()
-                    .decode(raw, &mut conn.payload)
-                    .map_err(|e| broken(e.to_string()))?;
-            }
-            _ => conn.payload.extend_from_slice(raw),
-        }
-        let end = EVENT_END
-            .find(&conn.payload)
-            .or_else(|| EVENT_END_CRLF.find(&conn.payload));
-        if let Some(end) = end {
-            return match event_error(&conn.payload[..end]) {
+        let event = match head.framing {
+            // Mostly the first event is whole in the first chunk: looked at there, in place.
+            InFraming::Chunked => match first_chunk(raw).and_then(first_event) {
+                Some(event) => Some(event),
+                None => {
+                    conn.payload.clear();
+                    ChunkedDecoder::new()
+                        .decode(raw, &mut conn.payload)
+                        .map_err(|e| broken(e.to_string()))?;
+                    first_event(&conn.payload)
+                }
+            },
+            _ => first_event(raw),
+        };
+        if let Some(event) = event {
+            return match event_error(event) {
                 Some(detail) => Err(broken(detail)),
                 None => Ok(upstream),
             };
@@ -77,6 +79,14 @@ pub async fn check(
             Err(WaitError::Io(e)) => return Err(broken(e.to_string())),
         }
     }
+}
+
+/// The first event of an event stream's bytes, when it is complete.
+fn first_event(bytes: &[u8]) -> Option<&[u8]> {
+    let end = EVENT_END
+        .find(bytes)
+        .or_else(|| EVENT_END_CRLF.find(bytes))?;
+    Some(&bytes[..end])
 }
 
 /// The error message of an SSE event whose data is an `{"error": …}` object. An event
@@ -105,6 +115,28 @@ fn event_error(event: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_chunk_is_read_in_place_only_when_whole() {
+        let body = b"13\r\ndata: {\"a\":1}\n\nmore\r\n0\r\n\r\n";
+        assert_eq!(
+            first_chunk(body),
+            Some(b"data: {\"a\":1}\n\nmore".as_slice())
+        );
+        assert_eq!(
+            first_chunk(body).and_then(first_event),
+            Some(b"data: {\"a\":1}".as_slice())
+        );
+        for cut in [b"13\r\ndata: {".as_slice(), b"13", b"13\r", b""] {
+            assert_eq!(first_chunk(cut), None, "{cut:?}");
+        }
+        // An extension, a bad delimiter, no digits: left to the decoder.
+        assert_eq!(first_chunk(b"2;x=1\r\nab\r\n"), None);
+        assert_eq!(first_chunk(b"2\r\nabXY"), None);
+        assert_eq!(first_chunk(b"\r\nab\r\n"), None);
+        // A first event that spans chunks is not in the first one.
+        assert_eq!(first_chunk(b"3\r\nda\n\r\n").and_then(first_event), None);
+    }
 
     #[test]
     fn error_events_are_recognised() {
