@@ -112,13 +112,7 @@ async fn spend_admitted_before_a_reset_is_not_counted_after_it(db: TestDb) {
     assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 600);
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 1);
     // Late: generation 0's spend, in one batch with the new generation's.
-    s.add_usage(&[
-        admitted_under(0, delta(&e, day, 400, 1)),
-        admitted_under(1, delta(&e, day, 30, 1)),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 30);
+    assert_eq!(spent_after_late_and_current(s, &e, day, 1).await, 30);
     s.add_usage(&[delta(&e, day, 5, 1)]).await.unwrap();
     let u = s.usage(&e, day).await.unwrap().unwrap();
     assert_eq!((u.spent_nanos.nanos(), u.requests), (35, 5));
@@ -154,13 +148,24 @@ async fn concurrent_resets_leave_the_last_generation(db: TestDb) {
     .await;
     let s = &db.store;
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 24);
+    assert_eq!(spent_after_late_and_current(s, &e, day, 24).await, 30);
+}
+
+/// Adds, in one batch, 400 nano-dollars admitted under the generation before `generation`
+/// (late) and 30 admitted under `generation`; returns the budget spent then.
+async fn spent_after_late_and_current(
+    s: &store::Store,
+    e: &EntityRef,
+    day: i64,
+    generation: u64,
+) -> u64 {
     s.add_usage(&[
-        admitted_under(23, delta(&e, day, 400, 1)),
-        admitted_under(24, delta(&e, day, 30, 1)),
+        admitted_under(generation - 1, delta(e, day, 400, 1)),
+        admitted_under(generation, delta(e, day, 30, 1)),
     ])
     .await
     .unwrap();
-    assert_eq!(s.budget_spent(&e, NOW).await.unwrap().nanos(), 30);
+    s.budget_spent(e, NOW).await.unwrap().nanos()
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {
