@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use crate::db::{to_i64, Row, Stmt, Value};
 use crate::error::{Error, Result};
+use crate::governance::lock_budget_stmt;
 use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
 
 use crate::model::{Usage, UsageDelta};
@@ -44,20 +45,15 @@ const ADD_USAGE_SQL: &str = "INSERT INTO usage \
     completion_tokens = usage.completion_tokens + excluded.completion_tokens, \
     updated_at = excluded.updated_at";
 
-/// Locks the period's usage row (creating it when the period has none) before [`RESET_SQL`]
-/// counts the entity's resets. On PostgreSQL each statement of a read-committed transaction
-/// sees what committed before it began, so a reset that waited here for another counts that
-/// one too; without the lock two resets at once counted the same resets and wrote the same
-/// generation, one below the count the nodes then read (SQLite's writer runs one at a time).
-const LOCK_PERIOD_SQL: &str = "INSERT INTO usage \
+/// Creates the period's usage row when it has none, for [`RESET_SQL`] to update.
+const ENSURE_PERIOD_SQL: &str = "INSERT INTO usage \
     (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
      completion_tokens, updated_at) \
     VALUES ($1, $2, $3, 0, 0, 0, 0, $4) \
-    ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
-    updated_at = usage.updated_at";
+    ON CONFLICT (entity_kind, entity_id, period_start) DO NOTHING";
 
 /// Zeroes the period's spend and keeps the previous value in `last_reset_spent` (the SET
-/// list sees the old row, in both dialects); the row exists, [`LOCK_PERIOD_SQL`] made sure.
+/// list sees the old row, in both dialects); the row exists, [`ENSURE_PERIOD_SQL`] made sure.
 /// The row's budget generation becomes the entity's reset count with this reset
 /// ([`RESET_LOG_SQL`] records it next, in the same transaction), the generation the nodes
 /// give the budget once they read it.
@@ -217,6 +213,15 @@ impl Store {
     /// Sets the current period's spend of `entity` to 0, recording the reset
     /// (time and previous spend) in `budget_resets`. Request and token
     /// counts are kept. Returns the spend before the reset.
+    ///
+    /// The transaction first locks the entity's own row, so resets of one entity run one at a
+    /// time, whichever period each one's clock put it in. On PostgreSQL each statement of a
+    /// read-committed transaction sees what committed before it began, so [`RESET_SQL`]'s
+    /// count, a later statement, sees every reset that committed while this one waited.
+    /// Without the lock, two resets at once counted the same resets and wrote the same
+    /// generation, one below the count the nodes then read; locking only the period's row
+    /// still let two resets of different periods (a period's turn, the nodes' clocks on either
+    /// side of it) do so. SQLite's writer runs one transaction at a time anyway.
     pub async fn reset_budget(&self, entity: &EntityRef, now_unix: i64) -> Result<NanoUsd> {
         let ps = self.current_period_start(entity, now_unix).await?;
         let mut reset = key_params(entity, ps);
@@ -224,12 +229,13 @@ impl Store {
         let out = self
             .db()
             .transaction(vec![
-                Stmt::new(LOCK_PERIOD_SQL, reset.clone()),
+                lock_budget_stmt(entity),
+                Stmt::new(ENSURE_PERIOD_SQL, reset.clone()),
                 Stmt::new(RESET_SQL, reset),
                 Stmt::new(RESET_LOG_SQL, key_params(entity, ps)),
             ])
             .await?;
-        out.get(1)
+        out.get(2)
             .and_then(|rows| rows.first())
             .ok_or_else(|| Error::Corrupt("reset returned no row".into()))?
             .u64(0)

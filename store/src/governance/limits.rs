@@ -3,7 +3,7 @@
 
 use vocab::{BudgetPeriod, EntityKind, EntityRef, NanoUsd};
 
-use crate::db::{opt_u64, Row, Value};
+use crate::db::{opt_u64, Row, Stmt, Value};
 use crate::error::{Error, Result};
 use crate::model::{Budget, Limits};
 use crate::Store;
@@ -51,15 +51,31 @@ pub(super) fn read_budget_limits(row: &Row, at: usize) -> Result<(Option<Budget>
     Ok((budget, limits))
 }
 
+/// The table of `kind`'s entities, and the kind's name in errors.
+fn entity_table(kind: EntityKind) -> (&'static str, &'static str) {
+    match kind {
+        EntityKind::Key => (KEYS.name, KEYS.kind),
+        EntityKind::Team => (TEAMS.name, TEAMS.kind),
+        EntityKind::Customer => (CUSTOMERS.name, CUSTOMERS.kind),
+    }
+}
+
+/// A statement that locks `entity`'s row until its transaction ends (by rewriting its budget
+/// period as it is: not a key column, so creating a child that references the row is not
+/// blocked), for a budget reset to run alone among the entity's resets.
+pub(crate) fn lock_budget_stmt(entity: &EntityRef) -> Stmt {
+    let (table, _) = entity_table(entity.kind);
+    Stmt::new(
+        format!("UPDATE {table} SET budget_period = budget_period WHERE id = $1"),
+        vec![entity.id.as_str().into()],
+    )
+}
+
 impl Store {
     /// The budget of `entity` (`None` if it has none); [`Error::NotFound`]
     /// if the entity does not exist.
     pub async fn entity_budget(&self, entity: &EntityRef) -> Result<Option<Budget>> {
-        let (table, kind) = match entity.kind {
-            EntityKind::Key => (KEYS.name, KEYS.kind),
-            EntityKind::Team => (TEAMS.name, TEAMS.kind),
-            EntityKind::Customer => (CUSTOMERS.name, CUSTOMERS.kind),
-        };
+        let (table, kind) = entity_table(entity.kind);
         let sql = format!("SELECT budget_limit_nanos, budget_period FROM {table} WHERE id = $1");
         let rows = self
             .db()

@@ -16,6 +16,8 @@ mod entities;
 mod limits;
 mod providers;
 
+pub(crate) use limits::lock_budget_stmt;
+
 use crate::db::{Row, Stmt, Value};
 use crate::error::{Constraint, Error, Result};
 use crate::model::{ConfigChange, ConfigKind};

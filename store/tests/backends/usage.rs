@@ -10,6 +10,7 @@ backend_tests!(
     reset_budget_is_recorded,
     spend_admitted_before_a_reset_is_not_counted_after_it,
     concurrent_resets_leave_the_last_generation,
+    resets_in_two_periods_at_once_count_each_other,
     concurrent_usage_from_two_nodes,
 );
 
@@ -112,7 +113,7 @@ async fn spend_admitted_before_a_reset_is_not_counted_after_it(db: TestDb) {
     assert_eq!(s.reset_budget(&e, NOW).await.unwrap().nanos(), 600);
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 1);
     // Late: generation 0's spend, in one batch with the new generation's.
-    assert_eq!(spent_after_late_and_current(s, &e, day, 1).await, 30);
+    assert_eq!(spent_after_late_and_current(s, &e, NOW, 1).await, 30);
     s.add_usage(&[delta(&e, day, 5, 1)]).await.unwrap();
     let u = s.usage(&e, day).await.unwrap().unwrap();
     assert_eq!((u.spent_nanos.nanos(), u.requests), (35, 5));
@@ -136,7 +137,6 @@ async fn spend_admitted_before_a_reset_is_not_counted_after_it(db: TestDb) {
 async fn concurrent_resets_leave_the_last_generation(db: TestDb) {
     let k = new_key(&db.store, "k", budget(BudgetPeriod::Daily, 1_000)).await;
     let e = EntityRef::key(&k.id);
-    let day = BudgetPeriod::Daily.start(NOW);
     crate::on_two_nodes(&db, |s, _| {
         let e = e.clone();
         async move {
@@ -148,24 +148,50 @@ async fn concurrent_resets_leave_the_last_generation(db: TestDb) {
     .await;
     let s = &db.store;
     assert_eq!(s.budget_reset_count(&e).await.unwrap(), 24);
-    assert_eq!(spent_after_late_and_current(s, &e, day, 24).await, 30);
+    assert_eq!(spent_after_late_and_current(s, &e, NOW, 24).await, 30);
 }
 
-/// Adds, in one batch, 400 nano-dollars admitted under the generation before `generation`
-/// (late) and 30 admitted under `generation`; returns the budget spent then.
+/// Two resets of one budget at once in two periods, from two nodes, as at a period's turn
+/// when the nodes' clocks put them on either side of it (ten rounds): the reset that commits
+/// second counts the first, whichever period's row each wrote, so only the period reset last
+/// holds the last generation. (Locking only the period's row, both counted the same resets.)
+async fn resets_in_two_periods_at_once_count_each_other(db: TestDb) {
+    const DAY: i64 = 86_400;
+    let k = new_key(&db.store, "k", budget(BudgetPeriod::Daily, 1_000)).await;
+    let e = EntityRef::key(&k.id);
+    let (a, b) = (&db.store, &db.another(None).await);
+    for round in 1..=10 {
+        let (today, tomorrow) =
+            tokio::join!(a.reset_budget(&e, NOW), b.reset_budget(&e, NOW + DAY));
+        today.unwrap();
+        tomorrow.unwrap();
+        // Generation 2·round − 1's spend is late in the period reset last and counts in the other.
+        let mut spent = [
+            spent_after_late_and_current(a, &e, NOW, 2 * round).await,
+            spent_after_late_and_current(b, &e, NOW + DAY, 2 * round).await,
+        ];
+        spent.sort_unstable();
+        assert_eq!(spent, [30, 430], "round {round}");
+    }
+}
+
+/// Adds, in one batch to the daily budget's period at `now`, 400 nano-dollars admitted under
+/// the generation before `generation` (late) and 30 admitted under `generation`; returns
+/// the period's spend then.
 async fn spent_after_late_and_current(
     s: &store::Store,
     e: &EntityRef,
-    day: i64,
+    now: i64,
     generation: u64,
 ) -> u64 {
+    let day = BudgetPeriod::Daily.start(now);
     s.add_usage(&[
         admitted_under(generation - 1, delta(e, day, 400, 1)),
         admitted_under(generation, delta(e, day, 30, 1)),
     ])
     .await
     .unwrap();
-    s.budget_spent(e, NOW).await.unwrap().nanos()
+    s.budget_spent(e, now).await.unwrap().nanos()
 }
 
 async fn concurrent_usage_from_two_nodes(db: TestDb) {
