@@ -182,9 +182,9 @@ pub async fn read_watching(
     (timeout, check): (Duration, Duration),
     waited: &mut Duration,
 ) -> Result<usize, WaitError> {
-    let start = Instant::now();
+    let start = crate::poll_clock::now_exact();
     let result = read_within(upstream, buf, client_fd, (start, timeout), check).await;
-    *waited += start.elapsed();
+    *waited += crate::poll_clock::now_exact().saturating_duration_since(start);
     result
 }
 

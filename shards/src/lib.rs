@@ -21,6 +21,7 @@ pub mod http;
 mod io;
 pub mod names;
 mod path;
+mod poll_clock;
 pub mod quiet;
 pub mod route;
 pub mod runtime;

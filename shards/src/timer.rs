@@ -49,9 +49,11 @@ impl<F: Future> Future for Timeout<F> {
             return Poll::Ready(Ok(output));
         }
         let limit = *this.limit;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(monoio::time::sleep(limit)));
+        let timer = this.timer.get_or_insert_with(|| {
+            Box::pin(monoio::time::sleep_until(
+                (crate::poll_clock::now() + limit).into(),
+            ))
+        });
         timer.as_mut().poll(cx).map(|()| Err(Elapsed))
     }
 }
@@ -63,20 +65,24 @@ pub async fn sleep_until(deadline: Instant) {
 
 /// Waits for `duration`.
 pub async fn sleep(duration: Duration) {
-    Box::pin(monoio::time::sleep(duration)).await
+    sleep_until(crate::poll_clock::now() + duration).await
+}
+
+/// Runs `fut` to its end on a runtime with timers (the epoll driver: no ring needed), for
+/// unit tests.
+#[cfg(test)]
+pub(crate) fn run_with_timers<F: Future>(fut: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(fut)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run<F: Future>(fut: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(fut)
-    }
+    use run_with_timers as run;
 
     #[test]
     fn a_ready_future_needs_no_timer() {

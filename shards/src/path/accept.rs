@@ -14,6 +14,7 @@ use monoio_rustls::TlsAcceptor;
 use crate::io::Stream;
 use crate::path::busy;
 use crate::path::conn::ClientConn;
+use crate::poll_clock::ClockedPolls;
 use crate::state::{upkeep, Shard};
 
 /// Longest a client may take to complete a TLS handshake.
@@ -45,12 +46,12 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
                 accepted_count += 1;
                 if accepted_count % busy::SAMPLE == 0 {
                     let meter = Rc::new(busy::BusyMeter::default());
-                    monoio::spawn(busy::Busy::new(
+                    monoio::spawn(ClockedPolls::new(busy::Busy::new(
                         serve_client(client, Some(meter.clone())),
                         meter,
-                    ));
+                    )));
                 } else {
-                    monoio::spawn(serve_client(client, None));
+                    monoio::spawn(ClockedPolls::new(serve_client(client, None)));
                 }
             }
             Err(e) => {

@@ -56,7 +56,8 @@ impl<F: Future> Future for Busy<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let start = Instant::now();
+        // Also this poll's reading of the clock (crate::poll_clock): one read less.
+        let start = crate::poll_clock::now_exact();
         self.meter.polling_since.set(Some(start));
         let poll = self.task.as_mut().poll(cx);
         let meter = &self.meter;

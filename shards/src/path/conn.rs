@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::Instant;
 
 use crate::http::request::{find_header, HeaderSpan};
 use crate::io::Stream;
@@ -65,7 +64,7 @@ impl ClientConn {
             upbuf: Vec::new(),
             spans_up: Vec::new(),
             payload: Vec::new(),
-            tracker: Tracker::new(RequestId::default(), Instant::now()),
+            tracker: Tracker::new(RequestId::default(), crate::poll_clock::now()),
             busy: None,
         }
     }
@@ -89,7 +88,9 @@ impl ClientConn {
 
     /// Writes `self.out` to the client and clears it. False when the client is gone.
     pub async fn flush_out(&mut self) -> bool {
-        self.tracker.first_write.get_or_insert_with(Instant::now);
+        self.tracker
+            .first_write
+            .get_or_insert_with(crate::poll_clock::now);
         let out = std::mem::take(&mut self.out);
         let (res, mut out) = self.stream.write_all(out).await;
         out.clear();

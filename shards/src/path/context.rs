@@ -73,7 +73,7 @@ impl Phases {
 
     /// The read phase starts now (the request's first bytes are there); returns the time.
     pub fn start_read(&mut self) -> Instant {
-        let now = Instant::now();
+        let now = crate::poll_clock::now();
         self.read_start = Some(now);
         self.enter(Phase::Read);
         now

@@ -14,7 +14,7 @@
 //! wait would not see.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::io::Canceller;
 
@@ -76,9 +76,9 @@ impl IdleWait {
         if buf.is_empty() {
             *buf = Vec::new();
         }
-        let started = Instant::now();
+        let started = crate::poll_clock::now();
         io_result(timer::timeout(idle, stream.readable()).await)?;
-        self.slow = started.elapsed() >= LINGER;
+        self.slow = crate::poll_clock::elapsed(started) >= LINGER;
         // Bounded too: the epoll fallback's readiness may be a false alarm.
         io_result(timer::timeout(idle, stream.read_into(buf)).await)
     }

@@ -99,7 +99,7 @@ pub(crate) async fn serve_connection(shard: &Shard, conn: &mut ClientConn, accep
         let snapshot = shard.snapshot();
         let mut times = Phases::new(accepted);
         let read = read::request(conn, &snapshot.limits, &mut times).await;
-        conn.tracker = Tracker::new(shard.ids.next(), Instant::now());
+        conn.tracker = Tracker::new(shard.ids.next(), crate::poll_clock::now());
         conn.tracker.busy_at_read = conn.busy.as_ref().map(|meter| meter.now());
         let (head, body, used) = match read {
             Ok(request) => request,

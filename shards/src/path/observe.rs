@@ -9,8 +9,6 @@
 //! Hot-path cost: a hash lookup of the model's series, four histogram records (a shift and
 //! a store each), a few clock reads; the access log costs nothing when it is off.
 
-use std::time::Instant;
-
 use crate::path::conn::ClientConn;
 use crate::path::context::{RequestCtx, Scope, Served};
 use crate::path::outcome::Stop;
@@ -51,7 +49,7 @@ pub fn observe(
     outcome: Outcome,
     charge: Option<Charge>,
 ) {
-    let now = Instant::now();
+    let now = crate::poll_clock::now();
     let shard = scope.shard;
     let tracker = &conn.tracker;
     let start = req.times.request_start();

@@ -57,7 +57,7 @@ async fn read_head(
 
 /// One more read before `deadline`; a timeout becomes 408.
 async fn read_more(conn: &mut ClientConn, deadline: Instant) -> Result<(), Stop> {
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = deadline.saturating_duration_since(crate::poll_clock::now());
     match crate::timer::timeout(left, conn.stream.read_into(&mut conn.inbuf)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
         Ok(_) => Err(Stop::ClientGone),
@@ -78,7 +78,7 @@ async fn read_body(
         })
     };
     // Read from the clock only when the body is not all there yet (most requests' is).
-    let deadline = std::cell::LazyCell::new(|| Instant::now() + limits.body_read_timeout);
+    let deadline = std::cell::LazyCell::new(|| crate::poll_clock::now() + limits.body_read_timeout);
     match head.body {
         BodyFraming::Empty => Ok((BodyLocation::InBuf(start..start), start)),
         BodyFraming::Length(n) => {

@@ -157,7 +157,7 @@ impl Tracker {
 
     /// Counts `since..now` as waiting on the provider.
     pub fn waited_upstream(&mut self, since: Instant) {
-        self.upstream_wait += since.elapsed();
+        self.upstream_wait += crate::poll_clock::now_exact().saturating_duration_since(since);
     }
 
     /// The header lines every response head of this request carries.
@@ -168,7 +168,7 @@ impl Tracker {
         lines.push(b"\r\n");
         if self.report_overhead {
             lines.push(b"x-ringgate-overhead-us: ");
-            lines.push_decimal(self.overhead(Instant::now()).as_micros() as u64);
+            lines.push_decimal(self.overhead(crate::poll_clock::now()).as_micros() as u64);
             lines.push(b"\r\n");
         }
         if let Some(status) = self.cache {

@@ -193,13 +193,7 @@ mod tests {
         }
     }
 
-    fn run<F: Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::timer::run_with_timers as run;
 
     #[test]
     fn sheds_beyond_queue_and_hands_slots_over_in_order() {

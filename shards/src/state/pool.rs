@@ -75,7 +75,7 @@ impl Pool {
             if list.len() < provider.pool.max_idle {
                 list.push(Idle {
                     conn,
-                    since: Instant::now(),
+                    since: crate::poll_clock::now(),
                 });
                 self.counted(provider.slot, list);
             }

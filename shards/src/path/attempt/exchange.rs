@@ -37,7 +37,7 @@ pub async fn exchange(
         let (mut upstream, reused) = match shard.pool.take_idle(provider, started) {
             Some(idle) => (idle, true),
             None => {
-                let asked = Instant::now();
+                let asked = crate::poll_clock::now_exact();
                 let opened = shard.pool.open(provider).await?;
                 // Connecting (and the TLS handshake) is waiting on the provider.
                 conn.tracker.waited_upstream(asked);

@@ -59,7 +59,7 @@ pub async fn check(
                 None => Ok(upstream),
             };
         }
-        let budget = deadline.saturating_duration_since(Instant::now());
+        let budget = deadline.saturating_duration_since(crate::poll_clock::now());
         let wait = provider.timeouts.first_byte.min(budget);
         let check = Duration::from_millis(500);
         let waited = &mut conn.tracker.upstream_wait;

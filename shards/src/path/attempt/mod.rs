@@ -41,7 +41,7 @@ pub async fn attempt(
                 primary_failure.get_or_insert(failed);
             }
         }
-        if req.deadline <= std::time::Instant::now() {
+        if req.deadline <= crate::poll_clock::now() {
             break;
         }
     }

@@ -7,6 +7,7 @@
 //! provider's health and is retried after a **backoff** with full jitter, up to
 //! `max_retries`; anything else is the answer and is relayed.
 
+use crate::poll_clock;
 use crate::state::stats::Held;
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ pub async fn try_target<'s>(
     let target = &req.targets[index];
     let provider = &scope.snapshot.providers[target.provider];
     let runtime = &scope.shard.providers[provider.slot];
-    let now = Instant::now();
+    let now = poll_clock::now();
     if !runtime.health.admit(now, &provider.breaker) {
         return Err(GatewayError::CircuitOpen {
             provider: provider.name.clone(),
@@ -79,7 +80,7 @@ pub async fn try_target<'s>(
                         provider: provider.name.clone(),
                     }
                 })?;
-            (permit, Instant::now())
+            (permit, poll_clock::now())
         }
     };
     let _active = Held::new(&stats.active);
@@ -113,7 +114,7 @@ pub async fn try_target<'s>(
         if !again {
             return Err(tries.first_failure.take().expect("a failure was recorded"));
         }
-        started = Instant::now();
+        started = poll_clock::now();
     }
 }
 
@@ -218,14 +219,14 @@ impl Tries<'_> {
         } else {
             retry_after(conn).unwrap_or(RATE_LIMIT_COOLDOWN)
         };
-        keys.cool_down(key, Instant::now() + cooldown);
+        keys.cool_down(key, poll_clock::now() + cooldown);
         self.tried_keys |= 1 << (key % 64);
         self.another_key = keys
             .pick(
                 &self.provider.keys,
                 self.target.model,
                 self.tried_keys,
-                Instant::now(),
+                poll_clock::now(),
                 &shard.rng,
             )
             .is_ok();
@@ -242,7 +243,7 @@ impl Tries<'_> {
     ) -> Result<Served, Stop> {
         let shard = self.scope.shard;
         let runtime = &shard.providers[self.provider.slot];
-        runtime.health.record_success(started.elapsed());
+        runtime.health.record_success(poll_clock::elapsed(started));
         self.publish_health();
         shard.stats.record_status(relay.head.status);
         req.times.enter(Phase::Relay);
@@ -279,7 +280,11 @@ impl Tries<'_> {
         let stats = &shard.stats.providers[provider.slot];
         stats.failures.incr();
         let health = &shard.providers[provider.slot].health;
-        if health.record_failure(started.elapsed(), Instant::now(), &provider.breaker) {
+        if health.record_failure(
+            poll_clock::elapsed(started),
+            poll_clock::now(),
+            &provider.breaker,
+        ) {
             stats.circuit_opens.incr();
             tracing::warn!(provider = %provider.name, "circuit opened");
         }
@@ -303,7 +308,7 @@ impl Tries<'_> {
             policy.max_delay,
             &shard.rng,
         );
-        if Instant::now() + delay >= deadline {
+        if poll_clock::now() + delay >= deadline {
             return false;
         }
         self.retries += 1;
@@ -311,7 +316,7 @@ impl Tries<'_> {
         crate::timer::sleep(delay).await;
         shard.providers[self.provider.slot]
             .health
-            .admit(Instant::now(), &self.provider.breaker)
+            .admit(poll_clock::now(), &self.provider.breaker)
     }
 
     /// Copies the provider's breaker state and latency average into the shard's counters.
