@@ -236,6 +236,13 @@ for side in ("A", "B"):
 a = statistics.mean(float(r[1]) for r in rows if r[0] == "A")
 b = statistics.mean(float(r[1]) for r in rows if r[0] == "B")
 print(f"B / A = {b / a:.3f}")
+# Each round's A and B ran back to back: their ratio sees the least drift, and the median of
+# the rounds' ratios is not moved by one disturbed run the way the means are.
+rounds = [rows[i:i + 2] for i in range(0, len(rows) - 1, 2)]
+paired = [float(next(r for r in pair if r[0] == "B")[1]) / float(next(r for r in pair if r[0] == "A")[1])
+          for pair in rounds if {r[0] for r in pair} == {"A", "B"}]
+if paired:
+    print(f"B / A per round: {', '.join(f'{x:.3f}' for x in paired)}; median {statistics.median(paired):.3f}")
 EOF
 if [[ -f "${OUT}/counts.txt" ]]; then
     python3 - "${OUT}/counts.txt" "$(python3 "${HERE}/counts.py" labels)" <<'EOF' | tee -a "${OUT}/summary.txt"
