@@ -113,7 +113,7 @@ pub fn push_proxied_lines(
     push_status_line(out, status);
     for h in headers {
         let name = &upstream_buf[h.name.clone()];
-        if std::str::from_utf8(name).is_ok_and(is_hop_by_hop) {
+        if is_hop_by_hop(name) {
             continue;
         }
         // The gateway's own `x-request-id` is the one the client sees; the provider's is

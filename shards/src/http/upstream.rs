@@ -147,23 +147,23 @@ pub struct TraceHeaders<'a> {
 
 impl TraceHeaders<'_> {
     /// A client header these replace.
-    fn replaces(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case("traceparent")
-            || (!self.client_tracestate && name.eq_ignore_ascii_case("tracestate"))
+    fn replaces(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(b"traceparent")
+            || (!self.client_tracestate && name.eq_ignore_ascii_case(b"tracestate"))
     }
 }
 
 /// Client headers the gateway never forwards: credentials for the gateway itself, and
 /// `accept-encoding`, so upstream bodies arrive uncompressed and streams can be relayed and
 /// ended with an error event.
-fn is_gateway_owned(name: &str) -> bool {
-    name.eq_ignore_ascii_case("authorization")
-        || name.eq_ignore_ascii_case("accept-encoding")
-        || name.eq_ignore_ascii_case("expect")
-        || name.eq_ignore_ascii_case("api-key")
-        || name.eq_ignore_ascii_case("x-api-key")
-        || name.eq_ignore_ascii_case("x-goog-api-key")
-        || name.len() >= 11 && name[..11].eq_ignore_ascii_case("x-ringgate-")
+fn is_gateway_owned(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"authorization")
+        || name.eq_ignore_ascii_case(b"accept-encoding")
+        || name.eq_ignore_ascii_case(b"expect")
+        || name.eq_ignore_ascii_case(b"api-key")
+        || name.eq_ignore_ascii_case(b"x-api-key")
+        || name.eq_ignore_ascii_case(b"x-goog-api-key")
+        || name.len() >= 11 && name[..11].eq_ignore_ascii_case(b"x-ringgate-")
 }
 
 /// Writes `POST {path} HTTP/1.1` and headers for an upstream request with a body of
@@ -198,16 +198,13 @@ pub fn push_upstream_request_head(
     }
     for h in client_headers {
         let name = &client_buf[h.name.clone()];
-        let Ok(name_str) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if is_hop_by_hop(name_str)
-            || is_gateway_owned(name_str)
-            || up.trace.is_some_and(|t| t.replaces(name_str))
+        if is_hop_by_hop(name)
+            || is_gateway_owned(name)
+            || up.trace.is_some_and(|t| t.replaces(name))
             || up
                 .extra
                 .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name_str))
+                .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
         {
             continue;
         }
