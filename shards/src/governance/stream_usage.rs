@@ -13,7 +13,6 @@ use super::usage::{
     last_usage_key, parse, string_field, text, top_level_usage_at, with_separator, FinishReason,
     Tally, TopUsage, CHOICES, FINISH_REASON, MODEL, NO_CHOICES,
 };
-use crate::http::EVENT_END;
 
 /// Watches an OpenAI chat stream event by event for its usage chunk (and its finish reason
 /// and model), optionally removing that chunk from what the client gets, and keeps what it
@@ -85,10 +84,14 @@ impl StreamUsage {
     /// took.
     fn events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
         let mut start = 0;
-        while let Some(end) = EVENT_END.find(&bytes[start..]) {
-            let event_end = start + end + 2;
+        while let Some((len, first_line)) = event_bounds(&bytes[start..]) {
+            let event_end = start + len;
             let event = &bytes[start..event_end];
-            let (pass, usage) = inspect(event, self.strip);
+            // Mostly the event's one line is its data; otherwise the data line is looked for.
+            let data = event[..first_line]
+                .strip_prefix(b"data:")
+                .or_else(|| data_line(event));
+            let (pass, usage) = inspect(event, data, self.strip);
             if usage.is_some() {
                 self.usage = usage;
             }
@@ -162,6 +165,20 @@ impl Generated {
     }
 }
 
+/// The length of the event at the start of `bytes` (up to and with its blank line) and the end
+/// of its first line; `None` while the event is not whole. Both come from one scan for line
+/// ends: an event is mostly a single `data:` line, whose end is the event's too.
+fn event_bounds(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut first_line_end = None;
+    for at in memchr::memchr_iter(b'\n', bytes) {
+        let first = *first_line_end.get_or_insert(at);
+        if bytes.get(at + 1) == Some(&b'\n') {
+            return Some((at + 2, first));
+        }
+    }
+    None
+}
+
 /// The value of an event's `data:` line. Lines are found with `memchr` rather than by
 /// splitting at every byte: an event is a line of a few hundred bytes, and the split was
 /// most of the stream stage's own time (docs/perf.md).
@@ -185,10 +202,10 @@ enum Pass {
     Dropped,
 }
 
-/// Reads an event's usage; returns what goes to the client, and the usage. `strip`: the
-/// client did not ask for usage, the gateway did.
-fn inspect(event: &[u8], strip: bool) -> (Pass, Option<TokenUsage>) {
-    let Some(data) = data_line(event) else {
+/// Reads an event's usage from its data line `data`; returns what goes to the client, and the
+/// usage. `strip`: the client did not ask for usage, the gateway did.
+fn inspect(event: &[u8], data: Option<&[u8]>, strip: bool) -> (Pass, Option<TokenUsage>) {
+    let Some(data) = data else {
         return (Pass::Whole, None);
     };
     let data = data.trim_ascii();
@@ -254,6 +271,16 @@ mod tests {
         let bare = s.tally();
         assert_eq!((bare.finish_reason, bare.model), (None, None));
         assert_eq!((bare.output_tokens, untraced), (tally.output_tokens, out));
+    }
+
+    #[test]
+    fn an_event_ends_at_its_blank_line() {
+        assert_eq!(event_bounds(b"data: {}\n\ndata: x"), Some((10, 8)));
+        assert_eq!(event_bounds(b"event: x\ndata: {}\n\n"), Some((19, 8)));
+        // Not whole yet: no blank line, or a line end that may be the blank line's start.
+        assert_eq!(event_bounds(b"data: {}"), None);
+        assert_eq!(event_bounds(b"data: {}\n"), None);
+        assert_eq!(event_bounds(b"event: x\ndata: {}\n"), None);
     }
 
     #[test]
