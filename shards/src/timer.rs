@@ -20,7 +20,8 @@ use monoio::time::Sleep;
 pub struct Elapsed;
 
 /// `fut`'s output, unless `limit` passes first (counted from the first time `fut` is not
-/// ready, which is when this is first awaited: `fut` is polled before any timer is armed).
+/// ready, which is when this is first awaited: `fut` is polled before any timer is armed;
+/// from that poll's clock reading, [`crate::poll_clock`]).
 pub fn timeout<F: Future>(limit: Duration, fut: F) -> Timeout<F> {
     Timeout {
         fut,
