@@ -125,6 +125,24 @@ fn auto_falls_back_to_epoll_where_seccomp_blocks_io_uring() {
         resp.json()["choices"][0]["message"]["content"],
         "echo: hello"
     );
+    // The request's times come from one clock reading per poll; epoll's I/O can complete
+    // within a poll, and the wait on the provider must still be timed and left out of the
+    // overhead.
+    let resp = gw.post_json(
+        "/v1/chat/completions",
+        &chat_body("gpt-4o-mini", "hello", false),
+        &[("x-ringgate-overhead", "1"), ("x-mock-latency-ms", "40")],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let overhead_us: u64 = resp
+        .header("x-ringgate-overhead-us")
+        .expect("overhead header")
+        .parse()
+        .expect("microseconds");
+    assert!(
+        overhead_us < 40_000,
+        "overhead {overhead_us} µs holds the provider's 40 ms"
+    );
 }
 
 #[test]
