@@ -45,23 +45,21 @@ const ADD_USAGE_SQL: &str = "INSERT INTO usage \
     completion_tokens = usage.completion_tokens + excluded.completion_tokens, \
     updated_at = excluded.updated_at";
 
-/// Creates the period's usage row when it has none, for [`RESET_SQL`] to update.
-const ENSURE_PERIOD_SQL: &str = "INSERT INTO usage \
-    (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
-     completion_tokens, updated_at) \
-    VALUES ($1, $2, $3, 0, 0, 0, 0, $4) \
-    ON CONFLICT (entity_kind, entity_id, period_start) DO NOTHING";
-
-/// Zeroes the period's spend and keeps the previous value in `last_reset_spent` (the SET
-/// list sees the old row, in both dialects); the row exists, [`ENSURE_PERIOD_SQL`] made sure.
+/// Zeroes the period's spend (creating the period's row when it has none) and keeps the
+/// previous value in `last_reset_spent` (the SET list sees the old row, in both dialects).
 /// The row's budget generation becomes the entity's reset count with this reset
 /// ([`RESET_LOG_SQL`] records it next, in the same transaction), the generation the nodes
-/// give the budget once they read it.
-const RESET_SQL: &str = "UPDATE usage SET \
-    last_reset_spent = spent_nanos, spent_nanos = 0, reset_at = $4, updated_at = $4, \
-    budget_generation = \
-        (SELECT COUNT(*) + 1 FROM budget_resets WHERE entity_kind = $1 AND entity_id = $2) \
-    WHERE entity_kind = $1 AND entity_id = $2 AND period_start = $3 \
+/// give the budget once they read it. The count is right because a statement before it in
+/// the transaction locked the entity ([`Store::reset_budget`]).
+const RESET_SQL: &str = "INSERT INTO usage \
+    (entity_kind, entity_id, period_start, spent_nanos, requests, prompt_tokens, \
+     completion_tokens, reset_at, last_reset_spent, updated_at, budget_generation) \
+    VALUES ($1, $2, $3, 0, 0, 0, 0, $4, 0, $4, \
+        (SELECT COUNT(*) + 1 FROM budget_resets WHERE entity_kind = $1 AND entity_id = $2)) \
+    ON CONFLICT (entity_kind, entity_id, period_start) DO UPDATE SET \
+    last_reset_spent = usage.spent_nanos, spent_nanos = 0, \
+    reset_at = excluded.reset_at, updated_at = excluded.updated_at, \
+    budget_generation = excluded.budget_generation \
     RETURNING last_reset_spent";
 
 /// The generation of a delta charged under no known budget generation (its entity had no
@@ -230,12 +228,11 @@ impl Store {
             .db()
             .transaction(vec![
                 lock_budget_stmt(entity),
-                Stmt::new(ENSURE_PERIOD_SQL, reset.clone()),
                 Stmt::new(RESET_SQL, reset),
                 Stmt::new(RESET_LOG_SQL, key_params(entity, ps)),
             ])
             .await?;
-        out.get(2)
+        out.get(1)
             .and_then(|rows| rows.first())
             .ok_or_else(|| Error::Corrupt("reset returned no row".into()))?
             .u64(0)

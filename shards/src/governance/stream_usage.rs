@@ -87,10 +87,10 @@ impl StreamUsage {
         while let Some((len, first_line)) = event_bounds(&bytes[start..]) {
             let event_end = start + len;
             let event = &bytes[start..event_end];
-            // Mostly the event's one line is its data; otherwise the data line is looked for.
+            // Mostly the event's one line is its data; otherwise it is looked for after it.
             let data = event[..first_line]
                 .strip_prefix(b"data:")
-                .or_else(|| data_line(event));
+                .or_else(|| data_line(&event[first_line + 1..]));
             let (pass, usage) = inspect(event, data, self.strip);
             if usage.is_some() {
                 self.usage = usage;
