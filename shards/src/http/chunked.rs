@@ -9,6 +9,9 @@
 /// Longest chunk-size line (size, extensions) or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
+/// Most hex digits of a chunk size (60 bits: any size fits a `u64`, and `usize` here).
+const MAX_SIZE_DIGITS: usize = 15;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
@@ -136,10 +139,31 @@ impl ChunkedDecoder {
                     }
                 }
                 State::Done => return Ok(i),
-                _ => {
-                    if self.state == State::Size && self.size_digits == 0 {
-                        chunk_start(i);
+                // A size line that arrived whole, read at once; a cut one, one with an
+                // extension or a bad one goes byte by byte below (which reports errors).
+                State::Size if self.size_digits == 0 => {
+                    chunk_start(i);
+                    match size_line(&input[i..]) {
+                        Some((size, len)) => {
+                            self.remaining = size;
+                            self.state = if size == 0 {
+                                State::TrailerStart
+                            } else {
+                                State::Data
+                            };
+                            i += len;
+                        }
+                        None => {
+                            self.step(input[i])?;
+                            i += 1;
+                        }
                     }
+                }
+                State::DataCr if input[i..].starts_with(b"\r\n") => {
+                    self.state = State::Size;
+                    i += 2;
+                }
+                _ => {
                     self.step(input[i])?;
                     i += 1;
                     if self.state == State::Done {
@@ -205,7 +229,7 @@ impl ChunkedDecoder {
     fn size_byte(&mut self, b: u8) -> Result<(), ChunkedError> {
         match hex_value(b) {
             Some(v) => {
-                if self.size_digits >= 15 {
+                if usize::from(self.size_digits) >= MAX_SIZE_DIGITS {
                     return Err(ChunkedError::BadSize);
                 }
                 self.remaining = self.remaining * 16 + u64::from(v);
@@ -229,18 +253,27 @@ impl ChunkedDecoder {
 /// The payload of the first chunk of a chunked body, when it arrived whole (a size line
 /// without extensions, the payload, CRLF): to be looked at in place, without a decoder.
 pub fn first_chunk(body: &[u8]) -> Option<&[u8]> {
-    let line_end = memchr::memchr(b'\r', body)?;
-    let digits = &body[..line_end];
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
+    let (size, line) = size_line(body)?;
+    let data = body.get(line..)?;
+    let size = usize::try_from(size).ok()?;
+    (data.get(size..size + 2)? == b"\r\n").then(|| &data[..size])
+}
+
+/// The size of a chunk whose size line starts `input` whole — hex digits, no extension, CRLF —
+/// and the line's length. `None` for anything else: a line cut by the read, an extension, a
+/// malformed line (which the byte-wise walk then rejects with its error).
+fn size_line(input: &[u8]) -> Option<(u64, usize)> {
+    let mut size = 0u64;
+    for (at, &b) in input.iter().enumerate().take(MAX_SIZE_DIGITS + 1) {
+        match hex_value(b) {
+            Some(v) if at < MAX_SIZE_DIGITS => size = size * 16 + u64::from(v),
+            None if at > 0 && b == b'\r' => {
+                return (input.get(at + 1) == Some(&b'\n')).then_some((size, at + 2));
+            }
+            _ => return None,
+        }
     }
-    let size = digits.iter().try_fold(0usize, |n, &d| {
-        hex_value(d).map(|v| n * 16 + usize::from(v))
-    })?;
-    let data = body.get(line_end + 2..)?.get(..size)?;
-    let framed = body.get(line_end + 1) == Some(&b'\n')
-        && body.get(line_end + 2 + size..line_end + 4 + size) == Some(b"\r\n".as_slice());
-    framed.then_some(data)
+    None
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -303,6 +336,53 @@ mod tests {
             assert_eq!(out, b"hello, world");
             assert!(done);
         }
+    }
+
+    /// Whole size lines are read at once, cut or unusual ones byte by byte: both walks must
+    /// agree on every body, however the reads cut it (payload, bytes used, errors).
+    #[test]
+    fn whole_lines_and_bytes_agree() {
+        let bodies: [&[u8]; 8] = [
+            b"1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n",
+            b"000000000000003\r\nabc\r\n0\r\n\r\n",
+            b"0000000000000003\r\nabc\r\n0\r\n\r\n",
+            b"3 ;a\r\nabc\r\n0\r\nt: 1\r\n\r\n",
+            b"3x\r\nabc\r\n",
+            b"3\r\nabc\n\r\n",
+            b"3\rxabc\r\n",
+            b"\r\n",
+        ];
+        for body in bodies {
+            let bytewise = decode_all(body, 1);
+            for cut in 0..=body.len() {
+                let mut d = ChunkedDecoder::new();
+                let mut out = Vec::new();
+                let mut used = 0;
+                let mut result = Ok(0);
+                for piece in [&body[..cut], &body[cut..]] {
+                    if d.is_done() {
+                        break;
+                    }
+                    match d.decode(piece, &mut out) {
+                        Ok(n) => used += n,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                let split = (result.map(|_| used), out, d.is_done());
+                assert_eq!(
+                    split,
+                    bytewise,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        assert_eq!(first_chunk(b"3\r\nabc\r\n0\r\n"), Some(b"abc".as_slice()));
+        assert_eq!(first_chunk(b"3\r\nabc"), None);
+        assert_eq!(first_chunk(b"3;x\r\nabc\r\n"), None);
     }
 
     #[test]
