@@ -88,40 +88,73 @@ fn string_value(literal: &str) -> Option<Cow<'_, str>> {
 
 /// A request body forwarded as the client sent it, with the model string literal at `span`
 /// replaced and, optionally, `insert` placed right after the opening brace. It is written
-/// straight into the output buffer after the head: the body is copied once.
+/// straight into the output buffer after the head: the body is copied once, and a model name
+/// that needs no escapes is not copied before that (no allocation per request).
 pub struct Spliced<'b> {
     pub body: &'b [u8],
     pub span: Range<usize>,
-    /// What replaces the span: the new model as a JSON string literal (quotes included), or
-    /// a form field's raw value.
-    pub literal: String,
+    replacement: Replacement<'b>,
     pub insert: &'b [u8],
 }
 
+/// What replaces a [`Spliced`] body's span.
+enum Replacement<'b> {
+    /// A model name that needs no escapes, written between quotes.
+    Quoted(&'b str),
+    /// Written as it is: a model's escaped JSON literal, or a form field's raw value.
+    Verbatim(Cow<'b, str>),
+}
+
+impl Replacement<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Quoted(model) => model.len() + 2,
+            Self::Verbatim(text) => text.len(),
+        }
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Quoted(model) => {
+                out.push(b'"');
+                out.extend_from_slice(model.as_bytes());
+                out.push(b'"');
+            }
+            Self::Verbatim(text) => out.extend_from_slice(text.as_bytes()),
+        }
+    }
+}
+
 impl<'b> Spliced<'b> {
-    pub fn new(body: &'b [u8], span: Range<usize>, model: &str, insert: &'b [u8]) -> Self {
-        let mut literal = Vec::with_capacity(model.len() + 2);
-        crate::error::push_json_string(&mut literal, model);
+    pub fn new(body: &'b [u8], span: Range<usize>, model: &'b str, insert: &'b [u8]) -> Self {
+        let plain = !model.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        let replacement = if plain {
+            Replacement::Quoted(model)
+        } else {
+            let mut literal = Vec::with_capacity(model.len() + 8);
+            crate::error::push_json_string(&mut literal, model);
+            Replacement::Verbatim(Cow::Owned(String::from_utf8(literal).unwrap_or_default()))
+        };
         Self {
             body,
             span,
-            literal: String::from_utf8(literal).unwrap_or_default(),
+            replacement,
             insert,
         }
     }
 
     /// `body` with the raw bytes at `span` (a form field's value) replaced by `value`.
-    pub fn raw(body: &'b [u8], span: Range<usize>, value: &str) -> Self {
+    pub fn raw(body: &'b [u8], span: Range<usize>, value: &'b str) -> Self {
         Self {
             body,
             span,
-            literal: value.to_owned(),
+            replacement: Replacement::Verbatim(Cow::Borrowed(value)),
             insert: b"",
         }
     }
 
     pub fn len(&self) -> usize {
-        self.body.len() - self.span.len() + self.literal.len() + self.insert.len()
+        self.body.len() - self.span.len() + self.replacement.len() + self.insert.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,7 +170,7 @@ impl<'b> Spliced<'b> {
         out.extend_from_slice(&self.body[..open]);
         out.extend_from_slice(self.insert);
         out.extend_from_slice(&self.body[open..self.span.start]);
-        out.extend_from_slice(self.literal.as_bytes());
+        self.replacement.write_to(out);
         out.extend_from_slice(&self.body[self.span.end..]);
     }
 }
@@ -164,6 +197,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "gpt-4o");
         assert_eq!(v["messages"][0]["content"], "hi \"model\"");
+        // A name that needs escapes is escaped; a usage request goes after the brace.
+        let model = "we\"ird\\name\u{1}é";
+        let f = extract_fields(body).unwrap();
+        let spliced = Spliced::new(body, f.model_span, model, br#""x":1,"#);
+        out.clear();
+        spliced.write_to(&mut out);
+        assert_eq!(out.len(), spliced.len());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], model);
+        assert_eq!(v["x"], 1);
     }
 
     #[test]

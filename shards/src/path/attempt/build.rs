@@ -53,9 +53,23 @@ pub(super) fn cannot_serve(provider: &Provider, detail: String) -> GatewayError 
 /// An upstream request before it is written: method, path, extra headers and body.
 pub(super) struct Outgoing<'b> {
     pub method: &'b [u8],
-    pub path: String,
+    pub path: UpPath<'b>,
     pub extra: Vec<(String, String)>,
     pub body: Body<'b>,
+}
+
+/// An upstream request's path and query: pieces written one after the other (an OpenAI-style
+/// provider's base path, the API's suffix, the client's query: nothing allocated per request)
+/// or a path built whole.
+pub(super) enum UpPath<'b> {
+    Pieces([&'b [u8]; 3]),
+    Built(String),
+}
+
+impl From<String> for UpPath<'_> {
+    fn from(path: String) -> Self {
+        Self::Built(path)
+    }
 }
 
 pub(super) enum Body<'b> {
@@ -138,10 +152,18 @@ pub fn build(
     out.clear();
     // GET and DELETE carry no body, so no length either.
     let body_len = (outgoing.method == b"POST").then(|| outgoing.body.len());
+    let whole;
+    let path: &[&[u8]] = match &outgoing.path {
+        UpPath::Pieces(pieces) => pieces,
+        UpPath::Built(path) => {
+            whole = [path.as_bytes()];
+            &whole
+        }
+    };
     push_upstream_request_head(
         out,
         outgoing.method,
-        &[outgoing.path.as_bytes()],
+        path,
         &upstream_head,
         inbuf,
         spans,
@@ -155,10 +177,10 @@ pub fn build(
 /// API the provider serves (pass-through), else the chat form; the model spliced in.
 fn openai_request<'b>(
     client_body: &'b [u8],
-    target: &[u8],
+    target: &'b [u8],
     req: &'b RequestCtx<'_>,
-    provider: &Provider,
-    model: &str,
+    provider: &'b Provider,
+    model: &'b str,
     built: &mut Built,
 ) -> Result<Outgoing<'b>, GatewayError> {
     let ask = &req.ask;
@@ -176,20 +198,13 @@ fn openai_request<'b>(
         (Some(version), Wire::Azure) => format!(
             "{}/openai/deployments/{model}{suffix}?api-version={version}",
             provider.base_path
-        ),
+        )
+        .into(),
         _ => {
-            // Sized once and pushed: `format!` grew it in steps (an allocation and a
-            // reallocation per request) through the formatting machinery.
             let query = memchr::memchr(b'?', target)
                 .filter(|_| native)
-                .map(|q| String::from_utf8_lossy(&target[q..]));
-            let query = query.as_deref().unwrap_or("");
-            let mut path =
-                String::with_capacity(provider.base_path.len() + suffix.len() + query.len());
-            path.push_str(&provider.base_path);
-            path.push_str(suffix);
-            path.push_str(query);
-            path
+                .map_or(&b""[..], |q| &target[q..]);
+            UpPath::Pieces([provider.base_path.as_bytes(), suffix.as_bytes(), query])
         }
     };
     // The body and where its model string sits; `current` is that model when known.
@@ -221,7 +236,7 @@ fn count_tokens_request<'b>(
     client_body: &'b [u8],
     req: &'b RequestCtx<'_>,
     provider: &Provider,
-    model: &str,
+    model: &'b str,
 ) -> Result<Outgoing<'b>, GatewayError> {
     if provider.wire != Wire::Anthropic {
         return Err(cannot_serve(
@@ -244,7 +259,7 @@ fn count_tokens_request<'b>(
     };
     Ok(Outgoing {
         method: b"POST",
-        path: format!("{}/messages/count_tokens", provider.base_path),
+        path: format!("{}/messages/count_tokens", provider.base_path).into(),
         extra: vec![(
             "anthropic-version".into(),
             translate::anthropic::API_VERSION.into(),
@@ -318,7 +333,7 @@ fn translated_request<'b>(
     }
     Ok(Outgoing {
         method: b"POST",
-        path,
+        path: path.into(),
         extra,
         body: Body::Translated(request.body),
     })

@@ -24,7 +24,7 @@ pub fn request<'b>(
     req: &'b RequestCtx<'_>,
     api: DirectApi,
     provider: &Provider,
-    model: &str,
+    model: &'b str,
 ) -> Result<Outgoing<'b>, GatewayError> {
     let below_v1 = String::from_utf8_lossy(target.strip_prefix(b"/v1").unwrap_or(target));
     let path = match provider.wire {
@@ -43,7 +43,7 @@ pub fn request<'b>(
     };
     Ok(Outgoing {
         method,
-        path,
+        path: path.into(),
         extra: Vec::new(),
         body: body(client_body, req, model)?,
     })
@@ -74,7 +74,7 @@ fn azure_path(
 fn body<'b>(
     client_body: &'b [u8],
     req: &'b RequestCtx<'_>,
-    model: &str,
+    model: &'b str,
 ) -> Result<Body<'b>, GatewayError> {
     let Some(fields) = req.ask.direct.as_deref() else {
         return Ok(Body::Same(client_body));
