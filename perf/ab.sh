@@ -24,6 +24,10 @@
 # COUNTS=1: ringgate sides also count, over each load run, its clock reads, allocations, ring
 # submissions, system calls and context switches per request (perf/counts.py; uprobes, root):
 # work that a noisy machine's CPU times hide. The probes slow both sides alike.
+# SEGMENTS=1: every side (nginx too) also counts the TCP segments the host sent over each load
+# run, per request (/proc/net/snmp's OutSegs: on loopback each segment of every hop — client,
+# proxy, mock, and PostgreSQL with GOV_DATABASE — is sent once): a proxy that splits a
+# response or sends pure ACKs shows here (docs/perf.md, "The loopback's segments, counted").
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -134,6 +138,10 @@ EOF
     PID=$!
 }
 
+tcp_out_segs() {  # TCP segments the host has sent so far
+    awk '/^Tcp:/ { if (!col) { for (i = 1; i <= NF; i++) if ($i == "OutSegs") col = i } else print $col }' /proc/net/snmp
+}
+
 run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     local label="$1" bin="$2" key="" pid
     # This side's mode, seen by start_ringgate too.
@@ -165,6 +173,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     fi
     before="$(cpu_ticks "${pid}")"
     db_before="$(db_ticks)"
+    local segs_before; segs_before="$(tcp_out_segs)"
     if [[ "${PERF_RECORD:-0}" != 0 && "${3:-}" == last ]]; then
         local graph=(-g); [[ "${PERF_RECORD}" == dwarf ]] && graph=(--call-graph dwarf,16384)
         perf record -F 999 "${graph[@]}" -p "${pid}" -o "${OUT}/${label}.perf.data" \
@@ -190,6 +199,9 @@ EOF
     fi
     after="$(cpu_ticks "${pid}")"
     db_after="$(db_ticks)"
+    if [[ "${SEGMENTS:-0}" != 0 ]]; then
+        echo "${label} $(( $(tcp_out_segs) - segs_before )) ${res%% *}" >> "${OUT}/segments.txt"
+    fi
     local peak_kib; peak_kib="$(awk '/^VmHWM/ {print $2}' "/proc/${pid}/status")"
     if (( ${#stat[@]} )); then
         python3 "${HERE}/counts.py" drop "rgab_${label,,}"
@@ -253,6 +265,16 @@ for side in ("A", "B"):
     cols = list(zip(*[map(float, r[1:]) for r in rows if r[0] == side]))
     if cols:
         print(f"{side}: " + " | ".join(f"{statistics.mean(c):.2f}" for c in cols))
+EOF
+fi
+if [[ -f "${OUT}/segments.txt" ]]; then
+    python3 - "${OUT}/segments.txt" <<'EOF' | tee -a "${OUT}/summary.txt"
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for side in ("A", "B"):
+    runs = [int(r[1]) / int(r[2]) for r in rows if r[0] == side and int(r[2])]
+    if runs:
+        print(f"{side}: TCP segments sent per request {sum(runs) / len(runs):.2f} ({', '.join(f'{x:.2f}' for x in runs)})")
 EOF
 fi
 echo "raw: ${OUT}"
