@@ -366,6 +366,33 @@ fn streamed_usage_is_counted_but_not_shown(database: &Database) {
         usage["completion_tokens"], 2,
         "streamed usage was recorded: {usage}"
     );
+    // The same stream with its chunks cut across reads, extended, or whole (the mock's
+    // `cut-chunks`): whole chunks are read in place, the others decoded; either way every
+    // `"usage": null` and the usage chunk stay out, and the usage is counted once.
+    let auth = format!("Bearer {secret}");
+    let cut = gw.request(&chat_request(
+        &chat_body("mock/gpt-4o-mini", "hello", true),
+        &[
+            ("authorization", &auth),
+            ("x-mock-stream-framing", "cut-chunks"),
+            ("x-mock-stream-chunks", "8"),
+        ],
+        true,
+    ));
+    assert_eq!(cut.status, 200);
+    assert_eq!(sse_chat_text(&cut.body), "echo: hello");
+    assert!(!cut.text().contains("\"usage\""), "{}", cut.text());
+    assert_eq!(
+        sse_data(&cut.body).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    let both = usage_after(gw, &id, 2);
+    assert_eq!(both["completion_tokens"], 4, "{both}");
+    assert_eq!(
+        both["prompt_tokens"].as_u64(),
+        usage["prompt_tokens"].as_u64().map(|p| 2 * p),
+        "{both}"
+    );
 }
 
 fn token_limit_holds_under_concurrency(database: &Database) {
