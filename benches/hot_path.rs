@@ -6,7 +6,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shards::bench::{extract_fields, Spliced};
 use shards::governance::stream_usage::StreamUsage;
-use shards::http::chunked::{push_chunk_frame, ChunkedDecoder};
+use shards::http::chunked::{chunk_payloads, push_chunk_frame, ChunkedDecoder};
 use shards::http::request::parse_request_head;
 use shards::http::upstream::{push_upstream_request_head, UpstreamHead};
 use shards::route::ModelTable;
@@ -93,9 +93,9 @@ fn stream_events(events: usize, usage: bool) -> Vec<Vec<u8>> {
 }
 
 /// An upstream SSE response body as it arrives: chunked frames of `data: {...}\n\n` events.
-fn upstream_stream(events: usize) -> Vec<u8> {
+fn upstream_stream(events: Vec<Vec<u8>>) -> Vec<u8> {
     let mut wire = Vec::new();
-    for event in stream_events(events, false) {
+    for event in events {
         push_chunk_frame(&mut wire, &event);
     }
     wire.extend_from_slice(b"0\r\n\r\n");
@@ -103,7 +103,7 @@ fn upstream_stream(events: usize) -> Vec<u8> {
 }
 
 fn relay_side(c: &mut Criterion) {
-    let wire = upstream_stream(256);
+    let wire = upstream_stream(stream_events(256, false));
     let mut group = c.benchmark_group("sse_relay");
     group.throughput(Throughput::Elements(257));
     let mut payload = Vec::with_capacity(4096);
@@ -146,6 +146,45 @@ fn relay_side(c: &mut Criterion) {
             for event in &events {
                 out.clear();
                 usage.feed(event, &mut out);
+                black_box(&out);
+            }
+            assert!(usage.tally().usage.is_some());
+        })
+    });
+    // The same stage as a relay feeds it: chunked, one event a read, the stage's output
+    // framed again for the client. Whole chunks are read where they lie; before, every read
+    // was decoded into a buffer first (the second bench).
+    let governed_wire = upstream_stream(events);
+    let governed_reads = split_frames(&governed_wire);
+    let mut translated = Vec::with_capacity(4096);
+    group.bench_function("governed_chunks_in_place_per_event", |b| {
+        b.iter(|| {
+            let mut decoder = ChunkedDecoder::new();
+            let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
+            for read in &governed_reads {
+                translated.clear();
+                out.clear();
+                let frames = decoder.skim(read).unwrap().unwrap();
+                for chunk in chunk_payloads(&read[..frames.chunks_end]) {
+                    usage.feed(chunk, &mut translated);
+                }
+                push_chunk_frame(&mut out, &translated);
+                black_box(&out);
+            }
+            assert!(usage.tally().usage.is_some());
+        })
+    });
+    group.bench_function("governed_chunks_decoded_per_event", |b| {
+        b.iter(|| {
+            let mut decoder = ChunkedDecoder::new();
+            let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
+            for read in &governed_reads {
+                payload.clear();
+                translated.clear();
+                out.clear();
+                decoder.decode(read, &mut payload).unwrap();
+                usage.feed(&payload, &mut translated);
+                push_chunk_frame(&mut out, &translated);
                 black_box(&out);
             }
             assert!(usage.tally().usage.is_some());
