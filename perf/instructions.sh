@@ -111,7 +111,7 @@ callgrind_annotate --inclusive=no --threshold=100 "${dump}" 2> /dev/null \
     | awk -v n="${COUNT}" -v top="${TOP}" -v total="${total}" '
         /file:function/ { on = 1; next }
         on && /^ *[0-9,]+ / {
-            if (shown >= top) exit
+            if (shown >= top) next  # read on: an early exit would break the pipe
             ir = $1; gsub(",", "", ir); ir += 0
             # Thread entry frames callgrind reports with the whole count are not work.
             if (ir / n < 1 || ir >= 0.99 * total) next

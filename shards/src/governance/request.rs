@@ -185,4 +185,42 @@ mod tests {
         }];
         assert_eq!(presented_key(buf, &spans), Some(&b"rg-abc"[..]));
     }
+
+    /// `x-ringgate-key` first, then a bearer `Authorization`, then `x-api-key`, whatever
+    /// their order; the first of a repeated name; an empty own key is no key.
+    #[test]
+    fn keys_are_taken_by_precedence() {
+        let key = |headers: &[(&str, &str)]| {
+            let (mut buf, mut spans) = (Vec::new(), Vec::new());
+            for (name, value) in headers {
+                let start = buf.len();
+                buf.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                spans.push(HeaderSpan {
+                    name: start..start + name.len(),
+                    value: start + name.len() + 2..start + name.len() + 2 + value.len(),
+                });
+            }
+            presented_key(&buf, &spans).map(|k| String::from_utf8(k.to_vec()).unwrap())
+        };
+        let all = [
+            ("X-Api-Key", "api"),
+            ("authorization", "Bearer bear"),
+            ("X-RINGGATE-KEY", " own "),
+        ];
+        assert_eq!(key(&all).as_deref(), Some("own"));
+        assert_eq!(key(&all[..2]).as_deref(), Some("bear"));
+        assert_eq!(
+            key(&[all[0], ("authorization", "Basic x")]).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            key(&[("x-api-key", "first"), ("x-api-key", "second")]).as_deref(),
+            Some("first")
+        );
+        assert_eq!(key(&[("x-ringgate-key", ""), all[0]]), None);
+        assert_eq!(
+            key(&[("content-type", "x"), ("authorization", "Bearer ")]),
+            None
+        );
+    }
 }
