@@ -157,39 +157,32 @@ fn relay_side(c: &mut Criterion) {
     let governed_wire = upstream_stream(events);
     let governed_reads = split_frames(&governed_wire);
     let mut translated = Vec::with_capacity(4096);
-    group.bench_function("governed_chunks_in_place_per_event", |b| {
-        b.iter(|| {
-            let mut decoder = ChunkedDecoder::new();
-            let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
-            for read in &governed_reads {
-                translated.clear();
-                out.clear();
-                let frames = decoder.skim(read).unwrap().unwrap();
-                for chunk in chunk_payloads(&read[..frames.chunks_end]) {
-                    usage.feed(chunk, &mut translated);
+    for in_place in [true, false] {
+        let name = if in_place { "in_place" } else { "decoded" };
+        group.bench_function(format!("governed_chunks_{name}_per_event"), |b| {
+            b.iter(|| {
+                let mut decoder = ChunkedDecoder::new();
+                let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
+                for read in &governed_reads {
+                    translated.clear();
+                    out.clear();
+                    if in_place {
+                        let frames = decoder.skim(read).unwrap().unwrap();
+                        for chunk in chunk_payloads(&read[..frames.chunks_end]) {
+                            usage.feed(chunk, &mut translated);
+                        }
+                    } else {
+                        payload.clear();
+                        decoder.decode(read, &mut payload).unwrap();
+                        usage.feed(&payload, &mut translated);
+                    }
+                    push_chunk_frame(&mut out, &translated);
+                    black_box(&out);
                 }
-                push_chunk_frame(&mut out, &translated);
-                black_box(&out);
-            }
-            assert!(usage.tally().usage.is_some());
-        })
-    });
-    group.bench_function("governed_chunks_decoded_per_event", |b| {
-        b.iter(|| {
-            let mut decoder = ChunkedDecoder::new();
-            let mut usage = StreamUsage::new(true, tokens::Family::O200k, false);
-            for read in &governed_reads {
-                payload.clear();
-                translated.clear();
-                out.clear();
-                decoder.decode(read, &mut payload).unwrap();
-                usage.feed(&payload, &mut translated);
-                push_chunk_frame(&mut out, &translated);
-                black_box(&out);
-            }
-            assert!(usage.tally().usage.is_some());
-        })
-    });
+                assert!(usage.tally().usage.is_some());
+            })
+        });
+    }
     group.finish();
 }
 

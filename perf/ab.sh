@@ -58,13 +58,6 @@ TMP="$(mktemp -d /tmp/ringgate-ab.XXXXXX)"
 mkdir -p "${OUT}"
 export RG_AB_TOKEN="ab-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
-body_of() {  # mode -> the request body
-    case "$1" in
-        plain|governed) echo "${HERE}/bodies/chat.json" ;;
-        stream|governed_stream) echo "${HERE}/bodies/chat_stream.json" ;;
-        *) echo "MODE, A_MODE and B_MODE must be plain, governed, stream or governed_stream" >&2; return 2 ;;
-    esac
-}
 body_of "${A_MODE}" > /dev/null && body_of "${B_MODE}" > /dev/null || exit 2
 
 PIDS=()
@@ -120,18 +113,14 @@ start_ringgate() {  # binary -> PID
     ringgate_conf "${TMP}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
     if [[ "${MODE}" == governed* ]]; then
         rm -rf "${TMP}"/gov.db* "${TMP}/spool"
+        governance_conf "${TMP}/rg.yaml" RG_AB_TOKEN
         if [[ -n "${GOV_DATABASE}" ]]; then
             # A schema of its own per run: every run starts from an empty store.
-            printf 'governance:\n  database: %s\n  database_schema: ab_%s_%s\n  spool_dir: %s\n' \
+            printf '  database: %s\n  database_schema: ab_%s_%s\n  spool_dir: %s\n' \
                 "${GOV_DATABASE}" "${STAMP,,}" "$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" "${TMP}/spool" >> "${TMP}/rg.yaml"
         else
-            printf 'governance:\n  database: %s\n' "${TMP}/gov.db" >> "${TMP}/rg.yaml"
+            printf '  database: %s\n' "${TMP}/gov.db" >> "${TMP}/rg.yaml"
         fi
-        cat >> "${TMP}/rg.yaml" <<EOF
-  admin_token: env.RG_AB_TOKEN
-  request_logs: all
-  require_virtual_key: true
-EOF
     fi
     [[ -n "${EXTRA_YAML}" ]] && printf '%s\n' "${EXTRA_YAML}" >> "${TMP}/rg.yaml"
     RUST_LOG=warn taskset -c "${PROXY_CPUS}" "$1" serve --config "${TMP}/rg.yaml" > "${TMP}/rg.log" 2>&1 &
@@ -158,10 +147,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     pid="${PID}"
     PIDS+=("${pid}")  # stopped by the exit trap too, should this run fail midway
     if [[ "${MODE}" == governed* && "${bin}" != nginx ]]; then
-        key="$(curl -sf -X POST "http://127.0.0.1:${CONTROL}/admin/keys" \
-            -H "authorization: Bearer ${RG_AB_TOKEN}" -H 'content-type: application/json' \
-            -d '{"name":"ab","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+        key="$(create_perf_key "${CONTROL}" "${RG_AB_TOKEN}")"
     fi
     export AB_BODY="${BODY}" AB_KEY="${key}"
     local url="http://127.0.0.1:${PORT}/v1/chat/completions"

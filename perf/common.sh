@@ -70,3 +70,33 @@ providers:
     models: [gpt-4o-mini]
 EOF
 }
+
+# The request body of a load mode (perf/ab.sh and perf/instructions.sh take the same modes).
+body_of() {  # mode -> the request body
+    case "$1" in
+        plain|governed) echo "${HERE}/bodies/chat.json" ;;
+        stream|governed_stream) echo "${HERE}/bodies/chat_stream.json" ;;
+        *) echo "MODE, A_MODE and B_MODE must be plain, governed, stream or governed_stream" >&2; return 2 ;;
+    esac
+}
+
+# Governance as the governed measurements run it: request logs for every request and no
+# request without a virtual key (one that slipped through would skip governance unseen).
+# The caller appends its own `  database: …` lines (and any other governance field) after it.
+governance_conf() {  # file admin_token_env_var -> appends the governance section
+    cat >> "$1" <<EOF
+governance:
+  admin_token: env.$2
+  request_logs: all
+  require_virtual_key: true
+EOF
+}
+
+# One virtual key with an rpm and a tpm limit and a monthly budget, all far above what a run
+# can use: every request takes the whole governed path and none is refused.
+create_perf_key() {  # control_port admin_token -> prints the key's secret
+    curl -sf -X POST "http://127.0.0.1:$1/admin/keys" \
+        -H "authorization: Bearer $2" -H 'content-type: application/json' \
+        -d '{"name":"perf","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
+}

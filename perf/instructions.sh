@@ -28,6 +28,7 @@ TOP="${TOP:-25}"
 MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
 PORT=18480 MOCK_PORT=18481 CONTROL=18482
 OUT="${ROOT}/perf/results/instructions-$(date -u +%Y%m%dT%H%M%SZ)"
+body_of "${MODE}" > /dev/null || exit 2
 mkdir -p "${OUT}"
 command -v valgrind > /dev/null || { echo "perf/instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
@@ -43,13 +44,8 @@ ringgate_conf "${OUT}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
 sed -i 's/^pin_cores: true/pin_cores: false/' "${OUT}/rg.yaml"
 printf 'runtime:\n  driver: epoll\n' >> "${OUT}/rg.yaml"
 if [[ "${MODE}" == governed* ]]; then
-    cat >> "${OUT}/rg.yaml" <<EOF
-governance:
-  database: ${OUT}/gov.db
-  admin_token: env.RG_INSTR_TOKEN
-  request_logs: all
-  require_virtual_key: true
-EOF
+    governance_conf "${OUT}/rg.yaml" RG_INSTR_TOKEN
+    printf '  database: %s\n' "${OUT}/gov.db" >> "${OUT}/rg.yaml"
 fi
 export RG_INSTR_TOKEN="instructions-token-$$-${RANDOM}"
 RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="${OUT}/callgrind.out" \
@@ -62,23 +58,19 @@ wait_http "http://127.0.0.1:${CONTROL}/health" 120 || {
     exit 1
 }
 
+body="$(body_of "${MODE}")"
 auth=()
 if [[ "${MODE}" == governed* ]]; then
-    key="$(curl -sf -X POST "http://127.0.0.1:${CONTROL}/admin/keys" \
-        -H "authorization: Bearer ${RG_INSTR_TOKEN}" -H 'content-type: application/json' \
-        -d '{"name":"instr","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+    key="$(create_perf_key "${CONTROL}" "${RG_INSTR_TOKEN}")"
     auth=(-H "authorization: Bearer ${key}")
     # The key reaches the shard with the next snapshot: wait until it is admitted.
     for _ in $(seq 1 100); do
         code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "${auth[@]}" -H 'content-type: application/json' \
-            --data-binary @"${HERE}/bodies/chat.json" "http://127.0.0.1:${PORT}/v1/chat/completions" || true)"
+            --data-binary @"${body}" "http://127.0.0.1:${PORT}/v1/chat/completions" || true)"
         [[ "${code}" == 200 ]] && break
         sleep 0.1
     done
 fi
-body="${HERE}/bodies/chat.json"
-[[ "${MODE}" == *stream ]] && body="${HERE}/bodies/chat_stream.json"
 
 load() {  # requests
     oha --no-tui -n "$1" -c "${CONNS}" -m POST -H 'content-type: application/json' "${auth[@]}" \

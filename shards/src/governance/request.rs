@@ -106,6 +106,7 @@ pub fn allows_provider(key: &KeyPolicy, provider: &str) -> bool {
 mod tests {
     use super::*;
     use crate::governance::KeyTable;
+    use crate::http::request::parse_request_head;
     use std::sync::Arc;
 
     fn policy(models: &[&str]) -> KeyPolicy {
@@ -191,16 +192,14 @@ mod tests {
     #[test]
     fn keys_are_taken_by_precedence() {
         let key = |headers: &[(&str, &str)]| {
-            let (mut buf, mut spans) = (Vec::new(), Vec::new());
+            let mut head = String::from("POST / HTTP/1.1\r\nhost: x\r\n");
             for (name, value) in headers {
-                let start = buf.len();
-                buf.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-                spans.push(HeaderSpan {
-                    name: start..start + name.len(),
-                    value: start + name.len() + 2..start + name.len() + 2 + value.len(),
-                });
+                head.push_str(&format!("{name}: {value}\r\n"));
             }
-            presented_key(&buf, &spans).map(|k| String::from_utf8(k.to_vec()).unwrap())
+            head.push_str("\r\n");
+            let mut spans = Vec::new();
+            parse_request_head(head.as_bytes(), 8192, &mut spans).unwrap();
+            presented_key(head.as_bytes(), &spans).map(|k| String::from_utf8(k.to_vec()).unwrap())
         };
         let all = [
             ("X-Api-Key", "api"),
