@@ -80,23 +80,30 @@ body_of() {  # mode -> the request body
     esac
 }
 
-# Governance as the governed measurements run it: request logs for every request and no
-# request without a virtual key (one that slipped through would skip governance unseen).
-# The caller appends its own `  database: …` lines (and any other governance field) after it.
-governance_conf() {  # file admin_token_env_var -> appends the governance section
+# Governance as the governed measurements run it: request logs for every request (unless
+# `request_logs` says otherwise) and no request without a virtual key (one that slipped through
+# would skip governance unseen). The caller appends its own `  database: …` lines (and any
+# other governance field) after it.
+governance_conf() {  # file admin_token_env_var [request_logs] -> appends the governance section
     cat >> "$1" <<EOF
 governance:
   admin_token: env.$2
-  request_logs: all
+  request_logs: ${3:-all}
   require_virtual_key: true
 EOF
 }
 
 # One virtual key with an rpm and a tpm limit and a monthly budget, all far above what a run
-# can use: every request takes the whole governed path and none is refused.
-create_perf_key() {  # control_port admin_token -> prints the key's secret
+# can use: every request takes the whole governed path and none is refused. The admin API's
+# whole answer (the key's public record beside the secret) is kept in `answer_file` when one
+# is given; `key_json` replaces the key's definition.
+PERF_KEY_JSON='{"name":"perf","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}'
+create_perf_key() {  # control_port admin_token [answer_file [key_json]] -> prints the key's secret
+    local answer="${3:-}"
+    [[ -n "${answer}" ]] || answer="$(mktemp)"
     curl -sf -X POST "http://127.0.0.1:$1/admin/keys" \
         -H "authorization: Bearer $2" -H 'content-type: application/json' \
-        -d '{"name":"perf","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
+        -d "${4:-${PERF_KEY_JSON}}" -o "${answer}" || return 1
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret"])' "${answer}"
+    [[ -n "${3:-}" ]] || rm -f "${answer}"
 }

@@ -7,8 +7,11 @@
 # has no io_uring, so the shard runs on its epoll driver (`runtime.driver: epoll`) — the
 # request path's own code is the same; the I/O calls differ.
 #
-# Usage: bash perf/instructions.sh [BINARY]   (default target/release/ringgate)
-#   MODE=plain|stream|governed|governed_stream (default plain), COUNT (1000), CONNS (4),
+# Usage: bash perf/instructions.sh [BINARY|nginx]   (default target/release/ringgate)
+#   nginx: the same count for one nginx worker (perf/common.sh's nginx_conf, master process
+#   off) in front of the same mock — user space against user space, whatever the machine.
+#   MODE=plain|stream|governed|governed_stream (default plain; nginx takes plain and stream),
+#   COUNT (1000), CONNS (4),
 #   TOP (25: functions listed, by their own instructions).
 # Prints instructions per request, then the top functions, each per request; the raw
 # callgrind file stays in perf/results/instructions-<stamp>/ for callgrind_annotate.
@@ -29,6 +32,10 @@ MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
 PORT=18480 MOCK_PORT=18481 CONTROL=18482
 OUT="${ROOT}/perf/results/instructions-$(date -u +%Y%m%dT%H%M%SZ)"
 body_of "${MODE}" > /dev/null || exit 2
+if [[ "${BIN}" == nginx && "${MODE}" == governed* ]]; then
+    echo "perf/instructions.sh: nginx has no governed mode" >&2
+    exit 2
+fi
 mkdir -p "${OUT}"
 command -v valgrind > /dev/null || { echo "perf/instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
@@ -40,21 +47,29 @@ trap cleanup EXIT
 PIDS+=($!)
 wait_http "http://127.0.0.1:${MOCK_PORT}/v1/models" 20 || { echo "mock-llm did not start" >&2; exit 1; }
 
-ringgate_conf "${OUT}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
-sed -i 's/^pin_cores: true/pin_cores: false/' "${OUT}/rg.yaml"
-printf 'runtime:\n  driver: epoll\n' >> "${OUT}/rg.yaml"
-if [[ "${MODE}" == governed* ]]; then
-    governance_conf "${OUT}/rg.yaml" RG_INSTR_TOKEN
-    printf '  database: %s\n' "${OUT}/gov.db" >> "${OUT}/rg.yaml"
-fi
 export RG_INSTR_TOKEN="instructions-token-$$-${RANDOM}"
+if [[ "${BIN}" == nginx ]]; then
+    nginx_conf "${OUT}/nginx" 1 1024 "${PORT}" "${MOCK_PORT}" "${OUT}/nginx/error.log" "$(ulimit -n)"
+    ready="http://127.0.0.1:${PORT}/v1/models"
+    server=(nginx -p "${OUT}/nginx" -c "${OUT}/nginx/nginx.conf" -g 'daemon off; master_process off;')
+else
+    ringgate_conf "${OUT}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
+    sed -i 's/^pin_cores: true/pin_cores: false/' "${OUT}/rg.yaml"
+    printf 'runtime:\n  driver: epoll\n' >> "${OUT}/rg.yaml"
+    if [[ "${MODE}" == governed* ]]; then
+        governance_conf "${OUT}/rg.yaml" RG_INSTR_TOKEN
+        printf '  database: %s\n' "${OUT}/gov.db" >> "${OUT}/rg.yaml"
+    fi
+    ready="http://127.0.0.1:${CONTROL}/health"
+    server=("${BIN}" serve --config "${OUT}/rg.yaml")
+fi
 RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="${OUT}/callgrind.out" \
-    "${BIN}" serve --config "${OUT}/rg.yaml" > "${OUT}/rg.log" 2>&1 &
+    "${server[@]}" > "${OUT}/server.log" 2>&1 &
 PIDS+=($!)
-RG_PID=$!
-wait_http "http://127.0.0.1:${CONTROL}/health" 120 || {
-    echo "ringgate did not start under valgrind (${OUT}/rg.log):" >&2
-    grep -v '^==' "${OUT}/rg.log" | head -5 >&2
+SERVER_PID=$!
+wait_http "${ready}" 120 || {
+    echo "${BIN} did not start under valgrind (${OUT}/server.log):" >&2
+    grep -v '^==' "${OUT}/server.log" | head -5 >&2
     exit 1
 }
 
@@ -78,10 +93,10 @@ load() {  # requests
     grep -q "\[200\] $1 responses" "${OUT}/oha.txt" || { echo "not every request got a 200:" >&2; cat "${OUT}/oha.txt" >&2; exit 1; }
 }
 load 200
-callgrind_control -z "${RG_PID}" > /dev/null 2>&1
+callgrind_control -z "${SERVER_PID}" > /dev/null 2>&1
 load "${COUNT}"
-callgrind_control -d "${RG_PID}" > /dev/null 2>&1
-# One file per thread: the shard's is the one that did the most; the others (coordinator,
+callgrind_control -d "${SERVER_PID}" > /dev/null 2>&1
+# One file per thread: the shard's (nginx: its one thread) is the one that did the most; the others (coordinator,
 # store writer, lease desk, timers) are summed apart, as their periodic work grows with the
 # wall time a slow valgrind run takes, not with the requests.
 thread_total() {  # a thread that ran nothing since the zeroing reports "." : 0
@@ -97,8 +112,10 @@ for f in "${OUT}"/callgrind.out.*-*; do
     fi
 done
 echo "# perf/instructions.sh ${BIN} MODE=${MODE} COUNT=${COUNT} CONNS=${CONNS} (epoll driver, user space)"
-echo "instructions per request: shard $((total / COUNT)), other threads $((others / COUNT))"
-echo "the shard's top functions by their own instructions, per request:"
+thread=shard
+[[ "${BIN}" == nginx ]] && thread=worker
+echo "instructions per request: ${thread} $((total / COUNT)), other threads $((others / COUNT))"
+echo "the ${thread}'s top functions by their own instructions, per request:"
 callgrind_annotate --inclusive=no --threshold=100 "${dump}" 2> /dev/null \
     | awk -v n="${COUNT}" -v top="${TOP}" -v total="${total}" '
         /file:function/ { on = 1; next }

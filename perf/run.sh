@@ -223,13 +223,8 @@ start_ringgate() {  # target logdir -> PROXY_PID; for governed also KEY and AUTH
     if [[ "${t}" == governed ]]; then
         # require_virtual_key: a request the harness sent without the key is a 401 in the report,
         # not a request that silently skipped governance.
-        cat >> "${dir}/ringgate.yaml" <<EOF
-governance:
-  database: ${TMP}/gov.db
-  admin_token: env.RG_PERF_ADMIN_TOKEN
-  request_logs: all
-  require_virtual_key: true
-EOF
+        governance_conf "${dir}/ringgate.yaml" RG_PERF_ADMIN_TOKEN
+        printf '  database: %s\n' "${TMP}/gov.db" >> "${dir}/ringgate.yaml"
     fi
     # Builds without a control port reject the `control` section: drop it for them (not for
     # governed, whose key is created through the admin API on that port).
@@ -249,16 +244,11 @@ EOF
     if [[ "${t}" == governed ]]; then create_key "${dir}"; fi
 }
 
-# One virtual key with an rpm and a tpm limit and a monthly budget, all far above what a run can
-# use (~50k req/s at most; a mock request costs well under 1e5 nano-dollars): every request takes
-# the whole governed path (authentication, limit leases, budget, usage, a log row) and none is
+# The perf key (perf/common.sh): every request takes the whole governed path and none is
 # refused. The secret stays in TMP; the run directory gets only the key's public record.
 create_key() {  # logdir -> KEY, AUTH
-    curl -sf -X POST "http://127.0.0.1:${CONTROL_PORT}/admin/keys" \
-        -H "authorization: Bearer ${RG_PERF_ADMIN_TOKEN}" -H 'content-type: application/json' \
-        -d '{"name":"perf","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}' \
-        -o "${TMP}/key.json" || die "governed: POST /admin/keys failed"
-    KEY="$("${PYTHON}" -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret"])' "${TMP}/key.json")"
+    KEY="$(create_perf_key "${CONTROL_PORT}" "${RG_PERF_ADMIN_TOKEN}" "${TMP}/key.json")" \
+        || die "governed: POST /admin/keys failed"
     AUTH=(-H "authorization: Bearer ${KEY}")
     "${PYTHON}" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["key"], indent=1))' \
         "${TMP}/key.json" > "$1/key.json"

@@ -45,10 +45,10 @@ NOISE_THRESHOLD="${NOISE_THRESHOLD:-10}" # other processes' user CPU (% of a cor
 QUIET_WAIT="${QUIET_WAIT:-30}"           # max seconds to wait for a quiet machine (start, and one redo of a noisy row)
 PACKED="${PACKED:-auto}"                 # also run N>1 shards packed on PROXY_POOL's first CPU (auto: when spreading overlaps the load side)
 COORD_CPUS="${COORD_CPUS:-}"             # optional: move ringgate's non-shard threads here after start (taskset -p)
-# The governed key: limits far above what a run can use, so every request takes the whole
-# governed path and none is refused (as perf/run.sh). Lower them to exercise lease refills.
-DEFAULT_KEY_JSON='{"name":"scale","limits":{"rpm":1000000000,"tpm":1000000000000},"budget":{"limit_nanos":1000000000000000,"period":"monthly"}}'
-KEY_JSON="${KEY_JSON:-${DEFAULT_KEY_JSON}}"
+# The governed key: perf/common.sh's, limits far above what a run can use, so every request
+# takes the whole governed path and none is refused (as perf/run.sh). Lower them to exercise
+# lease refills.
+KEY_JSON="${KEY_JSON:-${PERF_KEY_JSON}}"
 TARGET_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}"
 RINGGATE_BIN="${RINGGATE_BIN:-${TARGET_DIR}/release/ringgate}"
 MOCK_BIN="${MOCK_BIN:-${TARGET_DIR}/release/mock-llm}"
@@ -680,13 +680,8 @@ start_ringgate() {  # target shards cpus dir -> RG_PID, KEY
         local logs=all
         [[ "${t}" == governed-nolog ]] && logs=none
         rm -rf "${TMP}/gov"; mkdir -p "${TMP}/gov"
-        cat >> "${dir}/ringgate.yaml" <<EOF
-governance:
-  database: ${TMP}/gov/gov.db
-  admin_token: env.RG_SCALE_ADMIN_TOKEN
-  request_logs: ${logs}
-  require_virtual_key: true
-EOF
+        governance_conf "${dir}/ringgate.yaml" RG_SCALE_ADMIN_TOKEN "${logs}"
+        printf '  database: %s\n' "${TMP}/gov/gov.db" >> "${dir}/ringgate.yaml"
     fi
     RUST_LOG="${RUST_LOG:-warn,ringgate=info}" taskset -c "${cpus}" "${RINGGATE_BIN}" serve --config "${dir}/ringgate.yaml" \
         > "${dir}/ringgate.stdout.log" 2> "${dir}/ringgate.stderr.log" &
@@ -698,10 +693,8 @@ EOF
         || die "ringgate's control port did not answer /metrics"
     KEY=""
     if [[ "${t}" == governed* ]]; then
-        curl -sf -X POST "http://127.0.0.1:${CTL_PORT}/admin/keys" \
-            -H "authorization: Bearer ${RG_SCALE_ADMIN_TOKEN}" -H 'content-type: application/json' \
-            -d "${KEY_JSON}" -o "${TMP}/key.json" || die "governed: POST /admin/keys failed"
-        KEY="$("${PYTHON}" -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret"])' "${TMP}/key.json")"
+        KEY="$(create_perf_key "${CTL_PORT}" "${RG_SCALE_ADMIN_TOKEN}" "${TMP}/key.json" "${KEY_JSON}")" \
+            || die "governed: POST /admin/keys failed"
     fi
     if [[ -n "${COORD_CPUS}" ]]; then
         local tid comm
