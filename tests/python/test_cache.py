@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from conftest import merged, start_gateway, start_governed, start_mock, wait_for
-from test_usage import new_key
+from test_usage import new_key, usage_of
 
 MODEL = "mock/gpt-4o-mini"
 UNCACHED = "mock/gpt-4o"
@@ -294,4 +294,24 @@ def test_hits_count_requests_but_cost_nothing(governed):
     )
     assert all(row["cache"] == "exact" for row in rows)
     assert all(row["saved_tokens"] > 0 for row in rows)
+    c.close()
+
+
+def test_an_answer_read_in_many_pieces_is_counted_and_kept_whole(governed):
+    # ~200 KB each way: the mock's echo arrives in many reads, so the gateway reads the
+    # usage from, and keeps, the body joined from its pieces (a one-read body is read in
+    # place, not copied).
+    gw, admin = governed
+    key_id, secret = new_key(gw, admin)
+    c = oai(gw, secret)
+    prompt = "pieces " + "0123456789abcdef" * 12_500
+    first, cache = chat(c, prompt)
+    assert cache == "miss"
+    assert first.choices[0].message.content == f"echo: {prompt}"
+    usage = usage_of(admin, key_id, 1)
+    assert usage["prompt_tokens"] == first.usage.prompt_tokens, usage
+    assert usage["completion_tokens"] == first.usage.completion_tokens, usage
+    again, cache = chat(c, prompt)
+    assert cache == "hit"
+    assert again.id == first.id and again.choices[0].message.content == first.choices[0].message.content
     c.close()

@@ -162,10 +162,13 @@ async fn relay_sized(
         .keep_answer
         .filter(|max| success && total <= *max as u64);
     let mut meter = (conversion.meter_units && success).then(UnitMeter::default);
+    // The body as read so far, when it came in more than one piece; a body read in one piece
+    // (most are) is read where it lies in `conn.payload`, not copied.
     let mut seen = Vec::new();
     loop {
         let more = reader.next(conn, upstream, r.provider, r.limits).await?;
-        if capture_usage || keep_answer.is_some() {
+        let read_whole = capture_usage || keep_answer.is_some();
+        if read_whole && (more || !seen.is_empty()) {
             seen.extend_from_slice(&conn.payload);
         }
         if let Some(meter) = &mut meter {
@@ -175,9 +178,20 @@ async fn relay_sized(
         conn.out.extend_from_slice(&conn.payload);
         if let Some(mut relayed) = send_piece(conn, &reader, head, more).await? {
             if capture_usage {
-                *tally = Tally::of_body(&seen, conversion.family, conversion.describe_outcome);
+                let body = if seen.is_empty() {
+                    &conn.payload
+                } else {
+                    &seen
+                };
+                *tally = Tally::of_body(body, conversion.family, conversion.describe_outcome);
             }
-            relayed.answer = keep_answer.map(|_| seen);
+            relayed.answer = keep_answer.map(|_| {
+                if seen.is_empty() {
+                    conn.payload.clone()
+                } else {
+                    seen
+                }
+            });
             return Ok(relayed);
         }
     }
