@@ -19,18 +19,34 @@ use vocab::LimitKind;
 
 use crate::error::GatewayError;
 use crate::governance::admit::{self, Charge, TokenEstimate};
+use crate::governance::{Governance, KeyPolicy};
 use crate::path::conn::ClientConn;
 use crate::path::context::{Phase, RequestCtx, Scope};
 use crate::path::outcome::Stop;
 
-pub async fn admit(
-    scope: Scope<'_>,
+/// What admitting a request takes: the shard's governance and the caller's key.
+#[derive(Clone, Copy)]
+pub struct Admitter<'s> {
+    gov: &'s Governance,
+    key: &'s KeyPolicy,
+}
+
+/// The admitter of a request that has anything to admit (governance on, a key presented);
+/// `None` for every other request, which then builds no admission future at all: each
+/// awaited phase copies its future's whole size, needed or not (docs/perf.md).
+pub fn admitter<'s>(scope: Scope<'s>, req: &RequestCtx<'s>) -> Option<Admitter<'s>> {
+    Some(Admitter {
+        gov: scope.shard.gov.as_deref()?,
+        key: req.caller.key()?,
+    })
+}
+
+pub async fn admit<'s>(
+    scope: Scope<'s>,
+    Admitter { gov, key }: Admitter<'s>,
     conn: &ClientConn,
-    req: &mut RequestCtx<'_>,
+    req: &mut RequestCtx<'s>,
 ) -> Result<(), Stop> {
-    let (Some(gov), Some(key)) = (scope.shard.gov.as_deref(), req.caller.key()) else {
-        return Ok(());
-    };
     req.times.enter(Phase::Admit);
     shed_when_backlogged(scope)?;
     let counts_tokens = req.endpoint.has_prompt()
@@ -65,14 +81,13 @@ pub async fn admit(
 /// An answer from the response cache takes a request of each of the key's request limits
 /// when the configuration counts hits (`cache.hits_count_requests`), and nothing else: it
 /// uses no tokens and costs nothing, so a spent token limit or budget does not refuse it.
-pub async fn admit_hit(scope: Scope<'_>, req: &mut RequestCtx<'_>) -> Result<(), Stop> {
+pub async fn admit_hit<'s>(scope: Scope<'s>, req: &mut RequestCtx<'s>) -> Result<(), Stop> {
     let counts = scope
         .snapshot
         .cache
         .as_ref()
         .is_some_and(|p| p.hits_count_requests);
-    let (Some(gov), Some(key), true) = (scope.shard.gov.as_deref(), req.caller.key(), counts)
-    else {
+    let (Some(Admitter { gov, key }), true) = (admitter(scope, req), counts) else {
         return Ok(());
     };
     req.times.enter(Phase::Admit);

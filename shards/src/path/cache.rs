@@ -29,16 +29,29 @@ use crate::path::outcome::Stop;
 use crate::snapshot::Snapshot;
 use crate::state::stats::CacheCounters;
 
+/// The node's cache and its policy, when it has one: only then is there a lookup to await
+/// (each awaited phase copies its future's whole size, needed or not: docs/perf.md).
+#[derive(Clone, Copy)]
+pub struct Tiers<'s> {
+    cache: &'s NodeCache,
+    policy: &'s CachePolicy,
+}
+
+pub fn tiers<'s>(scope: Scope<'s>) -> Option<Tiers<'s>> {
+    Some(Tiers {
+        cache: scope.shard.cache.as_deref()?,
+        policy: scope.snapshot.cache.as_ref()?,
+    })
+}
+
 /// Decides what the cache does for the request and looks its answer up. `Some`: the answer,
 /// rendered for the client, to send instead of asking a provider.
 pub async fn look_up(
     scope: Scope<'_>,
+    Tiers { cache, policy }: Tiers<'_>,
     conn: &mut ClientConn,
     req: &mut RequestCtx<'_>,
 ) -> Result<Option<Replayed>, Stop> {
-    let (Some(cache), Some(policy)) = (scope.shard.cache.as_deref(), &scope.snapshot.cache) else {
-        return Ok(None);
-    };
     let stats = &scope.shard.stats.cache;
     let form = match req.endpoint {
         Inbound::Chat | Inbound::AnthropicMessages | Inbound::Responses => Form::Chat,
@@ -208,13 +221,14 @@ pub fn keep_limit(snapshot: &Snapshot, req: &RequestCtx<'_>) -> Option<usize> {
     snapshot.cache.as_ref().map(|p| p.max_entry_bytes)
 }
 
-/// Sends a cached answer. What it saved is counted here and priced for the usage record.
-pub async fn serve(
+/// Writes a cached answer to `conn.out`, for the caller to send. What it saved is counted
+/// here and priced for the usage record.
+pub fn serve(
     scope: Scope<'_>,
     conn: &mut ClientConn,
     req: &mut RequestCtx<'_>,
     replayed: Replayed,
-) -> Result<Served, Stop> {
+) -> Served {
     let keep_alive = req.head.keep_alive;
     let lines = conn.tracker.head_lines();
     let out = &mut conn.out;
@@ -242,16 +256,13 @@ pub async fn serve(
         stats.saved_cost_nanos.add(saved.nanos());
         req.cache.saved_cost = saved;
     }
-    if !conn.flush_out().await {
-        return Err(Stop::ClientGone);
-    }
-    Ok(Served {
+    Served {
         keep_alive,
         status: 200,
         target: None,
         tally: Default::default(),
         answer: None,
-    })
+    }
 }
 
 /// What the answer would have cost had a provider made it again (known when governance

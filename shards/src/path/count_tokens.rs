@@ -17,8 +17,9 @@ use crate::path::context::{RequestCtx, Scope, Served};
 use crate::path::outcome::Stop;
 
 /// The count, answered by the gateway, when the request is a token count whose first
-/// target is not an Anthropic provider; `None` for every other request.
-pub async fn answer_locally(
+/// target is not an Anthropic provider: written to `conn.out` for the caller to send; `None`
+/// for every other request.
+pub fn answer_locally(
     scope: Scope<'_>,
     conn: &mut ClientConn,
     req: &RequestCtx<'_>,
@@ -37,9 +38,6 @@ pub async fn answer_locally(
     conn.out.clear();
     let lines = conn.tracker.head_lines();
     push_json_response(&mut conn.out, 200, body.as_bytes(), keep_alive, &lines);
-    if !conn.flush_out().await {
-        return Err(Stop::ClientGone);
-    }
     scope.shard.stats.record_status(200);
     Ok(Some(Served {
         keep_alive,
