@@ -188,10 +188,7 @@ async fn proxy<'s>(
     if let Some(served) = count_tokens::answer_locally(scope, conn, req)? {
         return send_answered(conn, served).await;
     }
-    // Boxed: the attempt's future (the provider exchange and the relay) is most of the
-    // request's; awaited in place it was copied whole into this future and again into the
-    // box of `handle`'s (docs/perf.md, tenth session).
-    Box::pin(attempt::attempt(scope, conn, req)).await
+    attempt::attempt(scope, conn, req).await
 }
 
 /// Sends an answer a phase wrote to `conn.out` itself (a cache hit, a local token count).
