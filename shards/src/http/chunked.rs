@@ -253,26 +253,10 @@ impl ChunkedDecoder {
 /// The payload of the first chunk of a chunked body, when it arrived whole (a size line
 /// without extensions, the payload, CRLF): to be looked at in place, without a decoder.
 pub fn first_chunk(body: &[u8]) -> Option<&[u8]> {
-    whole_chunk(body).map(|(payload, _)| payload)
-}
-
-/// The payloads of the whole chunks that [`ChunkedDecoder::skim`] found (`frames`: the input
-/// up to its [`Frames::chunks_end`]), in place and in order.
-pub fn chunk_payloads(frames: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = frames;
-    std::iter::from_fn(move || {
-        let (payload, len) = whole_chunk(rest)?;
-        rest = &rest[len..];
-        Some(payload)
-    })
-}
-
-/// The chunk at the start of `body` when it is whole: its payload and the frame's length.
-fn whole_chunk(body: &[u8]) -> Option<(&[u8], usize)> {
     let (size, line) = size_line(body)?;
-    let size = usize::try_from(size).ok()?;
     let data = body.get(line..)?;
-    (data.get(size..size + 2)? == b"\r\n").then(|| (&data[..size], line + size + 2))
+    let size = usize::try_from(size).ok()?;
+    (data.get(size..size + 2)? == b"\r\n").then(|| &data[..size])
 }
 
 /// The size of a chunk whose size line starts `input` whole — hex digits, no extension, CRLF —
@@ -399,10 +383,6 @@ mod tests {
         assert_eq!(first_chunk(b"3\r\nabc\r\n0\r\n"), Some(b"abc".as_slice()));
         assert_eq!(first_chunk(b"3\r\nabc"), None);
         assert_eq!(first_chunk(b"3;x\r\nabc\r\n"), None);
-        let frames = b"3\r\nabc\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
-        let f = ChunkedDecoder::new().skim(frames).unwrap().unwrap();
-        let payloads: Vec<&[u8]> = chunk_payloads(&frames[..f.chunks_end]).collect();
-        assert_eq!(payloads, [b"abc".as_slice(), b"abcdefghijklmnopqrstuvwxyz"]);
     }
 
     #[test]

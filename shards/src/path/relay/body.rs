@@ -54,9 +54,7 @@ impl BodyReader {
     /// A chunked body's reads that hold whole chunks are then given as those chunks, framed
     /// as they came, in place in `conn.upbuf` ([`Self::take_frames`]): a relay that passes
     /// them on unchanged copies them once (or not at all), rather than decoding and framing
-    /// them again, and one that reads them reads their payloads where they lie
-    /// ([`crate::http::chunked::chunk_payloads`]). Other reads, and other framings, are
-    /// decoded into `conn.payload` as ever.
+    /// them again. Other reads, and other framings, are decoded into `conn.payload` as ever.
     pub fn keep_frames(&mut self) {
         self.keep_frames = self.framing == InFraming::Chunked;
     }

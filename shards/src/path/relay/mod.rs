@@ -6,8 +6,7 @@
 //! - Pass-through (both sides speak the same API): bodies with a known length keep it;
 //!   chunked and close-delimited bodies are sent chunked — a read that holds whole chunks
 //!   passes them as the provider framed them (no extensions, trailers dropped), any other
-//!   read is decoded and framed again. A stream that is read on its way (a governed one's
-//!   usage) reads whole chunks' payloads in place, without decoding them first.
+//!   read is decoded and framed again.
 //! - Converted (the provider speaks another API): streams go through the dialect's stream
 //!   translators piece by piece; whole bodies are read, converted, and sent with a length.
 //!
@@ -20,7 +19,7 @@ use crate::dialect::{Conversion, StreamChain};
 use crate::error::GatewayError;
 use crate::governance::units::UnitMeter;
 use crate::governance::usage::Tally;
-use crate::http::chunked::{chunk_payloads, push_chunk_frame, LAST_CHUNK};
+use crate::http::chunked::{push_chunk_frame, LAST_CHUNK};
 use crate::http::response::{finish_head, push_proxied_lines, push_status_line, OutFraming};
 use crate::http::upstream::{InFraming, ResponseHead};
 use crate::io::Stream;
@@ -257,7 +256,9 @@ async fn relay_events(
 ) -> Result<Relayed, Stop> {
     let (head, provider) = (r.head, r.provider);
     let mut reader = start_body(conn, r, OutFraming::Chunked);
-    reader.keep_frames();
+    if chain.is_identity() {
+        reader.keep_frames();
+    }
     // The head goes out at once unless body bytes came with it (then they share a write).
     if !reader.has_buffered(conn) && !conn.flush_out().await {
         return Err(Stop::ClientGone);
@@ -265,20 +266,13 @@ async fn relay_events(
     let mut translated = Vec::new();
     loop {
         let more = reader.next(conn, upstream, provider, r.limits).await?;
-        let frames = reader.take_frames();
-        if chain.is_identity() {
-            match frames {
-                Some(frames) => pass_frames(conn, frames),
-                None => push_chunk_frame(&mut conn.out, &conn.payload),
-            }
+        if let Some(frames) = reader.take_frames() {
+            pass_frames(conn, frames);
+        } else if chain.is_identity() {
+            push_chunk_frame(&mut conn.out, &conn.payload);
         } else {
             translated.clear();
-            // Whole chunks are read where they lie, not decoded into `payload` first.
-            let fed = match frames {
-                Some(frames) => chunk_payloads(&conn.upbuf[frames])
-                    .try_for_each(|payload| chain.feed(payload, &mut translated)),
-                None => chain.feed(&conn.payload, &mut translated),
-            };
+            let fed = chain.feed(&conn.payload, &mut translated);
             let ended = if more || fed.is_err() {
                 Ok(())
             } else {
