@@ -37,6 +37,7 @@ pub struct Tiers<'s> {
     policy: &'s CachePolicy,
 }
 
+/// The node's cache tiers, when the node has a cache (`None`: the phase has nothing to do).
 pub fn tiers<'s>(scope: Scope<'s>) -> Option<Tiers<'s>> {
     Some(Tiers {
         cache: scope.shard.cache.as_deref()?,
