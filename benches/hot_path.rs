@@ -309,6 +309,12 @@ fn governance(c: &mut Criterion) {
             (cap, price.cost(12, 9, 0), units.is_none())
         })
     });
+    // Admission's bound on a request's prompt tokens, before any tokenizer (every governed
+    // request of a key with a token limit).
+    let request = chat_body(200);
+    c.bench_function("governance/prompt_bound", |b| {
+        b.iter(|| tokens::prompt_tokens_at_most(black_box(&request)))
+    });
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
     c.bench_function("governance/usage_from_body", |b| {
         b.iter(|| shards::governance::usage::from_body(black_box(body)).unwrap())
