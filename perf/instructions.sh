@@ -31,7 +31,7 @@ TOP="${TOP:-25}"
 MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
 PORT=18480 MOCK_PORT=18481 CONTROL=18482
 OUT="${ROOT}/perf/results/instructions-$(date -u +%Y%m%dT%H%M%SZ)"
-body_of "${MODE}" > /dev/null || exit 2
+body="$(body_of "${MODE}")" || exit 2
 if [[ "${BIN}" == nginx && "${MODE}" == governed* ]]; then
     echo "perf/instructions.sh: nginx has no governed mode" >&2
     exit 2
@@ -73,7 +73,6 @@ wait_http "${ready}" 120 || {
     exit 1
 }
 
-body="$(body_of "${MODE}")"
 auth=()
 if [[ "${MODE}" == governed* ]]; then
     key="$(create_perf_key "${CONTROL}" "${RG_INSTR_TOKEN}")"

@@ -367,8 +367,8 @@ fn streamed_usage_is_counted_but_not_shown(database: &Database) {
         "streamed usage was recorded: {usage}"
     );
     // The same stream with its chunks cut across reads, extended, or whole (the mock's
-    // `cut-chunks`): whole chunks are read in place, the others decoded; either way every
-    // `"usage": null` and the usage chunk stay out, and the usage is counted once.
+    // `cut-chunks`): however the reads cut the chunks, every `"usage": null` and the usage
+    // chunk stay out, and the usage is counted once.
     let auth = format!("Bearer {secret}");
     let cut = gw.request(&chat_request(
         &chat_body("mock/gpt-4o-mini", "hello", true),

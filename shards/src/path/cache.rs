@@ -224,7 +224,7 @@ pub fn keep_limit(snapshot: &Snapshot, req: &RequestCtx<'_>) -> Option<usize> {
 
 /// Writes a cached answer to `conn.out`, for the caller to send. What it saved is counted
 /// here and priced for the usage record.
-pub fn serve(
+pub fn render_hit(
     scope: Scope<'_>,
     conn: &mut ClientConn,
     req: &mut RequestCtx<'_>,

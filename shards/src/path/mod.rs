@@ -178,7 +178,7 @@ async fn proxy<'s>(
     if let Some(tiers) = cache::tiers(scope) {
         if let Some(replayed) = cache::look_up(scope, tiers, conn, req).await? {
             admit::admit_hit(scope, req).await?;
-            let served = cache::serve(scope, conn, req, replayed);
+            let served = cache::render_hit(scope, conn, req, replayed);
             return send_answered(conn, served).await;
         }
     }

@@ -164,9 +164,9 @@ async fn relay_sized(
     // The body as read so far, when it came in more than one piece; a body read in one piece
     // (most are) is read where it lies in `conn.payload`, not copied.
     let mut seen = Vec::new();
+    let read_whole = capture_usage || keep_answer.is_some();
     loop {
         let more = reader.next(conn, upstream, r.provider, r.limits).await?;
-        let read_whole = capture_usage || keep_answer.is_some();
         if read_whole && (more || !seen.is_empty()) {
             seen.extend_from_slice(&conn.payload);
         }
