@@ -23,8 +23,10 @@ COPY translate/Cargo.toml translate/
 COPY mock-llm/Cargo.toml mock-llm/
 COPY vocab/Cargo.toml vocab/
 COPY tokens/Cargo.toml tokens/
-RUN mkdir -p src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches \
+COPY perf/floor/Cargo.toml perf/floor/
+RUN mkdir -p src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches perf/floor/src \
  && echo 'fn main() {}' > src/main.rs \
+ && echo 'fn main() {}' > perf/floor/src/main.rs \
  && echo 'fn main() {}' > mock-llm/src/main.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
  && echo 'fn main() {}' > benches/cache.rs \
@@ -33,7 +35,7 @@ RUN mkdir -p src benches shards/src store/src translate/src translate/benches mo
  && echo 'fn main() {}' > tokens/benches/count.rs \
  && touch shards/src/lib.rs store/src/lib.rs translate/src/lib.rs vocab/src/lib.rs tokens/src/lib.rs \
  && cargo build --release --locked --bin ringgate \
- && rm -rf src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches
+ && rm -rf src benches shards/src store/src translate/src translate/benches mock-llm/src vocab/src tokens/src tokens/benches perf/floor/src
 
 # The sources. COPY keeps their timestamps, which may be older than the empty targets' build:
 # touch the crate roots so that cargo rebuilds the workspace's own crates.

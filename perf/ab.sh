@@ -4,7 +4,11 @@
 #
 # Usage: A=path/to/ringgate-a B=path/to/ringgate-b bash perf/ab.sh
 #   A or B may be the word nginx: one nginx worker, proxy_pass with upstream keepalive, as in
-#   perf/run.sh.
+#   perf/run.sh; or a floor, a byte relay with no HTTP (one upstream connection per client
+#   connection): nginx-stream (nginx's stream module, epoll; needs libnginx-mod-stream) or
+#   floor (perf/floor on ringgate's runtime and ring, FLOOR_BIN) or floor-uring (the same
+#   relay on a bare ring with multishot receive, provided buffers, fixed files and
+#   DEFER_TASKRUN, FLOOR_URING_BIN; docs/perf.md, "The floor").
 #   MODE=plain|governed|stream|governed_stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
 #   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
 #   GOV_DATABASE (governed: a postgres:// URL instead of an SQLite file, a fresh schema per
@@ -48,6 +52,8 @@ CONNS="${CONNS:-64}"
 PROXY_CPUS="${PROXY_CPUS:-0}"
 MOCK_CPUS="${MOCK_CPUS:-1}"
 MOCK_BIN="${MOCK_BIN:-${ROOT}/target/release/mock-llm}"
+FLOOR_BIN="${FLOOR_BIN:-${ROOT}/target/release/floor-proxy}"
+FLOOR_URING_BIN="${FLOOR_URING_BIN:-${ROOT}/target/release/floor-uring}"
 EXTRA_YAML="${EXTRA_YAML:-}"
 GOV_DATABASE="${GOV_DATABASE:-}"
 RATE="${RATE:-}"
@@ -109,6 +115,26 @@ start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
     PID=$!
 }
 
+# The floors (docs/perf.md, "The floor"): byte relays with no HTTP, one upstream connection
+# per client connection — nginx's stream module (epoll), perf/floor on ringgate's own runtime
+# and ring, and perf/floor's floor-uring on a bare ring with io_uring's newer features.
+start_nginx_stream() {  # -> PID
+    nginx_stream_conf "${TMP}/nginx" "${PORT}" "${MOCK_PORT}" "${TMP}/nginx/error.log" "$(ulimit -n)"
+    taskset -c "${PROXY_CPUS}" nginx -p "${TMP}/nginx" -c "${TMP}/nginx/nginx.conf" \
+        -g 'daemon off; master_process off;' > "${TMP}/nginx/out.log" 2>&1 &
+    PID=$!
+}
+
+start_relay() {  # binary -> PID
+    taskset -c "${PROXY_CPUS}" "$1" "127.0.0.1:${PORT}" "127.0.0.1:${MOCK_PORT}" \
+        > "${TMP}/floor.log" 2>&1 &
+    PID=$!
+}
+start_floor() { start_relay "${FLOOR_BIN}"; }
+start_floor_uring() { start_relay "${FLOOR_URING_BIN}"; }
+
+is_ringgate() { [[ ! "$1" =~ ^(nginx|nginx-stream|floor|floor-uring)$ ]]; }
+
 start_ringgate() {  # binary -> PID
     ringgate_conf "${TMP}/rg.yaml" "${PORT}" 1 "${CONTROL}" "${MOCK_PORT}"
     if [[ "${MODE}" == governed* ]]; then
@@ -137,23 +163,26 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     local MODE="${A_MODE}" BODY
     [[ "${label}" == B ]] && MODE="${B_MODE}"
     BODY="$(body_of "${MODE}")"
-    if [[ "${bin}" == nginx ]]; then
-        start_nginx
-        wait_port "http://127.0.0.1:${PORT}/v1/models"
-    else
-        start_ringgate "${bin}"
-        wait_port "http://127.0.0.1:${PORT}/health"
-    fi
+    case "${bin}" in
+        nginx | nginx-stream | floor | floor-uring)
+            "start_${bin//-/_}"
+            wait_port "http://127.0.0.1:${PORT}/v1/models"
+            ;;
+        *)
+            start_ringgate "${bin}"
+            wait_port "http://127.0.0.1:${PORT}/health"
+            ;;
+    esac
     pid="${PID}"
     PIDS+=("${pid}")  # stopped by the exit trap too, should this run fail midway
-    if [[ "${MODE}" == governed* && "${bin}" != nginx ]]; then
+    if [[ "${MODE}" == governed* ]] && is_ringgate "${bin}"; then
         key="$(create_perf_key "${CONTROL}" "${RG_AB_TOKEN}")"
     fi
     export AB_BODY="${BODY}" AB_KEY="${key}"
     local url="http://127.0.0.1:${PORT}/v1/chat/completions"
     taskset -c "${MOCK_CPUS}" wrk -t1 -c"${CONNS}" -d1s -s "${TMP}/wrk.lua" "${url}" > /dev/null
     local before after res db_before db_after stat=()
-    if [[ "${COUNTS:-0}" != 0 && "${bin}" != nginx ]]; then
+    if [[ "${COUNTS:-0}" != 0 ]] && is_ringgate "${bin}"; then
         local events; events="$(python3 "${HERE}/counts.py" events "${bin}" "rgab_${label,,}")"
         stat=(perf stat -x, -e "${events}" -p "${pid}" -o "${TMP}/counts.csv" --)
     fi

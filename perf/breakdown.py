@@ -59,7 +59,7 @@ BUCKETS = [
 def bucket(comm: str, dso: str, sym: str) -> str:
     if comm in THREADS:
         return THREADS[comm]
-    if not (comm.startswith("shard") or comm.startswith("nginx") or comm.startswith("rg")):
+    if not comm.startswith(("shard", "nginx", "rg", "floor")):
         return "other threads"
     if dso == "[vdso]":
         return "user: vDSO clock reads"

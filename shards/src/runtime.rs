@@ -117,7 +117,12 @@ impl Running {
     }
 }
 
-fn bind_listener(addr: SocketAddr, nonblocking: bool) -> Result<std::net::TcpListener, StartError> {
+/// A shard's listener: SO_REUSEPORT (one per shard on the same address), `TCP_NODELAY`,
+/// backlog 4096. Public for `perf/floor`, which must listen exactly as a shard does.
+pub fn bind_listener(
+    addr: SocketAddr,
+    nonblocking: bool,
+) -> Result<std::net::TcpListener, StartError> {
     let err = |source| StartError::Listen { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
@@ -134,8 +139,8 @@ fn bind_listener(addr: SocketAddr, nonblocking: bool) -> Result<std::net::TcpLis
 /// shard next enters the kernel (it does on every loop turn) instead of by inter-processor
 /// interrupts that stop the shard mid-request. Measured on loopback, IPI-driven task work
 /// cost a sixth of a shard's time (docs/perf.md). Kernels before 5.19 lack the flag; then
-/// the plain ring is used.
-fn uring_runtime(
+/// the plain ring is used. Public for `perf/floor`, which must run the same ring.
+pub fn uring_runtime(
     entries: u32,
     index: usize,
 ) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
