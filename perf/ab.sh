@@ -8,7 +8,8 @@
 #   connection): nginx-stream (nginx's stream module, epoll; needs libnginx-mod-stream) or
 #   floor (perf/floor on ringgate's runtime and ring, FLOOR_BIN) or floor-uring (the same
 #   relay on a bare ring with multishot receive, provided buffers, fixed files and
-#   DEFER_TASKRUN, FLOOR_URING_BIN; docs/perf.md, "The floor").
+#   DEFER_TASKRUN, FLOOR_URING_BIN; A_FLOOR_WITHOUT / B_FLOOR_WITHOUT turn its features off
+#   per side, e.g. A=B=floor-uring B_FLOOR_WITHOUT=fixed; docs/perf.md, "The floor").
 #   MODE=plain|governed|stream|governed_stream (default plain), ROUNDS (4), DURATION (6 s), CONNS (64),
 #   PROXY_CPUS (0), MOCK_CPUS (1: the mock and wrk), EXTRA_YAML (lines appended to the config),
 #   GOV_DATABASE (governed: a postgres:// URL instead of an SQLite file, a fresh schema per
@@ -131,7 +132,10 @@ start_relay() {  # binary -> PID
     PID=$!
 }
 start_floor() { start_relay "${FLOOR_BIN}"; }
-start_floor_uring() { start_relay "${FLOOR_URING_BIN}"; }
+start_floor_uring() {  # A_FLOOR_WITHOUT / B_FLOOR_WITHOUT: the side's FLOOR_URING_WITHOUT
+    local without="${label}_FLOOR_WITHOUT"
+    FLOOR_URING_WITHOUT="${!without:-}" start_relay "${FLOOR_URING_BIN}"
+}
 
 is_ringgate() { [[ ! "$1" =~ ^(nginx|nginx-stream|floor|floor-uring)$ ]]; }
 

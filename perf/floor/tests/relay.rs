@@ -38,15 +38,20 @@ fn connect(port: u16) -> TcpStream {
 
 #[test]
 fn the_runtime_floor_relays_bytes_both_ways_and_passes_a_close_on() {
-    relays_and_closes(env!("CARGO_BIN_EXE_floor-proxy"));
+    relays_and_closes(env!("CARGO_BIN_EXE_floor-proxy"), "");
 }
 
 #[test]
 fn the_bare_ring_floor_relays_bytes_both_ways_and_passes_a_close_on() {
-    relays_and_closes(env!("CARGO_BIN_EXE_floor-uring"));
+    relays_and_closes(env!("CARGO_BIN_EXE_floor-uring"), "");
 }
 
-fn relays_and_closes(binary: &str) {
+#[test]
+fn the_bare_ring_floor_relays_the_same_without_its_features() {
+    relays_and_closes(env!("CARGO_BIN_EXE_floor-uring"), "defer,fixed,multishot");
+}
+
+fn relays_and_closes(binary: &str, without: &str) {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
     // The upstream answers each piece with the piece upper-cased, until the floor closes.
@@ -66,6 +71,7 @@ fn relays_and_closes(binary: &str) {
     let port = free_port();
     let _floor = Killed(
         Command::new(binary)
+            .env("FLOOR_URING_WITHOUT", without)
             .args([
                 format!("127.0.0.1:{port}"),
                 format!("127.0.0.1:{upstream_port}"),

@@ -7,6 +7,10 @@
 //! `floor-uring` and `floor`), it prices a runtime that used them: what ringgate would gain
 //! from a fork of monoio at most (docs/perf.md, "The floor").
 //!
+//! `FLOOR_URING_WITHOUT` (a comma-separated list of `defer`, `fixed`, `multishot`) turns
+//! features off one by one, to price each: the ring then runs `COOP_TASKRUN` as a shard's
+//! does, operations name sockets by descriptor, or each receive is armed once per piece.
+//!
 //! Usage: floor-uring LISTEN UPSTREAM; pin it with taskset. It serves until killed. Each
 //! client connection gets its own upstream connection (a blocking connect at accept: the
 //! load generator's connections are opened during its warm-up, not measured).
@@ -111,7 +115,47 @@ impl Buffers {
     }
 }
 
+/// Which of io_uring's features the floor uses (all, unless `FLOOR_URING_WITHOUT` names some).
+struct Features {
+    defer: bool,
+    fixed: bool,
+    multishot: bool,
+}
+
+impl Features {
+    fn from_env() -> Self {
+        let without = std::env::var("FLOOR_URING_WITHOUT").unwrap_or_default();
+        let off: Vec<&str> = without.split(',').map(str::trim).collect();
+        for name in off.iter().filter(|n| !n.is_empty()) {
+            assert!(
+                ["defer", "fixed", "multishot"].contains(name),
+                "FLOOR_URING_WITHOUT: unknown feature {name}"
+            );
+        }
+        Features {
+            defer: !off.contains(&"defer"),
+            fixed: !off.contains(&"fixed"),
+            multishot: !off.contains(&"multishot"),
+        }
+    }
+}
+
+/// `$make` applied to connection `$index`'s socket `$side` as the floor names sockets: its
+/// registered slot, or its descriptor (the two are different types to the ring's builders).
+macro_rules! socket {
+    ($floor:expr, $index:expr, $side:expr, $make:expr) => {{
+        let (index, side) = ($index, $side);
+        if $floor.features.fixed {
+            $make(types::Fixed((2 * index + side) as u32))
+        } else {
+            let conn = $floor.conns[index].as_ref().expect("an open connection");
+            $make(types::Fd(conn.sockets[side].as_raw_fd()))
+        }
+    }};
+}
+
 struct Floor {
+    features: Features,
     ring: IoUring,
     buffers: Buffers,
     conns: Vec<Option<Conn>>,
@@ -120,13 +164,18 @@ struct Floor {
 
 fn main() -> io::Result<()> {
     let (listener, upstream) = floor_proxy::listener_and_upstream("floor-uring");
-    let ring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(4096)?;
+    let features = Features::from_env();
+    let mut builder = IoUring::builder();
+    if features.defer {
+        builder.setup_single_issuer().setup_defer_taskrun();
+    } else {
+        builder.setup_coop_taskrun();
+    }
+    let ring = builder.build(4096)?;
     ring.submitter().register_files_sparse(SLOTS)?;
     let buffers = Buffers::new(&ring)?;
     let mut floor = Floor {
+        features,
         ring,
         buffers,
         conns: Vec::new(),
@@ -208,10 +257,20 @@ impl Floor {
     fn arm(&mut self, index: usize, dir: usize) -> io::Result<()> {
         let conn = self.conns[index].as_mut().expect("an open connection");
         conn.in_flight += 1;
-        let sqe = opcode::RecvMulti::new(types::Fixed((2 * index + dir) as u32), GROUP)
+        let sqe = if self.features.multishot {
+            socket!(self, index, dir, |s| opcode::RecvMulti::new(s, GROUP)
+                .build())
+        } else {
+            socket!(self, index, dir, |s| opcode::Recv::new(
+                s,
+                std::ptr::null_mut(),
+                PIECE as u32
+            )
+            .buf_group(GROUP)
             .build()
-            .user_data(tag(Kind::Recv, index, dir, 0));
-        self.push(&sqe)
+            .flags(squeue::Flags::BUFFER_SELECT))
+        };
+        self.push(&sqe.user_data(tag(Kind::Recv, index, dir, 0)))
     }
 
     fn received(&mut self, index: usize, dir: usize, cqe: &cqueue::Entry) -> io::Result<()> {
@@ -257,12 +316,11 @@ impl Floor {
         };
         conn.sending[dir] = true;
         conn.in_flight += 1;
-        let to = (2 * index + (1 - dir)) as u32;
-        let sqe = opcode::Send::new(types::Fixed(to), self.buffers.address(id), len)
+        let address = self.buffers.address(id);
+        let sqe = socket!(self, index, 1 - dir, |s| opcode::Send::new(s, address, len)
             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(tag(Kind::Send, index, dir, id));
-        self.push(&sqe)
+            .build());
+        self.push(&sqe.user_data(tag(Kind::Send, index, dir, id)))
     }
 
     fn sent(&mut self, index: usize, dir: usize, id: u16, result: i32) -> io::Result<()> {
