@@ -261,6 +261,12 @@ def _render_header(run: Run, w) -> None:
         f"- **direct case**: mock-llm (`--workers {env.get('direct_mock_workers')}`) on cpu `{env.get('direct_mock_cpus')}`, "
         f"load generator on cpu `{env.get('loadgen_cpus')}`."
     )
+    if "floor" in run.targets:
+        w(
+            f"- **floor**: perf/floor's `floor-uring` (one thread) on cpu `{env.get('proxy_cpus')}`, in front of the "
+            "same mock: a byte relay, one upstream connection per client connection, no HTTP — what the proxy hop "
+            "itself costs (docs/perf.md, \"The floor\")."
+        )
     if env.get("coordinator_cpus"):
         w(
             f"- **ringgate's coordinator** (store writes, lease desk, admin) on cpu `{env.get('coordinator_cpus')}`: "
@@ -289,6 +295,15 @@ def _render_issue14(run: Run, w) -> None:
     for claim, measured, verdict in issue14_targets(run):
         w(f"| {claim} | {measured} | {verdict} |")
     w("")
+    floor = {scen: _div(run.sat_value(scen, "floor", "cpu_us"), run.sat_value(scen, "nginx", "cpu_us"))
+             for scen in SCENARIOS}
+    if all(r is not None for r in floor.values()):
+        w(f"The floor in this run: `floor-uring` — the same bytes relayed with no HTTP on a bare io_uring ring "
+          f"(multishot receive into provided buffers, fixed files, `DEFER_TASKRUN`) — cost {floor['plain']:.2f}× "
+          f"nginx's CPU per plain request and {floor['stream']:.2f}× per streamed one. No proxy over this loopback "
+          "costs less than the relay of its bytes, so a CPU target below the floor is out of reach of any proxy's "
+          "code (docs/perf.md, \"The floor\").")
+        w("")
     w(f"CPU figures are the saturation runs' (section 1–2); added p99 is the open-loop run at {ISSUE_RATE} req/s "
       "minus direct (section 3); overhead inside is ringgate's own `GET /latency` over that run, as the exclusive "
       "bound of its fine bucket (within 12.5 %, so a verdict near the limit is only as sharp as that); peak RSS is "

@@ -22,7 +22,7 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
        OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
        NOISE_THRESHOLD NOISE_RETRIES NOISE_RETRY_BUDGET QUIET_RETRY_WAIT
-       RINGGATE_BIN MOCK_BIN NGINX_BIN PYTHON)
+       RINGGATE_BIN MOCK_BIN FLOOR_BIN NGINX_BIN PYTHON)
 OVERRIDES=""
 for k in "${KNOBS[@]}"; do
     if [[ -n "${!k+x}" ]]; then OVERRIDES+="${k}='${!k}' "; fi
@@ -44,7 +44,7 @@ RATES="${RATES:-1000 2500 5000}"
 IDLE_CONNS="${IDLE_CONNS:-1000}"
 IDLE_HOLD="${IDLE_HOLD:-2}"              # seconds the idle connections are held after measuring
 PORT_BASE="${PORT_BASE:-18100}"
-TARGETS="${TARGETS:-mock nginx ringgate governed}"
+TARGETS="${TARGETS:-}"                  # default below: it depends on the proxy's cores
 PERF_SKIP_BUILD="${PERF_SKIP_BUILD:-0}"
 QUIET_WAIT="${QUIET_WAIT:-60}"           # max seconds to wait for a quiet machine before starting
 NOISE_THRESHOLD="${NOISE_THRESHOLD:-10}" # other processes' CPU, % of one core, above which a run is redone
@@ -54,6 +54,7 @@ QUIET_RETRY_WAIT="${QUIET_RETRY_WAIT:-30}"     # max seconds to wait for quiet b
 TARGET_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}"
 RINGGATE_BIN="${RINGGATE_BIN:-${TARGET_DIR}/release/ringgate}"
 MOCK_BIN="${MOCK_BIN:-${TARGET_DIR}/release/mock-llm}"
+FLOOR_BIN="${FLOOR_BIN:-${TARGET_DIR}/release/floor-uring}"
 NGINX_BIN="${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}"
 PYTHON="${PYTHON:-python3}"
 
@@ -61,10 +62,16 @@ MOCK_PORT=$((PORT_BASE + 1))
 NGINX_PORT=$((PORT_BASE + 2))
 RINGGATE_PORT=$((PORT_BASE + 3))
 CONTROL_PORT=$((PORT_BASE + 4))          # ringgate's control port (metrics/admin), if the build has one
+FLOOR_PORT=$((PORT_BASE + 5))
 # The governed target's admin API token: random per run (the admin API needs ≥ 16 characters).
 RG_PERF_ADMIN_TOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export RG_PERF_ADMIN_TOKEN
 PROXY_CORES="$(taskset -c "${PROXY_CPUS}" nproc)"
+# The floor (perf/floor's floor-uring, one thread) runs when the proxies have one core.
+if [[ -z "${TARGETS}" ]]; then
+    TARGETS="mock nginx ringgate governed"
+    (( PROXY_CORES == 1 )) && TARGETS="mock floor nginx ringgate governed"
+fi
 MOCK_WORKERS="$(taskset -c "${MOCK_CPUS}" nproc)"
 DIRECT_MOCK_WORKERS="$(taskset -c "${DIRECT_MOCK_CPUS}" nproc)"
 BODY_PLAIN="${HERE}/bodies/chat.json"
@@ -134,8 +141,10 @@ is_ringgate() { [[ "$1" == ringgate || "$1" == governed ]]; }  # the targets tha
 # Prerequisites
 # ---------------------------------------------------------------------------------------------
 for t in ${TARGETS}; do
-    case "${t}" in mock|nginx|ringgate|governed) ;; *) die "unknown target '${t}' in TARGETS" ;; esac
+    case "${t}" in mock|floor|nginx|ringgate|governed) ;; *) die "unknown target '${t}' in TARGETS" ;; esac
 done
+[[ " ${TARGETS} " == *" floor "* ]] && (( PROXY_CORES != 1 )) \
+    && die "the floor target runs one thread: it needs PROXY_CPUS of one core (this run has ${PROXY_CORES})"
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 command -v taskset >/dev/null || die "taskset is not installed (util-linux)"
 [[ " ${TARGETS} " == *" nginx "* ]] && { [[ -x "${NGINX_BIN}" ]] || die "nginx not found at ${NGINX_BIN} (apt-get install nginx)"; }
@@ -150,6 +159,7 @@ if [[ "${PERF_SKIP_BUILD}" != 1 ]]; then
 fi
 [[ -x "${RINGGATE_BIN}" ]] || die "no ringgate binary at ${RINGGATE_BIN}"
 [[ -x "${MOCK_BIN}" ]] || die "no mock-llm binary at ${MOCK_BIN}"
+[[ " ${TARGETS} " != *" floor "* || -x "${FLOOR_BIN}" ]] || die "no floor-uring binary at ${FLOOR_BIN}"
 # Run copies, so that a rebuild in the work tree during the run cannot swap a binary under us.
 export PERF_RINGGATE_BIN_SRC="${RINGGATE_BIN}" PERF_MOCK_BIN_SRC="${MOCK_BIN}"
 cp "${RINGGATE_BIN}" "${TMP}/ringgate"; RINGGATE_BIN="${TMP}/ringgate"
@@ -163,7 +173,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE="$(ulimit -n)"
 (( NOFILE >= IDLE_CONNS + 1024 )) || die "open-file limit ${NOFILE} is too low for ${IDLE_CONNS} idle connections"
 
-for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}" "${CONTROL_PORT}"; do
+for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}" "${CONTROL_PORT}" "${FLOOR_PORT}"; do
     port_free "${p}" || die "port ${p} is in use (set PORT_BASE)"
 done
 
@@ -215,6 +225,19 @@ start_nginx() {  # logdir -> PROXY_PID
     PIDS+=("${PROXY_PID}")
     wait_http "http://127.0.0.1:${NGINX_PORT}/v1/models" 10 \
         || die "nginx did not come up: $(tail -5 "${dir}/nginx.stderr.log")"
+}
+
+# The floor (docs/perf.md, "The floor"): bytes relayed with no HTTP on a bare io_uring ring with
+# multishot receive, provided buffers, fixed files and DEFER_TASKRUN — the least any proxy over
+# this loopback can cost, measured in the same run as the proxies.
+start_floor() {  # logdir -> PROXY_PID
+    local dir="$1"
+    taskset -c "${PROXY_CPUS}" "${FLOOR_BIN}" "127.0.0.1:${FLOOR_PORT}" "127.0.0.1:${MOCK_PORT}" \
+        > "${dir}/floor.stdout.log" 2> "${dir}/floor.stderr.log" &
+    PROXY_PID=$!
+    PIDS+=("${PROXY_PID}")
+    wait_http "http://127.0.0.1:${FLOOR_PORT}/v1/models" 10 \
+        || die "the floor did not come up: $(tail -5 "${dir}/floor.stderr.log")"
 }
 
 start_ringgate() {  # target logdir -> PROXY_PID; for governed also KEY and AUTH
@@ -335,6 +358,7 @@ run_target() {
     else
         start_mock "${MOCK_CPUS}" "${MOCK_WORKERS}" "${dir}"
         if [[ "${t}" == nginx ]]; then start_nginx "${dir}"; port="${NGINX_PORT}"; fi
+        if [[ "${t}" == floor ]]; then start_floor "${dir}"; port="${FLOOR_PORT}"; fi
         if is_ringgate "${t}"; then start_ringgate "${t}" "${dir}"; port="${RINGGATE_PORT}"; fi
         roles=("proxy=${PROXY_PID}" "mock=${MOCK_PID}")
     fi

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from perfkit import foreign_pct
 
-ORDER = ("mock", "nginx", "ringgate", "governed")
-LABEL = {"mock": "direct (mock)", "nginx": "nginx", "ringgate": "ringgate", "governed": "ringgate governed"}
+ORDER = ("mock", "floor", "nginx", "ringgate", "governed")
+LABEL = {"mock": "direct (mock)", "floor": "floor (io_uring relay)", "nginx": "nginx", "ringgate": "ringgate",
+         "governed": "ringgate governed"}
 INSIDE = ("ringgate", "governed")  # the targets that measure their own overhead (GET /latency)
 # Ratio columns, "a / b"; only those whose two targets ran are shown.
-PAIRS = (("ringgate", "nginx"), ("governed", "nginx"), ("governed", "ringgate"))
+PAIRS = (("ringgate", "nginx"), ("governed", "nginx"), ("governed", "ringgate"), ("floor", "nginx"),
+         ("ringgate", "floor"))
 SCENARIOS = ("plain", "stream")
 PCTS = ("p50", "p99", "p99.9")
 NOISE_MARK = " ⚠"
