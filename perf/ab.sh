@@ -18,6 +18,8 @@
 #   of each side into perf/results/ab-<stamp>/; PERF_RECORD=dwarf for DWARF call graphs,
 #   which Rust code without frame pointers needs; the profiler's cost lands in that round's
 #   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
+# PROXY_QUOTA=50: each side runs in a CPU cgroup allowed 50 % of one CPU (root), so that the
+# proxy is the bottleneck and its CPU per request holds no idle wake-ups (see throttle below).
 # RATE=5000: instead of saturating with wrk, offer RATE req/s with oha (open loop, latency
 # corrected) and report each side's p99 latency as well (for changes aimed at tail latency).
 # Prints one line per run (side, µs/req, req/s, the database server's µs/req, p99 µs or 0,
@@ -58,6 +60,7 @@ FLOOR_URING_BIN="${FLOOR_URING_BIN:-${ROOT}/target/release/floor-uring}"
 EXTRA_YAML="${EXTRA_YAML:-}"
 GOV_DATABASE="${GOV_DATABASE:-}"
 RATE="${RATE:-}"
+PROXY_QUOTA="${PROXY_QUOTA:-}"
 PORT=18203 MOCK_PORT=18201 CONTROL=18204
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${HERE}/results/ab-${STAMP}"
@@ -73,6 +76,8 @@ cleanup() {
     for p in "${PIDS[@]:-}"; do [[ -n "${p}" ]] && kill "${p}" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "${TMP}"
+    [[ -n "${PROXY_QUOTA}" ]] && rmdir "${QUOTA_CGROUP}" 2>/dev/null
+    return 0
 }
 trap cleanup EXIT
 
@@ -137,6 +142,28 @@ start_floor_uring() {  # A_FLOOR_WITHOUT / B_FLOOR_WITHOUT: the side's FLOOR_URI
     FLOOR_URING_WITHOUT="${!without:-}" start_relay "${FLOOR_URING_BIN}"
 }
 
+# PROXY_QUOTA: the side's process (all its threads) runs in a CPU cgroup allowed PROXY_QUOTA %
+# of one CPU (in 10-ms periods), so that it, not the mock's and wrk's CPU, limits throughput:
+# it never waits for work, and its CPU per request is the work alone, without the cost of
+# parking and waking that a proxy faster than its load pays (docs/perf.md, "The floor").
+QUOTA_CGROUP=""
+throttle() {  # pid
+    if [[ -z "${QUOTA_CGROUP}" ]]; then
+        if [[ -d /sys/fs/cgroup/cpu ]]; then  # cgroup v1
+            QUOTA_CGROUP="/sys/fs/cgroup/cpu/ringgate-ab-$$"
+            mkdir -p "${QUOTA_CGROUP}"
+            echo 10000 > "${QUOTA_CGROUP}/cpu.cfs_period_us"
+            echo $((PROXY_QUOTA * 100)) > "${QUOTA_CGROUP}/cpu.cfs_quota_us"
+        else  # cgroup v2
+            QUOTA_CGROUP="/sys/fs/cgroup/ringgate-ab-$$"
+            echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+            mkdir -p "${QUOTA_CGROUP}"
+            echo "$((PROXY_QUOTA * 100)) 10000" > "${QUOTA_CGROUP}/cpu.max"
+        fi
+    fi
+    echo "$1" > "${QUOTA_CGROUP}/cgroup.procs"
+}
+
 is_ringgate() { [[ ! "$1" =~ ^(nginx|nginx-stream|floor|floor-uring)$ ]]; }
 
 start_ringgate() {  # binary -> PID
@@ -178,6 +205,7 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
             ;;
     esac
     pid="${PID}"
+    [[ -n "${PROXY_QUOTA}" ]] && throttle "${pid}"
     PIDS+=("${pid}")  # stopped by the exit trap too, should this run fail midway
     if [[ "${MODE}" == governed* ]] && is_ringgate "${bin}"; then
         key="$(create_perf_key "${CONTROL}" "${RG_AB_TOKEN}")"
