@@ -155,6 +155,7 @@ macro_rules! socket {
 }
 
 struct Floor {
+    listener: std::net::TcpListener,
     features: Features,
     ring: IoUring,
     buffers: Buffers,
@@ -175,21 +176,21 @@ fn main() -> io::Result<()> {
     ring.submitter().register_files_sparse(SLOTS)?;
     let buffers = Buffers::new(&ring)?;
     let mut floor = Floor {
+        listener,
         features,
         ring,
         buffers,
         conns: Vec::new(),
         upstream,
     };
-    floor.push(
-        &opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .build()
-            .user_data(tag(Kind::Accept, 0, 0, 0)),
-    )?;
+    floor.arm_accept()?;
+    // The completions of one wait, taken off the ring before they are handled (handling
+    // submits); the vector is kept, so that the loop allocates nothing per turn.
+    let mut done: Vec<cqueue::Entry> = Vec::with_capacity(4096);
     loop {
         floor.ring.submit_and_wait(1)?;
-        let done: Vec<cqueue::Entry> = floor.ring.completion().collect();
-        for cqe in done {
+        done.extend(floor.ring.completion());
+        for cqe in done.drain(..) {
             floor.complete(&cqe)?;
         }
     }
@@ -204,11 +205,24 @@ impl Floor {
         Ok(())
     }
 
+    /// A multishot accept on the listener (armed again should the kernel end it).
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let sqe = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+            .build()
+            .user_data(tag(Kind::Accept, 0, 0, 0));
+        self.push(&sqe)
+    }
+
     fn complete(&mut self, cqe: &cqueue::Entry) -> io::Result<()> {
         let data = cqe.user_data();
         let (conn, dir) = ((data >> 3 & 0x1fff_ffff) as usize, (data >> 2 & 1) as usize);
         match data & 3 {
-            0 => self.accepted(cqe.result()),
+            0 => {
+                if !cqueue::more(cqe.flags()) {
+                    self.arm_accept()?;
+                }
+                self.accepted(cqe.result())
+            }
             1 => self.received(conn, dir, cqe),
             _ => self.sent(conn, dir, (data >> 32) as u16, cqe.result()),
         }
