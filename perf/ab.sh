@@ -116,6 +116,10 @@ EOF
 
 start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
     nginx_conf "${TMP}/nginx" 1 4096 "${PORT}" "${MOCK_PORT}" "${TMP}/nginx/error.log" "$(ulimit -n)"
+    run_nginx
+}
+
+run_nginx() {  # -> PID; the configuration in TMP/nginx, one worker, no master
     taskset -c "${PROXY_CPUS}" nginx -p "${TMP}/nginx" -c "${TMP}/nginx/nginx.conf" \
         -g 'daemon off; master_process off;' > "${TMP}/nginx/out.log" 2>&1 &
     PID=$!
@@ -126,9 +130,7 @@ start_nginx() {  # -> PID; one worker, configured as perf/run.sh configures it
 # and ring, and perf/floor's floor-uring on a bare ring with io_uring's newer features.
 start_nginx_stream() {  # -> PID
     nginx_stream_conf "${TMP}/nginx" "${PORT}" "${MOCK_PORT}" "${TMP}/nginx/error.log" "$(ulimit -n)"
-    taskset -c "${PROXY_CPUS}" nginx -p "${TMP}/nginx" -c "${TMP}/nginx/nginx.conf" \
-        -g 'daemon off; master_process off;' > "${TMP}/nginx/out.log" 2>&1 &
-    PID=$!
+    run_nginx
 }
 
 start_relay() {  # binary -> PID

@@ -164,6 +164,7 @@ fi
 export PERF_RINGGATE_BIN_SRC="${RINGGATE_BIN}" PERF_MOCK_BIN_SRC="${MOCK_BIN}"
 cp "${RINGGATE_BIN}" "${TMP}/ringgate"; RINGGATE_BIN="${TMP}/ringgate"
 cp "${MOCK_BIN}" "${TMP}/mock-llm"; MOCK_BIN="${TMP}/mock-llm"
+if [[ " ${TARGETS} " == *" floor "* ]]; then cp "${FLOOR_BIN}" "${TMP}/floor-uring"; FLOOR_BIN="${TMP}/floor-uring"; fi
 
 # The machine may be shared: wait (bounded) for it to be quiet before starting.
 log "waiting for a quiet machine (< ${NOISE_THRESHOLD}% of a core busy; at most ${QUIET_WAIT}s)"

@@ -217,13 +217,13 @@ impl Floor {
         let data = cqe.user_data();
         let (conn, dir) = ((data >> 3 & 0x1fff_ffff) as usize, (data >> 2 & 1) as usize);
         match data & 3 {
-            0 => {
+            k if k == Kind::Accept as u64 => {
                 if !cqueue::more(cqe.flags()) {
                     self.arm_accept()?;
                 }
                 self.accepted(cqe.result())
             }
-            1 => self.received(conn, dir, cqe),
+            k if k == Kind::Recv as u64 => self.received(conn, dir, cqe),
             _ => self.sent(conn, dir, (data >> 32) as u16, cqe.result()),
         }
     }
@@ -252,10 +252,13 @@ impl Floor {
             (index as u32) < SLOTS / 2,
             "more connections than file slots"
         );
-        self.ring.submitter().register_files_update(
-            2 * index as u32,
-            &[client.as_raw_fd(), upstream.as_raw_fd()],
-        )?;
+        // Without fixed files the slots stay empty: that variant pays no registration.
+        if self.features.fixed {
+            self.ring.submitter().register_files_update(
+                2 * index as u32,
+                &[client.as_raw_fd(), upstream.as_raw_fd()],
+            )?;
+        }
         self.conns[index] = Some(Conn {
             sockets: [client, upstream],
             waiting: [VecDeque::new(), VecDeque::new()],
@@ -383,10 +386,12 @@ impl Floor {
             .as_ref()
             .is_some_and(|c| !c.open && c.in_flight == 0)
         {
-            let _ = self
-                .ring
-                .submitter()
-                .register_files_update(2 * index as u32, &[-1, -1]);
+            if self.features.fixed {
+                let _ = self
+                    .ring
+                    .submitter()
+                    .register_files_update(2 * index as u32, &[-1, -1]);
+            }
             self.conns[index] = None;
         }
     }
