@@ -5,7 +5,8 @@
       The ratios of a perf/run.sh run (report.key_figures: ringgate/nginx and governed/… CPU per
       request and throughput, added p99 ratios per rate, peak RSS) against perf/baseline.json.
       Ratios rather than absolute numbers: on a shared, noisy machine the load shifts both
-      targets of a ratio, so the ratio moves far less than either. --save writes the file.
+      targets of a ratio, so the ratio moves far less than either; a saturation ratio is the
+      median of the run's alternated rounds' ratios. --save writes the file.
 
   check.py bench CRITERION_DIR --since EPOCH [--baseline benches/baselines/hot_path.json]
                  [--save | --slower-out FILE [--partial]]
@@ -114,7 +115,24 @@ def _run_kind(name: str) -> dict:
 
 # The run settings the figures depend on: peak RSS on the idle connections, the governed ratios
 # on the run's length (governed plain CPU was 21-22 µs/req in 1-3 s runs, 24-25 in 10 s ones).
-SETTINGS = ("duration", "warmup", "conns", "idle_conns", "proxy_cpus", "mock_cpus", "loadgen_cpus")
+# `duration` is oha's run length, and was wrk's too before `sat_duration` and `sat_rounds`.
+SETTINGS = ("duration", "sat_duration", "sat_rounds", "warmup", "conns", "idle_conns", "proxy_cpus", "mock_cpus",
+            "loadgen_cpus")
+
+
+def _layout_note(saved_settings: dict, settings: dict) -> str | None:
+    """What a comparison across the saturation runs' two layouts means. The figures keep their
+    names and meaning (CPU per request and req/s of a over b, the CPU ratio at b's machine speed),
+    but a baseline saved before the rounds has each from one run per target (DURATION long), the
+    targets minutes apart, where a run with rounds has the median of its rounds' ratios."""
+    before, now = "sat_rounds" not in saved_settings, settings.get("sat_rounds") is None
+    if before == now:
+        return None
+    old, new = ("the baseline", "this run") if before else ("this run", "the baseline")
+    return (f"{old[0].upper()}{old[1:]} measured saturation before the alternated rounds (one run per target, the "
+            f"targets minutes apart), {new} in rounds: its CPU/req and req/s ratios are the medians of the rounds' "
+            "ratios, the same figures with less of the machine's drift between the two targets in them, so a "
+            "move may be the old layout's drift.")
 
 
 def cmd_run(args) -> int:
@@ -142,10 +160,14 @@ def cmd_run(args) -> int:
     print(f"Baseline: run {src.get('run')} (work tree {src.get('work tree')}). Ratios of two targets of the same "
           f"run, and peak RSS; {report.NOISE_MARK.strip()} = measured while the machine was noisy.")
     print()
-    differs = {k: (v, settings[k]) for k, v in saved.get("settings", {}).items() if v != settings[k]}
+    differs = {k: (v, settings[k]) for k, v in saved.get("settings", {}).items() if v != settings.get(k)}
     if differs:
         print("This run's settings differ from the baseline's, so a move may be the settings': " +
               "; ".join(f"{k} {a} → {b}" for k, (a, b) in differs.items()) + ".")
+        print()
+    note = _layout_note(saved.get("settings", {}), settings)
+    if note:
+        print(note)
         print()
     print("\n".join(lines))
     return REGRESSED if worse else 0

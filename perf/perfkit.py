@@ -14,7 +14,9 @@ Standard library only. Subcommands (all write JSON files into the run's raw dire
   quiet [--max-wait S]          wait (bounded) until the machine is quiet
   report RAWDIR                 render the markdown report from everything in RAWDIR (report.py)
 
-"role=PID" names the root of a process tree (nginx master -> workers are included).
+"role=PID" names the root of a process tree (nginx master -> workers are included). perf/run.sh
+snapshots the measured target as `proxy` and `mock`, and every other target's process, waiting
+for its turn, as `idle.<target>`: the noise accounting counts them all as the test's own.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def _all_ppids() -> dict[int, int]:
     return out
 
 
-def tree(root: int) -> list[int]:
-    """root and all its descendants (processes, not threads: /proc/PID/stat covers threads)."""
-    ppids = _all_ppids()
+def tree(root: int, ppids: dict[int, int] | None = None) -> list[int]:
+    """root and all its descendants (processes, not threads: /proc/PID/stat covers threads);
+    `ppids` (_all_ppids) when the caller walks several trees of one moment."""
+    ppids = _all_ppids() if ppids is None else ppids
     pids, frontier = [root], [root]
     while frontier:
         nxt = [p for p, pp in ppids.items() if pp in frontier]
@@ -150,9 +153,10 @@ def mem_of(roles: dict[str, int]) -> dict:
 def cmd_snap(args) -> None:
     roles = parse_roles(args.roles)
     procs = {}
+    ppids = _all_ppids()
     for role, root in roles.items():
         per = {}
-        for p in tree(root):
+        for p in tree(root, ppids):
             try:
                 per[str(p)] = cpu_ticks(p)
             except OSError:

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from rundata import INSIDE, LABEL, NOISE_MARK, PCTS, SCENARIOS, Run, mib, collect
+from rundata import INSIDE, LABEL, NOISE_MARK, PCTS, SCENARIOS, Run, collect, div, median, mib, sat_pick
 
 # --------------------------------------------------------------------------------------------
 # formatting
@@ -42,13 +42,19 @@ def _pct(v):
     return "n/a" if v is None else f"{v:.0f} %"
 
 
-def _div(a, b):
-    return None if a is None or b is None or b == 0 else a / b
+def _times(r):
+    return "n/a" if r is None else f"{r:.2f}×"
 
 
 def _ratio(a, b):
-    r = _div(a, b)
-    return "n/a" if r is None else f"{r:.2f}×"
+    return _times(div(a, b))
+
+
+def _with_rounds(ratios: list[float]) -> str:
+    """The median of the rounds' ratios, and each round's when there were several:
+    "0.98× (rounds 0.96, 0.98, 1.01)"."""
+    each = f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
+    return _times(median(ratios)) + each
 
 
 def _positive_ratio(a, b):
@@ -89,29 +95,43 @@ def _not_measured(run: Run, *needs: str) -> str:
 def _cpu_target(run: Run, scen: str, t: str, ref: str, factor: float) -> tuple[str, str, str]:
     claim = f"{LABEL[t]}, saturation {scen}: CPU µs/req ≤ {factor:.2f}× {LABEL[ref]}'s"
     a, b = run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, ref, "cpu_us")
-    if a is None or b is None:
+    rounds = cpu_rounds(run, scen, t, ref)
+    if a is None or b is None or not rounds:
         return claim, "—", _not_measured(run, t, ref)
-    measured = f"{a:.1f} vs {b:.1f} µs = {a / b:.2f}×"
-    ratios = [a / b]
-    drift = _machine_drift(run, scen, t, ref)
-    if drift is not None:
-        ratios.append(a / b / drift)
-        measured += (f"; {ratios[1]:.2f}× at the machine's speed of the {LABEL[ref]} run (the mock cost "
-                     f"{drift:.2f}× as much per request)")
+    raw = [r for r, _ in rounds]
+    measured = f"{a:.1f} vs {b:.1f} µs; {_with_rounds(raw)}"
+    ratios = [median(raw)]
+    drifts = [d for _, d in rounds if d is not None]
+    if drifts:
+        ratios.append(median(at_ref_speed(rounds)))
+        measured += (f"; {_with_rounds(at_ref_speed(rounds))} at the machine's speed of {LABEL[ref]}'s run"
+                     f"{' of each round' if len(rounds) > 1 else ''} (the mock cost "
+                     f"{', '.join(f'{d:.2f}' for d in drifts)}× as much per request)")
     verdict = _verdict(max(ratios) <= factor, run.sat_noisy(scen, t, ref))
-    if drift is not None and abs(drift - 1) > DRIFT_LIMIT:
-        verdict += (f" (the machine's speed moved {abs(drift - 1) * 100:.0f} % between the two targets: "
-                    "confirm with `perf/ab.sh`)")
+    moved = median(abs(d - 1) for d in drifts)
+    if moved is not None and moved > DRIFT_LIMIT:
+        verdict += (f" (the machine's speed moved {moved * 100:.0f} % between the two targets' runs"
+                    f"{' of a round (median of the rounds)' if len(drifts) > 1 else ''}: confirm with `perf/ab.sh`)")
     return claim, measured, verdict
 
 
-def _machine_drift(run: Run, scen: str, t: str, ref: str):
-    """How much slower the machine was while `t` was measured than while `ref` was, by the
-    mock's own CPU per request behind each (the same fixed work on the same cores: on a shared
-    VM it moved by a third between targets measured minutes apart). None without both."""
-    a = run.sat.get((scen, t), {}).get("mock_us")
-    b = run.sat.get((scen, ref), {}).get("mock_us")
-    return a / b if a and b else None
+def cpu_rounds(run: Run, scen: str, t: str, ref: str) -> list[tuple[float, float | None]]:
+    """Each round's CPU per request of `t` ÷ `ref`'s, with the drift of the machine's speed between
+    the two runs: how much more the mock behind `t` cost per request than the mock behind `ref`
+    (the same fixed work on the same cores; on a shared VM it moved by a third between targets
+    measured minutes apart, and now and then between runs seconds apart: the VM slowed for one
+    run). The drift is None when a round lacks the mock's figure."""
+    out = []
+    for x, y in run.sat_round_pairs(scen, t, ref):
+        raw = div(sat_pick(x, t, "cpu_us"), sat_pick(y, ref, "cpu_us"))
+        if raw is not None:
+            out.append((raw, div(x.get("mock_us"), y.get("mock_us"))))
+    return out
+
+
+def at_ref_speed(rounds: list[tuple[float, float | None]]) -> list[float]:
+    """Each round's CPU ratio with that round's drift divided out (cpu_rounds)."""
+    return [raw / drift if drift else raw for raw, drift in rounds]
 
 
 def _added_target(run: Run, t: str, ref: str) -> tuple[str, str, str]:
@@ -203,13 +223,12 @@ def key_figures(run: Run) -> dict[str, dict]:
     for a, b in run.pairs:
         for scen in SCENARIOS:
             noisy = run.sat_noisy(scen, a, b)
-            # At the machine's speed of b's run (see _machine_drift): the raw ratio moved by a
-            # quarter between runs of the same binaries when the VM sped up or slowed down
-            # between the two targets.
-            cpu = _div(run.sat_value(scen, a, "cpu_us"), run.sat_value(scen, b, "cpu_us"))
-            drift = _machine_drift(run, scen, a, b)
-            put(f"{scen} CPU/req {a}/{b}", cpu / drift if cpu is not None and drift else cpu, "lower", noisy)
-            put(f"{scen} req/s {a}/{b}", _div(run.sat_value(scen, a, "rps"), run.sat_value(scen, b, "rps")),
+            # Each round's ratio at the machine's speed of b's run of that round (see cpu_rounds),
+            # then the median of the rounds, which one disturbed round does not move. With the
+            # targets minutes apart (before the rounds) the raw ratio moved by a quarter between
+            # runs of the same binaries as the VM sped up or slowed down.
+            put(f"{scen} CPU/req {a}/{b}", median(at_ref_speed(cpu_rounds(run, scen, a, b))), "lower", noisy)
+            put(f"{scen} req/s {a}/{b}", run.sat_ratio(scen, a, b, "rps"),
                 "higher", noisy, bound_elsewhere(run, scen, a) or bound_elsewhere(run, scen, b))
         for rate in run.rates:
             x, y = run.added(rate, a, "p99"), run.added(rate, b, "p99")
@@ -224,6 +243,18 @@ def key_figures(run: Run) -> dict[str, dict]:
 # --------------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------------
+
+def _sat_duration(run: Run) -> str:
+    """wrk's run length (runs before SAT_DURATION: DURATION's, which oha still takes)."""
+    return run.env.get("sat_duration", run.env.get("duration"))
+
+
+def _rounds_phrase(run: Run) -> str:
+    if run.rounds <= 1:
+        return ""
+    return (f" in {run.rounds} rounds (every target's plain runs, then its streamed ones, in the order of TARGETS, "
+            "reversed every other round)")
+
 
 def _render_header(run: Run, w) -> None:
     meta, env = run.meta, run.env
@@ -248,8 +279,8 @@ def _render_header(run: Run, w) -> None:
     w("```")
     w("")
     w(
-        f"Settings: wrk `-t{env.get('wrk_threads')} -c{env.get('conns')} -d{env.get('duration')} --latency`, "
-        f"oha `-c {env.get('conns')} -z {env.get('duration')} -q RATE --latency-correction` "
+        f"Settings: wrk `-t{env.get('wrk_threads')} -c{env.get('conns')} -d{_sat_duration(run)} --latency`"
+        f"{_rounds_phrase(run)}, oha `-c {env.get('conns')} -z {env.get('duration')} -q RATE --latency-correction` "
         f"(`--worker-threads {env.get('oha_threads')}`) at {', '.join(run.rates)} req/s, "
         f"{env.get('idle_conns')} idle connections; request body {env.get('body_bytes')} bytes "
         f"(`POST /v1/chat/completions`, model `mock/gpt-4o-mini`), "
@@ -303,8 +334,7 @@ def _render_issue14(run: Run, w) -> None:
     for claim, measured, verdict in issue14_targets(run):
         w(f"| {claim} | {measured} | {verdict} |")
     w("")
-    floor = {scen: _div(run.sat_value(scen, "floor", "cpu_us"), run.sat_value(scen, "nginx", "cpu_us"))
-             for scen in SCENARIOS}
+    floor = {scen: run.sat_ratio(scen, "floor", "nginx", "cpu_us") for scen in SCENARIOS}
     if all(r is not None for r in floor.values()):
         w(f"The floor in this run: `floor-uring` — the same bytes relayed with no HTTP on a bare io_uring ring "
           f"(multishot receive into provided buffers, fixed files, `DEFER_TASKRUN`) — cost {floor['plain']:.2f}× "
@@ -316,12 +346,13 @@ def _render_issue14(run: Run, w) -> None:
       "minus direct (section 3); overhead inside is ringgate's own `GET /latency` over that run, as the exclusive "
       "bound of its fine bucket (within 12.5 %, so a verdict near the limit is only as sharp as that); peak RSS is "
       f"the last VmHWM of the process, after the load and the idle-connection test. {NOISE_MARK.strip()} = a "
-      "figure behind the verdict came from a noisy measurement. Targets are measured one after the other, and a "
-      "shared machine's speed drifts meanwhile (seen: by a third): a CPU ratio is also given with that drift "
-      "divided out, as the mock behind both measured it (the same work on the same cores; behind nginx the mock "
-      "also serves another connection pattern, so there it is an estimate), and a CPU target passes only when "
-      "both ratios meet it. `perf/ab.sh` (alternated rounds) is the sharper instrument for a ratio near its "
-      "limit.")
+      "figure behind the verdict came from a noisy measurement. A CPU ratio is the median of the rounds' ratios "
+      "(each round's two runs were made seconds apart, and the order of the targets is reversed every other "
+      "round), and a shared machine's speed drifts even so (seen: by a third over minutes): so it is also given "
+      "with each round's drift divided out, as the mock behind both measured it (the same work on the same "
+      "cores; behind nginx the mock also serves another connection pattern, so there it is an estimate), and a "
+      "CPU target passes only when both medians meet it. `perf/ab.sh` (two sides, more rounds) is the sharper "
+      "instrument for a ratio near its limit.")
     w("")
 
 
@@ -332,16 +363,18 @@ def _render_summary(run: Run, w) -> None:
     w("| metric | " + " | ".join(LABEL[t] for t in run.targets) + "".join(f" | {a} / {b}" for a, b in pairs) + " |")
     w("|---|" + "--:|" * (len(run.targets) + len(pairs)))
 
-    def row(label: str, vals: dict, fmt, noisy: dict | None = None, ratio=_ratio) -> None:
+    def row(label: str, vals: dict, fmt, noisy: dict | None = None, ratio=_ratio, pair=None) -> None:
+        """pair(a, b), when given, is a ratio column's cell; else ratio of the two targets' values."""
         cells = [(fmt(vals[t]) if vals.get(t) is not None else "—") + _mark(noisy and noisy.get(t)) for t in run.targets]
-        w(f"| {label} | " + " | ".join(cells + [ratio(vals.get(a), vals.get(b)) for a, b in pairs]) + " |")
+        cells += [pair(a, b) if pair else ratio(vals.get(a), vals.get(b)) for a, b in pairs]
+        w(f"| {label} | " + " | ".join(cells) + " |")
 
     for scen in SCENARIOS:
         nz = {t: run.sat_noisy(scen, t) for t in run.targets}
-        row(f"saturation {scen}: req/s", {t: run.sat_value(scen, t, "rps") for t in run.targets}, lambda v: f"{v:,.0f}", nz)
-        row(f"saturation {scen}: p99 latency", {t: run.sat_value(scen, t, "p99_us") for t in run.targets}, _fmt_us, nz)
-        row(f"saturation {scen}: CPU µs/req (proxy; direct = mock)",
-            {t: run.sat_value(scen, t, "cpu_us") for t in run.targets}, lambda v: f"{v:.1f}", nz)
+        for key, label, fmt in (("rps", "req/s", lambda v: f"{v:,.0f}"), ("p99_us", "p99 latency", _fmt_us),
+                                ("cpu_us", "CPU µs/req (proxy; direct = mock)", lambda v: f"{v:.1f}")):
+            row(f"saturation {scen}: {label}", {t: run.sat_value(scen, t, key) for t in run.targets}, fmt, nz,
+                pair=lambda a, b, scen=scen, key=key: _times(run.sat_ratio(scen, a, b, key)))
     for rate in run.rates:
         nz = {t: run.ol_noisy(rate, t) for t in run.targets}
         for p in PCTS:
@@ -354,7 +387,8 @@ def _render_summary(run: Run, w) -> None:
     row("RSS per idle conn", {t: m.get("per_conn") for t, m in mem.items()}, lambda v: f"{v:.1f} KiB",
         ratio=_positive_ratio)
     w("")
-    w("Details, definitions and the ratios to direct follow below. "
+    w("Details, definitions and the ratios to direct follow below. A saturation figure is the median of the "
+      "target's rounds, a saturation ratio the median of the rounds' ratios. "
       "req/s: higher is better; latency, CPU, memory: lower is better.")
     w("")
 
@@ -362,7 +396,9 @@ def _render_summary(run: Run, w) -> None:
 def _render_saturation(run: Run, w) -> None:
     env = run.env
     cpus = sorted(next((r["busy"] for r in run.sat.values() if r.get("busy")), {}))
-    w(f"## 1–2. Saturation (closed loop: wrk -t{env.get('wrk_threads')} -c{env.get('conns')} -d{env.get('duration')})")
+    rounds = f", {run.rounds} rounds: medians" if run.rounds > 1 else ""
+    w(f"## 1–2. Saturation (closed loop: wrk -t{env.get('wrk_threads')} -c{env.get('conns')} -d{_sat_duration(run)}"
+      f"{rounds})")
     w("")
     w("| scenario | target | req/s | avg latency | p99 latency | non-2xx | socket errors "
       "| CPU µs/req (proxy) | CPU µs/req (mock) | CPU µs/req (wrk) | proxy core busy | "
@@ -371,8 +407,7 @@ def _render_saturation(run: Run, w) -> None:
     for scen in SCENARIOS:
         for t in run.targets:
             row = run.sat[(scen, t)]
-            r = row.get("wrk")
-            if not r:
+            if not row["rounds"]:
                 w(f"| {scen} | {LABEL[t]} | n/a |" + " |" * (9 + len(cpus)))
                 continue
             proxy_us = f"{row['proxy_us']:.1f}" if t != "mock" and row.get("proxy_us") is not None else "—"
@@ -381,8 +416,8 @@ def _render_saturation(run: Run, w) -> None:
             util = f"{row['proxy_util']:.0f} %" if t != "mock" and row.get("proxy_util") is not None else "—"
             busy = "".join(f"{v:.0f} % | " for _, v in sorted(row["busy"].items()))
             w(
-                f"| {scen} | {LABEL[t]}{_mark(row['noisy'])} | {row['rps']:,.0f} | {_fmt_us(r['lat_mean_us'])} | "
-                f"{_fmt_us(r['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {lg_us} | {util} | "
+                f"| {scen} | {LABEL[t]}{_mark(row['noisy'])} | {row['rps']:,.0f} | {_fmt_us(row['lat_mean_us'])} | "
+                f"{_fmt_us(row['p99_us'])} | {row['non2xx']} | {row['errors']} | {proxy_us} | {mock_us} | {lg_us} | {util} | "
                 f"{busy}{_pct(row['foreign'])} |"
             )
     w("")
@@ -395,8 +430,13 @@ def _render_saturation(run: Run, w) -> None:
         "charged for). \"other load\" = user-mode CPU used meanwhile by processes that are not part of the test "
         f"(the machine is shared), in % of one core; above {run.threshold:g} % a run is redone after the "
         f"machine quietens (bounded), and rows still above it are marked{NOISE_MARK}."
+        + (" With rounds, each figure is the median of the target's rounds, non-2xx and socket errors are those of "
+           "all rounds, \"other load\" is the most any round saw, and a row is marked when any round was."
+           if run.rounds > 1 else "")
     )
     w("")
+    _render_idle_targets(run, w)
+    _render_sat_rounds(run, w)
     cols = [(a, b) for a, b in run.pairs]
     if "mock" in run.targets:
         cols += [(t, "mock") for t in run.proxies]
@@ -410,11 +450,70 @@ def _render_saturation(run: Run, w) -> None:
         for key, label in (("rps", "req/s"), ("lat_mean_us", "avg latency"), ("p99_us", "p99 latency"),
                            ("cpu_us", "CPU µs/req")):
             w(f"| {scen} | {label} | " + " | ".join(
-                _ratio(run.sat_value(scen, a, key), run.sat_value(scen, b, key)) + _mark(run.sat_noisy(scen, a, b))
-                for a, b in cols) + " |")
+                _times(run.sat_ratio(scen, a, b, key)) + _mark(run.sat_noisy(scen, a, b)) for a, b in cols) + " |")
     w("")
     w("For the CPU row, \"direct\" is the mock-llm's own CPU per request when it serves the load directly. "
-      "req/s: higher is better; latency, CPU: lower is better.")
+      + ("Each ratio is the median of the rounds' ratios. " if run.rounds > 1 else "")
+      + "req/s: higher is better; latency, CPU: lower is better.")
+    w("")
+    _render_cpu_ratio_rounds(run, w)
+
+
+def _render_idle_targets(run: Run, w) -> None:
+    """What the targets waiting for their turn used while another was measured."""
+    idle = [r["idle_pct"] for rows in run.sat_rounds.values() for r in rows if r.get("idle_pct") is not None]
+    idle += [r["idle_pct"] for r in run.ol.values() if r.get("idle_pct") is not None]
+    if idle:
+        w(f"Every target runs from the start to its last measurement; while one is measured the others wait, idle. "
+          f"Their processes count as the test's, not as other load, and used at most {max(idle):.2f} % of a core "
+          f"during any measurement (median {median(idle):.2f} %).")
+        w("")
+
+
+def _render_sat_rounds(run: Run, w) -> None:
+    """Each target's figures round by round: the drift the medians smooth over."""
+    if run.rounds <= 1:
+        return
+    w("### Saturation by round")
+    w("")
+    w("| scenario | target | req/s | CPU µs/req (proxy; direct = mock) | CPU µs/req (mock) | other load |")
+    w("|---|---|--:|--:|--:|--:|")
+
+    def each(rows: list[dict], fmt) -> str:
+        return ", ".join("n/a" if v is None else fmt(v) for v in rows)
+
+    for scen in SCENARIOS:
+        for t in run.targets:
+            rows = run.sat_rounds[(scen, t)]
+            w(f"| {scen} | {LABEL[t]} | {each([r.get('rps') for r in rows], lambda v: f'{v:,.0f}')} | "
+              f"{each([sat_pick(r, t, 'cpu_us') for r in rows], lambda v: f'{v:.1f}')} | "
+              f"{each([r.get('mock_us') for r in rows], lambda v: f'{v:.1f}')} | "
+              f"{each([r.get('foreign') for r in rows], _pct)} |")
+    w("")
+    w("One value per round, in round order (a round runs the targets in the order of TARGETS, the next in reverse).")
+    w("")
+
+
+def _render_cpu_ratio_rounds(run: Run, w) -> None:
+    """Each pair's CPU ratio round by round, raw and with the round's drift divided out."""
+    if run.rounds <= 1 or not run.pairs:
+        return
+    w("### CPU per request, ratios by round")
+    w("")
+    w("| scenario | ratio | raw: median (rounds) | the mock behind a ÷ behind b | at b's speed: median (rounds) |")
+    w("|---|---|--:|--:|--:|")
+    for scen in SCENARIOS:
+        for a, b in run.pairs:
+            rounds = cpu_rounds(run, scen, a, b)
+            if not rounds:
+                continue
+            drifts = ", ".join("n/a" if d is None else f"{d:.2f}" for _, d in rounds)
+            w(f"| {scen} | {a} / {b}{_mark(run.sat_noisy(scen, a, b))} | {_with_rounds([r for r, _ in rounds])} | "
+              f"{drifts} | {_with_rounds(at_ref_speed(rounds))} |")
+    w("")
+    w("The second column is each round's drift of the machine's speed between the two runs, by the mock's own "
+      "CPU per request behind each; the last divides it out round by round. The regression guard "
+      "(perf/check.py) compares the median at b's speed.")
     w("")
 
 
@@ -575,7 +674,7 @@ def _render_anomalies(run: Run, w) -> None:
                 if m:
                     attempts.setdefault(m.group(1), []).append(m.group(2) + " %")
             redo_lines += [f"{t}/{name} ({' → '.join(v)})" for name, v in attempts.items() if len(v) > 1]
-    marked = [f"{t}/{scen}" for (scen, t), r in run.sat.items() if r.get("noisy")] + \
+    marked = [f"{t}/{r['name']}" for rows in run.sat_rounds.values() for r in rows if r["noisy"]] + \
              [f"{t}/open {rate}" for (rate, t), r in run.ol.items() if r.get("noisy")]
     if redo_lines or marked:
         w("## Noise on the shared machine")

@@ -2,12 +2,19 @@
 WRKJSON line, oha JSON, /proc snapshots, memory samples and ringgate's GET /latency readings,
 into a `Run`. perf/report.py renders it and perf/check.py compares its key figures. Standard
 library only.
+
+The saturation runs come in rounds (`<target>/sat_plain.r1.wrk.txt` …, SAT_ROUNDS of them,
+the targets alternated): a target's figure is the median over its rounds, and a ratio of two
+targets the median of the rounds' ratios (`Run.sat_ratio`), each round's two runs having been
+made seconds apart. A raw directory from before the rounds (one `sat_plain.wrk.txt` per
+target) reads as a run of one round.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +28,26 @@ INSIDE = ("ringgate", "governed")  # the targets that measure their own overhead
 PAIRS = (("ringgate", "nginx"), ("governed", "nginx"), ("governed", "ringgate"), ("floor", "nginx"),
          ("ringgate", "floor"))
 SCENARIOS = ("plain", "stream")
+# The figures of a saturation round whose median over the rounds is the target's figure.
+SAT_MEDIANS = ("rps", "lat_mean_us", "p99_us", "proxy_us", "mock_us", "loadgen_us", "proxy_util", "idle_pct")
 PCTS = ("p50", "p99", "p99.9")
 NOISE_MARK = " ⚠"
+# Above this (% of one core), the targets waiting for their turn disturbed a measurement: idle,
+# ringgate's processes use ~0.3 % each (timers), nginx's and the mock's nothing.
+IDLE_LIMIT = 2.0
 
 def mib(kb):
     return "n/a" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def median(values):
+    """The median of the values that are not None (None when none is)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,6 +73,16 @@ def _cpu_delta(before, after, role: str):
     if not after["procs"][role]["per_pid"] or str(after["procs"][role]["root"]) not in after["procs"][role]["per_pid"]:
         return None  # the process had exited
     return (after["procs"][role]["ticks"] - before["procs"][role]["ticks"]) / before["clk_tck"]
+
+
+def _idle_pct(before, after):
+    """CPU used during a measurement by the targets waiting for their turn (snapshot roles
+    `idle.<target>`), % of one core; None for runs from before the targets ran side by side."""
+    if not before or not after:
+        return None
+    idle = [_cpu_delta(before, after, role) for role in after["procs"] if role.startswith("idle.")]
+    wall = after["t"] - before["t"]
+    return 100 * sum(c for c in idle if c is not None) / wall if idle and wall > 0 else None
 
 
 def _core_busy(before, after) -> dict[str, float]:
@@ -94,6 +126,14 @@ def _bucket_quantile(buckets: dict[int, int], q: float):
     return max(buckets)
 
 
+def sat_pick(row: dict, t: str, key: str):
+    """One figure of a saturation row (a round's, or the median row); "cpu_us" is the proxy's
+    CPU per request, or the mock's for direct."""
+    if key == "cpu_us":
+        key = "mock_us" if t == "mock" else "proxy_us"
+    return row.get(key)
+
+
 @dataclass
 class Run:
     raw: Path
@@ -102,7 +142,8 @@ class Run:
     targets: list[str]
     rates: list[str]
     threshold: float
-    sat: dict = field(default_factory=dict)      # (scenario, target) -> row
+    sat: dict = field(default_factory=dict)      # (scenario, target) -> median row over the rounds
+    sat_rounds: dict = field(default_factory=dict)  # (scenario, target) -> one row per round, in order
     ol: dict = field(default_factory=dict)       # (rate, target) -> row
     inside: dict = field(default_factory=dict)   # (rate, target) -> overhead quantiles
     inside_cpu: dict = field(default_factory=dict)  # (rate, target) -> own running time quantiles
@@ -118,14 +159,28 @@ class Run:
     def pairs(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in PAIRS if a in self.targets and b in self.targets]
 
+    @property
+    def rounds(self) -> int:
+        return max((len(v) for v in self.sat_rounds.values()), default=0)
+
     def sat_value(self, scen: str, t: str, key: str):
-        """One saturation figure; "cpu_us" is the proxy's CPU per request, or the mock's for direct."""
-        row = self.sat.get((scen, t), {})
-        if key in ("lat_mean_us", "p99_us"):
-            return (row.get("wrk") or {}).get(key)
-        if key == "cpu_us":
-            return row.get("mock_us" if t == "mock" else "proxy_us")
-        return row.get(key)
+        """One saturation figure of a target: its median over the rounds (see sat_pick)."""
+        return sat_pick(self.sat.get((scen, t), {}), t, key)
+
+    def sat_round_pairs(self, scen: str, a: str, b: str) -> list[tuple[dict, dict]]:
+        """(a's row, b's row) of each round in which both targets have a wrk result."""
+        return [(x, y) for x, y in zip(self.sat_rounds.get((scen, a), []), self.sat_rounds.get((scen, b), []))
+                if x.get("wrk") and y.get("wrk")]
+
+    def sat_round_ratios(self, scen: str, a: str, b: str, key: str) -> list[float]:
+        """a / b of one saturation figure in each round (its two runs were seconds apart)."""
+        ratios = (div(sat_pick(x, a, key), sat_pick(y, b, key)) for x, y in self.sat_round_pairs(scen, a, b))
+        return [r for r in ratios if r is not None]
+
+    def sat_ratio(self, scen: str, a: str, b: str, key: str):
+        """a / b of one saturation figure: the median of the rounds' ratios, as perf/ab.sh takes it
+        (one disturbed round moves a ratio of medians, not the median of ratios)."""
+        return median(self.sat_round_ratios(scen, a, b, key))
 
     def sat_noisy(self, scen: str, *ts: str) -> bool:
         return any(self.sat.get((scen, t), {}).get("noisy") for t in ts)
@@ -150,35 +205,66 @@ def _snaps(run: Run, t: str, name: str):
     return b, a, (foreign_pct(b, a) if b and a else None)
 
 
+def _sat_names(run: Run, scen: str) -> list[str]:
+    """A scenario's saturation runs, one per round (a run from before the rounds: its one run)."""
+    rounds = int(run.env.get("sat_rounds", 0))
+    return [f"sat_{scen}.r{r}" for r in range(1, rounds + 1)] if rounds else [f"sat_{scen}"]
+
+
+def _sat_round(run: Run, scen: str, t: str, name: str) -> dict:
+    """One saturation run of one target."""
+    r = _wrk(run.raw / t / f"{name}.wrk.txt")
+    b, a, fp = _snaps(run, t, name)
+    row = {"name": name, "wrk": r, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
+    if not r:
+        run.anomalies.append(f"saturation/{scen} → {t}: no wrk result (see `{t}/{name}.wrk.txt`)")
+        return row
+    secs, n = r["duration_us"] / 1e6, r["requests"]
+    row["rps"] = n / secs if secs else None
+    row["lat_mean_us"], row["p99_us"] = r["lat_mean_us"], r["p99_us"]
+    row["errors"] = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+    row["non2xx"] = r["err_status"]
+    pc = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
+    mc = _cpu_delta(b, a, "mock")
+    row["proxy_us"] = pc / n * 1e6 if pc is not None and n else None
+    row["mock_us"] = mc / n * 1e6 if mc is not None and n else None
+    row["proxy_util"] = 100 * pc / (a["t"] - b["t"]) if pc is not None else None
+    lg = ((a["shell_ticks"] - b["shell_ticks"]) / b["clk_tck"]
+          if a.get("shell_ticks") is not None and b.get("shell_ticks") is not None else None)
+    row["loadgen_us"] = lg / n * 1e6 if lg is not None and n else None
+    row["busy"] = _core_busy(b, a)
+    row["idle_pct"] = _idle_pct(b, a)
+    if row["errors"] or row["non2xx"]:
+        run.anomalies.append(
+            f"saturation/{scen} → {t}: wrk reported {row['non2xx']} non-2xx/3xx responses and "
+            f"socket errors connect={r['err_connect']} read={r['err_read']} write={r['err_write']} "
+            f"timeout={r['err_timeout']} (raw: `{t}/{name}.wrk.txt`)"
+        )
+    return row
+
+
+def _median_row(rounds: list[dict]) -> dict:
+    """A target's saturation figures over its rounds: the median of each figure, the errors of all
+    rounds, the most other load any round saw, and noisy when any round was."""
+    done = [r for r in rounds if r["wrk"]]
+    foreign = [r["foreign"] for r in rounds if r["foreign"] is not None]
+    return {
+        **{k: median(r.get(k) for r in done) for k in SAT_MEDIANS},
+        "rounds": len(done),
+        "errors": sum(r["errors"] for r in done),
+        "non2xx": sum(r["non2xx"] for r in done),
+        "busy": {cpu: median(r["busy"].get(cpu) for r in done) for cpu in (done[0]["busy"] if done else {})},
+        "foreign": max(foreign, default=None),
+        "noisy": any(r["noisy"] for r in rounds),
+    }
+
+
 def _collect_saturation(run: Run) -> None:
     for scen in SCENARIOS:
         for t in run.targets:
-            r = _wrk(run.raw / t / f"sat_{scen}.wrk.txt")
-            b, a, fp = _snaps(run, t, f"sat_{scen}")
-            row = {"wrk": r, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
-            run.sat[(scen, t)] = row
-            if not r:
-                run.anomalies.append(f"saturation/{scen} → {t}: no wrk result (see `{t}/sat_{scen}.wrk.txt`)")
-                continue
-            secs, n = r["duration_us"] / 1e6, r["requests"]
-            row["rps"] = n / secs if secs else None
-            row["errors"] = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
-            row["non2xx"] = r["err_status"]
-            pc = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
-            mc = _cpu_delta(b, a, "mock")
-            row["proxy_us"] = pc / n * 1e6 if pc is not None and n else None
-            row["mock_us"] = mc / n * 1e6 if mc is not None and n else None
-            row["proxy_util"] = 100 * pc / (a["t"] - b["t"]) if pc is not None else None
-            lg = ((a["shell_ticks"] - b["shell_ticks"]) / b["clk_tck"]
-                  if a.get("shell_ticks") is not None and b.get("shell_ticks") is not None else None)
-            row["loadgen_us"] = lg / n * 1e6 if lg is not None and n else None
-            row["busy"] = _core_busy(b, a)
-            if row["errors"] or row["non2xx"]:
-                run.anomalies.append(
-                    f"saturation/{scen} → {t}: wrk reported {row['non2xx']} non-2xx/3xx responses and "
-                    f"socket errors connect={r['err_connect']} read={r['err_read']} write={r['err_write']} "
-                    f"timeout={r['err_timeout']} (raw: `{t}/sat_{scen}.wrk.txt`)"
-                )
+            rounds = [_sat_round(run, scen, t, name) for name in _sat_names(run, scen)]
+            run.sat_rounds[(scen, t)] = rounds
+            run.sat[(scen, t)] = _median_row(rounds)
 
 
 def _collect_open_loop(run: Run) -> None:
@@ -206,6 +292,7 @@ def _collect_open_loop(run: Run) -> None:
             })
             c = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
             row["cpu_us"] = c / n * 1e6 if c is not None and n else None
+            row["idle_pct"] = _idle_pct(b, a)
             real_errs = {k: v for k, v in errs.items() if "deadline" not in k.lower()}
             if row["non200"] or real_errs:
                 run.anomalies.append(
@@ -309,14 +396,27 @@ def _collect_against_nginx(run: Run) -> None:
         if t not in run.targets:
             continue
         for scen in SCENARIOS:
-            g, n = run.sat_value(scen, t, "rps"), run.sat_value(scen, "nginx", "rps")
-            if g and n and g < n:
+            g, n, r = (run.sat_value(scen, t, "rps"), run.sat_value(scen, "nginx", "rps"),
+                       run.sat_ratio(scen, t, "nginx", "rps"))
+            if g and n and r and r < 1:
                 run.anomalies.append(f"saturation/{scen}: {LABEL[t]} throughput {g:,.0f} req/s is lower than "
-                                     f"nginx {n:,.0f} req/s ({g / n:.2f}×)")
-            g, n = run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, "nginx", "cpu_us")
-            if g and n and g > n:
+                                     f"nginx {n:,.0f} req/s ({r:.2f}×)")
+            g, n, r = (run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, "nginx", "cpu_us"),
+                       run.sat_ratio(scen, t, "nginx", "cpu_us"))
+            if g and n and r and r > 1:
                 run.anomalies.append(f"saturation/{scen}: {LABEL[t]} uses more CPU per request than nginx "
-                                     f"({g:.1f} vs {n:.1f} µs/req)")
+                                     f"({g:.1f} vs {n:.1f} µs/req, {r:.2f}×)")
+
+
+def _collect_idle(run: Run) -> None:
+    """A measurement during which the targets waiting for their turn were not idle is worth a line."""
+    rows = [(f"saturation/{scen} ({r['name']})", t, r) for (scen, t), rounds in run.sat_rounds.items() for r in rounds]
+    rows += [(f"open loop {rate} req/s", t, r) for (rate, t), r in run.ol.items()]
+    for what, t, r in rows:
+        if (r.get("idle_pct") or 0) > IDLE_LIMIT:
+            run.anomalies.append(f"{what} → {t}: the other targets, waiting for their turn, used {r['idle_pct']:.1f} % "
+                                 f"of a core meanwhile (idle, they use < {IDLE_LIMIT:g} %; see the snapshots' "
+                                 "`idle.*` roles)")
 
 
 def _collect_logs(run: Run) -> None:
@@ -345,5 +445,6 @@ def collect(raw: Path) -> Run:
     _collect_open_loop(run)
     _collect_inside(run)
     _collect_memory(run)
+    _collect_idle(run)
     _collect_logs(run)
     return run
