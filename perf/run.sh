@@ -4,7 +4,7 @@
 # log row per request in SQLite), in one run, with the same core budget. See perf/README.md and
 # docs/perf.md.
 #
-# Usage: bash perf/run.sh            (from any directory; ~6-7 minutes with the defaults)
+# Usage: bash perf/run.sh            (from any directory; ~8 minutes with the defaults)
 # The markdown report goes to stdout and to perf/results/<UTC stamp>.md; raw wrk/oha output,
 # /proc samples and process logs to perf/results/<UTC stamp>/. Progress goes to stderr. When
 # perf/baseline.json exists, perf/check.py's comparison with it is appended to the report.
@@ -19,8 +19,8 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 # ---------------------------------------------------------------------------------------------
 # Settings (every one can be overridden from the environment)
 # ---------------------------------------------------------------------------------------------
-KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION WARMUP CONNS WRK_THREADS
-       OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
+KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION SAT_DURATION SAT_ROUNDS
+       WARMUP CONNS WRK_THREADS OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
        NOISE_THRESHOLD NOISE_RETRIES NOISE_RETRY_BUDGET QUIET_RETRY_WAIT
        RINGGATE_BIN MOCK_BIN FLOOR_BIN NGINX_BIN PYTHON)
 OVERRIDES=""
@@ -35,7 +35,11 @@ COORDINATOR_CPUS="${COORDINATOR_CPUS:-}"
 MOCK_CPUS="${MOCK_CPUS:-1}"              # mock-llm behind a proxy
 LOADGEN_CPUS="${LOADGEN_CPUS:-1}"        # wrk, oha, the idle-connection client
 DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS:-${PROXY_CPUS}}"  # mock-llm when the load hits it directly
-DURATION="${DURATION:-10}"               # seconds per measured run
+DURATION="${DURATION:-10}"               # seconds per open-loop run
+SAT_DURATION="${SAT_DURATION:-6}"        # seconds per saturation run (one per target, scenario and round)
+# Saturation runs in alternated rounds (see "Saturation in alternated rounds" below): each ratio
+# of two targets is the median of its rounds' ratios.
+SAT_ROUNDS="${SAT_ROUNDS:-3}"
 WARMUP="${WARMUP:-2}"                    # seconds of unmeasured wrk per target
 CONNS="${CONNS:-64}"
 WRK_THREADS="${WRK_THREADS:-1}"
@@ -58,11 +62,15 @@ FLOOR_BIN="${FLOOR_BIN:-${TARGET_DIR}/release/floor-uring}"
 NGINX_BIN="${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}"
 PYTHON="${PYTHON:-python3}"
 
-MOCK_PORT=$((PORT_BASE + 1))
+# Every target runs from the start to its last measurement, so each has its own port.
+MOCK_PORT=$((PORT_BASE + 1))             # the mock behind the proxies
 NGINX_PORT=$((PORT_BASE + 2))
 RINGGATE_PORT=$((PORT_BASE + 3))
 CONTROL_PORT=$((PORT_BASE + 4))          # ringgate's control port (metrics/admin), if the build has one
 FLOOR_PORT=$((PORT_BASE + 5))
+DIRECT_MOCK_PORT=$((PORT_BASE + 6))      # the mock the direct target loads
+GOVERNED_PORT=$((PORT_BASE + 7))
+GOVERNED_CONTROL_PORT=$((PORT_BASE + 8))
 # The governed target's admin API token: random per run (the admin API needs ≥ 16 characters).
 RG_PERF_ADMIN_TOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export RG_PERF_ADMIN_TOKEN
@@ -117,16 +125,16 @@ trap 'exit 130' INT TERM
 
 anomaly() { printf '%s\n' "$*" >> "${RAW}/anomalies.txt"; log "ANOMALY: $*"; }
 
-check_alive() {  # target phase   (uses PROXY_PID / MOCK_PID of the current target)
+check_alive() {  # phase   (the current target's processes, see select_target)
     local name pid logf ok=0
     for name in proxy mock; do
-        if [[ "${name}" == proxy ]]; then pid="${PROXY_PID}"; logf="${RAW}/$1/$1.stderr.log"
-        else pid="${MOCK_PID}"; logf="${RAW}/$1/mock.stderr.log"; fi
+        if [[ "${name}" == proxy ]]; then pid="${PROXY_PID}"; logf="${DIR}/${T}.stderr.log"
+        else pid="${MOCK_PID}"; logf="${MOCK_DIR}/mock.stderr.log"; fi
         [[ -n "${pid}" ]] || continue
         if ! kill -0 "${pid}" 2>/dev/null; then
-            [[ "${name}" == proxy ]] && name="$1"
+            [[ "${name}" == proxy ]] && name="${T}"
             [[ "${name}" == mock ]] && name="mock-llm"
-            anomaly "$1: ${name} (pid ${pid}) stopped during ${2}; its last log lines: $(tail -3 "${logf}" 2>/dev/null | tr '\n' ' ' | cut -c1-400) (remaining measurements of this target skipped)"
+            anomaly "${T}: ${name} (pid ${pid}) stopped during ${1}; its last log lines: $(tail -3 "${logf}" 2>/dev/null | tr '\n' ' ' | cut -c1-400) (remaining measurements of this target skipped)"
             ok=1
         fi
     done
@@ -136,6 +144,7 @@ check_alive() {  # target phase   (uses PROXY_PID / MOCK_PID of the current targ
 
 port_free() { [[ -z "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
 is_ringgate() { [[ "$1" == ringgate || "$1" == governed ]]; }  # the targets that run the ringgate binary
+is_running() { [[ " ${RUNNING} " == *" $1 "* ]]; }  # started, and neither done nor found dead
 
 # ---------------------------------------------------------------------------------------------
 # Prerequisites
@@ -143,6 +152,7 @@ is_ringgate() { [[ "$1" == ringgate || "$1" == governed ]]; }  # the targets tha
 for t in ${TARGETS}; do
     case "${t}" in mock|floor|nginx|ringgate|governed) ;; *) die "unknown target '${t}' in TARGETS" ;; esac
 done
+[[ "${SAT_ROUNDS}" =~ ^[1-9][0-9]*$ ]] || die "SAT_ROUNDS must be a whole number of rounds, at least 1 (got '${SAT_ROUNDS}')"
 [[ " ${TARGETS} " == *" floor "* ]] && (( PROXY_CORES != 1 )) \
     && die "the floor target runs one thread: it needs PROXY_CPUS of one core (this run has ${PROXY_CORES})"
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
@@ -174,7 +184,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE="$(ulimit -n)"
 (( NOFILE >= IDLE_CONNS + 1024 )) || die "open-file limit ${NOFILE} is too low for ${IDLE_CONNS} idle connections"
 
-for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}" "${CONTROL_PORT}" "${FLOOR_PORT}"; do
+for p in "${MOCK_PORT}" "${NGINX_PORT}" "${RINGGATE_PORT}" "${CONTROL_PORT}" "${FLOOR_PORT}" "${DIRECT_MOCK_PORT}" \
+         "${GOVERNED_PORT}" "${GOVERNED_CONTROL_PORT}"; do
     port_free "${p}" || die "port ${p} is in use (set PORT_BASE)"
 done
 
@@ -185,6 +196,7 @@ fi
 
 export PERF_STAMP="${STAMP}" PERF_COMMAND="${OVERRIDES}bash perf/run.sh" PERF_GIT="${GIT_DESC}"
 export PERF_TARGETS="${TARGETS}" PERF_RATES="${RATES}" PERF_DURATION="${DURATION}s"
+export PERF_SAT_DURATION="${SAT_DURATION}s" PERF_SAT_ROUNDS="${SAT_ROUNDS}"
 export PERF_WARMUP="${WARMUP}s" PERF_CONNS="${CONNS}" PERF_WRK_THREADS="${WRK_THREADS}"
 export PERF_OHA_THREADS="${OHA_THREADS}" PERF_IDLE_CONNS="${IDLE_CONNS}" PERF_IDLE_HOLD="$((IDLE_HOLD + 1))"
 export PERF_PROXY_CPUS="${PROXY_CPUS}" PERF_MOCK_CPUS="${MOCK_CPUS}" PERF_LOADGEN_CPUS="${LOADGEN_CPUS}"
@@ -198,12 +210,21 @@ pk meta "${RAW}/meta.json"
 log "results: ${REPORT}"
 log "placement: proxy cpu ${PROXY_CPUS} (${PROXY_CORES} core(s)); mock cpu ${MOCK_CPUS} (${MOCK_WORKERS} worker(s)); load generator cpu ${LOADGEN_CPUS}; direct mock cpu ${DIRECT_MOCK_CPUS}"
 
+
 # ---------------------------------------------------------------------------------------------
-# Starting the processes under test
+# Starting the processes under test. Every target is started before the first measurement and
+# runs until its last, so that the saturation runs can alternate between the targets (below);
+# a target waiting for its turn is idle and costs no CPU (the report shows what it used).
 # ---------------------------------------------------------------------------------------------
-start_mock() {  # cpus workers logdir -> MOCK_PID
-    local cpus="$1" workers="$2" dir="$3" deadline
-    taskset -c "${cpus}" "${MOCK_BIN}" --listen "127.0.0.1:${MOCK_PORT}" --workers "${workers}" \
+declare -A TARGET_PID=()  # target -> the process measured as it: the proxy, or the direct target's mock
+UPSTREAM_MOCK_PID=""      # the mock behind every proxy (start_upstream_mock)
+GOVERNED_KEY=""           # the governed target's virtual key (create_key)
+RUNNING=""                # targets started and neither done nor found dead
+
+start_mock() {  # cpus workers port logdir -> MOCK_PID
+    local cpus="$1" workers="$2" port="$3" dir="$4" deadline
+    mkdir -p "${dir}"
+    taskset -c "${cpus}" "${MOCK_BIN}" --listen "127.0.0.1:${port}" --workers "${workers}" \
         > "${dir}/mock.stdout.log" 2> "${dir}/mock.stderr.log" &
     MOCK_PID=$!
     PIDS+=("${MOCK_PID}")
@@ -213,6 +234,16 @@ start_mock() {  # cpus workers logdir -> MOCK_PID
         (( SECONDS < deadline )) || die "mock-llm did not start within 10 s"
         sleep 0.05
     done
+}
+
+# One mock behind all the proxies, on MOCK_CPUS. The targets take turns, so it serves one proxy
+# at a time; and the drift correction (perf/report.py) divides a proxy's CPU per request by the
+# mock's behind it, which is then the same process behind every proxy — the same heap, threads
+# and history — rather than a sibling whose own state could differ. The direct target's mock is
+# a second process, on DIRECT_MOCK_CPUS and its own port.
+start_upstream_mock() {
+    start_mock "${MOCK_CPUS}" "${MOCK_WORKERS}" "${MOCK_PORT}" "${RAW}/upstream-mock"
+    UPSTREAM_MOCK_PID="${MOCK_PID}"
 }
 
 start_nginx() {  # logdir -> PROXY_PID
@@ -241,9 +272,24 @@ start_floor() {  # logdir -> PROXY_PID
         || die "the floor did not come up: $(tail -5 "${dir}/floor.stderr.log")"
 }
 
-start_ringgate() {  # target logdir -> PROXY_PID; for governed also KEY and AUTH
-    local t="$1" dir="$2"
-    ringgate_conf "${dir}/ringgate.yaml" "${RINGGATE_PORT}" "${PROXY_CORES}" "${CONTROL_PORT}" "${MOCK_PORT}"
+port_of() {  # target -> the port its load goes to
+    case "$1" in
+        mock) echo "${DIRECT_MOCK_PORT}" ;;
+        floor) echo "${FLOOR_PORT}" ;;
+        nginx) echo "${NGINX_PORT}" ;;
+        ringgate) echo "${RINGGATE_PORT}" ;;
+        governed) echo "${GOVERNED_PORT}" ;;
+    esac
+}
+
+control_port_of() {  # ringgate target -> its control port
+    if [[ "$1" == governed ]]; then echo "${GOVERNED_CONTROL_PORT}"; else echo "${CONTROL_PORT}"; fi
+}
+
+start_ringgate() {  # target logdir -> PROXY_PID; for governed also GOVERNED_KEY
+    local t="$1" dir="$2" port control
+    port="$(port_of "${t}")" control="$(control_port_of "${t}")"
+    ringgate_conf "${dir}/ringgate.yaml" "${port}" "${PROXY_CORES}" "${control}" "${MOCK_PORT}"
     if [[ "${t}" == governed ]]; then
         # require_virtual_key: a request the harness sent without the key is a 401 in the report,
         # not a request that silently skipped governance.
@@ -263,23 +309,22 @@ start_ringgate() {  # target logdir -> PROXY_PID; for governed also KEY and AUTH
         > "${dir}/${t}.stdout.log" 2> "${dir}/${t}.stderr.log" &
     PROXY_PID=$!
     PIDS+=("${PROXY_PID}")
-    wait_http "http://127.0.0.1:${RINGGATE_PORT}/health" 10 \
+    wait_http "http://127.0.0.1:${port}/health" 10 \
         || die "${t} did not come up: $(tail -5 "${dir}/${t}.stderr.log")"
     if [[ "${t}" == governed ]]; then create_key "${dir}"; fi
 }
 
 # The perf key (perf/common.sh): every request takes the whole governed path and none is
 # refused. The secret stays in TMP; the run directory gets only the key's public record.
-create_key() {  # logdir -> KEY, AUTH
-    KEY="$(create_perf_key "${CONTROL_PORT}" "${RG_PERF_ADMIN_TOKEN}" "${TMP}/key.json")" \
+create_key() {  # logdir -> GOVERNED_KEY
+    GOVERNED_KEY="$(create_perf_key "${GOVERNED_CONTROL_PORT}" "${RG_PERF_ADMIN_TOKEN}" "${TMP}/key.json")" \
         || die "governed: POST /admin/keys failed"
-    AUTH=(-H "authorization: Bearer ${KEY}")
     "${PYTHON}" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["key"], indent=1))' \
         "${TMP}/key.json" > "$1/key.json"
 }
 
-latency_snapshot() {  # out: ringgate's GET /latency (older builds without it: no file)
-    curl -sf "http://127.0.0.1:${CONTROL_PORT}/latency" -o "$1" || rm -f "$1"
+latency_snapshot() {  # out: the current ringgate target's GET /latency (older builds without it: no file)
+    curl -sf "http://127.0.0.1:$(control_port_of "${T}")/latency" -o "$1" || rm -f "$1"
 }
 
 forget_pid() {
@@ -288,127 +333,186 @@ forget_pid() {
     PIDS=("${keep[@]:-}")
 }
 
+# The current target: what the measurements below load, watch, snapshot and write into.
+select_target() {  # target -> T DIR PORT URL KEY AUTH PROXY_PID MOCK_PID MOCK_DIR ROLES SNAP_ROLES
+    local u
+    T="$1" DIR="${RAW}/$1" PORT="$(port_of "$1")"
+    URL="http://127.0.0.1:${PORT}${PATH_CHAT}"
+    KEY="" AUTH=()
+    if [[ "${T}" == governed ]]; then KEY="${GOVERNED_KEY}"; AUTH=(-H "authorization: Bearer ${KEY}"); fi
+    if [[ "${T}" == mock ]]; then
+        PROXY_PID="" MOCK_PID="${TARGET_PID[mock]}" MOCK_DIR="${DIR}"
+        ROLES=("mock=${MOCK_PID}")
+    else
+        PROXY_PID="${TARGET_PID[${T}]}" MOCK_PID="${UPSTREAM_MOCK_PID}" MOCK_DIR="${RAW}/upstream-mock"
+        ROLES=("proxy=${PROXY_PID}" "mock=${MOCK_PID}")
+    fi
+    # The CPU snapshots also hold the other targets' processes, idle meanwhile: the noise
+    # accounting (perfkit.py foreign_pct) counts them as the test's own, not as other load, and
+    # the report shows how little they used.
+    SNAP_ROLES=("${ROLES[@]}")
+    for u in ${RUNNING}; do
+        if [[ "${u}" != "${T}" ]]; then SNAP_ROLES+=("idle.${u}=${TARGET_PID[${u}]}"); fi
+    done
+    if [[ "${T}" == mock && -n "${UPSTREAM_MOCK_PID}" ]]; then SNAP_ROLES+=("idle.upstream-mock=${UPSTREAM_MOCK_PID}"); fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # One measurement = /proc snapshot, load, /proc snapshot. If other processes on this shared
 # machine used more than NOISE_THRESHOLD % of a core meanwhile, wait for quiet and redo it
 # (bounded by NOISE_RETRIES per measurement and NOISE_RETRY_BUDGET per run).
 # ---------------------------------------------------------------------------------------------
 RETRIES_USED=0
-measure() {  # dir name command...   (uses the caller's ${roles[@]})
-    local dir="$1" name="$2" attempt=0 foreign
-    shift 2
+measure() {  # name command...   (into the current target's DIR, snapshotting its SNAP_ROLES)
+    local name="$1" attempt=0 foreign
+    shift
     while :; do
-        pk snap "${dir}/${name}.cpu_before.json" --shell $$ "${roles[@]}"
+        pk snap "${DIR}/${name}.cpu_before.json" --shell $$ "${SNAP_ROLES[@]}"
         "$@"
-        pk snap "${dir}/${name}.cpu_after.json" --shell $$ "${roles[@]}"
-        foreign="$(pk noise "${dir}/${name}.cpu_before.json" "${dir}/${name}.cpu_after.json")"
-        echo "${name} attempt $((attempt + 1)): other processes used ${foreign}% of a core" >> "${dir}/noise.log"
+        pk snap "${DIR}/${name}.cpu_after.json" --shell $$ "${SNAP_ROLES[@]}"
+        foreign="$(pk noise "${DIR}/${name}.cpu_before.json" "${DIR}/${name}.cpu_after.json")"
+        echo "${name} attempt $((attempt + 1)): other processes used ${foreign}% of a core" >> "${DIR}/noise.log"
         if awk -v f="${foreign}" -v t="${NOISE_THRESHOLD}" 'BEGIN { exit !(f <= t) }'; then
             break
         fi
         if (( attempt >= NOISE_RETRIES || RETRIES_USED >= NOISE_RETRY_BUDGET )); then
-            log "${name}: other processes used ${foreign}% of a core; keeping this result (retry budget spent)"
+            log "${T} ${name}: other processes used ${foreign}% of a core; keeping this result (retry budget spent)"
             break
         fi
         attempt=$((attempt + 1))
         RETRIES_USED=$((RETRIES_USED + 1))
-        log "${name}: other processes used ${foreign}% of a core; waiting for quiet, then redoing it"
+        log "${T} ${name}: other processes used ${foreign}% of a core; waiting for quiet, then redoing it"
         log "$(pk quiet --max-wait "${QUIET_RETRY_WAIT}" --threshold "${NOISE_THRESHOLD}")"
     done
 }
 
-run_wrk() {  # url body out
-    KEY="${KEY}" BODY_FILE="$2" taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
-        wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${DURATION}s" --latency -s "${HERE}/wrk/post.lua" "$1" \
+run_wrk() {  # seconds body out   (closed loop on the current target)
+    KEY="${KEY}" BODY_FILE="$2" taskset -c "${LOADGEN_CPUS}" timeout $(($1 + 30)) \
+        wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"$1s" --latency -s "${HERE}/wrk/post.lua" "${URL}" \
         > "$3" 2>&1 || anomaly "wrk exited non-zero (see ${3#"${RAW}/"})"
 }
 
-run_oha() {  # url rate out
+run_oha() {  # rate out   (open loop on the current target)
     taskset -c "${LOADGEN_CPUS}" timeout $((DURATION + 30)) \
-        oha -z "${DURATION}s" -c "${CONNS}" -q "$2" --latency-correction --no-tui \
+        oha -z "${DURATION}s" -c "${CONNS}" -q "$1" --latency-correction --no-tui \
         --output-format json --worker-threads "${OHA_THREADS}" \
-        -m POST -H 'content-type: application/json' "${AUTH[@]}" -D "${BODY_PLAIN}" "$1" \
-        > "$3" 2> "${3%.json}.stderr.log" || anomaly "oha exited non-zero (see ${3#"${RAW}/"})"
+        -m POST -H 'content-type: application/json' "${AUTH[@]}" -D "${BODY_PLAIN}" "${URL}" \
+        > "$2" 2> "${2%.json}.stderr.log" || anomaly "oha exited non-zero (see ${2#"${RAW}/"})"
 }
 
 # ---------------------------------------------------------------------------------------------
-# One target: start, warm up, saturation x2, open loop xN, memory + idle connections, stop.
+# The phases: every target started and warmed up; saturation in alternated rounds; then, one
+# target after the other, open loop, memory and idle connections, and the target stopped.
 # ---------------------------------------------------------------------------------------------
 # The first request answered 200 is the readiness condition (for governed: the new key has
 # reached the shards, which the coordinator applies asynchronously after POST /admin/keys).
-await_smoke() {  # target url dir
+await_smoke() {  # (the current target)
     local code deadline=$((SECONDS + 10))
     while :; do
-        code="$(curl -s -o "$3/smoke.json" -w '%{http_code}' -H 'content-type: application/json' "${AUTH[@]}" \
-            --data-binary "@${BODY_PLAIN}" "$2")" || true
+        code="$(curl -s -o "${DIR}/smoke.json" -w '%{http_code}' -H 'content-type: application/json' "${AUTH[@]}" \
+            --data-binary "@${BODY_PLAIN}" "${URL}")" || true
         [[ "${code}" == 200 ]] && return 0
-        (( SECONDS < deadline )) || die "$1: smoke request still answered HTTP ${code} after 10 s: $(head -c 300 "$3/smoke.json")"
+        (( SECONDS < deadline )) || die "${T}: smoke request still answered HTTP ${code} after 10 s: $(head -c 300 "${DIR}/smoke.json")"
         sleep 0.1
     done
 }
 
-run_target() {
-    local t="$1" dir="${RAW}/$1" url port scen body rate
-    local -a roles
+start_target() {  # target: its processes up and answering, their memory at start recorded
+    local t="$1" dir="${RAW}/$1"
     mkdir -p "${dir}"
-    MOCK_PID="" PROXY_PID="" KEY="" AUTH=()
-    if [[ "${t}" == mock ]]; then
-        start_mock "${DIRECT_MOCK_CPUS}" "${DIRECT_MOCK_WORKERS}" "${dir}"
-        port="${MOCK_PORT}"
-        roles=("mock=${MOCK_PID}")
-    else
-        start_mock "${MOCK_CPUS}" "${MOCK_WORKERS}" "${dir}"
-        if [[ "${t}" == nginx ]]; then start_nginx "${dir}"; port="${NGINX_PORT}"; fi
-        if [[ "${t}" == floor ]]; then start_floor "${dir}"; port="${FLOOR_PORT}"; fi
-        if is_ringgate "${t}"; then start_ringgate "${t}" "${dir}"; port="${RINGGATE_PORT}"; fi
-        roles=("proxy=${PROXY_PID}" "mock=${MOCK_PID}")
-    fi
-    url="http://127.0.0.1:${port}${PATH_CHAT}"
-    await_smoke "${t}" "${url}" "${dir}"
+    case "${t}" in
+        mock) start_mock "${DIRECT_MOCK_CPUS}" "${DIRECT_MOCK_WORKERS}" "${DIRECT_MOCK_PORT}" "${dir}"
+              PROXY_PID="${MOCK_PID}" ;;
+        nginx) start_nginx "${dir}" ;;
+        floor) start_floor "${dir}" ;;
+        ringgate|governed) start_ringgate "${t}" "${dir}" ;;
+    esac
+    TARGET_PID[${t}]="${PROXY_PID}"
+    RUNNING+=" ${t}"
+    select_target "${t}"
+    await_smoke
+    pk mem "${DIR}/mem_start.json" "${ROLES[@]}"
+}
 
-    pk mem "${dir}/mem_start.json" "${roles[@]}"
-    log "${t}: warm-up ${WARMUP}s"
-    KEY="${KEY}" BODY_FILE="${BODY_PLAIN}" taskset -c "${LOADGEN_CPUS}" timeout $((WARMUP + 30)) \
-        wrk -t"${WRK_THREADS}" -c"${CONNS}" -d"${WARMUP}s" -s "${HERE}/wrk/post.lua" "${url}" \
-        > "${dir}/warmup.wrk.txt" 2>&1 || anomaly "${t}: warm-up wrk failed (see ${t}/warmup.wrk.txt)"
+stop_target() {  # target: its own process (the mock behind the proxies serves the others on)
+    stop_pid "${TARGET_PID[$1]}"
+    forget_pid "${TARGET_PID[$1]}"
+    RUNNING=" ${RUNNING} "
+    RUNNING="${RUNNING/ $1 / }"
+}
 
-    for scen in plain stream; do
-        body="${BODY_PLAIN}"; [[ "${scen}" == stream ]] && body="${BODY_STREAM}"
-        sleep 1
-        measure "${dir}" "sat_${scen}" run_wrk "${url}" "${body}" "${dir}/sat_${scen}.wrk.txt"
-        log "${t}: saturation ${scen}: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${dir}/sat_${scen}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
-        check_alive "${t}" "saturation ${scen}" || { stop_target; return 0; }
-    done
+saturate() {  # target scenario round: one closed-loop run, then the target's processes checked
+    local name="sat_$2.r$3" body="${BODY_PLAIN}"
+    if [[ "$2" == stream ]]; then body="${BODY_STREAM}"; fi
+    select_target "$1"
+    sleep 1
+    measure "${name}" run_wrk "${SAT_DURATION}" "${body}" "${DIR}/${name}.wrk.txt"
+    log "round $3: ${T}: saturation $2: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${DIR}/${name}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
+    check_alive "saturation $2, round $3" || stop_target "${T}"
+}
 
+reversed() {  # words -> the same words in reverse order
+    local w out=""
+    for w in $1; do out="${w} ${out}"; done
+    echo "${out}"
+}
+
+finish_target() {  # target: open loop at each rate, memory and idle connections, then stopped
+    local rate
+    select_target "$1"
     for rate in ${RATES}; do
         sleep 1
         # ringgate's own view of its overhead: /latency before and after (the report subtracts).
-        is_ringgate "${t}" && latency_snapshot "${dir}/open_${rate}.latency_before.json"
-        measure "${dir}" "open_${rate}" run_oha "${url}" "${rate}" "${dir}/open_${rate}.oha.json"
-        is_ringgate "${t}" && latency_snapshot "${dir}/open_${rate}.latency_after.json"
-        log "${t}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${dir}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
-        check_alive "${t}" "open loop ${rate}" || { stop_target; return 0; }
+        is_ringgate "${T}" && latency_snapshot "${DIR}/open_${rate}.latency_before.json"
+        measure "open_${rate}" run_oha "${rate}" "${DIR}/open_${rate}.oha.json"
+        is_ringgate "${T}" && latency_snapshot "${DIR}/open_${rate}.latency_after.json"
+        log "${T}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${DIR}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
+        check_alive "open loop ${rate}" || { stop_target "${T}"; return 0; }
     done
 
     sleep 1
-    pk mem "${dir}/mem_after_load.json" "${roles[@]}"
-    log "${t}: ${IDLE_CONNS} idle keep-alive connections (two rounds)"
-    pk idle "${dir}/idle.json" "${roles[@]}" --port "${port}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
-        --hold "${IDLE_HOLD}" "${AUTH[@]}" || anomaly "${t}: idle-connection test failed"
-    check_alive "${t}" "idle-connection test" || true
-    stop_target
-}
-
-stop_target() {
-    if [[ -n "${PROXY_PID}" ]]; then stop_pid "${PROXY_PID}"; forget_pid "${PROXY_PID}"; fi
-    stop_pid "${MOCK_PID}"; forget_pid "${MOCK_PID}"
-    sleep 1
+    pk mem "${DIR}/mem_after_load.json" "${ROLES[@]}"
+    log "${T}: ${IDLE_CONNS} idle keep-alive connections (two rounds)"
+    pk idle "${DIR}/idle.json" "${ROLES[@]}" --port "${PORT}" --n "${IDLE_CONNS}" --body "${BODY_PLAIN}" \
+        --hold "${IDLE_HOLD}" "${AUTH[@]}" || anomaly "${T}: idle-connection test failed"
+    check_alive "idle-connection test" || true
+    stop_target "${T}"
 }
 
 for t in ${TARGETS}; do
-    log "=== target: ${t}"
-    run_target "${t}"
+    if [[ "${t}" != mock && -z "${UPSTREAM_MOCK_PID}" ]]; then start_upstream_mock; fi
+    log "=== starting ${t}"
+    start_target "${t}"
 done
+for t in ${TARGETS}; do
+    select_target "${t}"
+    log "${t}: warm-up ${WARMUP}s"
+    run_wrk "${WARMUP}" "${BODY_PLAIN}" "${DIR}/warmup.wrk.txt"
+done
+
+# Saturation in alternated rounds. A round runs every target's plain saturation, then every
+# target's streamed one, in the order of TARGETS in odd rounds and in reverse in even ones: the
+# two targets of a ratio run seconds apart (neighbours in TARGETS back to back), and a drift of
+# the machine's speed across a round lands on either side of a pair in turn. perf/rundata.py
+# takes each ratio as the median of its rounds' ratios, as perf/ab.sh does.
+for round in $(seq 1 "${SAT_ROUNDS}"); do
+    order="${TARGETS}"
+    if (( round % 2 == 0 )); then order="$(reversed "${TARGETS}")"; fi
+    log "=== saturation round ${round}/${SAT_ROUNDS}: ${order}"
+    for scen in plain stream; do
+        for t in ${order}; do
+            if is_running "${t}"; then saturate "${t}" "${scen}" "${round}"; fi
+        done
+    done
+done
+
+for t in ${TARGETS}; do
+    if is_running "${t}"; then
+        log "=== open loop, memory and idle connections: ${t}"
+        finish_target "${t}"
+    fi
+done
+if [[ -n "${UPSTREAM_MOCK_PID}" ]]; then stop_pid "${UPSTREAM_MOCK_PID}"; forget_pid "${UPSTREAM_MOCK_PID}"; fi
 
 taskset -c "${LOADGEN_CPUS}" "${PYTHON}" "${HERE}/report.py" "${RAW}" > "${REPORT}"
 # The regression guard: this run's ratios against the saved ones (perf/check.py; exit 3 = a
@@ -423,4 +527,4 @@ if [[ -f "${HERE}/baseline.json" ]]; then
     esac
 fi
 cat "${REPORT}"
-log "report written to ${REPORT}"
+log "report written to ${REPORT} (the run took $((SECONDS / 60)) min $((SECONDS % 60)) s)"
