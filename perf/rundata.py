@@ -33,7 +33,8 @@ SAT_MEDIANS = ("rps", "lat_mean_us", "p99_us", "proxy_us", "mock_us", "loadgen_u
 PCTS = ("p50", "p99", "p99.9")
 NOISE_MARK = " ⚠"
 # Above this (% of one core), the targets waiting for their turn disturbed a measurement: idle,
-# ringgate's processes use ~0.3 % each (timers), nginx's and the mock's nothing.
+# ringgate and governed used 0.28 and 0.32 % each, nginx, the floor and the mocks nothing
+# (run 20261208T023907Z, over 3-4 minutes of measurements each).
 IDLE_LIMIT = 2.0
 
 def mib(kb):
