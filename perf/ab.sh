@@ -20,6 +20,10 @@
 #   figure on both sides). perf/breakdown.py turns such a profile into µs per request.
 # PROXY_QUOTA=50: each side runs in a CPU cgroup allowed 50 % of one CPU (root), so that the
 # proxy is the bottleneck and its CPU per request holds no idle wake-ups (see throttle below).
+# A_HOOK / B_HOOK: a command run with the side's pid appended once it answers, e.g.
+# B_HOOK='python3 perf/sched.py idle coordinator tokio' (perf/sched.py: a thread's scheduling
+# policy or slice, by thread name; the command's words are split on spaces), to try a
+# placement or policy without rebuilding.
 # RATE=5000: instead of saturating with wrk, offer RATE req/s with oha (open loop, latency
 # corrected) and report each side's p99 latency as well (for changes aimed at tail latency).
 # Prints one line per run (side, µs/req, req/s, the database server's µs/req, p99 µs or 0,
@@ -208,6 +212,8 @@ run_one() {  # label binary|nginx [last] -> prints "label us_per_req req_per_s"
     esac
     pid="${PID}"
     [[ -n "${PROXY_QUOTA}" ]] && throttle "${pid}"
+    local hook="${label}_HOOK"
+    [[ -n "${!hook:-}" ]] && ${!hook} "${pid}"
     PIDS+=("${pid}")  # stopped by the exit trap too, should this run fail midway
     if [[ "${MODE}" == governed* ]] && is_ringgate "${bin}"; then
         key="$(create_perf_key "${CONTROL}" "${RG_AB_TOKEN}")"
