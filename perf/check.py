@@ -6,7 +6,8 @@
       request and throughput, added p99 ratios per rate, peak RSS) against perf/baseline.json.
       Ratios rather than absolute numbers: on a shared, noisy machine the load shifts both
       targets of a ratio, so the ratio moves far less than either; a saturation ratio is the
-      median of the run's alternated rounds' ratios. --save writes the file.
+      median of the run's alternated rounds' ratios, an added p99 the median of the rounds'
+      differences to direct. --save writes the file.
 
   check.py bench CRITERION_DIR --since EPOCH [--baseline benches/baselines/hot_path.json]
                  [--save | --slower-out FILE [--partial]]
@@ -116,23 +117,34 @@ def _run_kind(name: str) -> dict:
 # The run settings the figures depend on: peak RSS on the idle connections, the governed ratios
 # on the run's length (governed plain CPU was 21-22 µs/req in 1-3 s runs, 24-25 in 10 s ones).
 # `duration` is oha's run length, and was wrk's too before `sat_duration` and `sat_rounds`.
-SETTINGS = ("duration", "sat_duration", "sat_rounds", "warmup", "conns", "idle_conns", "proxy_cpus", "mock_cpus",
-            "loadgen_cpus")
+SETTINGS = ("duration", "open_rounds", "sat_duration", "sat_rounds", "warmup", "conns", "idle_conns", "proxy_cpus",
+            "mock_cpus", "loadgen_cpus")
+
+# The phases perf/run.sh came to measure in alternated rounds: the setting a run in rounds
+# records, the phase, and what its figures are in rounds. A baseline saved before a phase's
+# rounds has its figures from one run per target, the targets minutes apart.
+ROUND_LAYOUTS = (
+    ("sat_rounds", "saturation", "its CPU/req and req/s ratios are the medians of the rounds' ratios"),
+    ("open_rounds", "the open loop", "its added-p99 ratios divide the medians of the rounds' added p99s (each "
+                                     "round's p99 minus direct's of that round)"),
+)
 
 
-def _layout_note(saved_settings: dict, settings: dict) -> str | None:
-    """What a comparison across the saturation runs' two layouts means. The figures keep their
-    names and meaning (CPU per request and req/s of a over b, the CPU ratio at b's machine speed),
-    but a baseline saved before the rounds has each from one run per target (DURATION long), the
-    targets minutes apart, where a run with rounds has the median of its rounds' ratios."""
-    before, now = "sat_rounds" not in saved_settings, settings.get("sat_rounds") is None
-    if before == now:
-        return None
-    old, new = ("the baseline", "this run") if before else ("this run", "the baseline")
-    return (f"{old[0].upper()}{old[1:]} measured saturation before the alternated rounds (one run per target, the "
-            f"targets minutes apart), {new} in rounds: its CPU/req and req/s ratios are the medians of the rounds' "
-            "ratios, the same figures with less of the machine's drift between the two targets in them, so a "
-            "move may be the old layout's drift.")
+def _layout_notes(saved_settings: dict, settings: dict) -> list[str]:
+    """What a comparison across a phase's two layouts means: the figures keep their names and
+    meaning (CPU per request and req/s of a over b, the CPU ratio at b's machine speed, a's added
+    p99 over b's), with less of the machine's drift between the two targets in those of a run in
+    rounds."""
+    notes = []
+    for setting, phase, figures in ROUND_LAYOUTS:
+        before, now = setting not in saved_settings, settings.get(setting) is None
+        if before == now:
+            continue
+        old, new = ("the baseline", "this run") if before else ("this run", "the baseline")
+        notes.append(f"{old[0].upper()}{old[1:]} measured {phase} before the alternated rounds (one run per target, "
+                     f"the targets minutes apart), {new} in rounds: {figures}, the same figures with less of the "
+                     "machine's drift between the two targets in them, so a move may be the old layout's drift.")
+    return notes
 
 
 def cmd_run(args) -> int:
@@ -165,8 +177,7 @@ def cmd_run(args) -> int:
         print("This run's settings differ from the baseline's, so a move may be the settings': " +
               "; ".join(f"{k} {a} → {b}" for k, (a, b) in differs.items()) + ".")
         print()
-    note = _layout_note(saved.get("settings", {}), settings)
-    if note:
+    for note in _layout_notes(saved.get("settings", {}), settings):
         print(note)
         print()
     print("\n".join(lines))

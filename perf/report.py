@@ -50,11 +50,27 @@ def _ratio(a, b):
     return _times(div(a, b))
 
 
+def _signed_whole(us) -> str:
+    return ("+" if us >= 0 else "−") + f"{abs(us):.0f}"
+
+
+def _each(values: list, fmt) -> str:
+    """One value per round, in round order."""
+    return ", ".join("n/a" if v is None else fmt(v) for v in values)
+
+
 def _with_rounds(ratios: list[float]) -> str:
     """The median of the rounds' ratios, and each round's when there were several:
     "0.98× (rounds 0.96, 0.98, 1.01)"."""
-    each = f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
+    each = f" (rounds {_each(ratios, lambda r: f'{r:.2f}')})" if len(ratios) > 1 else ""
     return _times(median(ratios)) + each
+
+
+def _us_with_rounds(diffs: list[float]) -> str:
+    """The median of the rounds' latency differences, and each round's when there were several:
+    "+29 µs (rounds +40, +12, +29 µs)"."""
+    each = f" (rounds {_each(diffs, _signed_whole)} µs)" if len(diffs) > 1 else ""
+    return _fmt_signed_us(median(diffs)) + each
 
 
 def _positive_ratio(a, b):
@@ -135,13 +151,21 @@ def at_ref_speed(rounds: list[tuple[float, float | None]]) -> list[float]:
 
 
 def _added_target(run: Run, t: str, ref: str) -> tuple[str, str, str]:
+    """The verdict compares the two round by round: the median of the rounds' differences of t's
+    p99 and ref's (t's added p99 minus ref's: direct's run, whose p99 swings as much as theirs,
+    drops out), as perf/ab.sh compares two sides. The medians of each one's added p99 are shown
+    beside it; they come from different rounds' direct runs and may order the two otherwise."""
     claim = f"{LABEL[t]}: added p99 at {ISSUE_RATE} req/s ≤ {LABEL[ref]}'s"
     if ISSUE_RATE not in run.rates:
         return claim, "—", f"not measured (RATES lacks {ISSUE_RATE})"
-    a, b = run.added(ISSUE_RATE, t, "p99"), run.added(ISSUE_RATE, ref, "p99")
-    if a is None or b is None:
+    a, b = run.added_rounds(ISSUE_RATE, t, "p99"), run.added_rounds(ISSUE_RATE, ref, "p99")
+    gaps = run.ol_diffs(ISSUE_RATE, t, ref, "p99")
+    if not a or not b or not gaps:
         return claim, "—", _not_measured(run, t, ref, "mock")
-    return claim, f"{_fmt_signed_us(a)} vs {_fmt_signed_us(b)}", _verdict(a <= b, run.ol_noisy(ISSUE_RATE, t, ref))
+    measured = f"{_us_with_rounds(a)} vs {LABEL[ref]}'s {_us_with_rounds(b)}"
+    if len(gaps) > 1:
+        measured += f"; {LABEL[t]} − {LABEL[ref]}, round by round: {_us_with_rounds(gaps)}"
+    return claim, measured, _verdict(median(gaps) <= 0, run.ol_noisy(ISSUE_RATE, t, ref))
 
 
 def _inside_target(run: Run, t: str, p: str, limit_us: int, own: bool = False) -> tuple[str, str, str]:
@@ -231,6 +255,9 @@ def key_figures(run: Run) -> dict[str, dict]:
             put(f"{scen} req/s {a}/{b}", run.sat_ratio(scen, a, b, "rps"),
                 "higher", noisy, bound_elsewhere(run, scen, a) or bound_elsewhere(run, scen, b))
         for rate in run.rates:
+            # The ratio of the medians of the rounds' added p99s, not the median of the rounds' ratios:
+            # a round's ratio is undefined when an added p99 was ≤ 0 in it, which happens (direct's
+            # p99 swings by as much as the latency a proxy adds).
             x, y = run.added(rate, a, "p99"), run.added(rate, b, "p99")
             put(f"added p99 at {rate}/s {a}/{b}", x / y if x is not None and y is not None and x > 0 and y > 0 else None,
                 "lower", run.ol_noisy(rate, a, b))
@@ -249,11 +276,18 @@ def _sat_duration(run: Run) -> str:
     return run.env.get("sat_duration", run.env.get("duration"))
 
 
-def _rounds_phrase(run: Run) -> str:
-    if run.rounds <= 1:
+def _sat_rounds_phrase(run: Run) -> str:
+    if run.sat_round_count <= 1:
         return ""
-    return (f" in {run.rounds} rounds (every target's plain runs, then its streamed ones, in the order of TARGETS, "
-            "reversed every other round)")
+    return (f" in {run.sat_round_count} rounds (every target's plain runs, then its streamed ones, in the order of "
+            "TARGETS, reversed every other round)")
+
+
+def _ol_rounds_phrase(run: Run) -> str:
+    if run.ol_round_count <= 1:
+        return ""
+    return (f" in {run.ol_round_count} rounds at each rate (every target once, in the order of TARGETS, reversed "
+            "every other round)")
 
 
 def _render_header(run: Run, w) -> None:
@@ -280,8 +314,8 @@ def _render_header(run: Run, w) -> None:
     w("")
     w(
         f"Settings: wrk `-t{env.get('wrk_threads')} -c{env.get('conns')} -d{_sat_duration(run)} --latency`"
-        f"{_rounds_phrase(run)}, oha `-c {env.get('conns')} -z {env.get('duration')} -q RATE --latency-correction` "
-        f"(`--worker-threads {env.get('oha_threads')}`) at {', '.join(run.rates)} req/s, "
+        f"{_sat_rounds_phrase(run)}, oha `-c {env.get('conns')} -z {env.get('duration')} -q RATE --latency-correction` "
+        f"(`--worker-threads {env.get('oha_threads')}`) at {', '.join(run.rates)} req/s{_ol_rounds_phrase(run)}, "
         f"{env.get('idle_conns')} idle connections; request body {env.get('body_bytes')} bytes "
         f"(`POST /v1/chat/completions`, model `mock/gpt-4o-mini`), "
         f"streaming = mock defaults (8 chunks, 0 ms interval). Warm-up {env.get('warmup')} per target, not measured."
@@ -342,8 +376,11 @@ def _render_issue14(run: Run, w) -> None:
           "costs less than the relay of its bytes, so a CPU target below the floor is out of reach of any proxy's "
           "code (docs/perf.md, \"The floor\").")
         w("")
-    w(f"CPU figures are the saturation runs' (section 1–2); added p99 is the open-loop run at {ISSUE_RATE} req/s "
-      "minus direct (section 3); overhead inside is ringgate's own `GET /latency` over that run, as the exclusive "
+    w(f"CPU figures are the saturation runs' (section 1–2); added p99 is the open-loop runs' p99 at {ISSUE_RATE} "
+      "req/s minus direct's (section 3), the median of the rounds' differences, and a proxy's added p99 is compared "
+      "with another's round by round: the verdict is on the median of the rounds' differences of the two (direct's "
+      "run drops out of it; a single run's p99 swings by a third on a shared VM); overhead inside is ringgate's own "
+      "`GET /latency` over that rate's runs (all rounds), as the exclusive "
       "bound of its fine bucket (within 12.5 %, so a verdict near the limit is only as sharp as that); peak RSS is "
       f"the last VmHWM of the process, after the load and the idle-connection test. {NOISE_MARK.strip()} = a "
       "figure behind the verdict came from a noisy measurement. A CPU ratio is the median of the rounds' ratios "
@@ -388,7 +425,8 @@ def _render_summary(run: Run, w) -> None:
         ratio=_positive_ratio)
     w("")
     w("Details, definitions and the ratios to direct follow below. A saturation figure is the median of the "
-      "target's rounds, a saturation ratio the median of the rounds' ratios. "
+      "target's rounds, a saturation ratio the median of the rounds' ratios, an added latency the median of the "
+      "rounds' differences to direct. "
       "req/s: higher is better; latency, CPU, memory: lower is better.")
     w("")
 
@@ -396,7 +434,7 @@ def _render_summary(run: Run, w) -> None:
 def _render_saturation(run: Run, w) -> None:
     env = run.env
     cpus = sorted(next((r["busy"] for r in run.sat.values() if r.get("busy")), {}))
-    rounds = f", {run.rounds} rounds: medians" if run.rounds > 1 else ""
+    rounds = f", {run.sat_round_count} rounds: medians" if run.sat_round_count > 1 else ""
     w(f"## 1–2. Saturation (closed loop: wrk -t{env.get('wrk_threads')} -c{env.get('conns')} -d{_sat_duration(run)}"
       f"{rounds})")
     w("")
@@ -432,7 +470,7 @@ def _render_saturation(run: Run, w) -> None:
         f"machine quietens (bounded), and rows still above it are marked{NOISE_MARK}."
         + (" With rounds, each figure is the median of the target's rounds, non-2xx and socket errors are those of "
            "all rounds, \"other load\" is the most any round saw, and a row is marked when any round was."
-           if run.rounds > 1 else "")
+           if run.sat_round_count > 1 else "")
     )
     w("")
     _render_idle_targets(run, w)
@@ -453,7 +491,7 @@ def _render_saturation(run: Run, w) -> None:
                 _times(run.sat_ratio(scen, a, b, key)) + _mark(run.sat_noisy(scen, a, b)) for a, b in cols) + " |")
     w("")
     w("For the CPU row, \"direct\" is the mock-llm's own CPU per request when it serves the load directly. "
-      + ("Each ratio is the median of the rounds' ratios. " if run.rounds > 1 else "")
+      + ("Each ratio is the median of the rounds' ratios. " if run.sat_round_count > 1 else "")
       + "req/s: higher is better; latency, CPU: lower is better.")
     w("")
     _render_cpu_ratio_rounds(run, w)
@@ -461,8 +499,7 @@ def _render_saturation(run: Run, w) -> None:
 
 def _render_idle_targets(run: Run, w) -> None:
     """What the targets waiting for their turn used while another was measured."""
-    idle = [r["idle_pct"] for rows in run.sat_rounds.values() for r in rows if r.get("idle_pct") is not None]
-    idle += [r["idle_pct"] for r in run.ol.values() if r.get("idle_pct") is not None]
+    idle = [r["idle_pct"] for _, _, r in run.round_rows() if r.get("idle_pct") is not None]
     if idle:
         w(f"Every target runs from the start to its last measurement; while one is measured the others wait, idle. "
           f"Their processes count as the test's, not as other load, and used at most {max(idle):.2f} % of a core "
@@ -470,56 +507,64 @@ def _render_idle_targets(run: Run, w) -> None:
         w("")
 
 
+def _table(w, title: str, head: list[str], align: str, rows, note: str) -> None:
+    """A titled markdown table with a note under it; `align` has a letter a column, "l" or "r"."""
+    w(f"### {title}")
+    w("")
+    w("| " + " | ".join(head) + " |")
+    w("|" + "|".join("--:" if a == "r" else "---" for a in align) + "|")
+    for cells in rows:
+        w("| " + " | ".join(cells) + " |")
+    w("")
+    w(note)
+    w("")
+
+
+def _one_decimal(v) -> str:
+    return f"{v:.1f}"
+
+
 def _render_sat_rounds(run: Run, w) -> None:
     """Each target's figures round by round: the drift the medians smooth over."""
-    if run.rounds <= 1:
+    if run.sat_round_count <= 1:
         return
-    w("### Saturation by round")
-    w("")
-    w("| scenario | target | req/s | CPU µs/req (proxy; direct = mock) | CPU µs/req (mock) | other load |")
-    w("|---|---|--:|--:|--:|--:|")
 
-    def each(rows: list[dict], fmt) -> str:
-        return ", ".join("n/a" if v is None else fmt(v) for v in rows)
+    def cells(scen: str, t: str) -> list[str]:
+        rows = run.sat_rounds[(scen, t)]
+        return [scen, LABEL[t], _each([r.get("rps") for r in rows], lambda v: f"{v:,.0f}"),
+                _each([sat_pick(r, t, "cpu_us") for r in rows], _one_decimal),
+                _each([r.get("mock_us") for r in rows], _one_decimal), _each([r.get("foreign") for r in rows], _pct)]
 
-    for scen in SCENARIOS:
-        for t in run.targets:
-            rows = run.sat_rounds[(scen, t)]
-            w(f"| {scen} | {LABEL[t]} | {each([r.get('rps') for r in rows], lambda v: f'{v:,.0f}')} | "
-              f"{each([sat_pick(r, t, 'cpu_us') for r in rows], lambda v: f'{v:.1f}')} | "
-              f"{each([r.get('mock_us') for r in rows], lambda v: f'{v:.1f}')} | "
-              f"{each([r.get('foreign') for r in rows], _pct)} |")
-    w("")
-    w("One value per round, in round order (a round runs the targets in the order of TARGETS, the next in reverse).")
-    w("")
+    _table(w, "Saturation by round",
+           ["scenario", "target", "req/s", "CPU µs/req (proxy; direct = mock)", "CPU µs/req (mock)", "other load"],
+           "llrrrr", (cells(scen, t) for scen in SCENARIOS for t in run.targets),
+           "One value per round, in round order (a round runs the targets in the order of TARGETS, the next in "
+           "reverse).")
 
 
 def _render_cpu_ratio_rounds(run: Run, w) -> None:
     """Each pair's CPU ratio round by round, raw and with the round's drift divided out."""
-    if run.rounds <= 1 or not run.pairs:
+    if run.sat_round_count <= 1 or not run.pairs:
         return
-    w("### CPU per request, ratios by round")
-    w("")
-    w("| scenario | ratio | raw: median (rounds) | the mock behind a ÷ behind b | at b's speed: median (rounds) |")
-    w("|---|---|--:|--:|--:|")
-    for scen in SCENARIOS:
-        for a, b in run.pairs:
-            rounds = cpu_rounds(run, scen, a, b)
-            if not rounds:
-                continue
-            drifts = ", ".join("n/a" if d is None else f"{d:.2f}" for _, d in rounds)
-            w(f"| {scen} | {a} / {b}{_mark(run.sat_noisy(scen, a, b))} | {_with_rounds([r for r, _ in rounds])} | "
-              f"{drifts} | {_with_rounds(at_ref_speed(rounds))} |")
-    w("")
-    w("The second column is each round's drift of the machine's speed between the two runs, by the mock's own "
-      "CPU per request behind each; the last divides it out round by round. The regression guard "
-      "(perf/check.py) compares the median at b's speed.")
-    w("")
+
+    def cells(scen: str, a: str, b: str, rounds: list[tuple[float, float | None]]) -> list[str]:
+        return [scen, f"{a} / {b}{_mark(run.sat_noisy(scen, a, b))}", _with_rounds([r for r, _ in rounds]),
+                _each([d for _, d in rounds], lambda d: f"{d:.2f}"), _with_rounds(at_ref_speed(rounds))]
+
+    _table(w, "CPU per request, ratios by round",
+           ["scenario", "ratio", "raw: median (rounds)", "the mock behind a ÷ behind b",
+            "at b's speed: median (rounds)"],
+           "llrrr", (cells(scen, a, b, rounds) for scen in SCENARIOS for a, b in run.pairs
+                     if (rounds := cpu_rounds(run, scen, a, b))),
+           "The second column is each round's drift of the machine's speed between the two runs, by the mock's own "
+           "CPU per request behind each; the last divides it out round by round. The regression guard "
+           "(perf/check.py) compares the median at b's speed.")
 
 
 def _render_open_loop(run: Run, w) -> None:
     env = run.env
-    w(f"## 3. Open loop (oha -q RATE -c {env.get('conns')} -z {env.get('duration')} --latency-correction)")
+    rounds = f", {run.ol_round_count} rounds at each rate: medians" if run.ol_round_count > 1 else ""
+    w(f"## 3. Open loop (oha -q RATE -c {env.get('conns')} -z {env.get('duration')} --latency-correction{rounds})")
     w("")
     w("| rate | target | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | "
       "CPU µs/req (proxy) | non-200 | errors | other load |")
@@ -528,7 +573,7 @@ def _render_open_loop(run: Run, w) -> None:
         base_noisy = run.ol.get((rate, "mock"), {}).get("noisy")
         for t in run.targets:
             row = run.ol[(rate, t)]
-            if not row:
+            if not row["rounds"]:
                 w(f"| {rate} | {LABEL[t]} | n/a |" + " |" * 10)
                 continue
             added = ["—" if t == "mock" else _fmt_signed_us(run.added(rate, t, p)) + _mark(base_noisy) for p in PCTS]
@@ -544,8 +589,14 @@ def _render_open_loop(run: Run, w) -> None:
         "Added latency = proxy percentile − direct percentile at the same offered rate (same client, same "
         "placement except the extra hop). oha aborts requests still in flight when `-z` expires; those show as "
         "\"aborted due to deadline\" and are not failures."
+        + (" With rounds, a percentile, the achieved rate and the CPU per request are the medians of the target's "
+           "rounds; an added latency is the median of the rounds' differences to direct's run of the same round "
+           "(so not, in general, the difference of the two medians beside it); non-200 and errors are those of all "
+           "rounds, \"other load\" the most any round saw, and a row is marked when any round was."
+           if run.ol_round_count > 1 else "")
     )
     w("")
+    _render_ol_rounds(run, w)
     if not run.pairs or "mock" not in run.targets:
         return
     w("### Added latency compared")
@@ -561,13 +612,45 @@ def _render_open_loop(run: Run, w) -> None:
     w("")
     w("A ratio needs both added latencies above zero (\"—\" otherwise).")
     w("")
+    _render_ol_pair_rounds(run, w)
+
+
+def _render_ol_rounds(run: Run, w) -> None:
+    """Each target's open-loop figures round by round: the swings the medians smooth over."""
+    if run.ol_round_count <= 1:
+        return
+
+    def cells(rate: str, t: str) -> list[str]:
+        rows = run.ol_rounds[(rate, t)]
+        added = "—" if t == "mock" else _us_with_rounds(run.added_rounds(rate, t, "p99"))
+        return [rate, LABEL[t], *(_each([r.get(p) for r in rows], _fmt_us) for p in PCTS), added,
+                _each([r.get("cpu_us") for r in rows], _one_decimal), _each([r.get("foreign") for r in rows], _pct)]
+
+    _table(w, "Open loop by round",
+           ["rate", "target", "p50", "p99", "p99.9", "added p99: median (rounds)", "CPU µs/req", "other load"],
+           "rlrrrrrr", (cells(rate, t) for rate in run.rates for t in run.targets),
+           "One value per round, in round order (a round runs the targets in the order of TARGETS, the next in "
+           "reverse); a target's added latency of a round is its percentile minus direct's of that round.")
+
+
+def _render_ol_pair_rounds(run: Run, w) -> None:
+    """Two proxies' latencies compared round by round: the difference of their added latencies."""
+    if run.ol_round_count <= 1:
+        return
+    _table(w, "Added latency of two proxies, round by round", ["rate", "a − b", "p50: median (rounds)", "p99", "p99.9"],
+           "rlrrr", ([rate, f"{a} − {b}{_mark(run.ol_noisy(rate, a, b))}",
+                      *(_us_with_rounds(run.ol_diffs(rate, a, b, p)) for p in PCTS)]
+                     for rate in run.rates for a, b in run.pairs),
+           "a's percentile minus b's in each round (their runs seconds apart), which is a's added latency minus b's: "
+           "direct's run drops out. The Targets table's verdicts on added p99 use the median of these differences.")
 
 
 def _render_inside(run: Run, w) -> None:
     inside = [t for t in run.targets if t in INSIDE]
     if not inside:
         return
-    w("### ringgate's overhead, measured inside (`GET /latency`, difference over each open-loop run)")
+    w("### ringgate's overhead, measured inside (`GET /latency`, differences over each open-loop run, a rate's "
+      "rounds summed)")
     w("")
     w("| rate | target | requests | overhead p50 | p90 | p99 | p99.9 | own time: sampled | p50 | p99 "
       "| client-side added p50 | added p99 |")
@@ -674,8 +757,7 @@ def _render_anomalies(run: Run, w) -> None:
                 if m:
                     attempts.setdefault(m.group(1), []).append(m.group(2) + " %")
             redo_lines += [f"{t}/{name} ({' → '.join(v)})" for name, v in attempts.items() if len(v) > 1]
-    marked = [f"{t}/{r['name']}" for rows in run.sat_rounds.values() for r in rows if r["noisy"]] + \
-             [f"{t}/open {rate}" for (rate, t), r in run.ol.items() if r.get("noisy")]
+    marked = [f"{t}/{r['name']}" for _, t, r in run.round_rows() if r["noisy"]]
     if redo_lines or marked:
         w("## Noise on the shared machine")
         w("")

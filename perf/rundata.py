@@ -3,11 +3,14 @@ WRKJSON line, oha JSON, /proc snapshots, memory samples and ringgate's GET /late
 into a `Run`. perf/report.py renders it and perf/check.py compares its key figures. Standard
 library only.
 
-The saturation runs come in rounds (`<target>/sat_plain.r1.wrk.txt` …, SAT_ROUNDS of them,
-the targets alternated): a target's figure is the median over its rounds, and a ratio of two
-targets the median of the rounds' ratios (`Run.sat_ratio`), each round's two runs having been
-made seconds apart. A raw directory from before the rounds (one `sat_plain.wrk.txt` per
-target) reads as a run of one round.
+The saturation and open-loop runs come in rounds (`<target>/sat_plain.r1.wrk.txt` …, SAT_ROUNDS
+of them; `<target>/open_5000.r1.oha.json` …, OPEN_ROUNDS of them at each rate; the targets
+alternated): a target's figure is the median over its rounds, a ratio of two targets the median
+of the rounds' ratios (`Run.sat_ratio`), and a difference of two targets' latencies — the latency
+a proxy adds over direct, or one proxy's over another's — the median of the rounds' differences
+(`Run.ol_diffs`, `Run.added`), each round's runs having been made seconds apart. A raw directory from before
+the rounds of a phase (one `sat_plain.wrk.txt`, one `open_5000.oha.json` per target) reads as a
+run of one round of it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +35,8 @@ SCENARIOS = ("plain", "stream")
 # The figures of a saturation round whose median over the rounds is the target's figure.
 SAT_MEDIANS = ("rps", "lat_mean_us", "p99_us", "proxy_us", "mock_us", "loadgen_us", "proxy_util", "idle_pct")
 PCTS = ("p50", "p99", "p99.9")
+# The same for an open-loop round.
+OL_MEDIANS = ("rps", *PCTS, "cpu_us", "idle_pct")
 NOISE_MARK = " ⚠"
 # Above this (% of one core), the targets waiting for their turn disturbed a measurement: idle,
 # ringgate and governed used 0.28 and 0.32 % each, nginx, the floor and the mocks nothing
@@ -43,6 +49,10 @@ def mib(kb):
 
 def div(a, b):
     return None if a is None or b is None or b == 0 else a / b
+
+
+def sub(a, b):
+    return None if a is None or b is None else a - b
 
 
 def median(values):
@@ -127,6 +137,17 @@ def _bucket_quantile(buckets: dict[int, int], q: float):
     return max(buckets)
 
 
+def round_pairs(xs: list[dict], ys: list[dict]) -> list[tuple[dict, dict]]:
+    """(a's row, b's row) of each round in which both targets have a result."""
+    return [(x, y) for x, y in zip(xs, ys) if x["done"] and y["done"]]
+
+
+def per_round(xs: list[dict], ys: list[dict], f) -> list[float]:
+    """f(a's row, b's row) of each round in which both have a result and f gives a value."""
+    values = (f(x, y) for x, y in round_pairs(xs, ys))
+    return [v for v in values if v is not None]
+
+
 def sat_pick(row: dict, t: str, key: str):
     """One figure of a saturation row (a round's, or the median row); "cpu_us" is the proxy's
     CPU per request, or the mock's for direct."""
@@ -145,9 +166,10 @@ class Run:
     threshold: float
     sat: dict = field(default_factory=dict)      # (scenario, target) -> median row over the rounds
     sat_rounds: dict = field(default_factory=dict)  # (scenario, target) -> one row per round, in order
-    ol: dict = field(default_factory=dict)       # (rate, target) -> row
-    inside: dict = field(default_factory=dict)   # (rate, target) -> overhead quantiles
-    inside_cpu: dict = field(default_factory=dict)  # (rate, target) -> own running time quantiles
+    ol: dict = field(default_factory=dict)       # (rate, target) -> median row over the rounds
+    ol_rounds: dict = field(default_factory=dict)  # (rate, target) -> one row per round, in order
+    inside: dict = field(default_factory=dict)   # (rate, target) -> overhead quantiles, all rounds
+    inside_cpu: dict = field(default_factory=dict)  # (rate, target) -> own running time quantiles, all rounds
     mem: dict = field(default_factory=dict)      # target -> row
     anomalies: list = field(default_factory=list)
     noisy_seen: set = field(default_factory=set)
@@ -161,8 +183,19 @@ class Run:
         return [(a, b) for a, b in PAIRS if a in self.targets and b in self.targets]
 
     @property
-    def rounds(self) -> int:
+    def sat_round_count(self) -> int:
         return max((len(v) for v in self.sat_rounds.values()), default=0)
+
+    @property
+    def ol_round_count(self) -> int:
+        return max((len(v) for v in self.ol_rounds.values()), default=0)
+
+    def round_rows(self):
+        """(phase, target, row) of every saturation and open-loop run, round by round."""
+        for (scen, t), rows in self.sat_rounds.items():
+            yield from ((f"saturation/{scen}", t, r) for r in rows)
+        for (rate, t), rows in self.ol_rounds.items():
+            yield from ((f"open loop {rate} req/s", t, r) for r in rows)
 
     def sat_value(self, scen: str, t: str, key: str):
         """One saturation figure of a target: its median over the rounds (see sat_pick)."""
@@ -170,13 +203,12 @@ class Run:
 
     def sat_round_pairs(self, scen: str, a: str, b: str) -> list[tuple[dict, dict]]:
         """(a's row, b's row) of each round in which both targets have a wrk result."""
-        return [(x, y) for x, y in zip(self.sat_rounds.get((scen, a), []), self.sat_rounds.get((scen, b), []))
-                if x.get("wrk") and y.get("wrk")]
+        return round_pairs(self.sat_rounds.get((scen, a), []), self.sat_rounds.get((scen, b), []))
 
     def sat_round_ratios(self, scen: str, a: str, b: str, key: str) -> list[float]:
         """a / b of one saturation figure in each round (its two runs were seconds apart)."""
-        ratios = (div(sat_pick(x, a, key), sat_pick(y, b, key)) for x, y in self.sat_round_pairs(scen, a, b))
-        return [r for r in ratios if r is not None]
+        return per_round(self.sat_rounds.get((scen, a), []), self.sat_rounds.get((scen, b), []),
+                         lambda x, y: div(sat_pick(x, a, key), sat_pick(y, b, key)))
 
     def sat_ratio(self, scen: str, a: str, b: str, key: str):
         """a / b of one saturation figure: the median of the rounds' ratios, as perf/ab.sh takes it
@@ -186,12 +218,21 @@ class Run:
     def sat_noisy(self, scen: str, *ts: str) -> bool:
         return any(self.sat.get((scen, t), {}).get("noisy") for t in ts)
 
+    def ol_diffs(self, rate: str, a: str, b: str, p: str) -> list[float]:
+        """a's open-loop percentile minus b's at the same offered rate, µs, in each round (its runs
+        were seconds apart). A single run's p99 swings by a third on a shared VM: the median of
+        such paired differences, as perf/ab.sh takes it, is not moved by one disturbed round."""
+        return per_round(self.ol_rounds.get((rate, a), []), self.ol_rounds.get((rate, b), []),
+                         lambda x, y: sub(x.get(p), y.get(p)))
+
+    def added_rounds(self, rate: str, t: str, p: str) -> list[float]:
+        """The latency a proxy adds over direct in each round (none for direct itself)."""
+        return [] if t == "mock" else self.ol_diffs(rate, t, "mock", p)
+
     def added(self, rate: str, t: str, p: str):
-        """Open-loop latency the proxy adds over direct at the same offered rate, µs."""
-        if t == "mock":
-            return None
-        base, v = self.ol.get((rate, "mock"), {}).get(p), self.ol.get((rate, t), {}).get(p)
-        return None if base is None or v is None else v - base
+        """Open-loop latency the proxy adds over direct at the same offered rate, µs: the median of
+        the rounds' differences."""
+        return median(self.added_rounds(rate, t, p))
 
     def ol_noisy(self, rate: str, *ts: str) -> bool:
         return any(self.ol.get((rate, t), {}).get("noisy") for t in ("mock", *ts))
@@ -206,19 +247,31 @@ def _snaps(run: Run, t: str, name: str):
     return b, a, (foreign_pct(b, a) if b and a else None)
 
 
-def _sat_names(run: Run, scen: str) -> list[str]:
-    """A scenario's saturation runs, one per round (a run from before the rounds: its one run)."""
-    rounds = int(run.env.get("sat_rounds", 0))
-    return [f"sat_{scen}.r{r}" for r in range(1, rounds + 1)] if rounds else [f"sat_{scen}"]
+def _round_names(run: Run, stem: str, rounds_setting: str) -> list[str]:
+    """A measurement's runs, `<stem>.r1` …, one per round (as many as the run's setting says);
+    a run from before that phase's rounds: its one run, `<stem>`."""
+    rounds = int(run.env.get(rounds_setting, 0))
+    return [f"{stem}.r{r}" for r in range(1, rounds + 1)] if rounds else [stem]
+
+
+def _read_round(run: Run, what: str, t: str, name: str, suffix: str, read):
+    """One run of either phase: its load generator's result (`<name>.wrk.txt`, `<name>.oha.json`:
+    `suffix`, read by `read`), its /proc snapshots, and the row every round starts with (its name,
+    whether it has a result, the other load meanwhile). -> row, result (None: an anomaly), the
+    snapshots before and after"""
+    file, tool = f"{name}.{suffix}", suffix.split(".")[0]
+    result = read(run.raw / t / file)
+    b, a, fp = _snaps(run, t, name)
+    if result is None:
+        run.anomalies.append(f"{what} → {t}: no {tool} result (see `{t}/{file}`)")
+    row = {"name": name, "done": result is not None, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
+    return row, result, b, a
 
 
 def _sat_round(run: Run, scen: str, t: str, name: str) -> dict:
     """One saturation run of one target."""
-    r = _wrk(run.raw / t / f"{name}.wrk.txt")
-    b, a, fp = _snaps(run, t, name)
-    row = {"name": name, "wrk": r, "foreign": fp, "noisy": fp is not None and fp > run.threshold}
+    row, r, b, a = _read_round(run, f"saturation/{scen}", t, name, "wrk.txt", _wrk)
     if not r:
-        run.anomalies.append(f"saturation/{scen} → {t}: no wrk result (see `{t}/{name}.wrk.txt`)")
         return row
     secs, n = r["duration_us"] / 1e6, r["requests"]
     row["rps"] = n / secs if secs else None
@@ -244,81 +297,110 @@ def _sat_round(run: Run, scen: str, t: str, name: str) -> dict:
     return row
 
 
-def _median_row(rounds: list[dict]) -> dict:
-    """A target's saturation figures over its rounds: the median of each figure, the errors of all
-    rounds, the most other load any round saw, and noisy when any round was."""
-    done = [r for r in rounds if r["wrk"]]
+def _over_rounds(rounds: list[dict], keys: tuple[str, ...]) -> dict:
+    """What a target's rounds of one measurement add up to: the median of each figure over the
+    rounds with a result, how many had one, the most other load any round saw, and noisy when any
+    round was."""
+    done = [r for r in rounds if r["done"]]
     foreign = [r["foreign"] for r in rounds if r["foreign"] is not None]
     return {
-        **{k: median(r.get(k) for r in done) for k in SAT_MEDIANS},
+        **{k: median(r.get(k) for r in done) for k in keys},
         "rounds": len(done),
+        "foreign": max(foreign, default=None),
+        "noisy": any(r["noisy"] for r in rounds),
+    }
+
+
+def _sat_median_row(rounds: list[dict]) -> dict:
+    """A target's saturation figures over its rounds (_over_rounds), with the errors of all rounds."""
+    done = [r for r in rounds if r["done"]]
+    return {
+        **_over_rounds(rounds, SAT_MEDIANS),
         "errors": sum(r["errors"] for r in done),
         "non2xx": sum(r["non2xx"] for r in done),
         "busy": {cpu: median(r["busy"].get(cpu) for r in done) for cpu in (done[0]["busy"] if done else {})},
-        "foreign": max(foreign, default=None),
-        "noisy": any(r["noisy"] for r in rounds),
     }
 
 
 def _collect_saturation(run: Run) -> None:
     for scen in SCENARIOS:
         for t in run.targets:
-            rounds = [_sat_round(run, scen, t, name) for name in _sat_names(run, scen)]
+            rounds = [_sat_round(run, scen, t, name) for name in _round_names(run, f"sat_{scen}", "sat_rounds")]
             run.sat_rounds[(scen, t)] = rounds
-            run.sat[(scen, t)] = _median_row(rounds)
+            run.sat[(scen, t)] = _sat_median_row(rounds)
+
+
+def _ol_round(run: Run, rate: str, t: str, name: str) -> dict:
+    """One open-loop run of one target."""
+    row, j, b, a = _read_round(run, f"open loop {rate} req/s", t, name, "oha.json", _load)
+    if not j:
+        return row
+    pct = j.get("latencyPercentiles", {})
+    codes = j.get("statusCodeDistribution", {})
+    errs = j.get("errorDistribution", {})
+    n = sum(codes.values())
+    row.update({
+        "rps": n / j["summary"]["total"] if j["summary"].get("total") else None,
+        **{p: pct[p] * 1e6 if pct.get(p) is not None else None for p in PCTS},
+        "non200": sum(v for k, v in codes.items() if k != "200"),
+        "errors": errs,
+        "n": n,
+    })
+    c = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
+    row["cpu_us"] = c / n * 1e6 if c is not None and n else None
+    row["idle_pct"] = _idle_pct(b, a)
+    real_errs = {k: v for k, v in errs.items() if "deadline" not in k.lower()}
+    if row["non200"] or real_errs:
+        run.anomalies.append(
+            f"open loop {rate} req/s → {t}: {row['non200']} non-200 responses, errors {real_errs} "
+            f"(raw: `{t}/{name}.oha.json`)"
+        )
+    if row["rps"] and row["rps"] < 0.95 * float(rate):
+        run.anomalies.append(
+            f"open loop {rate} req/s → {t}: achieved only {row['rps']:,.0f} req/s in `{t}/{name}` "
+            f"(< 95 % of the offered rate — target or load generator saturated)"
+        )
+    return row
+
+
+def _ol_median_row(rounds: list[dict]) -> dict:
+    """A target's open-loop figures at one rate over its rounds (_over_rounds), with the non-200
+    responses and errors of all rounds."""
+    done = [r for r in rounds if r["done"]]
+    return {
+        **_over_rounds(rounds, OL_MEDIANS),
+        "non200": sum(r["non200"] for r in done),
+        "errors": dict(sum((Counter(r["errors"]) for r in done), Counter())),
+    }
 
 
 def _collect_open_loop(run: Run) -> None:
     for rate in run.rates:
         for t in run.targets:
-            j = _load(run.raw / t / f"open_{rate}.oha.json")
-            b, a, fp = _snaps(run, t, f"open_{rate}")
-            row: dict = {}
-            run.ol[(rate, t)] = row
-            if not j:
-                run.anomalies.append(f"open loop {rate} req/s → {t}: no oha result")
-                continue
-            pct = j.get("latencyPercentiles", {})
-            codes = j.get("statusCodeDistribution", {})
-            errs = j.get("errorDistribution", {})
-            n = sum(codes.values())
-            row.update({
-                "rps": n / j["summary"]["total"] if j["summary"].get("total") else None,
-                **{p: pct[p] * 1e6 if pct.get(p) is not None else None for p in PCTS},
-                "non200": sum(v for k, v in codes.items() if k != "200"),
-                "errors": errs,
-                "n": n,
-                "foreign": fp,
-                "noisy": fp is not None and fp > run.threshold,
-            })
-            c = _cpu_delta(b, a, "proxy" if t != "mock" else "mock")
-            row["cpu_us"] = c / n * 1e6 if c is not None and n else None
-            row["idle_pct"] = _idle_pct(b, a)
-            real_errs = {k: v for k, v in errs.items() if "deadline" not in k.lower()}
-            if row["non200"] or real_errs:
-                run.anomalies.append(
-                    f"open loop {rate} req/s → {t}: {row['non200']} non-200 responses, errors {real_errs} "
-                    f"(raw: `{t}/open_{rate}.oha.json`)"
-                )
-            if row["rps"] and row["rps"] < 0.95 * float(rate):
-                run.anomalies.append(
-                    f"open loop {rate} req/s → {t}: achieved only {row['rps']:,.0f} req/s "
-                    f"(< 95 % of the offered rate — target or load generator saturated)"
-                )
+            rounds = [_ol_round(run, rate, t, name) for name in _round_names(run, f"open_{rate}", "open_rounds")]
+            run.ol_rounds[(rate, t)] = rounds
+            run.ol[(rate, t)] = _ol_median_row(rounds)
+
+
+def _inside_buckets(run: Run, rate: str, t: str, family: str) -> dict[int, int]:
+    """The requests of all a rate's rounds in one family's buckets: the differences of the /latency
+    readings taken just before and after each round's run, summed (the buckets are counts)."""
+    out: Counter = Counter()
+    for name in _round_names(run, f"open_{rate}", "open_rounds"):
+        before = _overhead_buckets(run.raw / t / f"{name}.latency_before.json", family)
+        after = _overhead_buckets(run.raw / t / f"{name}.latency_after.json", family)
+        out.update({u: n - before.get(u, 0) for u, n in after.items() if n - before.get(u, 0) > 0})
+    return dict(out)
 
 
 def _collect_inside(run: Run) -> None:
-    """The overhead ringgate measures itself, per open-loop run: the difference of the /latency
-    readings taken just before and after it."""
+    """The overhead ringgate measures itself over each rate's open-loop runs (_inside_buckets)."""
     for rate in run.rates:
         for t in run.targets:
             if t not in INSIDE:
                 continue
-            d = run.raw / t
             for family, into in (("gateway_overhead", run.inside), ("gateway_cpu", run.inside_cpu)):
-                before = _overhead_buckets(d / f"open_{rate}.latency_before.json", family)
-                after = _overhead_buckets(d / f"open_{rate}.latency_after.json", family)
-                diff = {u: n - before.get(u, 0) for u, n in after.items() if n - before.get(u, 0) > 0}
+                diff = _inside_buckets(run, rate, t, family)
                 if diff:
                     into[(rate, t)] = {"n": sum(diff.values()),
                                        **{p: _bucket_quantile(diff, q) for p, q in
@@ -411,13 +493,11 @@ def _collect_against_nginx(run: Run) -> None:
 
 def _collect_idle(run: Run) -> None:
     """A measurement during which the targets waiting for their turn were not idle is worth a line."""
-    rows = [(f"saturation/{scen} ({r['name']})", t, r) for (scen, t), rounds in run.sat_rounds.items() for r in rounds]
-    rows += [(f"open loop {rate} req/s", t, r) for (rate, t), r in run.ol.items()]
-    for what, t, r in rows:
+    for phase, t, r in run.round_rows():
         if (r.get("idle_pct") or 0) > IDLE_LIMIT:
-            run.anomalies.append(f"{what} → {t}: the other targets, waiting for their turn, used {r['idle_pct']:.1f} % "
-                                 f"of a core meanwhile (idle, they use < {IDLE_LIMIT:g} %; see the snapshots' "
-                                 "`idle.*` roles)")
+            run.anomalies.append(f"{phase} ({r['name']}) → {t}: the other targets, waiting for their turn, used "
+                                 f"{r['idle_pct']:.1f} % of a core meanwhile (idle, they use < {IDLE_LIMIT:g} %; see "
+                                 "the snapshots' `idle.*` roles)")
 
 
 def _collect_logs(run: Run) -> None:
