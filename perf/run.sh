@@ -4,7 +4,7 @@
 # log row per request in SQLite), in one run, with the same core budget. See perf/README.md and
 # docs/perf.md.
 #
-# Usage: bash perf/run.sh            (from any directory; ~8 minutes with the defaults)
+# Usage: bash perf/run.sh            (from any directory; ~12 minutes with the defaults)
 # The markdown report goes to stdout and to perf/results/<UTC stamp>.md; raw wrk/oha output,
 # /proc samples and process logs to perf/results/<UTC stamp>/. Progress goes to stderr. When
 # perf/baseline.json exists, perf/check.py's comparison with it is appended to the report.
@@ -19,7 +19,7 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 # ---------------------------------------------------------------------------------------------
 # Settings (every one can be overridden from the environment)
 # ---------------------------------------------------------------------------------------------
-KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION SAT_DURATION SAT_ROUNDS
+KNOBS=(PROXY_CPUS COORDINATOR_CPUS MOCK_CPUS LOADGEN_CPUS DIRECT_MOCK_CPUS DURATION OPEN_ROUNDS SAT_DURATION SAT_ROUNDS
        WARMUP CONNS WRK_THREADS OHA_THREADS RATES IDLE_CONNS IDLE_HOLD PORT_BASE TARGETS PERF_SKIP_BUILD QUIET_WAIT
        NOISE_THRESHOLD NOISE_RETRIES NOISE_RETRY_BUDGET QUIET_RETRY_WAIT
        RINGGATE_BIN MOCK_BIN FLOOR_BIN NGINX_BIN PYTHON)
@@ -35,7 +35,10 @@ COORDINATOR_CPUS="${COORDINATOR_CPUS:-}"
 MOCK_CPUS="${MOCK_CPUS:-1}"              # mock-llm behind a proxy
 LOADGEN_CPUS="${LOADGEN_CPUS:-1}"        # wrk, oha, the idle-connection client
 DIRECT_MOCK_CPUS="${DIRECT_MOCK_CPUS:-${PROXY_CPUS}}"  # mock-llm when the load hits it directly
-DURATION="${DURATION:-10}"               # seconds per open-loop run
+DURATION="${DURATION:-8}"                # seconds per open-loop run (one per target, rate and round)
+# The open loop runs in alternated rounds too: a target's percentile is the median of its rounds,
+# its added latency the median of the rounds' differences to direct.
+OPEN_ROUNDS="${OPEN_ROUNDS:-3}"
 SAT_DURATION="${SAT_DURATION:-6}"        # seconds per saturation run (one per target, scenario and round)
 # Saturation runs in alternated rounds (see "Saturation in alternated rounds" below): each ratio
 # of two targets is the median of its rounds' ratios.
@@ -152,7 +155,9 @@ is_running() { [[ " ${RUNNING} " == *" $1 "* ]]; }  # started, and neither done 
 for t in ${TARGETS}; do
     case "${t}" in mock|floor|nginx|ringgate|governed) ;; *) die "unknown target '${t}' in TARGETS" ;; esac
 done
-[[ "${SAT_ROUNDS}" =~ ^[1-9][0-9]*$ ]] || die "SAT_ROUNDS must be a whole number of rounds, at least 1 (got '${SAT_ROUNDS}')"
+for k in SAT_ROUNDS OPEN_ROUNDS; do
+    [[ "${!k}" =~ ^[1-9][0-9]*$ ]] || die "${k} must be a whole number of rounds, at least 1 (got '${!k}')"
+done
 [[ " ${TARGETS} " == *" floor "* ]] && (( PROXY_CORES != 1 )) \
     && die "the floor target runs one thread: it needs PROXY_CPUS of one core (this run has ${PROXY_CORES})"
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
@@ -195,7 +200,7 @@ if [[ -n "$(git -C "${ROOT}" status --porcelain -- . ':!perf' ':!docs/perf.md' 2
 fi
 
 export PERF_STAMP="${STAMP}" PERF_COMMAND="${OVERRIDES}bash perf/run.sh" PERF_GIT="${GIT_DESC}"
-export PERF_TARGETS="${TARGETS}" PERF_RATES="${RATES}" PERF_DURATION="${DURATION}s"
+export PERF_TARGETS="${TARGETS}" PERF_RATES="${RATES}" PERF_DURATION="${DURATION}s" PERF_OPEN_ROUNDS="${OPEN_ROUNDS}"
 export PERF_SAT_DURATION="${SAT_DURATION}s" PERF_SAT_ROUNDS="${SAT_ROUNDS}"
 export PERF_WARMUP="${WARMUP}s" PERF_CONNS="${CONNS}" PERF_WRK_THREADS="${WRK_THREADS}"
 export PERF_OHA_THREADS="${OHA_THREADS}" PERF_IDLE_CONNS="${IDLE_CONNS}" PERF_IDLE_HOLD="$((IDLE_HOLD + 1))"
@@ -400,9 +405,18 @@ run_oha() {  # rate out   (open loop on the current target)
         > "$2" 2> "${2%.json}.stderr.log" || anomaly "oha exited non-zero (see ${2#"${RAW}/"})"
 }
 
+# ringgate's own view of its overhead: GET /latency just before and after the oha run (the report
+# subtracts). Inside the measurement, so that a run redone for noise gets readings of its own
+# (one request to the control port beside the run's tens of thousands).
+run_oha_inside() {  # rate stem   (stem.oha.json; for ringgate targets also stem.latency_{before,after}.json)
+    if is_ringgate "${T}"; then latency_snapshot "$2.latency_before.json"; fi
+    run_oha "$1" "$2.oha.json"
+    if is_ringgate "${T}"; then latency_snapshot "$2.latency_after.json"; fi
+}
+
 # ---------------------------------------------------------------------------------------------
-# The phases: every target started and warmed up; saturation in alternated rounds; then, one
-# target after the other, open loop, memory and idle connections, and the target stopped.
+# The phases: every target started and warmed up; saturation, then the open loop, in alternated
+# rounds; then, one target after the other, memory and idle connections, and the target stopped.
 # ---------------------------------------------------------------------------------------------
 # The first request answered 200 is the readiness condition (for governed: the new key has
 # reached the shards, which the coordinator applies asynchronously after POST /admin/keys).
@@ -441,35 +455,49 @@ stop_target() {  # target: its own process (the mock behind the proxies serves t
     RUNNING="${RUNNING/ $1 / }"
 }
 
-saturate() {  # target scenario round: one closed-loop run, then the target's processes checked
-    local name="sat_$2.r$3" body="${BODY_PLAIN}"
-    if [[ "$2" == stream ]]; then body="${BODY_STREAM}"; fi
-    select_target "$1"
-    sleep 1
-    measure "${name}" run_wrk "${SAT_DURATION}" "${body}" "${DIR}/${name}.wrk.txt"
-    log "round $3: ${T}: saturation $2: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${DIR}/${name}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
-    check_alive "saturation $2, round $3" || stop_target "${T}"
-}
-
 reversed() {  # words -> the same words in reverse order
     local w out=""
     for w in $1; do out="${w} ${out}"; done
     echo "${out}"
 }
 
-finish_target() {  # target: open loop at each rate, memory and idle connections, then stopped
-    local rate
-    select_target "$1"
-    for rate in ${RATES}; do
-        sleep 1
-        # ringgate's own view of its overhead: /latency before and after (the report subtracts).
-        is_ringgate "${T}" && latency_snapshot "${DIR}/open_${rate}.latency_before.json"
-        measure "open_${rate}" run_oha "${rate}" "${DIR}/open_${rate}.oha.json"
-        is_ringgate "${T}" && latency_snapshot "${DIR}/open_${rate}.latency_after.json"
-        log "${T}: open loop ${rate} req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${DIR}/open_${rate}.oha.json" 2>/dev/null || echo 'no result')"
-        check_alive "open loop ${rate}" || { stop_target "${T}"; return 0; }
+# A round runs every target still running once, in the order of TARGETS in odd rounds and in
+# reverse in even ones: the two targets of a comparison run seconds apart (neighbours in TARGETS
+# back to back), and a drift of the machine's speed across a round lands on either side of a
+# pair in turn. perf/rundata.py takes each comparison as the median of its rounds', as
+# perf/ab.sh does.
+in_round() {  # label round command [args...]: `command target args... round` for each target
+    local label="$1" round="$2" order="${TARGETS}" t
+    shift 2
+    if (( round % 2 == 0 )); then order="$(reversed "${TARGETS}")"; fi
+    log "=== ${label}: ${order}"
+    for t in ${order}; do
+        if is_running "${t}"; then "$1" "${t}" "${@:2}" "${round}"; fi
     done
+}
 
+measured_run() {  # target name phase command...: one measured run, then the target's processes checked
+    select_target "$1"
+    sleep 1
+    measure "$2" "${@:4}"
+    check_alive "$3" || stop_target "${T}"
+}
+
+saturate() {  # target scenario round: one closed-loop run
+    local name="sat_$2.r$3" body="${BODY_PLAIN}"
+    if [[ "$2" == stream ]]; then body="${BODY_STREAM}"; fi
+    measured_run "$1" "${name}" "saturation $2, round $3" run_wrk "${SAT_DURATION}" "${body}" "${RAW}/$1/${name}.wrk.txt"
+    log "round $3: $1: saturation $2: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "${RAW}/$1/${name}.wrk.txt" | tr -s ' ' | paste -sd';' -)"
+}
+
+open_loop() {  # target rate round: one open-loop run
+    local name="open_$2.r$3"
+    measured_run "$1" "${name}" "open loop $2, round $3" run_oha_inside "$2" "${RAW}/$1/${name}"
+    log "round $3: $1: open loop $2 req/s: $("${PYTHON}" -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["latencyPercentiles"]; print("p50 %.0fus p99 %.0fus p99.9 %.0fus codes %s errors %s" % (p["p50"]*1e6, p["p99"]*1e6, p["p99.9"]*1e6, d["statusCodeDistribution"], d["errorDistribution"]))' "${RAW}/$1/${name}.oha.json" 2>/dev/null || echo 'no result')"
+}
+
+finish_target() {  # target: memory and idle connections, then stopped
+    select_target "$1"
     sleep 1
     pk mem "${DIR}/mem_after_load.json" "${ROLES[@]}"
     log "${T}: ${IDLE_CONNS} idle keep-alive connections (two rounds)"
@@ -490,25 +518,27 @@ for t in ${TARGETS}; do
     run_wrk "${WARMUP}" "${BODY_PLAIN}" "${DIR}/warmup.wrk.txt"
 done
 
-# Saturation in alternated rounds. A round runs every target's plain saturation, then every
-# target's streamed one, in the order of TARGETS in odd rounds and in reverse in even ones: the
-# two targets of a ratio run seconds apart (neighbours in TARGETS back to back), and a drift of
-# the machine's speed across a round lands on either side of a pair in turn. perf/rundata.py
-# takes each ratio as the median of its rounds' ratios, as perf/ab.sh does.
+# Saturation: a round is every target's plain run, then every target's streamed one.
 for round in $(seq 1 "${SAT_ROUNDS}"); do
-    order="${TARGETS}"
-    if (( round % 2 == 0 )); then order="$(reversed "${TARGETS}")"; fi
-    log "=== saturation round ${round}/${SAT_ROUNDS}: ${order}"
     for scen in plain stream; do
-        for t in ${order}; do
-            if is_running "${t}"; then saturate "${t}" "${scen}" "${round}"; fi
-        done
+        in_round "saturation ${scen}, round ${round}/${SAT_ROUNDS}" "${round}" saturate "${scen}"
+    done
+done
+
+# The open loop: OPEN_ROUNDS rounds at one rate, then at the next. The added latency of a target
+# is its percentile minus direct's in the same round, and two proxies are compared round by round:
+# each comparison is of one rate, so a rate's rounds come together and its runs span a few
+# minutes (OPEN_ROUNDS × targets × DURATION); rates inside the rounds would stretch each one's
+# rounds over the whole phase, with the machine's drift between them, for no closer pair.
+for rate in ${RATES}; do
+    for round in $(seq 1 "${OPEN_ROUNDS}"); do
+        in_round "open loop ${rate} req/s, round ${round}/${OPEN_ROUNDS}" "${round}" open_loop "${rate}"
     done
 done
 
 for t in ${TARGETS}; do
     if is_running "${t}"; then
-        log "=== open loop, memory and idle connections: ${t}"
+        log "=== memory and idle connections: ${t}"
         finish_target "${t}"
     fi
 done
