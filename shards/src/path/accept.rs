@@ -93,7 +93,7 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsAccepto
 
 async fn wait_for_drain(shard: &Shard) {
     while !shard.node.is_draining() {
-        crate::timer::sleep(DRAIN_POLL).await;
+        crate::timer::tick(DRAIN_POLL).await;
     }
 }
 

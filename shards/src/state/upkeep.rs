@@ -1,6 +1,8 @@
 //! A shard's background tasks: closing idle upstream connections, adopting the node's latest
 //! configuration snapshot, sending batched usage records to the coordinator, and giving
-//! freed memory back once the shard has gone quiet.
+//! freed memory back once the shard has gone quiet. Each waits for its period's ticks
+//! ([`crate::timer::tick`]): the periods divide one another, so an idle shard wakes once per
+//! shortest period for all of them.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ async fn send_usage(shard: Rc<Shard>) {
         return;
     };
     loop {
-        crate::timer::sleep(USAGE_INTERVAL).await;
+        crate::timer::tick(USAGE_INTERVAL).await;
         let dropped = shard.usage.flush(&gov);
         shard.stats.usage_dropped.add(dropped as u64);
     }
@@ -45,7 +47,7 @@ async fn send_usage(shard: Rc<Shard>) {
 /// they started with.
 async fn follow_snapshot(shard: Rc<Shard>) {
     loop {
-        crate::timer::sleep(SNAPSHOT_POLL).await;
+        crate::timer::tick(SNAPSHOT_POLL).await;
         let latest = shard.node.snapshot.load_full();
         let changed = !Arc::ptr_eq(&**shard.current.borrow(), &latest);
         if changed {
@@ -56,7 +58,7 @@ async fn follow_snapshot(shard: Rc<Shard>) {
 
 async fn sweep_pool(shard: Rc<Shard>) {
     loop {
-        crate::timer::sleep(POOL_SWEEP_INTERVAL).await;
+        crate::timer::tick(POOL_SWEEP_INTERVAL).await;
         let snapshot = shard.snapshot();
         shard.pool.sweep(&snapshot.providers);
     }
@@ -78,7 +80,7 @@ async fn release_when_quiet(shard: Rc<Shard>, release: fn()) {
     };
     let mut watch = crate::quiet::QuietWatch::new(activity(&shard));
     loop {
-        crate::timer::sleep(QUIET_CHECK).await;
+        crate::timer::tick(QUIET_CHECK).await;
         if watch.tick(activity(&shard)) {
             release();
         }
