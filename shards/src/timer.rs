@@ -69,29 +69,18 @@ pub async fn sleep(duration: Duration) {
     sleep_until(crate::poll_clock::now() + duration).await
 }
 
-/// The grid the shard's periodic tasks wait on ([`tick`]): every period is a multiple of it.
-pub const TICK_GRID: Duration = Duration::from_millis(25);
-
 /// Waits until the next multiple of `period` counted from one instant shared by the whole
 /// process (its first tick). A shard's periodic tasks (snapshot, drain flag, usage, quiet
-/// check, pool sweep) wait this way, so that their timers expire together and wake an idle
-/// shard once rather than once each: a wake-up of an idle thread costs ~40 µs on a VM, and
-/// independent timers woke an idle shard ~80 times a second (0.3 % of a core; docs/perf.md).
-/// A wait longer than the grid goes in steps of the grid, which coincide with the shorter
-/// periods' ticks: monoio's timer wheel holds a timer beyond 64 ms on an upper level and wakes
-/// the thread at every 64-ms slot while one is there, ~16 wake-ups a second more.
+/// check, pool sweep) wait this way, so that those whose periods divide one another expire
+/// together and wake an idle shard once rather than once each: a wake-up of an idle thread
+/// costs ~40 µs on a VM, and independent timers woke an idle shard 74 (93 governed) times a
+/// second; on the grid it wakes 55 times (docs/perf.md). The wake-ups off the grid come
+/// ~64 ms apart, the span of the lowest level of monoio's timer wheel (a timer whose wait
+/// crosses it is moved down a level there); waiting in steps of the grid did not remove them.
 pub async fn tick(period: Duration) {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let now = crate::poll_clock::now();
-    let epoch = *EPOCH.get_or_init(|| now);
-    let due = next_tick(epoch, now, period);
-    loop {
-        let now = Instant::now();
-        if now >= due {
-            return;
-        }
-        sleep_until(next_tick(epoch, now, TICK_GRID).min(due)).await;
-    }
+    sleep_until(next_tick(*EPOCH.get_or_init(|| now), now, period)).await
 }
 
 /// The first multiple of `period` after `epoch` that is later than `now`.
