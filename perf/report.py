@@ -35,7 +35,12 @@ def _fmt_us(us):
 def _fmt_signed_us(us):
     if us is None:
         return "n/a"
-    return ("+" if us >= 0 else "−") + _fmt_us(abs(us))
+    return _sign(us) + _fmt_us(abs(us))
+
+
+def _sign(us) -> str:
+    """The sign of `us` as printed in whole µs: a difference of −0.3 µs is "+0", not "−0"."""
+    return "+" if round(us) >= 0 else "−"
 
 
 def _pct(v):
@@ -51,7 +56,7 @@ def _ratio(a, b):
 
 
 def _signed_whole(us) -> str:
-    return ("+" if us >= 0 else "−") + f"{abs(us):.0f}"
+    return _sign(us) + f"{abs(us):.0f}"
 
 
 def _each(values: list, fmt) -> str:

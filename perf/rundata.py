@@ -472,7 +472,8 @@ def _memory_anomalies(run: Run, t: str, m: dict) -> None:
 
 
 def _collect_against_nginx(run: Run) -> None:
-    """ringgate (plain or governed) slower or costlier per request than nginx is worth a line."""
+    """ringgate (plain or governed) slower or costlier per request than nginx is worth a line (by
+    the ratio as printed: 0.999× is not a line that says 1.00×)."""
     if "nginx" not in run.targets:
         return
     for t in INSIDE:
@@ -481,12 +482,12 @@ def _collect_against_nginx(run: Run) -> None:
         for scen in SCENARIOS:
             g, n, r = (run.sat_value(scen, t, "rps"), run.sat_value(scen, "nginx", "rps"),
                        run.sat_ratio(scen, t, "nginx", "rps"))
-            if g and n and r and r < 1:
+            if g and n and r and round(r, 2) < 1:
                 run.anomalies.append(f"saturation/{scen}: {LABEL[t]} throughput {g:,.0f} req/s is lower than "
                                      f"nginx {n:,.0f} req/s ({r:.2f}×)")
             g, n, r = (run.sat_value(scen, t, "cpu_us"), run.sat_value(scen, "nginx", "cpu_us"),
                        run.sat_ratio(scen, t, "nginx", "cpu_us"))
-            if g and n and r and r > 1:
+            if g and n and r and round(r, 2) > 1:
                 run.anomalies.append(f"saturation/{scen}: {LABEL[t]} uses more CPU per request than nginx "
                                      f"({g:.1f} vs {n:.1f} µs/req, {r:.2f}×)")
 
