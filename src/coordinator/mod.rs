@@ -174,6 +174,11 @@ pub fn start(start: Start) -> anyhow::Result<Coordinator> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The blocking pool runs SQLite's calls, on its one connection behind a mutex (and a
+        // PostgreSQL host name's lookup): a second thread would only wait for the first, and
+        // each thread that runs SQLite grows an allocator heap of its own — the pool kept 4–7
+        // threads, each holding SQLite's working set (docs/perf.md).
+        .max_blocking_threads(1)
         // The blocking pool (store writes) keeps off the shards' cores too.
         .on_thread_start(pin.clone())
         .build()?;
