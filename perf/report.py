@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from rundata import INSIDE, LABEL, NOISE_MARK, PCTS, SCENARIOS, Run, collect, div, median, mib, sat_pick
+from rundata import INSIDE, LABEL, NOISE_MARK, PCTS, SCENARIOS, Run, collect, div, median, mib, positive_div, sat_pick
 
 # --------------------------------------------------------------------------------------------
 # formatting
@@ -79,8 +79,9 @@ def _us_with_rounds(diffs: list[float]) -> str:
 
 
 def _positive_ratio(a, b):
-    """Ratio of two added latencies: only meaningful when both are above zero."""
-    return _ratio(a, b) if a is not None and b is not None and a > 0 and b > 0 else "—"
+    """Ratio of two added latencies (positive_div), "—" where it has no meaning."""
+    r = positive_div(a, b)
+    return "—" if r is None else _times(r)
 
 
 
@@ -263,8 +264,7 @@ def key_figures(run: Run) -> dict[str, dict]:
             # The ratio of the medians of the rounds' added p99s, not the median of the rounds' ratios:
             # a round's ratio is undefined when an added p99 was ≤ 0 in it, which happens (direct's
             # p99 swings by as much as the latency a proxy adds).
-            x, y = run.added(rate, a, "p99"), run.added(rate, b, "p99")
-            put(f"added p99 at {rate}/s {a}/{b}", x / y if x is not None and y is not None and x > 0 and y > 0 else None,
+            put(f"added p99 at {rate}/s {a}/{b}", positive_div(run.added(rate, a, "p99"), run.added(rate, b, "p99")),
                 "lower", run.ol_noisy(rate, a, b))
     for t in run.proxies:
         if t in run.mem:

@@ -51,6 +51,11 @@ def div(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def positive_div(a, b):
+    """a / b of two added latencies: only meaningful when both are above zero (None otherwise)."""
+    return a / b if a is not None and b is not None and a > 0 and b > 0 else None
+
+
 def sub(a, b):
     return None if a is None or b is None else a - b
 

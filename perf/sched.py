@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 SYS_SCHED_SETATTR = 314  # x86_64
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class SchedAttr(ctypes.Structure):
@@ -42,9 +43,8 @@ def threads(pid: int, names: list[str]):
 
 
 def set_slice(tid: int, us: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     attr = SchedAttr(size=ctypes.sizeof(SchedAttr), sched_policy=os.SCHED_OTHER, sched_runtime=us * 1000)
-    if libc.syscall(SYS_SCHED_SETATTR, tid, ctypes.byref(attr), 0) != 0:
+    if LIBC.syscall(SYS_SCHED_SETATTR, tid, ctypes.byref(attr), 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
