@@ -50,6 +50,8 @@ def set_slice(tid: int, us: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) < 3 or not argv[-1].isdigit():
+        sys.exit(__doc__)
     what, pid = argv[0], int(argv[-1])
     if what == "idle":
         for tid, comm in threads(pid, argv[1:-1]):
